@@ -1,0 +1,14 @@
+//! minirt: a daemonless container runtime with networking built in.
+//! The binary (`src/main.rs`, `src/cli/`) is thin; everything it calls lives here.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod instance;
+pub mod network;
+pub mod rootfs;
+pub mod store;
+pub mod util;
+
+pub use error::{Error, Result};
+pub use instance::Instance;

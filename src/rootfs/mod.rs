@@ -1,0 +1,10 @@
+//! Images and root filesystems: the content-addressed layer store, archive
+//! import (`docker save`, OCI layout, flat rootfs), and the container's
+//! overlay mount, pivot_root and special filesystems.
+
+pub mod archive;
+pub mod image;
+pub mod mount;
+
+pub use image::{Image, ImageConfig, ImageError};
+pub use mount::RootfsError;

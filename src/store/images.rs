@@ -1,0 +1,1 @@
+//! Image, tag and layer rows (owned by the images work).

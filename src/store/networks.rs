@@ -1,0 +1,1 @@
+//! Network, endpoint and port-binding rows (owned by the network work).
