@@ -1,0 +1,215 @@
+//! The test host: a private network namespace plus private minirt roots.
+//! minirt runs inside the namespace through `nsenter --net` (only the network
+//! namespace changes, so mounts stay visible to the leak checks).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_minirt");
+
+/// Runs a host command, returns its output (never panics on exit status).
+pub fn cmd(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct TestHost {
+    /// Network namespace name (`ip netns`), "minirt-t-<pid>-<n>".
+    pub ns: String,
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    dir: PathBuf,
+}
+
+impl TestHost {
+    pub fn new() -> TestHost {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ns = format!("minirt-t-{}-{}", std::process::id(), n);
+        let dir = std::env::temp_dir().join(format!("minirt-e2e-{}-{}", std::process::id(), n));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let o = cmd("ip", &["netns", "add", &ns]);
+        assert!(o.status.success(), "ip netns add: {}", stderr(&o));
+        let o = cmd("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        assert!(o.status.success(), "lo up: {}", stderr(&o));
+        TestHost {
+            root: dir.join("root"),
+            run_root: dir.join("run"),
+            ns,
+            dir,
+        }
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    /// A Command that runs minirt with this host's roots, inside its netns.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns_path()))
+            .arg("--")
+            .arg(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs minirt, returns the output whatever the exit status.
+    pub fn minirt(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run minirt")
+    }
+
+    /// Runs minirt, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.minirt(args);
+        assert!(
+            o.status.success(),
+            "minirt {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    /// Runs minirt, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let o = self.minirt(args);
+        assert!(
+            !o.status.success(),
+            "minirt {args:?} should fail but succeeded: {}",
+            stdout(&o)
+        );
+        (o.status.code().unwrap_or(-1), stderr(&o))
+    }
+
+    /// Runs a program inside the test host's network namespace.
+    pub fn in_ns(&self, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.ns, program];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// Mount points under this host's roots (for leak checks).
+    pub fn mounts(&self) -> Vec<String> {
+        mounts_under(&self.dir)
+    }
+
+    /// The instance tag minirt derives from the root (same rule as instance.rs).
+    pub fn cgroup_parent(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canon = std::fs::canonicalize(&self.root).unwrap_or(self.root.clone());
+        let d = Sha256::digest(canon.as_os_str().as_encoded_bytes());
+        format!("minirt-{}", hex::encode(&d[..4]))
+    }
+
+    /// Every cgroup directory this instance has under any v1 hierarchy.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let parent = self.cgroup_parent();
+        let mut out = vec![];
+        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let Ok(rd) = std::fs::read_dir(base) else { continue };
+            for h in rd.flatten() {
+                let p = h.path().join(&parent);
+                if let Ok(children) = std::fs::read_dir(&p) {
+                    for c in children.flatten() {
+                        if c.path().is_dir() {
+                            out.push(c.path());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // 1. Ask minirt itself to remove everything it made.
+        if let Ok(o) = self.command(&["ps", "-aq"]).output() {
+            let ids: Vec<String> = stdout(&o).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.command(&args).output();
+            }
+        }
+        let _ = self.command(&["network", "prune", "-f"]).output();
+        // 2. Whatever is still there: kill processes in our cgroups (they are
+        //    ours: the cgroup parent is derived from our private root).
+        for cg in self.cgroups() {
+            if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        for cg in self.cgroups() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(&cg).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let parent = self.cgroup_parent();
+        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            if let Ok(rd) = std::fs::read_dir(base) {
+                for h in rd.flatten() {
+                    let _ = std::fs::remove_dir(h.path().join(&parent));
+                }
+            }
+        }
+        // 3. Unmount leftovers, deepest first, then delete files and the netns.
+        let mut ms = self.mounts();
+        ms.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ms {
+            let _ = cmd("umount", &["-l", &m]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = cmd("ip", &["netns", "del", &self.ns]);
+    }
+}

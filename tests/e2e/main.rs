@@ -1,0 +1,5 @@
+//! End-to-end tests: drive the built `minirt` binary as a user would. Each
+//! test gets its own --root, --run-root and network namespace (a throwaway
+//! "test host"), cleaned up on drop even when the test fails.
+
+mod common;
