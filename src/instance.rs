@@ -21,7 +21,11 @@ impl Instance {
         let root = std::fs::canonicalize(root)?;
         let run_root = std::fs::canonicalize(run_root)?;
         let tag = instance_tag(&root);
-        Ok(Instance { root, run_root, tag })
+        Ok(Instance {
+            root,
+            run_root,
+            tag,
+        })
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -77,9 +77,22 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// True when `pid` is alive and is still the process that started at `start`.
+/// True when `pid` is alive (not a zombie) and is still the process that
+/// started at `start`.
 pub fn process_alive(pid: i32, start: u64) -> bool {
-    pid > 0 && process_start_time(pid) == Some(start)
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("Z");
+    let started: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
+    state != "Z" && state != "X" && started == Some(start)
 }
 
 #[cfg(test)]

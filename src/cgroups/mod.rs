@@ -28,3 +28,40 @@ pub struct Resources {
     /// Maximum number of tasks (`--pids-limit`).
     pub pids_limit: Option<i64>,
 }
+
+// ---- PLACEHOLDER until the `cgroups` branch lands (it owns this file) ----
+pub struct Cgroup;
+impl Cgroup {
+    pub fn create(_parent: &str, _id: &str, _res: &Resources) -> Result<Cgroup> {
+        Ok(Cgroup)
+    }
+    pub fn open(_parent: &str, _id: &str) -> Cgroup {
+        Cgroup
+    }
+    pub fn add_task(&self, _pid: i32) -> Result<()> {
+        Ok(())
+    }
+    pub fn procs_files(&self) -> Vec<std::path::PathBuf> {
+        vec![]
+    }
+    pub fn procs(&self) -> Vec<i32> {
+        vec![]
+    }
+    pub fn oom_killed(&self) -> bool {
+        false
+    }
+    pub fn kill_all(&self, _sig: nix::sys::signal::Signal) -> Result<()> {
+        Ok(())
+    }
+    pub fn remove(&self) -> Result<()> {
+        Ok(())
+    }
+}
+pub fn parse_memory(s: &str) -> Result<i64> {
+    s.parse().map_err(|_| CgroupError::Invalid(s.into()))
+}
+pub fn parse_cpus(s: &str) -> Result<i64> {
+    s.parse::<f64>()
+        .map(|c| (c * 1e9) as i64)
+        .map_err(|_| CgroupError::Invalid(s.into()))
+}

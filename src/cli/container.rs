@@ -1,9 +1,18 @@
 //! `minirt run | start | exec | ps | inspect | logs | stop | kill | rm`.
 
-use super::{not_implemented, CliResult, MonitorArgs};
+use super::output::table;
+use super::{CliError, CliResult};
 use clap::Args;
+use minirt::container::create::{self, RunOptions};
+use minirt::container::lifecycle;
+use minirt::network::{self, NetworkRequest};
+use minirt::store::{containers, Store};
+use minirt::util;
 use minirt::Instance;
+use serde_json::json;
+use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
@@ -156,36 +165,292 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-pub fn run(_inst: &Instance, _a: RunArgs) -> CliResult {
-    not_implemented("run")
+fn cli_err(code: i32, message: impl Into<String>) -> CliError {
+    CliError {
+        code,
+        message: message.into(),
+    }
 }
-pub fn start(_inst: &Instance, _a: StartArgs) -> CliResult {
-    not_implemented("start")
+
+pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
+    let mut it = a.image_and_cmd.into_iter();
+    let image = it
+        .next()
+        .ok_or_else(|| cli_err(125, "\"minirt run\" requires at least 1 argument"))?;
+    let mut env_files = vec![];
+    for f in &a.env_file {
+        env_files.push(
+            std::fs::read_to_string(f)
+                .map_err(|e| cli_err(125, format!("open {}: {e}", f.display())))?,
+        );
+    }
+    if a.detach && a.rm && a.interactive && a.tty {
+        // Fine: -dit --rm is allowed, like Docker.
+    }
+    let opts = RunOptions {
+        image,
+        cmd: it.collect(),
+        name: a.name,
+        hostname: a.hostname,
+        env: a.env,
+        env_files,
+        volumes: a.volume,
+        workdir: a.workdir,
+        user: a.user,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        tty: a.tty,
+        interactive: a.interactive,
+        auto_remove: a.rm,
+        network: NetworkRequest {
+            mode: a.net.unwrap_or_default(),
+            ip: a.ip,
+            dns: a.dns,
+            add_hosts: a.add_host,
+            publish: a.publish,
+            aliases: a.network_alias,
+        },
+    };
+    let id = create::create(inst, &opts)?;
+    if a.detach {
+        lifecycle::start_detached(inst, &id, a.tty)?;
+        println!("{id}");
+        Ok(0)
+    } else {
+        Ok(lifecycle::run_foreground(inst, &id, a.tty, a.interactive)?)
+    }
 }
+
+pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
+    if a.attach && a.containers.len() > 1 {
+        return Err(cli_err(
+            125,
+            "you cannot start and attach multiple containers at once",
+        ));
+    }
+    let mut failed = None;
+    for c in &a.containers {
+        match lifecycle::start(inst, c, a.attach) {
+            Ok(code) if a.attach => return Ok(code),
+            Ok(_) => println!("{c}"),
+            Err(e) => {
+                eprintln!("minirt: {e}");
+                failed = Some(e.exit_code());
+            }
+        }
+    }
+    Ok(failed.unwrap_or(0))
+}
+
 pub fn exec(_inst: &Instance, _a: ExecArgs) -> CliResult {
-    not_implemented("exec")
+    super::not_implemented("exec")
 }
-pub fn ps(_inst: &Instance, _a: PsArgs) -> CliResult {
-    not_implemented("ps")
+
+pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
+    let rows = lifecycle::list(inst)?;
+    let store = Store::open(&inst.db_path()).map_err(minirt::Error::from)?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| a.all || r.status == containers::RUNNING)
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", &r.id[..12]);
+        }
+        return Ok(0);
+    }
+    let now = util::now_nanos();
+    let mut out = vec![];
+    let mut json_rows = vec![];
+    for r in &rows {
+        let nets: Vec<String> = network::container_networks(&store, &r.id)
+            .map_err(minirt::Error::from)?
+            .iter()
+            .map(|e| format!("{}={}", e.network_name, e.ip))
+            .collect();
+        let ports = network::container_ports(&store, &r.id).map_err(minirt::Error::from)?;
+        let created = format!(
+            "{} ago",
+            util::human_duration((now - r.created) / 1_000_000_000)
+        );
+        let status = lifecycle::status_text(r, now);
+        json_rows.push(json!({
+            "ID": &r.id[..12], "Image": r.image, "Command": lifecycle::command_text(&r.command),
+            "CreatedAt": util::rfc3339(r.created), "RunningFor": created, "Status": status,
+            "State": r.status, "Ports": ports.join(", "), "Names": r.name, "Networks": nets.join(", "),
+        }));
+        out.push(vec![
+            r.id[..12].to_string(),
+            r.image.clone(),
+            lifecycle::command_text(&r.command),
+            created,
+            status,
+            ports.join(", "),
+            r.name.clone(),
+            nets.join(", "),
+        ]);
+    }
+    if a.format == "json" {
+        for j in json_rows {
+            println!("{j}");
+        }
+        return Ok(0);
+    }
+    if a.format != "table" {
+        return Err(cli_err(
+            125,
+            format!("unknown format {:?}: use table or json", a.format),
+        ));
+    }
+    print!(
+        "{}",
+        table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES",
+                "NETWORKS"
+            ],
+            &out
+        )
+    );
+    Ok(0)
 }
-pub fn inspect(_inst: &Instance, _a: InspectArgs) -> CliResult {
-    not_implemented("inspect")
+
+pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
+    lifecycle::reconcile(inst)?;
+    let store = Store::open(&inst.db_path()).map_err(minirt::Error::from)?;
+    let mut out = vec![];
+    let mut missing = vec![];
+    for key in &a.containers {
+        let r = match containers::lookup(store.conn(), key) {
+            Ok(r) => r,
+            Err(_) => {
+                missing.push(key.clone());
+                continue;
+            }
+        };
+        let cfg = lifecycle::config_of(&r);
+        let mut nets = serde_json::Map::new();
+        for e in network::container_networks(&store, &r.id).map_err(minirt::Error::from)? {
+            nets.insert(
+                e.network_name.clone(),
+                json!({
+                    "NetworkID": e.network_id, "EndpointID": e.endpoint_id,
+                    "Gateway": e.gateway.to_string(), "IPAddress": e.ip.to_string(),
+                    "IPPrefixLen": e.prefix_len, "MacAddress": e.mac,
+                }),
+            );
+        }
+        let ports = network::container_ports(&store, &r.id).map_err(minirt::Error::from)?;
+        let running = lifecycle::is_running(&r);
+        out.push(json!({
+            "Id": r.id,
+            "Created": util::rfc3339(r.created),
+            "Path": r.command.first(),
+            "Args": r.command.iter().skip(1).collect::<Vec<_>>(),
+            "State": {
+                "Status": r.status, "Running": running, "Pid": if running { r.pid } else { 0 },
+                "ExitCode": r.exit_code, "OOMKilled": r.oom_killed,
+                "StartedAt": util::rfc3339(r.started_at), "FinishedAt": util::rfc3339(r.finished_at),
+            },
+            "Image": format!("sha256:{}", r.image_id),
+            "Name": format!("/{}", r.name),
+            "Config": {
+                "Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty, "OpenStdin": cfg.interactive,
+                "Env": cfg.env, "Cmd": cfg.args, "Image": cfg.image, "WorkingDir": cfg.workdir,
+            },
+            "HostConfig": {
+                "Memory": cfg.resources.memory.unwrap_or(0),
+                "NanoCpus": cfg.resources.nano_cpus.unwrap_or(0),
+                "PidsLimit": cfg.resources.pids_limit,
+                "NetworkMode": if cfg.network.mode == "bridge" { "bridge".to_string() } else { cfg.network.mode.clone() },
+                "AutoRemove": cfg.auto_remove,
+                "Binds": cfg.mounts.iter().map(|m| format!("{}:{}{}", m.source, m.destination, if m.readonly { ":ro" } else { "" })).collect::<Vec<_>>(),
+            },
+            "NetworkSettings": { "Ports": ports, "Networks": nets },
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    if let Some(m) = missing.first() {
+        return Err(cli_err(1, format!("No such container: {m}")));
+    }
+    Ok(0)
 }
-pub fn logs(_inst: &Instance, _a: LogsArgs) -> CliResult {
-    not_implemented("logs")
+
+pub fn logs(inst: &Instance, a: LogsArgs) -> CliResult {
+    let row = lifecycle::lookup(inst, &a.container)?;
+    let path = minirt::container::runtime::log_path(inst, &row.id);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) if !a.follow => return Ok(0),
+        Err(e) => {
+            return Err(cli_err(
+                125,
+                format!("reading logs of {}: {e}", a.container),
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        let n = std::io::copy(&mut f, &mut out).map_err(|e| cli_err(125, e.to_string()))?;
+        let _ = out.flush();
+        if !a.follow {
+            return Ok(0);
+        }
+        if n == 0 {
+            // Still running? Check after the read, so the last bytes are never lost.
+            let r = lifecycle::lookup(inst, &row.id)?;
+            if !lifecycle::is_running(&r) && r.status != containers::CREATED {
+                std::io::copy(&mut f, &mut out).map_err(|e| cli_err(125, e.to_string()))?;
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
-pub fn stop(_inst: &Instance, _a: StopArgs) -> CliResult {
-    not_implemented("stop")
+
+fn each(keys: &[String], mut f: impl FnMut(&str) -> minirt::Result<()>) -> CliResult {
+    let mut code = 0;
+    for k in keys {
+        match f(k) {
+            Ok(()) => println!("{k}"),
+            Err(e) => {
+                eprintln!("minirt: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
-pub fn kill(_inst: &Instance, _a: KillArgs) -> CliResult {
-    not_implemented("kill")
+
+pub fn stop(inst: &Instance, a: StopArgs) -> CliResult {
+    each(&a.containers, |c| {
+        lifecycle::stop(inst, c, Duration::from_secs(a.time))
+    })
 }
-pub fn rm(_inst: &Instance, _a: RmArgs) -> CliResult {
-    not_implemented("rm")
+
+pub fn kill(inst: &Instance, a: KillArgs) -> CliResult {
+    let sig = lifecycle::parse_signal(&a.signal).map_err(minirt::Error::from)?;
+    each(&a.containers, |c| lifecycle::kill(inst, c, sig))
 }
-pub fn system_prune(_inst: &Instance) -> CliResult {
-    not_implemented("system prune")
+
+pub fn rm(inst: &Instance, a: RmArgs) -> CliResult {
+    each(&a.containers, |c| lifecycle::rm(inst, c, a.force))
 }
-pub fn monitor(_inst: &Instance, _a: MonitorArgs) -> CliResult {
-    not_implemented("__monitor")
+
+pub fn system_prune(inst: &Instance) -> CliResult {
+    let removed = lifecycle::prune(inst)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+    }
+    Ok(0)
 }

@@ -11,13 +11,27 @@ use minirt::Instance;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "minirt", version, about = "A daemonless container runtime with built-in networking")]
+#[command(
+    name = "minirt",
+    version,
+    about = "A daemonless container runtime with built-in networking"
+)]
 pub struct Cli {
     /// Persistent state directory (database, image layers, containers).
-    #[arg(long, global = true, env = "MINIRT_ROOT", default_value = "/var/lib/minirt")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIRT_ROOT",
+        default_value = "/var/lib/minirt"
+    )]
     pub root: PathBuf,
     /// Volatile state directory (pid files, sockets, mounts).
-    #[arg(long, global = true, env = "MINIRT_RUN_ROOT", default_value = "/run/minirt")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIRT_RUN_ROOT",
+        default_value = "/run/minirt"
+    )]
     pub run_root: PathBuf,
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "MINIRT_LOG", default_value = "warn")]
@@ -60,9 +74,6 @@ pub enum Command {
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
-    /// (internal) the per-container monitor process.
-    #[command(hide = true, name = "__monitor")]
-    Monitor(MonitorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,11 +89,6 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct MonitorArgs {
-    pub id: String,
-}
-
 /// The error the CLI reports: one line, and the exit code to leave with.
 pub struct CliError {
     pub code: i32,
@@ -91,7 +97,10 @@ pub struct CliError {
 
 impl From<minirt::Error> for CliError {
     fn from(e: minirt::Error) -> CliError {
-        CliError { code: e.exit_code(), message: e.to_string() }
+        CliError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -99,7 +108,10 @@ impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> CliError {
         match e.downcast::<minirt::Error>() {
             Ok(e) => e.into(),
-            Err(e) => CliError { code: 125, message: format!("{e:#}") },
+            Err(e) => CliError {
+                code: 125,
+                message: format!("{e:#}"),
+            },
         }
     }
 }
@@ -153,11 +165,13 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
-        Command::Monitor(a) => container::monitor(&inst, a),
     }
 }
 
 /// The loud failure for anything not built yet (exit 125, never pretend).
 pub fn not_implemented(what: &str) -> CliResult {
-    Err(CliError { code: 125, message: format!("{what}: not implemented") })
+    Err(CliError {
+        code: 125,
+        message: format!("{what}: not implemented"),
+    })
 }

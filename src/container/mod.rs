@@ -32,3 +32,11 @@ impl ContainerError {
         }
     }
 }
+pub mod create;
+pub mod init;
+pub mod lifecycle;
+pub mod process;
+pub mod protocol;
+pub mod pty;
+pub mod runtime;
+pub mod spec;

@@ -41,3 +41,15 @@ pub struct Image {
     pub layers: Vec<String>,
     pub config: ImageConfig,
 }
+
+// ---- PLACEHOLDER until the `images` branch lands (it owns this file) ----
+pub fn resolve(
+    _inst: &crate::Instance,
+    _store: &mut crate::store::Store,
+    name: &str,
+) -> Result<Image, ImageError> {
+    Err(ImageError::NotFound(name.into()))
+}
+pub fn layer_dir(inst: &crate::Instance, digest: &str) -> std::path::PathBuf {
+    inst.layers_dir().join(digest)
+}

@@ -1,7 +1,383 @@
-//! The container's root filesystem: overlay mount, pivot_root, /proc /sys /dev.
+//! The container's root filesystem. Host side: the overlay of image layers
+//! plus a per-container upper dir. Child side (runs in the new mount
+//! namespace): the Spec's mounts and devices, pivot_root, masked paths.
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("{0}")]
     Mount(String),
+}
+
+type Result<T> = std::result::Result<T, RootfsError>;
+
+fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> RootfsError {
+    RootfsError::Mount(format!("{what}: {e}"))
+}
+
+/// Mounts an overlay of `lowers` (bottom layer first) with `upper`/`work` at
+/// `target`. The dirs are created if missing.
+pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    for d in [upper, work, target] {
+        std::fs::create_dir_all(d).map_err(|e| fail(format!("creating {}", d.display()), e))?;
+    }
+    if lowers.is_empty() {
+        return Err(RootfsError::Mount("image has no layers".into()));
+    }
+    // overlayfs wants the top-most lower dir first.
+    let lower: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| fail(format!("mounting overlay at {}", target.display()), e))
+}
+
+/// Unmounts `target` if it is mounted (lazily, so a busy mount cannot wedge
+/// teardown); a target that is not a mount point is fine.
+pub fn unmount(target: &Path) -> Result<()> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(fail(format!("unmounting {}", target.display()), e)),
+    }
+}
+
+/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
+/// hostile image cannot point a mount destination outside its rootfs.
+pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
+    let mut resolved = PathBuf::new(); // relative to root
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = pending.pop() {
+        if c.as_os_str() == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        match std::fs::read_link(root.join(&candidate)) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for comp in target.components().rev() {
+                    match comp {
+                        Component::Normal(n) => pending.push(PathBuf::from(n)),
+                        Component::ParentDir => pending.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => resolved = candidate,
+        }
+    }
+    root.join(resolved)
+}
+
+/// Splits fstab-style options into mount flags and filesystem data.
+pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
+    let mut flags = MsFlags::empty();
+    let mut data = vec![];
+    let mut readonly = false;
+    for o in options {
+        match o.as_str() {
+            "ro" => readonly = true,
+            "rw" => {}
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data, readonly)
+}
+
+/// Child side: everything between "a new mount namespace" and "pivot_root
+/// done, /proc masked". Runs inside the container's mount namespace.
+pub fn setup_container_rootfs(spec: &Spec) -> Result<()> {
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| RootfsError::Mount("spec has no root".into()))?;
+
+    // Nothing we mount may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("making / private", e))?;
+    mount(
+        Some(&root),
+        &root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| fail("binding the rootfs", e))?;
+
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        mount_one(&root, m)?;
+    }
+    if let Some(linux) = spec.linux() {
+        for d in linux.devices().as_deref().unwrap_or_default() {
+            let dest = secure_join(&root, d.path());
+            let kind = match d.typ() {
+                LinuxDeviceType::B => SFlag::S_IFBLK,
+                LinuxDeviceType::P => SFlag::S_IFIFO,
+                _ => SFlag::S_IFCHR,
+            };
+            let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+            let dev = makedev(d.major() as u64, d.minor() as u64);
+            if mknod(&dest, kind, mode, dev).is_err() {
+                // mknod may be refused (e.g. nodev); bind the host's node instead.
+                touch(&dest)?;
+                mount(
+                    Some(d.path()),
+                    &dest,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| fail(format!("device {}", d.path().display()), e))?;
+            } else {
+                // mknod honours the umask: set the mode the spec asked for.
+                let _ = nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    &dest,
+                    mode,
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                );
+            }
+        }
+    }
+    for (link, target) in [
+        ("dev/fd", "/proc/self/fd"),
+        ("dev/stdin", "/proc/self/fd/0"),
+        ("dev/stdout", "/proc/self/fd/1"),
+        ("dev/stderr", "/proc/self/fd/2"),
+        ("dev/ptmx", "pts/ptmx"),
+        ("dev/core", "/proc/kcore"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, root.join(link));
+    }
+
+    pivot_into(&root)?;
+
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().as_deref().unwrap_or_default() {
+            mask_path(Path::new(p))?;
+        }
+        for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+            readonly_path(Path::new(p))?;
+        }
+    }
+    Ok(())
+}
+
+fn touch(p: &Path) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("creating {}", parent.display()), e))?;
+    }
+    if !p.exists() {
+        std::fs::File::create(p).map_err(|e| fail(format!("creating {}", p.display()), e))?;
+    }
+    Ok(())
+}
+
+fn mount_one(root: &Path, m: &oci_spec::runtime::Mount) -> Result<()> {
+    let dest = secure_join(root, m.destination());
+    let typ = m.typ().clone().unwrap_or_default();
+    let source = m.source().clone().unwrap_or_default();
+    let (mut flags, data, readonly) = parse_options(m.options().as_deref().unwrap_or_default());
+    let is_bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
+    if is_bind {
+        flags |= MsFlags::MS_BIND;
+        let meta = std::fs::metadata(&source)
+            .map_err(|e| fail(format!("bind source {}", source.display()), e))?;
+        if meta.is_dir() {
+            std::fs::create_dir_all(&dest)
+                .map_err(|e| fail(format!("creating {}", dest.display()), e))?;
+        } else {
+            touch(&dest)?;
+        }
+        mount(Some(&source), &dest, None::<&str>, flags, None::<&str>).map_err(|e| {
+            fail(
+                format!(
+                    "bind mounting {} on {}",
+                    source.display(),
+                    m.destination().display()
+                ),
+                e,
+            )
+        })?;
+        if readonly {
+            let ro = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | (flags & !MsFlags::MS_REC);
+            mount(None::<&str>, &dest, None::<&str>, ro, None::<&str>)
+                .map_err(|e| fail(format!("read-only {}", m.destination().display()), e))?;
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dest).map_err(|e| fail(format!("creating {}", dest.display()), e))?;
+    if readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let data = data.join(",");
+    mount(
+        Some(&source),
+        &dest,
+        Some(typ.as_str()),
+        flags,
+        if data.is_empty() {
+            None
+        } else {
+            Some(data.as_str())
+        },
+    )
+    .map_err(|e| {
+        fail(
+            format!("mounting {typ} on {}", m.destination().display()),
+            e,
+        )
+    })
+}
+
+/// pivot_root(".", ".") then detach the old root: no temporary dir needed.
+fn pivot_into(root: &Path) -> Result<()> {
+    nix::unistd::chdir(root).map_err(|e| fail("chdir to rootfs", e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("detaching the old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| fail("chdir /", e))?;
+    Ok(())
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    let res = match std::fs::metadata(p) {
+        Err(_) => return Ok(()),
+        Ok(m) if m.is_dir() => mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        ),
+        Ok(_) => mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    };
+    res.map_err(|e| fail(format!("masking {}", p.display()), e))
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    if !p.exists() {
+        return Ok(());
+    }
+    mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| fail(format!("binding {}", p.display()), e))?;
+    mount(
+        None::<&str>,
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| fail(format!("read-only {}", p.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/../../../../tmp", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("etc/up")).unwrap();
+        assert_eq!(
+            secure_join(root, Path::new("/escape/x")),
+            root.join("tmp/x")
+        );
+        assert_eq!(secure_join(root, Path::new("/etc/up/y")), root.join("y"));
+        assert_eq!(secure_join(root, Path::new("/../../z")), root.join("z"));
+        assert_eq!(
+            secure_join(root, Path::new("/etc/hosts")),
+            root.join("etc/hosts")
+        );
+    }
+
+    #[test]
+    fn symlink_loops_terminate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        let p = secure_join(dir.path(), Path::new("/a/c"));
+        assert!(p.starts_with(dir.path()));
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let opts: Vec<String> = ["nosuid", "noexec", "mode=755", "size=65536k", "ro"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data, ro) = parse_options(&opts);
+        assert!(flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC));
+        assert_eq!(data, vec!["mode=755", "size=65536k"]);
+        assert!(ro);
+    }
 }

@@ -1,0 +1,315 @@
+//! Container rows: one per container, its config as JSON, its live state
+//! (pid + start time of init and monitor, exit code, OOM flag, times).
+
+use super::{is_unique_violation, Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRow {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    /// JSON of `container::ContainerConfig` (kept opaque here: the store
+    /// layer does not depend on the lifecycle layer).
+    pub config: String,
+    pub status: String,
+    pub pid: i32,
+    pub pid_start: u64,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub created: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+pub const CREATED: &str = "created";
+pub const RUNNING: &str = "running";
+pub const EXITED: &str = "exited";
+
+const COLUMNS: &str = "id, name, image, image_id, command, config, status, pid, pid_start, \
+    monitor_pid, monitor_start, exit_code, oom_killed, created, started_at, finished_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<ContainerRow> {
+    let command: String = r.get(4)?;
+    Ok(ContainerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        image_id: r.get(3)?,
+        command: serde_json::from_str(&command).unwrap_or_default(),
+        config: r.get(5)?,
+        status: r.get(6)?,
+        pid: r.get(7)?,
+        pid_start: r.get::<_, i64>(8)? as u64,
+        monitor_pid: r.get(9)?,
+        monitor_start: r.get::<_, i64>(10)? as u64,
+        exit_code: r.get(11)?,
+        oom_killed: r.get::<_, i64>(12)? != 0,
+        created: r.get(13)?,
+        started_at: r.get(14)?,
+        finished_at: r.get(15)?,
+    })
+}
+
+/// Inserts a new container; a taken name is a Conflict naming the holder.
+pub fn insert(c: &Connection, row: &ContainerRow) -> Result<()> {
+    let res = c.execute(
+        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
+        params![
+            row.id,
+            row.name,
+            row.image,
+            row.image_id,
+            serde_json::to_string(&row.command)?,
+            row.config,
+            row.status,
+            row.pid,
+            row.pid_start as i64,
+            row.monitor_pid,
+            row.monitor_start as i64,
+            row.exit_code,
+            row.oom_killed as i64,
+            row.created,
+            row.started_at,
+            row.finished_at
+        ],
+    );
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            let holder: Option<String> = c
+                .query_row(
+                    "SELECT id FROM containers WHERE name = ?1",
+                    [&row.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Err(StoreError::Conflict(format!(
+                "Conflict. The container name \"/{}\" is already in use by container \"{}\". \
+                 You have to remove (or rename) that container to be able to reuse that name.",
+                row.name,
+                holder.unwrap_or_default()
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn get(c: &Connection, id: &str) -> Result<Option<ContainerRow>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()?)
+}
+
+/// Finds a container by full id, name, or unique id prefix (Docker's order).
+pub fn lookup(c: &Connection, key: &str) -> Result<ContainerRow> {
+    if let Some(r) = get(c, key)? {
+        return Ok(r);
+    }
+    if let Some(r) = c
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
+            [key],
+            from_row,
+        )
+        .optional()?
+    {
+        return Ok(r);
+    }
+    if !key.is_empty() && key.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        // Range scan on the primary key: prefix <= id < prefix + 'g'.
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE id >= ?1 AND id < ?2 LIMIT 2"
+        ))?;
+        let hi = format!("{key}g");
+        let rows: Vec<ContainerRow> = st
+            .query_map(params![key, hi], from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        match rows.len() {
+            1 => return Ok(rows.into_iter().next().ok_or_else(|| not_found(key))?),
+            n if n > 1 => {
+                return Err(StoreError::Conflict(format!(
+                    "multiple containers found with provided prefix: {key}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Err(not_found(key))
+}
+
+fn not_found(key: &str) -> StoreError {
+    StoreError::NotFound(format!("No such container: {key}"))
+}
+
+/// All containers, newest first.
+pub fn list(c: &Connection) -> Result<Vec<ContainerRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM containers ORDER BY created DESC"
+    ))?;
+    let rows = st
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Containers whose recorded state says a process may be alive.
+pub fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM containers WHERE status IN ('created','running')"
+    ))?;
+    let rows = st
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn set_running(
+    c: &Connection,
+    id: &str,
+    pid: i32,
+    pid_start: u64,
+    monitor_pid: i32,
+    monitor_start: u64,
+    started_at: i64,
+) -> Result<()> {
+    c.execute(
+        "UPDATE containers SET status='running', pid=?2, pid_start=?3, monitor_pid=?4, \
+         monitor_start=?5, started_at=?6, exit_code=0, oom_killed=0, finished_at=0 WHERE id=?1",
+        params![
+            id,
+            pid,
+            pid_start as i64,
+            monitor_pid,
+            monitor_start as i64,
+            started_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks the container as started-but-not-yet-running (a start in progress).
+pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u64) -> Result<()> {
+    c.execute(
+        "UPDATE containers SET status='created', pid=0, pid_start=0, monitor_pid=?2, monitor_start=?3 WHERE id=?1",
+        params![id, monitor_pid, monitor_start as i64],
+    )?;
+    Ok(())
+}
+
+pub fn set_exited(
+    c: &Connection,
+    id: &str,
+    exit_code: i32,
+    oom: bool,
+    finished_at: i64,
+) -> Result<()> {
+    c.execute(
+        "UPDATE containers SET status='exited', exit_code=?2, oom_killed=?3, finished_at=?4, \
+         monitor_pid=0, monitor_start=0 WHERE id=?1",
+        params![id, exit_code, oom as i64, finished_at],
+    )?;
+    Ok(())
+}
+
+pub fn delete(c: &Connection, id: &str) -> Result<()> {
+    c.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn row(id: &str, name: &str) -> ContainerRow {
+        ContainerRow {
+            id: id.into(),
+            name: name.into(),
+            image: "busybox".into(),
+            image_id: "img".into(),
+            command: vec!["sh".into()],
+            config: "{}".into(),
+            status: CREATED.into(),
+            pid: 0,
+            pid_start: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            exit_code: 0,
+            oom_killed: false,
+            created: 1,
+            started_at: 0,
+            finished_at: 0,
+        }
+    }
+
+    fn store() -> Store {
+        let s = Store::open_in_memory().unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO images (id, config, layers, created) VALUES ('img','{}','[]',0)",
+                [],
+            )
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn name_taken_is_a_conflict_naming_the_holder() {
+        let s = store();
+        insert(s.conn(), &row("aaaa", "web")).unwrap();
+        let e = insert(s.conn(), &row("bbbb", "web")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"/web\" is already in use by container \"aaaa\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn lookup_by_id_name_and_unique_prefix() {
+        let s = store();
+        insert(s.conn(), &row("abc123", "one")).unwrap();
+        insert(s.conn(), &row("abd456", "two")).unwrap();
+        assert_eq!(lookup(s.conn(), "abc123").unwrap().name, "one");
+        assert_eq!(lookup(s.conn(), "two").unwrap().id, "abd456");
+        assert_eq!(lookup(s.conn(), "abc").unwrap().name, "one");
+        assert!(matches!(
+            lookup(s.conn(), "ab"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            lookup(s.conn(), "zzz"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn state_transitions_round_trip() {
+        let s = store();
+        insert(s.conn(), &row("c1", "n1")).unwrap();
+        set_running(s.conn(), "c1", 42, 7, 41, 6, 100).unwrap();
+        let r = get(s.conn(), "c1").unwrap().unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.pid, r.pid_start, r.monitor_pid),
+            (RUNNING, 42, 7, 41)
+        );
+        assert_eq!(list_live(s.conn()).unwrap().len(), 1);
+        set_exited(s.conn(), "c1", 137, true, 200).unwrap();
+        let r = get(s.conn(), "c1").unwrap().unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.exit_code, r.oom_killed),
+            (EXITED, 137, true)
+        );
+        assert!(list_live(s.conn()).unwrap().is_empty());
+        delete(s.conn(), "c1").unwrap();
+        assert!(get(s.conn(), "c1").unwrap().is_none());
+    }
+}

@@ -159,7 +159,10 @@ impl Store {
 
     /// Runs `f` in one IMMEDIATE transaction (takes the write lock up front,
     /// so two processes never deadlock upgrading a read lock).
-    pub fn write<T, E>(&mut self, f: impl FnOnce(&Transaction) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    pub fn write<T, E>(
+        &mut self,
+        f: impl FnOnce(&Transaction) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -198,13 +201,20 @@ mod tests {
         let p = dir.path().join("minirt.db");
         {
             let s = Store::open(&p).unwrap();
-            let v: i64 = s.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+            let v: i64 = s
+                .conn()
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
             assert_eq!(v, MIGRATIONS.len() as i64);
         }
         let s = Store::open(&p).unwrap();
         let n: i64 = s
             .conn()
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(n >= 7);
     }

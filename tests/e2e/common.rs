@@ -140,7 +140,9 @@ impl TestHost {
         let parent = self.cgroup_parent();
         let mut out = vec![];
         for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-            let Ok(rd) = std::fs::read_dir(base) else { continue };
+            let Ok(rd) = std::fs::read_dir(base) else {
+                continue;
+            };
             for h in rd.flatten() {
                 let p = h.path().join(&parent);
                 if let Ok(children) = std::fs::read_dir(&p) {
@@ -182,7 +184,10 @@ impl Drop for TestHost {
         //    ours: the cgroup parent is derived from our private root).
         for cg in self.cgroups() {
             if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
-                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }

@@ -1,0 +1,429 @@
+//! Turning what the user typed into a ContainerConfig (pure), and inserting
+//! the container with its network allocation in one store transaction.
+
+use super::config::{BindMount, ContainerConfig};
+use super::ContainerError;
+use crate::cgroups::{self, Resources};
+use crate::network::{self, NetworkRequest};
+use crate::rootfs::{image, Image};
+use crate::store::{containers, Store};
+use crate::{util, Instance, Result};
+use std::path::Path;
+
+/// `minirt run` options, as parsed by the CLI (strings not yet validated).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub env: Vec<String>,
+    /// Contents of each --env-file, already read.
+    pub env_files: Vec<String>,
+    pub volumes: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub network: NetworkRequest,
+}
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const MAX_NAME_LEN: usize = 128;
+
+fn invalid(m: impl Into<String>) -> ContainerError {
+    ContainerError::Invalid(m.into())
+}
+
+/// Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, plus a length limit.
+pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if name.len() < 2 || !ok_first || !ok_rest {
+        return Err(invalid(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed and at least 2 characters"
+        )));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(format!(
+            "Invalid container name: longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A Docker-like generated name ("brave_turing"), from random bits.
+pub fn generate_name(seed: &str) -> String {
+    const ADJ: &[&str] = &[
+        "admiring", "brave", "calm", "clever", "eager", "focused", "gentle", "happy", "jolly",
+        "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender", "vivid",
+        "wizardly", "zealous",
+    ];
+    const NAMES: &[&str] = &[
+        "babbage", "curie", "darwin", "euclid", "fermat", "galois", "hopper", "hypatia", "kepler",
+        "lovelace", "maxwell", "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds",
+        "turing", "wozniak", "yonath",
+    ];
+    let b = hex::decode(&seed[..8.min(seed.len())]).unwrap_or_default();
+    let a = b.first().copied().unwrap_or(0) as usize % ADJ.len();
+    let n = b.get(1).copied().unwrap_or(0) as usize % NAMES.len();
+    format!("{}_{}", ADJ[a], NAMES[n])
+}
+
+/// Parses one `-v HOSTDIR:CTRDIR[:ro|rw]`.
+pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, "rw"),
+        [s, d, m] => (*s, *d, *m),
+        _ => return Err(invalid(format!("invalid volume specification: '{spec}'"))),
+    };
+    if !src.starts_with('/') {
+        return Err(invalid(format!(
+            "invalid volume specification: '{spec}': named volumes are not supported, the host path must be absolute"
+        )));
+    }
+    if !dst.starts_with('/') {
+        return Err(invalid(format!(
+            "invalid volume specification: '{spec}': mount path must be absolute"
+        )));
+    }
+    let readonly = match mode {
+        "ro" => true,
+        "rw" => false,
+        m => return Err(invalid(format!("invalid mode: {m}"))),
+    };
+    Ok(BindMount {
+        source: src.into(),
+        destination: dst.into(),
+        readonly,
+    })
+}
+
+/// Lines of an --env-file: K=V, K (copied from the caller), comments.
+pub fn parse_env_file(content: &str) -> Vec<String> {
+    content
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sets `kv` in `env`, replacing an existing entry of the same key. A bare
+/// `K` takes the caller's value (or is dropped when the caller has none).
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => match std::env::var(kv) {
+            Ok(v) => (kv.to_string(), v),
+            Err(_) => return,
+        },
+    };
+    let entry = format!("{key}={value}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
+    {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+/// The config a container runs with: image defaults overridden by options.
+pub fn assemble(
+    img: &Image,
+    opts: &RunOptions,
+    id: &str,
+) -> std::result::Result<ContainerConfig, ContainerError> {
+    let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
+    let cmd = if opts.cmd.is_empty() {
+        img.config.cmd.clone().unwrap_or_default()
+    } else {
+        opts.cmd.clone()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(invalid("No command specified"));
+    }
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    if hostname.len() > 64 || hostname.is_empty() {
+        return Err(invalid(format!(
+            "invalid hostname '{hostname}': must be 1 to 64 characters"
+        )));
+    }
+    let mut env = vec![];
+    if !img.config.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.to_string());
+    }
+    set_env(&mut env, &format!("HOSTNAME={hostname}"));
+    if opts.tty {
+        set_env(&mut env, "TERM=xterm");
+    }
+    for e in &img.config.env {
+        set_env(&mut env, e);
+    }
+    for f in &opts.env_files {
+        for e in parse_env_file(f) {
+            set_env(&mut env, &e);
+        }
+    }
+    for e in &opts.env {
+        set_env(&mut env, e);
+    }
+    let mut mounts = vec![];
+    for v in &opts.volumes {
+        let m = parse_volume(v)?;
+        if !Path::new(&m.source).exists() {
+            return Err(invalid(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                m.source
+            )));
+        }
+        mounts.push(m);
+    }
+    let workdir = opts
+        .workdir
+        .clone()
+        .or_else(|| Some(img.config.working_dir.clone()).filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !workdir.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{workdir}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    let parse = |e: cgroups::CgroupError| invalid(e.to_string());
+    let resources = Resources {
+        memory: opts
+            .memory
+            .as_deref()
+            .map(cgroups::parse_memory)
+            .transpose()
+            .map_err(parse)?,
+        nano_cpus: opts
+            .cpus
+            .as_deref()
+            .map(cgroups::parse_cpus)
+            .transpose()
+            .map_err(parse)?,
+        pids_limit: match opts.pids_limit {
+            Some(n) if n > 0 => Some(n),
+            _ => None,
+        },
+    };
+    let mut network = opts.network.clone();
+    if network.mode.is_empty() {
+        network.mode = "bridge".into();
+    }
+    Ok(ContainerConfig {
+        image: opts.image.clone(),
+        image_id: img.id.clone(),
+        args,
+        env,
+        hostname,
+        workdir,
+        user: opts.user.clone().unwrap_or_else(|| img.config.user.clone()),
+        tty: opts.tty,
+        interactive: opts.interactive,
+        auto_remove: opts.auto_remove,
+        mounts,
+        resources,
+        network,
+    })
+}
+
+/// Resolves the image, validates everything, and inserts the container and
+/// its network allocation in one transaction. Returns the new id.
+pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
+    if let Some(n) = &opts.name {
+        validate_name(n)?;
+    }
+    let mut store = Store::open(&inst.db_path())?;
+    let img = image::resolve(inst, &mut store, &opts.image)?;
+    let id = util::new_id();
+    let cfg = assemble(&img, opts, &id)?;
+    let config = serde_json::to_string(&cfg).map_err(crate::store::StoreError::from)?;
+    network::prepare(inst, &mut store, &cfg.network)?;
+    let name = opts.name.clone();
+    // Until a monitor takes over, this process owns the new container:
+    // reconciliation leaves a row alone while its owner lives.
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    store.write(|tx| -> Result<()> {
+        let name = match &name {
+            Some(n) => n.clone(),
+            None => unique_generated_name(tx, &id)?,
+        };
+        containers::insert(
+            tx,
+            &containers::ContainerRow {
+                id: id.clone(),
+                name,
+                image: opts.image.clone(),
+                image_id: img.id.clone(),
+                command: cfg.args.clone(),
+                config,
+                status: containers::CREATED.into(),
+                pid: 0,
+                pid_start: 0,
+                monitor_pid: me,
+                monitor_start: me_start,
+                exit_code: 0,
+                oom_killed: false,
+                created: util::now_nanos(),
+                started_at: 0,
+                finished_at: 0,
+            },
+        )?;
+        network::allocate(tx, inst, &id, &cfg.network)?;
+        Ok(())
+    })?;
+    std::fs::create_dir_all(inst.container_dir(&id))?;
+    Ok(id)
+}
+
+fn unique_generated_name(tx: &rusqlite::Connection, id: &str) -> Result<String> {
+    let base = generate_name(id);
+    let mut name = base.clone();
+    let mut n = 1;
+    while tx
+        .query_row("SELECT 1 FROM containers WHERE name = ?1", [&name], |_| {
+            Ok(())
+        })
+        .map(|_| true)
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(crate::store::StoreError::from)?
+    {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::ImageConfig;
+
+    fn img() -> Image {
+        Image {
+            id: "img".into(),
+            layers: vec![],
+            config: ImageConfig {
+                env: vec!["PATH=/bin".into(), "FOO=image".into()],
+                cmd: Some(vec!["sh".into()]),
+                working_dir: "/home".into(),
+                ..Default::default()
+            },
+        }
+    }
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn image_defaults_and_overrides() {
+        let opts = RunOptions {
+            image: "busybox".into(),
+            cmd: vec!["echo".into(), "hi".into()],
+            env: vec!["FOO=cli".into(), "BAR=1".into()],
+            tty: true,
+            ..Default::default()
+        };
+        let c = assemble(&img(), &opts, ID).unwrap();
+        assert_eq!(c.args, vec!["echo", "hi"]);
+        assert_eq!(c.hostname, "0123456789ab");
+        assert_eq!(c.workdir, "/home");
+        assert_eq!(c.network.mode, "bridge");
+        assert_eq!(
+            c.env,
+            vec![
+                "HOSTNAME=0123456789ab",
+                "TERM=xterm",
+                "PATH=/bin",
+                "FOO=cli",
+                "BAR=1"
+            ]
+        );
+    }
+
+    #[test]
+    fn entrypoint_prefixes_cmd_and_no_command_is_an_error() {
+        let mut i = img();
+        i.config.entrypoint = Some(vec!["/bin/busybox".into()]);
+        let c = assemble(&i, &RunOptions::default(), ID).unwrap();
+        assert_eq!(c.args, vec!["/bin/busybox", "sh"]);
+        i.config.entrypoint = None;
+        i.config.cmd = None;
+        let e = assemble(&i, &RunOptions::default(), ID).unwrap_err();
+        assert_eq!(e.to_string(), "No command specified");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let o = RunOptions {
+            volumes: vec!["/definitely/missing:/x".into()],
+            ..Default::default()
+        };
+        assert!(assemble(&img(), &o, ID)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        let o = RunOptions {
+            memory: Some("lots".into()),
+            ..Default::default()
+        };
+        assert!(assemble(&img(), &o, ID).is_err());
+        let o = RunOptions {
+            workdir: Some("rel".into()),
+            ..Default::default()
+        };
+        assert!(assemble(&img(), &o, ID).is_err());
+    }
+
+    #[test]
+    fn volumes_parse() {
+        let m = parse_volume("/a:/b:ro").unwrap();
+        assert_eq!(
+            (m.source.as_str(), m.destination.as_str(), m.readonly),
+            ("/a", "/b", true)
+        );
+        assert!(!parse_volume("/a:/b").unwrap().readonly);
+        assert!(parse_volume("vol:/b").is_err());
+        assert!(parse_volume("/a:b").is_err());
+        assert!(parse_volume("/a:/b:zz").is_err());
+        assert!(parse_volume("/a").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("web").is_ok());
+        assert!(validate_name("a").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
+        let g = generate_name(ID);
+        assert!(validate_name(&g).is_ok(), "{g}");
+    }
+
+    #[test]
+    fn env_file_lines() {
+        assert_eq!(parse_env_file("# c\nA=1\n\n B=2 \n"), vec!["A=1", "B=2"]);
+    }
+}

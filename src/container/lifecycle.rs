@@ -1,0 +1,443 @@
+//! Lifecycle commands over the store and the kernel: run (foreground or
+//! detached under a monitor), start, stop, kill, rm, list, reconcile.
+
+use super::config::ContainerConfig;
+use super::runtime::{self, Stdio};
+use super::ContainerError;
+use crate::store::{containers, containers::ContainerRow, Store, StoreError};
+use crate::{network, util, Instance, Result};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+fn store(inst: &Instance) -> Result<Store> {
+    Ok(Store::open(&inst.db_path())?)
+}
+
+pub fn config_of(row: &ContainerRow) -> ContainerConfig {
+    serde_json::from_str(&row.config).unwrap_or_default()
+}
+
+/// Looks a container up by id, name or prefix; a miss is `NotFound`.
+pub fn lookup(inst: &Instance, key: &str) -> Result<ContainerRow> {
+    let s = store(inst)?;
+    containers::lookup(s.conn(), key).map_err(|e| match e {
+        StoreError::NotFound(_) => ContainerError::NotFound(key.to_string()).into(),
+        other => other.into(),
+    })
+}
+
+/// True when the row's init process is alive.
+pub fn is_running(row: &ContainerRow) -> bool {
+    row.status == containers::RUNNING && util::process_alive(row.pid, row.pid_start)
+}
+
+fn monitor_alive(row: &ContainerRow) -> bool {
+    util::process_alive(row.monitor_pid, row.monitor_start)
+}
+
+/// Heals the state after crashes: a container whose monitor and init are both
+/// gone is finished (rules, veths, mounts, cgroup released). A container whose
+/// monitor died but whose init lives stays listed as running.
+pub fn reconcile(inst: &Instance) -> Result<()> {
+    let s = store(inst)?;
+    let live = containers::list_live(s.conn())?;
+    drop(s);
+    for row in live {
+        if monitor_alive(&row) {
+            continue;
+        }
+        if util::process_alive(row.pid, row.pid_start) {
+            continue;
+        }
+        if let Err(e) = runtime::finish(inst, &row.id, 255) {
+            warn!("reconciling {}: {e}", row.id);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- run
+
+/// Foreground run: this process is the monitor. Returns the exit code.
+pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -> Result<i32> {
+    let stdio = if tty {
+        Stdio::Tty
+    } else {
+        Stdio::Inherit { stdin: interactive }
+    };
+    let started = match runtime::start(inst, id, stdio) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = runtime::finish(inst, id, e.exit_code());
+            return Err(e);
+        }
+    };
+    forward_signals(started.pid);
+    if let Some(master) = started.pty {
+        if let Err(e) = super::pty::relay(master, interactive) {
+            warn!("terminal relay: {e}");
+        }
+    }
+    let code = runtime::wait_exit(started.pid);
+    runtime::finish(inst, id, code)?;
+    Ok(code)
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Like `docker run --sig-proxy`: signals to us go to the container's init.
+fn forward_signals(pid: i32) {
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(forward),
+            nix::sys::signal::SaFlags::SA_RESTART,
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only calls kill(2) with an atomic pid.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum StartReport {
+    Started,
+    Failed { code: i32, message: String },
+}
+
+/// Detached start: a double-forked monitor owns the container; this process
+/// returns once the container runs (or with the error that stopped it).
+pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    // SAFETY: we are single-threaded here (no runtime, no store open); the
+    // child only forks again and runs the monitor.
+    match unsafe { fork() }.map_err(std::io::Error::from)? {
+        ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            // SAFETY: as above, single-threaded.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let code = monitor_main(inst, id, tty, w);
+                    // SAFETY: leave without running the parent's atexit state.
+                    unsafe { libc::_exit(code) }
+                }
+                // SAFETY: the intermediate process just leaves.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let mut buf = vec![];
+            let mut f = std::fs::File::from(r);
+            let _ = f.read_to_end(&mut buf);
+            match serde_json::from_slice::<StartReport>(&buf) {
+                Ok(StartReport::Started) => Ok(()),
+                Ok(StartReport::Failed { code, message }) => Err(match code {
+                    126 => ContainerError::CannotExecute(message),
+                    127 => ContainerError::CommandNotFound(message),
+                    _ => ContainerError::Runtime(message),
+                }
+                .into()),
+                Err(_) => Err(ContainerError::Runtime(
+                    "the container monitor died while starting".into(),
+                )
+                .into()),
+            }
+        }
+    }
+}
+
+/// The monitor: owns the container's stdio (log file or pty), waits for its
+/// exit, records it and tears down. Its own stdio goes to /dev/null so it
+/// never holds the caller's terminal or pipes open.
+fn monitor_main(inst: &Instance, id: &str, tty: bool, report: OwnedFd) -> i32 {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto our own stdio.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let mut report = std::fs::File::from(report);
+    let stdio = if tty { Stdio::Tty } else { Stdio::Log };
+    let started = match runtime::start(inst, id, stdio) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = runtime::finish(inst, id, e.exit_code());
+            let msg = StartReport::Failed {
+                code: e.exit_code(),
+                message: e.to_string(),
+            };
+            let _ = report.write_all(&serde_json::to_vec(&msg).unwrap_or_default());
+            return 1;
+        }
+    };
+    let _ = report.write_all(&serde_json::to_vec(&StartReport::Started).unwrap_or_default());
+    drop(report);
+    let relay = started.pty.map(|master| {
+        let log = runtime::log_path(inst, id);
+        std::thread::spawn(move || {
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let _ = super::pty::relay_to_writer(master, f);
+            }
+        })
+    });
+    let code = runtime::wait_exit(started.pid);
+    if let Some(t) = relay {
+        let _ = t.join();
+    }
+    if let Err(e) = runtime::finish(inst, id, code) {
+        warn!("finishing {id}: {e}");
+    }
+    0
+}
+
+/// `minirt start`: a stopped container runs again with the same rootfs and
+/// config (a fresh network allocation).
+pub fn start(inst: &Instance, key: &str, attach: bool) -> Result<i32> {
+    reconcile(inst)?;
+    let row = lookup(inst, key)?;
+    if is_running(&row) {
+        return Ok(0);
+    }
+    let cfg = config_of(&row);
+    let mut s = store(inst)?;
+    network::prepare(inst, &mut s, &cfg.network)?;
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    s.write(|tx| -> Result<()> {
+        containers::set_created(tx, &row.id, me, me_start)?;
+        network::detach_rows(tx, &row.id)?;
+        network::allocate(tx, inst, &row.id, &cfg.network)?;
+        Ok(())
+    })?;
+    drop(s);
+    if attach {
+        run_foreground(inst, &row.id, cfg.tty, cfg.interactive)
+    } else {
+        start_detached(inst, &row.id, cfg.tty)?;
+        Ok(0)
+    }
+}
+
+// ---------------------------------------------------------------- stop / kill / rm
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(2);
+    while !cond() {
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Waits for the monitor to record the exit; if the monitor is gone, does
+/// its teardown here.
+fn await_finished(inst: &Instance, id: &str, default_code: i32) -> Result<()> {
+    let done = wait_until(Duration::from_secs(10), || {
+        match store(inst).and_then(|s| Ok(containers::get(s.conn(), id)?)) {
+            Ok(Some(r)) => r.status == containers::EXITED || !monitor_alive(&r),
+            _ => true,
+        }
+    });
+    let s = store(inst)?;
+    if let Some(r) = containers::get(s.conn(), id)? {
+        if r.status != containers::EXITED || !done {
+            drop(s);
+            runtime::finish(inst, id, default_code)?;
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM (or the image's stop signal), SIGKILL after `timeout`.
+pub fn stop(inst: &Instance, key: &str, timeout: Duration) -> Result<()> {
+    reconcile(inst)?;
+    let row = lookup(inst, key)?;
+    if !is_running(&row) {
+        return Ok(());
+    }
+    let pid = Pid::from_raw(row.pid);
+    let _ = send_signal(pid, Signal::SIGTERM);
+    let mut code = 143;
+    if !wait_until(timeout, || !util::process_alive(row.pid, row.pid_start)) {
+        let _ = send_signal(pid, Signal::SIGKILL);
+        code = 137;
+        wait_until(Duration::from_secs(10), || {
+            !util::process_alive(row.pid, row.pid_start)
+        });
+    }
+    await_finished(inst, &row.id, code)
+}
+
+/// Parses "KILL", "SIGKILL", "9".
+pub fn parse_signal(s: &str) -> std::result::Result<Signal, ContainerError> {
+    let bad = || ContainerError::Invalid(format!("invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
+    reconcile(inst)?;
+    let row = lookup(inst, key)?;
+    if !is_running(&row) {
+        return Err(
+            ContainerError::Conflict(format!("Container {} is not running", row.id)).into(),
+        );
+    }
+    send_signal(Pid::from_raw(row.pid), signal)
+        .map_err(|e| ContainerError::Runtime(format!("sending {signal} to {}: {e}", row.id)))?;
+    if signal == Signal::SIGKILL {
+        // Docker's kill returns once the container is dead.
+        wait_until(Duration::from_secs(10), || {
+            !util::process_alive(row.pid, row.pid_start)
+        });
+        await_finished(inst, &row.id, 137)?;
+    }
+    Ok(())
+}
+
+pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
+    reconcile(inst)?;
+    let row = lookup(inst, key)?;
+    if is_running(&row) {
+        if !force {
+            return Err(ContainerError::Conflict(format!(
+                "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                row.id
+            ))
+            .into());
+        }
+        let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
+        wait_until(Duration::from_secs(10), || {
+            !util::process_alive(row.pid, row.pid_start)
+        });
+        await_finished(inst, &row.id, 137)?;
+    } else if row.status != containers::EXITED {
+        // Created but never ran, or its monitor crashed: release everything.
+        runtime::finish(inst, &row.id, 255)?;
+    }
+    let s = store(inst)?;
+    runtime::remove_files(inst, &row.id);
+    containers::delete(s.conn(), &row.id)?;
+    Ok(())
+}
+
+/// Removes every stopped container; returns their ids.
+pub fn prune(inst: &Instance) -> Result<Vec<String>> {
+    reconcile(inst)?;
+    let s = store(inst)?;
+    let rows = containers::list(s.conn())?;
+    drop(s);
+    let mut removed = vec![];
+    for r in rows.iter().filter(|r| r.status == containers::EXITED) {
+        rm(inst, &r.id, false)?;
+        removed.push(r.id.clone());
+    }
+    Ok(removed)
+}
+
+// ---------------------------------------------------------------- views
+
+/// Docker's STATUS column.
+pub fn status_text(row: &ContainerRow, now: i64) -> String {
+    let ago = |t: i64| util::human_duration((now - t) / 1_000_000_000);
+    match row.status.as_str() {
+        containers::RUNNING => format!("Up {}", ago(row.started_at)),
+        containers::EXITED => format!("Exited ({}) {} ago", row.exit_code, ago(row.finished_at)),
+        _ => "Created".into(),
+    }
+}
+
+/// Docker's COMMAND column: the argv quoted and cut at 20 characters.
+pub fn command_text(args: &[String]) -> String {
+    let full = args.join(" ");
+    let cut: String = if full.chars().count() > 20 {
+        format!("{}…", full.chars().take(19).collect::<String>())
+    } else {
+        full
+    };
+    format!("\"{cut}\"")
+}
+
+/// All containers after reconciliation (newest first).
+pub fn list(inst: &Instance) -> Result<Vec<ContainerRow>> {
+    reconcile(inst)?;
+    let s = store(inst)?;
+    Ok(containers::list(s.conn())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("10").unwrap(), Signal::SIGUSR1);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn command_column_is_quoted_and_cut() {
+        assert_eq!(
+            command_text(&["sleep".into(), "100".into()]),
+            "\"sleep 100\""
+        );
+        let long = command_text(&[
+            "httpd".into(),
+            "-f".into(),
+            "-p".into(),
+            "80".into(),
+            "-h".into(),
+            "/www".into(),
+        ]);
+        assert_eq!(long.chars().count(), 22);
+        assert!(long.ends_with("…\""));
+    }
+}

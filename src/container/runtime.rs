@@ -1,0 +1,356 @@
+//! The parent's side of the run path, in the process that becomes the
+//! container's monitor: rootfs, spec, cgroup, clone, network, release the
+//! child; then wait for the exit and tear everything down.
+
+use super::config::ContainerConfig;
+use super::init::{child_main, InitArgs};
+use super::process::ChildFailure;
+use super::protocol::{self, recv_msg, send_msg, ToChild, ToParent};
+use super::spec::{self, EtcFiles};
+use super::ContainerError;
+use crate::cgroups::Cgroup;
+use crate::rootfs::{image, mount};
+use crate::store::{containers, Store};
+use crate::{network, util, Error, Instance, Result};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use tracing::{debug, info_span, warn};
+
+/// Where the container's stdio goes.
+pub enum Stdio {
+    /// Inherit the caller's stdout/stderr; stdin too when `stdin` is set,
+    /// else /dev/null.
+    Inherit { stdin: bool },
+    /// A new pty; the caller relays the master.
+    Tty,
+    /// stdout/stderr appended to the container's log file, stdin /dev/null.
+    Log,
+}
+
+pub struct Started {
+    pub pid: i32,
+    /// The pty master when `Stdio::Tty` was asked for.
+    pub pty: Option<OwnedFd>,
+}
+
+pub fn log_path(inst: &Instance, id: &str) -> PathBuf {
+    inst.container_dir(id).join("container.log")
+}
+
+fn rootfs_path(inst: &Instance, id: &str) -> PathBuf {
+    inst.container_run_dir(id).join("rootfs")
+}
+
+pub fn cgroup_of(inst: &Instance, id: &str) -> Cgroup {
+    Cgroup::open(&inst.cgroup_parent(), id)
+}
+
+/// Undo actions registered as the start path creates things; run in reverse
+/// on failure, dropped on success.
+struct Undo(Vec<(&'static str, Box<dyn FnOnce()>)>);
+
+impl Undo {
+    fn push(&mut self, what: &'static str, f: impl FnOnce() + 'static) {
+        self.0.push((what, Box::new(f)));
+    }
+    fn run(mut self) {
+        while let Some((what, f)) = self.0.pop() {
+            debug!("undo: {what}");
+            f();
+        }
+    }
+    fn forget(mut self) {
+        self.0.clear();
+    }
+}
+
+/// Starts container `id` (its row exists and its endpoints are allocated).
+/// On error, everything this call created is removed again.
+pub fn start(inst: &Instance, id: &str, stdio: Stdio) -> Result<Started> {
+    let mut undo = Undo(vec![]);
+    match start_inner(inst, id, stdio, &mut undo) {
+        Ok(s) => {
+            undo.forget();
+            Ok(s)
+        }
+        Err(e) => {
+            undo.run();
+            Err(e)
+        }
+    }
+}
+
+fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Result<Started> {
+    let mut store = Store::open(&inst.db_path())?;
+    let row = containers::get(store.conn(), id)?
+        .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+    let cfg: ContainerConfig =
+        serde_json::from_str(&row.config).map_err(crate::store::StoreError::from)?;
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    containers::set_created(store.conn(), id, me, me_start)?;
+
+    // 1. Root filesystem: overlay of the image layers plus our upper dir.
+    let span = info_span!("rootfs").entered();
+    let img = image::resolve(inst, &mut store, &row.image_id)?;
+    let lowers: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .map(|d| image::layer_dir(inst, d))
+        .collect();
+    let cdir = inst.container_dir(id);
+    let rundir = inst.container_run_dir(id);
+    let rootfs = rootfs_path(inst, id);
+    std::fs::create_dir_all(&rundir)?;
+    mount::mount_overlay(&lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)?;
+    {
+        let rootfs = rootfs.clone();
+        let rundir = rundir.clone();
+        undo.push("rootfs", move || {
+            let _ = mount::unmount(&rootfs);
+            let _ = std::fs::remove_dir_all(&rundir);
+        });
+    }
+    drop(span);
+
+    // 2. /etc files and the OCI spec (stored as config.json).
+    let etc = if cfg.network.mode == "host" {
+        None
+    } else {
+        Some(write_etc_files(inst, &mut store, id, &cfg)?)
+    };
+    let cgroups_path = format!("/{}/{}", inst.cgroup_parent(), id);
+    let spec = spec::build(&cfg, &rootfs, etc.as_ref(), &cgroups_path)
+        .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+    let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
+    std::fs::write(cdir.join("config.json"), spec_json)?;
+
+    // 3. Cgroup.
+    let span = info_span!("cgroup").entered();
+    let cgroup = Cgroup::create(&inst.cgroup_parent(), id, &cfg.resources)?;
+    {
+        let cg = cgroup_of(inst, id);
+        undo.push("cgroup", move || {
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+            let _ = cg.remove();
+        });
+    }
+    drop(span);
+
+    // 4. Stdio.
+    let (pty_master, pty_slave) = if matches!(stdio, Stdio::Tty) {
+        let (m, s) = super::pty::open_pty()
+            .map_err(|e| ContainerError::Runtime(format!("opening a pty: {e}")))?;
+        (Some(m), Some(s))
+    } else {
+        (None, None)
+    };
+    let devnull = std::fs::File::open("/dev/null")?;
+    let log = match stdio {
+        Stdio::Log => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path(inst, id))?,
+        ),
+        _ => None,
+    };
+
+    // 5. Clone the child; it sets up its rootfs while we wire the rest.
+    let span = info_span!("clone").entered();
+    let (parent_sock, child_sock) = protocol::channel().map_err(std::io::Error::from)?;
+    let args = InitArgs {
+        spec,
+        sync: child_sock,
+        tty: pty_slave.as_ref().map(|s| s.as_raw_fd()),
+    };
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID;
+    if cfg.network.mode != "host" {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let stdin_inherit = matches!(stdio, Stdio::Inherit { stdin: true });
+    let devnull_fd = devnull.as_raw_fd();
+    let log_fd = log.as_ref().map(|f| f.as_raw_fd());
+    let mut stack = vec![0u8; 1 << 20];
+    let cb = Box::new(|| {
+        // Child: point stdio where it belongs before anything else.
+        // SAFETY: dup2 on fds valid in this (copied) process.
+        unsafe {
+            if !stdin_inherit && args.tty.is_none() {
+                libc::dup2(devnull_fd, 0);
+            }
+            if let Some(l) = log_fd {
+                libc::dup2(l, 1);
+                libc::dup2(l, 2);
+            }
+        }
+        child_main(&args)
+    });
+    // SAFETY: the child runs in its own copy of our memory (no CLONE_VM); the
+    // callback only touches data captured above.
+    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| ContainerError::Runtime(format!("clone: {e}")))?;
+    drop(args);
+    drop(pty_slave);
+    drop(log);
+    undo.push("child", move || {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    });
+    drop(span);
+
+    // 6. Cgroup membership and network, then release the child.
+    cgroup.add_task(pid.as_raw())?;
+    let net_span = info_span!("network").entered();
+    if uses_network(&cfg) {
+        let inst2 = inst.clone();
+        let id2 = id.to_string();
+        network::attach(inst, &mut store, id, pid.as_raw())?;
+        undo.push("network", move || {
+            if let Ok(mut s) = Store::open(&inst2.db_path()) {
+                let _ = network::detach(&inst2, &mut s, &id2);
+            }
+        });
+    }
+    drop(net_span);
+    fault_point("before-release");
+    let _ = send_msg(&parent_sock, &ToChild::Continue);
+    match recv_msg::<ToParent>(&parent_sock) {
+        Ok(None) => {} // CLOEXEC closed it: execve succeeded.
+        Ok(Some(ToParent::Failed(f))) => {
+            return Err(match f {
+                ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
+                ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
+                ChildFailure::Other(m) => ContainerError::Runtime(m),
+            }
+            .into())
+        }
+        Err(e) => {
+            return Err(ContainerError::Runtime(format!("waiting for the container: {e}")).into())
+        }
+    }
+
+    // 7. Record it as running.
+    containers::set_running(
+        store.conn(),
+        id,
+        pid.as_raw(),
+        util::process_start_time(pid.as_raw()).unwrap_or(0),
+        me,
+        me_start,
+        util::now_nanos(),
+    )?;
+    Ok(Started {
+        pid: pid.as_raw(),
+        pty: pty_master,
+    })
+}
+
+pub fn uses_network(cfg: &ContainerConfig) -> bool {
+    !matches!(cfg.network.mode.as_str(), "none" | "host")
+}
+
+fn write_etc_files(
+    inst: &Instance,
+    store: &mut Store,
+    id: &str,
+    cfg: &ContainerConfig,
+) -> Result<EtcFiles> {
+    let dir = inst.container_run_dir(id);
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let own_ips = own_addresses(store, id)?;
+    let name = containers::get(store.conn(), id)?
+        .map(|r| r.name)
+        .unwrap_or_default();
+    let hosts = network::etc_hosts(&cfg.hostname, &name, &own_ips, &cfg.network.add_hosts);
+    let resolv = network::resolv_conf(&cfg.network.dns, &host_resolv);
+    let files = EtcFiles {
+        hosts: dir.join("hosts"),
+        resolv_conf: dir.join("resolv.conf"),
+        hostname: dir.join("hostname"),
+    };
+    std::fs::write(&files.hosts, hosts)?;
+    std::fs::write(&files.resolv_conf, resolv)?;
+    std::fs::write(&files.hostname, format!("{}\n", cfg.hostname))?;
+    Ok(files)
+}
+
+/// The container's IPv4 addresses on its networks (for /etc/hosts).
+fn own_addresses(_store: &Store, _id: &str) -> Result<Vec<std::net::Ipv4Addr>> {
+    Ok(vec![])
+}
+
+/// Waits for the container's init to exit; returns Docker's exit code.
+pub fn wait_exit(pid: i32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// After the container's init is gone: record the exit, release network,
+/// cgroup and rootfs, and remove it all when it was run with --rm.
+/// Idempotent, keeps going past errors (logged), usable by reconciliation.
+pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
+    let mut store = Store::open(&inst.db_path())?;
+    let Some(row) = containers::get(store.conn(), id)? else {
+        return Ok(());
+    };
+    let cfg: ContainerConfig = serde_json::from_str(&row.config).unwrap_or_default();
+    let cg = cgroup_of(inst, id);
+    let oom = cg.oom_killed();
+    let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+    if let Err(e) = cg.remove() {
+        warn!("removing cgroup of {id}: {e}");
+    }
+    if uses_network(&cfg) {
+        if let Err(e) = network::detach(inst, &mut store, id) {
+            warn!("network teardown of {id}: {e}");
+        }
+    }
+    if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
+        warn!("{e}");
+    }
+    let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
+    containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
+    if cfg.auto_remove {
+        remove_files(inst, id);
+        containers::delete(store.conn(), id)?;
+    }
+    Ok(())
+}
+
+/// Deletes the container's persistent dir (upper layer, logs, config.json).
+pub fn remove_files(inst: &Instance, id: &str) {
+    let _ = std::fs::remove_dir_all(inst.container_dir(id));
+}
+
+/// Test-only crash switch: `MINIRT_FAULT=<point>` kills the process at once
+/// at that point of the run path (builds with the `fault-injection` feature).
+pub fn fault_point(point: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("MINIRT_FAULT").as_deref() == Ok(point) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = point;
+}
+
+impl From<Error> for ContainerError {
+    fn from(e: Error) -> ContainerError {
+        match e {
+            Error::Container(c) => c,
+            other => ContainerError::Runtime(other.to_string()),
+        }
+    }
+}
