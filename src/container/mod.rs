@@ -2,6 +2,9 @@
 //! the per-container monitor, and the parent/child protocol.
 
 pub mod config;
+pub mod exec;
+pub mod process;
+pub mod pty;
 
 pub use config::{BindMount, ContainerConfig};
 
