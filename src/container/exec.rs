@@ -6,7 +6,8 @@
 //! namespaces and cgroups whatever happens. Process tree: minirt -> helper (joins cgroups, setns)
 //! -> the exec'd process (forked inside the container's pid namespace). The helper waits for it
 //! and exits with its code; with `detach` the helper exits at once and the process is reparented
-//! to the container's init.
+//! to the host's reaper (the helper lives in the host pid namespace), as Docker's exec'd processes
+//! belong to the shim, so the container's init need not reap it.
 
 use super::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
 use super::pty::{self, RawMode};
@@ -410,5 +411,330 @@ mod tests {
             Some(137)
         );
         assert_eq!(exit_code(WaitStatus::StillAlive), None);
+    }
+
+    /// A stand-in container: `unshare --pid --fork --mount-proc --uts --ipc --net busybox sleep`,
+    /// killed (with everything in its pid namespace) on drop.
+    struct Target {
+        unshare: std::process::Child,
+        pid: i32,
+    }
+
+    impl Target {
+        fn start() -> Target {
+            let mut unshare = std::process::Command::new("unshare")
+                .args([
+                    "--pid",
+                    "--fork",
+                    "--kill-child",
+                    "--mount-proc",
+                    "--uts",
+                    "--ipc",
+                    "--net",
+                ])
+                .args(["busybox", "sleep", "100"])
+                .spawn()
+                .expect("spawn unshare");
+            let outer = unshare.id();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let children =
+                    std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                        .unwrap_or_default();
+                if let Some(pid) = children
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if cmdline.starts_with(b"busybox\0sleep") {
+                        return Target { unshare, pid };
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = unshare.kill();
+                    let _ = unshare.wait();
+                    panic!("the target container did not start");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+
+    impl Drop for Target {
+        fn drop(&mut self) {
+            // Killing the namespace's init takes every process of the namespace with it.
+            let _ =
+                nix::sys::signal::kill(Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.unshare.kill();
+            let _ = self.unshare.wait();
+        }
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::Uid::effective().is_root()
+    }
+
+    fn spec(args: &[&str]) -> ProcessSpec {
+        ProcessSpec {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            cwd: "/".into(),
+            ..ProcessSpec::default()
+        }
+    }
+
+    /// Run with stdout+stderr on a pipe; (result, output).
+    fn run(mut req: ExecRequest) -> (Result<i32, ContainerError>, String) {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        req.stdio.stdout = Some(w.try_clone().unwrap());
+        req.stdio.stderr = Some(w);
+        let res = exec_in(&req);
+        drop(req);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        (res, out)
+    }
+
+    #[test]
+    fn exec_runs_inside_the_target_namespaces() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let t = Target::start();
+        let (res, out) = run(ExecRequest::new(t.pid, spec(&["busybox", "ps"])));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        let init = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("1"))
+            .unwrap_or_else(|| panic!("no PID 1 in {out}"));
+        assert!(init.contains("sleep"), "PID 1 should be the sleep: {out}");
+
+        let script = "for n in ipc uts net pid mnt; do busybox readlink /proc/self/ns/$n; done";
+        let (res, out) = run(ExecRequest::new(
+            t.pid,
+            spec(&["busybox", "sh", "-c", script]),
+        ));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        let want: Vec<String> = ["ipc", "uts", "net", "pid", "mnt"]
+            .iter()
+            .map(|n| {
+                std::fs::read_link(format!("/proc/{}/ns/{n}", t.pid))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(out.lines().collect::<Vec<_>>(), want);
+        let own_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert_ne!(
+            own_net.display().to_string(),
+            want[2],
+            "target must have its own netns"
+        );
+
+        let (res, out) = run(ExecRequest::new(t.pid, spec(&["busybox", "hostname"])));
+        assert_eq!(res.unwrap(), 0);
+        assert!(!out.trim().is_empty());
+    }
+
+    #[test]
+    fn exit_codes_and_failures_propagate() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let t = Target::start();
+        let code = |args: &[&str]| run(ExecRequest::new(t.pid, spec(args)));
+
+        assert_eq!(code(&["busybox", "sh", "-c", "exit 7"]).0.unwrap(), 7);
+        assert_eq!(
+            code(&["busybox", "sh", "-c", "kill -KILL $$"]).0.unwrap(),
+            137
+        );
+        // Not interactive: stdin is /dev/null, so cat ends at once.
+        let (res, out) = code(&["busybox", "sh", "-c", "busybox cat; echo end"]);
+        assert_eq!((res.unwrap(), out.as_str()), (0, "end\n"));
+
+        let err = code(&["nope"]).0.unwrap_err();
+        assert!(matches!(err, ContainerError::CommandNotFound(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(err.exit_code(), 127);
+
+        let err = code(&["/etc"]).0.unwrap_err();
+        assert_eq!(err.to_string(), "exec: \"/etc\": permission denied");
+        assert_eq!(err.exit_code(), 126);
+
+        let mut s = spec(&["busybox", "true"]);
+        s.cwd = "/nope".into();
+        let err = run(ExecRequest::new(t.pid, s)).0.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chdir to cwd (\"/nope\") set in config.json failed: no such file or directory"
+        );
+        assert_eq!(err.exit_code(), 125);
+
+        let mut s = spec(&["pwd"]);
+        s.cwd = "/tmp".into();
+        s.env = vec!["PATH=/nowhere:/usr/bin:/bin".into()];
+        let (res, out) = run(ExecRequest::new(t.pid, s));
+        assert_eq!((res.unwrap(), out.as_str()), (0, "/tmp\n"));
+
+        drop(t);
+        let err = exec_in(&ExecRequest::new(i32::MAX - 1, spec(&["true"]))).unwrap_err();
+        assert!(matches!(err, ContainerError::Runtime(_)), "{err:?}");
+    }
+
+    fn status_field(out: &str, key: &str) -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{key} missing in {out}"))
+    }
+
+    #[test]
+    fn user_capabilities_and_no_new_privs_are_applied() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let t = Target::start();
+        let mask = format!(
+            "{:016x}",
+            super::super::process::capability_mask(&None).unwrap()
+        );
+        let script = "busybox id -u; busybox id -g; busybox cat /proc/self/status";
+
+        let (res, out) = run(ExecRequest::new(
+            t.pid,
+            spec(&["busybox", "sh", "-c", script]),
+        ));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert!(out.starts_with("0\n0\n"), "{out}");
+        assert_eq!(status_field(&out, "CapBnd"), mask);
+        assert_eq!(status_field(&out, "CapEff"), mask);
+        assert_eq!(status_field(&out, "CapPrm"), mask);
+        assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
+        assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
+        assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+
+        let mut s = spec(&["busybox", "sh", "-c", script]);
+        s.user = "65534:65533".into();
+        s.no_new_privs = true;
+        s.capabilities = Some(vec!["CAP_KILL".into(), "NET_BIND_SERVICE".into()]);
+        let (res, out) = run(ExecRequest::new(t.pid, s));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert!(out.starts_with("65534\n65533\n"), "{out}");
+        // A non-root execve drops permitted/effective (no ambient caps); the bound stays.
+        assert_eq!(status_field(&out, "CapBnd"), "0000000000000420");
+        assert_eq!(status_field(&out, "CapEff"), "0000000000000000");
+        assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+        assert_eq!(status_field(&out, "Groups"), "");
+    }
+
+    struct Cgroup(PathBuf);
+
+    impl Drop for Cgroup {
+        fn drop(&mut self) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::fs::remove_dir(&self.0).is_err() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+
+    #[test]
+    fn exec_joins_the_cgroup_but_the_caller_does_not() {
+        let base = PathBuf::from("/sys/fs/cgroup/pids");
+        if !is_root() || !base.join("cgroup.procs").exists() {
+            eprintln!("skipped: needs root and the v1 pids hierarchy");
+            return;
+        }
+        let t = Target::start();
+        let name = format!("minirt-exec-test-{}", std::process::id());
+        std::fs::create_dir(base.join(&name)).unwrap();
+        let cg = Cgroup(base.join(&name));
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "cat", "/proc/self/cgroup"]));
+        req.cgroup_procs = vec![cg.0.join("cgroup.procs")];
+        let (res, out) = run(req);
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert!(
+            out.lines().any(|l| l.ends_with(&format!("pids:/{name}"))),
+            "{out}"
+        );
+        let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert!(!ours.contains(&name), "the caller must stay where it was");
+
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "true"]));
+        req.cgroup_procs = vec![cg.0.join("missing/cgroup.procs")];
+        let err = run(req).0.unwrap_err();
+        assert!(err.to_string().starts_with("join cgroup "), "{err}");
+    }
+
+    #[test]
+    fn tty_exec_relays_a_shell_session() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let t = Target::start();
+        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&in_w, b"echo $((6*7)); busybox tty; exit 5\n").unwrap();
+        drop(in_w);
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
+        req.tty = true;
+        req.interactive = true;
+        req.stdio.stdin = Some(in_r);
+        let (res, out) = run(req);
+        assert_eq!(res.unwrap(), 5, "{out}");
+        assert!(out.contains("\n42\r\n"), "{out:?}");
+        assert!(
+            out.contains("/dev/pts/"),
+            "the process should have a tty: {out:?}"
+        );
+    }
+
+    #[test]
+    fn detached_exec_returns_at_once_and_keeps_running() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let t = Target::start();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("done");
+        let script = format!(
+            "busybox sleep 0.3; busybox cat /proc/$$/stat > {}.tmp; busybox mv {0}.tmp {0}",
+            marker.display()
+        );
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh", "-c", &script]));
+        req.detach = true;
+        let started = std::time::Instant::now();
+        assert_eq!(exec_in(&req).unwrap(), 0);
+        assert!(started.elapsed() < std::time::Duration::from_millis(300));
+        assert!(!marker.exists());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !marker.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "detached process never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Field 4 of the shell's stat is its parent pid: 0 = outside the container's pid
+        // namespace, i.e. the host's reaper took it over once the (already reaped) helper exited.
+        let stat = std::fs::read_to_string(&marker).unwrap();
+        let ppid = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
+        assert_eq!(ppid, "0", "{stat}");
+
+        req.process.args = vec!["nope".into()];
+        assert_eq!(exec_in(&req).unwrap_err().exit_code(), 127);
     }
 }
