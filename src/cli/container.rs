@@ -243,8 +243,45 @@ pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
     Ok(failed.unwrap_or(0))
 }
 
-pub fn exec(_inst: &Instance, _a: ExecArgs) -> CliResult {
-    super::not_implemented("exec")
+pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
+    use minirt::container::exec::{exec_in, ExecRequest};
+    use minirt::container::process::ProcessSpec;
+    let mut it = a.container_and_cmd.into_iter();
+    let key = it.next().unwrap_or_default();
+    let args: Vec<String> = it.collect();
+    lifecycle::reconcile(inst)?;
+    let row = lifecycle::lookup(inst, &key)?;
+    if !lifecycle::is_running(&row) {
+        return Err(cli_err(125, format!("Container {} is not running", row.id)));
+    }
+    let cfg = lifecycle::config_of(&row);
+    let mut env = cfg.env.clone();
+    for e in &a.env {
+        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
+        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
+        match e.split_once('=') {
+            Some(_) => env.push(e.clone()),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    env.push(format!("{e}={v}"));
+                }
+            }
+        }
+    }
+    let process = ProcessSpec {
+        args,
+        env,
+        cwd: a.workdir.unwrap_or(cfg.workdir),
+        user: a.user.unwrap_or(cfg.user),
+        capabilities: None,
+        no_new_privs: true,
+    };
+    let mut req = ExecRequest::new(row.pid, process);
+    req.cgroup_procs = minirt::container::runtime::cgroup_of(inst, &row.id).procs_files();
+    req.tty = a.tty;
+    req.interactive = a.interactive;
+    req.detach = a.detach;
+    Ok(exec_in(&req).map_err(minirt::Error::from)?)
 }
 
 pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {

@@ -2,6 +2,7 @@
 //! the per-container monitor, and the parent/child protocol.
 
 pub mod config;
+pub mod exec;
 
 pub use config::{BindMount, ContainerConfig};
 
