@@ -50,7 +50,8 @@ pub fn cgroup_of(inst: &Instance, id: &str) -> Cgroup {
 
 /// Undo actions registered as the start path creates things; run in reverse
 /// on failure, dropped on success.
-struct Undo(Vec<(&'static str, Box<dyn FnOnce()>)>);
+type UndoStep = (&'static str, Box<dyn FnOnce()>);
+struct Undo(Vec<UndoStep>);
 
 impl Undo {
     fn push(&mut self, what: &'static str, f: impl FnOnce() + 'static) {

@@ -133,7 +133,7 @@ pub fn lookup(c: &Connection, key: &str) -> Result<ContainerRow> {
             .query_map(params![key, hi], from_row)?
             .collect::<rusqlite::Result<_>>()?;
         match rows.len() {
-            1 => return Ok(rows.into_iter().next().ok_or_else(|| not_found(key))?),
+            1 => return rows.into_iter().next().ok_or_else(|| not_found(key)),
             n if n > 1 => {
                 return Err(StoreError::Conflict(format!(
                     "multiple containers found with provided prefix: {key}"
