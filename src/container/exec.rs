@@ -421,6 +421,8 @@ mod tests {
     }
 
     impl Target {
+        // The child is waited for in Drop.
+        #[allow(clippy::zombie_processes)]
         fn start() -> Target {
             let mut unshare = std::process::Command::new("unshare")
                 .args([
