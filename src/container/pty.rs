@@ -168,10 +168,12 @@ pub fn relay_fds(
     fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
 
     let input_tty = input.filter(|fd| is_tty(*fd));
+    // Block SIGWINCH before the first copy so a resize in between is not lost.
     let winch = match input_tty {
         Some(tty) => {
+            let w = winch_fd().ok();
             let _ = copy_winsize(tty, master.as_fd());
-            winch_fd().ok()
+            w
         }
         None => None,
     };
@@ -406,5 +408,67 @@ mod tests {
         let mut got: libc::winsize = unsafe { std::mem::zeroed() };
         unsafe { libc::ioctl(m2.as_raw_fd(), libc::TIOCGWINSZ, &mut got) };
         assert_eq!((got.ws_row, got.ws_col), (42, 117));
+    }
+
+    fn winsize_of(fd: BorrowedFd<'_>) -> (u16, u16) {
+        // SAFETY: TIOCGWINSZ writes one winsize.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        (ws.ws_row, ws.ws_col)
+    }
+
+    fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn relay_forwards_window_size_changes_from_a_terminal() {
+        // Our "user terminal" is the slave of pty A; the program runs on pty B.
+        let (term_master, term) = open_pty().unwrap();
+        set_winsize(term.as_fd(), 10, 20);
+        let (master, slave) = open_pty().unwrap();
+        let probe = master.try_clone().unwrap();
+        let mut child = spawn_on_pty(slave, &["sh", "-c", "read line"]);
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let relay_thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            relay_fds(master, Some(term.as_fd()), out_w.as_fd())
+        });
+        let tid = tid_rx.recv().unwrap();
+        wait_for("the initial size", || winsize_of(probe.as_fd()) == (10, 20));
+
+        // Resize the user's terminal and tell the relay thread, as the kernel would.
+        set_winsize(term_master.as_fd(), 30, 99);
+        // SAFETY: tgkill to a thread of our own process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGWINCH) };
+        wait_for("the forwarded size", || {
+            winsize_of(probe.as_fd()) == (30, 99)
+        });
+
+        drop(probe);
+        nix::unistd::write(&term_master, b"bye\n").unwrap();
+        relay_thread.join().unwrap().unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        drop(out_r);
     }
 }
