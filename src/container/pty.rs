@@ -31,6 +31,63 @@ pub fn make_controlling_terminal(slave: &OwnedFd) -> nix::Result<()> {
     Ok(())
 }
 
+/// True when `fd` is the master side of a pty (only masters answer TIOCGPTN). Used to check a
+/// master handed to us from inside a container before we trust it.
+pub fn is_pty_master(fd: BorrowedFd<'_>) -> bool {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
+}
+
+/// Send one message with an optional fd attached over a unix socket (a pty master opened inside
+/// the container's devpts travels back to the relaying process this way).
+pub fn send_fd(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = fd.map(|f| [f.as_raw_fd()]);
+    let cmsgs: Vec<ControlMessage> = fds
+        .as_ref()
+        .map(|f| ControlMessage::ScmRights(f))
+        .into_iter()
+        .collect();
+    let iov = [io::IoSlice::new(if fd.is_some() { b"F" } else { b"N" })];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Receive what [`send_fd`] sent: the fd (close-on-exec), or None when none was attached or the
+/// peer went away without sending.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut got: Option<OwnedFd> = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel just installed these fds for us; we own them now.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(got)
+}
+
 /// True when `fd` is a terminal.
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
@@ -470,5 +527,31 @@ mod tests {
         relay_thread.join().unwrap().unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(0));
         drop(out_r);
+    }
+
+    #[test]
+    fn pty_masters_travel_over_a_socket() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (master, slave) = open_pty().unwrap();
+        assert!(is_pty_master(master.as_fd()));
+        assert!(!is_pty_master(slave.as_fd()));
+        send_fd(a.as_fd(), Some(master.as_fd())).unwrap();
+        send_fd(a.as_fd(), None).unwrap();
+        let got = recv_fd(b.as_fd()).unwrap().expect("an fd");
+        assert!(is_pty_master(got.as_fd()));
+        nix::unistd::write(&got, b"x\n").unwrap();
+        let mut buf = [0u8; 8];
+        let n = nix::unistd::read(&slave, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"x\n");
+        assert!(recv_fd(b.as_fd()).unwrap().is_none());
+        drop(a);
+        assert!(recv_fd(b.as_fd()).unwrap().is_none());
     }
 }
