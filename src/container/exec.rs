@@ -569,7 +569,11 @@ mod tests {
             return;
         }
         let t = Target::start();
+        let own_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+        let before: Vec<_> = ["mnt", "pid_for_children", "net", "uts"].map(own_ns).into();
         let (res, out) = run(ExecRequest::new(t.pid, spec(&["busybox", "ps"])));
+        let after: Vec<_> = ["mnt", "pid_for_children", "net", "uts"].map(own_ns).into();
+        assert_eq!(before, after, "the caller must keep its namespaces");
         assert_eq!(res.unwrap(), 0, "{out}");
         let init = out
             .lines()
@@ -687,6 +691,15 @@ mod tests {
         assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
         assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
         assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+        // Rust ignores SIGPIPE in the caller; the program must not inherit that (checked
+        // without a shell in between, since ash ignores SIGQUIT itself).
+        let (res, out) = run(ExecRequest::new(
+            t.pid,
+            spec(&["busybox", "cat", "/proc/self/status"]),
+        ));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert_eq!(status_field(&out, "SigIgn"), "0000000000000000");
+        assert_eq!(status_field(&out, "SigBlk"), "0000000000000000");
 
         let mut s = spec(&["busybox", "sh", "-c", script]);
         s.user = "65534:65533".into();
