@@ -713,6 +713,26 @@ mod tests {
         assert_eq!(status_field(&out, "CapEff"), "0000000000000000");
         assert_eq!(status_field(&out, "NoNewPrivs"), "1");
         assert_eq!(status_field(&out, "Groups"), "");
+
+        // Names resolve through the container's /etc/passwd (here the host's copy), HOME too.
+        let mut s = spec(&["busybox", "sh", "-c", "busybox id -un; echo $HOME"]);
+        s.user = "nobody".into();
+        let (res, out) = run(ExecRequest::new(t.pid, s));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = super::super::process::parse_passwd(&passwd)
+            .into_iter()
+            .find(|p| p.name == "nobody")
+            .map(|p| p.home)
+            .expect("a nobody user on the host");
+        assert_eq!(out, format!("nobody\n{home}\n"));
+        let mut s = spec(&["true"]);
+        s.user = "no-such-user".into();
+        let err = run(ExecRequest::new(t.pid, s)).0.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find user no-such-user: no matching entries in passwd file"
+        );
     }
 
     struct Cgroup(PathBuf);
