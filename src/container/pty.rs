@@ -144,11 +144,14 @@ pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()>
 }
 
 /// Relay our stdin (if `stdin`) to the pty and the pty to our stdout until the child side is
-/// closed. The caller must have closed its own copy of the slave, or this never ends.
+/// closed. When stdin is relayed and is a terminal it is put in raw mode meanwhile, so keys
+/// (^C included) reach the program and echo comes from the pty only. The caller must have
+/// closed its own copy of the slave, or this never ends.
 pub fn relay(master: OwnedFd, stdin: bool) -> io::Result<()> {
     let input = io::stdin();
     let output = io::stdout();
     let input_fd = if stdin { Some(input.as_fd()) } else { None };
+    let _raw = if stdin { RawMode::enter_stdin() } else { None };
     relay_fds(master, input_fd, output.as_fd())
 }
 
