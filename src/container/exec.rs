@@ -14,6 +14,7 @@ use super::pty::{self, RawMode};
 use super::ContainerError;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -143,7 +144,12 @@ struct Prepared {
 }
 
 enum ChildIo {
-    Pty(OwnedFd),
+    /// A host pty slave to fall back on, and the socket the container's own pty master goes
+    /// back on when the helper can open one inside the container.
+    Pty {
+        fallback: OwnedFd,
+        sock: OwnedFd,
+    },
     Fds([Option<RawFd>; 3]),
 }
 
@@ -164,13 +170,25 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
     let null = devnull.as_raw_fd();
     let raw = |o: &Option<OwnedFd>| o.as_ref().map(|f| f.as_raw_fd());
 
-    let mut master = None;
+    let mut host_master = None;
+    let mut pty_sock = None;
     let child_io = if req.detach {
         ChildIo::Fds([Some(null); 3])
     } else if req.tty {
         let (m, s) = pty::open_pty().map_err(|e| runtime(format!("allocate a pty: {e}")))?;
-        master = Some(m);
-        ChildIo::Pty(s)
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| runtime(format!("create the pty socket: {e}")))?;
+        host_master = Some(m);
+        pty_sock = Some(ours);
+        ChildIo::Pty {
+            fallback: s,
+            sock: theirs,
+        }
     } else {
         let stdin = if req.interactive {
             raw(&req.stdio.stdin)
@@ -199,6 +217,14 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
     drop(prepared);
     drop(devnull);
 
+    // The pty from the container's own devpts, as `docker exec -t` gives; the host's otherwise.
+    let master = match (host_master, pty_sock) {
+        (Some(host), Some(sock)) => match pty::recv_fd(sock.as_fd()) {
+            Ok(Some(m)) if pty::is_pty_master(m.as_fd()) => Some(m),
+            _ => Some(host),
+        },
+        _ => None,
+    };
     let failure = read_failure(err_r);
     let failure = match failure {
         Ok(f) => f,
@@ -283,7 +309,7 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     let mut keep: Vec<RawFd> = p.namespaces.iter().map(|(_, f)| f.as_raw_fd()).collect();
     keep.push(p.err_w.as_raw_fd());
     match &p.child_io {
-        ChildIo::Pty(s) => keep.push(s.as_raw_fd()),
+        ChildIo::Pty { fallback, sock } => keep.extend([fallback.as_raw_fd(), sock.as_raw_fd()]),
         ChildIo::Fds(fds) => keep.extend(fds.iter().flatten()),
     }
     close_fds_except(&keep);
@@ -304,16 +330,39 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
         }
     }
 
+    let slave = match &p.child_io {
+        ChildIo::Pty { fallback, sock } => {
+            let own = container_pty();
+            let sent = own
+                .as_ref()
+                .is_some_and(|(m, _)| pty::send_fd(sock.as_fd(), Some(m.as_fd())).is_ok());
+            if !sent {
+                let _ = pty::send_fd(sock.as_fd(), None);
+            }
+            // SAFETY: our copy of the socket is not needed past this point.
+            unsafe { libc::close(sock.as_raw_fd()) };
+            match own {
+                Some((m, s)) if sent => {
+                    drop(m);
+                    Some(s)
+                }
+                _ => fallback.try_clone().ok(),
+            }
+        }
+        ChildIo::Fds(_) => None,
+    };
+
     // SAFETY: as above; the child execs or _exits.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => child_main(p, spec),
+        Ok(ForkResult::Child) => child_main(p, slave.as_ref(), spec),
         Ok(ForkResult::Parent { child }) => {
             // SAFETY: raw close of our copies; the Prepared values are never dropped here
             // because this function never returns.
             unsafe { libc::close(p.err_w.as_raw_fd()) };
-            if let ChildIo::Pty(s) = &p.child_io {
-                unsafe { libc::close(s.as_raw_fd()) };
+            if let ChildIo::Pty { fallback, .. } = &p.child_io {
+                unsafe { libc::close(fallback.as_raw_fd()) };
             }
+            drop(slave);
             if detach {
                 unsafe { libc::_exit(0) };
             }
@@ -335,11 +384,19 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     }
 }
 
-fn child_main(p: &Prepared, spec: &ProcessSpec) -> ! {
+/// A pty opened inside the container (its /dev/ptmx, after setns into its mount namespace),
+/// checked to really be one, since the container controls what /dev/ptmx is.
+fn container_pty() -> Option<(OwnedFd, OwnedFd)> {
+    let (m, s) = pty::open_pty().ok()?;
+    (pty::is_pty_master(m.as_fd()) && pty::is_tty(s.as_fd())).then_some((m, s))
+}
+
+fn child_main(p: &Prepared, slave: Option<&OwnedFd>, spec: &ProcessSpec) -> ! {
     let err_w = p.err_w.as_fd();
-    let io_result = match &p.child_io {
-        ChildIo::Pty(slave) => pty::make_controlling_terminal(slave),
-        ChildIo::Fds(fds) => dup_stdio(fds),
+    let io_result = match (&p.child_io, slave) {
+        (ChildIo::Pty { .. }, Some(slave)) => pty::make_controlling_terminal(slave),
+        (ChildIo::Pty { .. }, None) => Err(nix::errno::Errno::EBADF),
+        (ChildIo::Fds(fds), _) => dup_stdio(fds),
     };
     if let Err(e) = io_result {
         helper_fail(err_w, format!("set up the exec process's stdio: {e}"));
@@ -421,7 +478,16 @@ mod tests {
     }
 
     impl Target {
+        // The child is waited for in Drop.
+        #[allow(clippy::zombie_processes)]
         fn start() -> Target {
+            Target::start_with(&["busybox", "sleep", "100"])
+        }
+
+        /// `cmd` must end up exec'ing `busybox sleep`. unshare makes the new mount namespace
+        /// private, so mounts made there never reach the host.
+        #[allow(clippy::zombie_processes)]
+        fn start_with(cmd: &[&str]) -> Target {
             let mut unshare = std::process::Command::new("unshare")
                 .args([
                     "--pid",
@@ -432,7 +498,7 @@ mod tests {
                     "--ipc",
                     "--net",
                 ])
-                .args(["busybox", "sleep", "100"])
+                .args(cmd)
                 .spawn()
                 .expect("spawn unshare");
             let outer = unshare.id();
@@ -503,7 +569,11 @@ mod tests {
             return;
         }
         let t = Target::start();
+        let own_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+        let before: Vec<_> = ["mnt", "pid_for_children", "net", "uts"].map(own_ns).into();
         let (res, out) = run(ExecRequest::new(t.pid, spec(&["busybox", "ps"])));
+        let after: Vec<_> = ["mnt", "pid_for_children", "net", "uts"].map(own_ns).into();
+        assert_eq!(before, after, "the caller must keep its namespaces");
         assert_eq!(res.unwrap(), 0, "{out}");
         let init = out
             .lines()
@@ -621,6 +691,15 @@ mod tests {
         assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
         assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
         assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+        // Rust ignores SIGPIPE in the caller; the program must not inherit that (checked
+        // without a shell in between, since ash ignores SIGQUIT itself).
+        let (res, out) = run(ExecRequest::new(
+            t.pid,
+            spec(&["busybox", "cat", "/proc/self/status"]),
+        ));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert_eq!(status_field(&out, "SigIgn"), "0000000000000000");
+        assert_eq!(status_field(&out, "SigBlk"), "0000000000000000");
 
         let mut s = spec(&["busybox", "sh", "-c", script]);
         s.user = "65534:65533".into();
@@ -634,6 +713,26 @@ mod tests {
         assert_eq!(status_field(&out, "CapEff"), "0000000000000000");
         assert_eq!(status_field(&out, "NoNewPrivs"), "1");
         assert_eq!(status_field(&out, "Groups"), "");
+
+        // Names resolve through the container's /etc/passwd (here the host's copy), HOME too.
+        let mut s = spec(&["busybox", "sh", "-c", "busybox id -un; echo $HOME"]);
+        s.user = "nobody".into();
+        let (res, out) = run(ExecRequest::new(t.pid, s));
+        assert_eq!(res.unwrap(), 0, "{out}");
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = super::super::process::parse_passwd(&passwd)
+            .into_iter()
+            .find(|p| p.name == "nobody")
+            .map(|p| p.home)
+            .expect("a nobody user on the host");
+        assert_eq!(out, format!("nobody\n{home}\n"));
+        let mut s = spec(&["true"]);
+        s.user = "no-such-user".into();
+        let err = run(ExecRequest::new(t.pid, s)).0.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find user no-such-user: no matching entries in passwd file"
+        );
     }
 
     struct Cgroup(PathBuf);
@@ -736,5 +835,33 @@ mod tests {
 
         req.process.args = vec!["nope".into()];
         assert_eq!(exec_in(&req).unwrap_err().exit_code(), 127);
+    }
+
+    #[test]
+    fn tty_comes_from_the_containers_own_devpts() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let host_pts = std::fs::metadata("/dev/pts/ptmx").unwrap().dev();
+        let setup = "mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && \
+                     mount --bind /dev/pts/ptmx /dev/ptmx && exec busybox sleep 100";
+        let t = Target::start_with(&["sh", "-c", setup]);
+        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&in_w, b"busybox tty; busybox ls /dev/pts; exit\n").unwrap();
+        drop(in_w);
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
+        req.tty = true;
+        req.interactive = true;
+        req.stdio.stdin = Some(in_r);
+        let (res, out) = run(req);
+        assert_eq!(res.unwrap(), 0, "{out}");
+        // A fresh devpts instance: the exec's pty is its first one, and ttyname() finds it.
+        assert!(out.contains("\n/dev/pts/0\r\n"), "{out:?}");
+        assert_eq!(
+            std::fs::metadata("/dev/pts/ptmx").unwrap().dev(),
+            host_pts,
+            "the host's devpts must be untouched"
+        );
     }
 }

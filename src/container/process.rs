@@ -500,20 +500,50 @@ fn switch_user(u: &ResolvedUser) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-/// Signal state leaks across execve: Rust ignores SIGPIPE and callers may block signals
-/// (the pty relay blocks SIGWINCH), so give the program the defaults it expects.
+/// Signal state leaks across execve: Rust ignores SIGPIPE, a caller may ignore others (even
+/// glibc's reserved 32/33, which its sigaction refuses to touch), and the pty relay blocks
+/// SIGWINCH. Give the program the defaults it expects, via the raw syscall for that reason.
+/// Runs last before execve: glibc needs its reserved signals for set*id in threaded processes.
 fn reset_signals() {
-    // SAFETY: sigset manipulation on a local and signal(2) with SIG_DFL are always sound.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMIN() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::c_ulong,
+        flags: libc::c_ulong,
+        restorer: libc::c_ulong,
+        mask: u64,
     }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL as libc::c_ulong,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL with the kernel's sigaction layout; no handler runs.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let empty: u64 = 0;
+    // SAFETY: an 8-byte empty kernel sigset for SIG_SETMASK.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
 }
 
 /// Mark every fd above stderr close-on-exec so nothing of the runtime leaks into the container
@@ -562,7 +592,6 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));
     };
-    reset_signals();
     let mask = capability_mask(&spec.capabilities).map_err(|e| other(e.to_string()))?;
 
     let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
@@ -605,6 +634,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     let c_args = cstrings(&spec.args, "argument")?;
     let c_env = cstrings(&env, "environment")?;
     cloexec_all_fds();
+    reset_signals();
     let e = match nix::unistd::execve(&c_path, &c_args, &c_env) {
         Err(e) => e,
         Ok(never) => match never {},

@@ -31,6 +31,63 @@ pub fn make_controlling_terminal(slave: &OwnedFd) -> nix::Result<()> {
     Ok(())
 }
 
+/// True when `fd` is the master side of a pty (only masters answer TIOCGPTN). Used to check a
+/// master handed to us from inside a container before we trust it.
+pub fn is_pty_master(fd: BorrowedFd<'_>) -> bool {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
+}
+
+/// Send one message with an optional fd attached over a unix socket (a pty master opened inside
+/// the container's devpts travels back to the relaying process this way).
+pub fn send_fd(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = fd.map(|f| [f.as_raw_fd()]);
+    let cmsgs: Vec<ControlMessage> = fds
+        .as_ref()
+        .map(|f| ControlMessage::ScmRights(f))
+        .into_iter()
+        .collect();
+    let iov = [io::IoSlice::new(if fd.is_some() { b"F" } else { b"N" })];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Receive what [`send_fd`] sent: the fd (close-on-exec), or None when none was attached or the
+/// peer went away without sending.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut got: Option<OwnedFd> = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel just installed these fds for us; we own them now.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(got)
+}
+
 /// True when `fd` is a terminal.
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
@@ -87,11 +144,14 @@ pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()>
 }
 
 /// Relay our stdin (if `stdin`) to the pty and the pty to our stdout until the child side is
-/// closed. The caller must have closed its own copy of the slave, or this never ends.
+/// closed. When stdin is relayed and is a terminal it is put in raw mode meanwhile, so keys
+/// (^C included) reach the program and echo comes from the pty only. The caller must have
+/// closed its own copy of the slave, or this never ends.
 pub fn relay(master: OwnedFd, stdin: bool) -> io::Result<()> {
     let input = io::stdin();
     let output = io::stdout();
     let input_fd = if stdin { Some(input.as_fd()) } else { None };
+    let _raw = if stdin { RawMode::enter_stdin() } else { None };
     relay_fds(master, input_fd, output.as_fd())
 }
 
@@ -168,10 +228,12 @@ pub fn relay_fds(
     fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
 
     let input_tty = input.filter(|fd| is_tty(*fd));
+    // Block SIGWINCH before the first copy so a resize in between is not lost.
     let winch = match input_tty {
         Some(tty) => {
+            let w = winch_fd().ok();
             let _ = copy_winsize(tty, master.as_fd());
-            winch_fd().ok()
+            w
         }
         None => None,
     };
@@ -406,5 +468,93 @@ mod tests {
         let mut got: libc::winsize = unsafe { std::mem::zeroed() };
         unsafe { libc::ioctl(m2.as_raw_fd(), libc::TIOCGWINSZ, &mut got) };
         assert_eq!((got.ws_row, got.ws_col), (42, 117));
+    }
+
+    fn winsize_of(fd: BorrowedFd<'_>) -> (u16, u16) {
+        // SAFETY: TIOCGWINSZ writes one winsize.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        (ws.ws_row, ws.ws_col)
+    }
+
+    fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn relay_forwards_window_size_changes_from_a_terminal() {
+        // Our "user terminal" is the slave of pty A; the program runs on pty B.
+        let (term_master, term) = open_pty().unwrap();
+        set_winsize(term.as_fd(), 10, 20);
+        let (master, slave) = open_pty().unwrap();
+        let probe = master.try_clone().unwrap();
+        let mut child = spawn_on_pty(slave, &["sh", "-c", "read line"]);
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let relay_thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            relay_fds(master, Some(term.as_fd()), out_w.as_fd())
+        });
+        let tid = tid_rx.recv().unwrap();
+        wait_for("the initial size", || winsize_of(probe.as_fd()) == (10, 20));
+
+        // Resize the user's terminal and tell the relay thread, as the kernel would.
+        set_winsize(term_master.as_fd(), 30, 99);
+        // SAFETY: tgkill to a thread of our own process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGWINCH) };
+        wait_for("the forwarded size", || {
+            winsize_of(probe.as_fd()) == (30, 99)
+        });
+
+        drop(probe);
+        nix::unistd::write(&term_master, b"bye\n").unwrap();
+        relay_thread.join().unwrap().unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        drop(out_r);
+    }
+
+    #[test]
+    fn pty_masters_travel_over_a_socket() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (master, slave) = open_pty().unwrap();
+        assert!(is_pty_master(master.as_fd()));
+        assert!(!is_pty_master(slave.as_fd()));
+        send_fd(a.as_fd(), Some(master.as_fd())).unwrap();
+        send_fd(a.as_fd(), None).unwrap();
+        let got = recv_fd(b.as_fd()).unwrap().expect("an fd");
+        assert!(is_pty_master(got.as_fd()));
+        nix::unistd::write(&got, b"x\n").unwrap();
+        let mut buf = [0u8; 8];
+        let n = nix::unistd::read(&slave, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"x\n");
+        assert!(recv_fd(b.as_fd()).unwrap().is_none());
+        drop(a);
+        assert!(recv_fd(b.as_fd()).unwrap().is_none());
     }
 }
