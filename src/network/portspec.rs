@@ -211,8 +211,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
-
     fn pm(host_ip: &str, host_port: Option<u16>, container_port: u16, proto: Proto) -> PortMapping {
         PortMapping {
             host_ip: host_ip.parse().unwrap(),
