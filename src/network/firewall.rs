@@ -116,6 +116,10 @@ fn declarations(table: &str) -> String {
 
 /// The table, its maps and base chains with their dispatch rules. Re-running it
 /// keeps every map element and per-network chain and changes nothing else.
+///
+/// Apply it in its OWN batch before the other scripts: nft 1.0.6 on this kernel
+/// rejects (ENOENT) an element of an interval verdict map created in the same
+/// batch when the element jumps to a chain (`post_src`).
 pub fn render_base(table: &str) -> String {
     let mut s = declarations(table);
     for c in ["prerouting", "output", "postrouting", "forward", "ports"] {
@@ -172,7 +176,7 @@ fn net_chains(n: &FwNetwork) -> NetChains {
 }
 
 /// The chains and map elements of one network. Requires `render_base` to
-/// have been applied (or prepend it to the same batch).
+/// have been applied in an earlier batch.
 pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
     let c = net_chains(n);
     let br = q(&n.bridge);
