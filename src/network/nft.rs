@@ -335,6 +335,8 @@ mod root_tests {
         host.ip(&["link", "set", "lan0", "up"]);
         lan.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
         lan.ip(&["link", "set", "eth0", "up"]);
+        // The LAN routes 10.78/24 (not 10.77/24) via the host, to try unsolicited inbound.
+        lan.ip(&["route", "add", "10.78.0.0/24", "via", "198.51.100.1"]);
         host.sysctl("net.ipv4.ip_forward", "1");
         host.sysctl("net.ipv4.conf.br0.route_localnet", "1");
 
@@ -345,12 +347,17 @@ mod root_tests {
             std::fs::write(d.join("index.html"), body).unwrap();
             d.to_string_lossy().into_owned()
         };
-        let (ctr_site, lan_site) = (
+        let (ctr_site, lan_site, other_site) = (
             site("ctr", "hello-from-container\n"),
             site("lan", "hello-from-lan\n"),
+            site("other", "hello-from-other\n"),
         );
         let _ctr_httpd = ctr.spawn(&["busybox", "httpd", "-f", "-p", "80", "-h", &ctr_site]);
         let _lan_httpd = lan.spawn(&["busybox", "httpd", "-f", "-p", "80", "-h", &lan_site]);
+        let _other_httpd = other.spawn(&["busybox", "httpd", "-f", "-p", "80", "-h", &other_site]);
+        wait_for("other httpd", Duration::from_secs(10), || {
+            other.fetch("http://127.0.0.1:80/", 2).is_some()
+        });
         wait_for("container httpd", Duration::from_secs(10), || {
             ctr.fetch("http://127.0.0.1:80/", 2).is_some()
         });
@@ -431,6 +438,17 @@ mod root_tests {
             "net b -> net a must be dropped"
         );
 
+        // No unsolicited inbound forwarding, though the LAN has a route; the host may connect.
+        assert_eq!(
+            lan.fetch("http://10.78.0.2/", 2),
+            None,
+            "LAN -> net b unpublished"
+        );
+        assert!(
+            host.fetch("http://10.78.0.2/", 5).is_some(),
+            "host -> net b"
+        );
+
         // Network b becomes internal: nothing beyond its bridge.
         let b_internal = FwNetwork {
             internal: true,
@@ -448,6 +466,7 @@ mod root_tests {
             lan_hello,
             "a still reaches LAN"
         );
+        assert_eq!(lan.fetch("http://10.78.0.2/", 2), None, "LAN -> internal");
 
         // Removing the mappings removes the service.
         host.run(|| apply(&render_ports_del(T, &ports))).unwrap();
