@@ -19,6 +19,18 @@
 //!   `ct status dnat` + `oifname` (hairpin and localhost mappings) and on the
 //!   source subnet (an interval verdict map, outbound masquerade).
 //!
+//! Policy: a network's containers may go anywhere except into another minirt
+//! network (isolation, also for published ports of another network, like
+//! Docker without its userland proxy); into a network only replies and
+//! published ports come; an internal network forwards nothing beyond its bridge
+//! (so `-p` on it has no effect, as in Docker). The host itself may always
+//! connect to containers (OUTPUT is not filtered).
+//!
+//! What the caller sets up for these rules to work: `net.ipv4.ip_forward=1`,
+//! `route_localnet=1` on each bridge (127.0.0.1 mappings), and hairpin mode on
+//! each bridge port (with br_netfilter loaded a hairpin DNAT is bridged straight
+//! back out of the port it came in on).
+//!
 //! Every script is idempotent: declarations use `add` (no-op when present),
 //! chains are flushed before their rules are re-added, and deletions are
 //! preceded by the matching `add`, so deleting something absent is not an
