@@ -393,7 +393,7 @@ fn interactive_terminal_under_a_pty() {
         }
     });
     let mut seen = String::new();
-    let mut expect = |needle: &str, seen: &mut String| {
+    let expect = |needle: &str, seen: &mut String| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !seen.contains(needle) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
