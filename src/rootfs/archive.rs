@@ -547,7 +547,16 @@ pub(crate) mod testtar {
 
     impl TarWriter {
         #[allow(clippy::too_many_arguments)]
-        pub fn raw(&mut self, path: &str, kind: EntryType, link: &str, data: &[u8], mode: u32, uid: u64, dev: (u32, u32)) -> &mut Self {
+        pub fn raw(
+            &mut self,
+            path: &str,
+            kind: EntryType,
+            link: &str,
+            data: &[u8],
+            mode: u32,
+            uid: u64,
+            dev: (u32, u32),
+        ) -> &mut Self {
             let mut h = Header::new_gnu();
             {
                 let g = h.as_gnu_mut().unwrap();
@@ -617,7 +626,11 @@ mod tests {
         let outside = tmp.path().to_path_buf();
         let layer = outside.join("a").join("layer");
         fs::create_dir_all(&layer).unwrap();
-        Scratch { _tmp: tmp, outside, layer }
+        Scratch {
+            _tmp: tmp,
+            outside,
+            layer,
+        }
     }
 
     fn extract(s: &Scratch, tar: &[u8]) -> Result<Extracted> {
@@ -655,8 +668,14 @@ mod tests {
 
     #[test]
     fn whiteout_names_are_classified() {
-        assert_eq!(classify_whiteout(OsStr::new(".wh.foo")), Whiteout::File(OsStr::new("foo")));
-        assert_eq!(classify_whiteout(OsStr::new(".wh..wh..opq")), Whiteout::Opaque);
+        assert_eq!(
+            classify_whiteout(OsStr::new(".wh.foo")),
+            Whiteout::File(OsStr::new("foo"))
+        );
+        assert_eq!(
+            classify_whiteout(OsStr::new(".wh..wh..opq")),
+            Whiteout::Opaque
+        );
         assert_eq!(classify_whiteout(OsStr::new(".wh.")), Whiteout::None);
         assert_eq!(classify_whiteout(OsStr::new("foo")), Whiteout::None);
     }
@@ -667,7 +686,15 @@ mod tests {
         let tar = TarWriter::default()
             .dir("./")
             .dir("bin/")
-            .raw("bin/su", EntryType::Regular, "", b"#!su", 0o4755, 1000, (0, 0))
+            .raw(
+                "bin/su",
+                EntryType::Regular,
+                "",
+                b"#!su",
+                0o4755,
+                1000,
+                (0, 0),
+            )
             .symlink("bin/sh", "/bin/busybox")
             .hardlink("bin/su2", "bin/su")
             .raw("tmp/", EntryType::Directory, "", b"", 0o1777, 0, (0, 0))
@@ -680,12 +707,28 @@ mod tests {
         let su = fs::metadata(s.layer.join("bin/su")).unwrap();
         assert_eq!(su.mode() & 0o7777, 0o4755, "setuid bit kept");
         assert_eq!((su.uid(), su.gid()), (1000, 1000));
-        assert_eq!(fs::read_link(s.layer.join("bin/sh")).unwrap(), PathBuf::from("/bin/busybox"));
-        assert_eq!(fs::metadata(s.layer.join("bin/su2")).unwrap().ino(), su.ino());
-        assert_eq!(fs::metadata(s.layer.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
-        assert!(fs::symlink_metadata(s.layer.join("pipe")).unwrap().file_type().is_fifo());
+        assert_eq!(
+            fs::read_link(s.layer.join("bin/sh")).unwrap(),
+            PathBuf::from("/bin/busybox")
+        );
+        assert_eq!(
+            fs::metadata(s.layer.join("bin/su2")).unwrap().ino(),
+            su.ino()
+        );
+        assert_eq!(
+            fs::metadata(s.layer.join("tmp")).unwrap().mode() & 0o7777,
+            0o1777
+        );
+        assert!(fs::symlink_metadata(s.layer.join("pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
         let bin = fs::metadata(s.layer.join("bin")).unwrap();
-        assert_eq!(bin.mtime(), 1_000_000, "directory mtimes restored after their children");
+        assert_eq!(
+            bin.mtime(),
+            1_000_000,
+            "directory mtimes restored after their children"
+        );
     }
 
     #[test]
@@ -715,17 +758,35 @@ mod tests {
             .symlink("link", out.to_str().unwrap())
             .file("link/pwned", b"x")
             .finish();
-        assert!(matches!(extract(&s, &abs), Err(ArchiveError::BadParent { .. })));
+        assert!(matches!(
+            extract(&s, &abs),
+            Err(ArchiveError::BadParent { .. })
+        ));
         let s2 = scratch();
-        let rel = TarWriter::default().symlink("up", "..").file("up/pwned", b"x").finish();
-        assert!(matches!(extract(&s2, &rel), Err(ArchiveError::BadParent { .. })));
+        let rel = TarWriter::default()
+            .symlink("up", "..")
+            .file("up/pwned", b"x")
+            .finish();
+        assert!(matches!(
+            extract(&s2, &rel),
+            Err(ArchiveError::BadParent { .. })
+        ));
         // Whiteouts and opaque markers walk the same checks.
         let s3 = scratch();
-        let wh = TarWriter::default().symlink("up", "..").file("up/.wh.layer", b"").finish();
-        assert!(matches!(extract(&s3, &wh), Err(ArchiveError::BadParent { .. })));
+        let wh = TarWriter::default()
+            .symlink("up", "..")
+            .file("up/.wh.layer", b"")
+            .finish();
+        assert!(matches!(
+            extract(&s3, &wh),
+            Err(ArchiveError::BadParent { .. })
+        ));
         assert!(fs::read_dir(&out).unwrap().next().is_none());
         assert!(!s.outside.join("a/pwned").exists() && !s2.outside.join("a/pwned").exists());
-        assert!(s3.outside.join("a/layer").is_dir(), "the whiteout did not replace the layer dir");
+        assert!(
+            s3.outside.join("a/layer").is_dir(),
+            "the whiteout did not replace the layer dir"
+        );
     }
 
     #[test]
@@ -733,16 +794,25 @@ mod tests {
         let s = scratch();
         fs::write(s.outside.join("secret"), b"s").unwrap();
         let up = TarWriter::default().hardlink("h", "../secret").finish();
-        assert!(matches!(extract(&s, &up), Err(ArchiveError::BadHardlink { .. })));
+        assert!(matches!(
+            extract(&s, &up),
+            Err(ArchiveError::BadHardlink { .. })
+        ));
         let s = scratch();
         let via_dir = TarWriter::default()
             .symlink("d", s.outside.to_str().unwrap())
             .hardlink("h", "d/secret")
             .finish();
-        assert!(matches!(extract(&s, &via_dir), Err(ArchiveError::BadHardlink { .. })));
+        assert!(matches!(
+            extract(&s, &via_dir),
+            Err(ArchiveError::BadHardlink { .. })
+        ));
         let s = scratch();
         let missing = TarWriter::default().hardlink("h", "nothing").finish();
-        assert!(matches!(extract(&s, &missing), Err(ArchiveError::BadHardlink { .. })));
+        assert!(matches!(
+            extract(&s, &missing),
+            Err(ArchiveError::BadHardlink { .. })
+        ));
         // A hardlink to an absolute symlink links the symlink itself.
         let s = scratch();
         let to_sym = TarWriter::default()
@@ -752,7 +822,10 @@ mod tests {
             .finish();
         fs::write(s.outside.join("secret"), b"s").unwrap();
         extract(&s, &to_sym).unwrap();
-        assert!(fs::symlink_metadata(s.layer.join("h")).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(s.layer.join("h"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(fs::read(s.outside.join("secret")).unwrap(), b"s");
         assert_eq!(fs::metadata(s.outside.join("secret")).unwrap().nlink(), 1);
     }
@@ -785,11 +858,17 @@ mod tests {
         assert!(wh.file_type().is_char_device());
         assert_eq!(wh.rdev(), 0);
         assert!(!s.layer.join("etc/.wh.motd").exists());
-        assert_eq!(get_xattr(&s.layer.join("var"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            get_xattr(&s.layer.join("var"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
         assert!(!s.layer.join("var/.wh..wh..opq").exists());
         assert!(s.layer.join("var/kept").exists());
         let bad = TarWriter::default().file("etc/.wh...", b"").finish();
-        assert!(matches!(extract(&scratch(), &bad), Err(ArchiveError::Escape(_))));
+        assert!(matches!(
+            extract(&scratch(), &bad),
+            Err(ArchiveError::Escape(_))
+        ));
     }
 
     #[test]
@@ -802,7 +881,10 @@ mod tests {
             .finish();
         extract(&s, &tar).unwrap();
         assert!(!s.layer.join("dev/null").exists() && !s.layer.join("dev/sda").exists());
-        assert!(fs::symlink_metadata(s.layer.join("gone")).unwrap().file_type().is_char_device());
+        assert!(fs::symlink_metadata(s.layer.join("gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
     }
 
     #[test]
@@ -819,23 +901,40 @@ mod tests {
     #[test]
     fn truncated_layers_are_errors() {
         let data = vec![7u8; 4000];
-        let tar = TarWriter::default().file("big", &data).file("next", b"n").finish();
+        let tar = TarWriter::default()
+            .file("big", &data)
+            .file("next", b"n")
+            .finish();
         // Cut inside the data, at a block boundary, and without the end marker.
         for cut in [1500, 2048, tar.len() - 1024] {
             let r = extract(&scratch(), &tar[..cut]);
-            assert!(matches!(r, Err(ArchiveError::Corrupt(_))), "cut at {cut}: {r:?}");
+            assert!(
+                matches!(r, Err(ArchiveError::Corrupt(_))),
+                "cut at {cut}: {r:?}"
+            );
         }
         let gz = gzip(&tar);
         let r = extract(&scratch(), &gz[..gz.len() / 2]);
         assert!(matches!(r, Err(ArchiveError::Corrupt(_))), "{r:?}");
-        let r = extract(&scratch(), b"this is not a tar archive at all, just some words");
+        let r = extract(
+            &scratch(),
+            b"this is not a tar archive at all, just some words",
+        );
         assert!(matches!(r, Err(ArchiveError::Corrupt(_))), "{r:?}");
     }
 
     #[test]
     fn tree_size_counts_regular_files() {
         let s = scratch();
-        extract(&s, &TarWriter::default().file("a", b"123").file("d/b", b"45").symlink("l", "a").finish()).unwrap();
+        extract(
+            &s,
+            &TarWriter::default()
+                .file("a", b"123")
+                .file("d/b", b"45")
+                .symlink("l", "a")
+                .finish(),
+        )
+        .unwrap();
         assert_eq!(tree_size(&s.layer), 5);
         assert_eq!(tree(&s.layer), vec!["a", "d", "d/b", "l"]);
     }
