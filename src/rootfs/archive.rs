@@ -189,7 +189,28 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
 }
 
 fn corrupt(e: io::Error) -> ArchiveError {
-    ArchiveError::Corrupt(e.to_string())
+    ArchiveError::Corrupt(describe_tar_error(&e))
+}
+
+/// One short line for a tar reading error. The tar crate's header errors
+/// quote the raw header bytes, which are garbage when the input is not tar.
+pub fn describe_tar_error(e: &io::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("when getting") || msg.contains("checksum mismatch") {
+        return "bad tar header".into();
+    }
+    let mut line: String = msg
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > 200 {
+        let mut cut = 200;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+    }
+    line
 }
 
 /// Extracts a (possibly gzipped) layer tar read from `input` into `dest`, an

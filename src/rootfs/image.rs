@@ -377,7 +377,12 @@ impl ArchiveIndex {
         let entries = ar.entries_with_seek().map_err(|e| e.to_string())?;
         let mut data_end = 0;
         for e in entries {
-            let e = e.map_err(|e| format!("not a tar archive or damaged ({e})"))?;
+            let e = e.map_err(|e| {
+                format!(
+                    "not a tar archive or damaged ({})",
+                    archive::describe_tar_error(&e)
+                )
+            })?;
             let Some(name) = member_name(&e.path_bytes()) else {
                 continue;
             };
