@@ -778,7 +778,9 @@ fn ensure_layer<R: Read>(
     }
     let mut tmp = TempGuard(Some(layers.join(temp_name("tmp"))));
     fs::create_dir(tmp.path()).map_err(io_other("cannot create", tmp.path()))?;
+    let started = std::time::Instant::now();
     let x = archive::extract_layer(blob, tmp.path())?;
+    tracing::debug!(diff_id = %x.diff_id, bytes = x.size, elapsed = ?started.elapsed(), "extracted layer");
     if let Some(want) = expected_blob {
         if x.blob_digest != want {
             return Err(ImageError::Other(format!(
@@ -877,6 +879,19 @@ fn undo_layers(inst: &Instance, store: &mut Store, layers: &[StoredLayer]) {
     }
 }
 
+/// Creates the layer store, root-only: layers keep their setuid binaries,
+/// which host users must not reach (overlay reads lower dirs with the
+/// mounter's credentials, so containers are unaffected).
+fn prepare_layers_dir(inst: &Instance) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = inst.layers_dir();
+    fs::create_dir_all(&dir).map_err(io_other("cannot create", &dir))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_other("cannot protect", &dir))?;
+    clean_stale_temps(&dir);
+    Ok(())
+}
+
 /// Runs `f` (which extracts layers and commits rows), undoing its layers on
 /// failure and retrying when a layer vanished under it.
 fn with_undo<T>(
@@ -884,8 +899,7 @@ fn with_undo<T>(
     store: &mut Store,
     mut f: impl FnMut(&mut Store, &mut Vec<StoredLayer>) -> Result<T>,
 ) -> Result<T> {
-    fs::create_dir_all(inst.layers_dir()).map_err(io_other("cannot create", &inst.layers_dir()))?;
-    clean_stale_temps(&inst.layers_dir());
+    prepare_layers_dir(inst)?;
     let mut attempt = 0;
     loop {
         let mut layers = vec![];
@@ -1003,7 +1017,7 @@ pub fn load_archive(inst: &Instance, store: &mut Store, path: &Path) -> Result<V
     }
     // Members are read out of order: decompress to a seekable temp file
     // (named so a crash leaves something `clean_stale_temps` removes).
-    fs::create_dir_all(inst.layers_dir()).map_err(io_other("cannot create", &inst.layers_dir()))?;
+    prepare_layers_dir(inst)?;
     let tmp = TempGuard(Some(inst.layers_dir().join(temp_name("tmp"))));
     let mut plain = fs::OpenOptions::new()
         .read(true)

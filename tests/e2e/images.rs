@@ -135,3 +135,24 @@ fn a_bad_archive_is_one_error_and_leaves_nothing() {
     assert_eq!(code, 125);
     assert!(err.contains("No such file"), "{err}");
 }
+
+#[test]
+fn the_committed_busybox_image_is_what_the_script_builds() {
+    let dir = std::env::temp_dir().join(format!("minirt-bb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _c = Cleanup(dir.clone());
+    let out = dir.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-busybox-image");
+    let o = cmd(script.to_str().unwrap(), &[out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(bundled()).unwrap(),
+        "images/busybox.tar is stale: rerun the script"
+    );
+}
