@@ -1,8 +1,11 @@
 //! `minirt load | import | images | rmi`.
 
-use super::{not_implemented, CliResult};
+use super::output::table;
+use super::{CliError, CliResult};
 use clap::Args;
-use minirt::Instance;
+use minirt::rootfs::image::{self, ImageSummary};
+use minirt::store::Store;
+use minirt::{util, Instance};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -42,15 +45,175 @@ pub struct RmiArgs {
     pub force: bool,
 }
 
-pub fn load(_inst: &Instance, _a: LoadArgs) -> CliResult {
-    not_implemented("load")
+fn open_store(inst: &Instance) -> Result<Store, CliError> {
+    Store::open(&inst.db_path()).map_err(|e| minirt::Error::from(e).into())
 }
-pub fn import(_inst: &Instance, _a: ImportArgs) -> CliResult {
-    not_implemented("import")
+
+fn image_err(e: image::ImageError) -> CliError {
+    minirt::Error::from(e).into()
 }
-pub fn images(_inst: &Instance, _a: ImagesArgs) -> CliResult {
-    not_implemented("images")
+
+pub fn load(inst: &Instance, a: LoadArgs) -> CliResult {
+    let mut store = open_store(inst)?;
+    let names = image::load_archive(inst, &mut store, &a.input).map_err(image_err)?;
+    for n in names {
+        match (a.quiet, n.starts_with("sha256:")) {
+            (true, _) => println!("{n}"),
+            (false, true) => println!("Loaded image ID: {n}"),
+            (false, false) => println!("Loaded image: {n}"),
+        }
+    }
+    Ok(0)
 }
-pub fn rmi(_inst: &Instance, _a: RmiArgs) -> CliResult {
-    not_implemented("rmi")
+
+pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {
+    let mut store = open_store(inst)?;
+    let id = image::import_rootfs(inst, &mut store, &a.file, &a.reference).map_err(image_err)?;
+    println!("{id}");
+    Ok(0)
+}
+
+pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
+    let store = open_store(inst)?;
+    let list = image::list(&store).map_err(image_err)?;
+    let now = util::now_nanos();
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for s in &list {
+            if seen.insert(&s.id) {
+                println!("{}", short_id(&s.id));
+            }
+        }
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "table" => {
+            let rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
+            print!(
+                "{}",
+                table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+            );
+        }
+        "json" => {
+            for s in &list {
+                println!("{}", json_row(s, now));
+            }
+        }
+        other => {
+            return Err(CliError {
+                code: 125,
+                message: format!("unknown --format {other:?} (use table or json)"),
+            });
+        }
+    }
+    Ok(0)
+}
+
+pub fn rmi(inst: &Instance, a: RmiArgs) -> CliResult {
+    let mut store = open_store(inst)?;
+    let mut last_err = None;
+    for name in &a.images {
+        match image::remove(inst, &mut store, name) {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                if let Some(prev) = last_err.replace(image_err(e)) {
+                    eprintln!("minirt: {}", prev.message);
+                }
+            }
+        }
+    }
+    match last_err {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn created_since(created: i64, now: i64) -> String {
+    format!(
+        "{} ago",
+        util::human_duration((now - created) / 1_000_000_000)
+    )
+}
+
+fn table_row(s: &ImageSummary, now: i64) -> Vec<String> {
+    vec![
+        s.repository.clone(),
+        s.tag.clone(),
+        short_id(&s.id).to_string(),
+        created_since(s.created, now),
+        human_size(s.size),
+    ]
+}
+
+fn json_row(s: &ImageSummary, now: i64) -> String {
+    serde_json::json!({
+        "ID": short_id(&s.id),
+        "Digest": "<none>",
+        "Repository": s.repository,
+        "Tag": s.tag,
+        "CreatedAt": util::rfc3339(s.created),
+        "CreatedSince": created_since(s.created, now),
+        "Size": human_size(s.size),
+    })
+    .to_string()
+}
+
+/// Docker's size wording: decimal units, four significant digits ("2.14MB").
+fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes.max(0) as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    let digits = if v >= 1000.0 {
+        0
+    } else if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let mut s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(2_140_160), "2.14MB");
+        assert_eq!(human_size(1_982_256), "1.982MB");
+        assert_eq!(human_size(15_000), "15kB");
+    }
+
+    #[test]
+    fn rows_show_short_ids_and_age() {
+        let s = ImageSummary {
+            id: "0123456789abcdef".repeat(4),
+            repository: "busybox".into(),
+            tag: "latest".into(),
+            created: 0,
+            size: 1000,
+        };
+        let row = table_row(&s, 120 * 1_000_000_000);
+        assert_eq!(row[2], "0123456789ab");
+        assert_eq!(row[3], "2 minutes ago");
+        assert_eq!(row[4], "1kB");
+        let j: serde_json::Value = serde_json::from_str(&json_row(&s, 0)).unwrap();
+        assert_eq!(j["Repository"], "busybox");
+    }
 }
