@@ -210,9 +210,15 @@ mod tests {
         assert_eq!(l.mode, Mode::Legacy);
         assert_eq!(l.unified, None);
         assert_eq!(l.v1.len(), 4, "name=systemd is not a controller hierarchy");
-        assert_eq!(l.v1_mount("cpu"), Some(Path::new("/sys/fs/cgroup/cpu,cpuacct")));
+        assert_eq!(
+            l.v1_mount("cpu"),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+        );
         assert_eq!(l.v1_mount("cpuacct"), l.v1_mount("cpu"));
-        assert_eq!(l.v1_mount("memory"), Some(Path::new("/sys/fs/cgroup/memory")));
+        assert_eq!(
+            l.v1_mount("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
         assert_eq!(l.v1_mount("freezer"), None);
     }
 
@@ -220,10 +226,16 @@ mod tests {
     fn hybrid_host_like_this_one() {
         let l = Layout::from_mountinfo(HYBRID_HERE).unwrap();
         assert_eq!(l.mode, Mode::Hybrid);
-        assert_eq!(l.unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            l.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
         assert_eq!(l.v1.len(), 8);
         assert_eq!(l.v1_mount("cpu"), Some(Path::new("/sys/fs/cgroup/cpu")));
-        assert_eq!(l.v1_mount("cpuacct"), Some(Path::new("/sys/fs/cgroup/cpuacct")));
+        assert_eq!(
+            l.v1_mount("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpuacct"))
+        );
         assert_eq!(l.v1_mount("pids"), Some(Path::new("/sys/fs/cgroup/pids")));
         assert_eq!(l.v1_mount("hugetlb"), None);
         assert_eq!(l.v1[0].controllers, vec!["cpu"]);

@@ -199,6 +199,8 @@ mod tests {
         assert!(DEFAULT_DEVICE_RULES.contains(&"c 1:3 rwm"));
         assert!(DEFAULT_DEVICE_RULES.contains(&"c 136:* rwm"));
         assert!(!DEFAULT_DEVICE_RULES.iter().any(|r| r.starts_with("a")));
-        assert!(!DEFAULT_DEVICE_RULES.iter().any(|r| r.starts_with("b ") && r.contains('r')));
+        assert!(!DEFAULT_DEVICE_RULES
+            .iter()
+            .any(|r| r.starts_with("b ") && r.contains('r')));
     }
 }

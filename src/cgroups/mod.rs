@@ -61,10 +61,11 @@ pub type Result<T> = std::result::Result<T, CgroupError>;
 /// Limits for one container, as the user asked for them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Resources {
-    /// Memory limit in bytes (`-m`).
+    /// Memory limit in bytes (`-m`); 0 means none, as `-m 0` in Docker.
+    /// Swap is not allowed beyond it.
     pub memory: Option<i64>,
-    /// CPU limit in billionths of a CPU (`--cpus 0.5` = 500_000_000).
+    /// CPU limit in billionths of a CPU (`--cpus 0.5` = 500_000_000); 0 means none.
     pub nano_cpus: Option<i64>,
-    /// Maximum number of tasks (`--pids-limit`).
+    /// Maximum number of tasks (`--pids-limit`); 0 or negative means none.
     pub pids_limit: Option<i64>,
 }

@@ -158,6 +158,11 @@ mod tests {
         assert_eq!(parse_memory("10485760").unwrap(), 10 * MIB);
         assert_eq!(parse_memory("10485760b").unwrap(), 10 * MIB);
         assert_eq!(parse_memory(" 8 m ").unwrap(), 8 * MIB);
+        assert_eq!(
+            parse_memory("1.0000000000000000000001g").unwrap(),
+            1024 * MIB
+        );
+        assert_eq!(parse_memory("6.5m").unwrap(), 6 * MIB + 512 * 1024);
     }
 
     #[test]
@@ -173,14 +178,17 @@ mod tests {
     #[test]
     fn memory_junk_negative_and_overflow_are_one_line_errors() {
         for junk in [
-            "", "m", "abc", "-64m", "64x", "64 mm", "1..5g", "1.g", ".5g", "64m64", "+5g",
-            "0x10m",
+            "", "m", "abc", "-64m", "64x", "64 mm", "1..5g", "1.g", ".5g", "64m64", "+5g", "0x10m",
         ] {
             let e = parse_memory(junk).unwrap_err().to_string();
             assert!(e.starts_with("invalid size: '"), "{junk}: {e}");
             assert!(!e.contains('\n'));
         }
-        for huge in ["8192p", "9223372036854775808", "99999999999999999999999999999999999999999t"] {
+        for huge in [
+            "8192p",
+            "9223372036854775808",
+            "99999999999999999999999999999999999999999t",
+        ] {
             let e = parse_memory(huge).unwrap_err().to_string();
             assert!(e.contains("too large"), "{huge}: {e}");
         }
@@ -199,7 +207,11 @@ mod tests {
         assert_eq!(parse_cpus_for("1.5000000000", 2).unwrap(), 1_500_000_000);
         let range = "range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available";
         for bad in ["0", "0.0", "0.009", "2.01", "3", "99999999999999999999"] {
-            assert_eq!(parse_cpus_for(bad, 2).unwrap_err().to_string(), range, "{bad}");
+            assert_eq!(
+                parse_cpus_for(bad, 2).unwrap_err().to_string(),
+                range,
+                "{bad}"
+            );
         }
         for junk in ["", ".", "-1", "abc", "1.5.0", "1e3", "0,5"] {
             let e = parse_cpus_for(junk, 2).unwrap_err().to_string();
