@@ -925,14 +925,15 @@ mod tests {
             assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{devices}");
             assert!(!devices.contains("a *:*"), "{devices}");
         }
-        // open() finds the same directories.
-        let opened = Cgroup::open_on(&s.layout, &segs(&s.parent), "c1");
+        // open() finds the same directories; the public calls work as the run path uses them.
+        let opened = Cgroup::open(&s.parent, "c1");
         assert_eq!(opened.paths(), cg.paths());
+        assert_eq!(opened.name(), format!("{}/c1", s.parent));
 
-        cg.remove().unwrap();
+        opened.remove().unwrap();
         assert!(cg.dirs.iter().all(|d| !d.path.exists()));
         cg.remove().unwrap(); // already gone is fine
-        remove_parent_on(&s.layout, &s.parent).unwrap();
+        Cgroup::remove_parent_if_empty(&s.parent).unwrap();
         assert_eq!(s.leftovers(), Vec::<PathBuf>::new());
     }
 
