@@ -326,6 +326,7 @@ impl Cgroup {
             undo.rollback();
             return Err(e);
         }
+        tracing::debug!(dirs = ?dirs.iter().map(|d| &d.path).collect::<Vec<_>>(), "cgroup created");
         Ok(Cgroup {
             parent: segs.join("/"),
             id: id.to_string(),

@@ -32,6 +32,11 @@ pub fn parse_size(s: &str) -> Result<i64> {
         ))
     };
     let t = s.trim();
+    if t.starts_with('-') {
+        return Err(CgroupError::Invalid(format!(
+            "invalid size: '{s}' (a size cannot be negative)"
+        )));
+    }
     let num_end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
