@@ -39,7 +39,8 @@ fn invalid(m: impl Into<String>) -> ContainerError {
     ContainerError::Invalid(m.into())
 }
 
-/// Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, plus a length limit.
+/// Docker's characters, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, plus a length limit.
+/// (Docker wants two characters; one is allowed here, `--name w` is handy.)
 pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
     let ok_first = name
         .chars()
@@ -48,9 +49,9 @@ pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
     let ok_rest = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if name.len() < 2 || !ok_first || !ok_rest {
+    if !ok_first || !ok_rest {
         return Err(invalid(format!(
-            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed and at least 2 characters"
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
     }
     if name.len() > MAX_NAME_LEN {
@@ -414,7 +415,8 @@ mod tests {
     #[test]
     fn names() {
         assert!(validate_name("web").is_ok());
-        assert!(validate_name("a").is_err());
+        assert!(validate_name("w").is_ok());
+        assert!(validate_name("").is_err());
         assert!(validate_name("-x").is_err());
         assert!(validate_name("a b").is_err());
         assert!(validate_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());

@@ -4,18 +4,19 @@
 //! message; this code never returns into the parent's logic.
 
 use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
-use super::protocol::{recv_msg, send_msg, ToChild, ToParent};
+use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
+use super::pty::make_controlling_terminal;
 use super::spec::USER_ANNOTATION;
 use crate::rootfs::mount::setup_container_rootfs;
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 /// Everything the child needs, prepared by the parent before clone.
 pub struct InitArgs {
     pub spec: Spec,
     pub sync: OwnedFd,
-    /// The pty slave, when the container has a terminal.
-    pub tty: Option<RawFd>,
+    /// Give the container a terminal from its own devpts.
+    pub tty: bool,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
@@ -38,6 +39,16 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
+    // The terminal comes from the container's own devpts (so `tty` names a
+    // path that exists inside); its master goes to the parent to relay.
+    let console = if args.tty {
+        let (master, slave) = open_console().map_err(|e| other("allocating a terminal", &e))?;
+        send_msg_with_fd(&args.sync, &ToParent::Console, master.as_fd())
+            .map_err(|e| other("sending the terminal", &e))?;
+        Some(slave)
+    } else {
+        None
+    };
 
     // Wait for the parent: cgroup joined, network wired.
     match recv_msg::<ToChild>(&args.sync) {
@@ -49,9 +60,10 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| other("unshare cgroup namespace", &e))?;
 
-    if let Some(tty) = args.tty {
-        make_controlling_tty(tty).map_err(|e| other("setting up the terminal", &e))?;
+    if let Some(slave) = &console {
+        make_controlling_terminal(slave).map_err(|e| other("setting up the terminal", &e))?;
     }
+    drop(console);
     close_inherited_fds(args.sync.as_raw_fd());
 
     let process = spec
@@ -74,24 +86,20 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     Err(finish_and_exec(&ps))
 }
 
-fn make_controlling_tty(fd: RawFd) -> nix::Result<()> {
-    nix::unistd::setsid()?;
-    // SAFETY: TIOCSCTTY on a valid pty slave fd; no memory is passed.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    for target in 0..3 {
-        // SAFETY: dup2 on fds we own; failure is reported.
-        if unsafe { libc::dup2(fd, target) } < 0 {
-            return Err(nix::errno::Errno::last());
-        }
-    }
-    if fd > 2 {
-        // SAFETY: closing our own duplicate of the slave.
-        unsafe { libc::close(fd) };
-    }
-    Ok(())
+/// Opens a pty pair on the (already pivoted) container's /dev/ptmx.
+fn open_console() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname_r(&master)?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    Ok((master.into(), slave))
 }
 
 /// Marks every fd above stderr close-on-exec, so nothing the runtime had

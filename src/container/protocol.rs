@@ -3,9 +3,12 @@
 //! successful execve shows up in the parent as end-of-file.
 
 use super::process::ChildFailure;
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
@@ -15,6 +18,9 @@ pub enum ToChild {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToParent {
+    /// The pty master, opened in the container's own devpts, is attached
+    /// (SCM_RIGHTS) to this message.
+    Console,
     /// Something failed before execve.
     Failed(ChildFailure),
 }
@@ -33,6 +39,60 @@ pub fn send_msg<T: Serialize>(fd: &OwnedFd, msg: &T) -> std::io::Result<()> {
     // MSG_NOSIGNAL: a peer that already died must not SIGPIPE us.
     send(fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
     Ok(())
+}
+
+/// Sends `msg` with `attach` passed along as SCM_RIGHTS.
+pub fn send_msg_with_fd<T: Serialize>(
+    fd: &OwnedFd,
+    msg: &T,
+    attach: BorrowedFd,
+) -> std::io::Result<()> {
+    let buf = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    let fds = [attach.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&buf)];
+    sendmsg::<()>(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Like `recv_msg`, also returning an fd passed with the message, if any.
+pub fn recv_msg_fd<T: for<'de> Deserialize<'de>>(
+    fd: &OwnedFd,
+) -> std::io::Result<Option<(T, Option<OwnedFd>)>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let (n, passed) = match recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(msg) => {
+                let mut passed = None;
+                for c in msg.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            // SAFETY: the kernel just installed this fd for us.
+                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                            if passed.is_none() {
+                                passed = Some(owned);
+                            }
+                        }
+                    }
+                }
+                (msg.bytes, passed)
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let msg = serde_json::from_slice(&buf[..n]).map_err(std::io::Error::other)?;
+        return Ok(Some((msg, passed)));
+    }
 }
 
 /// Next message, or None at end-of-file (peer closed: exec'd or died).
@@ -62,6 +122,12 @@ mod tests {
         send_msg(&a, &ToParent::Failed(ChildFailure::NotFound("x".into()))).unwrap();
         let got: Option<ToParent> = recv_msg(&b).unwrap();
         assert!(matches!(got, Some(ToParent::Failed(ChildFailure::NotFound(m))) if m == "x"));
+        let file = std::fs::File::open("/dev/null").unwrap();
+        use std::os::fd::AsFd;
+        send_msg_with_fd(&a, &ToParent::Console, file.as_fd()).unwrap();
+        let (msg, fd) = recv_msg_fd::<ToParent>(&b).unwrap().unwrap();
+        assert!(matches!(msg, ToParent::Console));
+        assert!(fd.is_some());
         drop(a);
         let got: Option<ToParent> = recv_msg(&b).unwrap();
         assert!(got.is_none());

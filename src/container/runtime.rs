@@ -5,7 +5,7 @@
 use super::config::ContainerConfig;
 use super::init::{child_main, InitArgs};
 use super::process::ChildFailure;
-use super::protocol::{self, recv_msg, send_msg, ToChild, ToParent};
+use super::protocol::{self, recv_msg_fd, send_msg, ToChild, ToParent};
 use super::spec::{self, EtcFiles};
 use super::ContainerError;
 use crate::cgroups::Cgroup;
@@ -15,7 +15,7 @@ use crate::{network, util, Error, Instance, Result};
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use tracing::{debug, info_span, warn};
 
@@ -142,13 +142,6 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(span);
 
     // 4. Stdio.
-    let (pty_master, pty_slave) = if matches!(stdio, Stdio::Tty) {
-        let (m, s) = super::pty::open_pty()
-            .map_err(|e| ContainerError::Runtime(format!("opening a pty: {e}")))?;
-        (Some(m), Some(s))
-    } else {
-        (None, None)
-    };
     let devnull = std::fs::File::open("/dev/null")?;
     let log = match stdio {
         Stdio::Log => Some(
@@ -166,7 +159,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let args = InitArgs {
         spec,
         sync: child_sock,
-        tty: pty_slave.as_ref().map(|s| s.as_raw_fd()),
+        tty: matches!(stdio, Stdio::Tty),
     };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -183,7 +176,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         // Child: point stdio where it belongs before anything else.
         // SAFETY: dup2 on fds valid in this (copied) process.
         unsafe {
-            if !stdin_inherit && args.tty.is_none() {
+            if !stdin_inherit && !args.tty {
                 libc::dup2(devnull_fd, 0);
             }
             if let Some(l) = log_fd {
@@ -198,7 +191,6 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(|e| ContainerError::Runtime(format!("clone: {e}")))?;
     drop(args);
-    drop(pty_slave);
     drop(log);
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -222,18 +214,29 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(net_span);
     fault_point("before-release");
     let _ = send_msg(&parent_sock, &ToChild::Continue);
-    match recv_msg::<ToParent>(&parent_sock) {
-        Ok(None) => {} // CLOEXEC closed it: execve succeeded.
-        Ok(Some(ToParent::Failed(f))) => {
-            return Err(match f {
-                ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
-                ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
-                ChildFailure::Other(m) => ContainerError::Runtime(m),
+    let mut pty_master = None;
+    loop {
+        match recv_msg_fd::<ToParent>(&parent_sock) {
+            Ok(None) => break, // CLOEXEC closed it: execve succeeded.
+            Ok(Some((ToParent::Console, fd))) => {
+                pty_master = fd.filter(|f| super::pty::is_pty_master(f.as_fd()));
+                if pty_master.is_none() {
+                    let msg = "the container sent no usable terminal";
+                    return Err(ContainerError::Runtime(msg.into()).into());
+                }
             }
-            .into())
-        }
-        Err(e) => {
-            return Err(ContainerError::Runtime(format!("waiting for the container: {e}")).into())
+            Ok(Some((ToParent::Failed(f), _))) => {
+                return Err(match f {
+                    ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
+                    ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
+                    ChildFailure::Other(m) => ContainerError::Runtime(m),
+                }
+                .into())
+            }
+            Err(e) => {
+                let msg = format!("waiting for the container: {e}");
+                return Err(ContainerError::Runtime(msg).into());
+            }
         }
     }
 
