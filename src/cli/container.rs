@@ -216,13 +216,22 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         },
     };
     let id = create::create(inst, &opts)?;
-    if a.detach {
-        lifecycle::start_detached(inst, &id, a.tty)?;
-        println!("{id}");
-        Ok(0)
+    let res = if a.detach {
+        lifecycle::start_detached(inst, &id, a.tty).map(|()| {
+            println!("{id}");
+            0
+        })
     } else {
-        Ok(lifecycle::run_foreground(inst, &id, a.tty, a.interactive)?)
-    }
+        lifecycle::run_foreground(inst, &id, a.tty, a.interactive)
+    };
+    // A container that never started is not left behind (unlike Docker's
+    // "Created" leftovers): bad input leaves nothing.
+    res.map_err(|e| {
+        if let Err(rm) = lifecycle::rm(inst, &id, true) {
+            tracing::warn!("removing {id} after a failed start: {rm}");
+        }
+        e.into()
+    })
 }
 
 pub fn start(inst: &Instance, a: StartArgs) -> CliResult {

@@ -271,8 +271,9 @@ fn memory_limit_oom_kills_with_137() {
 #[test]
 fn pids_limit_contains_a_fork_bomb() {
     let h = TestHost::new();
+    // The loop runs in a subshell: a failed fork ends it, not the counting shell.
     let script =
-        "for i in $(seq 60); do sleep 1000 & done 2>/dev/null; set -- /proc/[0-9]*; echo $#";
+        "(for i in $(seq 60); do sleep 1000 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#";
     let out = h.ok(&[
         "run",
         "--rm",
@@ -291,7 +292,7 @@ fn pids_limit_contains_a_fork_bomb() {
     let out = h.ok(&[
         "run", "--rm", "--net", "none", "busybox", "sh", "-c", script,
     ]);
-    assert!(out.trim().parse::<u32>().unwrap() > 60, "{out}");
+    assert!(out.trim().parse::<u32>().unwrap() >= 60, "{out}");
     assert_clean(&h);
 }
 
@@ -446,7 +447,7 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
         (
             vec!["run", "--net", "none", "-m", "lots", "busybox", "true"],
             125,
-            "memory",
+            "invalid size",
         ),
         (
             vec!["run", "--net", "none", "--cpus", "99", "busybox", "true"],
