@@ -318,6 +318,7 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     if let Err(e) = cg.remove() {
         warn!("removing cgroup of {id}: {e}");
     }
+    let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
     if uses_network(&cfg) {
         if let Err(e) = network::detach(inst, &mut store, id) {
             warn!("network teardown of {id}: {e}");
