@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod netlink;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("{0}")]
