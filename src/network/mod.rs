@@ -12,6 +12,10 @@
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
 //!   releases addresses and port bindings
 
+pub mod ipam;
+pub mod pool;
+pub mod portspec;
+
 use serde::{Deserialize, Serialize};
 
 pub mod netlink;

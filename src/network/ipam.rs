@@ -1,0 +1,291 @@
+//! IP address management as pure functions: subnet and gateway validation,
+//! picking the lowest free address in a subnet, and the MAC derived from an IP.
+
+use super::NetworkError;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// Parse a user-given IPv4 subnet in CIDR form, refusing anything a bridge
+/// network cannot use.
+pub fn parse_subnet(s: &str) -> Result<Ipv4Net, NetworkError> {
+    let s = s.trim();
+    if s.contains(':') {
+        return Err(NetworkError::Invalid(format!(
+            "invalid subnet {s}: IPv6 networks are not supported yet"
+        )));
+    }
+    let net: Ipv4Net = s.parse().map_err(|_| {
+        NetworkError::Invalid(format!(
+            "invalid subnet {s:?}: expected an IPv4 CIDR such as 10.88.0.0/24"
+        ))
+    })?;
+    if net.addr() != net.network() {
+        return Err(NetworkError::Invalid(format!(
+            "invalid subnet {s}: host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    if net.prefix_len() > 30 {
+        return Err(NetworkError::Invalid(format!(
+            "invalid subnet {s}: a /{} has no room for a gateway and a container; use /30 or larger",
+            net.prefix_len()
+        )));
+    }
+    Ok(net)
+}
+
+/// The gateway a network gets when none is given: its first host address.
+pub fn default_gateway(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
+}
+
+/// A user-given gateway must be a host address of the subnet.
+pub fn check_gateway(net: Ipv4Net, gw: Ipv4Addr) -> Result<(), NetworkError> {
+    if !net.contains(&gw) {
+        return Err(NetworkError::Invalid(format!(
+            "invalid gateway {gw}: not inside subnet {net}"
+        )));
+    }
+    if gw == net.network() || gw == net.broadcast() {
+        return Err(NetworkError::Invalid(format!(
+            "invalid gateway {gw}: it is the {} address of {net}",
+            if gw == net.network() {
+                "network"
+            } else {
+                "broadcast"
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// A `--ip` request must be a host address of the subnet other than the gateway.
+pub fn check_requested_ip(net: Ipv4Net, gw: Ipv4Addr, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    if !net.contains(&ip) {
+        return Err(NetworkError::Invalid(format!(
+            "invalid address {ip}: not inside subnet {net}"
+        )));
+    }
+    let what = if ip == net.network() {
+        Some("network")
+    } else if ip == net.broadcast() {
+        Some("broadcast")
+    } else if ip == gw {
+        Some("gateway")
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(NetworkError::Invalid(format!(
+            "invalid address {ip}: it is the {what} address of {net}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The lowest host address of `net` that is neither the network, gateway nor
+/// broadcast address nor in `used_sorted` (addresses as u32, ascending; values
+/// outside the subnet and duplicates are tolerated).
+///
+/// Complexity: O(u) where u is the number of used addresses read, because the
+/// candidate only moves forward while the used list is walked once; it stops
+/// at the first gap, so a sparse subnet costs far less than u.
+pub fn first_free(
+    net: Ipv4Net,
+    gw: Ipv4Addr,
+    used_sorted: impl IntoIterator<Item = u32>,
+) -> Option<Ipv4Addr> {
+    let first = u32::from(net.network()).checked_add(1)?;
+    let last = u32::from(net.broadcast()).checked_sub(1)?;
+    let gw = u32::from(gw);
+    let mut cand = first;
+    let skip_gw = |c: u32| if c == gw { c.checked_add(1) } else { Some(c) };
+    cand = skip_gw(cand)?;
+    for used in used_sorted {
+        if cand > last {
+            return None;
+        }
+        if used < cand {
+            continue;
+        }
+        if used > cand {
+            break;
+        }
+        cand = skip_gw(cand.checked_add(1)?)?;
+    }
+    (cand <= last).then(|| Ipv4Addr::from(cand))
+}
+
+/// Docker-style locally administered MAC for a container address:
+/// 02:42 followed by the four address bytes, so it is stable and unique per IP.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `aa:bb:cc:dd:ee:ff`, the form `ip link` and the store use.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+    fn err(r: Result<impl std::fmt::Debug, NetworkError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parse_subnet_accepts_and_explains() {
+        assert_eq!(parse_subnet("10.88.0.0/24").unwrap(), net("10.88.0.0/24"));
+        assert_eq!(parse_subnet(" 10.0.0.0/30 ").unwrap(), net("10.0.0.0/30"));
+        assert_eq!(
+            err(parse_subnet("10.88.0.5/24")),
+            "invalid subnet 10.88.0.5/24: host bits set; did you mean 10.88.0.0/24?"
+        );
+        assert!(err(parse_subnet("10.0.0.0/31")).contains("no room"));
+        assert!(err(parse_subnet("10.0.0.1/32")).contains("no room"));
+        assert!(err(parse_subnet("10.0.0.2/30")).contains("did you mean 10.0.0.0/30?"));
+        assert!(err(parse_subnet("10.0.0.0/32")).contains("no room"));
+        assert!(err(parse_subnet("fd00::/64")).contains("IPv6"));
+        assert!(err(parse_subnet("banana")).contains("expected an IPv4 CIDR"));
+        assert!(err(parse_subnet("10.0.0.0")).contains("expected an IPv4 CIDR"));
+        assert!(err(parse_subnet("10.0.0.0/33")).contains("expected an IPv4 CIDR"));
+        assert!(err(parse_subnet("")).contains("expected an IPv4 CIDR"));
+    }
+
+    #[test]
+    fn gateway_rules() {
+        let n = net("10.88.0.0/24");
+        assert_eq!(default_gateway(n), ip("10.88.0.1"));
+        assert!(check_gateway(n, ip("10.88.0.1")).is_ok());
+        assert!(check_gateway(n, ip("10.88.0.254")).is_ok());
+        assert!(err(check_gateway(n, ip("10.88.0.0"))).contains("network address"));
+        assert!(err(check_gateway(n, ip("10.88.0.255"))).contains("broadcast address"));
+        assert!(err(check_gateway(n, ip("10.89.0.1"))).contains("not inside"));
+    }
+
+    #[test]
+    fn requested_ip_rules() {
+        let n = net("10.88.0.0/24");
+        let gw = ip("10.88.0.1");
+        assert!(check_requested_ip(n, gw, ip("10.88.0.2")).is_ok());
+        assert!(err(check_requested_ip(n, gw, ip("10.88.0.1"))).contains("gateway"));
+        assert!(err(check_requested_ip(n, gw, ip("10.88.0.0"))).contains("network"));
+        assert!(err(check_requested_ip(n, gw, ip("10.88.0.255"))).contains("broadcast"));
+        assert!(err(check_requested_ip(n, gw, ip("10.88.1.2"))).contains("not inside"));
+    }
+
+    #[test]
+    fn first_free_basic() {
+        let n = net("10.88.0.0/24");
+        let gw = ip("10.88.0.1");
+        let u = |s: &str| u32::from(ip(s));
+        assert_eq!(first_free(n, gw, []), Some(ip("10.88.0.2")));
+        assert_eq!(
+            first_free(n, gw, [u("10.88.0.2"), u("10.88.0.3")]),
+            Some(ip("10.88.0.4"))
+        );
+        // A gap is reused before higher addresses.
+        assert_eq!(
+            first_free(n, gw, [u("10.88.0.2"), u("10.88.0.4")]),
+            Some(ip("10.88.0.3"))
+        );
+        // Gateway in the middle of the range is skipped.
+        let gw_mid = ip("10.88.0.3");
+        assert_eq!(
+            first_free(n, gw_mid, [u("10.88.0.1"), u("10.88.0.2")]),
+            Some(ip("10.88.0.4"))
+        );
+        // Addresses outside the subnet and duplicates do not matter.
+        assert_eq!(
+            first_free(n, gw, [u("10.0.0.9"), u("10.88.0.2"), u("10.88.0.2")]),
+            Some(ip("10.88.0.3"))
+        );
+    }
+
+    #[test]
+    fn first_free_full_subnets() {
+        // /30: network .0, gw .1, host .2, broadcast .3.
+        let n = net("10.0.0.0/30");
+        let gw = ip("10.0.0.1");
+        assert_eq!(first_free(n, gw, []), Some(ip("10.0.0.2")));
+        assert_eq!(first_free(n, gw, [u32::from(ip("10.0.0.2"))]), None);
+        // Gateway at the top of a /30 leaves .1 free.
+        assert_eq!(first_free(n, ip("10.0.0.2"), []), Some(ip("10.0.0.1")));
+        // Extremes of the address space do not overflow.
+        let top = net("255.255.255.252/30");
+        assert_eq!(
+            first_free(top, ip("255.255.255.253"), []),
+            Some(ip("255.255.255.254"))
+        );
+        let n24 = net("10.1.0.0/24");
+        let all: Vec<u32> = (2..=254).map(|h| u32::from(ip("10.1.0.0")) + h).collect();
+        assert_eq!(first_free(n24, ip("10.1.0.1"), all), None);
+    }
+
+    #[test]
+    fn mac_is_docker_style() {
+        let m = mac_for(ip("172.17.0.2"));
+        assert_eq!(m, [0x02, 0x42, 172, 17, 0, 2]);
+        assert_eq!(format_mac(m), "02:42:ac:11:00:02");
+    }
+
+    /// An allocator over first_free, as the store uses it.
+    fn alloc(n: Ipv4Net, gw: Ipv4Addr, used: &BTreeSet<u32>) -> Option<Ipv4Addr> {
+        first_free(n, gw, used.iter().copied())
+    }
+
+    proptest! {
+        #[test]
+        fn allocations_are_valid_and_unique(
+            prefix in 26u8..=30,
+            gw_off in 1u32..4,
+            ops in proptest::collection::vec((any::<bool>(), any::<u8>()), 0..200),
+        ) {
+            let n = Ipv4Net::new(ip("10.60.0.0"), prefix).unwrap();
+            let base = u32::from(n.network());
+            let size = 1u32 << (32 - prefix);
+            let gw = Ipv4Addr::from(base + gw_off.min(size - 2));
+            let mut used = BTreeSet::new();
+            for (allocate, pick) in ops {
+                if allocate || used.is_empty() {
+                    match alloc(n, gw, &used) {
+                        Some(a) => {
+                            let a32 = u32::from(a);
+                            prop_assert!(check_requested_ip(n, gw, a).is_ok());
+                            prop_assert!(used.insert(a32), "duplicate {}", a);
+                            // It is the lowest free address.
+                            for c in base + 1..a32 {
+                                prop_assert!(c == u32::from(gw) || used.contains(&c));
+                            }
+                        }
+                        None => {
+                            // Full: every host address but the gateway is used.
+                            prop_assert_eq!(used.len() as u32, size - 3);
+                        }
+                    }
+                } else {
+                    // Release one, and the next allocation reuses the lowest gap.
+                    let v: Vec<u32> = used.iter().copied().collect();
+                    let r = v[pick as usize % v.len()];
+                    used.remove(&r);
+                    let next = alloc(n, gw, &used).unwrap();
+                    prop_assert!(u32::from(next) <= r);
+                }
+            }
+        }
+    }
+}
