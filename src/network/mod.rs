@@ -18,6 +18,8 @@ pub mod portspec;
 
 use serde::{Deserialize, Serialize};
 
+pub mod etc;
+pub mod names;
 pub mod netlink;
 
 #[derive(Debug, thiserror::Error)]
