@@ -12,7 +12,9 @@
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
 //!   releases addresses and port bindings
 
+pub mod firewall;
 pub mod ipam;
+pub mod nft;
 pub mod pool;
 pub mod portspec;
 
