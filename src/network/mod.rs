@@ -1,16 +1,21 @@
 //! Networks, endpoints, IPAM, the bridge driver, the nftables firewall and
-//! port mapping. Contract used by the run path (owned by the network work):
+//! port mapping. The run path's contract (all in this module's namespace):
 //!
 //! - `NetworkRequest`: what `run` asked for (--net, --ip, --dns, --add-host, -p)
-//! - `allocate(tx, inst, container_id, hostname, &req)`: inside the store
-//!   transaction that creates the container: endpoints (IP, MAC, veth names)
-//!   and port bindings, validated, UNIQUE-guarded
+//! - `allocate(tx, inst, container_id, &req)`: inside the store transaction
+//!   that inserts the container row: endpoint (IP, MAC, veth name, eth0) and
+//!   port bindings, validated, UNIQUE-guarded. The default network's row is
+//!   inserted there when missing (no device is made inside the transaction);
+//!   `ensure_default(inst, store)` exists but callers need not call it.
 //! - `attach(inst, store, container_id, pid)`: after clone, before the child is
-//!   released: bridges ensured, veth into the child's netns, addresses, routes,
-//!   firewall rules
-//! - `etc_files(...)`: /etc/hosts and /etc/resolv.conf for the container
+//!   released: bridges and base firewall ensured (re-created if missing),
+//!   veths into the child's netns, addresses, routes, sysctls, port mappings;
+//!   undone on failure
+//! - `etc_files(store, id, hostname, name, &req)` (or the pure `etc_hosts` /
+//!   `resolv_conf`): /etc/hosts and /etc/resolv.conf contents for the container
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
-//!   releases addresses and port bindings
+//!   releases addresses and port bindings; idempotent
+//! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
 pub mod firewall;
 pub mod ipam;
@@ -20,9 +25,21 @@ pub mod portspec;
 
 use serde::{Deserialize, Serialize};
 
+pub mod bridge;
+pub mod endpoint;
 pub mod etc;
+pub mod manage;
 pub mod names;
 pub mod netlink;
+pub mod rules;
+pub mod undo;
+
+pub use endpoint::{
+    allocate, attach, connect, container_networks, container_ports, detach, disconnect, etc_files,
+    EndpointInfo,
+};
+pub use etc::{etc_hosts, resolv_conf};
+pub use manage::{ensure_default, CreateRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -57,4 +74,10 @@ pub struct NetworkRequest {
     pub publish: Vec<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+}
+
+impl From<netlink::NetlinkError> for NetworkError {
+    fn from(e: netlink::NetlinkError) -> NetworkError {
+        NetworkError::Netlink(e.to_string())
+    }
 }

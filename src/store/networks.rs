@@ -52,6 +52,7 @@ pub struct ContainerRef {
     pub name: String,
     pub status: String,
     pub pid: i32,
+    pub pid_start: u64,
     pub config: String,
 }
 
@@ -311,7 +312,7 @@ pub fn port_bindings_of_container(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-const CTR_COLS: &str = "id, name, status, pid, config";
+const CTR_COLS: &str = "id, name, status, pid, pid_start, config";
 
 fn container_ref(r: &Row) -> rusqlite::Result<ContainerRef> {
     Ok(ContainerRef {
@@ -319,7 +320,8 @@ fn container_ref(r: &Row) -> rusqlite::Result<ContainerRef> {
         name: r.get(1)?,
         status: r.get(2)?,
         pid: r.get::<_, i64>(3)? as i32,
-        config: r.get(4)?,
+        pid_start: r.get::<_, i64>(4)? as u64,
+        config: r.get(5)?,
     })
 }
 

@@ -1,0 +1,467 @@
+//! Endpoints, a container's place on a network: allocated inside the
+//! container's store transaction, plugged in by attach, torn down by detach.
+
+use super::names::{self, DEFAULT_NETWORK};
+use super::netlink::Netlink;
+use super::portspec::{self, HostBinding};
+use super::undo::Undo;
+use super::{bridge, etc, ipam, manage, NetworkError, NetworkRequest};
+use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
+use crate::store::Store;
+use crate::{util, Instance};
+use rusqlite::{Connection, Transaction};
+use std::net::Ipv4Addr;
+
+/// One of a container's networks, for `ps` and `inspect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointInfo {
+    pub network_name: String,
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac: String,
+}
+
+impl EndpointInfo {
+    /// `testbr=10.88.0.2`, the `ps` NETWORKS column.
+    pub fn ps_label(&self) -> String {
+        format!("{}={}", self.network_name, self.ip)
+    }
+}
+
+fn parse_ip(s: &str) -> Result<Ipv4Addr, NetworkError> {
+    s.parse()
+        .map_err(|_| NetworkError::Invalid(format!("invalid --ip {s:?}: expected an IPv4 address")))
+}
+
+/// Validates the request and records the container's endpoint and port
+/// bindings in `tx` (the transaction that inserts the container row).
+/// `--net none|host` record nothing. The default network's row is inserted
+/// here when missing; its bridge is made by `attach`.
+pub fn allocate(
+    tx: &Transaction,
+    inst: &Instance,
+    container_id: &str,
+    req: &NetworkRequest,
+) -> Result<(), NetworkError> {
+    for d in &req.dns {
+        etc::parse_dns(d)?;
+    }
+    for h in &req.add_hosts {
+        etc::parse_add_host(h)?;
+    }
+    let mode = req.mode.as_str();
+    if mode == "none" || mode == "host" {
+        if !req.publish.is_empty() {
+            return Err(NetworkError::Invalid(format!(
+                "conflicting options: port publishing and --net {mode}"
+            )));
+        }
+        if req.ip.is_some() {
+            return Err(NetworkError::Invalid(format!(
+                "conflicting options: --ip and --net {mode}"
+            )));
+        }
+        return Ok(());
+    }
+    let net = if mode.is_empty() || mode == DEFAULT_NETWORK {
+        manage::default_network_row(inst, tx)?
+    } else {
+        manage::find(tx, mode)?
+    };
+    let ip = req.ip.as_deref().map(parse_ip).transpose()?;
+    let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
+    allocate_ports(tx, container_id, &ep, &req.publish)?;
+    Ok(())
+}
+
+/// Picks (or checks) the address, the interface name and the veth name, and
+/// inserts the endpoint row; UNIQUE constraints catch concurrent allocations.
+fn new_endpoint(
+    c: &Connection,
+    net: &NetworkRow,
+    container_id: &str,
+    requested: Option<Ipv4Addr>,
+    aliases: &[String],
+) -> Result<EndpointRow, NetworkError> {
+    let (subnet, gw) = bridge::addressing(net)?;
+    let mine = rows::endpoints_of_container(c, container_id)?;
+    if mine.iter().any(|e| e.network_id == net.id) {
+        return Err(NetworkError::Conflict(format!(
+            "container is already connected to network {}",
+            net.name
+        )));
+    }
+    let used = rows::used_ips(c, &net.id)?;
+    let ip = match requested {
+        Some(ip) => {
+            ipam::check_requested_ip(subnet, gw, ip)?;
+            if used.contains(&u32::from(ip)) {
+                return Err(NetworkError::Conflict(format!(
+                    "address {ip} is already in use on network {}",
+                    net.name
+                )));
+            }
+            ip
+        }
+        None => ipam::first_free(subnet, gw, used.iter().copied()).ok_or_else(|| {
+            NetworkError::Conflict(format!(
+                "no free address left on network {} ({})",
+                net.name, net.subnet
+            ))
+        })?,
+    };
+    let n = (0..)
+        .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
+        .unwrap_or(0);
+    let id = util::new_id();
+    let ep = EndpointRow {
+        host_veth: names::host_veth_name(&id),
+        id,
+        container_id: container_id.to_string(),
+        network_id: net.id.clone(),
+        ifname: names::container_ifname(n),
+        ip,
+        mac: ipam::format_mac(ipam::mac_for(ip)),
+        aliases: aliases.to_vec(),
+    };
+    rows::insert_endpoint(c, &ep)?;
+    Ok(ep)
+}
+
+fn binding_of(b: &PortBindingRow) -> Option<HostBinding> {
+    Some(HostBinding {
+        proto: b.proto.parse().ok()?,
+        host_ip: b.host_ip.parse().ok()?,
+        host_port: b.host_port,
+    })
+}
+
+/// Parses the -p specs, picks free host ports for `-p CTRPORT`, refuses any
+/// clash with a binding that exists (0.0.0.0 clashes with every address).
+fn allocate_ports(
+    c: &Connection,
+    container_id: &str,
+    ep: &EndpointRow,
+    publish: &[String],
+) -> Result<Vec<PortBindingRow>, NetworkError> {
+    let mut taken: Vec<HostBinding> = rows::all_port_bindings(c)?
+        .iter()
+        .filter_map(binding_of)
+        .collect();
+    let mut out = vec![];
+    for spec in publish {
+        for m in portspec::parse_publish(spec)? {
+            let host_port = match m.host_port {
+                Some(p) => {
+                    let b = HostBinding {
+                        proto: m.proto,
+                        host_ip: m.host_ip,
+                        host_port: p,
+                    };
+                    if taken.iter().any(|t| portspec::conflicts(*t, b)) {
+                        return Err(NetworkError::Conflict(format!(
+                            "Bind for {}:{p} failed: port is already allocated",
+                            m.host_ip
+                        )));
+                    }
+                    p
+                }
+                None => {
+                    let mut used: Vec<u16> = taken
+                        .iter()
+                        .filter(|t| {
+                            t.proto == m.proto
+                                && (t.host_ip == m.host_ip
+                                    || t.host_ip.is_unspecified()
+                                    || m.host_ip.is_unspecified())
+                        })
+                        .map(|t| t.host_port)
+                        .collect();
+                    used.sort_unstable();
+                    portspec::pick_free_port(used, portspec::EPHEMERAL_PORTS).ok_or_else(|| {
+                        NetworkError::Conflict(format!(
+                            "no free {} host port left to publish {}",
+                            m.proto, m.container_port
+                        ))
+                    })?
+                }
+            };
+            let row = PortBindingRow {
+                container_id: container_id.to_string(),
+                endpoint_id: ep.id.clone(),
+                proto: m.proto.to_string(),
+                host_ip: m.host_ip.to_string(),
+                host_port,
+                container_port: m.container_port,
+            };
+            rows::insert_port_binding(c, &row)?;
+            taken.push(HostBinding {
+                proto: m.proto,
+                host_ip: m.host_ip,
+                host_port,
+            });
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn network_of(c: &Connection, ep: &EndpointRow) -> Result<NetworkRow, NetworkError> {
+    rows::find_network(c, &ep.network_id)?
+        .filter(|n| n.id == ep.network_id)
+        .ok_or_else(|| NetworkError::NotFound(format!("network {} not found", ep.network_id)))
+}
+
+/// After clone, before the child runs: bridges and rules ensured, a veth per
+/// endpoint into the netns of `pid`, addresses, routes (default route only
+/// via the first network), port mappings. On failure everything is undone.
+pub fn attach(
+    inst: &Instance,
+    store: &mut Store,
+    container_id: &str,
+    pid: i32,
+) -> Result<(), NetworkError> {
+    let c = store.conn();
+    let eps = rows::endpoints_of_container(c, container_id)?;
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let bindings = rows::port_bindings_of_container(c, container_id)?;
+    let nl = bridge::host_netlink()?;
+    let ctr = Netlink::open_in_pid(pid)?;
+    let mut undo = Undo::new();
+    for ep in &eps {
+        let net = network_of(c, ep)?;
+        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        let ports: Vec<PortBindingRow> = bindings
+            .iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .cloned()
+            .collect();
+        bridge::connect(
+            &nl,
+            &ctr,
+            inst,
+            &net,
+            ep,
+            &ports,
+            pid,
+            ep.ifname == "eth0",
+            &mut undo,
+        )?;
+    }
+    undo.commit();
+    Ok(())
+}
+
+/// Teardown: port mappings, host veths, then the endpoint and binding rows
+/// (addresses and ports released). Keeps going past errors and reports them
+/// all; running it twice is harmless.
+pub fn detach(inst: &Instance, store: &mut Store, container_id: &str) -> Result<(), NetworkError> {
+    let eps = rows::endpoints_of_container(store.conn(), container_id)?;
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
+    let mut errors = vec![];
+    let nl = Netlink::open().map_err(|e| errors.push(e.to_string())).ok();
+    for ep in &eps {
+        let ports: Vec<PortBindingRow> = bindings
+            .iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .cloned()
+            .collect();
+        errors.extend(bridge::disconnect(nl.as_ref(), inst, ep, &ports));
+    }
+    let released = store.write(|tx| {
+        for ep in &eps {
+            rows::delete_endpoint(tx, &ep.id)?;
+        }
+        Ok::<_, NetworkError>(())
+    });
+    if let Err(e) = released {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(NetworkError::Netlink(format!(
+            "network teardown of container {}: {}",
+            &container_id[..12.min(container_id.len())],
+            errors.join("; ")
+        )))
+    }
+}
+
+/// A container that can take a new interface: running, alive, with its own netns.
+fn running_container(c: &Connection, key: &str) -> Result<ContainerRef, NetworkError> {
+    let ctr = rows::find_container(c, key)?
+        .ok_or_else(|| NetworkError::NotFound(format!("No such container: {key}")))?;
+    let alive = ctr.pid > 0 && (ctr.pid_start == 0 || util::process_alive(ctr.pid, ctr.pid_start));
+    if ctr.status != "running" || !alive {
+        return Err(NetworkError::Invalid(format!(
+            "container {} is not running",
+            ctr.name
+        )));
+    }
+    let mode = serde_json::from_str::<serde_json::Value>(&ctr.config)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/network/mode")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if mode == "host" || mode == "none" {
+        return Err(NetworkError::Invalid(format!(
+            "container {} runs with --net {mode} and cannot join other networks",
+            ctr.name
+        )));
+    }
+    Ok(ctr)
+}
+
+/// `network connect`: a new interface (eth1, ...) in the running container,
+/// its address allocated; the container's default route is left alone.
+pub fn connect(
+    inst: &Instance,
+    store: &mut Store,
+    network: &str,
+    container: &str,
+    ip: Option<&str>,
+    aliases: &[String],
+) -> Result<EndpointRow, NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let mut undo = Undo::new();
+    let ep = store.write(|tx| {
+        let ctr = running_container(tx, container)?;
+        let net = manage::find(tx, network)?;
+        if rows::endpoints_of_container(tx, &ctr.id)?
+            .iter()
+            .any(|e| e.network_id == net.id)
+        {
+            return Err(NetworkError::Conflict(format!(
+                "container {} is already connected to network {}",
+                ctr.name, net.name
+            )));
+        }
+        let ip = ip.map(parse_ip).transpose()?;
+        let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
+        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        let cnl = Netlink::open_in_pid(ctr.pid)?;
+        bridge::connect(
+            &nl,
+            &cnl,
+            inst,
+            &net,
+            &ep,
+            &[],
+            ctr.pid,
+            ep.ifname == "eth0",
+            &mut undo,
+        )?;
+        Ok(ep)
+    })?;
+    undo.commit();
+    Ok(ep)
+}
+
+/// `network disconnect`: the interface goes, the address is released.
+/// With `force` the rows go even when the device could not be removed.
+pub fn disconnect(
+    inst: &Instance,
+    store: &mut Store,
+    network: &str,
+    container: &str,
+    force: bool,
+) -> Result<(), NetworkError> {
+    let nl = Netlink::open()?;
+    store.write(|tx| {
+        let ctr = rows::find_container(tx, container)?
+            .ok_or_else(|| NetworkError::NotFound(format!("No such container: {container}")))?;
+        let net = manage::find(tx, network)?;
+        let ep = rows::endpoints_of_container(tx, &ctr.id)?
+            .into_iter()
+            .find(|e| e.network_id == net.id)
+            .ok_or_else(|| {
+                NetworkError::NotFound(format!(
+                    "container {} is not connected to network {}",
+                    ctr.name, net.name
+                ))
+            })?;
+        let ports: Vec<PortBindingRow> = rows::port_bindings_of_container(tx, &ctr.id)?
+            .into_iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .collect();
+        let errors = bridge::disconnect(Some(&nl), inst, &ep, &ports);
+        if !errors.is_empty() && !force {
+            return Err(NetworkError::Netlink(errors.join("; ")));
+        }
+        rows::delete_endpoint(tx, &ep.id)?;
+        Ok(())
+    })
+}
+
+/// The container's networks (for `ps` NETWORKS and `inspect`
+/// NetworkSettings.Networks), in interface order.
+pub fn container_networks(
+    store: &Store,
+    container_id: &str,
+) -> Result<Vec<EndpointInfo>, NetworkError> {
+    let c = store.conn();
+    let mut out = vec![];
+    for ep in rows::endpoints_of_container(c, container_id)? {
+        let net = network_of(c, &ep)?;
+        let (subnet, _) = bridge::addressing(&net)?;
+        out.push(EndpointInfo {
+            network_name: net.name.clone(),
+            network_id: net.id.clone(),
+            endpoint_id: ep.id.clone(),
+            ifname: ep.ifname.clone(),
+            ip: ep.ip,
+            prefix_len: subnet.prefix_len(),
+            gateway: net.gateway.clone(),
+            mac: ep.mac.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// `0.0.0.0:8080->80/tcp` for each published port (empty when none or when
+/// the store cannot be read: it is display only).
+pub fn container_ports(store: &Store, container_id: &str) -> Vec<String> {
+    rows::port_bindings_of_container(store.conn(), container_id)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            format!(
+                "{}:{}->{}/{}",
+                b.host_ip, b.host_port, b.container_port, b.proto
+            )
+        })
+        .collect()
+}
+
+/// The container's /etc/hosts and /etc/resolv.conf contents (the caller
+/// bind-mounts them); the host's /etc/resolv.conf is read here.
+pub fn etc_files(
+    store: &Store,
+    container_id: &str,
+    hostname: &str,
+    name: &str,
+    req: &NetworkRequest,
+) -> Result<(String, String), NetworkError> {
+    let ips: Vec<Ipv4Addr> = container_networks(store, container_id)?
+        .iter()
+        .map(|e| e.ip)
+        .collect();
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    Ok((
+        etc::etc_hosts(hostname, name, &ips, &req.add_hosts),
+        etc::resolv_conf(&req.dns, &host_resolv),
+    ))
+}
