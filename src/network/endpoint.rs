@@ -21,7 +21,7 @@ pub struct EndpointInfo {
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
-    pub gateway: String,
+    pub gateway: Ipv4Addr,
     pub mac: String,
 }
 
@@ -416,7 +416,7 @@ pub fn container_networks(
     let mut out = vec![];
     for ep in rows::endpoints_of_container(c, container_id)? {
         let net = network_of(c, &ep)?;
-        let (subnet, _) = bridge::addressing(&net)?;
+        let (subnet, gateway) = bridge::addressing(&net)?;
         out.push(EndpointInfo {
             network_name: net.name.clone(),
             network_id: net.id.clone(),
@@ -424,26 +424,49 @@ pub fn container_networks(
             ifname: ep.ifname.clone(),
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
-            gateway: net.gateway.clone(),
+            gateway,
             mac: ep.mac.clone(),
         });
     }
     Ok(out)
 }
 
-/// `0.0.0.0:8080->80/tcp` for each published port (empty when none or when
-/// the store cannot be read: it is display only).
-pub fn container_ports(store: &Store, container_id: &str) -> Vec<String> {
-    rows::port_bindings_of_container(store.conn(), container_id)
-        .unwrap_or_default()
-        .iter()
-        .map(|b| {
-            format!(
-                "{}:{}->{}/{}",
-                b.host_ip, b.host_port, b.container_port, b.proto
-            )
-        })
-        .collect()
+/// `0.0.0.0:8080->80/tcp` for each published port.
+pub fn container_ports(store: &Store, container_id: &str) -> Result<Vec<String>, NetworkError> {
+    Ok(
+        rows::port_bindings_of_container(store.conn(), container_id)?
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}:{}->{}/{}",
+                    b.host_ip, b.host_port, b.container_port, b.proto
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Before the container's transaction: makes sure the default network
+/// (row, bridge, rules) exists when the request uses it.
+pub fn prepare(
+    inst: &Instance,
+    store: &mut Store,
+    req: &NetworkRequest,
+) -> Result<(), NetworkError> {
+    if req.mode.is_empty() || req.mode == DEFAULT_NETWORK {
+        manage::ensure_default(inst, store)?;
+    }
+    Ok(())
+}
+
+/// Releases a container's addresses and ports in the caller's transaction,
+/// without touching devices (for a stopped container about to be
+/// re-allocated; `detach` is the full teardown).
+pub fn detach_rows(tx: &Transaction, container_id: &str) -> Result<(), NetworkError> {
+    for ep in rows::endpoints_of_container(tx, container_id)? {
+        rows::delete_endpoint(tx, &ep.id)?;
+    }
+    Ok(())
 }
 
 /// The container's /etc/hosts and /etc/resolv.conf contents (the caller

@@ -2,11 +2,15 @@
 //! port mapping. The run path's contract (all in this module's namespace):
 //!
 //! - `NetworkRequest`: what `run` asked for (--net, --ip, --dns, --add-host, -p)
+//! - `prepare(inst, store, &req)`: before the container's transaction; makes
+//!   the default network `bridge` (row, bridge, rules) when the request uses it
 //! - `allocate(tx, inst, container_id, &req)`: inside the store transaction
 //!   that inserts the container row: endpoint (IP, MAC, veth name, eth0) and
-//!   port bindings, validated, UNIQUE-guarded. The default network's row is
-//!   inserted there when missing (no device is made inside the transaction);
-//!   `ensure_default(inst, store)` exists but callers need not call it.
+//!   port bindings, validated, UNIQUE-guarded. Should `prepare` not have run,
+//!   the default network's row is inserted here (no device inside the
+//!   transaction; `attach` makes the bridge since it ensures bridges anyway)
+//! - `detach_rows(tx, container_id)`: releases addresses and ports in a
+//!   transaction (restart of a stopped container, before `allocate`)
 //! - `attach(inst, store, container_id, pid)`: after clone, before the child is
 //!   released: bridges and base firewall ensured (re-created if missing),
 //!   veths into the child's netns, addresses, routes, sysctls, port mappings;
@@ -35,8 +39,8 @@ pub mod rules;
 pub mod undo;
 
 pub use endpoint::{
-    allocate, attach, connect, container_networks, container_ports, detach, disconnect, etc_files,
-    EndpointInfo,
+    allocate, attach, connect, container_networks, container_ports, detach, detach_rows,
+    disconnect, etc_files, prepare, EndpointInfo,
 };
 pub use etc::{etc_hosts, resolv_conf};
 pub use manage::{ensure_default, CreateRequest};

@@ -112,17 +112,22 @@ pub fn remove_ports(
     ))
 }
 
-/// Rebuilds the whole table from the store in one atomic batch: base, every
-/// network, every port mapping. With no network left the table goes away.
+/// Rebuilds the whole table from the store: base, every network, every port
+/// mapping in one atomic batch, after the old table is deleted. With no network left the table goes away.
 pub fn reload(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     let nets = rows::list_networks(c)?;
     if nets.is_empty() {
         return nft::delete_table(&table);
     }
-    // `add` + `delete` first so the batch also works when the table is absent.
-    let mut script = format!("add table inet {table}\ndelete table inet {table}\n");
-    script += &firewall::render_base(&table);
+    // Two batches: nft refuses verdict-map elements jumping to chains of a
+    // table deleted earlier in the same batch, so the table goes first and
+    // everything is rebuilt in the second (mappings pause for that moment).
+    nft::delete_table(&table)?;
+    // The base (maps included) must exist before a batch adds elements to
+    // the interval map post_src: nft fails with ENOENT when both share a batch.
+    nft::apply(&firewall::render_base(&table))?;
+    let mut script = String::new();
     let mut eps: HashMap<String, EndpointRow> = HashMap::new();
     for n in &nets {
         script += &firewall::render_network_add(&table, &fw_network(n)?);

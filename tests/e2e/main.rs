@@ -3,3 +3,4 @@
 //! "test host"), cleaned up on drop even when the test fails.
 
 mod common;
+mod network;
