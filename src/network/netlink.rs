@@ -296,7 +296,7 @@ impl Netlink {
         Ok(self
             .main_routes()?
             .iter()
-            .filter_map(|r| route_dst(r))
+            .filter_map(route_dst)
             .collect())
     }
 

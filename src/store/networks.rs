@@ -479,13 +479,10 @@ mod tests {
         assert!(all_port_bindings(c).unwrap().is_empty());
         assert_eq!(used_ips(c, "n1").unwrap(), vec![0x0a580002]);
         assert_eq!(find_container(c, "web").unwrap().unwrap().pid, 42);
-        assert_eq!(
-            find_container(c, "c")
-                .unwrap_err()
-                .to_string()
-                .contains("ambiguous"),
-            true
-        );
+        assert!(find_container(c, "c")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
         assert!(find_container(c, "zzz").unwrap().is_none());
     }
 }
