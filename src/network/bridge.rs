@@ -59,15 +59,21 @@ pub fn ensure(
 ) -> Result<(), NetworkError> {
     let (subnet, gw) = addressing(net)?;
     rules::ensure_base(inst, undo)?;
-    let fresh = nl.link(&net.bridge)?.is_none();
+    let mut fresh = nl.link(&net.bridge)?.is_none();
     if fresh {
         let addr = Ipv4Net::new(gw, subnet.prefix_len())
             .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
-        nl.create_bridge(&net.bridge, net.mtu, addr)?;
-        let (nl2, br) = (nl.clone(), net.bridge.clone());
-        undo.push(format!("bridge {br}"), move || {
-            nl2.delete_link(&br).map(|_| ()).map_err(|e| e.to_string())
-        });
+        match nl.create_bridge(&net.bridge, net.mtu, addr) {
+            Ok(()) => {
+                let (nl2, br) = (nl.clone(), net.bridge.clone());
+                undo.push(format!("bridge {br}"), move || {
+                    nl2.delete_link(&br).map(|_| ()).map_err(|e| e.to_string())
+                });
+            }
+            // Another minirt process re-created it a moment ago: it is theirs to undo.
+            Err(e) if e.errno() == Some(libc::EEXIST) => fresh = false,
+            Err(e) => return Err(e.into()),
+        }
     }
     rules::ensure_network(inst, net, fresh, undo)?;
     if !net.internal {

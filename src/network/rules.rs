@@ -45,16 +45,26 @@ fn table_exists(table: &str) -> bool {
     nft::list_table(table).is_ok()
 }
 
-/// Creates the instance's table, maps and base chains if missing (undone by
-/// deleting the table, which only happens when this call created it).
+/// Creates the instance's table, maps and base chains if missing. The undo
+/// deletes the table only while the store holds no network (read afresh when
+/// the undo runs, after the failed transaction rolled back), so a concurrent
+/// minirt process that also uses the table never loses it.
 pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     if table_exists(&table) {
         return Ok(());
     }
     nft::apply(&firewall::render_base(&table))?;
+    let db = inst.db_path();
     undo.push(format!("nftables table {table}"), move || {
-        nft::delete_table(&table).map_err(|e| e.to_string())
+        let store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
+        if rows::list_networks(store.conn())
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            nft::delete_table(&table).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     });
     Ok(())
 }
