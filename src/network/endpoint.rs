@@ -546,6 +546,7 @@ mod tests {
 
     fn insert_container(
         store: &mut Store,
+        inst: &Instance,
         id: &str,
         name: &str,
         req: &NetworkRequest,
@@ -565,13 +566,8 @@ mod tests {
                 rusqlite::params![id, name, config, pid],
             )
             .map_err(crate::store::StoreError::from)?;
-            let inst = INST.with(|i| i.borrow().clone()).expect("instance");
-            allocate(tx, &inst, id, &inst_req)
+            allocate(tx, inst, id, &inst_req)
         })
-    }
-
-    thread_local! {
-        static INST: std::cell::RefCell<Option<Instance>> = const { std::cell::RefCell::new(None) };
     }
 
     fn links(nl: &Netlink) -> Vec<String> {
@@ -581,6 +577,211 @@ mod tests {
             .map(|l| l.name)
             .filter(|n| n != "lo")
             .collect()
+    }
+
+    /// A store with network `n` on `subnet` (a row only, no devices).
+    fn store_with(subnet: &str) -> (tempfile::TempDir, Instance, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance::new(&dir.path().join("root"), &dir.path().join("run")).unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+        let row = NetworkRow {
+            id: "n1".repeat(32),
+            name: "n".into(),
+            driver: "bridge".into(),
+            subnet: subnet.into(),
+            net_start: u32::from(net.network()),
+            net_end: u32::from(net.broadcast()),
+            gateway: ipam::default_gateway(net).to_string(),
+            bridge: "mrb-test".into(),
+            internal: false,
+            mtu: 1500,
+            options: Default::default(),
+            created: 0,
+        };
+        rows::insert_network(store.conn(), &row).unwrap();
+        (dir, inst, store)
+    }
+
+    fn on_n(publish: &[&str], ip: Option<&str>) -> NetworkRequest {
+        NetworkRequest {
+            mode: "n".into(),
+            ip: ip.map(String::from),
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn addresses_are_allocated_in_order_and_a_full_subnet_is_refused() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/30");
+        insert_container(&mut store, &inst, "c1", "a", &on_n(&[], None), 0).unwrap();
+        let e = insert_container(&mut store, &inst, "c2", "b", &on_n(&[], None), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no free address left on network n (10.88.0.0/30)"
+        );
+        assert!(
+            rows::find_container(store.conn(), "b").unwrap().is_none(),
+            "row kept"
+        );
+        let nets = container_networks(&store, "c1").unwrap();
+        assert_eq!(
+            (nets[0].ip, nets[0].ifname.as_str()),
+            (Ipv4Addr::new(10, 88, 0, 2), "eth0")
+        );
+        // Released addresses are reused.
+        store.write(|tx| detach_rows(tx, "c1")).unwrap();
+        insert_container(&mut store, &inst, "c2", "b", &on_n(&[], None), 0).unwrap();
+        assert_eq!(
+            container_networks(&store, "c2").unwrap()[0].ip,
+            Ipv4Addr::new(10, 88, 0, 2)
+        );
+    }
+
+    #[test]
+    fn requested_addresses_and_bad_inputs_are_refused_clearly() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/24");
+        insert_container(
+            &mut store,
+            &inst,
+            "c1",
+            "a",
+            &on_n(&[], Some("10.88.0.50")),
+            0,
+        )
+        .unwrap();
+        for (req, want) in [
+            (
+                on_n(&[], Some("10.88.0.50")),
+                "address 10.88.0.50 is already in use on network n",
+            ),
+            (on_n(&[], Some("10.88.0.1")), "gateway"),
+            (on_n(&[], Some("10.89.0.5")), "not inside subnet"),
+            (on_n(&[], Some("nope")), "invalid --ip"),
+            (on_n(&["0:80"], None), "invalid port mapping"),
+            (on_n(&["70000:80"], None), "invalid port mapping"),
+            (on_n(&["80:80:80:80"], None), "invalid port mapping"),
+            (
+                NetworkRequest {
+                    mode: "host".into(),
+                    publish: vec!["80".into()],
+                    ..Default::default()
+                },
+                "conflicting options",
+            ),
+            (
+                NetworkRequest {
+                    mode: "n".into(),
+                    dns: vec!["x".into()],
+                    ..Default::default()
+                },
+                "invalid --dns",
+            ),
+            (
+                NetworkRequest {
+                    mode: "n".into(),
+                    add_hosts: vec!["x".into()],
+                    ..Default::default()
+                },
+                "invalid --add-host",
+            ),
+            (
+                NetworkRequest {
+                    mode: "nosuch".into(),
+                    ..Default::default()
+                },
+                "network nosuch not found",
+            ),
+        ] {
+            let e = insert_container(&mut store, &inst, "c2", "b", &req, 0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{req:?}: {e}");
+        }
+        assert!(rows::find_container(store.conn(), "b").unwrap().is_none());
+        assert_eq!(
+            rows::used_ips(store.conn(), &"n1".repeat(32))
+                .unwrap()
+                .len(),
+            1
+        );
+        // none / host record nothing.
+        let none = NetworkRequest {
+            mode: "none".into(),
+            ..Default::default()
+        };
+        insert_container(&mut store, &inst, "c3", "c", &none, 0).unwrap();
+        assert!(container_networks(&store, "c3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn host_ports_conflict_across_addresses_and_free_ones_are_picked() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/24");
+        insert_container(
+            &mut store,
+            &inst,
+            "c1",
+            "a",
+            &on_n(&["8080:80", "127.0.0.1:9090:90", "53:53/udp"], None),
+            0,
+        )
+        .unwrap();
+        for (spec, want) in [
+            (
+                "8080:81",
+                "Bind for 0.0.0.0:8080 failed: port is already allocated",
+            ),
+            (
+                "127.0.0.1:8080:81",
+                "Bind for 127.0.0.1:8080 failed: port is already allocated",
+            ),
+            (
+                "9090:90",
+                "Bind for 0.0.0.0:9090 failed: port is already allocated",
+            ),
+            (
+                "53:53/udp",
+                "Bind for 0.0.0.0:53 failed: port is already allocated",
+            ),
+        ] {
+            let e = insert_container(&mut store, &inst, "c2", "b", &on_n(&[spec], None), 0)
+                .unwrap_err();
+            assert_eq!(e.to_string(), want, "{spec}");
+        }
+        // Same port, other protocol or other specific address: fine.
+        insert_container(
+            &mut store,
+            &inst,
+            "c2",
+            "b",
+            &on_n(
+                &[
+                    "8080:80/udp",
+                    "127.0.0.2:9090:90",
+                    "100-101:200-201",
+                    "80",
+                    "80",
+                ],
+                None,
+            ),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            container_ports(&store, "c2").unwrap(),
+            [
+                "0.0.0.0:100->200/tcp",
+                "0.0.0.0:101->201/tcp",
+                "0.0.0.0:8080->80/udp",
+                "127.0.0.2:9090->90/tcp",
+                "0.0.0.0:32768->80/tcp",
+                "0.0.0.0:32769->80/tcp",
+            ]
+        );
+        // Releasing the first container frees its ports.
+        store.write(|tx| detach_rows(tx, "c1")).unwrap();
+        insert_container(&mut store, &inst, "c3", "c", &on_n(&["8080:80"], None), 0).unwrap();
     }
 
     #[test]
@@ -599,7 +800,6 @@ mod tests {
         host.set_up("lo").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let inst = Instance::new(&dir.path().join("root"), &dir.path().join("run")).unwrap();
-        INST.with(|i| *i.borrow_mut() = Some(inst.clone()));
         let mut store = Store::open(&inst.db_path()).unwrap();
         let create = |name: &str, subnet: &str, store: &mut Store| {
             let req = CreateRequest {
@@ -619,17 +819,18 @@ mod tests {
             publish: vec!["8080:80".into(), "90/udp".into()],
             ..Default::default()
         };
-        insert_container(&mut store, "c1", "web", &web, p1.0.id() as i32).unwrap();
+        insert_container(&mut store, &inst, "c1", "web", &web, p1.0.id() as i32).unwrap();
         let client = NetworkRequest {
             mode: "testbr".into(),
             ip: Some("10.88.0.9".into()),
             ..Default::default()
         };
-        insert_container(&mut store, "c2", "client", &client, p2.0.id() as i32).unwrap();
+        insert_container(&mut store, &inst, "c2", "client", &client, p2.0.id() as i32).unwrap();
 
         // Clear refusals, nothing recorded for them.
         let e = insert_container(
             &mut store,
+            &inst,
             "c3",
             "dup",
             &NetworkRequest {
@@ -646,6 +847,7 @@ mod tests {
         );
         let e = insert_container(
             &mut store,
+            &inst,
             "c3",
             "dup",
             &NetworkRequest {
@@ -659,6 +861,7 @@ mod tests {
         assert!(e.to_string().contains("already in use"), "{e}");
         let e = insert_container(
             &mut store,
+            &inst,
             "c3",
             "dup",
             &NetworkRequest {
@@ -672,6 +875,7 @@ mod tests {
         assert!(e.to_string().contains("not inside subnet"), "{e}");
         let e = insert_container(
             &mut store,
+            &inst,
             "c3",
             "dup",
             &NetworkRequest {
@@ -761,7 +965,7 @@ mod tests {
             publish: vec!["7070:70".into()],
             ..Default::default()
         };
-        insert_container(&mut store, "c3", "broken", &req3, p3.0.id() as i32).unwrap();
+        insert_container(&mut store, &inst, "c3", "broken", &req3, p3.0.id() as i32).unwrap();
         let before = links(&host);
         let e = attach(&inst, &mut store, "c3", p3.0.id() as i32).unwrap_err();
         assert!(e.to_string().contains("cannot create veth pair"), "{e}");
