@@ -169,11 +169,3 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
     }
 }
-
-/// The loud failure for anything not built yet (exit 125, never pretend).
-pub fn not_implemented(what: &str) -> CliResult {
-    Err(CliError {
-        code: 125,
-        message: format!("{what}: not implemented"),
-    })
-}

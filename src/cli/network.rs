@@ -1,7 +1,10 @@
 //! `minirt network create | ls | inspect | rm | prune | connect | disconnect | reload`.
 
-use super::{not_implemented, CliResult};
+use super::output::table;
+use super::{CliError, CliResult};
 use clap::{Args, Subcommand};
+use minirt::network::{self, manage, NetworkError};
+use minirt::store::Store;
 use minirt::Instance;
 
 #[derive(Subcommand, Debug)]
@@ -90,15 +93,157 @@ pub struct DisconnectArgs {
     pub container: String,
 }
 
-pub fn dispatch(_inst: &Instance, c: NetworkCommand) -> CliResult {
-    match c {
-        NetworkCommand::Create(_) => not_implemented("network create"),
-        NetworkCommand::Ls(_) => not_implemented("network ls"),
-        NetworkCommand::Inspect(_) => not_implemented("network inspect"),
-        NetworkCommand::Rm(_) => not_implemented("network rm"),
-        NetworkCommand::Prune(_) => not_implemented("network prune"),
-        NetworkCommand::Connect(_) => not_implemented("network connect"),
-        NetworkCommand::Disconnect(_) => not_implemented("network disconnect"),
-        NetworkCommand::Reload => not_implemented("network reload"),
+/// Network commands fail like Docker's daemon errors: exit status 1.
+fn fail(e: impl std::fmt::Display) -> CliError {
+    CliError {
+        code: 1,
+        message: e.to_string(),
     }
+}
+
+fn open_store(inst: &Instance) -> Result<Store, CliError> {
+    Store::open(&inst.db_path()).map_err(fail)
+}
+
+pub fn dispatch(inst: &Instance, c: NetworkCommand) -> CliResult {
+    let mut store = open_store(inst)?;
+    match c {
+        NetworkCommand::Create(a) => create(inst, &mut store, a),
+        NetworkCommand::Ls(a) => ls(&store, a),
+        NetworkCommand::Inspect(a) => inspect(&store, a),
+        NetworkCommand::Rm(a) => rm(inst, &mut store, a),
+        NetworkCommand::Prune(_) => {
+            let removed = manage::prune(inst, &mut store).map_err(fail)?;
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for n in removed {
+                    println!("{n}");
+                }
+            }
+            Ok(0)
+        }
+        NetworkCommand::Connect(a) => {
+            network::connect(
+                inst,
+                &mut store,
+                &a.network,
+                &a.container,
+                a.ip.as_deref(),
+                &a.alias,
+            )
+            .map_err(fail)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect(a) => {
+            network::disconnect(inst, &mut store, &a.network, &a.container, a.force)
+                .map_err(fail)?;
+            Ok(0)
+        }
+        NetworkCommand::Reload => {
+            manage::reload(inst, &mut store).map_err(fail)?;
+            Ok(0)
+        }
+    }
+}
+
+fn create(inst: &Instance, store: &mut Store, a: CreateArgs) -> CliResult {
+    let req = manage::CreateRequest {
+        name: a.name,
+        driver: a.driver,
+        subnet: a.subnet,
+        gateway: a.gateway,
+        internal: a.internal,
+        options: a.opts,
+    };
+    let row = manage::create(inst, store, &req).map_err(fail)?;
+    println!("{}", row.id);
+    Ok(0)
+}
+
+fn ls(store: &Store, a: LsArgs) -> CliResult {
+    let nets = manage::list(store).map_err(fail)?;
+    if a.quiet {
+        for n in &nets {
+            println!("{}", &n.id[..12.min(n.id.len())]);
+        }
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "table" => {
+            let rows: Vec<Vec<String>> = nets
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.id[..12.min(n.id.len())].to_string(),
+                        n.name.clone(),
+                        n.driver.clone(),
+                        n.subnet.clone(),
+                        n.gateway.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"],
+                    &rows
+                )
+            );
+        }
+        "json" => {
+            // Like `docker network ls --format json`: one object per line.
+            for n in &nets {
+                let v = serde_json::json!({
+                    "ID": &n.id[..12.min(n.id.len())],
+                    "Name": n.name,
+                    "Driver": n.driver,
+                    "Scope": "local",
+                    "Subnet": n.subnet,
+                    "Gateway": n.gateway,
+                    "Internal": n.internal.to_string(),
+                    "CreatedAt": minirt::util::rfc3339(n.created),
+                });
+                println!("{v}");
+            }
+        }
+        f => return Err(fail(format!("invalid --format {f:?}: use table or json"))),
+    }
+    Ok(0)
+}
+
+fn inspect(store: &Store, a: InspectArgs) -> CliResult {
+    let mut out = vec![];
+    let mut failed = false;
+    for key in &a.networks {
+        let found =
+            manage::find(store.conn(), key).and_then(|n| manage::inspect_json(store.conn(), &n));
+        match found {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("minirt: {e}");
+                failed = true;
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&out).map_err(fail)?;
+    println!("{text}");
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn rm(inst: &Instance, store: &mut Store, a: RmArgs) -> CliResult {
+    let mut failed = false;
+    for key in &a.networks {
+        match manage::remove(inst, store, key) {
+            Ok(_) => println!("{key}"),
+            Err(e) => {
+                report(&e);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn report(e: &NetworkError) {
+    eprintln!("minirt: {e}");
 }

@@ -267,13 +267,10 @@ fn write_etc_files(
     cfg: &ContainerConfig,
 ) -> Result<EtcFiles> {
     let dir = inst.container_run_dir(id);
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let own_ips = own_addresses(store, id)?;
     let name = containers::get(store.conn(), id)?
         .map(|r| r.name)
         .unwrap_or_default();
-    let hosts = network::etc_hosts(&cfg.hostname, &name, &own_ips, &cfg.network.add_hosts);
-    let resolv = network::resolv_conf(&cfg.network.dns, &host_resolv);
+    let (hosts, resolv) = network::etc_files(store, id, &cfg.hostname, &name, &cfg.network)?;
     let files = EtcFiles {
         hosts: dir.join("hosts"),
         resolv_conf: dir.join("resolv.conf"),
@@ -283,11 +280,6 @@ fn write_etc_files(
     std::fs::write(&files.resolv_conf, resolv)?;
     std::fs::write(&files.hostname, format!("{}\n", cfg.hostname))?;
     Ok(files)
-}
-
-/// The container's IPv4 addresses on its networks (for /etc/hosts).
-fn own_addresses(_store: &Store, _id: &str) -> Result<Vec<std::net::Ipv4Addr>> {
-    Ok(vec![])
 }
 
 /// Waits for the container's init to exit; returns Docker's exit code.

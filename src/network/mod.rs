@@ -1,16 +1,25 @@
 //! Networks, endpoints, IPAM, the bridge driver, the nftables firewall and
-//! port mapping. Contract used by the run path (owned by the network work):
+//! port mapping. The run path's contract (all in this module's namespace):
 //!
 //! - `NetworkRequest`: what `run` asked for (--net, --ip, --dns, --add-host, -p)
-//! - `allocate(tx, inst, container_id, hostname, &req)`: inside the store
-//!   transaction that creates the container: endpoints (IP, MAC, veth names)
-//!   and port bindings, validated, UNIQUE-guarded
+//! - `prepare(inst, store, &req)`: before the container's transaction; makes
+//!   the default network `bridge` (row, bridge, rules) when the request uses it
+//! - `allocate(tx, inst, container_id, &req)`: inside the store transaction
+//!   that inserts the container row: endpoint (IP, MAC, veth name, eth0) and
+//!   port bindings, validated, UNIQUE-guarded. Should `prepare` not have run,
+//!   the default network's row is inserted here (no device inside the
+//!   transaction; `attach` makes the bridge since it ensures bridges anyway)
+//! - `detach_rows(tx, container_id)`: releases addresses and ports in a
+//!   transaction (restart of a stopped container, before `allocate`)
 //! - `attach(inst, store, container_id, pid)`: after clone, before the child is
-//!   released: bridges ensured, veth into the child's netns, addresses, routes,
-//!   firewall rules
-//! - `etc_files(...)`: /etc/hosts and /etc/resolv.conf for the container
+//!   released: bridges and base firewall ensured (re-created if missing),
+//!   veths into the child's netns, addresses, routes, sysctls, port mappings;
+//!   undone on failure
+//! - `etc_files(store, id, hostname, name, &req)` (or the pure `etc_hosts` /
+//!   `resolv_conf`): /etc/hosts and /etc/resolv.conf contents for the container
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
-//!   releases addresses and port bindings
+//!   releases addresses and port bindings; idempotent
+//! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
 pub mod firewall;
 pub mod ipam;
@@ -19,6 +28,22 @@ pub mod pool;
 pub mod portspec;
 
 use serde::{Deserialize, Serialize};
+
+pub mod bridge;
+pub mod endpoint;
+pub mod etc;
+pub mod manage;
+pub mod names;
+pub mod netlink;
+pub mod rules;
+pub mod undo;
+
+pub use endpoint::{
+    allocate, attach, connect, container_networks, container_ports, detach, detach_rows,
+    disconnect, etc_files, prepare, EndpointInfo,
+};
+pub use etc::{etc_hosts, resolv_conf};
+pub use manage::{ensure_default, CreateRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -55,77 +80,8 @@ pub struct NetworkRequest {
     pub aliases: Vec<String>,
 }
 
-// ---- PLACEHOLDER until the `netlink` branch lands (it owns this file) ----
-pub fn allocate(
-    _tx: &rusqlite::Transaction,
-    _inst: &crate::Instance,
-    _container_id: &str,
-    req: &NetworkRequest,
-) -> Result<(), NetworkError> {
-    match req.mode.as_str() {
-        "none" | "host" => Ok(()),
-        _ => Err(NetworkError::Invalid("networking: not implemented".into())),
+impl From<netlink::NetlinkError> for NetworkError {
+    fn from(e: netlink::NetlinkError) -> NetworkError {
+        NetworkError::Netlink(e.to_string())
     }
-}
-pub fn attach(
-    _inst: &crate::Instance,
-    _store: &mut crate::store::Store,
-    _id: &str,
-    _pid: i32,
-) -> Result<(), NetworkError> {
-    Err(NetworkError::Invalid("networking: not implemented".into()))
-}
-pub fn detach(
-    _inst: &crate::Instance,
-    _store: &mut crate::store::Store,
-    _id: &str,
-) -> Result<(), NetworkError> {
-    Ok(())
-}
-pub fn etc_hosts(
-    hostname: &str,
-    name: &str,
-    own_ips: &[std::net::Ipv4Addr],
-    add_hosts: &[String],
-) -> String {
-    let _ = (name, own_ips, add_hosts);
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    )
-}
-pub fn resolv_conf(dns: &[String], host_resolv: &str) -> String {
-    let _ = dns;
-    host_resolv.to_string()
-}
-pub fn prepare(
-    _inst: &crate::Instance,
-    _store: &mut crate::store::Store,
-    _req: &NetworkRequest,
-) -> Result<(), NetworkError> {
-    Ok(())
-}
-pub fn detach_rows(_tx: &rusqlite::Transaction, _container_id: &str) -> Result<(), NetworkError> {
-    Ok(())
-}
-#[derive(Debug, Clone)]
-pub struct EndpointInfo {
-    pub network_name: String,
-    pub network_id: String,
-    pub endpoint_id: String,
-    pub ip: std::net::Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: std::net::Ipv4Addr,
-    pub mac: String,
-}
-pub fn container_networks(
-    _store: &crate::store::Store,
-    _id: &str,
-) -> Result<Vec<EndpointInfo>, NetworkError> {
-    Ok(vec![])
-}
-pub fn container_ports(
-    _store: &crate::store::Store,
-    _id: &str,
-) -> Result<Vec<String>, NetworkError> {
-    Ok(vec![])
 }

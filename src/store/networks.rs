@@ -1,1 +1,488 @@
-//! Network, endpoint and port-binding rows (owned by the network work).
+//! Network, endpoint and port-binding rows. Functions take a `Connection`
+//! (a `Transaction` derefs to one) so allocation runs in the caller's tx.
+
+use super::{is_unique_violation, Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkRow {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    /// CIDR, e.g. "10.88.0.0/24".
+    pub subnet: String,
+    pub net_start: u32,
+    pub net_end: u32,
+    pub gateway: String,
+    pub bridge: String,
+    pub internal: bool,
+    pub mtu: u32,
+    pub options: BTreeMap<String, String>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRow {
+    pub id: String,
+    pub container_id: String,
+    pub network_id: String,
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub host_veth: String,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortBindingRow {
+    pub container_id: String,
+    pub endpoint_id: String,
+    pub proto: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// The few container columns the network code needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub pid: i32,
+    pub pid_start: u64,
+    pub config: String,
+}
+
+const NET_COLS: &str =
+    "id, name, driver, subnet, net_start, net_end, gateway, bridge, internal, mtu, options, created";
+
+fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
+    let options: String = r.get(10)?;
+    Ok(NetworkRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        driver: r.get(2)?,
+        subnet: r.get(3)?,
+        net_start: r.get::<_, i64>(4)? as u32,
+        net_end: r.get::<_, i64>(5)? as u32,
+        gateway: r.get(6)?,
+        bridge: r.get(7)?,
+        internal: r.get::<_, i64>(8)? != 0,
+        mtu: r.get::<_, i64>(9)? as u32,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        created: r.get(11)?,
+    })
+}
+
+/// Inserts a network; a duplicate name or bridge is a clear Conflict.
+pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
+    let options = serde_json::to_string(&n.options)?;
+    let r = c.execute(
+        &format!(
+            "INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+        ),
+        params![
+            n.id,
+            n.name,
+            n.driver,
+            n.subnet,
+            n.net_start as i64,
+            n.net_end as i64,
+            n.gateway,
+            n.bridge,
+            n.internal as i64,
+            n.mtu as i64,
+            options,
+            n.created
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            let by_name: Option<String> = c
+                .query_row("SELECT id FROM networks WHERE name = ?1", [&n.name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Err(StoreError::Conflict(if by_name.is_some() {
+                format!("network with name {} already exists", n.name)
+            } else {
+                format!(
+                    "bridge name {} is already used by another network",
+                    n.bridge
+                )
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every network, by name.
+pub fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
+    let mut st = c.prepare(&format!("SELECT {NET_COLS} FROM networks ORDER BY name"))?;
+    let rows = st.query_map([], network_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A network by exact name, full id, or unique id prefix (Docker's lookup order).
+pub fn find_network(c: &Connection, key: &str) -> Result<Option<NetworkRow>> {
+    let q = format!("SELECT {NET_COLS} FROM networks WHERE name = ?1 OR id = ?1");
+    if let Some(n) = c.query_row(&q, [key], network_row).optional()? {
+        return Ok(Some(n));
+    }
+    if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut st = c.prepare(&format!(
+        "SELECT {NET_COLS} FROM networks WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
+    ))?;
+    let found: Vec<NetworkRow> = st
+        .query_map([key], network_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        1 => Ok(found.into_iter().next()),
+        0 => Ok(None),
+        _ => Err(StoreError::Conflict(format!(
+            "network id prefix {key} is ambiguous: give more characters"
+        ))),
+    }
+}
+
+/// Networks whose address range intersects [start, end].
+pub fn overlapping_networks(c: &Connection, start: u32, end: u32) -> Result<Vec<NetworkRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {NET_COLS} FROM networks WHERE net_start <= ?2 AND net_end >= ?1 ORDER BY name"
+    ))?;
+    let rows = st.query_map(params![start as i64, end as i64], network_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn delete_network(c: &Connection, id: &str) -> Result<bool> {
+    Ok(c.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0)
+}
+
+const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_veth, aliases";
+
+fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
+    let aliases: String = r.get(7)?;
+    Ok(EndpointRow {
+        id: r.get(0)?,
+        container_id: r.get(1)?,
+        network_id: r.get(2)?,
+        ifname: r.get(3)?,
+        ip: Ipv4Addr::from(r.get::<_, i64>(4)? as u32),
+        mac: r.get(5)?,
+        host_veth: r.get(6)?,
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+    })
+}
+
+/// Addresses in use on a network, ascending (for ipam::first_free).
+pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
+    let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
+    let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u32))
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Inserts an endpoint; the UNIQUE constraints turn races into clear errors.
+pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
+    let aliases = serde_json::to_string(&e.aliases)?;
+    let r = c.execute(
+        &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+        params![
+            e.id,
+            e.container_id,
+            e.network_id,
+            e.ifname,
+            u32::from(e.ip) as i64,
+            e.mac,
+            e.host_veth,
+            aliases
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => {
+            let msg = match err.to_string() {
+                m if m.contains("endpoints.network_id, endpoints.ip") => {
+                    format!("address {} is already in use", e.ip)
+                }
+                m if m.contains("endpoints.container_id, endpoints.network_id") => {
+                    "container is already connected to this network".to_string()
+                }
+                m if m.contains("ifname") => format!("interface {} already exists", e.ifname),
+                _ => format!("endpoint conflict: {err}"),
+            };
+            Err(StoreError::Conflict(msg))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<EndpointRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {EP_COLS} FROM endpoints WHERE container_id = ?1 ORDER BY ifname"
+    ))?;
+    let rows = st.query_map([container_id], endpoint_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Endpoints on a network with their container's name, by address.
+pub fn endpoints_of_network(
+    c: &Connection,
+    network_id: &str,
+) -> Result<Vec<(EndpointRow, String)>> {
+    let mut st = c.prepare(
+        "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_veth, e.aliases, \
+         COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
+         WHERE e.network_id = ?1 ORDER BY e.ip",
+    )?;
+    let rows = st.query_map([network_id], |r| {
+        Ok((endpoint_row(r)?, r.get::<_, String>(8)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Deletes an endpoint and (by cascade) its port bindings.
+pub fn delete_endpoint(c: &Connection, id: &str) -> Result<bool> {
+    c.execute("DELETE FROM port_bindings WHERE endpoint_id = ?1", [id])?;
+    Ok(c.execute("DELETE FROM endpoints WHERE id = ?1", [id])? > 0)
+}
+
+fn binding_row(r: &Row) -> rusqlite::Result<PortBindingRow> {
+    Ok(PortBindingRow {
+        container_id: r.get(0)?,
+        endpoint_id: r.get(1)?,
+        proto: r.get(2)?,
+        host_ip: r.get(3)?,
+        host_port: r.get::<_, i64>(4)? as u16,
+        container_port: r.get::<_, i64>(5)? as u16,
+    })
+}
+
+const PB_COLS: &str = "container_id, endpoint_id, proto, host_ip, host_port, container_port";
+
+/// Inserts a port binding; the (proto, host_ip, host_port) UNIQUE constraint
+/// becomes Docker's "port is already allocated".
+pub fn insert_port_binding(c: &Connection, b: &PortBindingRow) -> Result<()> {
+    let r = c.execute(
+        &format!("INSERT INTO port_bindings ({PB_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
+        params![
+            b.container_id,
+            b.endpoint_id,
+            b.proto,
+            b.host_ip,
+            b.host_port as i64,
+            b.container_port as i64
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "Bind for {}:{} failed: port is already allocated",
+            b.host_ip, b.host_port
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every binding (for conflict checks and rebuilding the firewall maps).
+pub fn all_port_bindings(c: &Connection) -> Result<Vec<PortBindingRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {PB_COLS} FROM port_bindings ORDER BY proto, host_port, host_ip"
+    ))?;
+    let rows = st.query_map([], binding_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn port_bindings_of_container(
+    c: &Connection,
+    container_id: &str,
+) -> Result<Vec<PortBindingRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {PB_COLS} FROM port_bindings WHERE container_id = ?1 \
+         ORDER BY host_port, proto, host_ip"
+    ))?;
+    let rows = st.query_map([container_id], binding_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+const CTR_COLS: &str = "id, name, status, pid, pid_start, config";
+
+fn container_ref(r: &Row) -> rusqlite::Result<ContainerRef> {
+    Ok(ContainerRef {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        status: r.get(2)?,
+        pid: r.get::<_, i64>(3)? as i32,
+        pid_start: r.get::<_, i64>(4)? as u64,
+        config: r.get(5)?,
+    })
+}
+
+/// A container by full id, name, or unique id prefix.
+pub fn find_container(c: &Connection, key: &str) -> Result<Option<ContainerRef>> {
+    let q = format!("SELECT {CTR_COLS} FROM containers WHERE id = ?1 OR name = ?1");
+    if let Some(r) = c.query_row(&q, [key], container_ref).optional()? {
+        return Ok(Some(r));
+    }
+    if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut st = c.prepare(&format!(
+        "SELECT {CTR_COLS} FROM containers WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
+    ))?;
+    let found: Vec<ContainerRef> = st
+        .query_map([key], container_ref)?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        1 => Ok(found.into_iter().next()),
+        0 => Ok(None),
+        _ => Err(StoreError::Conflict(format!(
+            "container id prefix {key} is ambiguous: give more characters"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn net(id: &str, name: &str, subnet: &str, start: u32, end: u32) -> NetworkRow {
+        NetworkRow {
+            id: id.into(),
+            name: name.into(),
+            driver: "bridge".into(),
+            subnet: subnet.into(),
+            net_start: start,
+            net_end: end,
+            gateway: "10.88.0.1".into(),
+            bridge: format!("mrb-{id}"),
+            internal: false,
+            mtu: 1500,
+            options: BTreeMap::new(),
+            created: 1,
+        }
+    }
+
+    fn container(c: &Connection, id: &str, name: &str) {
+        c.execute(
+            "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0) \
+             ON CONFLICT DO NOTHING",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO containers (id, name, image, image_id, command, config, status, pid, created) \
+             VALUES (?1, ?2, 'busybox', 'img', '[]', '{}', 'running', 42, 0)",
+            [id, name],
+        )
+        .unwrap();
+    }
+
+    fn ep(id: &str, cid: &str, nid: &str, ip: &str) -> EndpointRow {
+        EndpointRow {
+            id: id.into(),
+            container_id: cid.into(),
+            network_id: nid.into(),
+            ifname: "eth0".into(),
+            ip: ip.parse().unwrap(),
+            mac: "02:42:0a:58:00:02".into(),
+            host_veth: format!("mrv{id}"),
+            aliases: vec![],
+        }
+    }
+
+    #[test]
+    fn networks_roundtrip_lookup_and_conflicts() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        let a = net("aaaa1111", "alpha", "10.88.0.0/24", 0x0a580000, 0x0a5800ff);
+        insert_network(c, &a).unwrap();
+        insert_network(
+            c,
+            &net("aaaa2222", "beta", "10.89.0.0/24", 0x0a590000, 0x0a5900ff),
+        )
+        .unwrap();
+        assert_eq!(find_network(c, "alpha").unwrap(), Some(a.clone()));
+        assert_eq!(find_network(c, "aaaa1").unwrap(), Some(a.clone()));
+        assert!(matches!(
+            find_network(c, "aaaa"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(find_network(c, "gamma").unwrap(), None);
+        let mut dup = net("bbbb", "alpha", "10.90.0.0/24", 1, 2);
+        let e = insert_network(c, &dup).unwrap_err().to_string();
+        assert_eq!(e, "network with name alpha already exists");
+        dup.name = "other".into();
+        dup.bridge = a.bridge.clone();
+        let e = insert_network(c, &dup).unwrap_err().to_string();
+        assert!(e.contains("bridge name"), "{e}");
+        let over = overlapping_networks(c, 0x0a580080, 0x0a5900ff).unwrap();
+        assert_eq!(over.len(), 2);
+        assert!(overlapping_networks(c, 0x0a5a0000, 0x0a5a00ff)
+            .unwrap()
+            .is_empty());
+        let names: Vec<String> = list_networks(c)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        assert!(delete_network(c, &a.id).unwrap());
+        assert!(!delete_network(c, &a.id).unwrap());
+    }
+
+    #[test]
+    fn endpoints_and_ports_are_unique_and_released_together() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        insert_network(
+            c,
+            &net("n1", "alpha", "10.88.0.0/24", 0x0a580000, 0x0a5800ff),
+        )
+        .unwrap();
+        container(c, "c1", "web");
+        container(c, "c2", "db");
+        insert_endpoint(c, &ep("e1", "c1", "n1", "10.88.0.3")).unwrap();
+        insert_endpoint(c, &ep("e2", "c2", "n1", "10.88.0.2")).unwrap();
+        assert_eq!(used_ips(c, "n1").unwrap(), vec![0x0a580002, 0x0a580003]);
+        let e = insert_endpoint(c, &ep("e3", "c2", "n1", "10.88.0.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already"), "{e}");
+        let b = PortBindingRow {
+            container_id: "c1".into(),
+            endpoint_id: "e1".into(),
+            proto: "tcp".into(),
+            host_ip: "0.0.0.0".into(),
+            host_port: 8080,
+            container_port: 80,
+        };
+        insert_port_binding(c, &b).unwrap();
+        let e = insert_port_binding(c, &b).unwrap_err().to_string();
+        assert_eq!(e, "Bind for 0.0.0.0:8080 failed: port is already allocated");
+        let on: Vec<String> = endpoints_of_network(c, "n1")
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(on, ["db", "web"]);
+        assert_eq!(port_bindings_of_container(c, "c1").unwrap(), vec![b]);
+        assert!(delete_endpoint(c, "e1").unwrap());
+        assert!(all_port_bindings(c).unwrap().is_empty());
+        assert_eq!(used_ips(c, "n1").unwrap(), vec![0x0a580002]);
+        assert_eq!(find_container(c, "web").unwrap().unwrap().pid, 42);
+        assert!(find_container(c, "c")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
+        assert!(find_container(c, "zzz").unwrap().is_none());
+    }
+}

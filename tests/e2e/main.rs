@@ -5,3 +5,4 @@
 mod common;
 mod container;
 mod images;
+mod network;

@@ -1,0 +1,1028 @@
+//! Endpoints, a container's place on a network: allocated inside the
+//! container's store transaction, plugged in by attach, torn down by detach.
+
+use super::names::{self, DEFAULT_NETWORK};
+use super::netlink::Netlink;
+use super::portspec::{self, HostBinding};
+use super::undo::Undo;
+use super::{bridge, etc, ipam, manage, NetworkError, NetworkRequest};
+use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
+use crate::store::Store;
+use crate::{util, Instance};
+use rusqlite::{Connection, Transaction};
+use std::net::Ipv4Addr;
+
+/// One of a container's networks, for `ps` and `inspect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointInfo {
+    pub network_name: String,
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+}
+
+impl EndpointInfo {
+    /// `testbr=10.88.0.2`, the `ps` NETWORKS column.
+    pub fn ps_label(&self) -> String {
+        format!("{}={}", self.network_name, self.ip)
+    }
+}
+
+fn parse_ip(s: &str) -> Result<Ipv4Addr, NetworkError> {
+    s.parse()
+        .map_err(|_| NetworkError::Invalid(format!("invalid --ip {s:?}: expected an IPv4 address")))
+}
+
+/// Validates the request and records the container's endpoint and port
+/// bindings in `tx` (the transaction that inserts the container row).
+/// `--net none|host` record nothing. The default network's row is inserted
+/// here when missing; its bridge is made by `attach`.
+pub fn allocate(
+    tx: &Transaction,
+    inst: &Instance,
+    container_id: &str,
+    req: &NetworkRequest,
+) -> Result<(), NetworkError> {
+    for d in &req.dns {
+        etc::parse_dns(d)?;
+    }
+    for h in &req.add_hosts {
+        etc::parse_add_host(h)?;
+    }
+    let mode = req.mode.as_str();
+    if mode == "none" || mode == "host" {
+        if !req.publish.is_empty() {
+            return Err(NetworkError::Invalid(format!(
+                "conflicting options: port publishing and --net {mode}"
+            )));
+        }
+        if req.ip.is_some() {
+            return Err(NetworkError::Invalid(format!(
+                "conflicting options: --ip and --net {mode}"
+            )));
+        }
+        return Ok(());
+    }
+    let net = if mode.is_empty() || mode == DEFAULT_NETWORK {
+        manage::default_network_row(inst, tx)?
+    } else {
+        manage::find(tx, mode)?
+    };
+    let ip = req.ip.as_deref().map(parse_ip).transpose()?;
+    let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
+    allocate_ports(tx, container_id, &ep, &req.publish)?;
+    Ok(())
+}
+
+/// Picks (or checks) the address, the interface name and the veth name, and
+/// inserts the endpoint row; UNIQUE constraints catch concurrent allocations.
+fn new_endpoint(
+    c: &Connection,
+    net: &NetworkRow,
+    container_id: &str,
+    requested: Option<Ipv4Addr>,
+    aliases: &[String],
+) -> Result<EndpointRow, NetworkError> {
+    let (subnet, gw) = bridge::addressing(net)?;
+    let mine = rows::endpoints_of_container(c, container_id)?;
+    if mine.iter().any(|e| e.network_id == net.id) {
+        return Err(NetworkError::Conflict(format!(
+            "container is already connected to network {}",
+            net.name
+        )));
+    }
+    let used = rows::used_ips(c, &net.id)?;
+    let ip = match requested {
+        Some(ip) => {
+            ipam::check_requested_ip(subnet, gw, ip)?;
+            if used.contains(&u32::from(ip)) {
+                return Err(NetworkError::Conflict(format!(
+                    "address {ip} is already in use on network {}",
+                    net.name
+                )));
+            }
+            ip
+        }
+        None => ipam::first_free(subnet, gw, used.iter().copied()).ok_or_else(|| {
+            NetworkError::Conflict(format!(
+                "no free address left on network {} ({})",
+                net.name, net.subnet
+            ))
+        })?,
+    };
+    let n = (0..)
+        .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
+        .unwrap_or(0);
+    let id = util::new_id();
+    let ep = EndpointRow {
+        host_veth: names::host_veth_name(&id),
+        id,
+        container_id: container_id.to_string(),
+        network_id: net.id.clone(),
+        ifname: names::container_ifname(n),
+        ip,
+        mac: ipam::format_mac(ipam::mac_for(ip)),
+        aliases: aliases.to_vec(),
+    };
+    rows::insert_endpoint(c, &ep)?;
+    Ok(ep)
+}
+
+fn binding_of(b: &PortBindingRow) -> Option<HostBinding> {
+    Some(HostBinding {
+        proto: b.proto.parse().ok()?,
+        host_ip: b.host_ip.parse().ok()?,
+        host_port: b.host_port,
+    })
+}
+
+/// Parses the -p specs, picks free host ports for `-p CTRPORT`, refuses any
+/// clash with a binding that exists (0.0.0.0 clashes with every address).
+fn allocate_ports(
+    c: &Connection,
+    container_id: &str,
+    ep: &EndpointRow,
+    publish: &[String],
+) -> Result<Vec<PortBindingRow>, NetworkError> {
+    let mut taken: Vec<HostBinding> = rows::all_port_bindings(c)?
+        .iter()
+        .filter_map(binding_of)
+        .collect();
+    let mut out = vec![];
+    for spec in publish {
+        for m in portspec::parse_publish(spec)? {
+            let host_port = match m.host_port {
+                Some(p) => {
+                    let b = HostBinding {
+                        proto: m.proto,
+                        host_ip: m.host_ip,
+                        host_port: p,
+                    };
+                    if taken.iter().any(|t| portspec::conflicts(*t, b)) {
+                        return Err(NetworkError::Conflict(format!(
+                            "Bind for {}:{p} failed: port is already allocated",
+                            m.host_ip
+                        )));
+                    }
+                    p
+                }
+                None => {
+                    let mut used: Vec<u16> = taken
+                        .iter()
+                        .filter(|t| {
+                            t.proto == m.proto
+                                && (t.host_ip == m.host_ip
+                                    || t.host_ip.is_unspecified()
+                                    || m.host_ip.is_unspecified())
+                        })
+                        .map(|t| t.host_port)
+                        .collect();
+                    used.sort_unstable();
+                    portspec::pick_free_port(used, portspec::EPHEMERAL_PORTS).ok_or_else(|| {
+                        NetworkError::Conflict(format!(
+                            "no free {} host port left to publish {}",
+                            m.proto, m.container_port
+                        ))
+                    })?
+                }
+            };
+            let row = PortBindingRow {
+                container_id: container_id.to_string(),
+                endpoint_id: ep.id.clone(),
+                proto: m.proto.to_string(),
+                host_ip: m.host_ip.to_string(),
+                host_port,
+                container_port: m.container_port,
+            };
+            rows::insert_port_binding(c, &row)?;
+            taken.push(HostBinding {
+                proto: m.proto,
+                host_ip: m.host_ip,
+                host_port,
+            });
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn network_of(c: &Connection, ep: &EndpointRow) -> Result<NetworkRow, NetworkError> {
+    rows::find_network(c, &ep.network_id)?
+        .filter(|n| n.id == ep.network_id)
+        .ok_or_else(|| NetworkError::NotFound(format!("network {} not found", ep.network_id)))
+}
+
+/// After clone, before the child runs: bridges and rules ensured, a veth per
+/// endpoint into the netns of `pid`, addresses, routes (default route only
+/// via the first network), port mappings. On failure everything is undone.
+pub fn attach(
+    inst: &Instance,
+    store: &mut Store,
+    container_id: &str,
+    pid: i32,
+) -> Result<(), NetworkError> {
+    let c = store.conn();
+    let eps = rows::endpoints_of_container(c, container_id)?;
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let bindings = rows::port_bindings_of_container(c, container_id)?;
+    let nl = bridge::host_netlink()?;
+    let ctr = Netlink::open_in_pid(pid)?;
+    let mut undo = Undo::new();
+    for ep in &eps {
+        let net = network_of(c, ep)?;
+        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        let ports: Vec<PortBindingRow> = bindings
+            .iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .cloned()
+            .collect();
+        bridge::connect(
+            &nl,
+            &ctr,
+            inst,
+            &net,
+            ep,
+            &ports,
+            pid,
+            ep.ifname == "eth0",
+            &mut undo,
+        )?;
+    }
+    undo.commit();
+    Ok(())
+}
+
+/// Teardown: port mappings, host veths, then the endpoint and binding rows
+/// (addresses and ports released). Keeps going past errors and reports them
+/// all; running it twice is harmless.
+pub fn detach(inst: &Instance, store: &mut Store, container_id: &str) -> Result<(), NetworkError> {
+    let eps = rows::endpoints_of_container(store.conn(), container_id)?;
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
+    let mut errors = vec![];
+    let nl = Netlink::open().map_err(|e| errors.push(e.to_string())).ok();
+    for ep in &eps {
+        let ports: Vec<PortBindingRow> = bindings
+            .iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .cloned()
+            .collect();
+        errors.extend(bridge::disconnect(nl.as_ref(), inst, ep, &ports));
+    }
+    let released = store.write(|tx| {
+        for ep in &eps {
+            rows::delete_endpoint(tx, &ep.id)?;
+        }
+        Ok::<_, NetworkError>(())
+    });
+    if let Err(e) = released {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(NetworkError::Netlink(format!(
+            "network teardown of container {}: {}",
+            &container_id[..12.min(container_id.len())],
+            errors.join("; ")
+        )))
+    }
+}
+
+/// A container that can take a new interface: running, alive, with its own netns.
+fn running_container(c: &Connection, key: &str) -> Result<ContainerRef, NetworkError> {
+    let ctr = rows::find_container(c, key)?
+        .ok_or_else(|| NetworkError::NotFound(format!("No such container: {key}")))?;
+    let alive = ctr.pid > 0 && (ctr.pid_start == 0 || util::process_alive(ctr.pid, ctr.pid_start));
+    if ctr.status != "running" || !alive {
+        return Err(NetworkError::Invalid(format!(
+            "container {} is not running",
+            ctr.name
+        )));
+    }
+    let mode = serde_json::from_str::<serde_json::Value>(&ctr.config)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/network/mode")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if mode == "host" || mode == "none" {
+        return Err(NetworkError::Invalid(format!(
+            "container {} runs with --net {mode} and cannot join other networks",
+            ctr.name
+        )));
+    }
+    Ok(ctr)
+}
+
+/// `network connect`: a new interface (eth1, ...) in the running container,
+/// its address allocated; the container's default route is left alone.
+pub fn connect(
+    inst: &Instance,
+    store: &mut Store,
+    network: &str,
+    container: &str,
+    ip: Option<&str>,
+    aliases: &[String],
+) -> Result<EndpointRow, NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let mut undo = Undo::new();
+    let ep = store.write(|tx| {
+        let ctr = running_container(tx, container)?;
+        let net = manage::find(tx, network)?;
+        if rows::endpoints_of_container(tx, &ctr.id)?
+            .iter()
+            .any(|e| e.network_id == net.id)
+        {
+            return Err(NetworkError::Conflict(format!(
+                "container {} is already connected to network {}",
+                ctr.name, net.name
+            )));
+        }
+        let ip = ip.map(parse_ip).transpose()?;
+        let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
+        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        let cnl = Netlink::open_in_pid(ctr.pid)?;
+        bridge::connect(
+            &nl,
+            &cnl,
+            inst,
+            &net,
+            &ep,
+            &[],
+            ctr.pid,
+            ep.ifname == "eth0",
+            &mut undo,
+        )?;
+        Ok(ep)
+    })?;
+    undo.commit();
+    Ok(ep)
+}
+
+/// `network disconnect`: the interface goes, the address is released.
+/// With `force` the rows go even when the device could not be removed.
+pub fn disconnect(
+    inst: &Instance,
+    store: &mut Store,
+    network: &str,
+    container: &str,
+    force: bool,
+) -> Result<(), NetworkError> {
+    let nl = Netlink::open()?;
+    store.write(|tx| {
+        let ctr = rows::find_container(tx, container)?
+            .ok_or_else(|| NetworkError::NotFound(format!("No such container: {container}")))?;
+        let net = manage::find(tx, network)?;
+        let ep = rows::endpoints_of_container(tx, &ctr.id)?
+            .into_iter()
+            .find(|e| e.network_id == net.id)
+            .ok_or_else(|| {
+                NetworkError::NotFound(format!(
+                    "container {} is not connected to network {}",
+                    ctr.name, net.name
+                ))
+            })?;
+        let ports: Vec<PortBindingRow> = rows::port_bindings_of_container(tx, &ctr.id)?
+            .into_iter()
+            .filter(|b| b.endpoint_id == ep.id)
+            .collect();
+        let errors = bridge::disconnect(Some(&nl), inst, &ep, &ports);
+        if !errors.is_empty() && !force {
+            return Err(NetworkError::Netlink(errors.join("; ")));
+        }
+        rows::delete_endpoint(tx, &ep.id)?;
+        Ok(())
+    })
+}
+
+/// The container's networks (for `ps` NETWORKS and `inspect`
+/// NetworkSettings.Networks), in interface order.
+pub fn container_networks(
+    store: &Store,
+    container_id: &str,
+) -> Result<Vec<EndpointInfo>, NetworkError> {
+    let c = store.conn();
+    let mut out = vec![];
+    for ep in rows::endpoints_of_container(c, container_id)? {
+        let net = network_of(c, &ep)?;
+        let (subnet, gateway) = bridge::addressing(&net)?;
+        out.push(EndpointInfo {
+            network_name: net.name.clone(),
+            network_id: net.id.clone(),
+            endpoint_id: ep.id.clone(),
+            ifname: ep.ifname.clone(),
+            ip: ep.ip,
+            prefix_len: subnet.prefix_len(),
+            gateway,
+            mac: ep.mac.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// `0.0.0.0:8080->80/tcp` for each published port.
+pub fn container_ports(store: &Store, container_id: &str) -> Result<Vec<String>, NetworkError> {
+    Ok(
+        rows::port_bindings_of_container(store.conn(), container_id)?
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}:{}->{}/{}",
+                    b.host_ip, b.host_port, b.container_port, b.proto
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Before the container's transaction: makes sure the default network
+/// (row, bridge, rules) exists when the request uses it.
+pub fn prepare(
+    inst: &Instance,
+    store: &mut Store,
+    req: &NetworkRequest,
+) -> Result<(), NetworkError> {
+    if req.mode.is_empty() || req.mode == DEFAULT_NETWORK {
+        manage::ensure_default(inst, store)?;
+    }
+    Ok(())
+}
+
+/// Releases a container's addresses and ports in the caller's transaction,
+/// without touching devices (for a stopped container about to be
+/// re-allocated; `detach` is the full teardown).
+pub fn detach_rows(tx: &Transaction, container_id: &str) -> Result<(), NetworkError> {
+    for ep in rows::endpoints_of_container(tx, container_id)? {
+        rows::delete_endpoint(tx, &ep.id)?;
+    }
+    Ok(())
+}
+
+/// The container's /etc/hosts and /etc/resolv.conf contents (the caller
+/// bind-mounts them); the host's /etc/resolv.conf is read here.
+pub fn etc_files(
+    store: &Store,
+    container_id: &str,
+    hostname: &str,
+    name: &str,
+    req: &NetworkRequest,
+) -> Result<(String, String), NetworkError> {
+    let ips: Vec<Ipv4Addr> = container_networks(store, container_id)?
+        .iter()
+        .map(|e| e.ip)
+        .collect();
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    Ok((
+        etc::etc_hosts(hostname, name, &ips, &req.add_hosts),
+        etc::resolv_conf(&req.dns, &host_resolv),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The run-path contract against the real kernel, with stand-in
+    //! containers (`unshare -n sleep`): everything happens in a throwaway
+    //! network namespace joined by the test's own thread.
+    use super::*;
+    use crate::network::manage::{self, CreateRequest};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    struct Proc(Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A stand-in container: a process alone in a new netns.
+    fn container_proc() -> Proc {
+        let p = Proc(
+            Command::new("unshare")
+                .args(["-n", "sleep", "600"])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("unshare"),
+        );
+        let me = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let path = format!("/proc/{}/ns/net", p.0.id());
+        wait_for("the container netns", || {
+            std::fs::read_link(&path).ok().is_some_and(|l| l != me)
+        });
+        p
+    }
+
+    fn in_ctr(p: &Proc, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", p.0.id()))
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn insert_container(
+        store: &mut Store,
+        inst: &Instance,
+        id: &str,
+        name: &str,
+        req: &NetworkRequest,
+        pid: i32,
+    ) -> Result<(), NetworkError> {
+        let inst_req = req.clone();
+        let config = serde_json::json!({ "network": { "mode": req.mode } }).to_string();
+        store.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0)",
+                [],
+            )
+            .map_err(crate::store::StoreError::from)?;
+            tx.execute(
+                "INSERT INTO containers (id, name, image, image_id, command, config, status, pid, created) \
+                 VALUES (?1, ?2, 'busybox', 'img', '[]', ?3, 'running', ?4, 0)",
+                rusqlite::params![id, name, config, pid],
+            )
+            .map_err(crate::store::StoreError::from)?;
+            allocate(tx, inst, id, &inst_req)
+        })
+    }
+
+    fn links(nl: &Netlink) -> Vec<String> {
+        nl.links()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n != "lo")
+            .collect()
+    }
+
+    /// A store with network `n` on `subnet` (a row only, no devices).
+    fn store_with(subnet: &str) -> (tempfile::TempDir, Instance, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance::new(&dir.path().join("root"), &dir.path().join("run")).unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+        let row = NetworkRow {
+            id: "n1".repeat(32),
+            name: "n".into(),
+            driver: "bridge".into(),
+            subnet: subnet.into(),
+            net_start: u32::from(net.network()),
+            net_end: u32::from(net.broadcast()),
+            gateway: ipam::default_gateway(net).to_string(),
+            bridge: "mrb-test".into(),
+            internal: false,
+            mtu: 1500,
+            options: Default::default(),
+            created: 0,
+        };
+        rows::insert_network(store.conn(), &row).unwrap();
+        (dir, inst, store)
+    }
+
+    fn on_n(publish: &[&str], ip: Option<&str>) -> NetworkRequest {
+        NetworkRequest {
+            mode: "n".into(),
+            ip: ip.map(String::from),
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn addresses_are_allocated_in_order_and_a_full_subnet_is_refused() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/30");
+        insert_container(&mut store, &inst, "c1", "a", &on_n(&[], None), 0).unwrap();
+        let e = insert_container(&mut store, &inst, "c2", "b", &on_n(&[], None), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no free address left on network n (10.88.0.0/30)"
+        );
+        assert!(
+            rows::find_container(store.conn(), "b").unwrap().is_none(),
+            "row kept"
+        );
+        let nets = container_networks(&store, "c1").unwrap();
+        assert_eq!(
+            (nets[0].ip, nets[0].ifname.as_str()),
+            (Ipv4Addr::new(10, 88, 0, 2), "eth0")
+        );
+        // Released addresses are reused.
+        store.write(|tx| detach_rows(tx, "c1")).unwrap();
+        insert_container(&mut store, &inst, "c2", "b", &on_n(&[], None), 0).unwrap();
+        assert_eq!(
+            container_networks(&store, "c2").unwrap()[0].ip,
+            Ipv4Addr::new(10, 88, 0, 2)
+        );
+    }
+
+    #[test]
+    fn requested_addresses_and_bad_inputs_are_refused_clearly() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/24");
+        insert_container(
+            &mut store,
+            &inst,
+            "c1",
+            "a",
+            &on_n(&[], Some("10.88.0.50")),
+            0,
+        )
+        .unwrap();
+        for (req, want) in [
+            (
+                on_n(&[], Some("10.88.0.50")),
+                "address 10.88.0.50 is already in use on network n",
+            ),
+            (on_n(&[], Some("10.88.0.1")), "gateway"),
+            (on_n(&[], Some("10.89.0.5")), "not inside subnet"),
+            (on_n(&[], Some("nope")), "invalid --ip"),
+            (on_n(&["0:80"], None), "invalid port mapping"),
+            (on_n(&["70000:80"], None), "invalid port mapping"),
+            (on_n(&["80:80:80:80"], None), "invalid port mapping"),
+            (
+                NetworkRequest {
+                    mode: "host".into(),
+                    publish: vec!["80".into()],
+                    ..Default::default()
+                },
+                "conflicting options",
+            ),
+            (
+                NetworkRequest {
+                    mode: "n".into(),
+                    dns: vec!["x".into()],
+                    ..Default::default()
+                },
+                "invalid --dns",
+            ),
+            (
+                NetworkRequest {
+                    mode: "n".into(),
+                    add_hosts: vec!["x".into()],
+                    ..Default::default()
+                },
+                "invalid --add-host",
+            ),
+            (
+                NetworkRequest {
+                    mode: "nosuch".into(),
+                    ..Default::default()
+                },
+                "network nosuch not found",
+            ),
+        ] {
+            let e = insert_container(&mut store, &inst, "c2", "b", &req, 0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{req:?}: {e}");
+        }
+        assert!(rows::find_container(store.conn(), "b").unwrap().is_none());
+        assert_eq!(
+            rows::used_ips(store.conn(), &"n1".repeat(32))
+                .unwrap()
+                .len(),
+            1
+        );
+        // none / host record nothing.
+        let none = NetworkRequest {
+            mode: "none".into(),
+            ..Default::default()
+        };
+        insert_container(&mut store, &inst, "c3", "c", &none, 0).unwrap();
+        assert!(container_networks(&store, "c3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn host_ports_conflict_across_addresses_and_free_ones_are_picked() {
+        let (_d, inst, mut store) = store_with("10.88.0.0/24");
+        insert_container(
+            &mut store,
+            &inst,
+            "c1",
+            "a",
+            &on_n(&["8080:80", "127.0.0.1:9090:90", "53:53/udp"], None),
+            0,
+        )
+        .unwrap();
+        for (spec, want) in [
+            (
+                "8080:81",
+                "Bind for 0.0.0.0:8080 failed: port is already allocated",
+            ),
+            (
+                "127.0.0.1:8080:81",
+                "Bind for 127.0.0.1:8080 failed: port is already allocated",
+            ),
+            (
+                "9090:90",
+                "Bind for 0.0.0.0:9090 failed: port is already allocated",
+            ),
+            (
+                "53:53/udp",
+                "Bind for 0.0.0.0:53 failed: port is already allocated",
+            ),
+        ] {
+            let e = insert_container(&mut store, &inst, "c2", "b", &on_n(&[spec], None), 0)
+                .unwrap_err();
+            assert_eq!(e.to_string(), want, "{spec}");
+        }
+        // Same port, other protocol or other specific address: fine.
+        insert_container(
+            &mut store,
+            &inst,
+            "c2",
+            "b",
+            &on_n(
+                &[
+                    "8080:80/udp",
+                    "127.0.0.2:9090:90",
+                    "100-101:200-201",
+                    "80",
+                    "80",
+                ],
+                None,
+            ),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            container_ports(&store, "c2").unwrap(),
+            [
+                "0.0.0.0:100->200/tcp",
+                "0.0.0.0:101->201/tcp",
+                "0.0.0.0:8080->80/udp",
+                "127.0.0.2:9090->90/tcp",
+                "0.0.0.0:32768->80/tcp",
+                "0.0.0.0:32769->80/tcp",
+            ]
+        );
+        // Releasing the first container frees its ports.
+        store.write(|tx| detach_rows(tx, "c1")).unwrap();
+        insert_container(&mut store, &inst, "c3", "c", &on_n(&["8080:80"], None), 0).unwrap();
+    }
+
+    #[test]
+    fn allocate_attach_ports_connect_detach_on_the_real_kernel() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // Own thread, own netns: nft, sysctls and netlink all act there.
+        std::thread::spawn(scenario).join().expect("scenario");
+    }
+
+    fn scenario() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let host = Netlink::open().unwrap();
+        host.set_up("lo").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance::new(&dir.path().join("root"), &dir.path().join("run")).unwrap();
+        let mut store = Store::open(&inst.db_path()).unwrap();
+        let create = |name: &str, subnet: &str, store: &mut Store| {
+            let req = CreateRequest {
+                name: name.into(),
+                driver: "bridge".into(),
+                subnet: Some(subnet.into()),
+                ..Default::default()
+            };
+            manage::create(&inst, store, &req).unwrap()
+        };
+        let testbr = create("testbr", "10.88.0.0/24", &mut store);
+        let other = create("other", "10.89.0.0/24", &mut store);
+
+        let (p1, p2) = (container_proc(), container_proc());
+        let web = NetworkRequest {
+            mode: "testbr".into(),
+            publish: vec!["8080:80".into(), "90/udp".into()],
+            ..Default::default()
+        };
+        insert_container(&mut store, &inst, "c1", "web", &web, p1.0.id() as i32).unwrap();
+        let client = NetworkRequest {
+            mode: "testbr".into(),
+            ip: Some("10.88.0.9".into()),
+            ..Default::default()
+        };
+        insert_container(&mut store, &inst, "c2", "client", &client, p2.0.id() as i32).unwrap();
+
+        // Clear refusals, nothing recorded for them.
+        let e = insert_container(
+            &mut store,
+            &inst,
+            "c3",
+            "dup",
+            &NetworkRequest {
+                mode: "testbr".into(),
+                publish: vec!["127.0.0.1:8080:81".into()],
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Bind for 127.0.0.1:8080 failed: port is already allocated"
+        );
+        let e = insert_container(
+            &mut store,
+            &inst,
+            "c3",
+            "dup",
+            &NetworkRequest {
+                mode: "testbr".into(),
+                ip: Some("10.88.0.9".into()),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("already in use"), "{e}");
+        let e = insert_container(
+            &mut store,
+            &inst,
+            "c3",
+            "dup",
+            &NetworkRequest {
+                mode: "testbr".into(),
+                ip: Some("10.89.0.5".into()),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not inside subnet"), "{e}");
+        let e = insert_container(
+            &mut store,
+            &inst,
+            "c3",
+            "dup",
+            &NetworkRequest {
+                mode: "nosuch".into(),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "network nosuch not found");
+        assert!(rows::find_container(store.conn(), "dup").unwrap().is_none());
+
+        attach(&inst, &mut store, "c1", p1.0.id() as i32).unwrap();
+        attach(&inst, &mut store, "c2", p2.0.id() as i32).unwrap();
+        let nets = container_networks(&store, "c1").unwrap();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(nets[0].ps_label(), "testbr=10.88.0.2");
+        assert_eq!(nets[0].gateway, Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(nets[0].mac, "02:42:0a:58:00:02");
+        assert_eq!(nets[0].prefix_len, 24);
+        let ports = container_ports(&store, "c1").unwrap();
+        assert_eq!(ports, ["0.0.0.0:8080->80/tcp", "0.0.0.0:32768->90/udp"]);
+        let o = in_ctr(&p1, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("10.88.0.2/24"));
+        let o = in_ctr(&p1, &["ip", "route"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("default via 10.88.0.1 dev eth0"));
+
+        // Container to container, and a published port from the host's
+        // 127.0.0.1 and from the other container via the host (hairpin).
+        let o = in_ctr(&p2, &["busybox", "ping", "-c", "1", "-W", "5", "10.88.0.2"]);
+        assert!(
+            o.status.success(),
+            "ping: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "hello from c1\n").unwrap();
+        let _httpd = Proc(
+            Command::new("nsenter")
+                .arg(format!("--net=/proc/{}/ns/net", p1.0.id()))
+                .args(["--", "busybox", "httpd", "-f", "-p", "80", "-h"])
+                .arg(&www)
+                .spawn()
+                .unwrap(),
+        );
+        let fetch = |args: &[&str]| {
+            let mut ok = String::new();
+            wait_for("the page", || {
+                let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+                ok = String::from_utf8_lossy(&o.stdout).into_owned();
+                o.status.success()
+            });
+            ok
+        };
+        assert_eq!(
+            fetch(&["curl", "-sf", "--max-time", "2", "http://127.0.0.1:8080/"]),
+            "hello from c1\n"
+        );
+        let via_host = format!("--net=/proc/{}/ns/net", p2.0.id());
+        assert_eq!(
+            fetch(&[
+                "nsenter",
+                &via_host,
+                "--",
+                "curl",
+                "-sf",
+                "--max-time",
+                "2",
+                "http://10.88.0.1:8080/"
+            ]),
+            "hello from c1\n"
+        );
+
+        // An attach that fails midway (the container already has an eth0)
+        // undoes what it made: the host keeps exactly the devices it had.
+        let p3 = container_proc();
+        let o = in_ctr(
+            &p3,
+            &[
+                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let req3 = NetworkRequest {
+            mode: "testbr".into(),
+            publish: vec!["7070:70".into()],
+            ..Default::default()
+        };
+        insert_container(&mut store, &inst, "c3", "broken", &req3, p3.0.id() as i32).unwrap();
+        let before = links(&host);
+        let e = attach(&inst, &mut store, "c3", p3.0.id() as i32).unwrap_err();
+        assert!(e.to_string().contains("cannot create veth pair"), "{e}");
+        assert_eq!(links(&host), before);
+        detach(&inst, &mut store, "c3").unwrap();
+        assert!(container_ports(&store, "c3").unwrap().is_empty());
+
+        // connect / disconnect on the running container.
+        let e = manage::remove(&inst, &mut store, "testbr").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot remove network testbr: in use by containers web, client"
+        );
+        let ep = connect(&inst, &mut store, "other", "web", None, &[]).unwrap();
+        assert_eq!(
+            (ep.ifname.as_str(), ep.ip),
+            ("eth1", Ipv4Addr::new(10, 89, 0, 2))
+        );
+        let e = connect(&inst, &mut store, "other", "web", None, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "container web is already connected to network other"
+        );
+        let o = in_ctr(&p1, &["ip", "route"]);
+        let routes = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            routes.contains("default via 10.88.0.1 dev eth0")
+                && routes.contains("10.89.0.0/24 dev eth1"),
+            "{routes}"
+        );
+        assert_eq!(routes.matches("default").count(), 1, "{routes}");
+        disconnect(&inst, &mut store, "other", "web", false).unwrap();
+        let o = in_ctr(&p1, &["ip", "link", "show", "eth1"]);
+        assert!(!o.status.success(), "eth1 still there");
+        let e = disconnect(&inst, &mut store, "other", "web", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "container web is not connected to network other"
+        );
+
+        // Teardown releases everything; twice is fine.
+        detach(&inst, &mut store, "c1").unwrap();
+        detach(&inst, &mut store, "c2").unwrap();
+        detach(&inst, &mut store, "c1").unwrap();
+        assert!(rows::all_port_bindings(store.conn()).unwrap().is_empty());
+        assert!(rows::used_ips(store.conn(), &testbr.id).unwrap().is_empty());
+        assert_eq!(
+            links(&host),
+            vec![testbr.bridge.clone(), other.bridge.clone()]
+        );
+        let table = crate::network::nft::list_table(&inst.nft_table()).unwrap();
+        assert!(
+            !table.contains("10.88.0.2 . 80"),
+            "port mapping left: {table}"
+        );
+        manage::prune(&inst, &mut store).unwrap();
+        assert!(links(&host).is_empty(), "{:?}", links(&host));
+        assert!(crate::network::nft::list_table(&inst.nft_table()).is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! Network lifecycle: create (validated before anything is made, undone on
+//! failure), list, inspect as Docker-shaped JSON, remove, prune, reload.
+
+use super::bridge;
+use super::names::{self, DEFAULT_NETWORK};
+use super::netlink::Netlink;
+use super::undo::Undo;
+use super::{ipam, pool, rules, NetworkError};
+use crate::store::networks::{self as rows, NetworkRow};
+use crate::store::Store;
+use crate::{util, Instance};
+use ipnet::Ipv4Net;
+use rusqlite::Connection;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// What `network create` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+    /// Raw `-o KEY=VALUE` options.
+    pub options: Vec<String>,
+}
+
+/// Everything about a new network that can be decided before touching the
+/// host: validated inputs, plus the host facts the choice depends on.
+struct Plan {
+    subnet: Option<Ipv4Net>,
+    gateway: Option<Ipv4Addr>,
+    mtu: u32,
+    bridge: Option<String>,
+    host_routes: Vec<Ipv4Net>,
+}
+
+fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
+    names::validate_name(&req.name)?;
+    if req.driver != "bridge" {
+        return Err(NetworkError::Invalid(format!(
+            "invalid driver {:?}: only bridge is supported",
+            req.driver
+        )));
+    }
+    let opts = names::parse_options(&req.options)?;
+    let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
+    let gateway = match &req.gateway {
+        None => None,
+        Some(g) => {
+            let gw: Ipv4Addr = g.parse().map_err(|_| {
+                NetworkError::Invalid(format!("invalid gateway {g:?}: expected an IPv4 address"))
+            })?;
+            let Some(net) = subnet else {
+                return Err(NetworkError::Invalid(
+                    "--gateway needs --subnet (the gateway must lie inside a known subnet)".into(),
+                ));
+            };
+            ipam::check_gateway(net, gw)?;
+            Some(gw)
+        }
+    };
+    let host_routes = host_routes(nl)?;
+    let mtu = match opts.mtu {
+        Some(m) => m,
+        None => nl.default_route_mtu()?.unwrap_or(1500),
+    };
+    Ok(Plan {
+        subnet,
+        gateway,
+        mtu,
+        bridge: opts.bridge_name,
+        host_routes,
+    })
+}
+
+/// Host routes a new subnet must not overlap (the default route overlaps
+/// everything and is left out, like Docker does).
+fn host_routes(nl: &Netlink) -> Result<Vec<Ipv4Net>, NetworkError> {
+    Ok(nl
+        .ipv4_routes()?
+        .into_iter()
+        .filter(|r| r.prefix_len() > 0)
+        .collect())
+}
+
+/// Builds the row: subnet from the request or the pools, gateway, bridge name.
+fn new_row(
+    c: &Connection,
+    name: &str,
+    internal: bool,
+    p: &Plan,
+    bridge: Option<String>,
+) -> Result<NetworkRow, NetworkError> {
+    let existing = rows::list_networks(c)?;
+    if existing.iter().any(|n| n.name == name) {
+        return Err(NetworkError::Conflict(format!(
+            "network with name {name} already exists"
+        )));
+    }
+    let subnet = match p.subnet {
+        Some(s) => {
+            let (start, end) = (u32::from(s.network()), u32::from(s.broadcast()));
+            if let Some(o) = rows::overlapping_networks(c, start, end)?.first() {
+                return Err(NetworkError::Conflict(format!(
+                    "invalid subnet {s}: it overlaps with network {} ({})",
+                    o.name, o.subnet
+                )));
+            }
+            s
+        }
+        None => {
+            let mut taken: Vec<Ipv4Net> = existing
+                .iter()
+                .filter_map(|n| n.subnet.parse().ok())
+                .collect();
+            taken.extend(p.host_routes.iter().copied());
+            pool::pick_subnet(&taken).ok_or_else(|| {
+                NetworkError::Conflict(
+                    "no free subnet left in the default address pools: give one with --subnet"
+                        .into(),
+                )
+            })?
+        }
+    };
+    let gateway = p.gateway.unwrap_or_else(|| ipam::default_gateway(subnet));
+    let id = util::new_id();
+    let bridge = bridge.unwrap_or_else(|| names::bridge_name(&id));
+    let mut options = BTreeMap::new();
+    options.insert("com.docker.network.bridge.name".to_string(), bridge.clone());
+    options.insert(
+        "com.docker.network.driver.mtu".to_string(),
+        p.mtu.to_string(),
+    );
+    Ok(NetworkRow {
+        id,
+        name: name.to_string(),
+        driver: "bridge".into(),
+        subnet: subnet.to_string(),
+        net_start: u32::from(subnet.network()),
+        net_end: u32::from(subnet.broadcast()),
+        gateway: gateway.to_string(),
+        bridge,
+        internal,
+        mtu: p.mtu,
+        options,
+        created: util::now_nanos(),
+    })
+}
+
+/// `network create`: validates everything, then in one store transaction
+/// inserts the row and creates bridge and rules; any failure undoes it all.
+pub fn create(
+    inst: &Instance,
+    store: &mut Store,
+    req: &CreateRequest,
+) -> Result<NetworkRow, NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let p = plan(&nl, req)?;
+    let mut undo = Undo::new();
+    let row = store.write(|tx| {
+        let row = new_row(tx, &req.name, req.internal, &p, p.bridge.clone())?;
+        rows::insert_network(tx, &row)?;
+        bridge::create(&nl, inst, &row, &mut undo)?;
+        Ok::<_, NetworkError>(row)
+    })?;
+    undo.commit();
+    Ok(row)
+}
+
+/// The row of the default network, inserted when missing. Only the row: the
+/// bridge and rules are made by `attach` (which ensures them anyway), so this
+/// is safe inside the container's transaction.
+pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow, NetworkError> {
+    let existing = rows::list_networks(c)?;
+    if let Some(n) = existing.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
+        return Ok(n);
+    }
+    let nl = Netlink::open()?;
+    let p = Plan {
+        subnet: None,
+        gateway: None,
+        mtu: nl.default_route_mtu()?.unwrap_or(1500),
+        bridge: None,
+        host_routes: host_routes(&nl)?,
+    };
+    let row = new_row(
+        c,
+        DEFAULT_NETWORK,
+        false,
+        &p,
+        Some(names::default_bridge_name(&inst.tag)),
+    )?;
+    rows::insert_network(c, &row)?;
+    Ok(row)
+}
+
+/// Creates the default network `bridge` (row, bridge device and rules) if it
+/// does not exist yet. Optional: `allocate` inserts the row by itself and
+/// `attach` makes the device, so callers need not call this first.
+pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let mut undo = Undo::new();
+    let row = store.write(|tx| {
+        let row = default_network_row(inst, tx)?;
+        bridge::ensure(&nl, inst, &row, &mut undo)?;
+        Ok::<_, NetworkError>(row)
+    })?;
+    undo.commit();
+    Ok(row)
+}
+
+/// A network by name, id or unique id prefix, or Docker's "not found" error.
+pub fn find(c: &Connection, key: &str) -> Result<NetworkRow, NetworkError> {
+    rows::find_network(c, key)?
+        .ok_or_else(|| NetworkError::NotFound(format!("network {key} not found")))
+}
+
+pub fn list(store: &Store) -> Result<Vec<NetworkRow>, NetworkError> {
+    Ok(rows::list_networks(store.conn())?)
+}
+
+/// `network inspect` for one network, shaped like Docker's.
+pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkError> {
+    let prefix = n
+        .subnet
+        .parse::<Ipv4Net>()
+        .map(|s| s.prefix_len())
+        .unwrap_or(32);
+    let mut containers = Map::new();
+    for (ep, name) in rows::endpoints_of_network(c, &n.id)? {
+        containers.insert(
+            ep.container_id.clone(),
+            json!({
+                "Name": name,
+                "EndpointID": ep.id,
+                "MacAddress": ep.mac,
+                "IPv4Address": format!("{}/{prefix}", ep.ip),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    Ok(json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": util::rfc3339(n.created),
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}],
+        },
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "Containers": containers,
+        "Options": n.options,
+        "Labels": {},
+    }))
+}
+
+/// `network rm`: refused while containers are attached (naming them);
+/// rules and bridge go in the same transaction as the row.
+pub fn remove(inst: &Instance, store: &mut Store, key: &str) -> Result<NetworkRow, NetworkError> {
+    let nl = bridge::host_netlink()?;
+    store.write(|tx| {
+        let n = find(tx, key)?;
+        let attached: Vec<String> = rows::endpoints_of_network(tx, &n.id)?
+            .into_iter()
+            .map(|(ep, name)| {
+                if name.is_empty() {
+                    ep.container_id[..12.min(ep.container_id.len())].to_string()
+                } else {
+                    name
+                }
+            })
+            .collect();
+        if !attached.is_empty() {
+            return Err(NetworkError::Conflict(format!(
+                "cannot remove network {}: in use by container{} {}",
+                n.name,
+                if attached.len() > 1 { "s" } else { "" },
+                attached.join(", ")
+            )));
+        }
+        rows::delete_network(tx, &n.id)?;
+        bridge::remove(&nl, inst, &n)?;
+        if rows::list_networks(tx)?.is_empty() {
+            rules::drop_table(inst)?;
+        }
+        Ok(n)
+    })
+}
+
+/// `network prune`: removes every network no container uses; returns their names.
+pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkError> {
+    let mut removed = vec![];
+    for n in rows::list_networks(store.conn())? {
+        if rows::endpoints_of_network(store.conn(), &n.id)?.is_empty() {
+            removed.push(remove(inst, store, &n.id)?.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// `network reload`: bridges re-created where missing, then the whole
+/// firewall table rebuilt from the store in one batch.
+pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let mut undo = Undo::new();
+    for n in rows::list_networks(store.conn())? {
+        bridge::ensure(&nl, inst, &n, &mut undo)?;
+    }
+    rules::reload(inst, store.conn())?;
+    undo.commit();
+    Ok(())
+}

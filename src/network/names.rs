@@ -1,0 +1,216 @@
+//! Pure naming rules: network names, bridge and veth device names derived
+//! from ids, and the `-o key=value` driver options of `network create`.
+
+use super::NetworkError;
+
+/// Longest network name we accept (Docker sets none; 64 keeps tables and
+/// error lines readable and leaves room in any derived name).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Linux's IFNAMSIZ minus the terminating NUL.
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Name of the network used when `run` names none.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// Docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most MAX_NAME_LEN chars.
+pub fn validate_name(name: &str) -> Result<(), NetworkError> {
+    let bad = |why: &str| NetworkError::Invalid(format!("invalid network name {name:?}: {why}"));
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err(bad("empty")),
+        Some(c) if !c.is_ascii_alphanumeric() => {
+            return Err(bad("must start with a letter or digit"))
+        }
+        _ => {}
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(bad("only letters, digits, '_', '.' and '-' are allowed"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad(&format!("longer than {MAX_NAME_LEN} characters")));
+    }
+    Ok(())
+}
+
+/// Bridge of a user network: "mrb-" + 11 hex of its id (15 chars). Docker's
+/// devices are `docker0` and `br-<12 hex>`, so the prefix never collides.
+pub fn bridge_name(network_id: &str) -> String {
+    format!("mrb-{}", prefix(network_id, 11))
+}
+
+/// Bridge of the default network: fixed per instance (derived from the root),
+/// so two minirt roots on one host never share it.
+pub fn default_bridge_name(instance_tag: &str) -> String {
+    format!("mr0-{}", prefix(instance_tag, 8))
+}
+
+/// Host end of an endpoint's veth pair: "mrv" + 12 hex of the endpoint id.
+pub fn host_veth_name(endpoint_id: &str) -> String {
+    format!("mrv{}", prefix(endpoint_id, 12))
+}
+
+/// Interface name inside the container for its `n`th network.
+pub fn container_ifname(n: usize) -> String {
+    format!("eth{n}")
+}
+
+fn prefix(s: &str, n: usize) -> &str {
+    s.get(..n).unwrap_or(s)
+}
+
+/// A user-chosen bridge name (`-o bridge_name=`): a valid Linux device name
+/// that is not one of Docker's.
+pub fn validate_bridge_name(name: &str) -> Result<(), NetworkError> {
+    let bad = |why: &str| NetworkError::Invalid(format!("invalid bridge name {name:?}: {why}"));
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return Err(bad(&format!("longer than {MAX_IFNAME_LEN} characters")));
+    }
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(bad(
+            "use letters, digits, '_', '.' and '-', starting with a letter or digit",
+        ));
+    }
+    if name == "docker0" || name.starts_with("br-") {
+        return Err(bad("reserved for Docker"));
+    }
+    Ok(())
+}
+
+/// Driver options of `network create -o`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BridgeOptions {
+    pub mtu: Option<u32>,
+    pub bridge_name: Option<String>,
+}
+
+/// Parses `-o mtu=N` and `-o bridge_name=NAME` (Docker's long keys
+/// `com.docker.network.driver.mtu` / `com.docker.network.bridge.name` too).
+pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
+    let mut out = BridgeOptions::default();
+    for o in opts {
+        let (k, v) = o.split_once('=').ok_or_else(|| {
+            NetworkError::Invalid(format!("invalid option {o:?}: expected KEY=VALUE"))
+        })?;
+        match k {
+            "mtu" | "com.docker.network.driver.mtu" => {
+                let mtu: u32 = v
+                    .parse()
+                    .ok()
+                    .filter(|m| (68..=65535).contains(m))
+                    .ok_or_else(|| {
+                        NetworkError::Invalid(format!(
+                            "invalid mtu {v:?}: expected a number from 68 to 65535"
+                        ))
+                    })?;
+                out.mtu = Some(mtu);
+            }
+            "bridge_name" | "com.docker.network.bridge.name" => {
+                validate_bridge_name(v)?;
+                out.bridge_name = Some(v.to_string());
+            }
+            _ => {
+                return Err(NetworkError::Invalid(format!(
+                    "unknown option {k:?}: the bridge driver knows mtu and bridge_name"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in [
+            "testbr",
+            "a",
+            "0net",
+            "my_net.v1-2",
+            &"n".repeat(MAX_NAME_LEN),
+        ] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-net",
+            ".net",
+            "_x",
+            "has space",
+            "a/b",
+            "ünï",
+            &"n".repeat(65),
+        ] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid network name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn derived_device_names_fit_ifnamsiz_and_avoid_docker() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let b = bridge_name(id);
+        assert_eq!(b, "mrb-0123456789a");
+        assert_eq!(b.len(), MAX_IFNAME_LEN);
+        assert!(validate_bridge_name(&b).is_ok());
+        let v = host_veth_name(id);
+        assert_eq!(v, "mrv0123456789ab");
+        assert_eq!(v.len(), MAX_IFNAME_LEN);
+        assert_eq!(default_bridge_name("deadbeef"), "mr0-deadbeef");
+        assert_eq!(container_ifname(2), "eth2");
+    }
+
+    #[test]
+    fn bridge_name_option_rules() {
+        assert!(validate_bridge_name("mybr0").is_ok());
+        for bad in [
+            "",
+            "docker0",
+            "br-123",
+            "sixteen-chars-xx",
+            "a b",
+            "-x",
+            "a/b",
+        ] {
+            assert!(validate_bridge_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_parse_and_refuse_clearly() {
+        let o = parse_options(&["mtu=1400".into(), "bridge_name=br0x".into()]).unwrap();
+        assert_eq!(
+            o,
+            BridgeOptions {
+                mtu: Some(1400),
+                bridge_name: Some("br0x".into())
+            }
+        );
+        let o = parse_options(&["com.docker.network.driver.mtu=9000".into()]).unwrap();
+        assert_eq!(o.mtu, Some(9000));
+        for (bad, msg) in [
+            ("mtu=abc", "invalid mtu"),
+            ("mtu=10", "invalid mtu"),
+            ("mtu", "expected KEY=VALUE"),
+            ("color=red", "unknown option"),
+            ("bridge_name=waytoolongbridgename", "invalid bridge name"),
+        ] {
+            let e = parse_options(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains(msg), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Thin netlink effects (rtnetlink over a current-thread tokio runtime):
+//! bridges, veth pairs, addresses, routes, and the per-netns sysctls.
+//! No policy here: callers decide names, addresses and what to undo.
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink: {what}: {source}")]
+    Request {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("netlink: {what}: {msg}")]
+    Protocol { what: String, msg: String },
+    #[error("no network device named {0}")]
+    NoSuchLink(String),
+    #[error("cannot write {path}: {source}")]
+    Sysctl {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+impl NetlinkError {
+    /// The errno behind a failed request, when the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Request { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+fn wrap(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |e| match e {
+        rtnetlink::Error::NetlinkError(m) => NetlinkError::Request {
+            what,
+            source: m.to_io(),
+        },
+        other => NetlinkError::Protocol {
+            what,
+            msg: other.to_string(),
+        },
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Request { what, source }
+}
+
+/// Which network namespace a veth peer is created in.
+#[derive(Debug, Clone, Copy)]
+pub enum Netns {
+    Pid(i32),
+}
+
+/// What we need to know about one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub mtu: u32,
+    pub mac: Vec<u8>,
+    pub up: bool,
+    pub controller: Option<u32>,
+}
+
+/// One rtnetlink socket, bound to the network namespace it was opened in.
+pub struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(io_err("cannot start the netlink runtime"))
+}
+
+impl Netlink {
+    /// A socket in the caller's own network namespace.
+    pub fn open() -> Result<Netlink> {
+        let rt = runtime()?;
+        let (conn, handle, _) = {
+            let _g = rt.enter();
+            rtnetlink::new_connection().map_err(io_err("cannot open a netlink socket"))?
+        };
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle })
+    }
+
+    /// A socket in the network namespace of `pid` (e.g. a container child).
+    pub fn open_in_pid(pid: i32) -> Result<Netlink> {
+        Self::open_in(&PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// A socket in the network namespace named by `ns_path`. A netlink socket
+    /// belongs to the netns of the thread that created it, so a short-lived
+    /// thread joins the netns, creates the socket and exits; this thread
+    /// never changes namespace.
+    pub fn open_in(ns_path: &Path) -> Result<Netlink> {
+        let rt = runtime()?;
+        let rt_handle = rt.handle().clone();
+        let path = ns_path.to_path_buf();
+        let what = format!("cannot open a netlink socket in {}", path.display());
+        let joined = std::thread::spawn(move || -> std::io::Result<_> {
+            let f = std::fs::File::open(&path)?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let _g = rt_handle.enter();
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            Ok((conn, handle))
+        })
+        .join();
+        let (conn, handle) = match joined {
+            Ok(r) => r.map_err(io_err(what))?,
+            Err(_) => {
+                return Err(NetlinkError::Protocol {
+                    what,
+                    msg: "thread panicked".into(),
+                })
+            }
+        };
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle })
+    }
+
+    /// The device named `name`, or None when there is none.
+    pub fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match self.rt.block_on(req.try_next()) {
+            Ok(Some(m)) => Ok(Some(link_info(&m))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = wrap(format!("cannot look up device {name}"))(e);
+                if matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT)) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn index(&self, name: &str) -> Result<u32> {
+        self.link(name)?
+            .map(|l| l.index)
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_string()))
+    }
+
+    /// Every device in this namespace.
+    pub fn links(&self) -> Result<Vec<LinkInfo>> {
+        let req = self.handle.link().get().execute();
+        let msgs: Vec<LinkMessage> = self
+            .rt
+            .block_on(req.try_collect())
+            .map_err(wrap("cannot list devices"))?;
+        Ok(msgs.iter().map(link_info).collect())
+    }
+
+    /// Creates bridge `name` with `addr` (gateway/prefix), up, its MAC pinned.
+    /// On failure nothing is left behind.
+    pub fn create_bridge(&self, name: &str, mtu: u32, addr: Ipv4Net) -> Result<()> {
+        let mut msg = LinkBridge::new(name);
+        if mtu > 0 {
+            msg = msg.mtu(mtu);
+        }
+        self.rt
+            .block_on(self.handle.link().add(msg.build()).execute())
+            .map_err(wrap(format!("cannot create bridge {name}")))?;
+        let configured = self
+            .add_address(name, addr)
+            .and_then(|_| self.pin_mac(name))
+            .and_then(|_| self.set_up(name));
+        if let Err(e) = configured {
+            let _ = self.delete_link(name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sets the bridge's address to its current MAC: a bridge whose MAC was
+    /// set explicitly keeps it, instead of taking the lowest port MAC each
+    /// time a port joins or leaves (which stalls the neighbours' ARP caches).
+    pub fn pin_mac(&self, name: &str) -> Result<()> {
+        let link = self
+            .link(name)?
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_string()))?;
+        let msg = LinkUnspec::new_with_index(link.index)
+            .address(link.mac)
+            .build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(wrap(format!("cannot pin the MAC address of {name}")))
+    }
+
+    pub fn set_up(&self, name: &str) -> Result<()> {
+        let index = self.index(name)?;
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(wrap(format!("cannot bring {name} up")))
+    }
+
+    /// Deletes a device; Ok(false) when it did not exist (deletion is idempotent).
+    pub fn delete_link(&self, name: &str) -> Result<bool> {
+        let Some(link) = self.link(name)? else {
+            return Ok(false);
+        };
+        match self
+            .rt
+            .block_on(self.handle.link().del(link.index).execute())
+        {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = wrap(format!("cannot delete device {name}"))(e);
+                if matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT)) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// One request: veth `host` (attached to `bridge`, up) whose peer `peer`
+    /// is created directly inside `netns` with `mac` and `mtu`. The peer never
+    /// exists in this namespace, so its name cannot collide here.
+    pub fn create_veth(
+        &self,
+        host: &str,
+        bridge: &str,
+        peer: &str,
+        netns: Netns,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<()> {
+        let br = self.index(bridge)?;
+        let mut peer_msg = LinkUnspec::new_with_name(peer).address(mac.to_vec());
+        match netns {
+            Netns::Pid(pid) => peer_msg = peer_msg.setns_by_pid(pid as u32),
+        }
+        let mut msg = LinkVeth::new(host, peer).controller(br).up();
+        if mtu > 0 {
+            msg = msg.mtu(mtu);
+            peer_msg = peer_msg.mtu(mtu);
+        }
+        let msg = msg
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+            .build();
+        self.rt
+            .block_on(self.handle.link().add(msg).execute())
+            .map_err(wrap(format!("cannot create veth pair {host}/{peer}")))
+    }
+
+    pub fn add_address(&self, name: &str, addr: Ipv4Net) -> Result<()> {
+        let index = self.index(name)?;
+        let req = self
+            .handle
+            .address()
+            .add(index, addr.addr().into(), addr.prefix_len());
+        self.rt
+            .block_on(req.execute())
+            .map_err(wrap(format!("cannot add address {addr} to {name}")))
+    }
+
+    /// Default route via `gateway` (out of whichever device reaches it).
+    pub fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.rt
+            .block_on(self.handle.route().add(msg).execute())
+            .map_err(wrap(format!("cannot add a default route via {gateway}")))
+    }
+
+    /// IPv4 routes of the main table (destination prefixes).
+    pub fn ipv4_routes(&self) -> Result<Vec<Ipv4Net>> {
+        Ok(self.main_routes()?.iter().filter_map(route_dst).collect())
+    }
+
+    fn main_routes(&self) -> Result<Vec<RouteMessage>> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let req = self.handle.route().get(msg).execute();
+        let all: Vec<RouteMessage> = self
+            .rt
+            .block_on(req.try_collect())
+            .map_err(wrap("cannot list routes"))?;
+        Ok(all
+            .into_iter()
+            .filter(|r| route_table(r) == RouteHeader::RT_TABLE_MAIN as u32)
+            .collect())
+    }
+
+    /// MTU of the device the IPv4 default route leaves by, if there is one.
+    pub fn default_route_mtu(&self) -> Result<Option<u32>> {
+        let oif = self.main_routes()?.iter().find_map(|r| {
+            if r.header.destination_prefix_length != 0 {
+                return None;
+            }
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        });
+        let Some(oif) = oif else { return Ok(None) };
+        let mut req = self.handle.link().get().match_index(oif).execute();
+        match self.rt.block_on(req.try_next()) {
+            Ok(Some(m)) => Ok(Some(link_info(&m).mtu)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(wrap("cannot read the default route's device")(e)),
+        }
+    }
+
+    /// Inside a container netns: lo up, `ifname` gets `addr` and goes up, and
+    /// (when given) the default route via `gateway`.
+    pub fn configure_container_if(
+        &self,
+        ifname: &str,
+        addr: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        self.set_up("lo")?;
+        self.add_address(ifname, addr)?;
+        self.set_up(ifname)?;
+        if let Some(gw) = gateway {
+            self.add_default_route(gw)?;
+        }
+        Ok(())
+    }
+}
+
+fn link_info(m: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: m.header.index,
+        name: String::new(),
+        mtu: 0,
+        mac: vec![],
+        up: m.header.flags.contains(LinkFlags::Up),
+        controller: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::Mtu(v) => info.mtu = *v,
+            LinkAttribute::Address(mac) => info.mac = mac.clone(),
+            LinkAttribute::Controller(c) => info.controller = Some(*c),
+            _ => {}
+        }
+    }
+    info
+}
+
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(r.header.table as u32)
+}
+
+fn route_dst(r: &RouteMessage) -> Option<Ipv4Net> {
+    let len = r.header.destination_prefix_length;
+    let addr = r
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
+            _ => None,
+        })
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    Ipv4Net::new(addr, len).ok()
+}
+
+/// Writes a sysctl of the caller's network namespace (/proc/sys/net is per netns).
+pub fn set_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    if std::fs::read_to_string(&path)
+        .map(|v| v.trim() == value)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    std::fs::write(&path, value).map_err(|source| NetlinkError::Sysctl { path, source })
+}
+
+/// Routing between the bridges and the uplink.
+pub fn enable_ip_forward() -> Result<()> {
+    set_sysctl("net.ipv4.ip_forward", "1")
+}
+
+/// Lets 127.0.0.1-sourced packets DNAT'ed by the output hook leave by `bridge`
+/// (port mappings reached through localhost).
+pub fn enable_route_localnet(bridge: &str) -> Result<()> {
+    // Device names may contain dots, so build the path directly.
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    std::fs::write(&path, "1").map_err(|source| NetlinkError::Sysctl { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// A process alone in a fresh network namespace, killed on drop.
+    struct NsProc(Child);
+    impl NsProc {
+        fn new() -> NsProc {
+            let child = Command::new("unshare")
+                .args(["-n", "sleep", "600"])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("unshare");
+            let p = NsProc(child);
+            let me = std::fs::read_link("/proc/self/ns/net").unwrap();
+            let path = format!("/proc/{}/ns/net", p.pid());
+            let start = Instant::now();
+            // unshare(1) execs sleep after unsharing: wait until the netns differs.
+            while std::fs::read_link(&path).ok().is_none_or(|l| l == me) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "netns never appeared"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            p
+        }
+        fn pid(&self) -> i32 {
+            self.0.id() as i32
+        }
+    }
+    impl Drop for NsProc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Each test's "host" is a throwaway netns too (the socket is opened
+    /// there), so the machine's own devices are never touched.
+    fn host_ns() -> (NsProc, Netlink) {
+        let host = NsProc::new();
+        let nl = Netlink::open_in_pid(host.pid()).unwrap();
+        (host, nl)
+    }
+
+    fn nsenter(pid: i32, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn bridge_and_veth_into_a_netns_then_ping_then_delete() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let (host, nl) = host_ns();
+        let ctr = NsProc::new();
+        let gw: Ipv4Net = "10.77.0.1/24".parse().unwrap();
+        nl.create_bridge("mrb-test0", 1400, gw).unwrap();
+        let br = nl.link("mrb-test0").unwrap().unwrap();
+        assert_eq!(br.mtu, 1400);
+        assert!(br.up);
+        let mac = [0x02, 0x42, 10, 77, 0, 2];
+        nl.create_veth(
+            "mrv-test0",
+            "mrb-test0",
+            "eth0",
+            Netns::Pid(ctr.pid()),
+            mac,
+            1400,
+        )
+        .unwrap();
+        let hv = nl.link("mrv-test0").unwrap().unwrap();
+        assert_eq!(hv.controller, Some(br.index));
+        assert_eq!(hv.mtu, 1400);
+        // The bridge kept its own MAC although a port joined (pinned).
+        assert_eq!(nl.link("mrb-test0").unwrap().unwrap().mac, br.mac);
+        // The peer is not in the host namespace.
+        assert!(nl.link("eth0").unwrap().is_none());
+
+        let cnl = Netlink::open_in_pid(ctr.pid()).unwrap();
+        cnl.configure_container_if("eth0", "10.77.0.2/24".parse().unwrap(), Some(gw.addr()))
+            .unwrap();
+        let eth0 = cnl.link("eth0").unwrap().unwrap();
+        assert_eq!(eth0.mac, mac.to_vec());
+        assert_eq!(eth0.mtu, 1400);
+        let routes = cnl.ipv4_routes().unwrap();
+        assert!(routes.contains(&"0.0.0.0/0".parse().unwrap()), "{routes:?}");
+        assert!(
+            routes.contains(&"10.77.0.0/24".parse().unwrap()),
+            "{routes:?}"
+        );
+        assert_eq!(cnl.default_route_mtu().unwrap(), Some(1400));
+
+        let o = nsenter(
+            ctr.pid(),
+            &["busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1"],
+        );
+        assert!(
+            o.status.success(),
+            "ping: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = nsenter(
+            host.pid(),
+            &["busybox", "ping", "-c", "1", "-W", "5", "10.77.0.2"],
+        );
+        assert!(
+            o.status.success(),
+            "ping back: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+
+        // Deleting the host end removes the pair, then the bridge.
+        assert!(nl.delete_link("mrv-test0").unwrap());
+        assert!(cnl.link("eth0").unwrap().is_none());
+        assert!(nl.delete_link("mrb-test0").unwrap());
+        assert!(!nl.delete_link("mrb-test0").unwrap());
+        let left: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(left, vec!["lo".to_string()]);
+    }
+
+    #[test]
+    fn failures_are_clear_and_leave_nothing() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let (_host, nl) = host_ns();
+        nl.create_bridge("mrb-test1", 0, "10.78.0.1/24".parse().unwrap())
+            .unwrap();
+        let e = nl
+            .create_bridge("mrb-test1", 0, "10.79.0.1/24".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
+        assert!(e.to_string().contains("mrb-test1"), "{e}");
+        // A veth onto a missing bridge fails before creating anything.
+        let ctr = NsProc::new();
+        let e = nl
+            .create_veth(
+                "mrv-x",
+                "nosuchbr",
+                "eth0",
+                Netns::Pid(ctr.pid()),
+                [2, 0, 0, 0, 0, 1],
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(e, NetlinkError::NoSuchLink(_)), "{e}");
+        assert!(nl.link("mrv-x").unwrap().is_none());
+        assert!(nl.delete_link("mrb-test1").unwrap());
+        assert!(nl.ipv4_routes().unwrap().is_empty());
+        assert_eq!(nl.default_route_mtu().unwrap(), None);
+    }
+}
