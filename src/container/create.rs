@@ -291,6 +291,7 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
         network::allocate(tx, inst, &id, &cfg.network)?;
         Ok(())
     })?;
+    util::fault_point("after-create");
     std::fs::create_dir_all(inst.container_dir(&id))?;
     Ok(id)
 }

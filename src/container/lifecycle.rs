@@ -45,6 +45,9 @@ fn monitor_alive(row: &ContainerRow) -> bool {
 /// gone is finished (rules, veths, mounts, cgroup released). A container whose
 /// monitor died but whose init lives stays listed as running.
 pub fn reconcile(inst: &Instance) -> Result<()> {
+    if let Err(e) = network::heal(inst) {
+        warn!("restoring firewall rules: {e}");
+    }
     let s = store(inst)?;
     let live = containers::list_live(s.conn())?;
     drop(s);
@@ -55,10 +58,27 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         if util::process_alive(row.pid, row.pid_start) {
             continue;
         }
-        if let Err(e) = runtime::finish(inst, &row.id, 255) {
+        // Its owner died mid-way. A container that never ran was a crashed
+        // `run`: it goes entirely (name reusable); one that ran before is
+        // recorded as exited.
+        let res = if row.status == containers::CREATED && row.started_at == 0 {
+            discard(inst, &row.id)
+        } else {
+            runtime::finish(inst, &row.id, 255)
+        };
+        if let Err(e) = res {
             warn!("reconciling {}: {e}", row.id);
         }
     }
+    Ok(())
+}
+
+/// Releases everything of a container and deletes it (rows, dirs).
+pub fn discard(inst: &Instance, id: &str) -> Result<()> {
+    runtime::finish(inst, id, 255)?;
+    runtime::remove_files(inst, id);
+    let s = store(inst)?;
+    containers::delete(s.conn(), id)?;
     Ok(())
 }
 

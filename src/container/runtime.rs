@@ -107,6 +107,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let rootfs = rootfs_path(inst, id);
     std::fs::create_dir_all(&rundir)?;
     mount::mount_overlay(&lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)?;
+    util::fault_point("after-rootfs");
     {
         let rootfs = rootfs.clone();
         let rundir = rundir.clone();
@@ -132,6 +133,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     // 3. Cgroup.
     let span = info_span!("cgroup").entered();
     let cgroup = Cgroup::create(&inst.cgroup_parent(), id, &cfg.resources)?;
+    util::fault_point("after-cgroup");
     {
         let cg = cgroup_of(inst, id);
         undo.push("cgroup", move || {
@@ -172,8 +174,13 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let devnull_fd = devnull.as_raw_fd();
     let log_fd = log.as_ref().map(|f| f.as_raw_fd());
     let mut stack = vec![0u8; 1 << 20];
+    let parent_end = parent_sock.as_raw_fd();
     let cb = Box::new(|| {
-        // Child: point stdio where it belongs before anything else.
+        // Child: drop our copy of the parent's end first, so the parent's
+        // death is an end-of-file here (not a hang on a socket we hold).
+        // SAFETY: closing an fd number this copied process owns.
+        unsafe { libc::close(parent_end) };
+        // Point stdio where it belongs before anything else.
         // SAFETY: dup2 on fds valid in this (copied) process.
         unsafe {
             if !stdin_inherit && !args.tty {
@@ -192,6 +199,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         .map_err(|e| ContainerError::Runtime(format!("clone: {e}")))?;
     drop(args);
     drop(log);
+    util::fault_point("after-clone");
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -212,7 +220,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         });
     }
     drop(net_span);
-    fault_point("before-release");
+    util::fault_point("after-network");
     let _ = send_msg(&parent_sock, &ToChild::Continue);
     let mut pty_master = None;
     loop {
@@ -331,16 +339,6 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
 /// Deletes the container's persistent dir (upper layer, logs, config.json).
 pub fn remove_files(inst: &Instance, id: &str) {
     let _ = std::fs::remove_dir_all(inst.container_dir(id));
-}
-
-/// Test-only crash switch: `MINIRT_FAULT=<point>` kills the process at once
-/// at that point of the run path (builds with the `fault-injection` feature).
-pub fn fault_point(point: &str) {
-    #[cfg(feature = "fault-injection")]
-    if std::env::var("MINIRT_FAULT").as_deref() == Ok(point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-    let _ = point;
 }
 
 impl From<Error> for ContainerError {

@@ -156,7 +156,7 @@ pub fn render_base(table: &str) -> String {
 }
 
 /// nft chain names from an id: keep it short and inside nft's identifier rules.
-fn chain_prefix(id: &str) -> String {
+pub fn chain_prefix(id: &str) -> String {
     let clean: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())

@@ -85,3 +85,10 @@ impl From<netlink::NetlinkError> for NetworkError {
         NetworkError::Netlink(e.to_string())
     }
 }
+
+/// Restores minirt's firewall rules when someone else removed them; one
+/// `nft list` when nothing is wrong. Returns whether a rebuild was needed.
+pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
+    let store = crate::store::Store::open(&inst.db_path())?;
+    rules::heal(inst, store.conn())
+}

@@ -8,6 +8,7 @@ use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingR
 use crate::Instance;
 use rusqlite::Connection;
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     let subnet = net.subnet.parse().map_err(|_| {
@@ -41,8 +42,63 @@ pub fn fw_ports(ep: &EndpointRow, ports: &[PortBindingRow]) -> Result<Vec<FwPort
         .collect()
 }
 
-fn table_exists(table: &str) -> bool {
-    nft::list_table(table).is_ok()
+/// The base rules every healthy table holds (as `nft list table` prints them).
+const BASE_MARKERS: &[&str] = &[
+    "jump ports",
+    "@pm_tcp",
+    "@pm_any_udp",
+    "@post_dnat_oif",
+    "@post_src",
+    "@fwd_iif",
+    "@fwd_oif",
+];
+
+fn base_is_intact(listing: &str) -> bool {
+    BASE_MARKERS.iter().all(|m| listing.contains(m))
+}
+
+/// True when `listing` (the output of `nft list table`) still holds the base
+/// rules, every network's chains and every port mapping. Pure.
+pub fn table_is_healthy(
+    listing: &str,
+    nets: &[NetworkRow],
+    mappings: &[(Ipv4Addr, PortBindingRow)],
+) -> bool {
+    base_is_intact(listing)
+        && nets
+            .iter()
+            .all(|n| listing.contains(&format!("{}_out", firewall::chain_prefix(&n.id))))
+        && mappings
+            .iter()
+            .all(|(ip, b)| listing.contains(&format!(": {ip} . {}", b.container_port)))
+}
+
+/// Self-healing: when our table is gone or damaged (`nft flush ruleset`, a
+/// firewall reload), rebuild it from the store. Returns whether it had to.
+/// Costs one `nft list` when all is well.
+pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
+    let nets = rows::list_networks(c)?;
+    if nets.is_empty() {
+        return Ok(false);
+    }
+    let mut eps: HashMap<String, Ipv4Addr> = HashMap::new();
+    for n in &nets {
+        for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
+            eps.insert(ep.id.clone(), ep.ip);
+        }
+    }
+    let mappings: Vec<(Ipv4Addr, PortBindingRow)> = rows::all_port_bindings(c)?
+        .into_iter()
+        .filter_map(|b| eps.get(&b.endpoint_id).map(|ip| (*ip, b)))
+        .collect();
+    let healthy = nft::list_table(&inst.nft_table())
+        .map(|l| table_is_healthy(&l, &nets, &mappings))
+        .unwrap_or(false);
+    if healthy {
+        return Ok(false);
+    }
+    reload(inst, c)?;
+    Ok(true)
 }
 
 /// Creates the instance's table, maps and base chains if missing. The undo
@@ -51,8 +107,14 @@ fn table_exists(table: &str) -> bool {
 /// minirt process that also uses the table never loses it.
 pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    if table_exists(&table) {
-        return Ok(());
+    if let Ok(listing) = nft::list_table(&table) {
+        if base_is_intact(&listing) {
+            return Ok(());
+        }
+        // Someone emptied our chains (or a delete re-declared a flushed
+        // table): rebuild everything the store says should be there.
+        let store = crate::store::Store::open(&inst.db_path())?;
+        return reload(inst, store.conn());
     }
     nft::apply(&firewall::render_base(&table))?;
     let db = inst.db_path();

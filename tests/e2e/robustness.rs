@@ -16,7 +16,11 @@ fn links(h: &TestHost) -> Vec<String> {
 }
 
 /// Starts `n` copies of minirt at once; returns their outputs.
-fn at_once(h: &TestHost, n: usize, args: impl Fn(usize) -> Vec<String>) -> Vec<std::process::Output> {
+fn at_once(
+    h: &TestHost,
+    n: usize,
+    args: impl Fn(usize) -> Vec<String>,
+) -> Vec<std::process::Output> {
     let children: Vec<_> = (0..n)
         .map(|i| {
             let a = args(i);
@@ -28,7 +32,10 @@ fn at_once(h: &TestHost, n: usize, args: impl Fn(usize) -> Vec<String>) -> Vec<s
                 .expect("spawn minirt")
         })
         .collect();
-    children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect()
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect()
 }
 
 #[test]
@@ -37,10 +44,20 @@ fn thirty_concurrent_runs_get_distinct_reachable_addresses_and_rm_leaves_nothing
     h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "par"]);
     let start = Instant::now();
     let outs = at_once(&h, 30, |i| {
-        ["run", "-d", "--name", &format!("c{i}"), "--net", "par", "busybox", "sleep", "300"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "run",
+            "-d",
+            "--name",
+            &format!("c{i}"),
+            "--net",
+            "par",
+            "busybox",
+            "sleep",
+            "300",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     });
     let elapsed = start.elapsed();
     for o in &outs {
@@ -74,9 +91,15 @@ fn thirty_concurrent_runs_get_distinct_reachable_addresses_and_rm_leaves_nothing
 #[test]
 fn twenty_concurrent_network_creates_get_disjoint_subnets() {
     let h = TestHost::new();
-    let outs = at_once(&h, 20, |i| vec!["network".into(), "create".into(), format!("n{i}")]);
+    let outs = at_once(&h, 20, |i| {
+        vec!["network".into(), "create".into(), format!("n{i}")]
+    });
     for o in &outs {
-        assert!(o.status.success(), "a concurrent create failed: {}", stderr(o));
+        assert!(
+            o.status.success(),
+            "a concurrent create failed: {}",
+            stderr(o)
+        );
     }
     let ls = h.ok(&["network", "ls", "--format", "json"]);
     let mut nets: Vec<ipnet::Ipv4Net> = vec![];
@@ -87,14 +110,23 @@ fn twenty_concurrent_network_creates_get_disjoint_subnets() {
         }
         let n: ipnet::Ipv4Net = v["Subnet"].as_str().unwrap().parse().unwrap();
         for m in &nets {
-            assert!(!m.contains(&n.network()) && !n.contains(&m.network()), "{m} overlaps {n}");
+            assert!(
+                !m.contains(&n.network()) && !n.contains(&m.network()),
+                "{m} overlaps {n}"
+            );
         }
         nets.push(n);
     }
     assert_eq!(nets.len(), 20, "{ls}");
-    let outs = at_once(&h, 20, |i| vec!["network".into(), "rm".into(), format!("n{i}")]);
+    let outs = at_once(&h, 20, |i| {
+        vec!["network".into(), "rm".into(), format!("n{i}")]
+    });
     for o in &outs {
-        assert!(o.status.success(), "a concurrent network rm failed: {}", stderr(o));
+        assert!(
+            o.status.success(),
+            "a concurrent network rm failed: {}",
+            stderr(o)
+        );
     }
     assert!(links(&h).is_empty(), "links left: {:?}", links(&h));
 }
@@ -105,10 +137,20 @@ fn two_roots_side_by_side_under_load() {
     let b = TestHost::new();
     let run = |h: &TestHost| {
         at_once(h, 10, |i| {
-            ["run", "-d", "--name", &format!("x{i}"), "--net", "none", "busybox", "sleep", "300"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+            [
+                "run",
+                "-d",
+                "--name",
+                &format!("x{i}"),
+                "--net",
+                "none",
+                "busybox",
+                "sleep",
+                "300",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         })
     };
     let (oa, ob) = std::thread::scope(|s| {
@@ -121,11 +163,268 @@ fn two_roots_side_by_side_under_load() {
     }
     assert_eq!(a.ok(&["ps", "-q"]).lines().count(), 10);
     assert_eq!(b.ok(&["ps", "-q"]).lines().count(), 10);
-    let ids: Vec<String> = a.ok(&["ps", "-aq"]).split_whitespace().map(String::from).collect();
+    let ids: Vec<String> = a
+        .ok(&["ps", "-aq"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     a.ok(&args);
     assert_eq!(a.ok(&["ps", "-aq"]).trim(), "");
-    assert_eq!(b.ok(&["ps", "-q"]).lines().count(), 10, "rm in one root touched the other");
+    assert_eq!(
+        b.ok(&["ps", "-q"]).lines().count(),
+        10,
+        "rm in one root touched the other"
+    );
     let _ = Duration::ZERO;
+}
+
+/// `run` SIGKILLed after each step of the run path: the next minirt command
+/// heals the state, nothing is left, the name is reusable.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_run_killed_after_any_step_leaves_nothing_behind() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.90.0.0/24", "fnet"]);
+    let bridge_only = links(&h);
+    let points = [
+        "after-create",
+        "after-rootfs",
+        "after-cgroup",
+        "after-clone",
+        "after-network",
+    ];
+    for detach in [false, true] {
+        for point in points {
+            let mut args = vec!["run"];
+            if detach {
+                args.push("-d");
+            }
+            args.extend([
+                "--name", "victim", "--net", "fnet", "-p", "8080:80", "busybox", "sleep", "300",
+            ]);
+            let o = h
+                .command(&args)
+                .env("MINIRT_FAULT", point)
+                .output()
+                .unwrap();
+            assert!(!o.status.success(), "{point}: run should have died");
+            // Any command heals; ps -a is the one a user would type.
+            let left = h.ok(&["ps", "-aq"]);
+            assert_eq!(left.trim(), "", "{point} (detach={detach}): container left");
+            assert!(
+                h.mounts().is_empty(),
+                "{point}: mounts left {:?}",
+                h.mounts()
+            );
+            wait_for("cgroups to go", Duration::from_secs(10), || {
+                h.cgroups().is_empty()
+            });
+            assert_eq!(links(&h), bridge_only, "{point}: links left");
+            let table = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+            assert!(
+                !table.contains("8080"),
+                "{point}: port mapping left:\n{table}"
+            );
+            let inspect = h.ok(&["network", "inspect", "fnet"]);
+            let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+            assert_eq!(
+                v[0]["Containers"].as_object().map(|m| m.len()),
+                Some(0),
+                "{point}: endpoint left"
+            );
+            // The name, the address and the port are free again.
+            let out = h.ok(&[
+                "run", "--rm", "--name", "victim", "--net", "fnet", "-p", "8080:80", "busybox",
+                "echo", "ok",
+            ]);
+            assert_eq!(out, "ok\n", "{point}");
+        }
+    }
+    h.ok(&["network", "rm", "fnet"]);
+    assert!(links(&h).is_empty());
+}
+
+/// A SIGKILLed monitor: the container stays listed and running; stop and rm
+/// still work and release everything.
+#[test]
+fn a_killed_monitor_leaves_a_manageable_container() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.91.0.0/24", "mnet"]);
+    h.ok(&[
+        "run", "-d", "--name", "m", "--net", "mnet", "-p", "8081:80", "busybox", "sleep", "300",
+    ]);
+    let monitor = monitor_pid(&h, "m");
+    // SAFETY: kill(2) on the monitor pid minirt's own state names; it is ours.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    wait_for("monitor to die", Duration::from_secs(10), || {
+        !alive(monitor)
+    });
+    let ps = h.ok(&["ps"]);
+    assert!(
+        ps.contains(" m ") || ps.trim_end().ends_with(" m") || ps.contains("   m   "),
+        "{ps}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "m"])).unwrap();
+    assert_eq!(v[0]["State"]["Running"], true);
+    h.ok(&["stop", "-t", "1", "m"]);
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "m"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert!(h.cgroups().is_empty() && h.mounts().is_empty());
+    let table = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    assert!(!table.contains("8081"), "port mapping left:\n{table}");
+    h.ok(&["rm", "m"]);
+    h.ok(&["network", "rm", "mnet"]);
+    assert!(links(&h).is_empty());
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// The monitor of a container: the parent process of its init.
+fn monitor_pid(h: &TestHost, name: &str) -> i32 {
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit(')').next().unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// After a reboot: processes gone, --run-root wiped, bridges and rules gone.
+/// `ps -a` shows the containers exited; the next run re-creates what it needs.
+#[test]
+fn a_wiped_run_root_and_network_heal_on_the_next_command() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.92.0.0/24", "rnet"]);
+    h.ok(&[
+        "run", "-d", "--name", "r", "--net", "rnet", "-p", "8082:80", "busybox", "sleep", "300",
+    ]);
+    let monitor = monitor_pid(&h, "r");
+    // "Reboot": kill the monitor and the container, drop mounts, run-root,
+    // links and the nftables table.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    for cg in h.cgroups() {
+        for p in std::fs::read_to_string(cg.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            unsafe { libc::kill(p.parse().unwrap(), libc::SIGKILL) };
+        }
+    }
+    wait_for("processes to die", Duration::from_secs(10), || {
+        !alive(monitor)
+    });
+    for m in h.mounts() {
+        let _ = cmd("umount", &["-l", &m]);
+    }
+    std::fs::remove_dir_all(&h.run_root).unwrap();
+    for l in links(&h) {
+        let _ = cmd("ip", &["-n", &h.ns, "link", "del", &l]);
+    }
+    let _ = h.in_ns("nft", &["flush", "ruleset"]);
+    let ps = h.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited"), "{ps}");
+    // The next run on the network works, with its port mapping.
+    h.ok(&[
+        "run", "-d", "--name", "r2", "--net", "rnet", "-p", "8083:80", "busybox", "httpd", "-f",
+        "-p", "80",
+    ]);
+    wait_for("the published port", Duration::from_secs(10), || {
+        // httpd answers 404 for a missing index: an HTTP answer is the proof.
+        let o = h.in_ns(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:8083/",
+            ],
+        );
+        stdout(&o) == "404"
+    });
+    h.ok(&["rm", "-f", "r", "r2"]);
+    h.ok(&["network", "rm", "rnet"]);
+    assert!(links(&h).is_empty());
+}
+
+/// Someone flushes the ruleset: the next minirt command restores every
+/// network's and port mapping's rules; `network reload` is idempotent.
+#[test]
+fn flushed_firewall_rules_heal_on_the_next_command() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.93.0.0/24", "hnet"]);
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "hnet", "-p", "8084:80", "busybox", "httpd", "-f",
+        "-p", "80",
+    ]);
+    let fetch = || {
+        let o = h.in_ns(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:8084/",
+            ],
+        );
+        stdout(&o)
+    };
+    wait_for("the published port", Duration::from_secs(10), || {
+        fetch() == "404"
+    });
+    let before = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    for breakage in [
+        vec!["flush", "ruleset"],
+        vec!["flush", "chain", "inet", &h_table(&h), "ports"],
+    ] {
+        let o = h.in_ns("nft", &breakage);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            fetch(),
+            "000",
+            "the mapping should be broken by {breakage:?}"
+        );
+        h.ok(&["ps"]);
+        assert_eq!(fetch(), "404", "not healed after {breakage:?}");
+    }
+    let healed = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    assert_eq!(
+        count_lines(&before),
+        count_lines(&healed),
+        "before:\n{before}\nafter:\n{healed}"
+    );
+    h.ok(&["network", "reload"]);
+    let once = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    h.ok(&["network", "reload"]);
+    let twice = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    assert_eq!(once, twice, "reload is not idempotent");
+    assert_eq!(fetch(), "404");
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "rm", "hnet"]);
+}
+
+fn count_lines(s: &str) -> usize {
+    s.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+fn h_table(h: &TestHost) -> String {
+    h.cgroup_parent().replace("minirt-", "minirt_")
 }
