@@ -49,10 +49,11 @@ fn table_exists(table: &str) -> bool {
 /// deletes the table only while the store holds no network (read afresh when
 /// the undo runs, after the failed transaction rolled back), so a concurrent
 /// minirt process that also uses the table never loses it.
-pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
+/// Returns whether the table had to be created.
+pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
     if table_exists(&table) {
-        return Ok(());
+        return Ok(false);
     }
     nft::apply(&firewall::render_base(&table))?;
     let db = inst.db_path();
@@ -66,7 +67,7 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError>
         }
         Ok(())
     });
-    Ok(())
+    Ok(true)
 }
 
 /// Adds (idempotently) the network's chains and elements. The undo is only
