@@ -164,7 +164,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
     let nets = manage::list(store).map_err(fail)?;
     if a.quiet {
         for n in &nets {
-            println!("{}", &n.id[..12.min(n.id.len())]);
+            println!("{}", short(&n.id));
         }
         return Ok(0);
     }
@@ -174,7 +174,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                 .iter()
                 .map(|n| {
                     vec![
-                        n.id[..12.min(n.id.len())].to_string(),
+                        short(&n.id).to_string(),
                         n.name.clone(),
                         n.driver.clone(),
                         n.subnet.clone(),
@@ -194,7 +194,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
             // Like `docker network ls --format json`: one object per line.
             for n in &nets {
                 let v = serde_json::json!({
-                    "ID": &n.id[..12.min(n.id.len())],
+                    "ID": short(&n.id),
                     "Name": n.name,
                     "Driver": n.driver,
                     "Scope": "local",
@@ -246,4 +246,9 @@ fn rm(inst: &Instance, store: &mut Store, a: RmArgs) -> CliResult {
 
 fn report(e: &NetworkError) {
     eprintln!("minirt: {e}");
+}
+
+/// The 12-character id Docker shows.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

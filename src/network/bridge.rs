@@ -58,7 +58,7 @@ pub fn ensure(
     undo: &mut Undo,
 ) -> Result<(), NetworkError> {
     let (subnet, gw) = addressing(net)?;
-    rules::ensure_base(inst, undo)?;
+    let new_table = rules::ensure_base(inst, undo)?;
     let mut fresh = nl.link(&net.bridge)?.is_none();
     if fresh {
         let addr = Ipv4Net::new(gw, subnet.prefix_len())
@@ -75,7 +75,11 @@ pub fn ensure(
             Err(e) => return Err(e.into()),
         }
     }
-    rules::ensure_network(inst, net, fresh, undo)?;
+    // A network whose bridge and table both survived has its rules: skip
+    // the nft call (`network reload` repairs anything else).
+    if fresh || new_table {
+        rules::ensure_network(inst, net, fresh, undo)?;
+    }
     if !net.internal {
         netlink::enable_ip_forward()?;
     }

@@ -291,7 +291,7 @@ pub fn detach(inst: &Instance, store: &mut Store, container_id: &str) -> Result<
     } else {
         Err(NetworkError::Netlink(format!(
             "network teardown of container {}: {}",
-            &container_id[..12.min(container_id.len())],
+            container_id.get(..12).unwrap_or(container_id),
             errors.join("; ")
         )))
     }

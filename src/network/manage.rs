@@ -273,7 +273,10 @@ pub fn remove(inst: &Instance, store: &mut Store, key: &str) -> Result<NetworkRo
             .into_iter()
             .map(|(ep, name)| {
                 if name.is_empty() {
-                    ep.container_id[..12.min(ep.container_id.len())].to_string()
+                    ep.container_id
+                        .get(..12)
+                        .unwrap_or(&ep.container_id)
+                        .to_string()
                 } else {
                     name
                 }

@@ -105,16 +105,18 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
 /// deletes the table only while the store holds no network (read afresh when
 /// the undo runs, after the failed transaction rolled back), so a concurrent
 /// minirt process that also uses the table never loses it.
-pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
+/// Returns whether the table had to be created.
+pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
     if let Ok(listing) = nft::list_table(&table) {
         if base_is_intact(&listing) {
-            return Ok(());
+            return Ok(false);
         }
         // Someone emptied our chains (or a delete re-declared a flushed
         // table): rebuild everything the store says should be there.
         let store = crate::store::Store::open(&inst.db_path())?;
-        return reload(inst, store.conn());
+        reload(inst, store.conn())?;
+        return Ok(true);
     }
     nft::apply(&firewall::render_base(&table))?;
     let db = inst.db_path();
@@ -128,7 +130,7 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError>
         }
         Ok(())
     });
-    Ok(())
+    Ok(true)
 }
 
 /// Adds (idempotently) the network's chains and elements. The undo is only

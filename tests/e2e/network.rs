@@ -346,6 +346,9 @@ fn reload_recreates_missing_bridges_and_rules() {
 #[test]
 fn concurrent_creates_get_distinct_subnets() {
     let h = TestHost::new();
+    // The database exists first: this test is about allocation races, not
+    // about several processes creating the database file at once.
+    h.ok(&["network", "ls"]);
     let children: Vec<_> = (0..4)
         .map(|i| {
             h.command(&["network", "create", &format!("p{i}")])
@@ -371,4 +374,458 @@ fn concurrent_creates_get_distinct_subnets() {
     assert_eq!(minirt_links(&h, &[]).len(), 4);
     h.ok(&["network", "prune"]);
     assert!(minirt_links(&h, &[]).is_empty());
+}
+
+// ------------------------------------------------------------------ containers on networks
+
+/// Another namespace joined to the test host by a veth: a fake upstream
+/// host or LAN client. `host_addr` goes on the test host's end.
+struct Peer {
+    ns: String,
+}
+
+impl Peer {
+    fn new(h: &TestHost, role: &str, host_addr: &str, peer_addr: &str) -> Peer {
+        let ns = format!("{}-{role}", h.ns);
+        let _ = cmd("ip", &["netns", "del", &ns]);
+        let o = cmd("ip", &["netns", "add", &ns]);
+        assert!(o.status.success(), "netns add: {}", stderr(&o));
+        let p = Peer { ns };
+        let host_if = format!("v{role}");
+        let o = cmd(
+            "ip",
+            &[
+                "link", "add", &host_if, "netns", &h.ns, "type", "veth", "peer", "name", "eth0",
+                "netns", &p.ns,
+            ],
+        );
+        assert!(o.status.success(), "veth: {}", stderr(&o));
+        ip_in_ns(h, &["addr", "add", host_addr, "dev", &host_if]);
+        ip_in_ns(h, &["link", "set", &host_if, "up"]);
+        for args in [
+            vec!["-n", &p.ns, "addr", "add", peer_addr, "dev", "eth0"],
+            vec!["-n", &p.ns, "link", "set", "eth0", "up"],
+            vec!["-n", &p.ns, "link", "set", "lo", "up"],
+        ] {
+            let o = cmd("ip", &args);
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        }
+        p
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["netns", "exec", &self.ns, program];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = cmd("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+/// A process we started, killed on drop.
+struct Proc(std::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const WEB: &str =
+    "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// Polls `curl` (from `ns`) until it returns a page, returns the page.
+fn fetch_in(ns: &str, url: &str) -> String {
+    let mut page = String::new();
+    wait_for(
+        &format!("{url} from {ns}"),
+        std::time::Duration::from_secs(15),
+        || {
+            let o = cmd(
+                "ip",
+                &["netns", "exec", ns, "curl", "-sf", "--max-time", "2", url],
+            );
+            page = stdout(&o);
+            o.status.success()
+        },
+    );
+    page
+}
+
+fn container_inspect(h: &TestHost, c: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", c])).expect("inspect JSON");
+    v[0].clone()
+}
+
+/// Everything network-related is gone: devices, rules, rows.
+fn assert_network_state_clean(h: &TestHost) {
+    assert!(
+        minirt_links(h, &[]).is_empty(),
+        "devices left: {:?}",
+        links(h)
+    );
+    assert!(table(h).is_none(), "nftables table left: {:?}", table(h));
+    assert!(network_names(h).is_empty());
+}
+
+#[test]
+fn web_on_testbr_is_served_to_lan_localhost_hairpin_and_neighbours() {
+    let h = TestHost::new();
+    let lan = Peer::new(&h, "lan", "203.0.113.1/24", "203.0.113.2/24");
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "testbr", "-p", "8080:80", "busybox", "sh", "-c",
+        WEB,
+    ]);
+
+    // A LAN client through the test host's address, and the host on 127.0.0.1.
+    assert_eq!(fetch_in(&lan.ns, "http://203.0.113.1:8080/"), "hello-web\n");
+    assert_eq!(fetch_in(&h.ns, "http://127.0.0.1:8080/"), "hello-web\n");
+    // The host straight to the container.
+    assert_eq!(fetch_in(&h.ns, "http://10.88.0.2/"), "hello-web\n");
+    let o = lan.run(
+        "curl",
+        &["-s", "--max-time", "2", "http://203.0.113.1:8081/"],
+    );
+    assert!(!o.status.success(), "an unpublished port answered");
+
+    let ps = h.ok(&["ps"]);
+    assert!(ps.contains("testbr=10.88.0.2"), "{ps}");
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    let net = &container_inspect(&h, "web")["NetworkSettings"]["Networks"]["testbr"];
+    assert_eq!(net["IPAddress"], "10.88.0.2");
+    assert_eq!(net["Gateway"], "10.88.0.1");
+    assert_eq!(net["IPPrefixLen"], 24);
+    assert_eq!(net["MacAddress"], "02:42:0a:58:00:02");
+    let ninsp = inspect(&h, "testbr");
+    let members = ninsp["Containers"].as_object().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 1);
+    let m = members.values().next().cloned().unwrap_or_default();
+    assert_eq!(m["Name"], "web");
+    assert_eq!(m["IPv4Address"], "10.88.0.2/24");
+
+    // Another container on the same network: ping, TCP, and hairpin through
+    // the host's address.
+    let out = h.ok(&["run", "--rm", "--net", "testbr", "busybox", "sh", "-c",
+        "ping -c 1 -W 5 10.88.0.2 >/dev/null && wget -qO- http://10.88.0.2/ && wget -qO- http://203.0.113.1:8080/"]);
+    assert_eq!(out, "hello-web\nhello-web\n");
+
+    // A published port is refused a second time, nothing is left of the try.
+    let (code, err) = h.fails(&[
+        "run", "-d", "--net", "testbr", "-p", "8080:80", "busybox", "sleep", "60",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        one_line(&err).contains("Bind for 0.0.0.0:8080 failed: port is already allocated"),
+        "{err}"
+    );
+    assert_eq!(h.ok(&["ps", "-aq"]).lines().count(), 1);
+    // rm of a network in use names its containers.
+    let (_, err) = h.fails(&["network", "rm", "testbr"]);
+    assert!(one_line(&err).contains("web"), "{err}");
+
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "rm", "testbr"]);
+    assert_network_state_clean(&h);
+}
+
+#[test]
+fn masquerade_isolation_and_internal_networks() {
+    let h = TestHost::new();
+    let up = Peer::new(&h, "up", "198.51.100.1/24", "198.51.100.2/24");
+    ip_in_ns(&h, &["route", "add", "default", "via", "198.51.100.2"]);
+    // The upstream host answers with the address it saw (CGI REMOTE_ADDR).
+    let www = h
+        .root
+        .parent()
+        .map(|p| p.join("upstream-www"))
+        .expect("test dir");
+    std::fs::create_dir_all(www.join("cgi-bin")).unwrap();
+    let script = www.join("cgi-bin/ip");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho $REMOTE_ADDR\n",
+    )
+    .unwrap();
+    let o = cmd("chmod", &["755", &script.to_string_lossy()]);
+    assert!(o.status.success());
+    let _httpd = Proc(
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &up.ns, "busybox", "httpd", "-f", "-p", "80", "-h",
+            ])
+            .arg(&www)
+            .spawn()
+            .expect("upstream httpd"),
+    );
+    assert!(fetch_in(&h.ns, "http://198.51.100.2/cgi-bin/ip").contains("198.51.100.1"));
+
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "a"]);
+    h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "b"]);
+    h.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.90.0.0/24",
+        "inner",
+    ]);
+    // Masquerade: upstream sees the test host, not 10.88.0.x.
+    let seen = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "a",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://198.51.100.2/cgi-bin/ip",
+    ]);
+    // busybox httpd prints v4-mapped addresses: [::ffff:198.51.100.1].
+    assert!(
+        seen.contains("198.51.100.1") && !seen.contains("10.88."),
+        "{seen}"
+    );
+    // Isolation: a container on b is unreachable from a.
+    h.ok(&[
+        "run", "-d", "--name", "bweb", "--net", "b", "busybox", "sh", "-c", WEB,
+    ]);
+    assert_eq!(fetch_in(&h.ns, "http://10.89.0.2/"), "hello-web\n");
+    let o = h.minirt(&[
+        "run",
+        "--rm",
+        "--net",
+        "a",
+        "busybox",
+        "wget",
+        "-qO-",
+        "-T",
+        "2",
+        "http://10.89.0.2/",
+    ]);
+    assert!(!o.status.success(), "a reached b: {}", stdout(&o));
+    // Internal: no default route, upstream unreachable, own bridge fine.
+    let routes = h.ok(&["run", "--rm", "--net", "inner", "busybox", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let o = h.minirt(&[
+        "run",
+        "--rm",
+        "--net",
+        "inner",
+        "busybox",
+        "wget",
+        "-qO-",
+        "-T",
+        "2",
+        "http://198.51.100.2/cgi-bin/ip",
+    ]);
+    assert!(
+        !o.status.success(),
+        "internal reached upstream: {}",
+        stdout(&o)
+    );
+    h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "inner",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "10.90.0.1",
+    ]);
+
+    h.ok(&["rm", "-f", "bweb"]);
+    h.ok(&["network", "rm", "a", "b", "inner"]);
+    assert_network_state_clean(&h);
+}
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "a"]);
+    h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "b"]);
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "a", "busybox", "sleep", "600",
+    ]);
+    h.ok(&["network", "connect", "b", "web"]);
+    let addrs = h.ok(&["exec", "web", "ip", "-4", "-o", "addr"]);
+    assert!(
+        addrs.contains("eth0") && addrs.contains("10.88.0.2/24"),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.89.0.2/24"),
+        "{addrs}"
+    );
+    let routes = h.ok(&["exec", "web", "ip", "route"]);
+    assert_eq!(routes.matches("default").count(), 1, "{routes}");
+    assert!(
+        routes.contains("default via 10.88.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(h.ok(&["ps"]).contains("a=10.88.0.2"));
+    let members = inspect(&h, "b")["Containers"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(members.len(), 1);
+    // Reachable on the new network from the host.
+    h.in_ns("ping", &["-c", "1", "10.89.0.2"]);
+    let (code, err) = h.fails(&["network", "connect", "b", "web"]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        one_line(&err),
+        "minirt: container web is already connected to network b"
+    );
+    let (_, err) = h.fails(&["network", "connect", "--ip", "10.89.0.2", "a", "web"]);
+    assert!(one_line(&err).contains("already connected"), "{err}");
+
+    h.ok(&["network", "disconnect", "b", "web"]);
+    let links_in = h.minirt(&["exec", "web", "ip", "link", "show", "eth1"]);
+    assert!(!links_in.status.success(), "eth1 still there");
+    assert!(inspect(&h, "b")["Containers"]
+        .as_object()
+        .is_some_and(|m| m.is_empty()));
+    let (_, err) = h.fails(&["network", "disconnect", "b", "web"]);
+    assert_eq!(
+        one_line(&err),
+        "minirt: container web is not connected to network b"
+    );
+    // The address was released: the next container on b gets it.
+    let again = h.ok(&[
+        "run", "--rm", "--net", "b", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(again.contains("10.89.0.2/24"), "{again}");
+
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "prune"]);
+    assert_network_state_clean(&h);
+}
+
+#[test]
+fn run_refuses_bad_network_requests_and_leaves_nothing() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/30", "tiny"]);
+    h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "testbr"]);
+    h.ok(&[
+        "run", "-d", "--name", "one", "--net", "tiny", "busybox", "sleep", "600",
+    ]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "--net",
+        "testbr",
+        "--ip",
+        "10.89.0.7",
+        "-p",
+        "8080:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let before = minirt_links(&h, &[]);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--net", "tiny"], "no free address left"),
+        (vec!["--net", "nosuch"], "network nosuch not found"),
+        (
+            vec!["--net", "testbr", "--ip", "10.99.0.5"],
+            "not inside subnet",
+        ),
+        (
+            vec!["--net", "testbr", "--ip", "10.89.0.7"],
+            "already in use",
+        ),
+        (
+            vec!["--net", "testbr", "-p", "0:80"],
+            "invalid port mapping",
+        ),
+        (
+            vec!["--net", "testbr", "-p", "70000:80"],
+            "invalid port mapping",
+        ),
+        (
+            vec!["--net", "testbr", "-p", "80:x"],
+            "invalid port mapping",
+        ),
+        (
+            vec!["--net", "testbr", "-p", "8080:81"],
+            "Bind for 0.0.0.0:8080 failed: port is already allocated",
+        ),
+        (vec!["--net", "testbr", "--dns", "nope"], "invalid --dns"),
+        (
+            vec!["--net", "testbr", "--add-host", "nocolon"],
+            "invalid --add-host",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(&args);
+        all.extend_from_slice(&["busybox", "sleep", "60"]);
+        let (code, err) = h.fails(&all);
+        assert_ne!(code, 0);
+        let line = one_line(&err);
+        assert!(line.contains(want), "{args:?}: {line}");
+        assert_eq!(
+            h.ok(&["ps", "-aq"]).lines().count(),
+            2,
+            "{args:?} left a container"
+        );
+        assert_eq!(minirt_links(&h, &[]), before, "{args:?} left a device");
+    }
+    h.ok(&["rm", "-f", "one", "pub"]);
+    h.ok(&["network", "rm", "tiny", "testbr"]);
+    assert_network_state_clean(&h);
+}
+
+#[test]
+fn udp_port_mapping_and_default_network() {
+    let h = TestHost::new();
+    let lan = Peer::new(&h, "lan", "203.0.113.1/24", "203.0.113.2/24");
+    // No --net: the default network `bridge` is made on first use.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "5353:53/udp",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let v = inspect(&h, "bridge");
+    assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16");
+    assert!(h.ok(&["ps"]).contains("0.0.0.0:5353->53/udp"));
+    // busybox has no UDP server: a host python3 answers inside the
+    // container's network namespace.
+    let pid = container_inspect(&h, "udp")["State"]["Pid"]
+        .as_i64()
+        .expect("pid");
+    let _echo = Proc(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["--", "python3", "-c", "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 53))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'pong ' + d, a)\n"])
+            .spawn()
+            .expect("python3 udp echo"),
+    );
+    let ask = "exec 3<>/dev/udp/203.0.113.1/5353; echo hello-udp >&3; timeout 2 dd bs=2048 count=1 <&3 2>/dev/null";
+    let mut answer = String::new();
+    wait_for("the udp answer", std::time::Duration::from_secs(15), || {
+        answer = stdout(&lan.run("bash", &["-c", ask]));
+        !answer.is_empty()
+    });
+    assert_eq!(answer, "pong hello-udp\n");
+    h.ok(&["rm", "-f", "udp"]);
+    h.ok(&["network", "rm", "bridge"]);
+    assert_network_state_clean(&h);
 }
