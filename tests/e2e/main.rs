@@ -4,5 +4,6 @@
 
 mod common;
 mod container;
+mod dns;
 mod images;
 mod network;

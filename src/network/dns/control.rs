@@ -41,7 +41,8 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
         if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
             continue;
         }
-        let (_, gateway) = bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        let (_, gateway) =
+            bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
         for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
             out.push(Member {
                 gateway,
@@ -95,7 +96,10 @@ pub fn sync(inst: &Instance) -> Result<(), DnsError> {
         .map_err(|(_, e)| DnsError::Io(e.into()))?;
     match request(inst, "reload") {
         Ok(reply) => return check(reply),
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
             return Err(DnsError::Responder("does not answer".into()))
         }
         Err(_) => {}

@@ -24,6 +24,9 @@ pub struct Member {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
     zones: BTreeMap<Ipv4Addr, HashMap<String, Vec<Ipv4Addr>>>,
+    /// The containers' search domains: `web.lan` is tried as `web` too,
+    /// since resolvers try the search list before the bare name.
+    search: Vec<String>,
 }
 
 /// A query name as the records key it: lowercase, without the root dot.
@@ -58,7 +61,20 @@ impl Records {
                 ips.sort();
             }
         }
-        Records { zones }
+        Records {
+            zones,
+            search: vec![],
+        }
+    }
+
+    /// The same records, also answering `NAME.DOMAIN` for each search domain.
+    pub fn with_search(mut self, domains: Vec<String>) -> Records {
+        self.search = domains
+            .iter()
+            .map(|d| normalize(d))
+            .filter(|d| !d.is_empty())
+            .collect();
+        self
     }
 
     /// The gateways to serve on: networks with at least one member.
@@ -71,10 +87,15 @@ impl Records {
     }
 
     pub fn lookup(&self, gateway: Ipv4Addr, name: &str) -> Option<&[Ipv4Addr]> {
-        self.zones
-            .get(&gateway)?
-            .get(&normalize(name))
-            .map(Vec::as_slice)
+        let zone = self.zones.get(&gateway)?;
+        let name = normalize(name);
+        if let Some(ips) = zone.get(&name) {
+            return Some(ips);
+        }
+        self.search.iter().find_map(|d| {
+            let bare = name.strip_suffix(d.as_str())?.strip_suffix('.')?;
+            zone.get(bare).map(Vec::as_slice)
+        })
     }
 }
 
@@ -132,6 +153,19 @@ pub fn reply(records: &Records, gateway: Ipv4Addr, query: &Message) -> Reply {
         }
         None => Reply::Forward,
     }
+}
+
+/// The `search` (or `domain`) domains of a resolv.conf; the last line wins
+/// like in the resolver.
+pub fn search_domains(resolv_conf: &str) -> Vec<String> {
+    let mut out = vec![];
+    for l in resolv_conf.lines() {
+        let mut w = l.split_whitespace();
+        if let Some("search" | "domain") = w.next() {
+            out = w.map(str::to_string).collect();
+        }
+    }
+    out
 }
 
 /// The nameservers of a resolv.conf, in order, minus our own gateways
@@ -221,6 +255,14 @@ mod tests {
         assert_eq!(r.lookup(GW2, "api"), Some(&[ip("10.89.0.6")][..]));
         assert_eq!(r.lookup(GW1, "db"), None, "no leak between networks");
         assert_eq!(r.lookup(Ipv4Addr::new(10, 90, 0, 1), "web"), None);
+        // Search domains: web.lan is web; other suffixes are not stripped.
+        assert_eq!(r.lookup(GW1, "web.lan."), None);
+        let r = r.with_search(search_domains("search corp.test Lan.\n"));
+        assert_eq!(r.lookup(GW1, "web.lan."), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(GW1, "web.corp.test"), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(GW1, "web.other.test"), None);
+        assert_eq!(r.lookup(GW1, "xweb.lan"), None);
+        assert_eq!(r.lookup(GW1, "db.lan"), None);
         assert!(Records::build(&[]).is_empty());
     }
 
@@ -229,7 +271,10 @@ mod tests {
         let r = sample();
         let q = query("web.", RecordType::A);
         let (code, ips) = answers(reply(&r, GW1, &q));
-        assert_eq!((code, ips), (ResponseCode::NoError, vec!["10.88.0.2".parse().unwrap()]));
+        assert_eq!(
+            (code, ips),
+            (ResponseCode::NoError, vec!["10.88.0.2".parse().unwrap()])
+        );
         let Reply::Local(m) = reply(&r, GW1, &q) else {
             panic!()
         };

@@ -2,7 +2,7 @@
 //! gateway, answers from the records, forwards the rest; reloads on request.
 
 use super::control::{members, pid_path, socket_path};
-use super::records::{reply, upstreams, Records, Reply};
+use super::records::{reply, search_domains, upstreams, Records, Reply};
 use super::{host_resolv_conf, DnsError};
 use crate::store::Store;
 use crate::Instance;
@@ -106,7 +106,10 @@ async fn serve(inst: &Instance) -> Result<(), DnsError> {
             },
             other => format!("error unknown request {other:?}"),
         };
-        let _ = lines.get_mut().write_all(format!("{answer}\n").as_bytes()).await;
+        let _ = lines
+            .get_mut()
+            .write_all(format!("{answer}\n").as_bytes())
+            .await;
     }
 }
 
@@ -118,10 +121,10 @@ async fn reload(
     served: &mut BTreeMap<Ipv4Addr, Served>,
 ) -> Result<bool, DnsError> {
     let store = Store::open(&inst.db_path())?;
-    let records = Records::build(&members(&store)?);
+    let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
+    let records = Records::build(&members(&store)?).with_search(search_domains(&resolv));
     drop(store);
     let gateways = records.gateways();
-    let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
     let state = Arc::new(State {
         upstreams: upstreams(&resolv, &gateways),
         records,
@@ -175,7 +178,11 @@ async fn bind(gw: Ipv4Addr, shared: &Shared) -> std::io::Result<Served> {
 }
 
 fn servfail(query: &Message) -> Option<Vec<u8>> {
-    let mut m = Message::error_msg(query.metadata.id, query.metadata.op_code, ResponseCode::ServFail);
+    let mut m = Message::error_msg(
+        query.metadata.id,
+        query.metadata.op_code,
+        ResponseCode::ServFail,
+    );
     m.metadata.recursion_desired = query.metadata.recursion_desired;
     m.metadata.recursion_available = true;
     m.queries = query.queries.clone();
