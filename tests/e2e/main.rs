@@ -7,3 +7,4 @@ mod container;
 mod dns;
 mod images;
 mod network;
+mod robustness;
