@@ -23,9 +23,13 @@ struct DnsHost {
 
 impl DnsHost {
     fn new() -> DnsHost {
+        DnsHost::with_resolv(&format!("nameserver {UPSTREAM}\noptions ndots:1\n"))
+    }
+
+    fn with_resolv(content: &str) -> DnsHost {
         let h = TestHost::new();
         let resolv = h.root.with_file_name("host-resolv.conf");
-        std::fs::write(&resolv, format!("nameserver {UPSTREAM}\noptions ndots:1\n")).unwrap();
+        std::fs::write(&resolv, content).unwrap();
         DnsHost { h, resolv }
     }
 
@@ -399,7 +403,8 @@ impl Drop for UpstreamNs {
 
 #[test]
 fn outside_names_are_forwarded_to_the_host_nameservers() {
-    let d = DnsHost::new();
+    // A search domain: resolvers try NAME.corp.test before NAME.
+    let d = DnsHost::with_resolv(&format!("nameserver {UPSTREAM}\nsearch corp.test\n"));
     let up = UpstreamNs(format!("{}-up", d.h.ns));
     for args in [
         vec!["netns", "add", &up.0],
@@ -438,11 +443,12 @@ fn outside_names_are_forwarded_to_the_host_nameservers() {
     );
     let e = nslookup(&d, "client", "nothing.test").unwrap_err();
     assert!(e.contains("NXDOMAIN"), "upstream's own answer: {e}");
-    // Container names still answer locally.
-    assert_eq!(
-        nslookup(&d, "client", "client"),
-        Ok(vec!["10.88.0.2".into()])
-    );
+    // Container names still answer locally, also under the search domain.
+    let resolv = stdout(&d.exec("client", &["cat", "/etc/resolv.conf"]));
+    assert_eq!(resolv, "nameserver 10.88.0.1\nsearch corp.test\n");
+    for name in ["client", "client.corp.test"] {
+        assert_eq!(nslookup(&d, "client", name), Ok(vec!["10.88.0.2".into()]));
+    }
     d.ok(&["rm", "-f", "client"]);
 }
 
