@@ -76,6 +76,9 @@ pub enum Command {
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// The DNS responder of user-defined networks (started by minirt itself).
+    #[command(name = "__dns", hide = true)]
+    Dns,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,5 +170,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::Dns => minirt::network::dns::run_responder(&inst)
+            .map(|()| 0)
+            .map_err(|e| CliError {
+                code: 1,
+                message: e.to_string(),
+            }),
     }
 }

@@ -217,7 +217,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
             if let Ok(mut s) = Store::open(&inst2.db_path()) {
                 let _ = network::detach(&inst2, &mut s, &id2);
             }
+            sync_dns(&inst2);
         });
+        // Before the child runs, so its first lookup already finds its peers.
+        sync_dns(inst);
     }
     drop(net_span);
     util::fault_point("after-network");
@@ -262,6 +265,13 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         pid: pid.as_raw(),
         pty: pty_master,
     })
+}
+
+/// Container names follow the endpoints; a responder problem is a warning.
+fn sync_dns(inst: &Instance) {
+    if let Err(e) = network::dns::sync(inst) {
+        warn!("{e}");
+    }
 }
 
 pub fn uses_network(cfg: &ContainerConfig) -> bool {
@@ -323,6 +333,7 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         if let Err(e) = network::detach(inst, &mut store, id) {
             warn!("network teardown of {id}: {e}");
         }
+        sync_dns(inst);
     }
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
         warn!("{e}");

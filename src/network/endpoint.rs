@@ -478,14 +478,20 @@ pub fn etc_files(
     name: &str,
     req: &NetworkRequest,
 ) -> Result<(String, String), NetworkError> {
-    let ips: Vec<Ipv4Addr> = container_networks(store, container_id)?
-        .iter()
-        .map(|e| e.ip)
-        .collect();
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let nets = container_networks(store, container_id)?;
+    let ips: Vec<Ipv4Addr> = nets.iter().map(|e| e.ip).collect();
+    let host_resolv = std::fs::read_to_string(super::dns::host_resolv_conf()).unwrap_or_default();
+    // On a user-defined network the responder on the gateway answers (it
+    // knows the peers and forwards the rest), unless --dns says otherwise.
+    let dns = match nets.first() {
+        Some(n) if req.dns.is_empty() && n.network_name != DEFAULT_NETWORK => {
+            vec![n.gateway.to_string()]
+        }
+        _ => req.dns.clone(),
+    };
     Ok((
         etc::etc_hosts(hostname, name, &ips, &req.add_hosts),
-        etc::resolv_conf(&req.dns, &host_resolv),
+        etc::resolv_conf(&dns, &host_resolv),
     ))
 }
 

@@ -30,6 +30,7 @@ pub mod portspec;
 use serde::{Deserialize, Serialize};
 
 pub mod bridge;
+pub mod dns;
 pub mod endpoint;
 pub mod etc;
 pub mod manage;

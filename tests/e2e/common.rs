@@ -180,6 +180,18 @@ impl Drop for TestHost {
             }
         }
         let _ = self.command(&["network", "prune", "-f"]).output();
+        // The DNS responder leaves with the last container; should it not
+        // have, kill it (only if the pid is still a responder of our root).
+        if let Ok(pid) = std::fs::read_to_string(self.run_root.join("dns.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                let run_root = std::fs::canonicalize(&self.run_root).unwrap_or(self.run_root.clone());
+                if cmdline.contains("__dns") && cmdline.contains(&*run_root.to_string_lossy()) {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
         // 2. Whatever is still there: kill processes in our cgroups (they are
         //    ours: the cgroup parent is derived from our private root).
         for cg in self.cgroups() {

@@ -4,6 +4,7 @@
 
 mod common;
 mod container;
+mod dns;
 mod images;
 mod network;
 mod robustness;

@@ -1,0 +1,168 @@
+//! Starting, notifying and finding the responder process: a control socket,
+//! a pid file and a lock in --run-root; effects only, the records are pure.
+
+use super::records::Member;
+use super::DnsError;
+use crate::network::bridge;
+use crate::network::names::DEFAULT_NETWORK;
+use crate::store::networks as rows;
+use crate::store::Store;
+use crate::Instance;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a command waits for a fresh responder to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// A responder that does not answer a reload within this is reported.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn socket_path(inst: &Instance) -> PathBuf {
+    inst.run_root.join("dns.sock")
+}
+pub fn pid_path(inst: &Instance) -> PathBuf {
+    inst.run_root.join("dns.pid")
+}
+fn lock_path(inst: &Instance) -> PathBuf {
+    inst.run_root.join("dns.lock")
+}
+fn log_path(inst: &Instance) -> PathBuf {
+    inst.run_root.join("dns.log")
+}
+
+/// Every container on a user-defined network, as the records need them.
+pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
+    let c = store.conn();
+    let mut out = vec![];
+    for net in rows::list_networks(c)? {
+        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+            continue;
+        }
+        let (_, gateway) =
+            bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
+            out.push(Member {
+                gateway,
+                ip: ep.ip,
+                name,
+                container_id: ep.container_id,
+                aliases: ep.aliases,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One request over the control socket; the responder's one-line reply.
+fn request(inst: &Instance, what: &str) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket_path(inst))?;
+    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    s.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    s.write_all(format!("{what}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed without a reply",
+        ));
+    }
+    Ok(line.trim().to_string())
+}
+
+fn check(reply: String) -> Result<(), DnsError> {
+    match reply.as_str() {
+        "ok" | "stopped" => Ok(()),
+        other => Err(DnsError::Responder(
+            other.strip_prefix("error ").unwrap_or(other).to_string(),
+        )),
+    }
+}
+
+/// Brings the responder in line with the store: told to re-read it when it
+/// runs (it leaves when no member is left), started when it is needed and
+/// not running (never started, or crashed). Serialized by a lock so two
+/// commands never start two responders or race one that is leaving.
+pub fn sync(inst: &Instance) -> Result<(), DnsError> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(inst))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| DnsError::Io(e.into()))?;
+    match request(inst, "reload") {
+        Ok(reply) => return check(reply),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            return Err(DnsError::Responder("does not answer".into()))
+        }
+        Err(_) => {}
+    }
+    // Not running. Leftovers of a crashed one go; start one if needed.
+    let _ = std::fs::remove_file(socket_path(inst));
+    let _ = std::fs::remove_file(pid_path(inst));
+    let store = Store::open(&inst.db_path())?;
+    if members(&store)?.is_empty() {
+        return Ok(());
+    }
+    drop(store);
+    spawn(inst)?;
+    let start = Instant::now();
+    loop {
+        match request(inst, "reload") {
+            Ok(reply) => return check(reply),
+            Err(e) if start.elapsed() > START_TIMEOUT => {
+                return Err(DnsError::Responder(format!("did not start: {e}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// `minirt __dns` in a new session; it forks once more and its first
+/// process leaves at once (the double fork), so nobody has to reap it.
+fn spawn(inst: &Instance) -> Result<(), DnsError> {
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(inst))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(&inst.root)
+        .arg("--run-root")
+        .arg(&inst.run_root)
+        .arg("__dns")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: setsid and close_range are async-signal-safe syscalls. Marking
+    // every inherited fd close-on-exec keeps the caller's pipes (a container's
+    // sync socket, a terminal) from living on in the long-running responder.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(DnsError::Responder(format!(
+            "did not start ({status}); see {}",
+            log_path(inst).display()
+        )));
+    }
+    Ok(())
+}
