@@ -6,4 +6,5 @@ mod common;
 mod container;
 mod images;
 mod network;
+mod robustness;
 mod security;
