@@ -948,6 +948,8 @@ type Chains = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 /// action (misses allowed). The kernel runs them all and keeps the strongest verdict, and among
 /// equal ERRNO verdicts the one of the filter installed last: so clone3's ENOSYS overrides the
 /// default EPERM. Names unknown on this architecture are skipped, as libseccomp does.
+/// Only the native architecture is filtered: seccompiler kills a process making a syscall of
+/// another ABI (32-bit x86 or x32 on x86_64), where Docker would filter those too.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
     let arch = native_arch()?;
     if let Some(archs) = profile.architectures() {
