@@ -367,7 +367,7 @@ impl Cgroup {
             limits::write_pids(p, m, v2, n)?;
         }
         if let Some(d) = dirs.iter().find(|d| d.has("devices")) {
-            limits::write_devices(&d.path)?;
+            limits::write_devices(&d.path, w.all_devices)?;
         }
         Ok(())
     }
@@ -888,6 +888,7 @@ mod tests {
             memory: Some(64 << 20),
             nano_cpus: Some(500_000_000),
             pids_limit: Some(20),
+            ..Default::default()
         };
         s.create(&res).unwrap();
         let cg = s.cg();

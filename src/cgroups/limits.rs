@@ -22,6 +22,7 @@ pub struct Wanted {
     /// CFS quota in microseconds per `CPU_PERIOD_US`.
     pub cpu_quota_us: Option<i64>,
     pub pids: Option<i64>,
+    pub all_devices: bool,
 }
 
 impl Wanted {
@@ -45,6 +46,7 @@ impl Wanted {
             memory: positive(res.memory),
             cpu_quota_us: positive(res.nano_cpus).map(cpu_quota_us),
             pids: positive(res.pids_limit),
+            all_devices: res.all_devices,
         })
     }
 }
@@ -115,8 +117,9 @@ pub fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result<()> {
         .map_err(|e| cg_err(&format!("set the process limit to {max}"), dir, e))
 }
 
-/// Deny every device, then allow Docker's defaults (v1 only; v2 needs eBPF).
-pub fn write_devices(dir: &Path) -> Result<()> {
+/// Deny every device, then allow Docker's defaults (v1 only; v2 needs eBPF);
+/// `all` allows every device instead (privileged).
+pub fn write_devices(dir: &Path, all: bool) -> Result<()> {
     let write = |file: &str, rule: &str| {
         std::fs::write(dir.join(file), rule).map_err(|e| {
             CgroupError::Io(format!(
@@ -125,6 +128,9 @@ pub fn write_devices(dir: &Path) -> Result<()> {
             ))
         })
     };
+    if all {
+        return write("devices.allow", "a");
+    }
     write("devices.deny", "a")?;
     DEFAULT_DEVICE_RULES
         .iter()
@@ -158,6 +164,7 @@ mod tests {
             memory: Some(0),
             nano_cpus: Some(0),
             pids_limit: Some(-1),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(w, Wanted::default());
@@ -165,6 +172,7 @@ mod tests {
             memory: Some(64 << 20),
             nano_cpus: Some(1_500_000_000),
             pids_limit: Some(10),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(w.memory, Some(64 << 20));

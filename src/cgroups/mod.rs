@@ -68,4 +68,7 @@ pub struct Resources {
     pub nano_cpus: Option<i64>,
     /// Maximum number of tasks (`--pids-limit`); 0 or negative means none.
     pub pids_limit: Option<i64>,
+    /// Every device readable and writable (`--privileged`) instead of Docker's allow-list.
+    #[serde(default)]
+    pub all_devices: bool,
 }

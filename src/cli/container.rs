@@ -80,6 +80,21 @@ pub struct RunArgs {
     /// Extra DNS names on the network.
     #[arg(long)]
     pub network_alias: Vec<String>,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (CHOWN, ALL).
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Every capability and device, no seccomp, /proc and /sys unmasked.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
     /// Image, then command and arguments.
     #[arg(required = true, allow_hyphen_values = true)]
     pub image_and_cmd: Vec<String>,
@@ -214,6 +229,11 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
             publish: a.publish,
             aliases: a.network_alias,
         },
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        security_opt: a.security_opt,
+        read_only: a.read_only,
     };
     let id = create::create(inst, &opts)?;
     let res = if a.detach {
@@ -258,6 +278,7 @@ pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
 pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     use minirt::container::exec::{exec_in, ExecRequest};
     use minirt::container::process::ProcessSpec;
+    use minirt::container::spec;
     let mut it = a.container_and_cmd.into_iter();
     let key = it.next().unwrap_or_default();
     let args: Vec<String> = it.collect();
@@ -280,13 +301,17 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
             }
         }
     }
+    // The container's own capabilities and seccomp filter, as its init got them.
+    let caps = spec::capabilities(&cfg).map_err(|e| cli_err(125, e.to_string()))?;
+    let seccomp = spec::seccomp_profile(&cfg, &caps);
     let process = ProcessSpec {
         args,
         env,
         cwd: a.workdir.unwrap_or(cfg.workdir),
         user: a.user.unwrap_or(cfg.user),
-        capabilities: None,
+        capabilities: Some(caps),
         no_new_privs: true,
+        seccomp,
     };
     let mut req = ExecRequest::new(row.pid, process);
     req.cgroup_procs = minirt::container::runtime::cgroup_of(inst, &row.id).procs_files();
@@ -420,6 +445,15 @@ pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
                 "PidsLimit": cfg.resources.pids_limit,
                 "NetworkMode": if cfg.network.mode == "bridge" { "bridge".to_string() } else { cfg.network.mode.clone() },
                 "AutoRemove": cfg.auto_remove,
+                "Privileged": cfg.privileged,
+                "ReadonlyRootfs": cfg.read_only,
+                "CapAdd": cfg.cap_add,
+                "CapDrop": cfg.cap_drop,
+                "SecurityOpt": match &cfg.seccomp {
+                    minirt::container::config::SeccompMode::Default => vec![],
+                    minirt::container::config::SeccompMode::Unconfined => vec!["seccomp=unconfined"],
+                    minirt::container::config::SeccompMode::Profile(_) => vec!["seccomp=<profile>"],
+                },
                 "Binds": cfg.mounts.iter().map(|m| format!("{}:{}{}", m.source, m.destination, if m.readonly { ":ro" } else { "" })).collect::<Vec<_>>(),
             },
             "NetworkSettings": { "Ports": ports, "Networks": nets },

@@ -2,6 +2,7 @@
 
 use crate::cgroups::Resources;
 use crate::network::NetworkRequest;
+use oci_spec::runtime::LinuxSeccomp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -30,4 +31,134 @@ pub struct ContainerConfig {
     pub mounts: Vec<BindMount>,
     pub resources: Resources,
     pub network: NetworkRequest,
+    /// `--cap-add` / `--cap-drop` words as typed (validated when the container is created).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// All capabilities and devices, no seccomp, no masked or read-only paths.
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub seccomp: SeccompMode,
+    /// `--read-only`: the root filesystem is mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Which seccomp filter the container's processes run under.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    /// Docker's default profile for the container's capabilities.
+    #[default]
+    Default,
+    /// `--security-opt seccomp=unconfined`.
+    Unconfined,
+    /// `--security-opt seccomp=PROFILE.json`, an OCI (or plain Docker) profile.
+    Profile(Box<LinuxSeccomp>),
+}
+
+/// What `--security-opt` values ask for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecurityOpts {
+    pub seccomp: SeccompMode,
+}
+
+/// Parses `--security-opt` values: `seccomp=unconfined`, `seccomp=PATH` (read with `read`),
+/// and `no-new-privileges[=true]` (always on here). Anything else is refused, so a user never
+/// believes an option (apparmor, label) took effect when it did not.
+pub fn parse_security_opts(
+    opts: &[String],
+    read: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<SecurityOpts, String> {
+    let mut out = SecurityOpts::default();
+    for o in opts {
+        // Docker still accepts the old "key:value" form.
+        let (key, value) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .unwrap_or((o.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => out.seccomp = SeccompMode::Unconfined,
+            ("seccomp", "") => return Err(format!("invalid --security-opt: {o:?}")),
+            ("seccomp", path) => {
+                let text = read(path)
+                    .map_err(|e| format!("opening seccomp profile ({path}) failed: {e}"))?;
+                let profile: LinuxSeccomp = serde_json::from_str(&text)
+                    .map_err(|e| format!("decoding seccomp profile {path} failed: {e}"))?;
+                out.seccomp = SeccompMode::Profile(Box::new(profile));
+            }
+            ("no-new-privileges", "" | "true") => {}
+            ("no-new-privileges", "false") => {
+                return Err("no-new-privileges cannot be turned off in minirt".into())
+            }
+            _ => return Err(format!("invalid --security-opt: {o:?}")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(opts: &[&str]) -> Result<SecurityOpts, String> {
+        let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        parse_security_opts(&opts, |p| match p {
+            "/p.json" => Ok(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["keyctl"],"action":"SCMP_ACT_ERRNO"}]}"#
+                .to_string()),
+            "/bad.json" => Ok("{".to_string()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        })
+    }
+
+    #[test]
+    fn security_opts_parse_like_docker() {
+        assert_eq!(parse(&[]).unwrap().seccomp, SeccompMode::Default);
+        assert_eq!(
+            parse(&["seccomp=unconfined"]).unwrap().seccomp,
+            SeccompMode::Unconfined
+        );
+        assert_eq!(
+            parse(&["seccomp:unconfined"]).unwrap().seccomp,
+            SeccompMode::Unconfined
+        );
+        match parse(&["seccomp=/p.json"]).unwrap().seccomp {
+            SeccompMode::Profile(p) => assert_eq!(p.syscalls().as_ref().unwrap().len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["no-new-privileges"]).is_ok());
+        assert!(parse(&["seccomp=/missing.json"])
+            .unwrap_err()
+            .contains("/missing.json"));
+        assert!(parse(&["seccomp=/bad.json"])
+            .unwrap_err()
+            .contains("decoding"));
+        assert!(parse(&["apparmor=unconfined"]).is_err());
+        assert!(parse(&["no-new-privileges=false"]).is_err());
+    }
+
+    #[test]
+    fn old_rows_without_security_fields_still_parse() {
+        let cfg: ContainerConfig = serde_json::from_str(
+            r#"{"image":"i","image_id":"x","args":["sh"],"env":[],"hostname":"h","workdir":"/",
+            "user":"","tty":false,"interactive":false,"auto_remove":false,"mounts":[],
+            "resources":{"memory":null,"nano_cpus":null,"pids_limit":null},
+            "network":{"mode":"none","ip":null,"dns":[],"add_hosts":[],"publish":[],"aliases":[]}}"#,
+        )
+        .unwrap();
+        assert!(!cfg.privileged && !cfg.read_only && cfg.cap_add.is_empty());
+        assert_eq!(cfg.seccomp, SeccompMode::Default);
+        let back: ContainerConfig = serde_json::from_str(
+            &serde_json::to_string(&ContainerConfig {
+                seccomp: SeccompMode::Unconfined,
+                ..cfg
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.seccomp, SeccompMode::Unconfined);
+    }
 }

@@ -30,6 +30,11 @@ pub struct RunOptions {
     pub interactive: bool,
     pub auto_remove: bool,
     pub network: NetworkRequest,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub read_only: bool,
 }
 
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -223,7 +228,14 @@ pub fn assemble(
             Some(n) if n > 0 => Some(n),
             _ => None,
         },
+        all_devices: opts.privileged,
     };
+    for c in opts.cap_add.iter().chain(&opts.cap_drop) {
+        super::process::parse_capability(c).map_err(|e| invalid(e.to_string()))?;
+    }
+    let security =
+        super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))
+            .map_err(invalid)?;
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
         network.mode = "bridge".into();
@@ -242,6 +254,11 @@ pub fn assemble(
         mounts,
         resources,
         network,
+        cap_add: opts.cap_add.clone(),
+        cap_drop: opts.cap_drop.clone(),
+        privileged: opts.privileged,
+        seccomp: security.seccomp,
+        read_only: opts.read_only,
     })
 }
 

@@ -6,7 +6,7 @@
 use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
-use super::spec::USER_ANNOTATION;
+use super::spec::{spec_capabilities, USER_ANNOTATION};
 use crate::rootfs::mount::setup_container_rootfs;
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -80,8 +80,9 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().to_string_lossy().into_owned(),
         user,
-        capabilities: None,
+        capabilities: spec_capabilities(spec),
         no_new_privs: process.no_new_privileges().unwrap_or(true),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     };
     Err(finish_and_exec(&ps))
 }

@@ -40,4 +40,5 @@ pub mod process;
 pub mod protocol;
 pub mod pty;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;

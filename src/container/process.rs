@@ -1,5 +1,5 @@
 //! The last steps before execve, shared by the container's init and by `exec`:
-//! user switch, capabilities, no_new_privs, cwd, PATH lookup, and the failure report.
+//! user switch, capabilities, no_new_privs, cwd, PATH lookup, seccomp, and the failure report.
 
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -24,6 +24,9 @@ pub struct ProcessSpec {
     /// None = Docker's default set; names like "CAP_CHOWN".
     pub capabilities: Option<Vec<String>>,
     pub no_new_privs: bool,
+    /// The seccomp profile, installed as the very last step before execve; None = unconfined.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// Why the child did not reach execve; sent to the parent as JSON.
@@ -413,6 +416,13 @@ fn drop_bounding(mask: u64) -> Result<(), ChildFailure> {
     Ok(())
 }
 
+/// Our own permitted capabilities as a bitmask (all bits when unreadable: capset decides).
+fn permitted_mask() -> u64 {
+    caps::read(None, caps::CapSet::Permitted)
+        .map(|set| set.iter().fold(0u64, |m, c| m | c.bitmask()))
+        .unwrap_or(u64::MAX)
+}
+
 /// effective = permitted = mask, inheritable and ambient empty, in one capset call.
 fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
     #[repr(C)]
@@ -592,7 +602,15 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));
     };
-    let mask = capability_mask(&spec.capabilities).map_err(|e| other(e.to_string()))?;
+    // What we do not hold we cannot give (e.g. a host root without CAP_SYS_RESOURCE running
+    // --privileged): capset would refuse the whole set.
+    let mask =
+        capability_mask(&spec.capabilities).map_err(|e| other(e.to_string()))? & permitted_mask();
+    // Compiled now, while a bad profile can still be reported plainly.
+    let filters = match &spec.seccomp {
+        Some(p) => super::seccomp::compile(p).map_err(|e| other(e.to_string()))?,
+        None => Vec::new(),
+    };
 
     let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
     let groups = parse_group(&std::fs::read_to_string("/etc/group").unwrap_or_default());
@@ -635,6 +653,9 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     let c_env = cstrings(&env, "environment")?;
     cloexec_all_fds();
     reset_signals();
+    // Last, after the user switch and no_new_privs: nothing of ours runs under the filter
+    // but execve itself.
+    super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
     let e = match nix::unistd::execve(&c_path, &c_args, &c_env) {
         Err(e) => e,
         Ok(never) => match never {},

@@ -1,11 +1,15 @@
 //! Builds the OCI runtime Spec a container runs with, from its config.
-//! Pure: the low-level executor (`init.rs`) runs from this Spec alone.
+//! Pure (but for `--privileged`, which lists the host's /dev): the low-level
+//! executor (`init.rs`) runs from this Spec alone.
 
-use super::config::ContainerConfig;
+use super::config::{ContainerConfig, SeccompMode};
+use super::process::{adjust_capabilities, default_capabilities};
+use super::seccomp;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, UserBuilder,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,
+    LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,8 +44,10 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .map_err(err)
 }
 
-/// The standard filesystems of a Docker container (no cgroupfs yet).
-fn base_mounts() -> Result<Vec<Mount>, SpecError> {
+/// The standard filesystems of a Docker container (no cgroupfs yet); /sys is
+/// read-only unless privileged.
+fn base_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
+    let sys_mode = if privileged { "rw" } else { "ro" };
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -79,7 +85,7 @@ fn base_mounts() -> Result<Vec<Mount>, SpecError> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         )?,
     ])
 }
@@ -118,13 +124,132 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// The container's capability set, names like "CAP_CHOWN": Docker's default adjusted by
+/// --cap-add / --cap-drop, or every capability when privileged.
+pub fn capabilities(cfg: &ContainerConfig) -> Result<Vec<String>, SpecError> {
+    let set = if cfg.privileged {
+        adjust_capabilities(&[], &["ALL".to_string()], &[])
+    } else {
+        adjust_capabilities(&default_capabilities(), &cfg.cap_add, &cfg.cap_drop)
+    };
+    Ok(set.map_err(err)?.iter().map(|c| c.to_string()).collect())
+}
+
+/// The seccomp profile for a process holding `caps`; None = unconfined (privileged too).
+pub fn seccomp_profile(cfg: &ContainerConfig, caps: &[String]) -> Option<LinuxSeccomp> {
+    if cfg.privileged {
+        return None;
+    }
+    match &cfg.seccomp {
+        SeccompMode::Default => Some(seccomp::default_profile(caps)),
+        SeccompMode::Unconfined => None,
+        SeccompMode::Profile(p) => Some((**p).clone()),
+    }
+}
+
+fn oci_capabilities(names: &[String]) -> Result<LinuxCapabilities, SpecError> {
+    let set: Capabilities = names
+        .iter()
+        .map(|n| serde_json::from_value::<Capability>(serde_json::Value::String(n.clone())))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()
+        .map_err(err)
+}
+
+/// The names of the bounding set of a spec's process (what `init` applies); None when the
+/// spec does not say (the executor then uses Docker's default set).
+pub fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
+    let bounding = spec
+        .process()
+        .as_ref()?
+        .capabilities()
+        .as_ref()?
+        .bounding()
+        .as_ref()?;
+    let mut names: Vec<String> = bounding
+        .iter()
+        .filter_map(|c| match serde_json::to_value(c) {
+            Ok(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// Every character and block device under `dev` (what `--privileged` gives), skipping the
+/// ones every container gets anyway and the pty/shm/mqueue mounts of its own.
+pub fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![dev.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            let name = e.file_name();
+            let skip_dir = ["pts", "shm", "mqueue", "fd"].iter().any(|s| name == *s);
+            if ft.is_dir() && !skip_dir {
+                dirs.push(path);
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            let Ok(rel) = path.strip_prefix(dev) else {
+                continue;
+            };
+            let in_ctr = Path::new("/dev").join(rel);
+            if in_ctr == Path::new("/dev/ptmx")
+                || DEFAULT_DEVICES
+                    .iter()
+                    .any(|(p, _, _)| Path::new(p) == in_ctr)
+            {
+                continue;
+            }
+            let rdev = meta.rdev();
+            let built = LinuxDeviceBuilder::default()
+                .path(in_ctr)
+                .typ(typ)
+                .major(nix::sys::stat::major(rdev) as i64)
+                .minor(nix::sys::stat::minor(rdev) as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build();
+            if let Ok(d) = built {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
 pub fn build(
     cfg: &ContainerConfig,
     rootfs: &Path,
     etc: Option<&EtcFiles>,
     cgroups_path: &str,
 ) -> Result<Spec, SpecError> {
-    let mut mounts = base_mounts()?;
+    let mut mounts = base_mounts(cfg.privileged)?;
     if let Some(etc) = etc {
         for (dest, src) in [
             ("/etc/hosts", &etc.hosts),
@@ -149,6 +274,7 @@ pub fn build(
         )?);
     }
 
+    let caps = capabilities(cfg)?;
     let process = ProcessBuilder::default()
         .terminal(cfg.tty)
         .args(cfg.args.clone())
@@ -166,6 +292,7 @@ pub fn build(
                 .map_err(err)?,
         )
         .no_new_privileges(true)
+        .capabilities(oci_capabilities(&caps)?)
         .build()
         .map_err(err)?;
 
@@ -192,7 +319,7 @@ pub fn build(
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(err)?);
     }
 
-    let devices = DEFAULT_DEVICES
+    let mut devices = DEFAULT_DEVICES
         .iter()
         .map(|(path, major, minor)| {
             LinuxDeviceBuilder::default()
@@ -207,31 +334,33 @@ pub fn build(
                 .map_err(err)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if cfg.privileged {
+        devices.extend(host_devices(Path::new("/dev")));
+    }
 
     let mut namespaces = oci_spec::runtime::get_default_namespaces();
     if cfg.network.mode == "host" {
         namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
     }
 
-    let linux = LinuxBuilder::default()
+    // A privileged container sees /proc and /sys whole.
+    let paths = |list: &[&str]| -> Vec<String> {
+        if cfg.privileged {
+            Vec::new()
+        } else {
+            list.iter().map(|s| s.to_string()).collect()
+        }
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources.build().map_err(err)?)
         .devices(devices)
         .cgroups_path(cgroups_path)
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .masked_paths(paths(MASKED_PATHS))
+        .readonly_paths(paths(READONLY_PATHS))
         .build()
         .map_err(err)?;
+    linux.set_seccomp(seccomp_profile(cfg, &caps));
 
     let mut annotations = HashMap::new();
     annotations.insert(USER_ANNOTATION.to_string(), cfg.user.clone());
@@ -241,7 +370,7 @@ pub fn build(
     spec.set_root(Some(
         RootBuilder::default()
             .path(rootfs)
-            .readonly(false)
+            .readonly(cfg.read_only)
             .build()
             .map_err(err)?,
     ));
@@ -334,5 +463,116 @@ mod tests {
             .any(|m| m.destination() == Path::new("/etc/resolv.conf")));
         let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
         assert_eq!(ns.len(), 5);
+    }
+
+    fn sys_options(s: &Spec) -> Vec<String> {
+        s.mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap()
+            .options()
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn default_security_profile_is_in_the_spec() {
+        let s = build(&cfg(), Path::new("/r"), None, "/x").unwrap();
+        let caps = spec_capabilities(&s).unwrap();
+        assert_eq!(caps.len(), 14);
+        assert!(caps.contains(&"CAP_CHOWN".to_string()));
+        assert!(!caps.contains(&"CAP_NET_ADMIN".to_string()));
+        let pc = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert!(pc.ambient().as_ref().unwrap().is_empty());
+        assert_eq!(pc.effective(), pc.bounding());
+        let l = s.linux().as_ref().unwrap();
+        let sc = l.seccomp().as_ref().unwrap();
+        assert_eq!(
+            sc.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        assert_eq!(l.masked_paths().as_ref().unwrap().len(), MASKED_PATHS.len());
+        assert_eq!(s.root().as_ref().unwrap().readonly(), Some(false));
+        assert!(sys_options(&s).contains(&"ro".to_string()));
+        // The spec survives its JSON form (config.json) with the same capabilities.
+        let back: Spec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(spec_capabilities(&back), Some(caps));
+    }
+
+    #[test]
+    fn cap_add_drop_seccomp_and_read_only() {
+        let mut c = cfg();
+        c.cap_add = vec!["net_admin".into(), "CAP_SYS_ADMIN".into()];
+        c.cap_drop = vec!["CHOWN".into()];
+        c.read_only = true;
+        let s = build(&c, Path::new("/r"), None, "/x").unwrap();
+        let caps = spec_capabilities(&s).unwrap();
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+        // SYS_ADMIN opens mount in the filter too.
+        let sc = s.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert!(sc
+            .syscalls()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|r| r.names().contains(&"mount".to_string())));
+
+        c.seccomp = SeccompMode::Unconfined;
+        let s = build(&c, Path::new("/r"), None, "/x").unwrap();
+        assert!(s.linux().as_ref().unwrap().seccomp().is_none());
+
+        c.cap_add = vec!["FLY".into()];
+        assert!(build(&c, Path::new("/r"), None, "/x").is_err());
+    }
+
+    #[test]
+    fn privileged_gets_everything() {
+        let mut c = cfg();
+        c.privileged = true;
+        c.cap_drop = vec!["ALL".into()];
+        let s = build(&c, Path::new("/r"), None, "/x").unwrap();
+        assert_eq!(spec_capabilities(&s).unwrap().len(), caps::all().len());
+        let l = s.linux().as_ref().unwrap();
+        assert!(l.seccomp().is_none());
+        assert!(l.masked_paths().as_ref().unwrap().is_empty());
+        assert!(l.readonly_paths().as_ref().unwrap().is_empty());
+        assert!(sys_options(&s).contains(&"rw".to_string()));
+        // The host's /dev/loop-control (when the host has it) is passed in; ptmx is not.
+        let devs = l.devices().as_ref().unwrap();
+        assert!(devs.len() >= DEFAULT_DEVICES.len());
+        assert!(!devs.iter().any(|d| d.path() == Path::new("/dev/ptmx")));
+    }
+
+    #[test]
+    fn host_devices_lists_device_nodes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        std::fs::write(dir.path().join("plain"), "x").unwrap();
+        let node = dir.path().join("net/tun");
+        let made = nix::sys::stat::mknod(
+            &node,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(10, 200),
+        );
+        let devs = host_devices(dir.path());
+        if made.is_ok() {
+            assert_eq!(devs.len(), 1);
+            assert_eq!(devs[0].path(), Path::new("/dev/net/tun"));
+            assert_eq!((devs[0].major(), devs[0].minor()), (10, 200));
+            assert_eq!(devs[0].typ(), LinuxDeviceType::C);
+        } else {
+            assert!(devs.is_empty());
+        }
     }
 }

@@ -206,7 +206,29 @@ pub fn setup_container_rootfs(spec: &Spec) -> Result<()> {
             readonly_path(Path::new(p))?;
         }
     }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        readonly_root()?;
+    }
     Ok(())
+}
+
+/// `--read-only`: only the root mount itself turns read-only; /dev, /proc, /sys, /dev/shm and
+/// the volumes are mounts of their own and keep their modes (as in Docker). The flags the
+/// mount already has are kept: a remount without them would be refused if they are locked.
+fn readonly_root() -> Result<()> {
+    let current = nix::sys::statvfs::statvfs("/").map_err(|e| fail("statfs /", e))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (vfs, ms) in [
+        (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if current.flags().contains(vfs) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(|e| fail("remounting / read-only", e))
 }
 
 fn touch(p: &Path) -> Result<()> {

@@ -186,7 +186,8 @@ impl Drop for TestHost {
             if let Ok(pid) = pid.trim().parse::<i32>() {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                let run_root = std::fs::canonicalize(&self.run_root).unwrap_or(self.run_root.clone());
+                let run_root =
+                    std::fs::canonicalize(&self.run_root).unwrap_or(self.run_root.clone());
                 if cmdline.contains("__dns") && cmdline.contains(&*run_root.to_string_lossy()) {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }

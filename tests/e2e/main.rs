@@ -8,3 +8,4 @@ mod dns;
 mod images;
 mod network;
 mod robustness;
+mod security;
