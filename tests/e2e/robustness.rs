@@ -310,9 +310,16 @@ fn a_wiped_run_root_and_network_heal_on_the_next_command() {
         "run", "-d", "--name", "r", "--net", "rnet", "-p", "8082:80", "busybox", "sleep", "300",
     ]);
     let monitor = monitor_pid(&h, "r");
-    // "Reboot": kill the monitor and the container, drop mounts, run-root,
-    // links and the nftables table.
+    // "Reboot": kill the monitor, the container and the DNS responder, drop
+    // mounts, run-root, links and the nftables table.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let dns = std::fs::read_to_string(h.run_root.join("dns.pid")).unwrap_or_default();
+    if let Ok(pid) = dns.trim().parse::<i32>() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_for("the DNS responder to die", Duration::from_secs(10), || {
+            !alive(pid)
+        });
+    }
     for cg in h.cgroups() {
         for p in std::fs::read_to_string(cg.join("cgroup.procs"))
             .unwrap_or_default()
