@@ -535,5 +535,14 @@ pub fn system_prune(inst: &Instance) -> CliResult {
             println!("{id}");
         }
     }
+    // Like Docker: networks no container uses go too.
+    let mut store = Store::open(&inst.db_path()).map_err(minirt::Error::from)?;
+    let nets = network::manage::prune(inst, &mut store).map_err(minirt::Error::from)?;
+    if !nets.is_empty() {
+        println!("Deleted Networks:");
+        for n in &nets {
+            println!("{n}");
+        }
+    }
     Ok(0)
 }

@@ -123,12 +123,14 @@ pub fn connect(
     undo.push(format!("veth {hv}"), move || {
         nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
     });
+    crate::util::fault_point("after-veth");
     let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
         .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
     let route = (default_route && !net.internal).then_some(gw);
     ctr.configure_container_if(&ep.ifname, addr, route)?;
     if !ports.is_empty() {
         rules::add_ports(inst, ep, ports, undo)?;
+        crate::util::fault_point("after-rules");
     }
     Ok(())
 }

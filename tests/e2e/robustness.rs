@@ -193,6 +193,8 @@ fn a_run_killed_after_any_step_leaves_nothing_behind() {
         "after-rootfs",
         "after-cgroup",
         "after-clone",
+        "after-veth",
+        "after-rules",
         "after-network",
     ];
     for detach in [false, true] {
