@@ -6,3 +6,4 @@ mod common;
 mod container;
 mod images;
 mod network;
+mod timings;
