@@ -85,6 +85,7 @@ pub fn start(inst: &Instance, id: &str, stdio: Stdio) -> Result<Started> {
 }
 
 fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Result<Started> {
+    let span = info_span!("start-tx").entered();
     let mut store = Store::open(&inst.db_path())?;
     let row = containers::get(store.conn(), id)?
         .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
@@ -93,6 +94,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
     containers::set_created(store.conn(), id, me, me_start)?;
+    drop(span);
 
     // 1. Root filesystem: overlay of the image layers plus our upper dir.
     let span = info_span!("rootfs").entered();
@@ -119,6 +121,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(span);
 
     // 2. /etc files and the OCI spec (stored as config.json).
+    let span = info_span!("spec").entered();
     let etc = if cfg.network.mode == "host" {
         None
     } else {
@@ -129,6 +132,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         .map_err(|e| ContainerError::Runtime(e.to_string()))?;
     let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
     std::fs::write(cdir.join("config.json"), spec_json)?;
+    drop(span);
 
     // 3. Cgroup.
     let span = info_span!("cgroup").entered();
@@ -207,7 +211,9 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(span);
 
     // 6. Cgroup membership and network, then release the child.
+    let span = info_span!("cgroup-join").entered();
     cgroup.add_task(pid.as_raw())?;
+    drop(span);
     let net_span = info_span!("network").entered();
     if uses_network(&cfg) {
         let inst2 = inst.clone();
@@ -224,6 +230,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     }
     drop(net_span);
     util::fault_point("after-network");
+    let release_span = info_span!("release").entered();
     let _ = send_msg(&parent_sock, &ToChild::Continue);
     let mut pty_master = None;
     loop {
@@ -251,7 +258,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         }
     }
 
+    drop(release_span);
+
     // 7. Record it as running.
+    let _span = info_span!("running-tx").entered();
     containers::set_running(
         store.conn(),
         id,
@@ -302,6 +312,7 @@ fn write_etc_files(
 
 /// Waits for the container's init to exit; returns Docker's exit code.
 pub fn wait_exit(pid: i32) -> i32 {
+    let _span = info_span!("wait").entered();
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return code,
@@ -317,11 +328,13 @@ pub fn wait_exit(pid: i32) -> i32 {
 /// cgroup and rootfs, and remove it all when it was run with --rm.
 /// Idempotent, keeps going past errors (logged), usable by reconciliation.
 pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
+    let _span = info_span!("finish").entered();
     let mut store = Store::open(&inst.db_path())?;
     let Some(row) = containers::get(store.conn(), id)? else {
         return Ok(());
     };
     let cfg: ContainerConfig = serde_json::from_str(&row.config).unwrap_or_default();
+    let span = info_span!("cgroup-remove").entered();
     let cg = cgroup_of(inst, id);
     let oom = cg.oom_killed();
     let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
@@ -329,16 +342,21 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         warn!("removing cgroup of {id}: {e}");
     }
     let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
+    drop(span);
     if uses_network(&cfg) {
+        let _span = info_span!("net-detach").entered();
         if let Err(e) = network::detach(inst, &mut store, id) {
             warn!("network teardown of {id}: {e}");
         }
         sync_dns(inst);
     }
+    let span = info_span!("unmount").entered();
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
         warn!("{e}");
     }
     let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
+    drop(span);
+    let _span = info_span!("store-update").entered();
     containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
     if cfg.auto_remove {
         remove_files(inst, id);

@@ -9,3 +9,4 @@ mod images;
 mod network;
 mod robustness;
 mod security;
+mod timings;
