@@ -210,25 +210,47 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     });
     drop(span);
 
-    // 6. Cgroup membership and network, then release the child.
-    let span = info_span!("cgroup-join").entered();
-    cgroup.add_task(pid.as_raw())?;
-    drop(span);
-    let net_span = info_span!("network").entered();
-    if uses_network(&cfg) {
+    // 6. Cgroup membership and network, then release the child. Moving a
+    // task between v1 cgroups waits for an RCU grace period (milliseconds),
+    // so the move runs on a thread while the network is wired.
+    let raw_pid = pid.as_raw();
+    let joining = std::thread::spawn(move || {
+        let _span = info_span!("cgroup-join").entered();
+        cgroup.add_task(raw_pid)
+    });
+    // The DNS responder learns about the container (and starts if it is the
+    // first) in parallel too: its records come from the store rows written
+    // at create time, and it must be ready before the child runs.
+    let dns = uses_network(&cfg).then(|| {
         let inst2 = inst.clone();
-        let id2 = id.to_string();
-        network::attach(inst, &mut store, id, pid.as_raw())?;
-        undo.push("network", move || {
-            if let Ok(mut s) = Store::open(&inst2.db_path()) {
-                let _ = network::detach(&inst2, &mut s, &id2);
-            }
-            sync_dns(&inst2);
-        });
-        // Before the child runs, so its first lookup already finds its peers.
-        sync_dns(inst);
-    }
+        std::thread::spawn(move || sync_dns(&inst2))
+    });
+    let net_span = info_span!("network").entered();
+    let wired = if uses_network(&cfg) {
+        let res = network::attach(inst, &mut store, id, raw_pid);
+        if res.is_ok() {
+            let inst2 = inst.clone();
+            let id2 = id.to_string();
+            undo.push("network", move || {
+                if let Ok(mut s) = Store::open(&inst2.db_path()) {
+                    let _ = network::detach(&inst2, &mut s, &id2);
+                }
+                sync_dns(&inst2);
+            });
+        }
+        res
+    } else {
+        Ok(())
+    };
     drop(net_span);
+    let joined = joining
+        .join()
+        .map_err(|_| ContainerError::Runtime("joining the cgroup: thread panicked".into()))?;
+    if let Some(t) = dns {
+        let _ = t.join();
+    }
+    wired?;
+    joined?;
     util::fault_point("after-network");
     let release_span = info_span!("release").entered();
     let _ = send_msg(&parent_sock, &ToChild::Continue);
@@ -279,6 +301,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
 
 /// Container names follow the endpoints; a responder problem is a warning.
 fn sync_dns(inst: &Instance) {
+    let _span = info_span!("dns-sync").entered();
     if let Err(e) = network::dns::sync(inst) {
         warn!("{e}");
     }

@@ -129,6 +129,7 @@ pub fn connect(
     let route = (default_route && !net.internal).then_some(gw);
     ctr.configure_container_if(&ep.ifname, addr, route)?;
     if !ports.is_empty() {
+        let _span = tracing::info_span!("net-ports").entered();
         rules::add_ports(inst, ep, ports, undo)?;
         crate::util::fault_point("after-rules");
     }
