@@ -23,6 +23,7 @@
 
 pub mod firewall;
 pub mod ipam;
+pub mod nfnl;
 pub mod nft;
 pub mod pool;
 pub mod portspec;

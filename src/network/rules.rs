@@ -3,7 +3,7 @@
 
 use super::firewall::{self, FwNetwork, FwPort};
 use super::undo::Undo;
-use super::{nft, NetworkError};
+use super::{nfnl, nft, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
 use rusqlite::Connection;
@@ -178,11 +178,29 @@ pub fn add_ports(
 ) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     let fw = fw_ports(ep, ports)?;
-    nft::apply(&firewall::render_ports_add(&table, &fw))?;
+    // One nfnetlink batch (no nft process); nft stays the fallback so any
+    // surprise there never costs a working port mapping.
+    if let Err(e) = nfnl::add_port_elements(&table, &fw) {
+        tracing::warn!("{e}; retrying with nft");
+        nft::apply(&firewall::render_ports_add(&table, &fw))?;
+    }
     undo.push(format!("port mappings of {}", ep.host_veth), move || {
-        nft::apply(&firewall::render_ports_del(&table, &fw)).map_err(|e| e.to_string())
+        del_ports(&table, &fw).map_err(|e| e.to_string())
     });
     Ok(())
+}
+
+/// Deletes port elements over nfnetlink (absent ones are fine), else with nft.
+fn del_ports(table: &str, fw: &[FwPort]) -> Result<(), NetworkError> {
+    let Err(e) = nfnl::del_port_elements(table, fw) else {
+        return Ok(());
+    };
+    // The nft script re-declares the table: never on a missing one.
+    if let Ok(false) = nft::table_exists(table) {
+        return Ok(());
+    }
+    tracing::warn!("{e}; retrying with nft");
+    nft::apply(&firewall::render_ports_del(table, fw))
 }
 
 pub fn remove_ports(
@@ -190,13 +208,7 @@ pub fn remove_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
 ) -> Result<(), NetworkError> {
-    if let Ok(false) = nft::table_exists(&inst.nft_table()) {
-        return Ok(());
-    }
-    nft::apply(&firewall::render_ports_del(
-        &inst.nft_table(),
-        &fw_ports(ep, ports)?,
-    ))
+    del_ports(&inst.nft_table(), &fw_ports(ep, ports)?)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
