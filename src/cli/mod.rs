@@ -83,6 +83,10 @@ pub enum Command {
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
+    /// Records a detached container's exit and tears it down (run by its
+    /// waiting monitor, see container::waiter).
+    #[command(name = "__finish", hide = true)]
+    Finish { id: String, code: i32 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +188,10 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::Finish { id, code } => {
+            minirt::container::runtime::finish(&inst, &id, code)?;
+            Ok(0)
+        }
         Command::Dns => minirt::network::dns::run_responder(&inst)
             .map(|()| 0)
             .map_err(|e| CliError {

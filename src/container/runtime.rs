@@ -108,7 +108,13 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let rundir = inst.container_run_dir(id);
     let rootfs = rootfs_path(inst, id);
     std::fs::create_dir_all(&rundir)?;
-    mount::mount_overlay(&lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)?;
+    mount::mount_overlay(
+        &lowers,
+        &cdir.join("upper"),
+        &cdir.join("work"),
+        &rootfs,
+        cfg.auto_remove,
+    )?;
     util::fault_point("after-rootfs");
     {
         let rootfs = rootfs.clone();
