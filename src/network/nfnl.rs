@@ -348,15 +348,15 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     Ok(())
 }
 
-/// Closes the socket. This blocks ~8-16 ms after a delete: releasing an
+/// Closes the socket. This blocks ~8-12 ms after a commit: releasing an
 /// nfnetlink socket runs nf_tables' NETLINK_URELEASE handler, which flushes
-/// the deferred destruction of earlier commits (an RCU grace period) under
-/// the netns' commit mutex. Handing the last reference to a forked child was
-/// tried and measured: the span shrinks to ~0.3 ms but `run --rm` gets
-/// slower overall (net-detach median 35.6 ms vs 20.7 ms), because the veth
-/// teardown right after needs the same mutex (nf_tables' netdev notifier)
-/// and the container's netns cleanup then queues behind the child's flush;
-/// closing here overlaps that wait with the cleanup instead.
+/// the deferred destruction of the commit (an RCU grace period) under the
+/// netns' commit mutex; `nft` pays the same in its own close. Handing the
+/// last reference to a forked child (so nobody waits) was built and
+/// measured: the span drops to ~0.3 ms, but `run --rm -p` got slower
+/// (medians of 30 interleaved runs: wall 56.6 ms vs 46.4 ms, net-detach 28.4
+/// vs 22.1), because the veth teardown that follows needs the same mutex
+/// (nf_tables' netdev notifier) and then queues behind the child's flush.
 fn release(fd: OwnedFd) {
     drop(fd);
 }
