@@ -1,5 +1,6 @@
 //! Glue between stored networks / port bindings and the firewall renderer:
-//! builds FwNetwork / FwPort values and applies the scripts with nft.rs.
+//! builds FwNetwork / FwPort values and applies the scripts with nft.rs
+//! (port mappings go over nfnetlink, nfnl.rs, with nft.rs as the fallback).
 
 use super::firewall::{self, FwNetwork, FwPort};
 use super::undo::Undo;
