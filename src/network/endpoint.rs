@@ -267,13 +267,39 @@ pub fn attach(
 /// (addresses and ports released). Keeps going past errors and reports them
 /// all; running it twice is harmless.
 pub fn detach(inst: &Instance, store: &mut Store, container_id: &str) -> Result<(), NetworkError> {
+    detach_inner(inst, store, container_id, true)
+}
+
+/// Teardown after the container's init is gone: as `detach`, but the host
+/// veths are left to the kernel. The container's network namespace dies with
+/// its last process and takes both ends of each veth pair with it; deleting
+/// the host end ourselves at that moment only waits for that teardown
+/// (measured 3..50 ms, the bulk of `run --rm`'s network teardown).
+pub fn detach_exited(
+    inst: &Instance,
+    store: &mut Store,
+    container_id: &str,
+) -> Result<(), NetworkError> {
+    detach_inner(inst, store, container_id, false)
+}
+
+fn detach_inner(
+    inst: &Instance,
+    store: &mut Store,
+    container_id: &str,
+    delete_veths: bool,
+) -> Result<(), NetworkError> {
     let eps = rows::endpoints_of_container(store.conn(), container_id)?;
     if eps.is_empty() {
         return Ok(());
     }
     let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
     let mut errors = vec![];
-    let nl = Netlink::open().map_err(|e| errors.push(e.to_string())).ok();
+    let nl = if delete_veths {
+        Netlink::open().map_err(|e| errors.push(e.to_string())).ok()
+    } else {
+        None
+    };
     for ep in &eps {
         let ports: Vec<PortBindingRow> = bindings
             .iter()

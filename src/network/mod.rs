@@ -41,8 +41,8 @@ pub mod rules;
 pub mod undo;
 
 pub use endpoint::{
-    allocate, attach, connect, container_networks, container_ports, detach, detach_rows,
-    disconnect, etc_files, prepare, EndpointInfo,
+    allocate, attach, connect, container_networks, container_ports, detach, detach_exited,
+    detach_rows, disconnect, etc_files, prepare, EndpointInfo,
 };
 pub use etc::{etc_hosts, resolv_conf};
 pub use manage::{ensure_default, CreateRequest};
