@@ -6,6 +6,8 @@ mod common;
 mod container;
 mod dns;
 mod images;
+mod limits;
 mod network;
 mod robustness;
 mod security;
+mod soak;
