@@ -125,8 +125,7 @@ fn no_free_host_port_in_a_narrowed_range() {
             &h,
             &range,
             &[
-                "run", "-d", "--name", name, "--net", "pnet", "-p", "80", "busybox", "sleep",
-                "600",
+                "run", "-d", "--name", name, "--net", "pnet", "-p", "80", "busybox", "sleep", "600",
             ],
         );
         assert_eq!(code, 0, "{err}");
@@ -158,8 +157,7 @@ fn no_free_host_port_in_a_narrowed_range() {
         &h,
         &range,
         &[
-            "run", "-d", "--name", "p3", "--net", "pnet", "-p", "80/udp", "busybox", "sleep",
-            "600",
+            "run", "-d", "--name", "p3", "--net", "pnet", "-p", "80/udp", "busybox", "sleep", "600",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -168,7 +166,9 @@ fn no_free_host_port_in_a_narrowed_range() {
     let (code, _, err) = minirt_env(
         &h,
         &[("MINIRT_PORT_RANGE", "9-3")],
-        &["run", "--rm", "--net", "pnet", "-p", "80", "busybox", "true"],
+        &[
+            "run", "--rm", "--net", "pnet", "-p", "80", "busybox", "true",
+        ],
     );
     assert_eq!(code, 125);
     assert!(
@@ -276,7 +276,14 @@ fn names_at_the_length_limits() {
     // A long name reaches another container through the network's DNS only
     // as far as DNS allows; the run itself must not fail.
     let out = h.ok(&[
-        "run", "--rm", "--net", &net64, "busybox", "sh", "-c", "hostname; echo ok",
+        "run",
+        "--rm",
+        "--net",
+        &net64,
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; echo ok",
     ]);
     assert!(out.ends_with("ok\n"), "{out}");
     h.ok(&["rm", "-f", &c128]);
