@@ -1042,7 +1042,22 @@ pub fn load_archive(inst: &Instance, store: &mut Store, path: &Path) -> Result<V
         .open(tmp.path())
         .map_err(io_other("cannot create", tmp.path()))?;
     let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(f));
-    io::copy(&mut gz, &mut plain).map_err(|e| invalid(format!("bad gzip data ({e})")))?;
+    // Read errors are the archive's (bad gzip), write errors the host's (full disk).
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(format!("bad gzip data ({e})"))),
+        };
+        io::Write::write_all(&mut plain, &buf[..n]).map_err(|e| {
+            ImageError::Io(format!(
+                "cannot store image layers in {}: {e}",
+                inst.layers_dir().display()
+            ))
+        })?;
+    }
     load_seekable(inst, store, &mut plain, &source)
 }
 

@@ -350,6 +350,36 @@ fn a_root_that_fills_during_layer_extraction() {
     assert!(row_counts(&h.root).iter().all(|(_, n)| *n == 0));
     assert_eq!(h.mounts(), vec![h.root.to_string_lossy().into_owned()]);
     assert!(h.cgroups().is_empty(), "{:?}", h.cgroups());
+    // A gzipped archive fills the root while being decompressed: same story.
+    let gz = h.root.parent().unwrap().join("busybox.tar.gz");
+    {
+        use std::io::Write;
+        let raw = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox.tar"))
+            .expect("bundled image");
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).expect("gz file"),
+            flate2::Compression::fast(),
+        );
+        e.write_all(&raw).expect("gzip");
+        e.finish().expect("gzip end");
+    }
+    let (code, err) = h.fails(&["load", "-i", gz.to_str().unwrap()]);
+    assert_eq!(code, 125);
+    let gz_line = one_line(&err);
+    assert!(
+        gz_line.starts_with("minirt: cannot store image layers in ")
+            && gz_line.ends_with("No space left on device (os error 28)"),
+        "{gz_line}"
+    );
+    let left: Vec<String> = std::fs::read_dir(h.root.join("layers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the layer store: {left:?}");
+    assert!(row_counts(&h.root).iter().all(|(_, n)| *n == 0));
     let used = cmd("df", &["--output=used", "-B1", h.root.to_str().unwrap()]);
     eprintln!(
         "figure: 1 MiB root filled during extraction: {line:?}; bytes used after: {}",
