@@ -2,8 +2,8 @@
 //! port must leave no residue (devices, rules, map elements, mounts, cgroups,
 //! responder fds, rows) and must not slow down.
 //!
-//! 100 runs by default (500 take about two minutes in a debug build, too long
-//! for the default suite); MINIRT_SOAK_RUNS=500 runs the full soak.
+//! 500 runs by default (a debug build takes 33 s on a quiet 2-core machine,
+//! 85 s on a loaded one); MINIRT_SOAK_RUNS=N changes that (at least 100).
 
 use crate::common::*;
 use crate::limits::{links, row_counts};
@@ -65,6 +65,22 @@ struct State {
     cgroups: usize,
     dns_fds: usize,
     rows: Vec<(String, i64)>,
+    /// Entries under root/containers and run_root (container dirs, sockets, pid files).
+    files: Vec<usize>,
+}
+
+fn entries(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            n += 1;
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(e.path());
+            }
+        }
+    }
+    n
 }
 
 fn state(h: &TestHost) -> State {
@@ -76,6 +92,7 @@ fn state(h: &TestHost) -> State {
         cgroups: h.cgroups().len(),
         dns_fds: dns_pid(h).map(fd_count).unwrap_or(0),
         rows: row_counts(&h.root),
+        files: vec![entries(&h.root.join("containers")), entries(&h.run_root)],
     }
 }
 
@@ -92,7 +109,7 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
     let runs: usize = std::env::var("MINIRT_SOAK_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or(500)
         .max(100);
     let h = TestHost::new();
     h.ok(&["network", "create", "--subnet", "10.93.0.0/24", "soak"]);
@@ -105,6 +122,12 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
     // One warm-up run: first-use work (image rows, layer cache) is not drift.
     one_run(&h);
     let dns_before = dns_pid(&h);
+    let db_size = || {
+        std::fs::metadata(h.root.join("minirt.db"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let db_before = db_size();
     let before = state(&h);
     let start = Instant::now();
     let times: Vec<Duration> = (0..runs).map(|_| one_run(&h)).collect();
@@ -113,11 +136,16 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
     assert_eq!(dns_pid(&h), dns_before, "the DNS responder was replaced");
     assert_eq!(after, before, "state grew over {runs} runs");
 
+    eprintln!(
+        "figure: soak database file {} -> {} bytes",
+        db_before,
+        db_size()
+    );
     let first = median(times[..50].to_vec());
     let mut last = median(times[runs - 50..].to_vec());
     eprintln!(
         "figure: soak {runs} runs in {total:?}; median first 50 {first:?}, last 50 {last:?}; \
-         devices {} rules {} lines, {} set/map elements, {} mounts, {} cgroups, {} responder fds, rows {:?} (unchanged)",
+         devices {} rules {} lines, {} set/map elements, {} mounts, {} cgroups, {} responder fds, rows {:?}, files {:?} (unchanged)",
         after.links.len(),
         after.rules.lines().count(),
         after.elements,
@@ -125,6 +153,7 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
         after.cgroups,
         after.dns_fds,
         after.rows,
+        after.files,
     );
     if last.as_secs_f64() > first.as_secs_f64() * 1.10 {
         // A 2-core machine shared with other tests: measure the window once
