@@ -17,5 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let outside: Vec<_> = std::fs::read_dir(tmp.path())
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert_eq!(outside, vec![std::ffi::OsString::from("layer")], "wrote outside the layer");
+    assert_eq!(
+        outside,
+        vec![std::ffi::OsString::from("layer")],
+        "wrote outside the layer"
+    );
 });
