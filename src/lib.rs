@@ -8,6 +8,7 @@ pub mod instance;
 pub mod network;
 pub mod rootfs;
 pub mod store;
+pub mod timings;
 pub mod util;
 
 pub use error::{Error, Result};

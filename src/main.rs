@@ -4,6 +4,10 @@
 mod cli;
 
 fn main() {
+    // A detached container's waiting monitor: nothing else runs, so it stays small.
+    if let Some(code) = minirt::container::waiter::run_if_waiter() {
+        std::process::exit(code);
+    }
     let code = cli::main();
     std::process::exit(code);
 }

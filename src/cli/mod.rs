@@ -36,6 +36,10 @@ pub struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "MINIRT_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Print each run-path step's duration (microseconds) on stderr
+    /// (env MINIRT_TIMINGS=1, or =/abs/path to append to a file).
+    #[arg(long, global = true)]
+    pub timings: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,6 +83,10 @@ pub enum Command {
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
+    /// Records a detached container's exit and tears it down (run by its
+    /// waiting monitor, see container::waiter).
+    #[command(name = "__finish", hide = true)]
+    Finish { id: String, code: i32 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,8 +133,13 @@ pub type CliResult = std::result::Result<i32, CliError>;
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(&cli.log_level);
-    match dispatch(cli) {
+    let timings =
+        minirt::timings::sink_from(cli.timings, std::env::var("MINIRT_TIMINGS").ok().as_deref());
+    init_tracing(&cli.log_level, timings);
+    let total = tracing::info_span!("total").entered();
+    let res = dispatch(cli);
+    drop(total);
+    match res {
         Ok(code) => code,
         Err(e) => {
             eprintln!("minirt: {}", e.message);
@@ -135,13 +148,18 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, timings: Option<minirt::timings::Sink>) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Per-layer filters: the log level must not hide the spans timings need.
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(minirt::timings::layer(timings))
         .try_init();
 }
 
@@ -170,6 +188,10 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::Finish { id, code } => {
+            minirt::container::runtime::finish(&inst, &id, code)?;
+            Ok(0)
+        }
         Command::Dns => minirt::network::dns::run_responder(&inst)
             .map(|()| 0)
             .map_err(|e| CliError {

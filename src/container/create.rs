@@ -268,12 +268,17 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
     if let Some(n) = &opts.name {
         validate_name(n)?;
     }
+    let span = tracing::info_span!("image").entered();
     let mut store = Store::open(&inst.db_path())?;
     let img = image::resolve(inst, &mut store, &opts.image)?;
+    drop(span);
     let id = util::new_id();
     let cfg = assemble(&img, opts, &id)?;
     let config = serde_json::to_string(&cfg).map_err(crate::store::StoreError::from)?;
+    let span = tracing::info_span!("net-prepare").entered();
     network::prepare(inst, &mut store, &cfg.network)?;
+    drop(span);
+    let _span = tracing::info_span!("create-tx").entered();
     let name = opts.name.clone();
     // Until a monitor takes over, this process owns the new container:
     // reconciliation leaves a row alone while its owner lives.

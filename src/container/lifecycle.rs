@@ -221,6 +221,10 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, report: OwnedFd) -> i32 {
     };
     let _ = report.write_all(&serde_json::to_vec(&StartReport::Started).unwrap_or_default());
     drop(report);
+    if started.pty.is_none() {
+        let e = super::waiter::exec_waiter(inst, id, started.pid);
+        warn!("cannot exec the waiting monitor ({e}); waiting in place");
+    }
     let relay = started.pty.map(|master| {
         let log = runtime::log_path(inst, id);
         std::thread::spawn(move || {

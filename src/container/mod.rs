@@ -42,3 +42,4 @@ pub mod pty;
 pub mod runtime;
 pub mod seccomp;
 pub mod spec;
+pub mod waiter;

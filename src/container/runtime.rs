@@ -85,6 +85,7 @@ pub fn start(inst: &Instance, id: &str, stdio: Stdio) -> Result<Started> {
 }
 
 fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Result<Started> {
+    let span = info_span!("start-tx").entered();
     let mut store = Store::open(&inst.db_path())?;
     let row = containers::get(store.conn(), id)?
         .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
@@ -93,6 +94,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
     containers::set_created(store.conn(), id, me, me_start)?;
+    drop(span);
 
     // 1. Root filesystem: overlay of the image layers plus our upper dir.
     let span = info_span!("rootfs").entered();
@@ -106,7 +108,13 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let rundir = inst.container_run_dir(id);
     let rootfs = rootfs_path(inst, id);
     std::fs::create_dir_all(&rundir)?;
-    mount::mount_overlay(&lowers, &cdir.join("upper"), &cdir.join("work"), &rootfs)?;
+    mount::mount_overlay(
+        &lowers,
+        &cdir.join("upper"),
+        &cdir.join("work"),
+        &rootfs,
+        cfg.auto_remove,
+    )?;
     util::fault_point("after-rootfs");
     {
         let rootfs = rootfs.clone();
@@ -119,6 +127,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(span);
 
     // 2. /etc files and the OCI spec (stored as config.json).
+    let span = info_span!("spec").entered();
     let etc = if cfg.network.mode == "host" {
         None
     } else {
@@ -129,6 +138,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         .map_err(|e| ContainerError::Runtime(e.to_string()))?;
     let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
     std::fs::write(cdir.join("config.json"), spec_json)?;
+    drop(span);
 
     // 3. Cgroup.
     let span = info_span!("cgroup").entered();
@@ -206,24 +216,49 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     });
     drop(span);
 
-    // 6. Cgroup membership and network, then release the child.
-    cgroup.add_task(pid.as_raw())?;
-    let net_span = info_span!("network").entered();
-    if uses_network(&cfg) {
+    // 6. Cgroup membership and network, then release the child. Moving a
+    // task between v1 cgroups waits for an RCU grace period (milliseconds),
+    // so the move runs on a thread while the network is wired.
+    let raw_pid = pid.as_raw();
+    let joining = std::thread::spawn(move || {
+        let _span = info_span!("cgroup-join").entered();
+        cgroup.add_task(raw_pid)
+    });
+    // The DNS responder learns about the container (and starts if it is the
+    // first) in parallel too: its records come from the store rows written
+    // at create time, and it must be ready before the child runs.
+    let dns = uses_network(&cfg).then(|| {
         let inst2 = inst.clone();
-        let id2 = id.to_string();
-        network::attach(inst, &mut store, id, pid.as_raw())?;
-        undo.push("network", move || {
-            if let Ok(mut s) = Store::open(&inst2.db_path()) {
-                let _ = network::detach(&inst2, &mut s, &id2);
-            }
-            sync_dns(&inst2);
-        });
-        // Before the child runs, so its first lookup already finds its peers.
-        sync_dns(inst);
-    }
+        std::thread::spawn(move || sync_dns(&inst2))
+    });
+    let net_span = info_span!("network").entered();
+    let wired = if uses_network(&cfg) {
+        let res = network::attach(inst, &mut store, id, raw_pid);
+        if res.is_ok() {
+            let inst2 = inst.clone();
+            let id2 = id.to_string();
+            undo.push("network", move || {
+                if let Ok(mut s) = Store::open(&inst2.db_path()) {
+                    let _ = network::detach(&inst2, &mut s, &id2);
+                }
+                sync_dns(&inst2);
+            });
+        }
+        res
+    } else {
+        Ok(())
+    };
     drop(net_span);
+    let joined = joining
+        .join()
+        .map_err(|_| ContainerError::Runtime("joining the cgroup: thread panicked".into()))?;
+    if let Some(t) = dns {
+        let _ = t.join();
+    }
+    wired?;
+    joined?;
     util::fault_point("after-network");
+    let release_span = info_span!("release").entered();
     let _ = send_msg(&parent_sock, &ToChild::Continue);
     let mut pty_master = None;
     loop {
@@ -251,7 +286,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         }
     }
 
+    drop(release_span);
+
     // 7. Record it as running.
+    let _span = info_span!("running-tx").entered();
     containers::set_running(
         store.conn(),
         id,
@@ -269,6 +307,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
 
 /// Container names follow the endpoints; a responder problem is a warning.
 fn sync_dns(inst: &Instance) {
+    let _span = info_span!("dns-sync").entered();
     if let Err(e) = network::dns::sync(inst) {
         warn!("{e}");
     }
@@ -302,6 +341,7 @@ fn write_etc_files(
 
 /// Waits for the container's init to exit; returns Docker's exit code.
 pub fn wait_exit(pid: i32) -> i32 {
+    let _span = info_span!("wait").entered();
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return code,
@@ -317,11 +357,13 @@ pub fn wait_exit(pid: i32) -> i32 {
 /// cgroup and rootfs, and remove it all when it was run with --rm.
 /// Idempotent, keeps going past errors (logged), usable by reconciliation.
 pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
+    let _span = info_span!("finish").entered();
     let mut store = Store::open(&inst.db_path())?;
     let Some(row) = containers::get(store.conn(), id)? else {
         return Ok(());
     };
     let cfg: ContainerConfig = serde_json::from_str(&row.config).unwrap_or_default();
+    let span = info_span!("cgroup-remove").entered();
     let cg = cgroup_of(inst, id);
     let oom = cg.oom_killed();
     let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
@@ -329,16 +371,21 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         warn!("removing cgroup of {id}: {e}");
     }
     let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
+    drop(span);
     if uses_network(&cfg) {
+        let _span = info_span!("net-detach").entered();
         if let Err(e) = network::detach(inst, &mut store, id) {
             warn!("network teardown of {id}: {e}");
         }
         sync_dns(inst);
     }
+    let span = info_span!("unmount").entered();
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
         warn!("{e}");
     }
     let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
+    drop(span);
+    let _span = info_span!("store-update").entered();
     containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
     if cfg.auto_remove {
         remove_files(inst, id);

@@ -129,6 +129,7 @@ pub fn connect(
     let route = (default_route && !net.internal).then_some(gw);
     ctr.configure_container_if(&ep.ifname, addr, route)?;
     if !ports.is_empty() {
+        let _span = tracing::info_span!("net-ports").entered();
         rules::add_ports(inst, ep, ports, undo)?;
         crate::util::fault_point("after-rules");
     }
@@ -145,11 +146,13 @@ pub fn disconnect(
 ) -> Vec<String> {
     let mut errors = vec![];
     if !ports.is_empty() {
+        let _span = tracing::info_span!("net-ports-del").entered();
         if let Err(e) = rules::remove_ports(inst, ep, ports) {
             errors.push(e.to_string());
         }
     }
     if let Some(nl) = nl {
+        let _span = tracing::info_span!("net-veth-del").entered();
         if let Err(e) = nl.delete_link(&ep.host_veth) {
             errors.push(e.to_string());
         }

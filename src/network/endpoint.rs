@@ -235,12 +235,17 @@ pub fn attach(
         return Ok(());
     }
     let bindings = rows::port_bindings_of_container(c, container_id)?;
+    let span = tracing::info_span!("net-open").entered();
     let nl = bridge::host_netlink()?;
     let ctr = Netlink::open_in_pid(pid)?;
+    drop(span);
     let mut undo = Undo::new();
     for ep in &eps {
         let net = network_of(c, ep)?;
+        let span = tracing::info_span!("net-ensure").entered();
         bridge::ensure(&nl, inst, &net, &mut undo)?;
+        drop(span);
+        let _span = tracing::info_span!("net-connect").entered();
         let ports: Vec<PortBindingRow> = bindings
             .iter()
             .filter(|b| b.endpoint_id == ep.id)

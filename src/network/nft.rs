@@ -7,7 +7,113 @@ use std::process::{Command, Stdio};
 
 /// The nft binary; overridable for unusual installs.
 fn nft_bin() -> String {
-    std::env::var("MINIRT_NFT").unwrap_or_else(|_| "nft".into())
+    if let Ok(b) = std::env::var("MINIRT_NFT") {
+        return b;
+    }
+    // Resolve once by absolute path: exec'ing a bare name walks $PATH with a
+    // failed execve per entry before it finds nft.
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] {
+        let p = format!("{dir}/nft");
+        if std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    "nft".into()
+}
+
+/// Does table `inet <table>` exist in the caller's network namespace? One
+/// NFT_MSG_GETTABLE request over nfnetlink (microseconds), instead of an
+/// `nft list` process (milliseconds). Errors mean "cannot tell".
+pub fn table_exists(table: &str) -> Result<bool, NetworkError> {
+    let msg = gettable_request(table, 1);
+    let err =
+        |what: &str, e: std::io::Error| NetworkError::Firewall(format!("nfnetlink {what}: {e}"));
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    if fd < 0 {
+        return Err(err("socket", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid descriptor we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: the buffer is valid for its length; the kernel is the peer.
+    if unsafe { libc::send(raw, msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(err("send", std::io::Error::last_os_error()));
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // SAFETY: recv into our own buffer.
+        let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err("recv", e));
+        }
+        match parse_gettable_reply(&buf[..n as usize]) {
+            Some(answer) => return answer,
+            None => continue,
+        }
+    }
+}
+
+const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
+const NFT_MSG_NEWTABLE: u16 = 10 << 8;
+
+/// nlmsghdr + nfgenmsg(NFPROTO_INET) + NFTA_TABLE_NAME. Pure.
+pub fn gettable_request(table: &str, seq: u32) -> Vec<u8> {
+    let name_len = table.len() + 1;
+    let attr_len = 4 + name_len;
+    let total = 16 + 4 + attr_len.div_ceil(4) * 4;
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_ne_bytes());
+    m.extend_from_slice(&NFT_MSG_GETTABLE.to_ne_bytes());
+    m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[libc::NFPROTO_INET as u8, 0, 0, 0]); // family, version, res_id
+    m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_TABLE_NAME
+    m.extend_from_slice(table.as_bytes());
+    m.push(0);
+    m.resize(total, 0);
+    m
+}
+
+/// Reads one datagram of the reply: Some(true) when the table came back (or
+/// the request was acked), Some(false) for ENOENT, None to read on. Pure.
+pub fn parse_gettable_reply(mut b: &[u8]) -> Option<Result<bool, NetworkError>> {
+    while b.len() >= 16 {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let typ = u16::from_ne_bytes([b[4], b[5]]);
+        if len < 16 || len > b.len() {
+            return None;
+        }
+        if typ == NFT_MSG_NEWTABLE {
+            return Some(Ok(true));
+        }
+        if typ == libc::NLMSG_ERROR as u16 && len >= 20 {
+            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+            return Some(match code {
+                0 => Ok(true),
+                c if -c == libc::ENOENT => Ok(false),
+                c => Err(NetworkError::Firewall(format!(
+                    "nfnetlink: {}",
+                    std::io::Error::from_raw_os_error(-c)
+                ))),
+            });
+        }
+        let step = (len.div_ceil(4) * 4).min(b.len());
+        b = &b[step..];
+    }
+    None
 }
 
 /// Run one script as one atomic transaction in the caller's network namespace.
@@ -248,8 +354,10 @@ mod root_tests {
             port(Proto::Udp, "198.51.100.1", 5353, "10.77.0.2", 53),
         ];
         ns.run(|| {
+            assert!(!table_exists(T).unwrap(), "no table yet");
             // The base goes in its own batch: see render_base.
             apply(&render_base(T)).unwrap();
+            assert!(table_exists(T).unwrap(), "nfnetlink probe misses the table");
             let setup = render_network_add(T, &a)
                 + &render_network_add(T, &i)
                 + &render_ports_add(T, &ports);

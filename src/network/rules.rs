@@ -108,6 +108,11 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
 /// Returns whether the table had to be created.
 pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
+    // Fast path (every networked `run`): the table is there. A damaged
+    // table is repaired by `heal`, which every other command runs.
+    if let Ok(true) = nft::table_exists(&table) {
+        return Ok(false);
+    }
     if let Ok(listing) = nft::list_table(&table) {
         if base_is_intact(&listing) {
             return Ok(false);
@@ -154,6 +159,11 @@ pub fn ensure_network(
 }
 
 pub fn remove_network(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
+    // Deletes are written as add-then-delete (idempotent); on a missing table
+    // that would re-declare it without its base rules. Nothing to remove then.
+    if let Ok(false) = nft::table_exists(&inst.nft_table()) {
+        return Ok(());
+    }
     nft::apply(&firewall::render_network_del(
         &inst.nft_table(),
         &fw_network(net)?,
@@ -180,6 +190,9 @@ pub fn remove_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
 ) -> Result<(), NetworkError> {
+    if let Ok(false) = nft::table_exists(&inst.nft_table()) {
+        return Ok(());
+    }
     nft::apply(&firewall::render_ports_del(
         &inst.nft_table(),
         &fw_ports(ep, ports)?,

@@ -20,8 +20,16 @@ fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> RootfsError 
 }
 
 /// Mounts an overlay of `lowers` (bottom layer first) with `upper`/`work` at
-/// `target`. The dirs are created if missing.
-pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+/// `target`. The dirs are created if missing. `volatile` (for containers
+/// whose upper dir is thrown away at exit, `--rm`) skips the syncs overlayfs
+/// does on unmount; kernels without it get a plain overlay.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> Result<()> {
     for d in [upper, work, target] {
         std::fs::create_dir_all(d).map_err(|e| fail(format!("creating {}", d.display()), e))?;
     }
@@ -40,6 +48,21 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
         upper.display(),
         work.display()
     );
+    if volatile {
+        let fast = format!("{data},volatile");
+        let flags = MsFlags::empty();
+        if mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(fast.as_str()),
+        )
+        .is_ok()
+        {
+            return Ok(());
+        }
+    }
     mount(
         Some("overlay"),
         target,

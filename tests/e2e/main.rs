@@ -12,3 +12,4 @@ mod network;
 mod robustness;
 mod security;
 mod soak;
+mod timings;

@@ -13,10 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a command waits for a fresh responder to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// A responder that does not answer a reload within this is reported.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -112,17 +111,12 @@ pub fn sync(inst: &Instance) -> Result<(), DnsError> {
         return Ok(());
     }
     drop(store);
+    // `spawn` returns once the control socket listens (see run_responder),
+    // so the first request is queued, never refused.
     spawn(inst)?;
-    let start = Instant::now();
-    loop {
-        match request(inst, "reload") {
-            Ok(reply) => return check(reply),
-            Err(e) if start.elapsed() > START_TIMEOUT => {
-                return Err(DnsError::Responder(format!("did not start: {e}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+    request(inst, "reload")
+        .map_err(|e| DnsError::Responder(format!("did not start: {e}")))
+        .and_then(check)
 }
 
 /// `minirt __dns` in a new session; it forks once more and its first

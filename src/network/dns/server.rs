@@ -58,6 +58,12 @@ impl Served {
 /// `minirt __dns`: forks once more (the caller reaps this process at once),
 /// then serves until no member is left.
 pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
+    // The control socket listens before the fork: once this process has
+    // exited (the starter waits for that), requests queue in the backlog
+    // and the starter needs no polling to find the responder ready.
+    let _ = std::fs::remove_file(socket_path(inst));
+    let control = std::os::unix::net::UnixListener::bind(socket_path(inst))?;
+    control.set_nonblocking(true)?;
     // SAFETY: no other thread exists yet (the runtime is built after).
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
         nix::unistd::ForkResult::Parent { .. } => return Ok(()),
@@ -66,7 +72,10 @@ pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let r = rt.block_on(serve(inst));
+    let r = rt.block_on(async {
+        let control = UnixListener::from_std(control)?;
+        serve(inst, control).await
+    });
     if let Err(e) = &r {
         warn!("{e}");
     }
@@ -74,9 +83,7 @@ pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
     r
 }
 
-async fn serve(inst: &Instance) -> Result<(), DnsError> {
-    let _ = std::fs::remove_file(socket_path(inst));
-    let control = UnixListener::bind(socket_path(inst))?;
+async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
     std::fs::write(pid_path(inst), format!("{}\n", std::process::id()))?;
     let shared: Shared = Arc::default();
     let mut served: BTreeMap<Ipv4Addr, Served> = BTreeMap::new();
