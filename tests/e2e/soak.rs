@@ -122,10 +122,16 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
     // One warm-up run: first-use work (image rows, layer cache) is not drift.
     one_run(&h);
     let dns_before = dns_pid(&h);
+    // The database with its write-ahead log (pages move from one to the other).
     let db_size = || {
-        std::fs::metadata(h.root.join("minirt.db"))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        ["minirt.db", "minirt.db-wal"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(h.root.join(f))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum::<u64>()
     };
     let db_before = db_size();
     let before = state(&h);
@@ -137,7 +143,7 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
     assert_eq!(after, before, "state grew over {runs} runs");
 
     eprintln!(
-        "figure: soak database file {} -> {} bytes",
+        "figure: soak database + WAL {} -> {} bytes",
         db_before,
         db_size()
     );
