@@ -269,3 +269,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod hostile_proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn size_and_cpu_parsers_never_panic(s in "\\PC{0,24}|[0-9.eEkKmMgGtTbBiI+-]{0,24}") {
+            if let Ok(n) = parse_memory(&s) {
+                prop_assert!(n == 0 || n >= MIN_MEMORY);
+            }
+            if let Ok(n) = parse_size(&s) {
+                prop_assert!(n >= 0);
+            }
+            if let Ok(n) = parse_cpus_for(&s, 4) {
+                prop_assert!(n > 0 && n <= 4 * NANOS_PER_CPU);
+            }
+        }
+    }
+}

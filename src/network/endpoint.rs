@@ -153,6 +153,7 @@ fn allocate_ports(
         .filter_map(binding_of)
         .collect();
     let mut out = vec![];
+    let range = portspec::ephemeral_ports()?;
     for spec in publish {
         for m in portspec::parse_publish(spec)? {
             let host_port = match m.host_port {
@@ -182,10 +183,13 @@ fn allocate_ports(
                         .map(|t| t.host_port)
                         .collect();
                     used.sort_unstable();
-                    portspec::pick_free_port(used, portspec::EPHEMERAL_PORTS).ok_or_else(|| {
+                    portspec::pick_free_port(used, range.clone()).ok_or_else(|| {
                         NetworkError::Conflict(format!(
-                            "no free {} host port left to publish {}",
-                            m.proto, m.container_port
+                            "no free {} host port left in {}-{} to publish {}",
+                            m.proto,
+                            range.start(),
+                            range.end(),
+                            m.container_port
                         ))
                     })?
                 }

@@ -289,3 +289,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cidr_proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn subnets_round_trip(a in any::<u32>(), prefix in 0u8..=30) {
+            let n = Ipv4Net::new(Ipv4Addr::from(a), prefix).unwrap().trunc();
+            prop_assert_eq!(parse_subnet(&n.to_string()).unwrap(), n);
+            prop_assert_eq!(parse_subnet(&format!(" {n} ")).unwrap(), n);
+        }
+
+        #[test]
+        fn host_bits_and_tiny_prefixes_are_refused(a in any::<u32>(), prefix in 0u8..=32) {
+            let n = Ipv4Net::new(Ipv4Addr::from(a), prefix).unwrap();
+            let got = parse_subnet(&n.to_string());
+            prop_assert_eq!(got.is_ok(), n.addr() == n.network() && prefix <= 30);
+            if let Ok(s) = got {
+                // A usable subnet has a gateway and at least one other host address.
+                let gw = default_gateway(s);
+                prop_assert!(check_gateway(s, gw).is_ok());
+                prop_assert!(first_free(s, gw, std::iter::empty()).is_some());
+            }
+        }
+
+        #[test]
+        fn cidr_parsing_never_panics(s in "\\PC{0,24}|[0-9./:]{0,24}") {
+            if let Ok(n) = parse_subnet(&s) {
+                prop_assert!(n.prefix_len() <= 30 && n.addr() == n.network());
+            }
+        }
+    }
+}

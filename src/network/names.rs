@@ -214,3 +214,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn network_names_are_valid_exactly_by_the_rule(s in "\\PC{0,70}|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,70}") {
+            let by_rule = !s.is_empty()
+                && s.len() <= MAX_NAME_LEN
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            prop_assert_eq!(validate_name(&s).is_ok(), by_rule, "{:?}", s);
+        }
+
+        #[test]
+        fn derived_device_names_fit_ifnamsiz(id in "[0-9a-f]{0,64}") {
+            for n in [bridge_name(&id), default_bridge_name(&id), host_veth_name(&id)] {
+                prop_assert!(n.len() <= MAX_IFNAME_LEN, "{}", n);
+                prop_assert!(validate_bridge_name(&n).is_ok() || n.starts_with("mrv"), "{}", n);
+            }
+        }
+    }
+}

@@ -81,6 +81,36 @@ impl PortMapping {
 /// Docker also picks ports for `-p CTRPORT`.
 pub const EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
 
+/// Environment variable narrowing the range of `-p CTRPORT` ports, as `LO-HI`
+/// (e.g. `MINIRT_PORT_RANGE=40000-40999`): for hosts that reserve part of the
+/// ephemeral range, and for tests that exhaust it.
+pub const PORT_RANGE_ENV: &str = "MINIRT_PORT_RANGE";
+
+/// Parses a `LO-HI` port range (1 <= LO <= HI <= 65535).
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, NetworkError> {
+    let bad = || {
+        NetworkError::Invalid(format!(
+            "invalid {PORT_RANGE_ENV} {s:?}: expected LO-HI with 1 <= LO <= HI <= 65535"
+        ))
+    };
+    let (lo, hi) = s.trim().split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.parse().map_err(|_| bad())?;
+    let hi: u16 = hi.parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+/// The range `-p CTRPORT` picks from: MINIRT_PORT_RANGE if set, else
+/// EPHEMERAL_PORTS.
+pub fn ephemeral_ports() -> Result<RangeInclusive<u16>, NetworkError> {
+    match std::env::var(PORT_RANGE_ENV) {
+        Ok(v) => parse_port_range(&v),
+        Err(_) => Ok(EPHEMERAL_PORTS),
+    }
+}
+
 /// Two bindings collide when protocol and port match and the addresses are
 /// equal or either one is the 0.0.0.0 wildcard (which takes every address).
 pub fn conflicts(a: HostBinding, b: HostBinding) -> bool {
@@ -327,7 +357,28 @@ mod tests {
         assert_eq!(pick_free_port([], 65535..=65535), Some(65535));
     }
 
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(parse_port_range("40000-40001").unwrap(), 40000..=40001);
+        assert_eq!(parse_port_range(" 5-5 ").unwrap(), 5..=5);
+        for bad in ["", "5", "0-5", "6-5", "1-65536", "a-b", "1-2-3", "-5"] {
+            let e = parse_port_range(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid MINIRT_PORT_RANGE"), "{bad}: {e}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn port_range_round_trips(lo in 1u16..=65535, len in 0u16..1000) {
+            let hi = lo.saturating_add(len);
+            prop_assert_eq!(parse_port_range(&format!("{lo}-{hi}")).unwrap(), lo..=hi);
+        }
+
+        #[test]
+        fn port_range_never_panics(s in "\\PC{0,16}") {
+            let _ = parse_port_range(&s);
+        }
+
         #[test]
         fn free_port_is_lowest_unused(
             mut used in proptest::collection::vec(100u16..140, 0..60),

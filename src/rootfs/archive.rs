@@ -188,6 +188,24 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     }
 }
 
+/// Copies an entry's data into its file, telling the archive's faults
+/// (read errors: Corrupt) from the host's (write errors such as a full disk: Io).
+fn copy_entry(from: &mut impl Read, to: &mut File, path: &Path) -> Result<u64> {
+    use std::io::Write;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        to.write_all(&buf[..n]).map_err(io_err(path))?;
+        total += n as u64;
+    }
+}
+
 fn corrupt(e: io::Error) -> ArchiveError {
     ArchiveError::Corrupt(describe_tar_error(&e))
 }
@@ -313,7 +331,7 @@ impl Extractor<'_> {
                     .open(&full)
                     .map_err(io_err(&full))?;
                 let want = entry.size();
-                let got = io::copy(&mut entry, &mut f).map_err(corrupt)?;
+                let got = copy_entry(&mut entry, &mut f, &full)?;
                 if got != want && kind != T::GNUSparse {
                     return Err(ArchiveError::Corrupt(format!(
                         "{} is cut short ({got} of {want} bytes)",

@@ -48,6 +48,9 @@ pub enum ImageError {
         "image {image} is damaged: layer {layer} is missing (remove the image and load it again)"
     )]
     Damaged { image: String, layer: String },
+    /// The host failed us (disk full, permissions), not the input.
+    #[error("{0}")]
+    Io(String),
     #[error("{0}")]
     Other(String),
 }
@@ -741,7 +744,7 @@ impl Drop for TempGuard {
 
 fn io_other(what: &str, p: &Path) -> impl FnOnce(io::Error) -> ImageError {
     let what = format!("{what} {}", p.display());
-    move |e| ImageError::Other(format!("{what}: {e}"))
+    move |e| ImageError::Io(format!("{what}: {e}"))
 }
 
 /// A layer in the store after `ensure_layer`.
@@ -818,6 +821,22 @@ fn ensure_layer<R: Read>(
             })
         }
         Err(e) => Err(io_other("cannot move layer into", &dir)(e)),
+    }
+}
+
+/// Blames a failed layer on the archive, unless the host failed (a full
+/// disk is not an invalid archive, and the user must be told which it is).
+fn layer_error(inst: &Instance, source: &str, e: ImageError) -> ImageError {
+    match e {
+        ImageError::Layer(ArchiveError::Io { source: io, .. }) => ImageError::Io(format!(
+            "cannot store image layers in {}: {io}",
+            inst.layers_dir().display()
+        )),
+        ImageError::Io(_) => e,
+        e => ImageError::InvalidArchive {
+            path: source.to_string(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -942,10 +961,7 @@ fn load_plan<R: Read + Seek>(
                     Some(&l.diff_id),
                     l.blob_digest.as_deref(),
                 )
-                .map_err(|e| ImageError::InvalidArchive {
-                    path: source.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| layer_error(inst, source, e))?;
                 size += stored.size;
                 layers.push(stored);
             }
@@ -1026,7 +1042,22 @@ pub fn load_archive(inst: &Instance, store: &mut Store, path: &Path) -> Result<V
         .open(tmp.path())
         .map_err(io_other("cannot create", tmp.path()))?;
     let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(f));
-    io::copy(&mut gz, &mut plain).map_err(|e| invalid(format!("bad gzip data ({e})")))?;
+    // Read errors are the archive's (bad gzip), write errors the host's (full disk).
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(format!("bad gzip data ({e})"))),
+        };
+        io::Write::write_all(&mut plain, &buf[..n]).map_err(|e| {
+            ImageError::Io(format!(
+                "cannot store image layers in {}: {e}",
+                inst.layers_dir().display()
+            ))
+        })?;
+    }
     load_seekable(inst, store, &mut plain, &source)
 }
 
@@ -1062,7 +1093,7 @@ pub fn import_rootfs(
         f.seek(SeekFrom::Start(0))
             .map_err(|e| invalid(e.to_string()))?;
         let l = ensure_layer(inst, store, io::BufReader::new(f), None, None)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| layer_error(inst, &source, e))?;
         let created = util::now_nanos();
         let config = serde_json::json!({
             "architecture": "amd64",

@@ -5,8 +5,11 @@
 mod common;
 mod container;
 mod dns;
+mod hostile;
 mod images;
+mod limits;
 mod network;
 mod robustness;
 mod security;
+mod soak;
 mod timings;
