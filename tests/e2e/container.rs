@@ -17,13 +17,6 @@ fn assert_clean(h: &TestHost) {
     assert!(left.is_empty(), "container dirs left: {left:?}");
 }
 
-/// Exactly one non-empty line on stderr.
-fn one_line(err: &str) -> String {
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err:?}");
-    lines[0].to_string()
-}
-
 fn inspect(h: &TestHost, c: &str) -> serde_json::Value {
     let out = h.ok(&["inspect", c]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");

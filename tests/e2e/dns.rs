@@ -78,12 +78,6 @@ impl DnsHost {
     }
 }
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
 /// `nslookup NAME` inside `ctr`: the addresses answered, or the error line.
 fn nslookup(d: &DnsHost, ctr: &str, name: &str) -> Result<Vec<String>, String> {
     let o = d.exec(ctr, &["nslookup", "-type=a", name]);

@@ -110,16 +110,6 @@ fn files_outside(dir: &Path, skip: &[PathBuf]) -> Vec<String> {
     out
 }
 
-fn layer_entries(h: &TestHost) -> Vec<String> {
-    std::fs::read_dir(h.root.join("layers"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn escaping_archives_are_refused_and_write_nothing_outside_the_root() {
     let h = TestHost::new();

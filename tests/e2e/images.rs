@@ -1,24 +1,11 @@
 //! Image commands as a user runs them: load the bundled busybox archive,
 //! list, import a flat rootfs, remove, and a bad archive that leaves nothing.
 
-use crate::common::{cmd, stderr, TestHost};
+use crate::common::{cmd, layer_entries, stderr, TestHost};
 use std::path::{Path, PathBuf};
 
 fn bundled() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox.tar")
-}
-
-/// Entries of the layer store (layer dirs and any temp leftovers).
-fn layer_entries(h: &TestHost) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(h.root.join("layers"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// Lines of `images` below the header.

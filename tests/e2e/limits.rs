@@ -77,13 +77,6 @@ pub fn snapshot(h: &TestHost) -> Snapshot {
     }
 }
 
-/// The single non-empty line of an error output.
-fn one_line(err: &str) -> String {
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err:?}");
-    lines[0].to_string()
-}
-
 /// (full id prefix, name, ports) of every container, from `ps -a --format json`.
 fn ps_rows(h: &TestHost) -> Vec<(String, String, String)> {
     h.ok(&["ps", "-a", "--format", "json"])

@@ -55,12 +55,6 @@ fn inspect(h: &TestHost, name: &str) -> serde_json::Value {
     v[0].clone()
 }
 
-fn one_line(err: &str) -> String {
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err:?}");
-    lines[0].to_string()
-}
-
 fn ip_in_ns(h: &TestHost, args: &[&str]) {
     let mut all = vec!["-n", h.ns.as_str()];
     all.extend_from_slice(args);

@@ -281,18 +281,6 @@ fn a_killed_monitor_leaves_a_manageable_container() {
     assert!(links(&h).is_empty());
 }
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 /// The monitor of a container: the parent process of its init.
 fn monitor_pid(h: &TestHost, name: &str) -> i32 {
     let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).unwrap();
