@@ -457,6 +457,10 @@ fn container_inspect(h: &TestHost, c: &str) -> serde_json::Value {
 
 /// Everything network-related is gone: devices, rules, rows.
 fn assert_network_state_clean(h: &TestHost) {
+    // A dead container's veths go with its namespace, a moment after rm.
+    wait_for("devices to go", std::time::Duration::from_secs(10), || {
+        minirt_links(h, &[]).is_empty()
+    });
     assert!(
         minirt_links(h, &[]).is_empty(),
         "devices left: {:?}",

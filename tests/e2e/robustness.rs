@@ -84,7 +84,10 @@ fn thirty_concurrent_runs_get_distinct_reachable_addresses_and_rm_leaves_nothing
     }
     assert_eq!(h.ok(&["ps", "-aq"]).trim(), "");
     h.ok(&["network", "rm", "par"]);
-    assert!(links(&h).is_empty(), "links left: {:?}", links(&h));
+    // A dead container's veths go with its namespace, a moment after rm.
+    wait_for("devices to go", Duration::from_secs(10), || {
+        links(&h).is_empty()
+    });
     assert!(h.mounts().is_empty() && h.cgroups().is_empty());
 }
 
@@ -128,7 +131,10 @@ fn twenty_concurrent_network_creates_get_disjoint_subnets() {
             stderr(o)
         );
     }
-    assert!(links(&h).is_empty(), "links left: {:?}", links(&h));
+    // A dead container's veths go with its namespace, a moment after rm.
+    wait_for("devices to go", Duration::from_secs(10), || {
+        links(&h).is_empty()
+    });
 }
 
 #[test]
@@ -223,7 +229,11 @@ fn a_run_killed_after_any_step_leaves_nothing_behind() {
             wait_for("cgroups to go", Duration::from_secs(10), || {
                 h.cgroups().is_empty()
             });
-            assert_eq!(links(&h), bridge_only, "{point}: links left");
+            wait_for(
+                "the container's veth to go",
+                Duration::from_secs(10),
+                || links(&h) == bridge_only,
+            );
             let table = stdout(&h.in_ns("nft", &["list", "ruleset"]));
             assert!(
                 !table.contains("8080"),
@@ -245,7 +255,9 @@ fn a_run_killed_after_any_step_leaves_nothing_behind() {
         }
     }
     h.ok(&["network", "rm", "fnet"]);
-    assert!(links(&h).is_empty());
+    wait_for("devices to go", Duration::from_secs(10), || {
+        links(&h).is_empty()
+    });
 }
 
 /// A SIGKILLed monitor: the container stays listed and running; stop and rm
@@ -278,7 +290,9 @@ fn a_killed_monitor_leaves_a_manageable_container() {
     assert!(!table.contains("8081"), "port mapping left:\n{table}");
     h.ok(&["rm", "m"]);
     h.ok(&["network", "rm", "mnet"]);
-    assert!(links(&h).is_empty());
+    wait_for("devices to go", Duration::from_secs(10), || {
+        links(&h).is_empty()
+    });
 }
 
 /// The monitor of a container: the parent process of its init.
@@ -355,7 +369,9 @@ fn a_wiped_run_root_and_network_heal_on_the_next_command() {
     });
     h.ok(&["rm", "-f", "r", "r2"]);
     h.ok(&["network", "rm", "rnet"]);
-    assert!(links(&h).is_empty());
+    wait_for("devices to go", Duration::from_secs(10), || {
+        links(&h).is_empty()
+    });
 }
 
 /// Someone flushes the ruleset: the next minirt command restores every
