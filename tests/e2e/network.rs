@@ -676,7 +676,8 @@ fn connect_and_disconnect_a_running_container() {
         .unwrap_or_default();
     assert_eq!(members.len(), 1);
     // Reachable on the new network from the host.
-    h.in_ns("ping", &["-c", "1", "10.89.0.2"]);
+    let o = h.in_ns("busybox", &["ping", "-c", "1", "-W", "5", "10.89.0.2"]);
+    assert!(o.status.success(), "10.89.0.2 unreachable: {}", stdout(&o));
     let (code, err) = h.fails(&["network", "connect", "b", "web"]);
     assert_ne!(code, 0);
     assert_eq!(
