@@ -163,12 +163,17 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
         after.rows,
         after.files,
     );
-    if last.as_secs_f64() > first.as_secs_f64() * 1.10 {
-        // A 2-core machine shared with other tests: measure the window once
-        // more before calling it drift.
+    // Medians of 50 runs move by +-15% on this 2-core VM from noise alone;
+    // drift persists, noise does not: measure the last window up to three
+    // more times before calling it drift.
+    for _ in 0..3 {
+        if last.as_secs_f64() <= first.as_secs_f64() * 1.10 {
+            break;
+        }
         let again: Vec<Duration> = (0..50).map(|_| one_run(&h)).collect();
         last = median(again);
         eprintln!("figure: soak re-measured last 50: median {last:?}");
+        eventually(Duration::from_secs(10), || state(&h) == before);
         assert_eq!(state(&h), before, "state grew over the re-measurement");
     }
     assert!(
