@@ -4,7 +4,8 @@
 //! - `Resources` (memory bytes, cpu quota from --cpus, pids limit) and the
 //!   parsers `parse_memory("64m")`, `parse_cpus("0.5")`
 //! - `Cgroup::create(parent, id, &Resources)`, `Cgroup::open(parent, id)`,
-//!   `add_task(pid)`, `procs_files()`, `procs()`, `oom_killed()`,
+//!   `add_task(pid)`, `join_self(born_in_v2)` (a new child moves itself:
+//!   no global lock, see [`join_self`]), `procs_files()`, `procs()`, `oom_killed()`,
 //!   `kill_all(sig)`, `remove()`, and `remove_parent_if_empty(parent)`
 //!
 //! # Layout handling
@@ -42,7 +43,7 @@ pub mod layout;
 mod limits;
 mod parse;
 
-pub use cgroup::{remove_parent_if_empty, Cgroup};
+pub use cgroup::{join_self, remove_parent_if_empty, Cgroup};
 pub use layout::{Layout, Mode};
 pub use parse::{online_cpus, parse_cpus, parse_cpus_for, parse_memory, parse_size, MIN_MEMORY};
 

@@ -1,12 +1,14 @@
-//! The container's side of the run path: the cloned child sets up its root
-//! filesystem while the parent wires cgroup and network, waits for the go,
-//! then becomes the container's process. Any failure travels back as a
-//! message; this code never returns into the parent's logic.
+//! The container's side of the run path: the cloned child joins its
+//! cgroup and sets up its root filesystem while the parent wires the network,
+//! waits for the go, then becomes the container's process. Any failure
+//! travels back as a message; this code never returns into the parent's
+//! logic.
 
 use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
 use super::spec::{spec_capabilities, USER_ANNOTATION};
+use crate::cgroups::Cgroup;
 use crate::rootfs::mount::setup_container_rootfs;
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -17,6 +19,10 @@ pub struct InitArgs {
     pub sync: OwnedFd,
     /// Give the container a terminal from its own devpts.
     pub tty: bool,
+    /// The container's cgroup, joined first thing.
+    pub cgroup: Cgroup,
+    /// Born in its cgroup2 directory already (clone3 CLONE_INTO_CGROUP).
+    pub born_in_v2: bool,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
@@ -35,6 +41,10 @@ enum Never {}
 fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     let other = |what: &str, e: &dyn std::fmt::Display| ChildFailure::Other(format!("{what}: {e}"));
     let spec = &args.spec;
+    // Into the cgroup before anything is charged to the runtime's.
+    args.cgroup
+        .join_self(args.born_in_v2)
+        .map_err(|e| other("joining the cgroup", &e))?;
     setup_container_rootfs(spec).map_err(|e| ChildFailure::Other(e.to_string()))?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
@@ -50,7 +60,7 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
         None
     };
 
-    // Wait for the parent: cgroup joined, network wired.
+    // Wait for the parent: network wired.
     match recv_msg::<ToChild>(&args.sync) {
         Ok(Some(ToChild::Continue)) => {}
         Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),

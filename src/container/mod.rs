@@ -33,6 +33,7 @@ impl ContainerError {
         }
     }
 }
+pub mod clone;
 pub mod create;
 pub mod init;
 pub mod lifecycle;

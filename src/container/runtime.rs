@@ -2,6 +2,7 @@
 //! container's monitor: rootfs, spec, cgroup, clone, network, release the
 //! child; then wait for the exit and tear everything down.
 
+use super::clone::{fork_into, Forked};
 use super::config::ContainerConfig;
 use super::init::{child_main, InitArgs};
 use super::process::ChildFailure;
@@ -165,13 +166,15 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         _ => None,
     };
 
-    // 5. Clone the child; it sets up its rootfs while we wire the rest.
+    // 5. Clone the child; it joins its cgroup and sets up its rootfs while
+    // we wire the rest. Born inside the cgroup2 directory where there is
+    // one; the v1 hierarchies it joins itself (see cgroups::join_self: no
+    // global lock, no RCU wait, unlike a move by the parent).
     let span = info_span!("clone").entered();
     let (parent_sock, child_sock) = protocol::channel().map_err(std::io::Error::from)?;
-    let args = InitArgs {
-        spec,
-        sync: child_sock,
-        tty: matches!(stdio, Stdio::Tty),
+    let v2_dir = match cgroup.v2_dir() {
+        Some(d) => Some(std::fs::File::open(d)?),
+        None => None,
     };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -181,34 +184,44 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         flags |= CloneFlags::CLONE_NEWNET;
     }
     let stdin_inherit = matches!(stdio, Stdio::Inherit { stdin: true });
-    let devnull_fd = devnull.as_raw_fd();
-    let log_fd = log.as_ref().map(|f| f.as_raw_fd());
-    let mut stack = vec![0u8; 1 << 20];
-    let parent_end = parent_sock.as_raw_fd();
-    let cb = Box::new(|| {
-        // Child: drop our copy of the parent's end first, so the parent's
-        // death is an end-of-file here (not a hang on a socket we hold).
-        // SAFETY: closing an fd number this copied process owns.
-        unsafe { libc::close(parent_end) };
-        // Point stdio where it belongs before anything else.
-        // SAFETY: dup2 on fds valid in this (copied) process.
-        unsafe {
-            if !stdin_inherit && !args.tty {
-                libc::dup2(devnull_fd, 0);
-            }
-            if let Some(l) = log_fd {
-                libc::dup2(l, 1);
-                libc::dup2(l, 2);
-            }
-        }
-        child_main(&args)
-    });
-    // SAFETY: the child runs in its own copy of our memory (no CLONE_VM); the
-    // callback only touches data captured above.
-    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+    let tty = matches!(stdio, Stdio::Tty);
+    // SAFETY: no other thread of ours runs yet (the ones below start after),
+    // and the child never returns into this frame: it ends in `_exit`.
+    let forked = unsafe { fork_into(flags, v2_dir.as_ref().map(|f| f.as_fd())) }
         .map_err(|e| ContainerError::Runtime(format!("clone: {e}")))?;
-    drop(args);
+    let pid = match forked {
+        Forked::Child { in_cgroup } => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(parent_sock);
+                // Point stdio where it belongs before anything else.
+                // SAFETY: dup2 on fds valid in this (copied) process.
+                unsafe {
+                    if !stdin_inherit && !tty {
+                        libc::dup2(devnull.as_raw_fd(), 0);
+                    }
+                    if let Some(l) = &log {
+                        libc::dup2(l.as_raw_fd(), 1);
+                        libc::dup2(l.as_raw_fd(), 2);
+                    }
+                }
+                let args = InitArgs {
+                    spec,
+                    sync: child_sock,
+                    tty,
+                    cgroup,
+                    born_in_v2: in_cgroup,
+                };
+                child_main(&args)
+            }))
+            .unwrap_or(255);
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code as i32) }
+        }
+        Forked::Parent { pid, .. } => pid,
+    };
+    drop(child_sock);
     drop(log);
+    drop(v2_dir);
     util::fault_point("after-clone");
     if cfg.network.mode != "host" {
         use std::os::unix::fs::MetadataExt;
@@ -222,17 +235,11 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     });
     drop(span);
 
-    // 6. Cgroup membership and network, then release the child. Moving a
-    // task between v1 cgroups waits for an RCU grace period (milliseconds),
-    // so the move runs on a thread while the network is wired.
+    // 6. Network, then release the child. The DNS responder learns about
+    // the container (and starts if it is the first) in parallel: its records
+    // come from the store rows written at create time, and it must be ready
+    // before the child runs.
     let raw_pid = pid.as_raw();
-    let joining = std::thread::spawn(move || {
-        let _span = info_span!("cgroup-join").entered();
-        cgroup.add_task(raw_pid)
-    });
-    // The DNS responder learns about the container (and starts if it is the
-    // first) in parallel too: its records come from the store rows written
-    // at create time, and it must be ready before the child runs.
     let dns = uses_network(&cfg).then(|| {
         let inst2 = inst.clone();
         std::thread::spawn(move || sync_dns(&inst2))
@@ -255,14 +262,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         Ok(())
     };
     drop(net_span);
-    let joined = joining
-        .join()
-        .map_err(|_| ContainerError::Runtime("joining the cgroup: thread panicked".into()))?;
     if let Some(t) = dns {
         let _ = t.join();
     }
     wired?;
-    joined?;
     util::fault_point("after-network");
     let release_span = info_span!("release").entered();
     let _ = send_msg(&parent_sock, &ToChild::Continue);
@@ -402,13 +405,16 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     }
     let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
     drop(span);
-    let mut dying_veths: Vec<String> = vec![];
     if uses_network(&cfg) {
         let _span = info_span!("net-detach").entered();
         // When nothing uses the container's netns any more, the kernel
-        // removes it and both ends of its veths: deleting the host ends
-        // ourselves would only wait for that. Anything still in it (a
-        // process that joined with nsenter) and we delete them here.
+        // removes it and both ends of its veths, a few milliseconds later,
+        // on its own: deleting a veth ourselves takes 13..40 ms here (two
+        // RCU grace periods, lazy RCU) and waiting for the kernel ~15 ms,
+        // for nothing the user can use. The address is not handed out
+        // again at once (ipam::next_free), so nothing new meets the dying
+        // veth. Anything still in the namespace (a process that joined with
+        // nsenter) and we delete them here.
         let ns_in_use = std::fs::read_to_string(netns_record(inst, id))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -416,9 +422,6 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         let res = if ns_in_use || util::process_alive(row.pid, row.pid_start) {
             network::detach(inst, &mut store, id)
         } else {
-            dying_veths = crate::store::networks::endpoints_of_container(store.conn(), id)
-                .map(|eps| eps.into_iter().map(|e| e.host_veth).collect())
-                .unwrap_or_default();
             network::detach_exited(inst, &mut store, id)
         };
         if let Err(e) = res {
@@ -439,14 +442,6 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         containers::delete(store.conn(), id)?;
     }
     drop(_span);
-    // Last, so the steps above overlapped with it: the kernel's teardown of
-    // the namespace (and its veths) is done when we return. Without this
-    // wait a tight loop of runs builds a backlog of dying namespaces that
-    // slows every later run (the soak test measured +10..30%).
-    if !dying_veths.is_empty() {
-        let _span = info_span!("net-settle").entered();
-        network::netlink::await_links_gone(&dying_veths, std::time::Duration::from_secs(3));
-    }
     Ok(())
 }
 

@@ -107,13 +107,17 @@ fn new_endpoint(
             }
             ip
         }
-        None => ipam::first_free(subnet, gw, used.iter().copied()).ok_or_else(|| {
-            NetworkError::Conflict(format!(
-                "no free address left on network {} ({})",
-                net.name, net.subnet
-            ))
-        })?,
+        None => {
+            let after = rows::last_ip(c, &net.id)?;
+            ipam::next_free(subnet, gw, &used, after).ok_or_else(|| {
+                NetworkError::Conflict(format!(
+                    "no free address left on network {} ({})",
+                    net.name, net.subnet
+                ))
+            })?
+        }
     };
+    rows::set_last_ip(c, &net.id, ip)?;
     let n = (0..)
         .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
         .unwrap_or(0);

@@ -96,11 +96,36 @@ pub fn first_free(
     used_sorted: impl IntoIterator<Item = u32>,
 ) -> Option<Ipv4Addr> {
     let first = u32::from(net.network()).checked_add(1)?;
+    free_from(net, gw, first, used_sorted)
+}
+
+/// The next free host address after `after`, wrapping around to the lowest:
+/// how the allocator hands out addresses (like Docker's and Podman's), so an
+/// address just released is not handed out again at once while the kernel
+/// may still be destroying the old owner's namespace and veth (and a switch
+/// or a neighbour cache may still point at them). `used_sorted` as for
+/// [`first_free`]; `after` outside the subnet starts from the bottom.
+pub fn next_free(net: Ipv4Net, gw: Ipv4Addr, used_sorted: &[u32], after: u32) -> Option<Ipv4Addr> {
+    let first = u32::from(net.network()).checked_add(1)?;
+    let start = after
+        .checked_add(1)
+        .filter(|s| *s > first && net.contains(&Ipv4Addr::from(*s)));
+    start
+        .and_then(|s| free_from(net, gw, s, used_sorted.iter().copied()))
+        .or_else(|| free_from(net, gw, first, used_sorted.iter().copied()))
+}
+
+/// The lowest free host address of `net` at or above `from` (see first_free).
+fn free_from(
+    net: Ipv4Net,
+    gw: Ipv4Addr,
+    from: u32,
+    used_sorted: impl IntoIterator<Item = u32>,
+) -> Option<Ipv4Addr> {
     let last = u32::from(net.broadcast()).checked_sub(1)?;
     let gw = u32::from(gw);
-    let mut cand = first;
     let skip_gw = |c: u32| if c == gw { c.checked_add(1) } else { Some(c) };
-    cand = skip_gw(cand)?;
+    let mut cand = skip_gw(from)?;
     for used in used_sorted {
         if cand > last {
             return None;
@@ -142,6 +167,9 @@ mod tests {
     }
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+    fn u(s: &str) -> u32 {
+        u32::from(ip(s))
     }
     fn err(r: Result<impl std::fmt::Debug, NetworkError>) -> String {
         r.unwrap_err().to_string()
@@ -243,14 +271,46 @@ mod tests {
         assert_eq!(format_mac(m), "02:42:ac:11:00:02");
     }
 
-    /// An allocator over first_free, as the store uses it.
-    fn alloc(n: Ipv4Net, gw: Ipv4Addr, used: &BTreeSet<u32>) -> Option<Ipv4Addr> {
-        first_free(n, gw, used.iter().copied())
+    #[test]
+    fn next_free_moves_on_and_wraps() {
+        let n = net("10.88.0.0/24");
+        let gw = ip("10.88.0.1");
+        // Fresh network (cursor 0): the lowest.
+        assert_eq!(next_free(n, gw, &[], 0), Some(ip("10.88.0.2")));
+        // .2 released, cursor at .3: .4 next, not the gap at .2.
+        assert_eq!(
+            next_free(n, gw, &[u("10.88.0.3")], u("10.88.0.3")),
+            Some(ip("10.88.0.4"))
+        );
+        // Used addresses after the cursor are skipped.
+        let used = [u("10.88.0.4"), u("10.88.0.5")];
+        assert_eq!(
+            next_free(n, gw, &used, u("10.88.0.3")),
+            Some(ip("10.88.0.6"))
+        );
+        // At the top it wraps to the lowest free.
+        let used = [u("10.88.0.2"), u("10.88.0.254")];
+        assert_eq!(
+            next_free(n, gw, &used, u("10.88.0.254")),
+            Some(ip("10.88.0.3"))
+        );
+        // A cursor from another subnet (renumbered network) starts at the bottom.
+        assert_eq!(next_free(n, gw, &[], u("10.99.0.7")), Some(ip("10.88.0.2")));
+        // Full /30 stays full.
+        let n30 = net("10.0.0.0/30");
+        assert_eq!(
+            next_free(n30, ip("10.0.0.1"), &[u("10.0.0.2")], u("10.0.0.2")),
+            None
+        );
+        assert_eq!(
+            next_free(n30, ip("10.0.0.1"), &[], u("10.0.0.2")),
+            Some(ip("10.0.0.2"))
+        );
     }
 
     proptest! {
         #[test]
-        fn allocations_are_valid_and_unique(
+        fn allocations_are_valid_unique_and_move_on(
             prefix in 26u8..=30,
             gw_off in 1u32..4,
             ops in proptest::collection::vec((any::<bool>(), any::<u8>()), 0..200),
@@ -260,17 +320,25 @@ mod tests {
             let size = 1u32 << (32 - prefix);
             let gw = Ipv4Addr::from(base + gw_off.min(size - 2));
             let mut used = BTreeSet::new();
+            let mut cursor = 0u32;
             for (allocate, pick) in ops {
                 if allocate || used.is_empty() {
-                    match alloc(n, gw, &used) {
+                    let v: Vec<u32> = used.iter().copied().collect();
+                    match next_free(n, gw, &v, cursor) {
                         Some(a) => {
                             let a32 = u32::from(a);
                             prop_assert!(check_requested_ip(n, gw, a).is_ok());
                             prop_assert!(used.insert(a32), "duplicate {}", a);
-                            // It is the lowest free address.
-                            for c in base + 1..a32 {
-                                prop_assert!(c == u32::from(gw) || used.contains(&c));
+                            // Every host address passed over, going up from
+                            // the cursor and wrapping, is taken.
+                            let hosts: Vec<u32> = (base + 1..base + size - 1)
+                                .filter(|c| *c != u32::from(gw))
+                                .collect();
+                            let start = hosts.iter().position(|h| *h > cursor).unwrap_or(0);
+                            for h in hosts.iter().cycle().skip(start).take_while(|h| **h != a32) {
+                                prop_assert!(used.contains(h), "{} skipped", Ipv4Addr::from(*h));
                             }
+                            cursor = a32;
                         }
                         None => {
                             // Full: every host address but the gateway is used.
@@ -278,12 +346,8 @@ mod tests {
                         }
                     }
                 } else {
-                    // Release one, and the next allocation reuses the lowest gap.
                     let v: Vec<u32> = used.iter().copied().collect();
-                    let r = v[pick as usize % v.len()];
-                    used.remove(&r);
-                    let next = alloc(n, gw, &used).unwrap();
-                    prop_assert!(u32::from(next) <= r);
+                    used.remove(&v[pick as usize % v.len()]);
                 }
             }
         }

@@ -416,30 +416,6 @@ pub fn enable_route_localnet(bridge: &str) -> Result<()> {
     std::fs::write(&path, "1").map_err(|source| NetlinkError::Sysctl { path, source })
 }
 
-/// Waits until none of the links `names` exists in the caller's network
-/// namespace (polling if_nametoindex(3), an ioctl, every millisecond), up to
-/// `timeout`; whatever is still there then is deleted over netlink.
-pub fn await_links_gone(names: &[String], timeout: std::time::Duration) {
-    let exists = |n: &String| {
-        std::ffi::CString::new(n.as_str())
-            // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-            .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
-            .unwrap_or(false)
-    };
-    let start = std::time::Instant::now();
-    while names.iter().any(exists) {
-        if start.elapsed() > timeout {
-            if let Ok(nl) = Netlink::open() {
-                for n in names.iter().filter(|n| exists(n)) {
-                    let _ = nl.delete_link(n);
-                }
-            }
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX port_bindings_container ON port_bindings(container_id);
     CREATE INDEX port_bindings_port ON port_bindings(proto, host_port);
     "#,
+    // v2: the allocator's cursor, so released addresses are not reused at once.
+    r#"
+    ALTER TABLE networks ADD COLUMN last_ip INTEGER NOT NULL DEFAULT 0;  -- IPv4 as u32
+    "#,
 ];
 
 pub struct Store {

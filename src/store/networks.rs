@@ -180,7 +180,25 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
     })
 }
 
-/// Addresses in use on a network, ascending (for ipam::first_free).
+/// The address last handed out on a network (0: none yet).
+pub fn last_ip(c: &Connection, network_id: &str) -> Result<u32> {
+    let v: i64 = c.query_row(
+        "SELECT last_ip FROM networks WHERE id = ?1",
+        [network_id],
+        |r| r.get(0),
+    )?;
+    Ok(v as u32)
+}
+
+pub fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()> {
+    c.execute(
+        "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
+        params![network_id, u32::from(ip) as i64],
+    )?;
+    Ok(())
+}
+
+/// Addresses in use on a network, ascending (for the ipam functions).
 pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
     let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
     let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;

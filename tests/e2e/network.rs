@@ -698,11 +698,28 @@ fn connect_and_disconnect_a_running_container() {
         one_line(&err),
         "minirt: container web is not connected to network b"
     );
-    // The address was released: the next container on b gets it.
+    // The address was released: asked for, it is free again. Unasked, the
+    // allocator moves on (like Docker's) rather than reuse it at once.
     let again = h.ok(&[
-        "run", "--rm", "--net", "b", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+        "run",
+        "--rm",
+        "--net",
+        "b",
+        "--ip",
+        "10.89.0.2",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
     ]);
     assert!(again.contains("10.89.0.2/24"), "{again}");
+    let next = h.ok(&[
+        "run", "--rm", "--net", "b", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(next.contains("10.89.0.3/24"), "{next}");
 
     h.ok(&["rm", "-f", "web"]);
     h.ok(&["network", "prune"]);
