@@ -314,10 +314,11 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     }
     close_fds_except(&keep);
 
-    // Cgroups first, while the host's cgroupfs is still what we see.
-    let me = std::process::id().to_string();
+    // Cgroups first, while the host's cgroupfs is still what we see. This
+    // helper is single-threaded: it moves itself (no global lock, see
+    // cgroups::join_self).
     for procs in &p.cgroup_procs {
-        if let Err(e) = std::fs::write(procs, &me) {
+        if let Err(e) = crate::cgroups::join_self(procs) {
             helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
         }
     }
