@@ -1,13 +1,10 @@
 //! The default seccomp profile (Docker's, as OCI data that depends on the capability set) and
-//! its compilation to BPF with seccompiler. Pure up to `install`, which loads the filters.
+//! its compilation to one BPF filter (see `bpf`). Pure up to `install`, which loads it.
 
+use super::bpf;
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
     LinuxSeccompOperator, LinuxSyscall,
-};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -20,9 +17,6 @@ pub enum SeccompError {
 }
 
 type Result<T> = std::result::Result<T, SeccompError>;
-
-/// The kernel refuses longer programs (BPF_MAXINSNS).
-pub const MAX_INSTRUCTIONS: usize = 4096;
 
 /// Namespace flags of clone(2) (CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID |
 /// NEWNET): a clone with any of them is refused unless the container has CAP_SYS_ADMIN.
@@ -883,11 +877,12 @@ pub fn syscall_number(name: &str) -> Option<i64> {
         .map(|(_, nr)| *nr)
 }
 
-fn native_arch() -> Result<TargetArch> {
+/// The audit architecture of this build's syscalls (what the filter checks).
+fn native_audit_arch() -> Result<u32> {
     if cfg!(target_arch = "x86_64") {
-        Ok(TargetArch::x86_64)
+        Ok(0xc000_003e) // AUDIT_ARCH_X86_64
     } else if cfg!(target_arch = "aarch64") {
-        Ok(TargetArch::aarch64)
+        Ok(0xc000_00b7) // AUDIT_ARCH_AARCH64
     } else {
         Err(SeccompError::Profile(
             "seccomp filters are only supported on x86_64 and aarch64".into(),
@@ -895,16 +890,16 @@ fn native_arch() -> Result<TargetArch> {
     }
 }
 
-fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<SeccompAction> {
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<u32> {
     use LinuxSeccompAction::*;
     Ok(match a {
-        ScmpActAllow => SeccompAction::Allow,
-        ScmpActErrno => SeccompAction::Errno(errno.unwrap_or(libc::EPERM as u32)),
-        ScmpActKill | ScmpActKillThread => SeccompAction::KillThread,
-        ScmpActKillProcess => SeccompAction::KillProcess,
-        ScmpActTrap => SeccompAction::Trap,
-        ScmpActLog => SeccompAction::Log,
-        ScmpActTrace => SeccompAction::Trace(errno.unwrap_or(0)),
+        ScmpActAllow => bpf::RET_ALLOW,
+        ScmpActErrno => bpf::RET_ERRNO | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
+        ScmpActKill | ScmpActKillThread => bpf::RET_KILL_THREAD,
+        ScmpActKillProcess => bpf::RET_KILL_PROCESS,
+        ScmpActTrap => bpf::RET_TRAP,
+        ScmpActLog => bpf::RET_LOG,
+        ScmpActTrace => bpf::RET_TRACE | (errno.unwrap_or(0) & 0xffff),
         ScmpActNotify => {
             return Err(SeccompError::Profile(
                 "SCMP_ACT_NOTIFY is not supported".into(),
@@ -913,45 +908,39 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<SeccompAction> {
     })
 }
 
-fn condition(a: &LinuxSeccompArg) -> Result<SeccompCondition> {
+fn condition(a: &LinuxSeccompArg) -> Result<bpf::Cond> {
     use LinuxSeccompOperator::*;
     let (op, value) = match a.op() {
-        ScmpCmpNe => (SeccompCmpOp::Ne, a.value()),
-        ScmpCmpLt => (SeccompCmpOp::Lt, a.value()),
-        ScmpCmpLe => (SeccompCmpOp::Le, a.value()),
-        ScmpCmpEq => (SeccompCmpOp::Eq, a.value()),
-        ScmpCmpGe => (SeccompCmpOp::Ge, a.value()),
-        ScmpCmpGt => (SeccompCmpOp::Gt, a.value()),
+        ScmpCmpNe => (bpf::Op::Ne, a.value()),
+        ScmpCmpLt => (bpf::Op::Lt, a.value()),
+        ScmpCmpLe => (bpf::Op::Le, a.value()),
+        ScmpCmpEq => (bpf::Op::Eq, a.value()),
+        ScmpCmpGe => (bpf::Op::Ge, a.value()),
+        ScmpCmpGt => (bpf::Op::Gt, a.value()),
         // libseccomp's meaning: (arg & value) == valueTwo.
-        ScmpCmpMaskedEq => (
-            SeccompCmpOp::MaskedEq(a.value()),
-            a.value_two().unwrap_or(0),
-        ),
+        ScmpCmpMaskedEq => (bpf::Op::MaskedEq(a.value()), a.value_two().unwrap_or(0)),
     };
-    let index = u8::try_from(a.index())
+    let arg = u8::try_from(a.index())
         .ok()
         .filter(|i| *i < 6)
         .ok_or_else(|| {
             SeccompError::Profile(format!("argument index {} out of range", a.index()))
         })?;
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| SeccompError::Profile(e.to_string()))
+    Ok(bpf::Cond { arg, op, value })
 }
 
-/// None = matches unconditionally; Some = any of these rules.
-type Chains = BTreeMap<i64, Option<Vec<SeccompRule>>>;
-
-/// Compiles `profile` for this build's architecture into the filters to install, in order.
+/// Compiles `profile` for this build's architecture into the filter to
+/// install (none when it allows everything).
 ///
-/// seccompiler gives one filter a single match action, so each action of the profile gets its
-/// own filter: the allow-list filter (misses take the default action) first, then one per other
-/// action (misses allowed). The kernel runs them all and keeps the strongest verdict, and among
-/// equal ERRNO verdicts the one of the filter installed last: so clone3's ENOSYS overrides the
-/// default EPERM. Names unknown on this architecture are skipped, as libseccomp does.
-/// Only the native architecture is filtered: seccompiler kills a process making a syscall of
-/// another ABI (32-bit x86 or x32 on x86_64), where Docker would filter those too.
-pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
-    let arch = native_arch()?;
+/// Per syscall number: the profile's entries whose action is not the
+/// default (like runc, which drops those), strongest action first, as the
+/// kernel would rank verdicts of several filters; an entry without
+/// argument conditions ends the list. Names unknown on this architecture
+/// are skipped, as libseccomp does. Only the native architecture is
+/// allowed: a syscall of another ABI (32-bit x86 on x86_64) kills the
+/// process, where Docker would filter those too.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<Program>> {
+    let arch = native_audit_arch()?;
     if let Some(archs) = profile.architectures() {
         let native = native_oci_arch();
         if !archs.is_empty() && !archs.contains(&native) {
@@ -961,79 +950,59 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         }
     }
     let default = action(profile.default_action(), profile.default_errno_ret())?;
-    let mut by_action: Vec<(SeccompAction, Chains)> = Vec::new();
+    let mut entries: BTreeMap<u32, Vec<(Vec<bpf::Cond>, u32)>> = BTreeMap::new();
     for s in profile.syscalls().as_deref().unwrap_or_default() {
         let act = action(s.action(), s.errno_ret().or(profile.default_errno_ret()))?;
         if act == default {
             continue;
         }
-        let rule = match s.args() {
-            Some(args) if !args.is_empty() => Some(
-                SeccompRule::new(args.iter().map(condition).collect::<Result<Vec<_>>>()?)
-                    .map_err(|e| SeccompError::Profile(e.to_string()))?,
-            ),
-            _ => None,
-        };
-        let idx = match by_action.iter().position(|(a, _)| *a == act) {
-            Some(i) => i,
-            None => {
-                by_action.push((act, Chains::new()));
-                by_action.len() - 1
-            }
-        };
+        let conds = s
+            .args()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(condition)
+            .collect::<Result<Vec<_>>>()?;
         for name in s.names() {
-            let Some(nr) = syscall_number(name) else {
-                continue;
-            };
-            let chain = by_action[idx]
-                .1
-                .entry(nr)
-                .or_insert_with(|| Some(Vec::new()));
-            match (&rule, chain.as_mut()) {
-                (None, _) => *chain = None,
-                (Some(r), Some(rules)) => rules.push(r.clone()),
-                (Some(_), None) => {}
+            if let Some(nr) = syscall_number(name) {
+                entries
+                    .entry(nr as u32)
+                    .or_default()
+                    .push((conds.clone(), act));
             }
         }
     }
-    // Allow first, so later (non-allow) filters can override the default's errno.
-    by_action.sort_by_key(|(a, _)| *a != SeccompAction::Allow);
-    let mut programs = Vec::new();
-    if by_action.is_empty() {
-        by_action.push((SeccompAction::Allow, Chains::new()));
+    if default == bpf::RET_ALLOW && entries.is_empty() {
+        return Ok(Vec::new());
     }
-    for (i, (act, chains)) in by_action.into_iter().enumerate() {
-        let rules: BTreeMap<i64, Vec<SeccompRule>> = chains
-            .into_iter()
-            .map(|(nr, c)| (nr, c.unwrap_or_default()))
-            .collect();
-        let mismatch = if act == SeccompAction::Allow || i == 0 {
-            default.clone()
-        } else {
-            SeccompAction::Allow
-        };
-        if mismatch == act {
-            continue;
-        }
-        let filter = SeccompFilter::new(rules, mismatch, act, arch)
-            .map_err(|e| SeccompError::Profile(e.to_string()))?;
-        let prog: BpfProgram = filter
-            .try_into()
-            .map_err(|e: seccompiler::BackendError| SeccompError::Profile(e.to_string()))?;
-        if prog.len() > MAX_INSTRUCTIONS {
-            return Err(SeccompError::Profile(format!(
-                "filter of {} instructions exceeds the kernel's {MAX_INSTRUCTIONS}",
-                prog.len()
-            )));
-        }
-        programs.push(prog);
-    }
-    Ok(programs)
+    let by_nr: BTreeMap<u32, bpf::Verdict> = entries
+        .into_iter()
+        .map(|(nr, mut rules)| {
+            rules.sort_by_key(|(_, act)| std::cmp::Reverse(bpf::strength(*act)));
+            if let Some(i) = rules.iter().position(|(conds, _)| conds.is_empty()) {
+                rules.truncate(i + 1);
+            }
+            let verdict = match rules.as_slice() {
+                [(conds, act)] if conds.is_empty() => bpf::Verdict::Ret(*act),
+                _ => bpf::Verdict::Rules {
+                    rules,
+                    fallback: default,
+                },
+            };
+            (nr, verdict)
+        })
+        .collect();
+    let prog =
+        bpf::compile(arch, &by_nr, default).map_err(|e| SeccompError::Profile(e.to_string()))?;
+    Ok(vec![prog])
 }
+
+/// One compiled filter.
+pub type Program = Vec<bpf::Insn>;
 
 /// Loads `filters` into the calling thread, in order. Needs no_new_privs or CAP_SYS_ADMIN;
 /// does not set no_new_privs itself (that is the spec's choice, made before).
-pub fn install(filters: &[BpfProgram]) -> Result<()> {
+pub fn install(filters: &[Program]) -> Result<()> {
     for prog in filters {
         let insns: Vec<libc::sock_filter> = prog
             .iter()
@@ -1194,16 +1163,63 @@ mod tests {
     }
 
     #[test]
-    fn profile_compiles_to_an_allow_filter_then_an_enosys_filter() {
+    fn profile_compiles_to_one_short_filter_deciding_like_docker() {
         let progs = compile(&default_profile(&default_caps())).unwrap();
-        assert_eq!(progs.len(), 2);
-        assert!(progs
-            .iter()
-            .all(|p| p.len() <= MAX_INSTRUCTIONS && p.len() > 3));
-        // SYS_ADMIN: nothing but allow rules left.
+        assert_eq!(progs.len(), 1);
+        let p = &progs[0];
+        // Docker's allow-list as ranges: a few hundred instructions, not thousands.
+        assert!(p.len() < 400, "{} instructions", p.len());
+        let arch = native_audit_arch().unwrap();
+        let run = |name: &str, args: [u64; 6]| {
+            bpf::run(p, arch, syscall_number(name).unwrap() as u32, &args)
+        };
+        let eperm = Some(bpf::RET_ERRNO | libc::EPERM as u32);
+        let allow = Some(bpf::RET_ALLOW);
+        for name in ALLOWED.iter().filter(|n| syscall_number(n).is_some()) {
+            if !["clone", "personality", "socket"].contains(name) {
+                assert_eq!(run(name, [0; 6]), allow, "{name}");
+            }
+        }
+        for name in [
+            "keyctl",
+            "bpf",
+            "mount",
+            "unshare",
+            "setns",
+            "reboot",
+            "kexec_load",
+        ] {
+            assert_eq!(run(name, [0; 6]), eperm, "{name}");
+        }
+        assert_eq!(run("clone", [0x11, 0, 0, 0, 0, 0]), allow); // SIGCHLD|...
+        assert_eq!(
+            run("clone", [libc::CLONE_NEWNS as u64, 0, 0, 0, 0, 0]),
+            eperm
+        );
+        assert_eq!(run("clone", [1 << 40, 0, 0, 0, 0, 0]), allow); // high half ignored by mask
+        assert_eq!(
+            run("clone3", [0; 6]),
+            Some(bpf::RET_ERRNO | libc::ENOSYS as u32)
+        );
+        assert_eq!(run("personality", [0xffff_ffff, 0, 0, 0, 0, 0]), allow);
+        assert_eq!(run("personality", [0x0040_0000, 0, 0, 0, 0, 0]), eperm);
+        assert_eq!(run("socket", [AF_VSOCK, 1, 0, 0, 0, 0]), eperm);
+        assert_eq!(run("socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0]), allow);
+        // Numbers nobody named, and another ABI.
+        assert_eq!(bpf::run(p, arch, 999, &[0; 6]), eperm);
+        assert_eq!(bpf::run(p, arch, 0x4000_0000, &[0; 6]), eperm);
+        assert_eq!(
+            bpf::run(p, 0x4000_0003, 1, &[0; 6]),
+            Some(bpf::RET_KILL_PROCESS)
+        );
+
+        // SYS_ADMIN: clone is unconditional, clone3 allowed.
         let mut caps = default_caps();
         caps.push("CAP_SYS_ADMIN".into());
-        assert_eq!(compile(&default_profile(&caps)).unwrap().len(), 1);
+        let p = &compile(&default_profile(&caps)).unwrap()[0];
+        let clone = syscall_number("clone").unwrap() as u32;
+        let ns = [libc::CLONE_NEWNS as u64, 0, 0, 0, 0, 0];
+        assert_eq!(bpf::run(p, arch, clone, &ns), allow);
         // An allow-all profile needs no filter at all.
         assert!(compile(&LinuxSeccomp::default()).unwrap().is_empty());
         // A profile for another architecture is refused.
