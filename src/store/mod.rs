@@ -7,7 +7,9 @@ pub mod images;
 pub mod networks;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::path::Path;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,11 +114,70 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct Store {
+    conn: ManuallyDrop<Connection>,
+    /// The database file, when the connection goes back to [`IDLE`] on drop.
+    path: Option<PathBuf>,
+}
+
+/// One open connection kept between the stores a command opens (`run`
+/// opens one to create, one to start, one to finish): opening costs the
+/// file opens, pragmas and a parse of the schema each time. Tagged with the
+/// pid: a copy inherited across fork is never used (SQLite forbids it).
+struct Idle {
+    pid: u32,
+    path: PathBuf,
     conn: Connection,
+}
+
+static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
+
+/// The idle connection to `path`, if this process has one.
+fn take_idle(path: &Path) -> Option<Connection> {
+    // try_lock: after a fork the lock may be held by a thread that is gone.
+    let mut slot = IDLE.try_lock().ok()?;
+    match slot.take() {
+        Some(i) if i.pid == std::process::id() && i.path == path => Some(i.conn),
+        Some(i) if i.pid != std::process::id() => {
+            // The parent's: closing it here could disturb the parent's locks.
+            std::mem::forget(i.conn);
+            None
+        }
+        other => {
+            *slot = other;
+            None
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // SAFETY: the only place the connection is taken out; `self` is not
+        // used afterwards.
+        let conn = unsafe { ManuallyDrop::take(&mut self.conn) };
+        let Some(path) = self.path.take() else { return };
+        if !conn.is_autocommit() {
+            return; // mid-transaction (a panic): closing rolls it back
+        }
+        if let Ok(mut slot) = IDLE.try_lock() {
+            if slot.is_none() {
+                *slot = Some(Idle {
+                    pid: std::process::id(),
+                    path,
+                    conn,
+                });
+            }
+        }
+    }
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
+        if let Some(conn) = take_idle(path) {
+            return Ok(Store {
+                conn: ManuallyDrop::new(conn),
+                path: Some(path.to_path_buf()),
+            });
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(60))?;
         // WAL: readers never block the writer; NORMAL sync is crash-safe in WAL.
@@ -126,7 +187,7 @@ impl Store {
         // Each minirt command opens and closes the database; a checkpoint on
         // every close would fsync twice per command. Checkpoints still run
         // automatically as the WAL grows, and often: no connection outlives
-        // a command, so each command's first open replays the whole WAL into
+        // a command process, so each one's first open replays the whole WAL into
         // the index, and a long WAL would slow every command down (the soak
         // test saw +18% with SQLite's default of 1000 pages).
         conn.set_db_config(
@@ -134,7 +195,10 @@ impl Store {
             true,
         )?;
         conn.pragma_update(None, "wal_autocheckpoint", 64)?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn: ManuallyDrop::new(conn),
+            path: Some(path.to_path_buf()),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -143,7 +207,10 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn: ManuallyDrop::new(conn),
+            path: None,
+        };
         store.migrate()?;
         Ok(store)
     }
