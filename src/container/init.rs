@@ -9,13 +9,15 @@ use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
 use super::spec::{spec_capabilities, USER_ANNOTATION};
 use crate::cgroups::Cgroup;
-use crate::rootfs::mount::setup_container_rootfs;
+use crate::rootfs::mount::{setup_container_rootfs, Overlay};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 /// Everything the child needs, prepared by the parent before clone.
 pub struct InitArgs {
     pub spec: Spec,
+    /// The root filesystem to mount (in the child's own mount namespace).
+    pub overlay: Overlay,
     pub sync: OwnedFd,
     /// Give the container a terminal from its own devpts.
     pub tty: bool,
@@ -45,7 +47,8 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     args.cgroup
         .join_self(args.born_in_v2)
         .map_err(|e| other("joining the cgroup", &e))?;
-    setup_container_rootfs(spec).map_err(|e| ChildFailure::Other(e.to_string()))?;
+    setup_container_rootfs(spec, Some(&args.overlay))
+        .map_err(|e| ChildFailure::Other(e.to_string()))?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
     }

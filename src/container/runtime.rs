@@ -97,34 +97,33 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     containers::set_created(store.conn(), id, me, me_start)?;
     drop(span);
 
-    // 1. Root filesystem: overlay of the image layers plus our upper dir.
+    // 1. Root filesystem: overlay of the image layers plus our upper dir. The
+    // directories are made here; the child mounts it in its own namespace.
     let span = info_span!("rootfs").entered();
     let img = image::resolve(inst, &mut store, &row.image_id)?;
-    let lowers: Vec<PathBuf> = img
-        .layers
-        .iter()
-        .map(|d| image::layer_dir(inst, d))
-        .collect();
     let cdir = inst.container_dir(id);
     let rundir = inst.container_run_dir(id);
     let rootfs = rootfs_path(inst, id);
+    let overlay = mount::Overlay {
+        lowers: img
+            .layers
+            .iter()
+            .map(|d| image::layer_dir(inst, d))
+            .collect(),
+        upper: cdir.join("upper"),
+        work: cdir.join("work"),
+        target: rootfs.clone(),
+        volatile: cfg.auto_remove,
+    };
     std::fs::create_dir_all(&rundir)?;
-    mount::mount_overlay(
-        &lowers,
-        &cdir.join("upper"),
-        &cdir.join("work"),
-        &rootfs,
-        cfg.auto_remove,
-    )?;
-    util::fault_point("after-rootfs");
     {
-        let rootfs = rootfs.clone();
         let rundir = rundir.clone();
         undo.push("rootfs", move || {
-            let _ = mount::unmount(&rootfs);
             let _ = std::fs::remove_dir_all(&rundir);
         });
     }
+    overlay.make_dirs()?;
+    util::fault_point("after-rootfs");
     drop(span);
 
     // 2. /etc files and the OCI spec (stored as config.json).
@@ -206,6 +205,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
                 }
                 let args = InitArgs {
                     spec,
+                    overlay,
                     sync: child_sock,
                     tty,
                     cgroup,

@@ -1,6 +1,7 @@
-//! The container's root filesystem. Host side: the overlay of image layers
-//! plus a per-container upper dir. Child side (runs in the new mount
-//! namespace): the Spec's mounts and devices, pivot_root, masked paths.
+//! The container's root filesystem. Host side: the directories of the
+//! overlay of image layers plus a per-container upper dir. Child side (runs
+//! in the new mount namespace): the overlay itself, the Spec's mounts and
+//! devices, pivot_root, masked paths.
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
@@ -19,58 +20,81 @@ fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> RootfsError 
     RootfsError::Mount(format!("{what}: {e}"))
 }
 
-/// Mounts an overlay of `lowers` (bottom layer first) with `upper`/`work` at
-/// `target`. The dirs are created if missing. `volatile` (for containers
-/// whose upper dir is thrown away at exit, `--rm`) skips the syncs overlayfs
-/// does on unmount; kernels without it get a plain overlay.
-pub fn mount_overlay(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    volatile: bool,
-) -> Result<()> {
-    for d in [upper, work, target] {
-        std::fs::create_dir_all(d).map_err(|e| fail(format!("creating {}", d.display()), e))?;
+/// A container's root filesystem before it is mounted: an overlay of the
+/// image layers `lowers` (bottom layer first) with `upper`/`work`, at
+/// `target`. `volatile` (for containers whose upper dir is thrown away at
+/// exit, `--rm`) skips the syncs overlayfs does on unmount; kernels without
+/// it get a plain overlay.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub target: PathBuf,
+    pub volatile: bool,
+}
+
+impl Overlay {
+    /// Host side: the directories the mount needs.
+    pub fn make_dirs(&self) -> Result<()> {
+        for d in [&self.upper, &self.work, &self.target] {
+            std::fs::create_dir_all(d).map_err(|e| fail(format!("creating {}", d.display()), e))?;
+        }
+        if self.lowers.is_empty() {
+            return Err(RootfsError::Mount("image has no layers".into()));
+        }
+        Ok(())
     }
-    if lowers.is_empty() {
-        return Err(RootfsError::Mount("image has no layers".into()));
-    }
-    // overlayfs wants the top-most lower dir first.
-    let lower: Vec<String> = lowers
-        .iter()
-        .rev()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if volatile {
-        let fast = format!("{data},volatile");
-        let flags = MsFlags::empty();
-        if mount(
+
+    /// Mounts it, in the caller's mount namespace. The run path does this in
+    /// the container's own namespace, so the host's mount table does not
+    /// grow with every running container (each new mount namespace copies
+    /// the whole table, and pivot_root detaches it again).
+    pub fn mount(&self) -> Result<()> {
+        // overlayfs wants the top-most lower dir first.
+        let lower: Vec<String> = self
+            .lowers
+            .iter()
+            .rev()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        let target = &self.target;
+        if self.volatile {
+            let fast = format!("{data},volatile");
+            let flags = MsFlags::empty();
+            if mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                flags,
+                Some(fast.as_str()),
+            )
+            .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        mount(
             Some("overlay"),
             target,
             Some("overlay"),
-            flags,
-            Some(fast.as_str()),
+            MsFlags::empty(),
+            Some(data.as_str()),
         )
-        .is_ok()
-        {
-            return Ok(());
-        }
+        .map_err(|e| fail(format!("mounting overlay at {}", target.display()), e))
     }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| fail(format!("mounting overlay at {}", target.display()), e))
+}
+
+/// Makes the directories and mounts `overlay` in the caller's namespace.
+pub fn mount_overlay(overlay: &Overlay) -> Result<()> {
+    overlay.make_dirs()?;
+    overlay.mount()
 }
 
 /// Unmounts `target` if it is mounted (lazily, so a busy mount cannot wedge
@@ -148,7 +172,7 @@ pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
 
 /// Child side: everything between "a new mount namespace" and "pivot_root
 /// done, /proc masked". Runs inside the container's mount namespace.
-pub fn setup_container_rootfs(spec: &Spec) -> Result<()> {
+pub fn setup_container_rootfs(spec: &Spec, overlay: Option<&Overlay>) -> Result<()> {
     let root = spec
         .root()
         .as_ref()
@@ -164,6 +188,9 @@ pub fn setup_container_rootfs(spec: &Spec) -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| fail("making / private", e))?;
+    if let Some(o) = overlay {
+        o.mount()?;
+    }
     mount(
         Some(&root),
         &root,

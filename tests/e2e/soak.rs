@@ -120,7 +120,14 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
         "3600",
     ]);
     // One warm-up run: first-use work (image rows, layer cache) is not drift.
+    let links_before_warmup = state(&h).links;
     one_run(&h);
+    // Its veth goes with its namespace, a moment after it returns.
+    wait_for(
+        "the warm-up run's veth to go",
+        Duration::from_secs(10),
+        || state(&h).links == links_before_warmup,
+    );
     let dns_before = dns_pid(&h);
     // The database with its write-ahead log (pages move from one to the other).
     let db_size = || {
