@@ -127,7 +127,11 @@ impl TestHost {
             .arg("--run-root")
             .arg(&self.run_root)
             .args(args)
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            // The DNS responder leaves with its last member, not 30 s later,
+            // so tests see it go (dns::the_responder_lingers_for_the_next_member
+            // covers the default).
+            .env("MINIRT_DNS_LINGER", "0");
         c
     }
 

@@ -501,3 +501,49 @@ fn lookups_stay_right_while_containers_come_and_go() {
     });
     d.ok(&["rm", "-f", "web", "client"]);
 }
+
+/// By default the responder outlives its last member for a while: the next
+/// container reuses it (no process start per `run --rm`), and meanwhile it
+/// holds no DNS socket. With a short linger it leaves on its own.
+#[test]
+fn the_responder_lingers_for_the_next_member_without_holding_port_53() {
+    let d = DnsHost::new();
+    d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);
+    let run_rm = |linger: &str, rest: &[&str]| {
+        let mut args = vec!["run", "--rm", "--net", "testbr"];
+        args.extend_from_slice(rest);
+        let o =
+            d.h.command(&args)
+                .env("MINIRT_HOST_RESOLV_CONF", &d.resolv)
+                .env("MINIRT_DNS_LINGER", linger)
+                .output()
+                .expect("run minirt");
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let lookup_self = [
+        "--name",
+        "probe",
+        "busybox",
+        "nslookup",
+        "probe",
+        "10.88.0.1",
+    ];
+    // A short linger: the responder serves, then leaves by itself.
+    let seen = run_rm("1", &lookup_self);
+    assert!(seen.contains("Address: 10.88.0."), "{seen}");
+    let short = d.responder_pid().expect("a lingering responder");
+    assert_responder_gone(&d, short);
+
+    // A long one: port 53 is let go with the last member, the process stays
+    // and the next member reuses it.
+    let seen = run_rm("60", &lookup_self);
+    assert!(seen.contains("Address: 10.88.0."), "{seen}");
+    let long = d.responder_pid().expect("a lingering responder");
+    assert!(alive(long));
+    let dns_sockets = stdout(&d.h.in_ns("ss", &["-H", "-lnu", "sport = :53"]));
+    assert_eq!(dns_sockets.trim(), "", "port 53 still bound while idle");
+    let seen = run_rm("60", &lookup_self);
+    assert!(seen.contains("Address: 10.88.0."), "{seen}");
+    assert_eq!(d.responder_pid(), Some(long), "restarted, not reused");
+}

@@ -25,7 +25,7 @@ pub fn socket_path(inst: &Instance) -> PathBuf {
 pub fn pid_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.pid")
 }
-fn lock_path(inst: &Instance) -> PathBuf {
+pub fn lock_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.lock")
 }
 fn log_path(inst: &Instance) -> PathBuf {

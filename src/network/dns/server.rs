@@ -1,7 +1,7 @@
 //! The responder (`minirt __dns`): UDP and TCP port 53 on each served
 //! gateway, answers from the records, forwards the rest; reloads on request.
 
-use super::control::{members, pid_path, socket_path};
+use super::control::{lock_path, members, pid_path, socket_path};
 use super::records::{reply, search_domains, upstreams, Records, Reply};
 use super::{host_resolv_conf, DnsError};
 use crate::store::Store;
@@ -56,7 +56,7 @@ impl Served {
 }
 
 /// `minirt __dns`: forks once more (the caller reaps this process at once),
-/// then serves until no member is left.
+/// then serves until no member has been left for a while (see `linger`).
 pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
     // The control socket listens before the fork: once this process has
     // exited (the starter waits for that), requests queue in the backlog
@@ -83,12 +83,58 @@ pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
     r
 }
 
+/// How long the responder stays once its last member has left (its DNS
+/// sockets closed, only the control socket open), so back-to-back
+/// `run --rm` on a network find it running rather than start one each time
+/// (a process start and a store read, ~3 ms here). MINIRT_DNS_LINGER
+/// (seconds) changes it; 0 leaves at once.
+fn linger() -> Duration {
+    std::env::var("MINIRT_DNS_LINGER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
+/// Leaves if no command is talking to us: under the command's own lock, so
+/// a command either finds us serving or finds nothing and starts a new one.
+fn try_leave(inst: &Instance) -> bool {
+    let Ok(lock) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(inst))
+    else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(held) => {
+            let _ = std::fs::remove_file(socket_path(inst));
+            let _ = std::fs::remove_file(pid_path(inst));
+            // Held until the process ends: nobody connects to a socket
+            // that is about to go away.
+            std::mem::forget(held);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
     std::fs::write(pid_path(inst), format!("{}\n", std::process::id()))?;
     let shared: Shared = Arc::default();
     let mut served: BTreeMap<Ipv4Addr, Served> = BTreeMap::new();
+    let linger = linger();
+    let mut idle = false;
     loop {
-        let (conn, _) = control.accept().await?;
+        let (conn, _) = if idle {
+            match tokio::time::timeout(linger, control.accept()).await {
+                Ok(accepted) => accepted?,
+                Err(_) if try_leave(inst) => return Ok(()),
+                Err(_) => continue,
+            }
+        } else {
+            control.accept().await?
+        };
         let mut lines = BufReader::new(conn);
         let mut line = String::new();
         let read = tokio::time::timeout(TCP_IDLE, lines.read_line(&mut line)).await;
@@ -97,7 +143,19 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
         }
         let answer = match line.trim() {
             "reload" => match reload(inst, &shared, &mut served).await {
-                Ok(true) => "ok".to_string(),
+                Ok(true) => {
+                    idle = false;
+                    "ok".to_string()
+                }
+                Ok(false) if !linger.is_zero() => {
+                    // Nothing left to serve: port 53 is let go at once, the
+                    // process waits a while for the next member.
+                    for (_, s) in std::mem::take(&mut served) {
+                        s.close().await;
+                    }
+                    idle = true;
+                    "ok".to_string()
+                }
                 Ok(false) => {
                     // Nothing left to serve: close everything, then say so,
                     // so the next start finds port 53 free.
