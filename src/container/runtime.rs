@@ -223,12 +223,6 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     drop(log);
     drop(v2_dir);
     util::fault_point("after-clone");
-    if cfg.network.mode != "host" {
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(m) = std::fs::metadata(format!("/proc/{}/ns/net", pid.as_raw())) {
-            let _ = std::fs::write(netns_record(inst, id), m.ino().to_string());
-        }
-    }
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -348,30 +342,6 @@ fn write_etc_files(
     Ok(files)
 }
 
-/// Where the inode of the container's network namespace is kept.
-fn netns_record(inst: &Instance, id: &str) -> PathBuf {
-    inst.container_run_dir(id).join("netns")
-}
-
-/// True when some live process is in network namespace `inode`.
-fn netns_in_use(inode: u64) -> bool {
-    let want = format!("net:[{inode}]");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .any(|e| {
-            std::fs::read_link(e.path().join("ns/net"))
-                .map(|l| l.as_os_str() == want.as_str())
-                .unwrap_or(false)
-        })
-}
-
 /// Waits for the container's init to exit; returns Docker's exit code.
 pub fn wait_exit(pid: i32) -> i32 {
     let _span = info_span!("wait").entered();
@@ -413,13 +383,12 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         // RCU grace periods, lazy RCU) and waiting for the kernel ~15 ms,
         // for nothing the user can use. The address is not handed out
         // again at once (ipam::next_free), so nothing new meets the dying
-        // veth. Anything still in the namespace (a process that joined with
-        // nsenter) and we delete them here.
-        let ns_in_use = std::fs::read_to_string(netns_record(inst, id))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .is_none_or(netns_in_use);
-        let res = if ns_in_use || util::process_alive(row.pid, row.pid_start) {
+        // veth. A veth something else keeps alive (a process that entered
+        // the namespace) is deleted by a later command once its grace period
+        // is over (endpoint::collect_dying_links): finding such processes
+        // now would mean reading every process's namespace, a cost that
+        // grows with the number of containers.
+        let res = if util::process_alive(row.pid, row.pid_start) {
             network::detach(inst, &mut store, id)
         } else {
             network::detach_exited(inst, &mut store, id)

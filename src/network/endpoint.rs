@@ -316,14 +316,23 @@ fn detach_inner(
             .collect();
         errors.extend(bridge::disconnect(nl.as_ref(), inst, ep, &ports));
     }
+    let now = util::now_nanos();
     let released = store.write(|tx| {
         for ep in &eps {
             rows::delete_endpoint(tx, &ep.id)?;
+            if !delete_veths {
+                rows::add_dying_link(tx, &ep.host_veth, now)?;
+            }
         }
         Ok::<_, NetworkError>(())
     });
     if let Err(e) = released {
         errors.push(e.to_string());
+    }
+    if !delete_veths {
+        if let Err(e) = collect_dying_links(store) {
+            errors.push(e.to_string());
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -333,6 +342,42 @@ fn detach_inner(
             container_id.get(..12).unwrap_or(container_id),
             errors.join("; ")
         )))
+    }
+}
+
+/// How long the kernel gets to destroy an exited container's namespace and
+/// its veths (it takes ~10..30 ms here) before a veth still there is taken
+/// to be held by something else (a process that entered the namespace, a
+/// bind mount of it) and deleted by us.
+const DYING_GRACE_NS: i64 = 5_000_000_000;
+
+/// Deletes the dying links past their grace period that still exist, and
+/// forgets them. Cheap when there is nothing to do: one indexed query.
+pub fn collect_dying_links(store: &Store) -> Result<(), NetworkError> {
+    let c = store.conn();
+    let stale = rows::dying_links_before(c, util::now_nanos() - DYING_GRACE_NS)?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut nl = None;
+    let mut errors = vec![];
+    for name in &stale {
+        if super::netlink::link_exists(name) {
+            if nl.is_none() {
+                nl = Some(Netlink::open()?);
+            }
+            if let Some(nl) = &nl {
+                if let Err(e) = nl.delete_link(name) {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            }
+        }
+        rows::forget_dying_link(c, name)?;
+    }
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(NetworkError::Netlink(errors.join("; "))),
     }
 }
 

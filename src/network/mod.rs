@@ -92,5 +92,8 @@ impl From<netlink::NetlinkError> for NetworkError {
 /// `nft list` when nothing is wrong. Returns whether a rebuild was needed.
 pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     let store = crate::store::Store::open(&inst.db_path())?;
+    if let Err(e) = endpoint::collect_dying_links(&store) {
+        tracing::warn!("removing veths of exited containers: {e}");
+    }
     rules::heal(inst, store.conn())
 }

@@ -416,6 +416,15 @@ pub fn enable_route_localnet(bridge: &str) -> Result<()> {
     std::fs::write(&path, "1").map_err(|source| NetlinkError::Sysctl { path, source })
 }
 
+/// True when link `name` exists in the caller's network namespace (an
+/// ioctl, no netlink socket needed).
+pub fn link_exists(name: &str) -> bool {
+    std::ffi::CString::new(name)
+        // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+        .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE networks ADD COLUMN last_ip INTEGER NOT NULL DEFAULT 0;  -- IPv4 as u32
     "#,
+    // v3: host veths of exited containers, left to the kernel to remove.
+    r#"
+    CREATE TABLE dying_links (
+        name        TEXT PRIMARY KEY,          -- host-side veth
+        since       INTEGER NOT NULL           -- ns since the epoch
+    );
+    CREATE INDEX dying_links_since ON dying_links(since);
+    "#,
 ];
 
 pub struct Store {
@@ -173,10 +181,14 @@ impl Drop for Store {
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(conn) = take_idle(path) {
-            return Ok(Store {
+            let mut store = Store {
                 conn: ManuallyDrop::new(conn),
                 path: Some(path.to_path_buf()),
-            });
+            };
+            // Cheap (the header's version), and another process may have
+            // upgraded the schema meanwhile.
+            store.migrate()?;
+            return Ok(store);
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(60))?;

@@ -180,6 +180,28 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
     })
 }
 
+/// A host veth whose container's namespace the kernel is expected to
+/// destroy (taking the veth with it), from `since` (ns).
+pub fn add_dying_link(c: &Connection, name: &str, since: i64) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO dying_links (name, since) VALUES (?1, ?2)",
+        params![name, since],
+    )?;
+    Ok(())
+}
+
+/// Dying links recorded before `before` (ns).
+pub fn dying_links_before(c: &Connection, before: i64) -> Result<Vec<String>> {
+    let mut st = c.prepare("SELECT name FROM dying_links WHERE since < ?1")?;
+    let rows = st.query_map([before], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn forget_dying_link(c: &Connection, name: &str) -> Result<()> {
+    c.execute("DELETE FROM dying_links WHERE name = ?1", [name])?;
+    Ok(())
+}
+
 /// The address last handed out on a network (0: none yet).
 pub fn last_ip(c: &Connection, network_id: &str) -> Result<u32> {
     let v: i64 = c.query_row(
@@ -502,5 +524,38 @@ mod tests {
             .to_string()
             .contains("ambiguous"));
         assert!(find_container(c, "zzz").unwrap().is_none());
+    }
+
+    #[test]
+    fn dying_links_come_back_once_old_enough_and_are_forgotten() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        add_dying_link(c, "mrvold", 100).unwrap();
+        add_dying_link(c, "mrvnew", 900).unwrap();
+        assert_eq!(
+            dying_links_before(c, 500).unwrap(),
+            vec!["mrvold".to_string()]
+        );
+        // Recorded again (a retried teardown): the newer time counts.
+        add_dying_link(c, "mrvold", 800).unwrap();
+        assert!(dying_links_before(c, 500).unwrap().is_empty());
+        forget_dying_link(c, "mrvnew").unwrap();
+        assert_eq!(
+            dying_links_before(c, 1000).unwrap(),
+            vec!["mrvold".to_string()]
+        );
+    }
+
+    #[test]
+    fn last_ip_starts_at_zero_and_follows_allocations() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        insert_network(c, &net("n1", "one", "10.88.0.0/24", 1, 2)).unwrap();
+        assert_eq!(last_ip(c, "n1").unwrap(), 0);
+        set_last_ip(c, "n1", "10.88.0.7".parse().unwrap()).unwrap();
+        assert_eq!(
+            last_ip(c, "n1").unwrap(),
+            u32::from(Ipv4Addr::new(10, 88, 0, 7))
+        );
     }
 }

@@ -842,6 +842,19 @@ fn udp_port_mapping_and_default_network() {
     });
     assert_eq!(answer, "pong hello-udp\n");
     h.ok(&["rm", "-f", "udp"]);
+    // The echo server still holds the container's network namespace, so the
+    // kernel keeps it and the veth: a later command deletes the veth once
+    // the kernel's grace period is over.
+    let veth = |h: &TestHost| minirt_links(h, &[]).iter().any(|l| l.starts_with("mrv"));
+    assert!(veth(&h), "the held namespace's veth is already gone");
+    wait_for(
+        "a later command to delete the held veth",
+        std::time::Duration::from_secs(20),
+        || {
+            h.ok(&["ps", "-a"]);
+            !veth(&h)
+        },
+    );
     h.ok(&["network", "rm", "bridge"]);
     assert_network_state_clean(&h);
 }
