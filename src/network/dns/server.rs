@@ -104,7 +104,8 @@ fn try_leave(inst: &Instance) -> bool {
         .write(true)
         .open(lock_path(inst))
     else {
-        return false;
+        // The run root is gone (wiped, unmounted): nobody can reach us.
+        return true;
     };
     match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(held) => {
