@@ -35,11 +35,12 @@ impl Instance {
     pub fn layers_dir(&self) -> PathBuf {
         self.root.join("layers")
     }
-    /// Persistent per-container dir: config.json, upper/, work/, log.
+    /// Persistent per-container dir: upper/, work/, log.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
-    /// Volatile per-container dir: rootfs mount point, pid file, sockets.
+    /// Volatile per-container dir: the running container's config.json (its
+    /// OCI spec), /etc files, rootfs mount point.
     pub fn container_run_dir(&self, id: &str) -> PathBuf {
         self.run_root.join("containers").join(id)
     }

@@ -104,11 +104,11 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let cdir = inst.container_dir(id);
     let rundir = inst.container_run_dir(id);
     let rootfs = rootfs_path(inst, id);
+    let base = inst.root.join("base-layer");
+    mount::ensure_base_layer(&base)?;
     let overlay = mount::Overlay {
-        lowers: img
-            .layers
-            .iter()
-            .map(|d| image::layer_dir(inst, d))
+        lowers: std::iter::once(base)
+            .chain(img.layers.iter().map(|d| image::layer_dir(inst, d)))
             .collect(),
         upper: cdir.join("upper"),
         work: cdir.join("work"),
@@ -137,7 +137,9 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let spec = spec::build(&cfg, &rootfs, etc.as_ref(), &cgroups_path)
         .map_err(|e| ContainerError::Runtime(e.to_string()))?;
     let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
-    std::fs::write(cdir.join("config.json"), spec_json)?;
+    // With the run state (a tmpfs on a standard host): it describes this
+    // start, and is written again at the next.
+    std::fs::write(rundir.join("config.json"), spec_json)?;
     drop(span);
 
     // 3. Cgroup.
@@ -414,7 +416,7 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the container's persistent dir (upper layer, logs, config.json).
+/// Deletes the container's persistent dir (upper layer, logs).
 pub fn remove_files(inst: &Instance, id: &str) {
     let _ = std::fs::remove_dir_all(inst.container_dir(id));
 }

@@ -91,6 +91,52 @@ impl Overlay {
     }
 }
 
+/// Mount points every container needs, shipped in a read-only layer under
+/// all image layers: `/proc`, `/sys`, `/dev` and the `/etc` files the
+/// runtime binds over. Without it, an image that lacks them (busybox lacks
+/// the /etc files) gets them created in each container's upper directory at
+/// every start: a copy-up of /etc and new inodes on disk, per container.
+/// What an image does have hides these, as any upper layer would.
+pub const BASE_DIRS: &[&str] = &["proc", "sys", "dev", "etc"];
+pub const BASE_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// The base layer at `dir`, made once (built aside, then renamed into
+/// place, so concurrent first runs agree).
+pub fn ensure_base_layer(dir: &Path) -> Result<()> {
+    if dir.join(BASE_FILES[BASE_FILES.len() - 1]).exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let tmp = parent.join(format!(
+        ".base-layer-{}-{}",
+        std::process::id(),
+        crate::util::new_id().get(..8).unwrap_or("0")
+    ));
+    let build = || -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for d in BASE_DIRS {
+            std::fs::create_dir_all(tmp.join(d))?;
+            std::fs::set_permissions(tmp.join(d), std::fs::Permissions::from_mode(0o755))?;
+        }
+        for f in BASE_FILES {
+            std::fs::write(tmp.join(f), b"")?;
+            std::fs::set_permissions(tmp.join(f), std::fs::Permissions::from_mode(0o644))?;
+        }
+        match std::fs::rename(&tmp, dir) {
+            Ok(()) => Ok(()),
+            // Another run made it first.
+            Err(_) if dir.join(BASE_FILES[BASE_FILES.len() - 1]).exists() => {
+                std::fs::remove_dir_all(&tmp)
+            }
+            Err(e) => Err(e),
+        }
+    };
+    build().map_err(|e| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        fail(format!("making the base layer {}", dir.display()), e)
+    })
+}
+
 /// Makes the directories and mounts `overlay` in the caller's namespace.
 pub fn mount_overlay(overlay: &Overlay) -> Result<()> {
     overlay.make_dirs()?;
@@ -412,6 +458,35 @@ fn readonly_path(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_layer_is_made_once_with_its_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base-layer");
+        ensure_base_layer(&base).unwrap();
+        for d in BASE_DIRS {
+            assert!(base.join(d).is_dir(), "{d}");
+        }
+        for f in BASE_FILES {
+            assert_eq!(std::fs::read(base.join(f)).unwrap(), b"", "{f}");
+        }
+        // Again: nothing changes, and no build directory is left beside it.
+        let before = std::fs::metadata(base.join("etc/hosts"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        ensure_base_layer(&base).unwrap();
+        let after = std::fs::metadata(base.join("etc/hosts"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(before, after);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("base-layer")]);
+    }
 
     #[test]
     fn secure_join_keeps_symlinks_inside_the_root() {
