@@ -238,7 +238,8 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let raw_pid = pid.as_raw();
     let dns = uses_network(&cfg).then(|| {
         let inst2 = inst.clone();
-        std::thread::spawn(move || sync_dns(&inst2))
+        let id2 = id.to_string();
+        std::thread::spawn(move || sync_dns(&inst2, &id2))
     });
     let net_span = info_span!("network").entered();
     let wired = if uses_network(&cfg) {
@@ -250,7 +251,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
                 if let Ok(mut s) = Store::open(&inst2.db_path()) {
                     let _ = network::detach(&inst2, &mut s, &id2);
                 }
-                sync_dns(&inst2);
+                sync_dns(&inst2, &id2);
             });
         }
         res
@@ -310,10 +311,11 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     })
 }
 
-/// Container names follow the endpoints; a responder problem is a warning.
-fn sync_dns(inst: &Instance) {
+/// Container names follow the endpoints (this container's changed); a
+/// responder problem is a warning.
+fn sync_dns(inst: &Instance, id: &str) {
     let _span = info_span!("dns-sync").entered();
-    if let Err(e) = network::dns::sync(inst) {
+    if let Err(e) = network::dns::sync_container(inst, id) {
         warn!("{e}");
     }
 }
@@ -398,7 +400,7 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         if let Err(e) = res {
             warn!("network teardown of {id}: {e}");
         }
-        sync_dns(inst);
+        sync_dns(inst, id);
     }
     let span = info_span!("unmount").entered();
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {

@@ -55,6 +55,35 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     Ok(out)
 }
 
+/// The members one container makes: its endpoints on user-defined networks
+/// (none when it is gone or on none of them). One container's rows only, so
+/// the cost does not grow with the number of containers.
+pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsError> {
+    let c = store.conn();
+    let Some(ctr) = rows::find_container(c, container_id)? else {
+        return Ok(vec![]);
+    };
+    let mut out = vec![];
+    for ep in rows::endpoints_of_container(c, container_id)? {
+        let Some(net) = rows::find_network(c, &ep.network_id)? else {
+            continue;
+        };
+        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+            continue;
+        }
+        let (_, gateway) =
+            bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        out.push(Member {
+            gateway,
+            ip: ep.ip,
+            name: ctr.name.clone(),
+            container_id: ep.container_id,
+            aliases: ep.aliases,
+        });
+    }
+    Ok(out)
+}
+
 /// One request over the control socket; the responder's one-line reply.
 fn request(inst: &Instance, what: &str) -> std::io::Result<String> {
     let mut s = UnixStream::connect(socket_path(inst))?;
@@ -86,6 +115,20 @@ fn check(reply: String) -> Result<(), DnsError> {
 /// not running (never started, or crashed). Serialized by a lock so two
 /// commands never start two responders or race one that is leaving.
 pub fn sync(inst: &Instance) -> Result<(), DnsError> {
+    sync_request(inst, "reload")
+}
+
+/// Like [`sync`] after a change to one container's endpoints only (its
+/// start or its end): a running responder re-reads that container's rows
+/// instead of every member's.
+pub fn sync_container(inst: &Instance, container_id: &str) -> Result<(), DnsError> {
+    if container_id.is_empty() || container_id.contains(char::is_whitespace) {
+        return sync(inst);
+    }
+    sync_request(inst, &format!("update {container_id}"))
+}
+
+fn sync_request(inst: &Instance, what: &str) -> Result<(), DnsError> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -93,7 +136,7 @@ pub fn sync(inst: &Instance) -> Result<(), DnsError> {
         .open(lock_path(inst))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| DnsError::Io(e.into()))?;
-    match request(inst, "reload") {
+    match request(inst, what) {
         Ok(reply) => return check(reply),
         Err(e)
             if e.kind() == std::io::ErrorKind::TimedOut

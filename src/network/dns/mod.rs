@@ -4,19 +4,22 @@
 //! - `sync(inst)`: after any change of endpoints (run, connect, disconnect,
 //!   stop, rm): starts the responder when a user-defined network has a
 //!   member and none runs (or it crashed), else tells it to re-read the
-//!   store; the responder leaves by itself once no member is left
+//!   store; `sync_container(inst, id)` when only that container changed
+//!   (its start or end): the responder re-reads its rows alone; the
+//!   responder leaves a while after the last member left (`MINIRT_DNS_LINGER`)
 //! - `run_responder(inst)`: the hidden `minirt __dns` subcommand
 //! - `host_resolv_conf()`: the host resolv.conf path (`MINIRT_HOST_RESOLV_CONF`
 //!   overrides /etc/resolv.conf, for tests)
 //!
-//! Files in --run-root: dns.sock (control: "reload" -> "ok" | "stopped"),
+//! Files in --run-root: dns.sock (control: "reload" or "update ID" -> "ok" |
+//! "stopped" | "error ..."),
 //! dns.pid, dns.lock (serializes starts and reloads), dns.log (its stderr).
 
 pub mod control;
 pub mod records;
 pub mod server;
 
-pub use control::{members, sync};
+pub use control::{members, members_of, sync, sync_container};
 pub use server::run_responder;
 
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! The responder (`minirt __dns`): UDP and TCP port 53 on each served
 //! gateway, answers from the records, forwards the rest; reloads on request.
 
-use super::control::{lock_path, members, pid_path, socket_path};
-use super::records::{reply, search_domains, upstreams, Records, Reply};
+use super::control::{lock_path, members, members_of, pid_path, socket_path};
+use super::records::{reply, search_domains, upstreams, Member, Records, Reply};
 use super::{host_resolv_conf, DnsError};
 use crate::store::Store;
 use crate::Instance;
@@ -126,6 +126,9 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
     let mut served: BTreeMap<Ipv4Addr, Served> = BTreeMap::new();
     let linger = linger();
     let mut idle = false;
+    // Every member, by container: a reload replaces it all, an update one
+    // container's entry (so a start or an end costs the same at 1 or 200).
+    let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     loop {
         let (conn, _) = if idle {
             match tokio::time::timeout(linger, control.accept()).await {
@@ -142,8 +145,21 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
         if !matches!(read, Ok(Ok(n)) if n > 0) {
             continue;
         }
-        let answer = match line.trim() {
-            "reload" => match reload(inst, &shared, &mut served).await {
+        let loaded = match line.trim() {
+            "reload" => load_all(inst).map(|all| members = all),
+            l => match l.strip_prefix("update ") {
+                Some(id) => load_one(inst, id).map(|mine| {
+                    match mine.is_empty() {
+                        true => members.remove(id),
+                        false => members.insert(id.to_string(), mine),
+                    };
+                }),
+                None => Err(DnsError::Responder(format!("unknown request {l:?}"))),
+            },
+        };
+        let answer = match loaded {
+            Err(e) => format!("error {e}"),
+            Ok(()) => match refresh(&shared, &mut served, &members).await {
                 Ok(true) => {
                     idle = false;
                     "ok".to_string()
@@ -170,7 +186,6 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
                 }
                 Err(e) => format!("error {e}"),
             },
-            other => format!("error unknown request {other:?}"),
         };
         let _ = lines
             .get_mut()
@@ -179,17 +194,33 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
     }
 }
 
-/// Re-reads members and upstreams, opens sockets on new gateways and closes
-/// those of networks left empty. False when nothing is left to serve.
-async fn reload(
-    inst: &Instance,
+/// Every member in the store, by container.
+fn load_all(inst: &Instance) -> Result<BTreeMap<String, Vec<Member>>, DnsError> {
+    let store = Store::open(&inst.db_path())?;
+    let mut by_ctr: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+    for m in members(&store)? {
+        by_ctr.entry(m.container_id.clone()).or_default().push(m);
+    }
+    Ok(by_ctr)
+}
+
+/// One container's members, as the store has them now.
+fn load_one(inst: &Instance, id: &str) -> Result<Vec<Member>, DnsError> {
+    let store = Store::open(&inst.db_path())?;
+    members_of(&store, id)
+}
+
+/// Rebuilds the records from `members` (in memory) and re-reads the
+/// upstreams, opens sockets on new gateways and closes those of networks
+/// left empty. False when nothing is left to serve.
+async fn refresh(
     shared: &Shared,
     served: &mut BTreeMap<Ipv4Addr, Served>,
+    members: &BTreeMap<String, Vec<Member>>,
 ) -> Result<bool, DnsError> {
-    let store = Store::open(&inst.db_path())?;
     let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
-    let records = Records::build(&members(&store)?).with_search(search_domains(&resolv));
-    drop(store);
+    let all: Vec<Member> = members.values().flatten().cloned().collect();
+    let records = Records::build(&all).with_search(search_domains(&resolv));
     let gateways = records.gateways();
     let state = Arc::new(State {
         upstreams: upstreams(&resolv, &gateways),
