@@ -43,38 +43,66 @@ impl Records {
     /// Names of each member (container name, aliases, short id) on its
     /// network only; a name shared by two containers answers both addresses.
     pub fn build(members: &[Member]) -> Records {
-        let mut zones: BTreeMap<Ipv4Addr, HashMap<String, Vec<Ipv4Addr>>> = BTreeMap::new();
+        let mut r = Records::default();
+        r.add(members);
+        r
+    }
+
+    /// The names `m` answers to (normalized, non-empty).
+    fn names_of(m: &Member) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(m.name.as_str())
+            .chain(m.aliases.iter().map(String::as_str))
+            .chain(std::iter::once(short_id(&m.container_id)))
+            .map(normalize)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Adds `members`: the cost is theirs alone, not the other members'.
+    pub fn add(&mut self, members: &[Member]) {
         for m in members {
-            let zone = zones.entry(m.gateway).or_default();
-            let names = std::iter::once(m.name.as_str())
-                .chain(m.aliases.iter().map(String::as_str))
-                .chain(std::iter::once(short_id(&m.container_id)));
-            for n in names.map(normalize).filter(|n| !n.is_empty()) {
+            let zone = self.zones.entry(m.gateway).or_default();
+            for n in Records::names_of(m) {
                 let ips = zone.entry(n).or_default();
-                if !ips.contains(&m.ip) {
-                    ips.push(m.ip);
+                if let Err(at) = ips.binary_search(&m.ip) {
+                    ips.insert(at, m.ip);
                 }
             }
         }
-        for zone in zones.values_mut() {
-            for ips in zone.values_mut() {
-                ips.sort();
+    }
+
+    /// Takes `members` out again (one container's, as added before; other
+    /// containers' addresses under the same names stay).
+    pub fn remove(&mut self, members: &[Member]) {
+        for m in members {
+            let Some(zone) = self.zones.get_mut(&m.gateway) else {
+                continue;
+            };
+            for n in Records::names_of(m) {
+                if let Some(ips) = zone.get_mut(&n) {
+                    ips.retain(|ip| *ip != m.ip);
+                    if ips.is_empty() {
+                        zone.remove(&n);
+                    }
+                }
             }
-        }
-        Records {
-            zones,
-            search: vec![],
+            if zone.is_empty() {
+                self.zones.remove(&m.gateway);
+            }
         }
     }
 
     /// The same records, also answering `NAME.DOMAIN` for each search domain.
     pub fn with_search(mut self, domains: Vec<String>) -> Records {
+        self.set_search(domains);
+        self
+    }
+
+    pub fn set_search(&mut self, domains: Vec<String>) {
         self.search = domains
             .iter()
             .map(|d| normalize(d))
             .filter(|d| !d.is_empty())
             .collect();
-        self
     }
 
     /// The gateways to serve on: networks with at least one member.
@@ -323,5 +351,54 @@ mod tests {
             ]
         );
         assert!(upstreams("", &[]).is_empty());
+    }
+
+    use proptest::prelude::*;
+
+    /// Containers c0..c5 with an address each per network and names and
+    /// aliases drawn from a small pool, so names collide across containers.
+    fn container(i: usize, nets: &[bool; 2], names: &[usize]) -> Vec<Member> {
+        let pool = ["web", "db", "api", "WEB", "cache"];
+        [GW1, Ipv4Addr::new(10, 89, 0, 1)]
+            .iter()
+            .zip(nets)
+            .filter(|(_, on)| **on)
+            .map(|(gw, _)| Member {
+                gateway: *gw,
+                ip: Ipv4Addr::new(gw.octets()[0], gw.octets()[1], 0, 2 + i as u8),
+                name: format!("c{i}"),
+                container_id: format!("{i:0>64}"),
+                aliases: names
+                    .iter()
+                    .map(|n| pool[n % pool.len()].to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Starting and ending containers one at a time leaves the records
+        /// a full rebuild from the containers left would make.
+        #[test]
+        fn updates_one_container_at_a_time_match_a_full_build(
+            ops in proptest::collection::vec(
+                (0usize..6, any::<bool>(), any::<[bool; 2]>(),
+                 proptest::collection::vec(0usize..5, 0..3)), 1..40),
+        ) {
+            let mut live: std::collections::BTreeMap<usize, Vec<Member>> = Default::default();
+            let mut r = Records::default();
+            for (i, start, nets, names) in ops {
+                if let Some(old) = live.remove(&i) {
+                    r.remove(&old);
+                }
+                if start {
+                    let new = container(i, &nets, &names);
+                    r.add(&new);
+                    live.insert(i, new);
+                }
+                let all: Vec<Member> = live.values().flatten().cloned().collect();
+                prop_assert_eq!(&r, &Records::build(&all));
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// What every query reads: swapped whole on reload, so a query sees either
 /// the old or the new set, never a half-made one, and none waits.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     records: Records,
     upstreams: Vec<IpAddr>,
@@ -146,20 +146,24 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
             continue;
         }
         let loaded = match line.trim() {
-            "reload" => load_all(inst).map(|all| members = all),
+            "reload" => load_all(inst).map(|all| {
+                members = all;
+                rebuild(&shared, &members);
+            }),
             l => match l.strip_prefix("update ") {
                 Some(id) => load_one(inst, id).map(|mine| {
-                    match mine.is_empty() {
-                        true => members.remove(id),
-                        false => members.insert(id.to_string(), mine),
-                    };
+                    let old = members.remove(id).unwrap_or_default();
+                    update(&shared, &old, &mine);
+                    if !mine.is_empty() {
+                        members.insert(id.to_string(), mine);
+                    }
                 }),
                 None => Err(DnsError::Responder(format!("unknown request {l:?}"))),
             },
         };
         let answer = match loaded {
             Err(e) => format!("error {e}"),
-            Ok(()) => match refresh(&shared, &mut served, &members).await {
+            Ok(()) => match serve_gateways(&shared, &mut served).await {
                 Ok(true) => {
                     idle = false;
                     "ok".to_string()
@@ -210,14 +214,9 @@ fn load_one(inst: &Instance, id: &str) -> Result<Vec<Member>, DnsError> {
     members_of(&store, id)
 }
 
-/// Rebuilds the records from `members` (in memory) and re-reads the
-/// upstreams, opens sockets on new gateways and closes those of networks
-/// left empty. False when nothing is left to serve.
-async fn refresh(
-    shared: &Shared,
-    served: &mut BTreeMap<Ipv4Addr, Served>,
-    members: &BTreeMap<String, Vec<Member>>,
-) -> Result<bool, DnsError> {
+/// Replaces the records with ones built from every member, and re-reads
+/// the upstreams.
+fn rebuild(shared: &Shared, members: &BTreeMap<String, Vec<Member>>) {
     let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
     let all: Vec<Member> = members.values().flatten().cloned().collect();
     let records = Records::build(&all).with_search(search_domains(&resolv));
@@ -226,11 +225,35 @@ async fn refresh(
         upstreams: upstreams(&resolv, &gateways),
         records,
     });
-    // New records first: a network being added answers as soon as it binds.
     match shared.write() {
         Ok(mut g) => *g = state,
         Err(p) => *p.into_inner() = state,
     }
+}
+
+/// One container's members changed from `old` to `new`: the records are
+/// changed in place (copied first only if a query holds them right now), so
+/// the cost is that container's, whatever the number of members.
+fn update(shared: &Shared, old: &[Member], new: &[Member]) {
+    let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
+    let mut guard = match shared.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let state = Arc::make_mut(&mut guard);
+    state.records.remove(old);
+    state.records.add(new);
+    state.records.set_search(search_domains(&resolv));
+    state.upstreams = upstreams(&resolv, &state.records.gateways());
+}
+
+/// Opens sockets on the records' new gateways and closes those of networks
+/// left empty. False when nothing is left to serve.
+async fn serve_gateways(
+    shared: &Shared,
+    served: &mut BTreeMap<Ipv4Addr, Served>,
+) -> Result<bool, DnsError> {
+    let gateways = snapshot(shared).records.gateways();
     let gone: Vec<Ipv4Addr> = served
         .keys()
         .filter(|g| !gateways.contains(g))
