@@ -1,13 +1,16 @@
 //! Soak: many consecutive `run --rm` with a user network and a published
-//! port must leave no residue (devices, rules, map elements, mounts, cgroups,
-//! responder fds, rows) and must not slow down.
+//! port must leave no residue: devices, rules, map elements, mounts,
+//! cgroups, the DNS responder's fds, rows, files in the roots, and the
+//! database with its write-ahead log. Whether the runs slow down is a figure
+//! of `scripts/bench --only s`, not an assertion here: a timed test fails on
+//! a busy machine for reasons that are not minirt's.
 //!
 //! 500 runs by default (a debug build takes 33 s on a quiet 2-core machine,
 //! 85 s on a loaded one); MINIRT_SOAK_RUNS=N changes that (at least 100).
 
 use crate::common::*;
 use crate::limits::{links, row_counts};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `nft list ruleset` with packet/byte counters blanked (traffic, not state).
 fn rules(h: &TestHost) -> String {
@@ -51,11 +54,6 @@ fn dns_pid(h: &TestHost) -> Option<i32> {
         .ok()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 #[derive(Debug, PartialEq)]
 struct State {
     links: Vec<String>,
@@ -96,16 +94,33 @@ fn state(h: &TestHost) -> State {
     }
 }
 
-fn one_run(h: &TestHost) -> Duration {
-    let t = Instant::now();
+fn one_run(h: &TestHost) {
     h.ok(&[
         "run", "--rm", "--net", "soak", "-p", "80", "busybox", "true",
     ]);
-    t.elapsed()
+}
+
+/// Sizes of the database file and of its write-ahead log, in bytes.
+fn db_sizes(h: &TestHost) -> (u64, u64) {
+    let size = |f: &str| {
+        std::fs::metadata(h.root.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    (size("minirt.db"), size("minirt.db-wal"))
+}
+
+/// SQLite's page size for this database (its header, bytes 16..18).
+fn page_size(h: &TestHost) -> u64 {
+    let head = std::fs::read(h.root.join("minirt.db")).expect("read minirt.db");
+    match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    }
 }
 
 #[test]
-fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
+fn consecutive_runs_leave_no_residue() {
     let runs: usize = std::env::var("MINIRT_SOAK_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,48 +134,47 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
         "run", "-d", "--name", "anchor", "--net", "soak", "-p", "8080:80", "busybox", "sleep",
         "3600",
     ]);
-    // One warm-up run: first-use work (image rows, layer cache) is not drift.
+    // Warm-up runs: first-use work (image rows, layer cache, the first pages
+    // of every table and index) is not growth.
     let links_before_warmup = state(&h).links;
-    one_run(&h);
-    // Its veth goes with its namespace, a moment after it returns.
+    for _ in 0..20 {
+        one_run(&h);
+    }
+    // The last veth goes with its namespace, a moment after the run returns.
     wait_for(
-        "the warm-up run's veth to go",
+        "the warm-up runs' veths to go",
         Duration::from_secs(10),
         || state(&h).links == links_before_warmup,
     );
     let dns_before = dns_pid(&h);
-    // The database with its write-ahead log (pages move from one to the other).
-    let db_size = || {
-        ["minirt.db", "minirt.db-wal"]
-            .iter()
-            .map(|f| {
-                std::fs::metadata(h.root.join(f))
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-            })
-            .sum::<u64>()
-    };
-    let db_before = db_size();
+    let (db_before, wal_before) = db_sizes(&h);
     let before = state(&h);
-    let start = Instant::now();
-    let times: Vec<Duration> = (0..runs).map(|_| one_run(&h)).collect();
-    let total = start.elapsed();
+    for _ in 0..runs {
+        one_run(&h);
+    }
     // The last run's veth goes with its namespace, a moment after it returns.
     eventually(Duration::from_secs(10), || state(&h) == before);
     let after = state(&h);
     assert_eq!(dns_pid(&h), dns_before, "the DNS responder was replaced");
     assert_eq!(after, before, "state grew over {runs} runs");
-
+    // Rows come and go; their pages are reused, so the database file stays
+    // within a few pages of its warm size, and the write-ahead log is
+    // checkpointed (every 64 pages) instead of growing with every run.
+    let (db_after, wal_after) = db_sizes(&h);
+    let page = page_size(&h);
     eprintln!(
-        "figure: soak database + WAL {} -> {} bytes",
-        db_before,
-        db_size()
+        "figure: soak database {db_before} -> {db_after} bytes, WAL {wal_before} -> {wal_after} bytes (page {page})"
     );
-    let first = median(times[..50].to_vec());
-    let mut last = median(times[runs - 50..].to_vec());
+    assert!(
+        db_after <= db_before + 16 * page,
+        "the database grew over {runs} runs: {db_before} -> {db_after} bytes"
+    );
+    assert!(
+        wal_after <= wal_before.max(256 * page),
+        "the write-ahead log grew over {runs} runs: {wal_before} -> {wal_after} bytes"
+    );
     eprintln!(
-        "figure: soak {runs} runs in {total:?}; median first 50 {first:?}, last 50 {last:?}; \
-         devices {} rules {} lines, {} set/map elements, {} mounts, {} cgroups, {} responder fds, rows {:?}, files {:?} (unchanged)",
+        "figure: soak {runs} runs: devices {} rules {} lines, {} set/map elements, {} mounts, {} cgroups, {} responder fds, rows {:?}, files {:?} (unchanged)",
         after.links.len(),
         after.rules.lines().count(),
         after.elements,
@@ -169,23 +183,6 @@ fn consecutive_runs_leave_no_residue_and_do_not_slow_down() {
         after.dns_fds,
         after.rows,
         after.files,
-    );
-    // Medians of 50 runs move by +-15% on this 2-core VM from noise alone;
-    // drift persists, noise does not: measure the last window up to three
-    // more times before calling it drift.
-    for _ in 0..3 {
-        if last.as_secs_f64() <= first.as_secs_f64() * 1.10 {
-            break;
-        }
-        let again: Vec<Duration> = (0..50).map(|_| one_run(&h)).collect();
-        last = median(again);
-        eprintln!("figure: soak re-measured last 50: median {last:?}");
-        eventually(Duration::from_secs(10), || state(&h) == before);
-        assert_eq!(state(&h), before, "state grew over the re-measurement");
-    }
-    assert!(
-        last.as_secs_f64() <= first.as_secs_f64() * 1.10,
-        "runs slowed down: median of the first 50 {first:?}, of the last 50 {last:?}"
     );
     h.ok(&["rm", "-f", "anchor"]);
     h.ok(&["network", "rm", "soak"]);
