@@ -274,12 +274,15 @@ mod tests {
         std::fs::write(outside.join("hosts"), "canary").unwrap();
         symlink(&outside, root.join("abs")).unwrap();
         symlink("../../../../../../outside", root.join("etc/rel")).unwrap();
+        // The same names inside the root: what the links lead to there.
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(root.join("outside")).unwrap();
         let r = Root::open(&root).unwrap();
 
         // Made inside, at the path the link names relative to the root.
         let d = r.mkdir_all(Path::new("/abs/sub"), Links::InRoot).unwrap();
-        let inside = root.join(outside.strip_prefix("/").unwrap()).join("sub");
-        assert_eq!(target(&d), inside);
+        assert_eq!(target(&d), inside.join("sub"));
         let f = r
             .create_file(Path::new("/etc/rel/hosts"), Links::InRoot)
             .unwrap();
