@@ -123,9 +123,7 @@ impl Root {
             Errno::ELOOP if links == Links::Refuse => {
                 "is a symlink or passes through one: refused here".to_string()
             }
-            Errno::ELOOP => {
-                "resolves through too many symlinks or a /proc magic link".to_string()
-            }
+            Errno::ELOOP => "resolves through too many symlinks or a /proc magic link".to_string(),
             Errno::ENOTDIR => "is not a directory".to_string(),
             Errno::EXDEV => "points outside the root".to_string(),
             e => e.desc().to_string(),
@@ -176,7 +174,11 @@ impl Root {
                 Err(Errno::ENOENT) => {
                     // `dir` is the resolved parent: the name is made there
                     // and nowhere else (mkdirat never follows a last symlink).
-                    match mkdirat(dir.as_fd(), comps[i].as_os_str(), Mode::from_bits_truncate(0o755)) {
+                    match mkdirat(
+                        dir.as_fd(),
+                        comps[i].as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    ) {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(Self::error(prefix, links, e)),
                     }
@@ -287,14 +289,19 @@ mod tests {
             .create_file(Path::new("/etc/rel/hosts"), Links::InRoot)
             .unwrap();
         assert_eq!(target(&f), root.join("outside/hosts"));
-        assert_eq!(std::fs::read_to_string(outside.join("hosts")).unwrap(), "canary");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("hosts")).unwrap(),
+            "canary"
+        );
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
 
         // Refused outright when links are not allowed.
         let e = r.mkdir_all(Path::new("/abs/x"), Links::Refuse).unwrap_err();
         assert!(e.to_string().contains("\"/abs/x\""), "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
-        assert!(r.create_file(Path::new("/etc/rel/y"), Links::Refuse).is_err());
+        assert!(r
+            .create_file(Path::new("/etc/rel/y"), Links::Refuse)
+            .is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
     }
 
@@ -310,9 +317,13 @@ mod tests {
         let r = Root::open(root).unwrap();
         let e = r.mkdir_all(Path::new("/a/x"), Links::InRoot).unwrap_err();
         assert!(e.to_string().contains("too many symlinks"), "{e}");
-        let e = r.mkdir_all(Path::new("/file/x"), Links::InRoot).unwrap_err();
+        let e = r
+            .mkdir_all(Path::new("/file/x"), Links::InRoot)
+            .unwrap_err();
         assert!(e.to_string().contains("not a directory"), "{e}");
-        let e = r.mkdir_all(Path::new("/dangling"), Links::InRoot).unwrap_err();
+        let e = r
+            .mkdir_all(Path::new("/dangling"), Links::InRoot)
+            .unwrap_err();
         assert!(e.to_string().contains("missing path"), "{e}");
         assert!(!root.join("nowhere").exists());
     }
@@ -328,7 +339,9 @@ mod tests {
             .resolve_existing(Path::new("/proc/nope"), Links::InRoot)
             .unwrap()
             .is_none());
-        let (parent, name) = r.parent_of(Path::new("/dev/net/tun"), Links::Refuse).unwrap();
+        let (parent, name) = r
+            .parent_of(Path::new("/dev/net/tun"), Links::Refuse)
+            .unwrap();
         assert_eq!(target(&parent), dir.path().join("dev/net"));
         assert_eq!(name, "tun");
     }

@@ -3,8 +3,8 @@
 //! in the new mount namespace): the overlay itself, the Spec's mounts and
 //! devices, pivot_root, masked paths.
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::inroot::{self, InRootError, Links, Root};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 use std::os::fd::AsFd;
