@@ -16,10 +16,19 @@ fn loaded() -> TestHost {
 /// `args` fail with exit 125 and one line containing `expect`, and the
 /// host is exactly as before.
 fn refused(h: &TestHost, args: &[&str], expect: &str) -> String {
+    refused_with(h, 125, args, expect)
+}
+
+/// `network` commands fail as Docker's do, with exit 1 (the CLI's rule).
+fn net_refused(h: &TestHost, args: &[&str], expect: &str) -> String {
+    refused_with(h, 1, args, expect)
+}
+
+fn refused_with(h: &TestHost, exit: i32, args: &[&str], expect: &str) -> String {
     let before = snapshot(h);
     let (code, err) = h.fails(args);
     let line = one_line(&err);
-    assert_eq!(code, 125, "{args:?}: {err}");
+    assert_eq!(code, exit, "{args:?}: {err}");
     assert!(line.contains(expect), "{args:?}: {line}");
     assert!(
         !line.chars().any(char::is_control),
@@ -144,11 +153,11 @@ fn hostnames_and_aliases_are_rfc_1123_names() {
 fn predefined_network_names_and_the_default_subnet_are_reserved() {
     let h = TestHost::new();
     for name in ["bridge", "host", "none"] {
-        refused(&h, &["network", "create", name], "reserved");
+        net_refused(&h, &["network", "create", name], "reserved");
     }
     // The default network does not exist yet; its subnet is still its own.
     for subnet in ["172.17.0.0/16", "172.17.3.0/24", "172.0.0.0/8"] {
-        refused(
+        net_refused(
             &h,
             &["network", "create", "--subnet", subnet, "mine"],
             "overlaps with the default network bridge (172.17.0.0/16)",
@@ -162,7 +171,7 @@ fn predefined_network_names_and_the_default_subnet_are_reserved() {
 fn the_default_network_is_not_removed_by_rm() {
     let h = loaded();
     h.ok(&["run", "--rm", "busybox", "true"]);
-    refused(&h, &["network", "rm", "bridge"], "pre-defined network");
+    net_refused(&h, &["network", "rm", "bridge"], "pre-defined network");
     // Still there and in use at once; prune tidies it up with the rest.
     h.ok(&["run", "--rm", "busybox", "true"]);
     let out = h.ok(&["network", "prune", "-f"]);
@@ -178,12 +187,12 @@ fn names_are_echoed_back_escaped() {
         "Invalid container name (x\\u{1b}[2Jy)",
     );
     refused(&h, &["run", "--rm", "bad\nimage", "true"], "bad\\nimage");
-    refused(
+    net_refused(
         &h,
         &["network", "rm", "gone\u{7}"],
         "network gone\\u{7} not found",
     );
-    refused(
+    net_refused(
         &h,
         &["network", "create", "n\u{1b}]0;pwned\u{7}"],
         "invalid network name",
