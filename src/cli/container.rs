@@ -296,6 +296,9 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     let cfg = lifecycle::config_of(&row);
     let mut env = cfg.env.clone();
     for e in &a.env {
+        minirt::validate::env_entry(e).map_err(|m| cli_err(125, m))?;
+    }
+    for e in &a.env {
         let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
         env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
         match e.split_once('=') {

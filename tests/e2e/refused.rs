@@ -136,6 +136,17 @@ fn hostnames_and_aliases_are_rfc_1123_names() {
         ],
         "invalid domain name",
     );
+    h.ok(&[
+        "run", "-d", "--name", "up", "--net", "none", "busybox", "sleep", "600",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.62.0.0/24", "n2"]);
+    net_refused(
+        &h,
+        &["network", "connect", "--alias", "x\ny", "n2", "up"],
+        "invalid domain name \"x\\ny\"",
+    );
+    refused(&h, &["exec", "-e", "=x", "up", "true"], "the name is empty");
+    h.ok(&["rm", "-f", "up"]);
     let out = h.ok(&[
         "run",
         "--rm",

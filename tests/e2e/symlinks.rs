@@ -237,7 +237,7 @@ fn assert_all_refused(results: &[(Outcome, String)], path: &str, why: &str) {
 fn proc_sys_and_dev_must_be_plain_directories() {
     let h = TestHost::new();
     let canary = Canary::new(&h);
-    for path in ["proc", "sys", "dev"] {
+    for path in ["dev", "proc", "sys"] {
         let r = attack(&h, &canary, path, false, &[], &["true"]);
         assert_all_refused(&r, path, "symlink");
     }
