@@ -528,8 +528,14 @@ mod proptests {
             src in "/[a-zA-Z0-9_./-]{0,30}", dst in "/[a-zA-Z0-9_./-]{0,30}", mode in 0usize..3
         ) {
             let (suffix, ro) = [("", false), (":rw", false), (":ro", true)][mode];
-            let b = parse_volume(&format!("{src}:{dst}{suffix}")).unwrap();
-            prop_assert_eq!(b, BindMount { source: src, destination: dst, readonly: ro });
+            let parsed = parse_volume(&format!("{src}:{dst}{suffix}"));
+            if validate::mount_destination(&dst).is_err() {
+                // `/`, `/proc`, `/sys` and below (however spelled) are refused.
+                prop_assert!(parsed.is_err());
+            } else {
+                let b = parsed.unwrap();
+                prop_assert_eq!(b, BindMount { source: src, destination: dst, readonly: ro });
+            }
         }
 
         #[test]
