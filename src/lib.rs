@@ -10,6 +10,7 @@ pub mod rootfs;
 pub mod store;
 pub mod timings;
 pub mod util;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use instance::Instance;

@@ -247,8 +247,11 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
     // A container that never started is not left behind (unlike Docker's
     // "Created" leftovers): bad input leaves nothing.
     res.map_err(|e| {
-        if let Err(rm) = lifecycle::rm(inst, &id, true) {
-            tracing::warn!("removing {id} after a failed start: {rm}");
+        match lifecycle::rm(inst, &id, true) {
+            // With --rm the failed start has removed it already.
+            Ok(())
+            | Err(minirt::Error::Container(minirt::container::ContainerError::NotFound(_))) => {}
+            Err(rm) => tracing::warn!("removing {id} after a failed start: {rm}"),
         }
         e.into()
     })
@@ -267,7 +270,10 @@ pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
             Ok(code) if a.attach => return Ok(code),
             Ok(_) => println!("{c}"),
             Err(e) => {
-                eprintln!("minirt: {e}");
+                eprintln!(
+                    "minirt: {}",
+                    minirt::validate::escape_controls(&e.to_string())
+                );
                 failed = Some(e.exit_code());
             }
         }
@@ -289,6 +295,9 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     }
     let cfg = lifecycle::config_of(&row);
     let mut env = cfg.env.clone();
+    for e in &a.env {
+        minirt::validate::env_entry(e).map_err(|m| cli_err(125, m))?;
+    }
     for e in &a.env {
         let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
         env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
@@ -504,7 +513,10 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> minirt::Result<()>) -> CliRe
         match f(k) {
             Ok(()) => println!("{k}"),
             Err(e) => {
-                eprintln!("minirt: {e}");
+                eprintln!(
+                    "minirt: {}",
+                    minirt::validate::escape_controls(&e.to_string())
+                );
                 code = 1;
             }
         }

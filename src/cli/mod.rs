@@ -142,7 +142,8 @@ pub fn main() -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("minirt: {}", e.message);
+            // Whatever a user typed and the message repeats stays one line.
+            eprintln!("minirt: {}", minirt::validate::escape_controls(&e.message));
             e.code
         }
     }

@@ -7,7 +7,7 @@ use crate::cgroups::{self, Resources};
 use crate::network::{self, NetworkRequest};
 use crate::rootfs::{image, Image};
 use crate::store::{containers, Store};
-use crate::{util, Instance, Result};
+use crate::{util, validate, Instance, Result};
 use std::path::Path;
 
 /// `minirt run` options, as parsed by the CLI (strings not yet validated).
@@ -56,7 +56,8 @@ pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok_first || !ok_rest {
         return Err(invalid(format!(
-            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            "Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            validate::escape_controls(name)
         )));
     }
     if name.len() > MAX_NAME_LEN {
@@ -100,9 +101,11 @@ pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError
     }
     if !dst.starts_with('/') {
         return Err(invalid(format!(
-            "invalid volume specification: '{spec}': mount path must be absolute"
+            "invalid volume specification: '{}': mount path must be absolute",
+            validate::escape_controls(spec)
         )));
     }
+    validate::mount_destination(dst).map_err(invalid)?;
     let readonly = match mode {
         "ro" => true,
         "rw" => false,
@@ -165,10 +168,18 @@ pub fn assemble(
         .hostname
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
-    if hostname.len() > 64 || hostname.is_empty() {
-        return Err(invalid(format!(
-            "invalid hostname '{hostname}': must be 1 to 64 characters"
-        )));
+    // It becomes a line of the container's /etc/hosts: a name, nothing else.
+    validate::hostname(&hostname).map_err(invalid)?;
+    for e in &opts.env {
+        validate::env_entry(e).map_err(invalid)?;
+    }
+    for f in &opts.env_files {
+        for e in parse_env_file(f) {
+            validate::env_entry(&e).map_err(invalid)?;
+        }
+    }
+    for a in &opts.network.aliases {
+        validate::domain_name(a).map_err(invalid)?;
     }
     let mut env = vec![];
     if !img.config.env.iter().any(|e| e.starts_with("PATH=")) {
@@ -422,6 +433,47 @@ mod tests {
     }
 
     #[test]
+    fn hostile_inputs_are_refused_with_one_line() {
+        let refused = |o: RunOptions| assemble(&img(), &o, ID).unwrap_err().to_string();
+        for env in ["=x", "="] {
+            let e = refused(RunOptions {
+                env: vec![env.into()],
+                ..Default::default()
+            });
+            assert!(e.contains("the name is empty"), "{e}");
+        }
+        let e = refused(RunOptions {
+            env_files: vec!["# fine\nA=1\n=oops\n".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("\"=oops\""), "{e}");
+        for dst in ["/", "/proc", "/proc/x", "/sys/fs", "/a/../proc"] {
+            let e = refused(RunOptions {
+                volumes: vec![format!("/tmp:{dst}")],
+                ..Default::default()
+            });
+            assert!(e.contains("cannot be mounted over"), "{dst}: {e}");
+        }
+        let e = refused(RunOptions {
+            hostname: Some("x\n6.6.6.6 evil".into()),
+            ..Default::default()
+        });
+        assert!(
+            e.starts_with("invalid hostname \"x\\n6.6.6.6 evil\""),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        let mut o = RunOptions::default();
+        o.network.aliases = vec!["a b".into()];
+        assert!(refused(o).contains("invalid domain name"));
+        let e = validate_name("w\u{1b}[2J").unwrap_err().to_string();
+        assert!(
+            e.contains("w\\u{1b}[2J") && !e.chars().any(char::is_control),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn volumes_parse() {
         let m = parse_volume("/a:/b:ro").unwrap();
         assert_eq!(
@@ -476,8 +528,14 @@ mod proptests {
             src in "/[a-zA-Z0-9_./-]{0,30}", dst in "/[a-zA-Z0-9_./-]{0,30}", mode in 0usize..3
         ) {
             let (suffix, ro) = [("", false), (":rw", false), (":ro", true)][mode];
-            let b = parse_volume(&format!("{src}:{dst}{suffix}")).unwrap();
-            prop_assert_eq!(b, BindMount { source: src, destination: dst, readonly: ro });
+            let parsed = parse_volume(&format!("{src}:{dst}{suffix}"));
+            if validate::mount_destination(&dst).is_err() {
+                // `/`, `/proc`, `/sys` and below (however spelled) are refused.
+                prop_assert!(parsed.is_err());
+            } else {
+                let b = parsed.unwrap();
+                prop_assert_eq!(b, BindMount { source: src, destination: dst, readonly: ro });
+            }
         }
 
         #[test]

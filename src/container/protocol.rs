@@ -70,6 +70,10 @@ pub fn recv_msg_fd<T: for<'de> Deserialize<'de>>(
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Err(nix::errno::Errno::EINTR) => continue,
+            // The peer exited with a message of ours unread (a child that
+            // failed before reading "continue"): the kernel reports that
+            // once, ahead of what the peer sent before; read on.
+            Err(nix::errno::Errno::ECONNRESET) => continue,
             Err(e) => return Err(e.into()),
             Ok(msg) => {
                 let mut passed = None;

@@ -265,6 +265,9 @@ pub fn build(
         }
     }
     for b in &cfg.mounts {
+        // Checked at create too; here again for any config that reaches a
+        // start another way (a stored row, a future --mount).
+        crate::validate::mount_destination(&b.destination).map_err(err)?;
         let mode = if b.readonly { "ro" } else { "rw" };
         mounts.push(mount(
             &b.destination,
@@ -452,6 +455,12 @@ mod tests {
             hostname: "/n".into(),
         };
         let s = build(&c, Path::new("/r"), Some(&etc), "/x").unwrap();
+        let mut over_proc = c.clone();
+        over_proc.mounts[0].destination = "/d/../proc/1".into();
+        assert!(build(&over_proc, Path::new("/r"), Some(&etc), "/x")
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be mounted over"));
         let ms = s.mounts().as_ref().unwrap();
         let d = ms
             .iter()

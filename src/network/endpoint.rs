@@ -419,6 +419,9 @@ pub fn connect(
     ip: Option<&str>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
+    for a in aliases {
+        crate::validate::domain_name(a).map_err(NetworkError::Invalid)?;
+    }
     let nl = bridge::host_netlink()?;
     let mut undo = Undo::new();
     let ep = store.write(|tx| {

@@ -13,7 +13,8 @@ pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), NetworkError> {
     let bad = || NetworkError::Invalid(format!("invalid --add-host {s:?}: expected NAME:IP"));
     let (name, ip) = s.split_once(':').ok_or_else(bad)?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+    // The name becomes a field of /etc/hosts: no separator, no control byte.
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     let ip: IpAddr = ip.parse().map_err(|_| bad())?;
@@ -113,7 +114,14 @@ mod tests {
             ("db".to_string(), "10.0.0.5".parse().unwrap())
         );
         assert!(parse_add_host("db:[2001:db8::1]").is_ok());
-        for bad in ["db", "db:", ":1.2.3.4", "db:notanip", "a b:1.2.3.4"] {
+        for bad in [
+            "db",
+            "db:",
+            ":1.2.3.4",
+            "db:notanip",
+            "a b:1.2.3.4",
+            "a\u{1b}[2J:1.2.3.4",
+        ] {
             let e = parse_add_host(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid --add-host"), "{e}");
         }

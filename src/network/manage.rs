@@ -39,6 +39,7 @@ struct Plan {
 
 fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
     names::validate_name(&req.name)?;
+    crate::validate::network_name_not_reserved(&req.name).map_err(NetworkError::Invalid)?;
     if req.driver != "bridge" {
         return Err(NetworkError::Invalid(format!(
             "invalid driver {:?}: only bridge is supported",
@@ -108,6 +109,20 @@ fn new_row(
                     "invalid subnet {s}: it overlaps with network {} ({})",
                     o.name, o.subnet
                 )));
+            }
+            // Not made yet, the default network still has its subnet: the
+            // first free pool entry it will take on first use.
+            if name != DEFAULT_NETWORK && !existing.iter().any(|n| n.name == DEFAULT_NETWORK) {
+                let mut taken: Vec<Ipv4Net> = existing
+                    .iter()
+                    .filter_map(|n| n.subnet.parse().ok())
+                    .collect();
+                taken.extend(p.host_routes.iter().copied());
+                if let Some(d) = pool::pick_subnet(&taken).filter(|d| pool::overlaps(*d, s)) {
+                    return Err(NetworkError::Conflict(format!(
+                        "invalid subnet {s}: it overlaps with the default network {DEFAULT_NETWORK} ({d})"
+                    )));
+                }
             }
             s
         }
@@ -214,8 +229,12 @@ pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, 
 
 /// A network by name, id or unique id prefix, or Docker's "not found" error.
 pub fn find(c: &Connection, key: &str) -> Result<NetworkRow, NetworkError> {
-    rows::find_network(c, key)?
-        .ok_or_else(|| NetworkError::NotFound(format!("network {key} not found")))
+    rows::find_network(c, key)?.ok_or_else(|| {
+        NetworkError::NotFound(format!(
+            "network {} not found",
+            crate::validate::escape_controls(key)
+        ))
+    })
 }
 
 pub fn list(store: &Store) -> Result<Vec<NetworkRow>, NetworkError> {
@@ -266,9 +285,25 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
 /// `network rm`: refused while containers are attached (naming them);
 /// rules and bridge go in the same transaction as the row.
 pub fn remove(inst: &Instance, store: &mut Store, key: &str) -> Result<NetworkRow, NetworkError> {
+    remove_any(inst, store, key, false)
+}
+
+/// `remove`, the default network included when `default_too` (prune: it is
+/// made again on first use, and a clean-up leaves nothing behind).
+fn remove_any(
+    inst: &Instance,
+    store: &mut Store,
+    key: &str,
+    default_too: bool,
+) -> Result<NetworkRow, NetworkError> {
     let nl = bridge::host_netlink()?;
     store.write(|tx| {
         let n = find(tx, key)?;
+        if n.name == DEFAULT_NETWORK && !default_too {
+            return Err(NetworkError::Invalid(format!(
+                "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
+            )));
+        }
         let attached: Vec<String> = rows::endpoints_of_network(tx, &n.id)?
             .into_iter()
             .map(|(ep, name)| {
@@ -304,7 +339,7 @@ pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkE
     let mut removed = vec![];
     for n in rows::list_networks(store.conn())? {
         if rows::endpoints_of_network(store.conn(), &n.id)?.is_empty() {
-            removed.push(remove(inst, store, &n.id)?.name);
+            removed.push(remove_any(inst, store, &n.id, true)?.name);
         }
     }
     Ok(removed)

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod image;
+pub mod inroot;
 pub mod mount;
 
 pub use image::{Image, ImageConfig, ImageError};

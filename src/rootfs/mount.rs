@@ -3,10 +3,12 @@
 //! in the new mount namespace): the overlay itself, the Spec's mounts and
 //! devices, pivot_root, masked paths.
 
+use super::inroot::{self, InRootError, Links, Root};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -152,44 +154,25 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
-/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
-/// hostile image cannot point a mount destination outside its rootfs.
-pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
-    let mut resolved = PathBuf::new(); // relative to root
-    let mut pending: Vec<PathBuf> = path
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
+/// Whether a mount at `dest` of type `typ` needs plain directories all the
+/// way, symlinks refused (as runc does for proc and sysfs): the kernel's own
+/// filesystems, and anything in /dev, /proc or /sys. An image that makes
+/// /proc a link to `/` must not get procfs over its whole root; everything
+/// else (volumes, /etc files) follows links inside the root, as Docker does.
+pub fn links_for(dest: &Path, typ: &str) -> Links {
+    let system = matches!(
+        typ,
+        "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2"
+    );
+    let cleaned: PathBuf = std::iter::once(std::ffi::OsString::from("/"))
+        .chain(inroot::clean(dest))
         .collect();
-    let mut hops = 0;
-    while let Some(c) = pending.pop() {
-        if c.as_os_str() == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        match std::fs::read_link(root.join(&candidate)) {
-            Ok(target) if hops < 40 => {
-                hops += 1;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                for comp in target.components().rev() {
-                    match comp {
-                        Component::Normal(n) => pending.push(PathBuf::from(n)),
-                        Component::ParentDir => pending.push(PathBuf::from("..")),
-                        _ => {}
-                    }
-                }
-            }
-            _ => resolved = candidate,
-        }
+    let under = |top: &str| cleaned.starts_with(top);
+    if system || under("/dev") || under("/proc") || under("/sys") {
+        Links::Refuse
+    } else {
+        Links::InRoot
     }
-    root.join(resolved)
 }
 
 /// Splits fstab-style options into mount flags and filesystem data.
@@ -217,9 +200,10 @@ pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
 }
 
 /// Child side: everything between "a new mount namespace" and "pivot_root
-/// done, /proc masked". Runs inside the container's mount namespace.
+/// done, /proc masked". Runs inside the container's mount namespace. Every
+/// path inside the root is resolved by the kernel inside it (see inroot).
 pub fn setup_container_rootfs(spec: &Spec, overlay: Option<&Overlay>) -> Result<()> {
-    let root = spec
+    let root_path = spec
         .root()
         .as_ref()
         .map(|r| r.path().clone())
@@ -238,74 +222,104 @@ pub fn setup_container_rootfs(spec: &Spec, overlay: Option<&Overlay>) -> Result<
         o.mount()?;
     }
     mount(
-        Some(&root),
-        &root,
+        Some(&root_path),
+        &root_path,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
     .map_err(|e| fail("binding the rootfs", e))?;
+    // Opened after the bind: the descriptor is the top of the root's mounts.
+    let root = Root::open(&root_path).map_err(in_root)?;
 
     for m in spec.mounts().as_deref().unwrap_or_default() {
         mount_one(&root, m)?;
     }
     if let Some(linux) = spec.linux() {
         for d in linux.devices().as_deref().unwrap_or_default() {
-            let dest = secure_join(&root, d.path());
-            let kind = match d.typ() {
-                LinuxDeviceType::B => SFlag::S_IFBLK,
-                LinuxDeviceType::P => SFlag::S_IFIFO,
-                _ => SFlag::S_IFCHR,
-            };
-            let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
-            let dev = makedev(d.major() as u64, d.minor() as u64);
-            if mknod(&dest, kind, mode, dev).is_err() {
-                // mknod may be refused (e.g. nodev); bind the host's node instead.
-                touch(&dest)?;
-                mount(
-                    Some(d.path()),
-                    &dest,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| fail(format!("device {}", d.path().display()), e))?;
-            } else {
-                // mknod honours the umask: set the mode the spec asked for.
-                let _ = nix::sys::stat::fchmodat(
-                    nix::fcntl::AT_FDCWD,
-                    &dest,
-                    mode,
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                );
-            }
+            make_device(&root, d)?;
         }
     }
+    let dev = root
+        .mkdir_all(Path::new("/dev"), Links::Refuse)
+        .map_err(in_root)?;
     for (link, target) in [
-        ("dev/fd", "/proc/self/fd"),
-        ("dev/stdin", "/proc/self/fd/0"),
-        ("dev/stdout", "/proc/self/fd/1"),
-        ("dev/stderr", "/proc/self/fd/2"),
-        ("dev/ptmx", "pts/ptmx"),
-        ("dev/core", "/proc/kcore"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
     ] {
-        let _ = std::os::unix::fs::symlink(target, root.join(link));
+        let _ = nix::unistd::symlinkat(target, dev.as_fd(), link);
     }
+    drop(dev);
+    // Docker makes a missing working directory; inside the root, like the rest.
+    if let Some(p) = spec.process() {
+        if !p.cwd().as_os_str().is_empty() {
+            root.mkdir_all(p.cwd(), Links::InRoot)
+                .map_err(|e| fail("the working directory", e))?;
+        }
+    }
+    drop(root);
 
-    pivot_into(&root)?;
+    pivot_into(&root_path)?;
 
+    // From here "/" is the container's root; the walks stay in it and never
+    // take a /proc magic link.
+    let root = Root::open(Path::new("/")).map_err(in_root)?;
     if let Some(linux) = spec.linux() {
         for p in linux.masked_paths().as_deref().unwrap_or_default() {
-            mask_path(Path::new(p))?;
+            mask_path(&root, Path::new(p))?;
         }
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
-            readonly_path(Path::new(p))?;
+            readonly_path(&root, Path::new(p))?;
         }
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         readonly_root()?;
     }
     Ok(())
+}
+
+fn in_root(e: InRootError) -> RootfsError {
+    RootfsError::Mount(e.to_string())
+}
+
+/// A device node of the spec, made with mknodat in its resolved parent
+/// (never through a symlink), or the host's node bound over an empty file
+/// where mknod is refused.
+fn make_device(root: &Root, d: &oci_spec::runtime::LinuxDevice) -> Result<()> {
+    let links = Links::Refuse;
+    let (dir, name) = root.parent_of(d.path(), links).map_err(in_root)?;
+    let kind = match d.typ() {
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    };
+    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+    let dev = makedev(d.major() as u64, d.minor() as u64);
+    if mknodat(dir.as_fd(), name.as_os_str(), kind, mode, dev).is_ok() {
+        // mknod honours the umask: set the mode the spec asked for, on the
+        // node just made in `dir` (a node, so following it goes nowhere).
+        let _ = nix::sys::stat::fchmodat(
+            dir.as_fd(),
+            name.as_os_str(),
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        );
+        return Ok(());
+    }
+    // mknod may be refused (e.g. nodev); bind the host's node instead.
+    let target = root.create_file(d.path(), links).map_err(in_root)?;
+    mount(
+        Some(d.path()),
+        inroot::fd_path(&target).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| fail(format!("device {}", d.path().display()), e))
 }
 
 /// `--read-only`: only the root mount itself turns read-only; /dev, /proc, /sys, /dev/shm and
@@ -327,61 +341,63 @@ fn readonly_root() -> Result<()> {
         .map_err(|e| fail("remounting / read-only", e))
 }
 
-fn touch(p: &Path) -> Result<()> {
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| fail(format!("creating {}", parent.display()), e))?;
-    }
-    if !p.exists() {
-        std::fs::File::create(p).map_err(|e| fail(format!("creating {}", p.display()), e))?;
-    }
-    Ok(())
-}
-
-fn mount_one(root: &Path, m: &oci_spec::runtime::Mount) -> Result<()> {
-    let dest = secure_join(root, m.destination());
+fn mount_one(root: &Root, m: &oci_spec::runtime::Mount) -> Result<()> {
+    let dest = m.destination();
     let typ = m.typ().clone().unwrap_or_default();
     let source = m.source().clone().unwrap_or_default();
     let (mut flags, data, readonly) = parse_options(m.options().as_deref().unwrap_or_default());
+    let links = links_for(dest, &typ);
     let is_bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
     if is_bind {
         flags |= MsFlags::MS_BIND;
         let meta = std::fs::metadata(&source)
             .map_err(|e| fail(format!("bind source {}", source.display()), e))?;
-        if meta.is_dir() {
-            std::fs::create_dir_all(&dest)
-                .map_err(|e| fail(format!("creating {}", dest.display()), e))?;
+        let target = if meta.is_dir() {
+            root.mkdir_all(dest, links)
         } else {
-            touch(&dest)?;
+            root.create_file(dest, links)
         }
-        mount(Some(&source), &dest, None::<&str>, flags, None::<&str>).map_err(|e| {
+        .map_err(in_root)?;
+        mount(
+            Some(&source),
+            inroot::fd_path(&target).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| {
             fail(
-                format!(
-                    "bind mounting {} on {}",
-                    source.display(),
-                    m.destination().display()
-                ),
+                format!("bind mounting {} on {}", source.display(), dest.display()),
                 e,
             )
         })?;
         if readonly {
+            // `target` is what lies under the new mount: resolve again to
+            // reach the mount itself.
+            let top = root.resolve(dest, links).map_err(in_root)?;
             let ro = MsFlags::MS_BIND
                 | MsFlags::MS_REMOUNT
                 | MsFlags::MS_RDONLY
                 | (flags & !MsFlags::MS_REC);
-            mount(None::<&str>, &dest, None::<&str>, ro, None::<&str>)
-                .map_err(|e| fail(format!("read-only {}", m.destination().display()), e))?;
+            mount(
+                None::<&str>,
+                inroot::fd_path(&top).as_str(),
+                None::<&str>,
+                ro,
+                None::<&str>,
+            )
+            .map_err(|e| fail(format!("read-only {}", dest.display()), e))?;
         }
         return Ok(());
     }
-    std::fs::create_dir_all(&dest).map_err(|e| fail(format!("creating {}", dest.display()), e))?;
+    let target = root.mkdir_all(dest, links).map_err(in_root)?;
     if readonly {
         flags |= MsFlags::MS_RDONLY;
     }
     let data = data.join(",");
     mount(
         Some(&source),
-        &dest,
+        inroot::fd_path(&target).as_str(),
         Some(typ.as_str()),
         flags,
         if data.is_empty() {
@@ -390,12 +406,7 @@ fn mount_one(root: &Path, m: &oci_spec::runtime::Mount) -> Result<()> {
             Some(data.as_str())
         },
     )
-    .map_err(|e| {
-        fail(
-            format!("mounting {typ} on {}", m.destination().display()),
-            e,
-        )
-    })
+    .map_err(|e| fail(format!("mounting {typ} on {}", dest.display()), e))
 }
 
 /// pivot_root(".", ".") then detach the old root: no temporary dir needed.
@@ -407,42 +418,50 @@ fn pivot_into(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mask_path(p: &Path) -> Result<()> {
-    let res = match std::fs::metadata(p) {
-        Err(_) => return Ok(()),
-        Ok(m) if m.is_dir() => mount(
+fn mask_path(root: &Root, p: &Path) -> Result<()> {
+    let Some(fd) = root.resolve_existing(p, Links::InRoot).map_err(in_root)? else {
+        return Ok(());
+    };
+    let at = inroot::fd_path(&fd);
+    let is_dir = std::fs::metadata(&at).map(|m| m.is_dir()).unwrap_or(false);
+    let res = if is_dir {
+        mount(
             Some("tmpfs"),
-            p,
+            at.as_str(),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None::<&str>,
-        ),
-        Ok(_) => mount(
+        )
+    } else {
+        mount(
             Some("/dev/null"),
-            p,
+            at.as_str(),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
-        ),
+        )
     };
     res.map_err(|e| fail(format!("masking {}", p.display()), e))
 }
 
-fn readonly_path(p: &Path) -> Result<()> {
-    if !p.exists() {
+fn readonly_path(root: &Root, p: &Path) -> Result<()> {
+    let Some(fd) = root.resolve_existing(p, Links::InRoot).map_err(in_root)? else {
         return Ok(());
-    }
+    };
+    let at = inroot::fd_path(&fd);
     mount(
-        Some(p),
-        p,
+        Some(at.as_str()),
+        at.as_str(),
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
     .map_err(|e| fail(format!("binding {}", p.display()), e))?;
+    // `fd` is what lies under the new bind: resolve again to reach it.
+    let top = root.resolve(p, Links::InRoot).map_err(in_root)?;
     mount(
         None::<&str>,
-        p,
+        inroot::fd_path(&top).as_str(),
         None::<&str>,
         MsFlags::MS_BIND
             | MsFlags::MS_REMOUNT
@@ -489,31 +508,28 @@ mod tests {
     }
 
     #[test]
-    fn secure_join_keeps_symlinks_inside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/../../../../tmp", root.join("escape")).unwrap();
-        std::os::unix::fs::symlink("../../..", root.join("etc/up")).unwrap();
-        assert_eq!(
-            secure_join(root, Path::new("/escape/x")),
-            root.join("tmp/x")
-        );
-        assert_eq!(secure_join(root, Path::new("/etc/up/y")), root.join("y"));
-        assert_eq!(secure_join(root, Path::new("/../../z")), root.join("z"));
-        assert_eq!(
-            secure_join(root, Path::new("/etc/hosts")),
-            root.join("etc/hosts")
-        );
-    }
-
-    #[test]
-    fn symlink_loops_terminate() {
-        let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
-        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
-        let p = secure_join(dir.path(), Path::new("/a/c"));
-        assert!(p.starts_with(dir.path()));
+    fn system_mount_points_refuse_links_and_volumes_follow_them_inside() {
+        for (dest, typ) in [
+            ("/proc", "proc"),
+            ("/sys", "sysfs"),
+            ("/dev", "tmpfs"),
+            ("/dev/pts", "devpts"),
+            ("/dev/shm", "tmpfs"),
+            ("/dev/mqueue", "mqueue"),
+            ("/dev/snd", "bind"),
+            ("/x/../proc/sys", "bind"),
+            ("/anywhere", "proc"),
+        ] {
+            assert_eq!(links_for(Path::new(dest), typ), Links::Refuse, "{dest}");
+        }
+        for (dest, typ) in [
+            ("/etc/hosts", "bind"),
+            ("/data", "bind"),
+            ("/devices", "bind"),
+            ("/run", "tmpfs"),
+        ] {
+            assert_eq!(links_for(Path::new(dest), typ), Links::InRoot, "{dest}");
+        }
     }
 
     #[test]
