@@ -524,6 +524,9 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
         });
         crate::fault::point("rm-after-kill");
         await_finished(inst, &row.id, 137)?;
+    } else if row.status != containers::EXITED && monitor_alive(&row) {
+        // Its init is gone and its monitor is recording that right now.
+        await_finished(inst, &row.id, 255)?;
     } else if row.status != containers::EXITED {
         // Created but never ran, or its monitor crashed: release everything.
         runtime::finish(inst, &row.id, 255)?;

@@ -5,6 +5,7 @@
 mod common;
 mod container;
 mod dns;
+mod faults;
 mod hostile;
 mod images;
 mod limits;

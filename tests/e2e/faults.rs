@@ -1,0 +1,381 @@
+//! The fault-injection matrix: every command with fault points is SIGKILLed
+//! at each of them (`MINIRT_FAULT`, the `fault-injection` feature); the next
+//! command must heal to exactly the state a finished or never-started
+//! command leaves (no link, nft chain or element, mount, cgroup, row,
+//! intent or layer temp left over), and the same name, subnet, address and
+//! port must be usable at once. One TestHost per command, looping over its
+//! points. `run`'s points are covered by robustness.rs.
+
+#![cfg(feature = "fault-injection")]
+
+use crate::common::{cmd, stderr, stdout, TestHost};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything a command can leave behind, as seen from outside minirt and
+/// through its own listings.
+#[derive(Debug, Clone, PartialEq)]
+struct Snapshot {
+    links: Vec<String>,
+    ruleset: String,
+    networks: Vec<String>,
+    endpoints: Vec<String>,
+    containers: Vec<String>,
+    mounts: Vec<String>,
+    cgroups: Vec<PathBuf>,
+    intents: Vec<String>,
+    layers: Vec<String>,
+}
+
+fn dir_entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn snapshot(h: &TestHost) -> Snapshot {
+    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
+    let mut links: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n != "lo")
+        .collect();
+    links.sort();
+    let ruleset = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    let mut networks: Vec<String> = h
+        .ok(&["network", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    networks.sort();
+    let mut endpoints = vec![];
+    for n in &networks {
+        let v: serde_json::Value =
+            serde_json::from_str(&h.ok(&["network", "inspect", n])).unwrap();
+        if let Some(m) = v[0]["Containers"].as_object() {
+            for (id, ep) in m {
+                endpoints.push(format!("{n} {id} {}", ep["IPv4Address"]));
+            }
+        }
+    }
+    endpoints.sort();
+    let mut containers: Vec<String> = h
+        .ok(&["ps", "-aq"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    containers.sort();
+    let mut mounts = h.mounts();
+    mounts.sort();
+    let mut cgroups = h.cgroups();
+    cgroups.sort();
+    Snapshot {
+        links,
+        ruleset,
+        networks,
+        endpoints,
+        containers,
+        mounts,
+        cgroups,
+        intents: dir_entries(&h.run_root.join("intents")),
+        layers: dir_entries(&h.root.join("layers")),
+    }
+}
+
+/// Waits for the state to be `want` (veths of an exited container and its
+/// cgroup go a moment later, by the kernel); on timeout shows what differs.
+fn settles_to(h: &TestHost, want: &Snapshot, what: &str) {
+    let mut last = snapshot(h);
+    let ok = crate::common::eventually(Duration::from_secs(10), || {
+        last = snapshot(h);
+        last == *want
+    });
+    if !ok {
+        let mut diff = String::new();
+        macro_rules! field {
+            ($f:ident) => {
+                if last.$f != want.$f {
+                    diff += &format!(
+                        "{}:\n  want {:?}\n  got  {:?}\n",
+                        stringify!($f),
+                        want.$f,
+                        last.$f
+                    );
+                }
+            };
+        }
+        field!(links);
+        field!(networks);
+        field!(endpoints);
+        field!(containers);
+        field!(mounts);
+        field!(cgroups);
+        field!(intents);
+        field!(layers);
+        if last.ruleset != want.ruleset {
+            diff += &format!(
+                "ruleset:\n--- want\n{}\n--- got\n{}\n",
+                want.ruleset, last.ruleset
+            );
+        }
+        panic!("{what}: the state did not heal:\n{diff}");
+    }
+}
+
+/// Runs minirt armed at `point` and checks that it died there (SIGKILL):
+/// a point never reached would make the rest of the check meaningless.
+fn killed_at(h: &TestHost, point: &str, args: &[&str]) {
+    let o = h
+        .command(args)
+        .env("MINIRT_FAULT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGKILL),
+        "minirt {args:?} did not die at {point} ({:?}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+fn points(command: &str) -> &'static [&'static str] {
+    let p = minirt::fault::points_of(command);
+    assert!(!p.is_empty(), "no fault points listed for {command}");
+    p
+}
+
+/// Every command with fault points has a case here (or in robustness.rs).
+#[test]
+fn every_command_with_fault_points_is_in_the_matrix() {
+    let covered = [
+        "run",
+        "network create",
+        "network rm",
+        "network connect",
+        "network disconnect",
+        "rm",
+        "stop",
+        "load",
+        "import",
+    ];
+    for (command, _) in minirt::fault::POINTS {
+        assert!(
+            covered.contains(command),
+            "{command} has fault points but no matrix case"
+        );
+    }
+}
+
+#[test]
+fn network_create_killed_anywhere_leaves_nothing_and_the_subnet_is_free() {
+    let h = TestHost::new();
+    // First without any network (the kill may leave a fresh table), then
+    // beside another network whose rules must survive the healing.
+    for other in [false, true] {
+        if other {
+            h.ok(&["network", "create", "--subnet", "10.210.0.0/24", "keep"]);
+        }
+        for point in points("network create") {
+            let before = snapshot(&h);
+            let what = format!("{point} (other network: {other})");
+            killed_at(
+                &h,
+                point,
+                &[
+                    "network", "create", "--subnet", "10.211.0.0/24", "-o",
+                    "bridge_name=victimbr", "victim",
+                ],
+            );
+            h.ok(&["network", "ls"]);
+            settles_to(&h, &before, &what);
+            // Same name, subnet and bridge name, at once.
+            h.ok(&[
+                "network", "create", "--subnet", "10.211.0.0/24", "-o", "bridge_name=victimbr",
+                "victim",
+            ]);
+            h.ok(&["network", "rm", "victim"]);
+            settles_to(&h, &before, &what);
+        }
+    }
+}
+
+#[test]
+fn network_rm_killed_anywhere_is_finished_by_the_next_command() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.212.0.0/24", "keep"]);
+    for point in points("network rm") {
+        let before = snapshot(&h);
+        h.ok(&["network", "create", "--subnet", "10.213.0.0/24", "victim"]);
+        killed_at(&h, point, &["network", "rm", "victim"]);
+        h.ok(&["network", "ls"]);
+        settles_to(&h, &before, point);
+        h.ok(&["network", "create", "--subnet", "10.213.0.0/24", "victim"]);
+        h.ok(&["network", "rm", "victim"]);
+        settles_to(&h, &before, point);
+    }
+}
+
+#[test]
+fn network_connect_and_disconnect_killed_anywhere_heal() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.214.0.0/24", "front"]);
+    h.ok(&["network", "create", "--subnet", "10.215.0.0/24", "back"]);
+    h.ok(&[
+        "run", "-d", "--name", "c", "--net", "front", "-p", "8090:80", "busybox", "sleep", "300",
+    ]);
+    let alone = snapshot(&h);
+    let connect = ["network", "connect", "--ip", "10.215.0.9", "back", "c"];
+    for point in points("network connect") {
+        killed_at(&h, point, &connect);
+        h.ok(&["ps"]);
+        settles_to(&h, &alone, &format!("connect {point}"));
+        // The same address and interface, at once.
+        h.ok(&connect);
+        let ip = h.ok(&["exec", "c", "ip", "-4", "-o", "addr", "show", "eth1"]);
+        assert!(ip.contains("10.215.0.9/24"), "{point}: {ip}");
+        h.ok(&["network", "disconnect", "back", "c"]);
+        settles_to(&h, &alone, &format!("connect {point}, then disconnect"));
+    }
+    for point in points("network disconnect") {
+        h.ok(&connect);
+        killed_at(&h, point, &["network", "disconnect", "back", "c"]);
+        h.ok(&["ps"]);
+        settles_to(&h, &alone, &format!("disconnect {point}"));
+        h.ok(&connect);
+        h.ok(&["network", "disconnect", "back", "c"]);
+        settles_to(&h, &alone, &format!("disconnect {point}, again"));
+    }
+    h.ok(&["rm", "-f", "c"]);
+}
+
+#[test]
+fn rm_killed_anywhere_is_finished_by_the_next_command() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.216.0.0/24", "rmnet"]);
+    // The bundled image is loaded by the first run: not part of what is compared.
+    h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    let run = [
+        "run", "-d", "--name", "victim", "--net", "rmnet", "--ip", "10.216.0.7", "-p",
+        "8091:80", "busybox", "sleep", "300",
+    ];
+    for point in points("rm") {
+        let before = snapshot(&h);
+        h.ok(&run);
+        killed_at(&h, point, &["rm", "-f", "victim"]);
+        h.ok(&["ps", "-a"]);
+        settles_to(&h, &before, point);
+        // Name, address and port at once.
+        h.ok(&run);
+        h.ok(&["rm", "-f", "victim"]);
+        settles_to(&h, &before, point);
+    }
+}
+
+#[test]
+fn stop_killed_anywhere_leaves_a_consistent_container() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.217.0.0/24", "stopnet"]);
+    h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    let empty = snapshot(&h);
+    let run = [
+        "run", "-d", "--name", "victim", "--net", "stopnet", "--ip", "10.217.0.7", "-p",
+        "8092:80", "busybox", "sleep", "300",
+    ];
+    for point in points("stop") {
+        h.ok(&run);
+        let running = snapshot(&h);
+        killed_at(&h, point, &["stop", "-t", "1", "victim"]);
+        h.ok(&["ps", "-a"]);
+        // Either still running with everything it had (the kill came
+        // before the container died), or stopped with nothing but its row.
+        let status = || -> String {
+            let v: serde_json::Value =
+                serde_json::from_str(&h.ok(&["inspect", "victim"])).unwrap();
+            v[0]["State"]["Status"].as_str().unwrap_or("").to_string()
+        };
+        let mut stopped = empty.clone();
+        stopped.containers = running.containers.clone();
+        crate::common::eventually(Duration::from_secs(10), || {
+            let s = status();
+            s == "exited" || (s == "running" && snapshot(&h) == running)
+        });
+        match status().as_str() {
+            "running" => settles_to(&h, &running, point),
+            "exited" => settles_to(&h, &stopped, point),
+            s => panic!("{point}: container left {s}"),
+        }
+        h.ok(&["stop", "-t", "1", "victim"]);
+        settles_to(&h, &stopped, point);
+        // It starts again with its address and port.
+        h.ok(&["start", "victim"]);
+        h.ok(&["rm", "-f", "victim"]);
+        settles_to(&h, &empty, point);
+    }
+}
+
+fn gzip_of(src: &Path, dst: &Path) {
+    let o = cmd(
+        "sh",
+        &[
+            "-c",
+            &format!("gzip -c '{}' > '{}'", src.display(), dst.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn load_and_import_killed_anywhere_leave_no_layer_or_temp() {
+    let h = TestHost::new();
+    let scratch = h.root.parent().unwrap().join("scratch");
+    std::fs::create_dir_all(scratch.join("src/etc")).unwrap();
+    let archive = scratch.join("busybox.tar.gz");
+    gzip_of(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox.tar"),
+        &archive,
+    );
+    std::fs::write(scratch.join("src/etc/hello"), "hi\n").unwrap();
+    let rootfs = scratch.join("rootfs.tar");
+    let o = cmd(
+        "tar",
+        &[
+            "-C",
+            scratch.join("src").to_str().unwrap(),
+            "-cf",
+            rootfs.to_str().unwrap(),
+            ".",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = snapshot(&h);
+    let load = ["load", "-i", archive.to_str().unwrap()];
+    for point in points("load") {
+        killed_at(&h, point, &load);
+        h.ok(&["images"]);
+        settles_to(&h, &before, &format!("load {point}"));
+        assert_eq!(h.ok(&["images", "-q"]), "", "load {point}: image left");
+        h.ok(&load);
+        h.ok(&["rmi", "busybox"]);
+        settles_to(&h, &before, &format!("load {point}, again"));
+    }
+    let import = ["import", rootfs.to_str().unwrap(), "mine:v1"];
+    for point in points("import") {
+        killed_at(&h, point, &import);
+        h.ok(&["images"]);
+        settles_to(&h, &before, &format!("import {point}"));
+        h.ok(&import);
+        h.ok(&["rmi", "mine:v1"]);
+        settles_to(&h, &before, &format!("import {point}, again"));
+    }
+}
