@@ -24,6 +24,9 @@ pub const POINTS: &[(&str, &[&str])] = &[
             "after-network",
         ],
     ),
+    // The caller of a detached start dies while its monitor starts the
+    // container: the monitor's hand-over races the next command's reconcile.
+    ("run -d", &["run-detach-after-fork"]),
     (
         "network create",
         &[

@@ -272,6 +272,7 @@ pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
         }
         ForkResult::Parent { child } => {
             drop(w);
+            crate::fault::point("run-detach-after-fork");
             let _ = nix::sys::wait::waitpid(child, None);
             let mut buf = vec![];
             let mut f = std::fs::File::from(r);

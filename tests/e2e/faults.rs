@@ -160,6 +160,7 @@ fn points(command: &str) -> &'static [&'static str] {
 fn every_command_with_fault_points_is_in_the_matrix() {
     let covered = [
         "run",
+        "run -d",
         "network create",
         "network rm",
         "network connect",
@@ -378,4 +379,116 @@ fn load_and_import_killed_anywhere_leave_no_layer_or_temp() {
         h.ok(&["rmi", "mine:v1"]);
         settles_to(&h, &before, &format!("import {point}, again"));
     }
+}
+
+/// The caller of `run -d` dies while its monitor is starting the container,
+/// and another command reconciles at once: the monitor's hand-over and the
+/// reconcile race for the row, and exactly one wins. Either the container
+/// runs with everything it needs, or it is gone with nothing left; never a
+/// half-made container, never a row finished under a live monitor.
+#[test]
+fn a_detached_start_whose_caller_dies_is_run_or_discarded_never_half_made() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.218.0.0/24", "hand"]);
+    h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    let empty = snapshot(&h);
+    let point = points("run -d")[0];
+    let (mut ran, mut discarded) = (0, 0);
+    for round in 0..6 {
+        killed_at(
+            &h,
+            point,
+            &[
+                "run", "-d", "--name", "victim", "--net", "hand", "--ip", "10.218.0.7", "-p",
+                "8093:80", "busybox", "sleep", "300",
+            ],
+        );
+        // Race the monitor: reconcile right away.
+        h.ok(&["ps", "-a"]);
+        let state = || -> Option<String> {
+            let o = h.minirt(&["inspect", "victim"]);
+            if !o.status.success() {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_str(&stdout(&o)).ok()?;
+            v[0]["State"]["Status"].as_str().map(str::to_string)
+        };
+        crate::common::wait_for("the start to settle", Duration::from_secs(20), || {
+            state().as_deref() != Some("created")
+        });
+        match state().as_deref() {
+            None => {
+                discarded += 1;
+                settles_to(&h, &empty, &format!("round {round}: discarded"));
+            }
+            Some("running") => {
+                ran += 1;
+                let s = snapshot(&h);
+                assert_eq!(s.containers.len(), 1, "round {round}");
+                assert_eq!(s.endpoints.len(), 1, "round {round}: {:?}", s.endpoints);
+                assert!(s.ruleset.contains("8093"), "round {round}: no port mapping");
+                let out = h.ok(&["exec", "victim", "ip", "-4", "-o", "addr", "show", "eth0"]);
+                assert!(out.contains("10.218.0.7/24"), "round {round}: {out}");
+                h.ok(&["rm", "-f", "victim"]);
+                settles_to(&h, &empty, &format!("round {round}: removed"));
+            }
+            other => panic!("round {round}: container left {other:?}"),
+        }
+    }
+    eprintln!("hand-over race: {ran} ran, {discarded} discarded");
+}
+
+/// A killed DNS responder is back after the next command that reads the
+/// state (`ps` here), not only after the next start on a network.
+#[test]
+fn a_killed_dns_responder_comes_back_at_the_next_ps() {
+    let h = TestHost::new();
+    let resolv = h.root.with_file_name("host-resolv.conf");
+    std::fs::write(&resolv, "nameserver 203.0.113.53\n").unwrap();
+    let with_resolv = |args: &[&str]| {
+        let o = h
+            .command(args)
+            .env("MINIRT_HOST_RESOLV_CONF", &resolv)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?} warned");
+        stdout(&o)
+    };
+    with_resolv(&["network", "create", "--subnet", "10.219.0.0/24", "names"]);
+    for n in ["web", "cli"] {
+        with_resolv(&[
+            "run", "-d", "--name", n, "--net", "names", "busybox", "sleep", "300",
+        ]);
+    }
+    let pid_file = h.run_root.join("dns.pid");
+    let pid = |what: &str| -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{what}: no dns.pid: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let first = pid("after run");
+    // SAFETY: the responder of this test's own run root (its pid file).
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    crate::common::wait_for("the responder to die", Duration::from_secs(5), || {
+        !crate::common::alive(first)
+    });
+    with_resolv(&["ps"]);
+    let again = pid("after ps");
+    assert_ne!(again, first);
+    assert!(crate::common::alive(again), "the new responder is not running");
+    let o = h
+        .command(&["exec", "cli", "nslookup", "-type=a", "web"])
+        .env("MINIRT_HOST_RESOLV_CONF", &resolv)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("10.219.0.2"),
+        "web does not resolve: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    with_resolv(&["rm", "-f", "web", "cli"]);
 }
