@@ -3,6 +3,7 @@
 //! "test host"), cleaned up on drop even when the test fails.
 
 mod common;
+mod concurrency;
 mod container;
 mod dns;
 mod faults;
