@@ -51,11 +51,18 @@ pub const POINTS: &[(&str, &[&str])] = &[
         "network disconnect",
         &["disconnect-after-unplug", "disconnect-after-row"],
     ),
-    ("rm", &["rm-after-kill", "rm-after-finish", "rm-after-files"]),
+    (
+        "rm",
+        &["rm-after-kill", "rm-after-finish", "rm-after-files"],
+    ),
     ("stop", &["stop-after-term", "stop-after-kill"]),
     (
         "load",
-        &["load-after-temp", "layer-after-extract", "layer-after-rename"],
+        &[
+            "load-after-temp",
+            "layer-after-extract",
+            "layer-after-rename",
+        ],
     ),
     ("import", &["layer-after-extract", "layer-after-rename"]),
 ];

@@ -320,7 +320,8 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
     // (to finish or discard it), the container is not ours to start.
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
-    match store(inst).and_then(|s| Ok(containers::hand_over(s.conn(), id, owner, (me, me_start))?)) {
+    match store(inst).and_then(|s| Ok(containers::hand_over(s.conn(), id, owner, (me, me_start))?))
+    {
         Ok(true) => {}
         Ok(false) => {
             return fail(

@@ -830,7 +830,10 @@ fn ensure_layer<R: Read>(
             digest: x.diff_id.clone(),
         },
     )
-    .map_err(io_other("cannot record a new layer in", &crate::intent::dir(inst)))?;
+    .map_err(io_other(
+        "cannot record a new layer in",
+        &crate::intent::dir(inst),
+    ))?;
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => {
             tmp.disarm();

@@ -104,7 +104,11 @@ fn mixed(network_changes: bool, publish: bool) {
             for k in (0..ROUNDS).filter(|_| network_changes) {
                 let name = format!("other{k}");
                 let subnet = format!("10.{}.0.0/24", 231 + k);
-                quietly(h, problems, &["network", "create", "--subnet", &subnet, &name]);
+                quietly(
+                    h,
+                    problems,
+                    &["network", "create", "--subnet", &subnet, &name],
+                );
                 quietly(h, problems, &["network", "rm", &name]);
             }
         });
@@ -116,7 +120,11 @@ fn mixed(network_changes: bool, publish: bool) {
         });
     });
     let problems = problems.into_inner().unwrap();
-    assert!(problems.is_empty(), "commands failed or warned:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "commands failed or warned:\n{}",
+        problems.join("\n")
+    );
 
     // The store: exactly the kept containers, all running, one network.
     let mut kept = kept.into_inner().unwrap();

@@ -59,8 +59,7 @@ fn snapshot(h: &TestHost) -> Snapshot {
     networks.sort();
     let mut endpoints = vec![];
     for n in &networks {
-        let v: serde_json::Value =
-            serde_json::from_str(&h.ok(&["network", "inspect", n])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&h.ok(&["network", "inspect", n])).unwrap();
         if let Some(m) = v[0]["Containers"].as_object() {
             for (id, ep) in m {
                 endpoints.push(format!("{n} {id} {}", ep["IPv4Address"]));
@@ -134,11 +133,7 @@ fn settles_to(h: &TestHost, want: &Snapshot, what: &str) {
 /// Runs minirt armed at `point` and checks that it died there (SIGKILL):
 /// a point never reached would make the rest of the check meaningless.
 fn killed_at(h: &TestHost, point: &str, args: &[&str]) {
-    let o = h
-        .command(args)
-        .env("MINIRT_FAULT", point)
-        .output()
-        .unwrap();
+    let o = h.command(args).env("MINIRT_FAULT", point).output().unwrap();
     assert_eq!(
         o.status.signal(),
         Some(libc::SIGKILL),
@@ -194,15 +189,25 @@ fn network_create_killed_anywhere_leaves_nothing_and_the_subnet_is_free() {
                 &h,
                 point,
                 &[
-                    "network", "create", "--subnet", "10.211.0.0/24", "-o",
-                    "bridge_name=victimbr", "victim",
+                    "network",
+                    "create",
+                    "--subnet",
+                    "10.211.0.0/24",
+                    "-o",
+                    "bridge_name=victimbr",
+                    "victim",
                 ],
             );
             h.ok(&["network", "ls"]);
             settles_to(&h, &before, &what);
             // Same name, subnet and bridge name, at once.
             h.ok(&[
-                "network", "create", "--subnet", "10.211.0.0/24", "-o", "bridge_name=victimbr",
+                "network",
+                "create",
+                "--subnet",
+                "10.211.0.0/24",
+                "-o",
+                "bridge_name=victimbr",
                 "victim",
             ]);
             h.ok(&["network", "rm", "victim"]);
@@ -267,8 +272,19 @@ fn rm_killed_anywhere_is_finished_by_the_next_command() {
     // The bundled image is loaded by the first run: not part of what is compared.
     h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
     let run = [
-        "run", "-d", "--name", "victim", "--net", "rmnet", "--ip", "10.216.0.7", "-p",
-        "8091:80", "busybox", "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "--net",
+        "rmnet",
+        "--ip",
+        "10.216.0.7",
+        "-p",
+        "8091:80",
+        "busybox",
+        "sleep",
+        "300",
     ];
     for point in points("rm") {
         let before = snapshot(&h);
@@ -290,8 +306,19 @@ fn stop_killed_anywhere_leaves_a_consistent_container() {
     h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
     let empty = snapshot(&h);
     let run = [
-        "run", "-d", "--name", "victim", "--net", "stopnet", "--ip", "10.217.0.7", "-p",
-        "8092:80", "busybox", "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "--net",
+        "stopnet",
+        "--ip",
+        "10.217.0.7",
+        "-p",
+        "8092:80",
+        "busybox",
+        "sleep",
+        "300",
     ];
     for point in points("stop") {
         h.ok(&run);
@@ -301,8 +328,7 @@ fn stop_killed_anywhere_leaves_a_consistent_container() {
         // Either still running with everything it had (the kill came
         // before the container died), or stopped with nothing but its row.
         let status = || -> String {
-            let v: serde_json::Value =
-                serde_json::from_str(&h.ok(&["inspect", "victim"])).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "victim"])).unwrap();
             v[0]["State"]["Status"].as_str().unwrap_or("").to_string()
         };
         let mut stopped = empty.clone();
@@ -399,8 +425,19 @@ fn a_detached_start_whose_caller_dies_is_run_or_discarded_never_half_made() {
             &h,
             point,
             &[
-                "run", "-d", "--name", "victim", "--net", "hand", "--ip", "10.218.0.7", "-p",
-                "8093:80", "busybox", "sleep", "300",
+                "run",
+                "-d",
+                "--name",
+                "victim",
+                "--net",
+                "hand",
+                "--ip",
+                "10.218.0.7",
+                "-p",
+                "8093:80",
+                "busybox",
+                "sleep",
+                "300",
             ],
         );
         // Race the monitor: reconcile right away.
@@ -478,7 +515,10 @@ fn a_killed_dns_responder_comes_back_at_the_next_ps() {
     with_resolv(&["ps"]);
     let again = pid("after ps");
     assert_ne!(again, first);
-    assert!(crate::common::alive(again), "the new responder is not running");
+    assert!(
+        crate::common::alive(again),
+        "the new responder is not running"
+    );
     let o = h
         .command(&["exec", "cli", "nslookup", "-type=a", "web"])
         .env("MINIRT_HOST_RESOLV_CONF", &resolv)
