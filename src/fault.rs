@@ -85,6 +85,29 @@ pub fn point(name: &str) {
     let _ = name;
 }
 
+/// Hold points order two processes in a test (never a timed sleep there):
+/// with `MINIRT_HOLD=<point>` and `MINIRT_HOLD_RELEASE=<file>`, the process
+/// creates `<file>.reached` when it gets here and waits until `<file>`
+/// exists. Compiled in only with the `fault-injection` feature.
+pub const HOLD_POINTS: &[&str] = &["monitor-before-hand-over", "reconcile-before-claim"];
+
+/// Waits here while a test holds this point (see [`HOLD_POINTS`]).
+pub fn hold(name: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("MINIRT_HOLD").as_deref() == Ok(name) {
+        if let Some(release) = std::env::var_os("MINIRT_HOLD_RELEASE") {
+            let release = std::path::PathBuf::from(release);
+            let mut reached = release.clone().into_os_string();
+            reached.push(".reached");
+            let _ = std::fs::write(&reached, b"");
+            while !release.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    let _ = name;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         if util::process_alive(row.pid, row.pid_start) {
             continue;
         }
+        crate::fault::hold("reconcile-before-claim");
         // Take the row over from its dead owner in one statement: a monitor
         // handing over from the same owner at this moment, or another
         // command reconciling too, makes this fail, and the row is theirs.
@@ -320,6 +321,7 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
     // (to finish or discard it), the container is not ours to start.
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
+    crate::fault::hold("monitor-before-hand-over");
     match store(inst).and_then(|s| Ok(containers::hand_over(s.conn(), id, owner, (me, me_start))?))
     {
         Ok(true) => {}

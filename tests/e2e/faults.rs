@@ -532,3 +532,79 @@ fn a_killed_dns_responder_comes_back_at_the_next_ps() {
     );
     with_resolv(&["rm", "-f", "web", "cli"]);
 }
+
+/// Waits for a held process to reach its hold point.
+fn reached(release: &Path) {
+    let mut r = release.as_os_str().to_owned();
+    r.push(".reached");
+    let r = PathBuf::from(r);
+    crate::common::wait_for(
+        "a hold point to be reached",
+        Duration::from_secs(20),
+        || r.exists(),
+    );
+}
+
+/// The hand-over, ordered by hold points: a reconcile reads the row of a
+/// starting container while its caller is dead, the monitor then takes the
+/// row over and starts the container, and only then does the reconcile go
+/// on. It must leave the container alone (without the conditional
+/// hand-over it discarded a container that was running).
+#[test]
+fn a_reconcile_that_read_a_row_before_the_monitor_took_it_over_leaves_it_alone() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.222.0.0/24", "order"]);
+    h.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    let scratch = h.root.parent().unwrap().join("holds");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (monitor_go, reconcile_go) = (scratch.join("monitor"), scratch.join("reconcile"));
+    // 1. The caller dies at once; its monitor waits before the hand-over.
+    let o = h
+        .command(&[
+            "run", "-d", "--name", "victim", "--net", "order", "-p", "8094:80", "busybox", "sleep",
+            "300",
+        ])
+        .env("MINIRT_FAULT", "run-detach-after-fork")
+        .env("MINIRT_HOLD", "monitor-before-hand-over")
+        .env("MINIRT_HOLD_RELEASE", &monitor_go)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(libc::SIGKILL));
+    reached(&monitor_go);
+    // 2. A reconcile finds the row with a dead owner and stops right there.
+    let ps = h
+        .command(&["ps", "-a"])
+        .env("MINIRT_HOLD", "reconcile-before-claim")
+        .env("MINIRT_HOLD_RELEASE", &reconcile_go)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    reached(&reconcile_go);
+    // 3. The monitor takes over and the container runs.
+    std::fs::write(&monitor_go, b"").unwrap();
+    let status = || -> String {
+        let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "victim"])).unwrap();
+        v[0]["State"]["Status"].as_str().unwrap_or("").to_string()
+    };
+    crate::common::wait_for("the container to run", Duration::from_secs(20), || {
+        status() == "running"
+    });
+    // 4. The reconcile goes on: the row is no longer that dead owner's.
+    std::fs::write(&reconcile_go, b"").unwrap();
+    let out = ps.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "the reconcile warned");
+    assert_eq!(
+        status(),
+        "running",
+        "the reconcile finished a running container"
+    );
+    let ip = h.ok(&["exec", "victim", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(ip.contains("10.222.0."), "{ip}");
+    assert!(
+        snapshot(&h).ruleset.contains("8094"),
+        "its port mapping went"
+    );
+    h.ok(&["rm", "-f", "victim"]);
+}
