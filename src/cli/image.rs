@@ -76,6 +76,7 @@ pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {
 }
 
 pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let store = open_store(inst)?;
     let list = image::list(&store).map_err(image_err)?;
     let now = util::now_nanos();
@@ -112,6 +113,7 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
 }
 
 pub fn rmi(inst: &Instance, a: RmiArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
     let mut last_err = None;
     for name in &a.images {
