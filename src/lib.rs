@@ -4,7 +4,9 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod fault;
 pub mod instance;
+pub mod intent;
 pub mod network;
 pub mod rootfs;
 pub mod store;

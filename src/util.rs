@@ -95,15 +95,9 @@ pub fn process_alive(pid: i32, start: u64) -> bool {
     state != "Z" && state != "X" && started == Some(start)
 }
 
-/// Test-only crash switch: `MINIRT_FAULT=<point>` kills the process at once
-/// (SIGKILL, as a crash would) at that point of the run path. Compiled in
-/// only with the `fault-injection` feature; a no-op otherwise.
+/// Test-only crash switch at a run-path step; see [`crate::fault`].
 pub fn fault_point(point: &str) {
-    #[cfg(feature = "fault-injection")]
-    if std::env::var("MINIRT_FAULT").as_deref() == Ok(point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-    let _ = point;
+    crate::fault::point(point);
 }
 
 #[cfg(test)]

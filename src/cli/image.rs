@@ -54,6 +54,7 @@ fn image_err(e: image::ImageError) -> CliError {
 }
 
 pub fn load(inst: &Instance, a: LoadArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
     let names = image::load_archive(inst, &mut store, &a.input).map_err(image_err)?;
     for n in names {
@@ -67,6 +68,7 @@ pub fn load(inst: &Instance, a: LoadArgs) -> CliResult {
 }
 
 pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
     let id = image::import_rootfs(inst, &mut store, &a.file, &a.reference).map_err(image_err)?;
     println!("{id}");
@@ -74,6 +76,7 @@ pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {
 }
 
 pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let store = open_store(inst)?;
     let list = image::list(&store).map_err(image_err)?;
     let now = util::now_nanos();
@@ -110,6 +113,7 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
 }
 
 pub fn rmi(inst: &Instance, a: RmiArgs) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
     let mut last_err = None;
     for name in &a.images {

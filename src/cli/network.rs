@@ -106,6 +106,7 @@ fn open_store(inst: &Instance) -> Result<Store, CliError> {
 }
 
 pub fn dispatch(inst: &Instance, c: NetworkCommand) -> CliResult {
+    minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
     match c {
         NetworkCommand::Create(a) => create(inst, &mut store, a),

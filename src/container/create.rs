@@ -276,6 +276,9 @@ pub fn assemble(
 /// Resolves the image, validates everything, and inserts the container and
 /// its network allocation in one transaction. Returns the new id.
 pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
+    // Cheap (a read of two dirs): a crashed network or image command must
+    // not keep this run from reusing its name, subnet or layer.
+    super::lifecycle::heal_intents(inst);
     if let Some(n) = &opts.name {
         validate_name(n)?;
     }

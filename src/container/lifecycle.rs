@@ -41,21 +41,42 @@ fn monitor_alive(row: &ContainerRow) -> bool {
     util::process_alive(row.monitor_pid, row.monitor_start)
 }
 
-/// Heals the state after crashes: a container whose monitor and init are both
-/// gone is finished (rules, veths, mounts, cgroup released). A container whose
-/// monitor died but whose init lives stays listed as running.
+/// Heals the state after crashes: what a killed command left half done
+/// (its intents), then a container whose monitor and init are both gone is
+/// finished (rules, veths, mounts, cgroup released). A container whose
+/// monitor died but whose init lives stays listed as running; one whose
+/// owner lives (a start in progress) is never touched.
 pub fn reconcile(inst: &Instance) -> Result<()> {
+    heal_intents(inst);
+    revive_dns(inst);
     if let Err(e) = network::heal(inst) {
         warn!("restoring firewall rules: {e}");
     }
     let s = store(inst)?;
     let live = containers::list_live(s.conn())?;
     drop(s);
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
     for row in live {
         if monitor_alive(&row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {
+            continue;
+        }
+        crate::fault::hold("reconcile-before-claim");
+        // Take the row over from its dead owner in one statement: a monitor
+        // handing over from the same owner at this moment, or another
+        // command reconciling too, makes this fail, and the row is theirs.
+        let claimed = store(inst).and_then(|s| {
+            Ok(containers::hand_over(
+                s.conn(),
+                &row.id,
+                (row.monitor_pid, row.monitor_start),
+                (me, me_start),
+            )?)
+        })?;
+        if !claimed {
             continue;
         }
         // Its owner died mid-way. A container that never ran was a crashed
@@ -71,6 +92,85 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Settles what killed commands left half done (see crate::intent):
+/// creations roll back, removals roll forward. Cheap when nothing is
+/// pending (one read of the intents dir and of the layers dir), so commands
+/// that skip the full `reconcile` (network and image commands, `run`) run it.
+pub fn heal_intents(inst: &Instance) {
+    use crate::intent::Intent;
+    crate::rootfs::image::clean_stale(inst);
+    for o in crate::intent::orphans(inst) {
+        let res: Result<()> = match &o.intent {
+            Intent::NetworkCreate {
+                id,
+                name,
+                bridge,
+                subnet,
+                gateway,
+                internal,
+            } => network::reconcile::undo_create(
+                inst,
+                &network::reconcile::intended_row(id, name, bridge, subnet, gateway, *internal),
+            )
+            .map_err(Into::into),
+            Intent::NetworkRemove { id } => {
+                network::reconcile::finish_remove(inst, id).map_err(Into::into)
+            }
+            Intent::Connect { host_veth } => {
+                network::reconcile::undo_connect(inst, host_veth).map_err(Into::into)
+            }
+            Intent::Disconnect {
+                container_id,
+                network_id,
+            } => network::reconcile::finish_disconnect(inst, container_id, network_id)
+                .map_err(Into::into)
+                .map(|()| {
+                    if let Err(e) = network::dns::sync(inst) {
+                        warn!("{e}");
+                    }
+                }),
+            Intent::ContainerRemove { id } => match rm(inst, id, true) {
+                Err(crate::Error::Container(ContainerError::NotFound(_))) => Ok(()),
+                other => other,
+            },
+            Intent::Layer { digest } => {
+                crate::rootfs::image::undo_orphan_layer(inst, digest).map_err(Into::into)
+            }
+        };
+        match res {
+            Ok(()) => drop(o.held),
+            Err(e) => {
+                warn!("healing an interrupted {:?}: {e}", o.intent);
+                o.held.keep();
+            }
+        }
+    }
+}
+
+/// A DNS responder that was killed comes back at the next command, not
+/// only at the next start on a network: when its pid file names no live
+/// responder and some container needs names, it is started again.
+pub fn revive_dns(inst: &Instance) {
+    let pid_file = network::dns::control::pid_path(inst);
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.windows(5).any(|w| w == b"__dns") {
+                return;
+            }
+        }
+    }
+    let needed = store(inst)
+        .ok()
+        .and_then(|s| network::dns::members(&s).ok())
+        .is_some_and(|m| !m.is_empty());
+    if needed {
+        if let Err(e) = network::dns::sync(inst) {
+            warn!("{e}");
+        }
+    }
 }
 
 /// Releases everything of a container and deletes it (rows, dirs).
@@ -149,6 +249,10 @@ enum StartReport {
 /// Detached start: a double-forked monitor owns the container; this process
 /// returns once the container runs (or with the error that stopped it).
 pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
+    // This process owns the row (create or start recorded it); the monitor
+    // takes the row over from exactly this owner, or not at all.
+    let me = std::process::id() as i32;
+    let owner = (me, util::process_start_time(me).unwrap_or(0));
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     // SAFETY: we are single-threaded here (no runtime, no store open); the
     // child only forks again and runs the monitor.
@@ -159,7 +263,7 @@ pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
             // SAFETY: as above, single-threaded.
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
-                    let code = monitor_main(inst, id, tty, w);
+                    let code = monitor_main(inst, id, tty, owner, w);
                     // SAFETY: leave without running the parent's atexit state.
                     unsafe { libc::_exit(code) }
                 }
@@ -169,6 +273,7 @@ pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
         }
         ForkResult::Parent { child } => {
             drop(w);
+            crate::fault::point("run-detach-after-fork");
             let _ = nix::sys::wait::waitpid(child, None);
             let mut buf = vec![];
             let mut f = std::fs::File::from(r);
@@ -193,7 +298,7 @@ pub fn start_detached(inst: &Instance, id: &str, tty: bool) -> Result<()> {
 /// The monitor: owns the container's stdio (log file or pty), waits for its
 /// exit, records it and tears down. Its own stdio goes to /dev/null so it
 /// never holds the caller's terminal or pipes open.
-fn monitor_main(inst: &Instance, id: &str, tty: bool, report: OwnedFd) -> i32 {
+fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report: OwnedFd) -> i32 {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -206,6 +311,29 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, report: OwnedFd) -> i32 {
         }
     }
     let mut report = std::fs::File::from(report);
+    let fail = |report: &mut std::fs::File, code: i32, message: String| {
+        let msg = StartReport::Failed { code, message };
+        let _ = report.write_all(&serde_json::to_vec(&msg).unwrap_or_default());
+        1
+    };
+    // The hand-over: from here on the row names this monitor. Should the
+    // caller have died and another command's reconcile have taken the row
+    // (to finish or discard it), the container is not ours to start.
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    crate::fault::hold("monitor-before-hand-over");
+    match store(inst).and_then(|s| Ok(containers::hand_over(s.conn(), id, owner, (me, me_start))?))
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(
+                &mut report,
+                125,
+                format!("container {id} was taken over by another command while starting"),
+            )
+        }
+        Err(e) => return fail(&mut report, e.exit_code(), e.to_string()),
+    }
     let stdio = if tty { Stdio::Tty } else { Stdio::Log };
     let started = match runtime::start(inst, id, stdio) {
         Ok(s) => s,
@@ -318,9 +446,11 @@ pub fn stop(inst: &Instance, key: &str, timeout: Duration) -> Result<()> {
     }
     let pid = Pid::from_raw(row.pid);
     let _ = send_signal(pid, Signal::SIGTERM);
+    crate::fault::point("stop-after-term");
     let mut code = 143;
     if !wait_until(timeout, || !util::process_alive(row.pid, row.pid_start)) {
         let _ = send_signal(pid, Signal::SIGKILL);
+        crate::fault::point("stop-after-kill");
         code = 137;
         wait_until(Duration::from_secs(10), || {
             !util::process_alive(row.pid, row.pid_start)
@@ -366,26 +496,49 @@ pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
 
 pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
     reconcile(inst)?;
-    let row = lookup(inst, key)?;
+    let mut row = lookup(inst, key)?;
+    if row.status == containers::CREATED && monitor_alive(&row) {
+        // A start in progress: its owner is building it (rootfs, network)
+        // right now; let it finish (or fail) before taking it apart.
+        wait_until(Duration::from_secs(30), || {
+            match store(inst).and_then(|s| Ok(containers::get(s.conn(), &row.id)?)) {
+                Ok(Some(r)) => r.status != containers::CREATED || !monitor_alive(&r),
+                _ => true,
+            }
+        });
+        row = lookup(inst, key)?;
+    }
+    if is_running(&row) && !force {
+        return Err(ContainerError::Conflict(format!(
+            "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+            row.id
+        ))
+        .into());
+    }
+    // Finished by the next command should this one die half way.
+    let _intent = crate::intent::begin(
+        inst,
+        &crate::intent::Intent::ContainerRemove { id: row.id.clone() },
+    )
+    .map_err(|e| ContainerError::Runtime(format!("cannot record the removal: {e}")))?;
     if is_running(&row) {
-        if !force {
-            return Err(ContainerError::Conflict(format!(
-                "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
-                row.id
-            ))
-            .into());
-        }
         let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
         wait_until(Duration::from_secs(10), || {
             !util::process_alive(row.pid, row.pid_start)
         });
+        crate::fault::point("rm-after-kill");
         await_finished(inst, &row.id, 137)?;
+    } else if row.status != containers::EXITED && monitor_alive(&row) {
+        // Its init is gone and its monitor is recording that right now.
+        await_finished(inst, &row.id, 255)?;
     } else if row.status != containers::EXITED {
         // Created but never ran, or its monitor crashed: release everything.
         runtime::finish(inst, &row.id, 255)?;
     }
+    crate::fault::point("rm-after-finish");
     let s = store(inst)?;
     runtime::remove_files(inst, &row.id);
+    crate::fault::point("rm-after-files");
     containers::delete(s.conn(), &row.id)?;
     Ok(())
 }

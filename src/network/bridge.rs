@@ -69,6 +69,7 @@ pub fn ensure(
                 undo.push(format!("bridge {br}"), move || {
                     nl2.delete_link(&br).map(|_| ()).map_err(|e| e.to_string())
                 });
+                crate::fault::point("bridge-after-link");
             }
             // Another minirt process re-created it a moment ago: it is theirs to undo.
             Err(e) if e.errno() == Some(libc::EEXIST) => fresh = false,
@@ -90,6 +91,7 @@ pub fn ensure(
 /// Deletes the network's rules and bridge (idempotent: missing parts are fine).
 pub fn remove(nl: &Netlink, inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
     rules::remove_network(inst, net)?;
+    crate::fault::point("bridge-rm-after-rules");
     nl.delete_link(&net.bridge)?;
     Ok(())
 }

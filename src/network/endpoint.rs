@@ -423,6 +423,8 @@ pub fn connect(
         crate::validate::domain_name(a).map_err(NetworkError::Invalid)?;
     }
     let nl = bridge::host_netlink()?;
+    // Before `undo`: dropped after it (see manage::create).
+    let mut intent = None;
     let mut undo = Undo::new();
     let ep = store.write(|tx| {
         let ctr = running_container(tx, container)?;
@@ -438,6 +440,16 @@ pub fn connect(
         }
         let ip = ip.map(parse_ip).transpose()?;
         let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
+        crate::fault::point("connect-after-row");
+        intent = Some(
+            crate::intent::begin(
+                inst,
+                &crate::intent::Intent::Connect {
+                    host_veth: ep.host_veth.clone(),
+                },
+            )
+            .map_err(|e| NetworkError::Invalid(format!("cannot record the connection: {e}")))?,
+        );
         bridge::ensure(&nl, inst, &net, &mut undo)?;
         let cnl = Netlink::open_in_pid(ctr.pid)?;
         bridge::connect(
@@ -451,9 +463,11 @@ pub fn connect(
             ep.ifname == "eth0",
             &mut undo,
         )?;
+        crate::fault::point("connect-after-address");
         Ok(ep)
     })?;
     undo.commit();
+    drop(intent);
     Ok(ep)
 }
 
@@ -467,6 +481,7 @@ pub fn disconnect(
     force: bool,
 ) -> Result<(), NetworkError> {
     let nl = Netlink::open()?;
+    let mut intent = None;
     store.write(|tx| {
         let ctr = rows::find_container(tx, container)?
             .ok_or_else(|| NetworkError::NotFound(format!("No such container: {container}")))?;
@@ -484,11 +499,23 @@ pub fn disconnect(
             .into_iter()
             .filter(|b| b.endpoint_id == ep.id)
             .collect();
+        intent = Some(
+            crate::intent::begin(
+                inst,
+                &crate::intent::Intent::Disconnect {
+                    container_id: ctr.id.clone(),
+                    network_id: net.id.clone(),
+                },
+            )
+            .map_err(|e| NetworkError::Invalid(format!("cannot record the disconnection: {e}")))?,
+        );
         let errors = bridge::disconnect(Some(&nl), inst, &ep, &ports);
         if !errors.is_empty() && !force {
             return Err(NetworkError::Netlink(errors.join("; ")));
         }
+        crate::fault::point("disconnect-after-unplug");
         rows::delete_endpoint(tx, &ep.id)?;
+        crate::fault::point("disconnect-after-row");
         Ok(())
     })
 }

@@ -174,15 +174,47 @@ pub fn create(
 ) -> Result<NetworkRow, NetworkError> {
     let nl = bridge::host_netlink()?;
     let p = plan(&nl, req)?;
+    // Declared before `undo`: dropped after it, so a failure's undo runs
+    // while the intent still names this live process.
+    let mut intent = None;
     let mut undo = Undo::new();
     let row = store.write(|tx| {
         let row = new_row(tx, &req.name, req.internal, &p, p.bridge.clone())?;
         rows::insert_network(tx, &row)?;
+        crate::fault::point("net-create-after-row");
+        // Checked before the intent, so a crash never makes healing delete
+        // a device that was someone else's (bridge::create checks it again).
+        if nl.link(&row.bridge)?.is_some() {
+            return Err(NetworkError::Conflict(format!(
+                "bridge name {} is already in use by a device on this host",
+                row.bridge
+            )));
+        }
+        intent = Some(begin_create(inst, &row)?);
         bridge::create(&nl, inst, &row, &mut undo)?;
+        crate::fault::point("net-create-after-rules");
         Ok::<_, NetworkError>(row)
     })?;
     undo.commit();
+    drop(intent);
     Ok(row)
+}
+
+/// Records that this process is making the devices of `row` (see
+/// crate::intent; network::reconcile::undo_create heals it).
+fn begin_create(inst: &Instance, row: &NetworkRow) -> Result<crate::intent::Held, NetworkError> {
+    crate::intent::begin(
+        inst,
+        &crate::intent::Intent::NetworkCreate {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            bridge: row.bridge.clone(),
+            subnet: row.subnet.clone(),
+            gateway: row.gateway.clone(),
+            internal: row.internal,
+        },
+    )
+    .map_err(|e| NetworkError::Invalid(format!("cannot record the network's creation: {e}")))
 }
 
 /// The row of the default network, inserted when missing. Only the row: the
@@ -217,13 +249,21 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
 /// `attach` makes the device, so callers need not call this first.
 pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, NetworkError> {
     let nl = bridge::host_netlink()?;
+    let mut intent = None;
     let mut undo = Undo::new();
     let row = store.write(|tx| {
+        let known = rows::list_networks(tx)?
+            .iter()
+            .any(|n| n.name == DEFAULT_NETWORK);
         let row = default_network_row(inst, tx)?;
+        if !known {
+            intent = Some(begin_create(inst, &row)?);
+        }
         bridge::ensure(&nl, inst, &row, &mut undo)?;
         Ok::<_, NetworkError>(row)
     })?;
     undo.commit();
+    drop(intent);
     Ok(row)
 }
 
@@ -297,6 +337,7 @@ fn remove_any(
     default_too: bool,
 ) -> Result<NetworkRow, NetworkError> {
     let nl = bridge::host_netlink()?;
+    let mut intent = None;
     store.write(|tx| {
         let n = find(tx, key)?;
         if n.name == DEFAULT_NETWORK && !default_too {
@@ -325,8 +366,19 @@ fn remove_any(
                 attached.join(", ")
             )));
         }
+        intent = Some(
+            crate::intent::begin(
+                inst,
+                &crate::intent::Intent::NetworkRemove { id: n.id.clone() },
+            )
+            .map_err(|e| {
+                NetworkError::Invalid(format!("cannot record the network's removal: {e}"))
+            })?,
+        );
         rows::delete_network(tx, &n.id)?;
+        crate::fault::point("net-rm-after-row");
         bridge::remove(&nl, inst, &n)?;
+        crate::fault::point("net-rm-after-bridge");
         if rows::list_networks(tx)?.is_empty() {
             rules::drop_table(inst)?;
         }

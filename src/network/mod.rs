@@ -37,6 +37,7 @@ pub mod etc;
 pub mod manage;
 pub mod names;
 pub mod netlink;
+pub mod reconcile;
 pub mod rules;
 pub mod undo;
 

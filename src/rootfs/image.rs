@@ -713,6 +713,25 @@ fn clean_stale_temps(layers: &Path) {
     }
 }
 
+/// Healing at any command: what a killed load or rmi left in the layers
+/// dir (temp files and dirs of dead processes). One read of the dir.
+pub fn clean_stale(inst: &Instance) {
+    clean_stale_temps(&inst.layers_dir());
+}
+
+/// Rolls back a layer dir a killed load renamed into place: it goes unless
+/// its row got committed (checked under the write lock, like `undo_layers`).
+pub fn undo_orphan_layer(inst: &Instance, digest: &str) -> Result<()> {
+    let mut store = Store::open(&inst.db_path())?;
+    store.write(|tx| {
+        if rows::layer_size(tx, digest)?.is_none() {
+            remove_any(&layer_dir(inst, digest))
+                .map_err(io_other("cannot remove", &layer_dir(inst, digest)))?;
+        }
+        Ok(())
+    })
+}
+
 fn remove_any(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p),
@@ -753,6 +772,9 @@ struct StoredLayer {
     size: i64,
     /// True when this call renamed the dir into place (undo on failure).
     created: bool,
+    /// Held from the rename until the rows are committed (or the undo ran),
+    /// so a crash in between leaves an intent that removes the dir.
+    _intent: Option<crate::intent::Held>,
 }
 
 /// Extracts a layer blob into the store unless it is there already.
@@ -776,6 +798,7 @@ fn ensure_layer<R: Read>(
                 digest: d.to_string(),
                 size,
                 created: false,
+                _intent: None,
             });
         }
     }
@@ -800,13 +823,26 @@ fn ensure_layer<R: Read>(
         }
     }
     let dir = layer_dir(inst, &x.diff_id);
+    crate::fault::point("layer-after-extract");
+    let intent = crate::intent::begin(
+        inst,
+        &crate::intent::Intent::Layer {
+            digest: x.diff_id.clone(),
+        },
+    )
+    .map_err(io_other(
+        "cannot record a new layer in",
+        &crate::intent::dir(inst),
+    ))?;
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => {
             tmp.disarm();
+            crate::fault::point("layer-after-rename");
             Ok(StoredLayer {
                 digest: x.diff_id,
                 size: x.size as i64,
                 created: true,
+                _intent: Some(intent),
             })
         }
         // Another process put the same layer in place first: use theirs.
@@ -818,6 +854,7 @@ fn ensure_layer<R: Read>(
                 digest: x.diff_id,
                 size: x.size as i64,
                 created: false,
+                _intent: None,
             })
         }
         Err(e) => Err(io_other("cannot move layer into", &dir)(e)),
@@ -1031,6 +1068,21 @@ pub fn load_archive(inst: &Instance, store: &mut Store, path: &Path) -> Result<V
     if !archive::is_gzip(&head[..n]) {
         return load_seekable(inst, store, &mut f, &source);
     }
+    let plain = decompress(inst, f, &source)?;
+    crate::fault::point("load-after-temp");
+    let (tmp, mut plain) = plain;
+    let r = load_seekable(inst, store, &mut plain, &source);
+    drop(tmp);
+    r
+}
+
+/// Decompresses a gzipped archive into a seekable temp file in the layers
+/// dir (removed with the guard; a crash leaves it to `clean_stale`).
+fn decompress(inst: &Instance, f: File, source: &str) -> Result<(TempGuard, File)> {
+    let invalid = |reason: String| ImageError::InvalidArchive {
+        path: source.to_string(),
+        reason,
+    };
     // Members are read out of order: decompress to a seekable temp file
     // (named so a crash leaves something `clean_stale_temps` removes).
     prepare_layers_dir(inst)?;
@@ -1058,7 +1110,7 @@ pub fn load_archive(inst: &Instance, store: &mut Store, path: &Path) -> Result<V
             ))
         })?;
     }
-    load_seekable(inst, store, &mut plain, &source)
+    Ok((tmp, plain))
 }
 
 /// Loads the busybox image compiled into the binary.

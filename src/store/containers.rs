@@ -204,6 +204,19 @@ pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u6
     Ok(())
 }
 
+/// Moves the ownership of a live (created or running) container from one
+/// process to another in one statement: true when `from` still owned it.
+/// A monitor taking over from the CLI and a reconciler taking over from a
+/// dead owner both go through here, so at most one of them wins.
+pub fn hand_over(c: &Connection, id: &str, from: (i32, u64), to: (i32, u64)) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE containers SET monitor_pid=?4, monitor_start=?5 WHERE id=?1 \
+         AND monitor_pid=?2 AND monitor_start=?3 AND status IN ('created','running')",
+        params![id, from.0, from.1 as i64, to.0, to.1 as i64],
+    )?;
+    Ok(n == 1)
+}
+
 pub fn set_exited(
     c: &Connection,
     id: &str,

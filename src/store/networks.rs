@@ -272,6 +272,17 @@ pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// True when an endpoint row names this host veth (a committed endpoint).
+pub fn veth_has_endpoint(c: &Connection, host_veth: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM endpoints WHERE host_veth = ?1",
+        [host_veth],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
 /// Endpoints on a network with their container's name, by address.
 pub fn endpoints_of_network(
     c: &Connection,

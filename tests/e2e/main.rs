@@ -3,8 +3,10 @@
 //! "test host"), cleaned up on drop even when the test fails.
 
 mod common;
+mod concurrency;
 mod container;
 mod dns;
+mod faults;
 mod hostile;
 mod images;
 mod limits;

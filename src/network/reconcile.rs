@@ -1,0 +1,97 @@
+//! Network side of crash healing: what a killed `network create`, `rm`,
+//! `connect` or `disconnect` left half done, found through its intent
+//! (crate::intent) and settled under the store's write lock, so no other
+//! command's transaction is in the middle of the same devices meanwhile.
+//!
+//! Creations roll back (their row was never committed: bridge, rules and
+//! veth go, and the table with the last network); removals roll forward
+//! (their row is still there: the removal is finished).
+
+use super::bridge;
+use super::netlink::Netlink;
+use super::{manage, rules, NetworkError};
+use crate::store::networks::{self as rows, NetworkRow};
+use crate::store::Store;
+use crate::Instance;
+use std::collections::BTreeMap;
+
+/// The row a killed `network create` was inserting, as far as removing its
+/// devices needs it.
+pub fn intended_row(
+    id: &str,
+    name: &str,
+    bridge: &str,
+    subnet: &str,
+    gateway: &str,
+    internal: bool,
+) -> NetworkRow {
+    NetworkRow {
+        id: id.into(),
+        name: name.into(),
+        driver: "bridge".into(),
+        subnet: subnet.into(),
+        net_start: 0,
+        net_end: 0,
+        gateway: gateway.into(),
+        bridge: bridge.into(),
+        internal,
+        mtu: 0,
+        options: BTreeMap::new(),
+        created: 0,
+    }
+}
+
+/// Rolls a killed `network create` back unless its row got committed.
+pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
+    let nl = bridge::host_netlink()?;
+    let mut store = Store::open(&inst.db_path())?;
+    store.write(|tx| {
+        if rows::find_network(tx, &net.id)?.is_some_and(|n| n.id == net.id) {
+            return Ok(());
+        }
+        bridge::remove(&nl, inst, net)?;
+        // The table it may have made first goes with the last network.
+        if rows::list_networks(tx)?.is_empty() {
+            rules::drop_table(inst)?;
+        }
+        Ok(())
+    })
+}
+
+/// Finishes a killed `network rm`: the row and whatever devices are left.
+pub fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
+    let mut store = Store::open(&inst.db_path())?;
+    match manage::remove(inst, &mut store, id) {
+        // Gone already, or in use again since (its devices are re-made by
+        // the next start on it, its rules by the heal check).
+        Ok(_) | Err(NetworkError::NotFound(_)) | Err(NetworkError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Rolls a killed `network connect` back: its veth goes unless its endpoint
+/// row got committed (deleting the host end takes the container's end too).
+pub fn undo_connect(inst: &Instance, host_veth: &str) -> Result<(), NetworkError> {
+    let nl = Netlink::open()?;
+    let mut store = Store::open(&inst.db_path())?;
+    store.write(|tx| {
+        if !rows::veth_has_endpoint(tx, host_veth)? {
+            nl.delete_link(host_veth)?;
+        }
+        Ok(())
+    })
+}
+
+/// Finishes a killed `network disconnect` (rows and what is left of the
+/// veth and port mappings).
+pub fn finish_disconnect(
+    inst: &Instance,
+    container_id: &str,
+    network_id: &str,
+) -> Result<(), NetworkError> {
+    let mut store = Store::open(&inst.db_path())?;
+    match super::disconnect(inst, &mut store, network_id, container_id, true) {
+        Ok(()) | Err(NetworkError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
