@@ -151,6 +151,31 @@ pub fn list_table(table: &str) -> Result<String, NetworkError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `nft -j list table inet <table>`: the structure the heal check compares.
+pub fn list_table_json(table: &str) -> Result<String, NetworkError> {
+    let out = run(&["-j", "list", "table", "inet", table], None)?;
+    if !out.status.success() {
+        return Err(NetworkError::Firewall(format!(
+            "cannot list nftables table {table}: {}",
+            first_error(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One chain as a script that re-adds its rules (`nft list chain` output is
+/// valid `nft -f` input).
+pub fn list_chain(table: &str, chain: &str) -> Result<String, NetworkError> {
+    let out = run(&["list", "chain", "inet", table, chain], None)?;
+    if !out.status.success() {
+        return Err(NetworkError::Firewall(format!(
+            "cannot list chain {chain}: {}",
+            first_error(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn run(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output, NetworkError> {
     let bin = nft_bin();
     let mut child = Command::new(&bin)
@@ -331,7 +356,10 @@ mod root_tests {
             id: id.into(),
             bridge: bridge.into(),
             subnet: subnet.parse().unwrap(),
+            gateway: subnet.replace(".0/24", ".1").parse().unwrap(),
             internal,
+            mode: GatewayMode::Nat,
+            trusted: vec![],
         }
     }
     fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
@@ -341,6 +369,7 @@ mod root_tests {
             host_port,
             ctr_ip: ctr.parse().unwrap(),
             ctr_port,
+            routed: false,
         }
     }
 
