@@ -493,11 +493,17 @@ mod root_tests {
             let live = parse_live(&list_table_json(T).unwrap()).unwrap();
             assert!(structure_differs(&want, &live).is_some());
             let (add, del) = element_diff(&want, &live);
-            assert_eq!(add, vec![("pm_any_tcp".into(), "8080 : 10.90.0.2 . 80".into())]);
+            assert_eq!(
+                add,
+                vec![("pm_any_tcp".into(), "8080 : 10.90.0.2 . 80".into())]
+            );
             assert!(del.is_empty());
             // The element fix puts it back, and removes what is not owned.
             apply(&render_base(T)).unwrap();
-            let extra = vec![("pm_any_tcp".to_string(), "9999 : 10.90.0.9 . 99".to_string())];
+            let extra = vec![(
+                "pm_any_tcp".to_string(),
+                "9999 : 10.90.0.9 . 99".to_string(),
+            )];
             apply(&render_elements_fix(T, &extra, &[])).unwrap();
             let live = parse_live(&list_table_json(T).unwrap()).unwrap();
             let (add, del) = element_diff(&want, &live);

@@ -382,6 +382,11 @@ fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
 /// Returns whether the table had to be created.
 pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
+    // Whoever makes or uses a network makes sure the guardian watches it
+    // (one pid file read when it runs).
+    if let Err(e) = super::guard::ensure(inst) {
+        tracing::warn!("{e}");
+    }
     // Fast path (every networked `run`): the table is there. A damaged
     // table is repaired by `heal`, which every other command runs.
     if let Ok(true) = nft::table_exists(&table) {

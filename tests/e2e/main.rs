@@ -7,6 +7,7 @@ mod container;
 mod dns;
 mod hostile;
 mod images;
+mod lan;
 mod limits;
 mod network;
 mod robustness;
