@@ -186,7 +186,7 @@ fn the_lan_reaches_only_ports_published_on_a_host_address() {
 }
 
 /// Sends UDP from inside the container's network namespace the way a
-/// container with CAP_NET_RAW can (its loopback down, 127.0.0.1 routed via
+/// container with CAP_NET_RAW can (its loopback emptied, 127.0.0.1 routed via
 /// the gateway): first to the host's 127.0.0.1:9999, then a marker to the
 /// gateway's 9998 over the same path.
 fn send_from_container(pid: i64, gateway: &str) -> std::process::Output {
@@ -199,7 +199,8 @@ fn send_from_container(pid: i64, gateway: &str) -> std::process::Output {
     );
     let ns = format!("--net=/proc/{pid}/ns/net");
     for args in [
-        vec!["link", "set", "lo", "down"],
+        // Without its addresses lo no longer claims 127.0.0.0/8 locally.
+        vec!["addr", "flush", "dev", "lo"],
         vec![
             "route",
             "replace",
