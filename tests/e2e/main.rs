@@ -5,6 +5,7 @@
 mod common;
 mod container;
 mod dns;
+mod fw_races;
 mod hostile;
 mod images;
 mod lan;
