@@ -715,6 +715,87 @@ mod tests {
     }
 
     #[test]
+    fn golden_gateway_modes_and_trusted_interfaces() {
+        for (name, mode) in [
+            ("mode_nat_unprotected", GatewayMode::NatUnprotected),
+            ("mode_routed", GatewayMode::Routed),
+        ] {
+            let n = FwNetwork { mode, ..net_a() };
+            golden(&format!("{name}_add"), &render_network_add(T, &n));
+            golden(&format!("{name}_del"), &render_network_del(T, &n));
+        }
+        let iso = FwNetwork {
+            mode: GatewayMode::Isolated,
+            ..net_internal()
+        };
+        golden("mode_isolated_add", &render_network_add(T, &iso));
+        golden("mode_isolated_del", &render_network_del(T, &iso));
+        let trusted = FwNetwork {
+            trusted: vec!["eth3".into(), "vxlan.1".into()],
+            ..net_a()
+        };
+        golden("trusted_add", &render_network_add(T, &trusted));
+        let routed_trusted = FwNetwork {
+            mode: GatewayMode::Routed,
+            ..trusted.clone()
+        };
+        golden(
+            "routed_trusted_add",
+            &render_network_add(T, &routed_trusted),
+        );
+        let routed: Vec<FwPort> = ports()
+            .into_iter()
+            .map(|p| FwPort { routed: true, ..p })
+            .collect();
+        golden("ports_routed_add", &render_ports_add(T, &routed));
+    }
+
+    #[test]
+    fn modes_differ_where_docker_says() {
+        let nat = render_network_add(T, &net_a());
+        assert!(nat.contains("guard_dst { 10.77.0.0/24 : jump nw_a1b2c3d4e5f60718_guard }"));
+        assert!(nat.contains("post_src"));
+        let unprotected = render_network_add(
+            T,
+            &FwNetwork {
+                mode: GatewayMode::NatUnprotected,
+                ..net_a()
+            },
+        );
+        assert!(
+            !unprotected.contains("guard_dst"),
+            "no guard: direct routing allowed"
+        );
+        assert!(unprotected.contains("post_src"), "still masquerades");
+        let routed = render_network_add(
+            T,
+            &FwNetwork {
+                mode: GatewayMode::Routed,
+                ..net_a()
+            },
+        );
+        assert!(!routed.contains("post_src"), "routed: no masquerade");
+        assert!(
+            !routed.contains("bridges {"),
+            "routed: reachable from other networks"
+        );
+        assert!(routed.contains("@pub_tcp accept"));
+        let p = FwPort {
+            routed: true,
+            ..ports()[0]
+        };
+        assert_eq!(
+            port_elements(&p),
+            vec![("pub_tcp".to_string(), "10.77.0.2 . 80".to_string())],
+            "routed: no DNAT"
+        );
+        let d = desired(&[net_a()], &ports());
+        assert!(d.chains["guard"].contains(&"drop".to_string()));
+        assert_eq!(d.elements["pub_tcp"].len(), 2);
+        assert!(d.chains.contains_key(USER_CHAIN));
+    }
+
+    #[test]
     fn ports_go_to_the_right_map() {
         let s = render_ports_add(T, &ports());
         assert!(s.contains("add element inet minirt_1a2b3c4d pm_any_tcp { 8080 : 10.77.0.2 . 80 }"));
