@@ -280,6 +280,9 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     } else {
         vec![
             format!("oifname {br} accept"),
+            // Replies to what another network may open here (a routed
+            // network's ports) go back.
+            "ct state established,related accept".into(),
             // Isolation: never forward into another minirt network.
             "oifname @bridges drop".into(),
             "accept".into(),

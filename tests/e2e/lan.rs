@@ -41,7 +41,14 @@ impl Neighbour {
                 "-n", &n.ns, "route", "add", r, "via", host_ip, "dev", "eth0",
             ]);
         }
-        for key in ["all", "eth0"] {
+        // Replies to 127.0.0.1 come from a loopback source (only then: it
+        // also changes the namespace's source address choice).
+        let keys: &[&str] = if routes.iter().any(|r| r.starts_with("127.")) {
+            &["all", "eth0"]
+        } else {
+            &[]
+        };
+        for key in keys {
             let o = n.run(
                 "sysctl",
                 &["-qw", &format!("net.ipv4.conf.{key}.route_localnet=1")],

@@ -6,6 +6,7 @@ mod common;
 mod container;
 mod dns;
 mod fw_races;
+mod gateway_modes;
 mod hostile;
 mod images;
 mod lan;
