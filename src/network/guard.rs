@@ -265,7 +265,7 @@ mod tests {
         let mut m = vec![];
         m.extend_from_slice(&(total as u32).to_ne_bytes());
         m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
-        m.extend_from_slice(&[0; 8]);
+        m.extend_from_slice(&[0; 10]); // flags, seq, port id
         m.extend_from_slice(&[1, 0, 0, 0]);
         m.extend_from_slice(&(alen as u16).to_ne_bytes());
         m.extend_from_slice(&1u16.to_ne_bytes());
