@@ -366,6 +366,34 @@ fn a_flushed_ruleset_is_restored_without_any_command() {
     );
     assert!(stdout(&o).contains("8080"), "{}", stdout(&o));
 
+    // A stale network's chain and the bridge only minirt's table still
+    // names (a `network rm` killed half-way) go at the next command.
+    let o = cmd(
+        "ip",
+        &["-n", &h.ns, "link", "add", "mrb-stale", "type", "bridge"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [
+        vec!["add", "chain", "inet", &table, "nw_stale_out"],
+        vec![
+            "add",
+            "element",
+            "inet",
+            &table,
+            "fwd_iif",
+            "{ \"mrb-stale\" : jump nw_stale_out }",
+        ],
+    ] {
+        let o = h.in_ns("nft", &args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    h.ok(&["ps"]);
+    let o = h.in_ns("nft", &["list", "table", "inet", &table]);
+    assert!(!stdout(&o).contains("stale"), "{}", stdout(&o));
+    let o = cmd("ip", &["-n", &h.ns, "link", "show", "mrb-stale"]);
+    assert!(!o.status.success(), "the stale bridge stayed");
+    assert_eq!(guard_rules(&h), guard);
+
     // The guardian leaves with the last network.
     h.ok(&["rm", "-f", "web"]);
     h.ok(&["network", "rm", "testbr"]);
