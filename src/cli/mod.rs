@@ -83,6 +83,9 @@ pub enum Command {
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
+    /// Restores the firewall table when someone removes it (started by minirt).
+    #[command(name = "__fwguard", hide = true)]
+    FwGuard,
     /// Records a detached container's exit and tears it down (run by its
     /// waiting monitor, see container::waiter).
     #[command(name = "__finish", hide = true)]
@@ -193,6 +196,12 @@ fn dispatch(cli: Cli) -> CliResult {
             minirt::container::runtime::finish(&inst, &id, code)?;
             Ok(0)
         }
+        Command::FwGuard => minirt::network::guard::run(&inst)
+            .map(|()| 0)
+            .map_err(|e| CliError {
+                code: 1,
+                message: e.to_string(),
+            }),
         Command::Dns => minirt::network::dns::run_responder(&inst)
             .map(|()| 0)
             .map_err(|e| CliError {

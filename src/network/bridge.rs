@@ -132,7 +132,7 @@ pub fn connect(
     ctr.configure_container_if(&ep.ifname, addr, route)?;
     if !ports.is_empty() {
         let _span = tracing::info_span!("net-ports").entered();
-        rules::add_ports(inst, ep, ports, undo)?;
+        rules::add_ports(inst, net, ep, ports, undo)?;
         crate::util::fault_point("after-rules");
     }
     Ok(())

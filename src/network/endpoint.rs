@@ -5,7 +5,7 @@ use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::portspec::{self, HostBinding};
 use super::undo::Undo;
-use super::{bridge, etc, ipam, manage, NetworkError, NetworkRequest};
+use super::{bridge, etc, ipam, manage, rules, NetworkError, NetworkRequest};
 use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
@@ -74,7 +74,13 @@ pub fn allocate(
     };
     let ip = req.ip.as_deref().map(parse_ip).transpose()?;
     let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
-    allocate_ports(tx, container_id, &ep, &req.publish)?;
+    allocate_ports(
+        tx,
+        container_id,
+        &ep,
+        &req.publish,
+        rules::default_host_ip(&net),
+    )?;
     Ok(())
 }
 
@@ -151,6 +157,7 @@ fn allocate_ports(
     container_id: &str,
     ep: &EndpointRow,
     publish: &[String],
+    default_host_ip: Option<Ipv4Addr>,
 ) -> Result<Vec<PortBindingRow>, NetworkError> {
     let mut taken: Vec<HostBinding> = rows::all_port_bindings(c)?
         .iter()
@@ -159,7 +166,12 @@ fn allocate_ports(
     let mut out = vec![];
     let range = portspec::ephemeral_ports()?;
     for spec in publish {
-        for m in portspec::parse_publish(spec)? {
+        // `-p 8080:80` on a network with host_binding_ipv4 binds there.
+        let names_ip = spec.split('/').next().unwrap_or("").matches(':').count() == 2;
+        for mut m in portspec::parse_publish(spec)? {
+            if let (false, Some(ip)) = (names_ip, default_host_ip) {
+                m.host_ip = ip;
+            }
             let host_port = match m.host_port {
                 Some(p) => {
                     let b = HostBinding {
@@ -244,6 +256,7 @@ pub fn attach(
     let ctr = Netlink::open_in_pid(pid)?;
     drop(span);
     let mut undo = Undo::new();
+    let _fw = rules::lock(inst)?;
     for ep in &eps {
         let net = network_of(c, ep)?;
         let span = tracing::info_span!("net-ensure").entered();
@@ -303,6 +316,9 @@ fn detach_inner(
     }
     let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
     let mut errors = vec![];
+    // Held from the elements' removal until their rows are gone: a heal in
+    // between would restore mappings that then outlive their container.
+    let _fw = rules::lock(inst)?;
     let nl = if delete_veths {
         Netlink::open().map_err(|e| errors.push(e.to_string())).ok()
     } else {
@@ -426,6 +442,8 @@ pub fn connect(
     // Before `undo`: dropped after it (see manage::create).
     let mut intent = None;
     let mut undo = Undo::new();
+    // Firewall lock before the store's: the order every firewall change takes.
+    let _fw = rules::lock(inst)?;
     let ep = store.write(|tx| {
         let ctr = running_container(tx, container)?;
         let net = manage::find(tx, network)?;
@@ -482,6 +500,7 @@ pub fn disconnect(
 ) -> Result<(), NetworkError> {
     let nl = Netlink::open()?;
     let mut intent = None;
+    let _fw = rules::lock(inst)?;
     store.write(|tx| {
         let ctr = rows::find_container(tx, container)?
             .ok_or_else(|| NetworkError::NotFound(format!("No such container: {container}")))?;

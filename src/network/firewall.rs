@@ -1,23 +1,39 @@
 //! Renders minirt's nftables ruleset (the text `nft -f` reads) from plain data:
-//! base table and maps, per-network chains, and port mappings as map elements.
+//! base table and maps, per-network chains, and port mappings as map elements;
+//! and the desired state (`Desired`) the heal check compares the live table with.
 //!
 //! Layout of the one table per instance (family `inet`, matching
 //! `Instance::nft_table`: one table can later carry IPv6 rules too, and inet
 //! NAT chains work on every kernel >= 5.2):
 //!
+//! - guard (raw prerouting, before conntrack and DNAT): packets to 127.0.0.0/8
+//!   that did not arrive on `lo` are dropped (a LAN neighbour routing 127.0.0.1
+//!   here, a container sending to 127.0.0.1 through its gateway with
+//!   route_localnet on its bridge); packets to a network's subnet that arrive
+//!   on neither its bridge nor one of its trusted interfaces are dropped
+//!   (`guard_dst`), so the LAN reaches containers only through published
+//!   ports, whose packets still carry a host address at this point.
 //! - port mappings are elements of four maps: `pm_tcp`/`pm_udp` keyed by
 //!   host address . port (a specific `-p IP:...`), `pm_any_tcp`/`pm_any_udp`
 //!   keyed by port only (the 0.0.0.0 wildcard). One `dnat ... map` rule per map,
 //!   so lookup cost and the cost of adding a mapping do not grow with their
 //!   number. Both NAT hooks jump to `ports` only for destinations that are
-//!   local addresses (`fib daddr type local`), so 127.0.0.1 and every host
-//!   address work, from the host (output) and from elsewhere (prerouting).
-//! - forwarding: `iifname vmap @fwd_iif` / `oifname vmap @fwd_oif` send a packet
-//!   straight to the chains of the network whose bridge it uses; other traffic
-//!   walks nothing.
+//!   local addresses (`fib daddr type local`). Every published container
+//!   address . port is also in `pub_tcp`/`pub_udp`: what direct routing may
+//!   reach (routed mode, trusted interfaces).
+//! - forwarding: the user's chain `user` first (never flushed by minirt), then
+//!   `iifname vmap @fwd_iif` / `oifname vmap @fwd_oif` send a packet straight
+//!   to the chains of the network whose bridge it uses.
 //! - source NAT: postrouting has no input interface, so it dispatches on
 //!   `ct status dnat` + `oifname` (hairpin and localhost mappings) and on the
 //!   source subnet (an interval verdict map, outbound masquerade).
+//!
+//! Gateway modes (Docker 28's `gateway_mode_ipv4`): `nat` (the default: as
+//! above), `nat-unprotected` (no guard, anything may be routed in),
+//! `routed` (no masquerade, no DNAT: published container ports are reached
+//! at the container's own address, from anywhere, other networks included),
+//! `isolated` (internal only, and the bridge reaches nothing but its subnet
+//! and the DNS responder: neither the host nor its services, either way).
 //!
 //! Policy: a network's containers may go anywhere except into another minirt
 //! network (isolation, also for published ports of another network, like
@@ -38,8 +54,39 @@
 
 use super::portspec::Proto;
 use ipnet::Ipv4Net;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+
+/// Docker 28's `com.docker.network.bridge.gateway_mode_ipv4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayMode {
+    #[default]
+    Nat,
+    NatUnprotected,
+    Routed,
+    Isolated,
+}
+
+impl GatewayMode {
+    pub fn parse(s: &str) -> Option<GatewayMode> {
+        Some(match s {
+            "nat" => GatewayMode::Nat,
+            "nat-unprotected" => GatewayMode::NatUnprotected,
+            "routed" => GatewayMode::Routed,
+            "isolated" => GatewayMode::Isolated,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::NatUnprotected => "nat-unprotected",
+            GatewayMode::Routed => "routed",
+            GatewayMode::Isolated => "isolated",
+        }
+    }
+}
 
 /// A network as the firewall needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +96,13 @@ pub struct FwNetwork {
     /// Bridge interface name (what iifname/oifname match).
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// The bridge's host address (reachable from outside like any host address).
+    pub gateway: Ipv4Addr,
     /// Internal networks reach nothing beyond their own bridge.
     pub internal: bool,
+    pub mode: GatewayMode,
+    /// Host interfaces allowed to route to published container ports directly.
+    pub trusted: Vec<String>,
 }
 
 /// One published port, with the host port and container address resolved.
@@ -62,7 +114,12 @@ pub struct FwPort {
     pub host_port: u16,
     pub ctr_ip: Ipv4Addr,
     pub ctr_port: u16,
+    /// On a `routed` network: no DNAT, the container port is reached directly.
+    pub routed: bool,
 }
+
+/// Name of the user's chain: called first in forward, never flushed by minirt.
+pub const USER_CHAIN: &str = "user";
 
 const MAPS: &[(&str, &str)] = &[
     (
@@ -85,59 +142,37 @@ const MAPS: &[(&str, &str)] = &[
     ("fwd_oif", "type ifname : verdict;"),
     ("post_dnat_oif", "type ifname : verdict;"),
     ("post_src", "type ipv4_addr : verdict; flags interval;"),
+    ("guard_dst", "type ipv4_addr : verdict; flags interval;"),
+    ("guard_iif", "type ifname : verdict;"),
 ];
 
-const BASE_CHAINS: &[(&str, &str)] = &[
-    (
-        "prerouting",
-        "type nat hook prerouting priority dstnat; policy accept;",
-    ),
-    (
-        "output",
-        "type nat hook output priority -100; policy accept;",
-    ),
-    (
-        "postrouting",
-        "type nat hook postrouting priority srcnat; policy accept;",
-    ),
-    (
-        "forward",
-        "type filter hook forward priority filter; policy accept;",
-    ),
+const SETS: &[(&str, &str)] = &[
+    ("bridges", "type ifname;"),
+    ("pub_tcp", "type ipv4_addr . inet_service;"),
+    ("pub_udp", "type ipv4_addr . inet_service;"),
 ];
 
-/// Declarations only (table, sets, maps, chains): safe to repeat, and lets the
-/// delete scripts run against a table that does not exist yet.
-fn declarations(table: &str) -> String {
-    let mut s = format!("table inet {table} {{\n");
-    s += "\tset bridges {\n\t\ttype ifname;\n\t}\n";
-    for (name, spec) in MAPS {
-        let _ = writeln!(s, "\tmap {name} {{");
-        for part in spec.split_inclusive(';') {
-            let _ = writeln!(s, "\t\t{}", part.trim());
-        }
-        s += "\t}\n";
-    }
-    for (name, spec) in BASE_CHAINS {
-        let _ = writeln!(s, "\tchain {name} {{\n\t\t{spec}\n\t}}");
-    }
-    s += "\tchain ports {\n\t}\n";
-    s += "}\n";
-    s
+/// Every set and map of the table (what the heal check compares elements of).
+pub fn collections() -> impl Iterator<Item = &'static str> {
+    SETS.iter().chain(MAPS).map(|(n, _)| *n)
 }
 
-/// The table, its maps and base chains with their dispatch rules. Re-running it
-/// keeps every map element and per-network chain and changes nothing else.
-///
-/// Apply it in its OWN batch before the other scripts: nft 1.0.6 on this kernel
-/// rejects (ENOENT) an element of an interval verdict map created in the same
-/// batch when the element jumps to a chain (`post_src`).
-pub fn render_base(table: &str) -> String {
-    let mut s = declarations(table);
-    for c in ["prerouting", "output", "postrouting", "forward", "ports"] {
-        let _ = writeln!(s, "flush chain inet {table} {c}");
-    }
-    let rules = [
+/// Base chains: name, type, hook, priority (as `nft -j` reports it), policy.
+pub const BASE_CHAINS: &[(&str, &str, &str, i64)] = &[
+    ("guard", "filter", "prerouting", -300),
+    ("prerouting", "nat", "prerouting", -100),
+    ("output", "nat", "output", -100),
+    ("postrouting", "nat", "postrouting", 100),
+    ("forward", "filter", "forward", 0),
+];
+
+/// Rules of the base chains and `ports`, in order.
+fn base_rules() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("guard", "iifname \"lo\" accept"),
+        ("guard", "ip daddr 127.0.0.0/8 drop"),
+        ("guard", "iifname vmap @guard_iif"),
+        ("guard", "ip daddr vmap @guard_dst"),
         ("prerouting", "fib daddr type local jump ports"),
         ("output", "fib daddr type local jump ports"),
         ("ports", "dnat ip to ip daddr . tcp dport map @pm_tcp"),
@@ -146,10 +181,51 @@ pub fn render_base(table: &str) -> String {
         ("ports", "dnat ip to udp dport map @pm_any_udp"),
         ("postrouting", "ct status dnat oifname vmap @post_dnat_oif"),
         ("postrouting", "ip saddr vmap @post_src"),
+        ("forward", "jump user"),
         ("forward", "iifname vmap @fwd_iif"),
         ("forward", "oifname vmap @fwd_oif"),
-    ];
-    for (chain, r) in rules {
+    ]
+}
+
+/// Declarations only (table, sets, maps, chains): safe to repeat, and lets the
+/// delete scripts run against a table that does not exist yet.
+fn declarations(table: &str) -> String {
+    let mut s = format!("table inet {table} {{\n");
+    for (name, spec) in SETS {
+        let _ = writeln!(s, "\tset {name} {{\n\t\t{spec}\n\t}}");
+    }
+    for (name, spec) in MAPS {
+        let _ = writeln!(s, "\tmap {name} {{");
+        for part in spec.split_inclusive(';') {
+            let _ = writeln!(s, "\t\t{}", part.trim());
+        }
+        s += "\t}\n";
+    }
+    for (name, typ, hook, prio) in BASE_CHAINS {
+        let _ = writeln!(
+            s,
+            "\tchain {name} {{\n\t\ttype {typ} hook {hook} priority {prio}; policy accept;\n\t}}"
+        );
+    }
+    s += "\tchain ports {\n\t}\n";
+    let _ = writeln!(s, "\tchain {USER_CHAIN} {{\n\t}}");
+    s += "}\n";
+    s
+}
+
+/// The table, its maps and base chains with their dispatch rules. Re-running it
+/// keeps every map element, per-network chain and the user's chain.
+///
+/// Apply it in its OWN batch before the other scripts: nft 1.0.6 on this kernel
+/// rejects (ENOENT) an element of an interval verdict map created in the same
+/// batch when the element jumps to a chain (`post_src`).
+pub fn render_base(table: &str) -> String {
+    let mut s = declarations(table);
+    for (c, ..) in BASE_CHAINS {
+        let _ = writeln!(s, "flush chain inet {table} {c}");
+    }
+    let _ = writeln!(s, "flush chain inet {table} ports");
+    for (chain, r) in base_rules() {
         let _ = writeln!(s, "add rule inet {table} {chain} {r}");
     }
     s
@@ -170,81 +246,152 @@ fn q(ifname: &str) -> String {
     format!("\"{}\"", ifname.replace('"', ""))
 }
 
-struct NetChains {
-    out: String,
-    inb: String,
-    hairpin: String,
-    masq: String,
+/// One network's chains (name, rules) and elements (set, `key` or `key : value`).
+struct NetPlan {
+    chains: Vec<(String, Vec<String>)>,
+    elements: Vec<(&'static str, String)>,
 }
 
-fn net_chains(n: &FwNetwork) -> NetChains {
+fn net_plan(n: &FwNetwork) -> NetPlan {
     let p = chain_prefix(&n.id);
-    NetChains {
-        out: format!("{p}_out"),
-        inb: format!("{p}_in"),
-        hairpin: format!("{p}_hairpin"),
-        masq: format!("{p}_masq"),
-    }
-}
-
-/// The chains and map elements of one network. Requires `render_base` to
-/// have been applied in an earlier batch.
-pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
-    let c = net_chains(n);
+    let (out, inb, hairpin, masq, guard, iso) = (
+        format!("{p}_out"),
+        format!("{p}_in"),
+        format!("{p}_hairpin"),
+        format!("{p}_masq"),
+        format!("{p}_guard"),
+        format!("{p}_iso"),
+    );
     let br = q(&n.bridge);
-    let mut s = String::new();
-    let mut chain = |name: &str, rules: &[String]| {
-        let _ = writeln!(s, "add chain inet {table} {name}");
-        let _ = writeln!(s, "flush chain inet {table} {name}");
-        for r in rules {
-            let _ = writeln!(s, "add rule inet {table} {name} {r}");
-        }
+    let trusted = (!n.trusted.is_empty()).then(|| {
+        let t: Vec<String> = n.trusted.iter().map(|t| q(t)).collect();
+        format!("{{ {} }}", t.join(", "))
+    });
+    let mode = if n.internal && n.mode != GatewayMode::Isolated {
+        GatewayMode::Nat
+    } else {
+        n.mode
     };
+    let mut chains = vec![];
+    let mut elements: Vec<(&'static str, String)> = vec![];
     // Packets coming in from this bridge.
     let out_rules: Vec<String> = if n.internal {
         vec![format!("oifname {br} accept"), "drop".into()]
     } else {
         vec![
             format!("oifname {br} accept"),
+            // Replies to what another network may open here (a routed
+            // network's ports) go back.
+            "ct state established,related accept".into(),
             // Isolation: never forward into another minirt network.
             "oifname @bridges drop".into(),
             "accept".into(),
         ]
     };
-    chain(&c.out, &out_rules);
+    chains.push((out.clone(), out_rules));
     // Packets going out to this bridge from elsewhere.
+    let pub_ok = [
+        "ip daddr . tcp dport @pub_tcp accept",
+        "ip daddr . udp dport @pub_udp accept",
+    ];
     let in_rules: Vec<String> = if n.internal {
         vec!["drop".into()]
     } else {
-        vec![
-            "ct state established,related accept".into(),
-            // Published ports: the DNAT already chose this bridge's container.
-            "ct status dnat accept".into(),
-            "drop".into(),
-        ]
+        let mut r = vec!["ct state established,related accept".to_string()];
+        match mode {
+            GatewayMode::NatUnprotected => r.push("accept".into()),
+            GatewayMode::Routed => {
+                r.extend(pub_ok.iter().map(|s| s.to_string()));
+                r.push("drop".into());
+            }
+            _ => {
+                // Published ports: the DNAT already chose this bridge's container.
+                r.push("ct status dnat accept".into());
+                if let Some(t) = &trusted {
+                    r.extend(pub_ok.iter().map(|s| format!("iifname {t} {s}")));
+                }
+                r.push("drop".into());
+            }
+        }
+        r
     };
-    chain(&c.inb, &in_rules);
+    chains.push((inb.clone(), in_rules));
     // DNATed into this bridge from its own subnet (hairpin) or from the host's
     // 127.0.0.1 (route_localnet): the reply must come back through the host.
-    chain(
-        &c.hairpin,
-        &[format!(
+    chains.push((
+        hairpin.clone(),
+        vec![format!(
             "ip saddr {{ {}, 127.0.0.0/8 }} masquerade",
             n.subnet
         )],
-    );
-    if !n.internal {
-        chain(&c.masq, &[format!("oifname != {br} masquerade")]);
+    ));
+    let masquerades = !n.internal && mode != GatewayMode::Routed;
+    if masquerades {
+        chains.push((masq.clone(), vec![format!("oifname != {br} masquerade")]));
     }
-    let mut el = |map: &str, e: String| {
+    // Direct routing into the subnet from elsewhere (raw prerouting).
+    let guarded = matches!(mode, GatewayMode::Nat | GatewayMode::Isolated);
+    if guarded {
+        let mut r = vec![format!("iifname {br} return")];
+        if let Some(t) = &trusted {
+            r.push(format!("iifname {t} return"));
+        }
+        if mode != GatewayMode::Isolated {
+            r.push(format!("ip daddr {} return", n.gateway));
+        }
+        r.push("drop".into());
+        chains.push((guard.clone(), r));
+    }
+    if mode == GatewayMode::Isolated {
+        // Only its subnet, and the host's DNS responder on the gateway (the
+        // gateway keeps its address for it; Docker's resolver lives in the
+        // container instead). Replies to the host are dropped too, so the
+        // host cannot talk to the network either.
+        let gw = n.gateway;
+        chains.push((
+            iso.clone(),
+            vec![
+                format!("ip daddr {gw} udp dport 53 return"),
+                format!("ip daddr {gw} tcp dport 53 return"),
+                format!("ip daddr {gw} drop"),
+                format!("ip daddr {} return", n.subnet),
+                "drop".into(),
+            ],
+        ));
+    }
+    // Routed networks may be reached from other networks (Docker's rule).
+    if mode != GatewayMode::Routed {
+        elements.push(("bridges", br.clone()));
+    }
+    elements.push(("fwd_iif", format!("{br} : jump {out}")));
+    elements.push(("fwd_oif", format!("{br} : jump {inb}")));
+    elements.push(("post_dnat_oif", format!("{br} : jump {hairpin}")));
+    if masquerades {
+        elements.push(("post_src", format!("{} : jump {masq}", n.subnet)));
+    }
+    if guarded {
+        elements.push(("guard_dst", format!("{} : jump {guard}", n.subnet)));
+    }
+    if mode == GatewayMode::Isolated {
+        elements.push(("guard_iif", format!("{br} : jump {iso}")));
+    }
+    NetPlan { chains, elements }
+}
+
+/// The chains and map elements of one network. Requires `render_base` to
+/// have been applied in an earlier batch.
+pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
+    let plan = net_plan(n);
+    let mut s = String::new();
+    for (name, rules) in &plan.chains {
+        let _ = writeln!(s, "add chain inet {table} {name}");
+        let _ = writeln!(s, "flush chain inet {table} {name}");
+        for r in rules {
+            let _ = writeln!(s, "add rule inet {table} {name} {r}");
+        }
+    }
+    for (map, e) in &plan.elements {
         let _ = writeln!(s, "add element inet {table} {map} {{ {e} }}");
-    };
-    el("bridges", br.clone());
-    el("fwd_iif", format!("{br} : jump {}", c.out));
-    el("fwd_oif", format!("{br} : jump {}", c.inb));
-    el("post_dnat_oif", format!("{br} : jump {}", c.hairpin));
-    if !n.internal {
-        el("post_src", format!("{} : jump {}", n.subnet, c.masq));
     }
     s
 }
@@ -252,60 +399,65 @@ pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
 /// Removes one network's elements and chains; succeeds also when some or all
 /// of them are already gone.
 pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
-    let c = net_chains(n);
-    let br = q(&n.bridge);
+    let plan = net_plan(n);
     let mut s = declarations(table);
-    let mut elems = vec![
-        ("bridges", br.clone()),
-        ("fwd_iif", format!("{br} : jump {}", c.out)),
-        ("fwd_oif", format!("{br} : jump {}", c.inb)),
-        ("post_dnat_oif", format!("{br} : jump {}", c.hairpin)),
-    ];
-    if !n.internal {
-        elems.push(("post_src", format!("{} : jump {}", n.subnet, c.masq)));
-    }
-    let mut chains = vec![c.out.clone(), c.inb.clone(), c.hairpin.clone()];
-    if !n.internal {
-        chains.push(c.masq.clone());
-    }
     // The adds make each delete valid whatever was there before.
-    for ch in &chains {
+    for (ch, _) in &plan.chains {
         let _ = writeln!(s, "add chain inet {table} {ch}");
     }
-    for (map, e) in &elems {
+    for (map, e) in &plan.elements {
         let _ = writeln!(s, "add element inet {table} {map} {{ {e} }}");
     }
-    for (map, e) in &elems {
+    for (map, e) in &plan.elements {
         let key = e.split(" : ").next().unwrap_or(e);
         let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
     }
-    for ch in &chains {
+    for (ch, _) in &plan.chains {
         let _ = writeln!(s, "flush chain inet {table} {ch}");
         let _ = writeln!(s, "delete chain inet {table} {ch}");
     }
     s
 }
 
-fn port_element(p: &FwPort) -> (String, String, String) {
+/// The elements of one published port: its DNAT mapping (not on routed
+/// networks) and its container address . port in `pub_*`.
+pub fn port_elements(p: &FwPort) -> Vec<(String, String)> {
     let proto = p.proto.to_string();
     let value = format!("{} . {}", p.ctr_ip, p.ctr_port);
-    if p.host_ip.is_unspecified() {
-        (format!("pm_any_{proto}"), p.host_port.to_string(), value)
-    } else {
-        (
-            format!("pm_{proto}"),
-            format!("{} . {}", p.host_ip, p.host_port),
-            value,
-        )
+    let mut v = vec![];
+    if !p.routed {
+        if p.host_ip.is_unspecified() {
+            v.push((
+                format!("pm_any_{proto}"),
+                format!("{} : {value}", p.host_port),
+            ));
+        } else {
+            v.push((
+                format!("pm_{proto}"),
+                format!("{} . {} : {value}", p.host_ip, p.host_port),
+            ));
+        }
     }
+    v.push((format!("pub_{proto}"), value));
+    v
+}
+
+/// Every element of these ports, once (two mappings may publish the same
+/// container port: one `pub_*` element, which a batch must delete once).
+fn unique_elements(ports: &[FwPort]) -> Vec<(String, String)> {
+    let mut seen = BTreeSet::new();
+    ports
+        .iter()
+        .flat_map(port_elements)
+        .filter(|e| seen.insert(e.clone()))
+        .collect()
 }
 
 /// Map elements for published ports (one line each, one batch).
 pub fn render_ports_add(table: &str, ports: &[FwPort]) -> String {
     let mut s = String::new();
-    for p in ports {
-        let (map, key, value) = port_element(p);
-        let _ = writeln!(s, "add element inet {table} {map} {{ {key} : {value} }}");
+    for (map, e) in unique_elements(ports) {
+        let _ = writeln!(s, "add element inet {table} {map} {{ {e} }}");
     }
     s
 }
@@ -317,11 +469,124 @@ pub fn render_ports_del(table: &str, ports: &[FwPort]) -> String {
     }
     let mut s = declarations(table);
     s += &render_ports_add(table, ports);
-    for p in ports {
-        let (map, key, _) = port_element(p);
+    for (map, e) in unique_elements(ports) {
+        let key = e.split(" : ").next().unwrap_or(&e).to_string();
         let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
     }
     s
+}
+
+/// Adds and deletes single elements (what the heal check found missing or
+/// extra); `del` holds keys or `key : value` texts as `Desired` has them.
+pub fn render_elements_fix(
+    table: &str,
+    add: &[(String, String)],
+    del: &[(String, String)],
+) -> String {
+    let mut s = String::new();
+    for (map, e) in del {
+        // Re-add first: the element may have gone meanwhile.
+        let _ = writeln!(
+            s,
+            "add element inet {table} {map} {{ {} }}",
+            quote_elem(map, e)
+        );
+        let key = e.split(" : ").next().unwrap_or(e);
+        let _ = writeln!(
+            s,
+            "delete element inet {table} {map} {{ {} }}",
+            quote_elem(map, key)
+        );
+    }
+    for (map, e) in add {
+        let _ = writeln!(
+            s,
+            "add element inet {table} {map} {{ {} }}",
+            quote_elem(map, e)
+        );
+    }
+    s
+}
+
+/// `Desired` keeps interface names unquoted; scripts need them quoted.
+fn quote_elem(map: &str, e: &str) -> String {
+    let ifname_keyed = matches!(
+        map,
+        "bridges" | "fwd_iif" | "fwd_oif" | "post_dnat_oif" | "guard_iif"
+    );
+    if !ifname_keyed {
+        return e.to_string();
+    }
+    match e.split_once(" : ") {
+        Some((k, v)) => format!("{} : {v}", q(k)),
+        None => q(e),
+    }
+}
+
+/// What the instance's table must hold, in the shape `nft -j list table`
+/// is normalised to (see rules.rs): chain -> verdict of each rule in order,
+/// set/map -> elements (`key` or `key : value`, interface names unquoted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub elements: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The verdict a rule ends with, the part of a rule the heal check compares
+/// (a rule that lost its verdict, or whose drop became an accept, differs).
+pub fn verdict_of(rule: &str) -> String {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    if let Some(i) = words.iter().position(|w| *w == "vmap") {
+        return format!("vmap {}", words.get(i + 1).unwrap_or(&""));
+    }
+    if words.first() == Some(&"dnat") {
+        if let Some(i) = words.iter().position(|w| *w == "map") {
+            return format!("dnat {}", words.get(i + 1).unwrap_or(&""));
+        }
+    }
+    if let Some(i) = words.iter().position(|w| *w == "jump") {
+        return format!("jump {}", words.get(i + 1).unwrap_or(&""));
+    }
+    words.last().map_or_else(String::new, |w| w.to_string())
+}
+
+/// The desired state of the whole table for these networks and ports. Pure.
+pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
+    let mut d = Desired::default();
+    for (name, ..) in BASE_CHAINS {
+        d.chains.insert(name.to_string(), vec![]);
+    }
+    d.chains.insert("ports".into(), vec![]);
+    d.chains.insert(USER_CHAIN.into(), vec![]);
+    for (chain, r) in base_rules() {
+        d.chains
+            .entry(chain.into())
+            .or_default()
+            .push(verdict_of(r));
+    }
+    for c in collections() {
+        d.elements.insert(c.into(), BTreeSet::new());
+    }
+    let unquote = |s: &str| s.replace('"', "");
+    for n in nets {
+        let plan = net_plan(n);
+        for (name, rules) in plan.chains {
+            d.chains
+                .insert(name, rules.iter().map(|r| verdict_of(r)).collect());
+        }
+        for (map, e) in plan.elements {
+            d.elements
+                .entry(map.into())
+                .or_default()
+                .insert(unquote(&e));
+        }
+    }
+    for p in ports {
+        for (map, e) in port_elements(p) {
+            d.elements.entry(map).or_default().insert(e);
+        }
+    }
+    d
 }
 
 #[cfg(test)]
@@ -357,7 +622,10 @@ mod tests {
             id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
             bridge: "mrt-a1b2c3d4".into(),
             subnet: "10.77.0.0/24".parse().unwrap(),
+            gateway: "10.77.0.1".parse().unwrap(),
             internal: false,
+            mode: GatewayMode::Nat,
+            trusted: vec![],
         }
     }
     pub(crate) fn net_b() -> FwNetwork {
@@ -365,7 +633,10 @@ mod tests {
             id: "ffee0011".into(),
             bridge: "mrt-ffee0011".into(),
             subnet: "10.78.0.0/24".parse().unwrap(),
+            gateway: "10.78.0.1".parse().unwrap(),
             internal: false,
+            mode: GatewayMode::Nat,
+            trusted: vec![],
         }
     }
     pub(crate) fn net_internal() -> FwNetwork {
@@ -373,7 +644,10 @@ mod tests {
             id: "0badcafe".into(),
             bridge: "mrt-0badcafe".into(),
             subnet: "10.79.0.0/24".parse().unwrap(),
+            gateway: "10.79.0.1".parse().unwrap(),
             internal: true,
+            mode: GatewayMode::Nat,
+            trusted: vec![],
         }
     }
     pub(crate) fn ports() -> Vec<FwPort> {
@@ -385,6 +659,7 @@ mod tests {
                 host_port: 8080,
                 ctr_ip: ip("10.77.0.2"),
                 ctr_port: 80,
+                routed: false,
             },
             FwPort {
                 proto: Proto::Udp,
@@ -392,6 +667,7 @@ mod tests {
                 host_port: 5353,
                 ctr_ip: ip("10.77.0.2"),
                 ctr_port: 53,
+                routed: false,
             },
             FwPort {
                 proto: Proto::Tcp,
@@ -399,6 +675,7 @@ mod tests {
                 host_port: 8081,
                 ctr_ip: ip("10.77.0.3"),
                 ctr_port: 81,
+                routed: false,
             },
             FwPort {
                 proto: Proto::Udp,
@@ -406,6 +683,7 @@ mod tests {
                 host_port: 6000,
                 ctr_ip: ip("10.77.0.3"),
                 ctr_port: 60,
+                routed: false,
             },
         ]
     }
@@ -437,6 +715,87 @@ mod tests {
     fn golden_ports() {
         golden("ports_add", &render_ports_add(T, &ports()));
         golden("ports_del", &render_ports_del(T, &ports()));
+    }
+
+    #[test]
+    fn golden_gateway_modes_and_trusted_interfaces() {
+        for (name, mode) in [
+            ("mode_nat_unprotected", GatewayMode::NatUnprotected),
+            ("mode_routed", GatewayMode::Routed),
+        ] {
+            let n = FwNetwork { mode, ..net_a() };
+            golden(&format!("{name}_add"), &render_network_add(T, &n));
+            golden(&format!("{name}_del"), &render_network_del(T, &n));
+        }
+        let iso = FwNetwork {
+            mode: GatewayMode::Isolated,
+            ..net_internal()
+        };
+        golden("mode_isolated_add", &render_network_add(T, &iso));
+        golden("mode_isolated_del", &render_network_del(T, &iso));
+        let trusted = FwNetwork {
+            trusted: vec!["eth3".into(), "vxlan.1".into()],
+            ..net_a()
+        };
+        golden("trusted_add", &render_network_add(T, &trusted));
+        let routed_trusted = FwNetwork {
+            mode: GatewayMode::Routed,
+            ..trusted.clone()
+        };
+        golden(
+            "routed_trusted_add",
+            &render_network_add(T, &routed_trusted),
+        );
+        let routed: Vec<FwPort> = ports()
+            .into_iter()
+            .map(|p| FwPort { routed: true, ..p })
+            .collect();
+        golden("ports_routed_add", &render_ports_add(T, &routed));
+    }
+
+    #[test]
+    fn modes_differ_where_docker_says() {
+        let nat = render_network_add(T, &net_a());
+        assert!(nat.contains("guard_dst { 10.77.0.0/24 : jump nw_a1b2c3d4e5f60718_guard }"));
+        assert!(nat.contains("post_src"));
+        let unprotected = render_network_add(
+            T,
+            &FwNetwork {
+                mode: GatewayMode::NatUnprotected,
+                ..net_a()
+            },
+        );
+        assert!(
+            !unprotected.contains("guard_dst"),
+            "no guard: direct routing allowed"
+        );
+        assert!(unprotected.contains("post_src"), "still masquerades");
+        let routed = render_network_add(
+            T,
+            &FwNetwork {
+                mode: GatewayMode::Routed,
+                ..net_a()
+            },
+        );
+        assert!(!routed.contains("post_src"), "routed: no masquerade");
+        assert!(
+            !routed.contains("bridges {"),
+            "routed: reachable from other networks"
+        );
+        assert!(routed.contains("@pub_tcp accept"));
+        let p = FwPort {
+            routed: true,
+            ..ports()[0]
+        };
+        assert_eq!(
+            port_elements(&p),
+            vec![("pub_tcp".to_string(), "10.77.0.2 . 80".to_string())],
+            "routed: no DNAT"
+        );
+        let d = desired(&[net_a()], &ports());
+        assert!(d.chains["guard"].contains(&"drop".to_string()));
+        assert_eq!(d.elements["pub_tcp"].len(), 2);
+        assert!(d.chains.contains_key(USER_CHAIN));
     }
 
     #[test]

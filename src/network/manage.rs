@@ -35,6 +35,8 @@ struct Plan {
     mtu: u32,
     bridge: Option<String>,
     host_routes: Vec<Ipv4Net>,
+    /// Docker 28 options kept in the row's options (see names::OPT_*).
+    extra_options: BTreeMap<String, String>,
 }
 
 fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
@@ -63,6 +65,24 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
             Some(gw)
         }
     };
+    let mut extra_options = BTreeMap::new();
+    if let Some(m) = opts.gateway_mode {
+        if m == super::firewall::GatewayMode::Isolated && !req.internal {
+            return Err(NetworkError::Invalid(
+                "gateway_mode_ipv4=isolated needs --internal".into(),
+            ));
+        }
+        extra_options.insert(names::OPT_GATEWAY_MODE.to_string(), m.as_str().to_string());
+    }
+    if !opts.trusted_interfaces.is_empty() {
+        extra_options.insert(
+            names::OPT_TRUSTED_IFS.to_string(),
+            opts.trusted_interfaces.join(":"),
+        );
+    }
+    if let Some(ip) = opts.host_binding {
+        extra_options.insert(names::OPT_HOST_BINDING.to_string(), ip.to_string());
+    }
     let host_routes = host_routes(nl)?;
     let mtu = match opts.mtu {
         Some(m) => m,
@@ -74,6 +94,7 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         mtu,
         bridge: opts.bridge_name,
         host_routes,
+        extra_options,
     })
 }
 
@@ -143,7 +164,7 @@ fn new_row(
     let gateway = p.gateway.unwrap_or_else(|| ipam::default_gateway(subnet));
     let id = util::new_id();
     let bridge = bridge.unwrap_or_else(|| names::bridge_name(&id));
-    let mut options = BTreeMap::new();
+    let mut options = p.extra_options.clone();
     options.insert("com.docker.network.bridge.name".to_string(), bridge.clone());
     options.insert(
         "com.docker.network.driver.mtu".to_string(),
@@ -178,6 +199,9 @@ pub fn create(
     // while the intent still names this live process.
     let mut intent = None;
     let mut undo = Undo::new();
+    // Held until the row is committed: a heal in between would find rules
+    // the store does not own yet and remove them.
+    let _fw = rules::lock(inst)?;
     let row = store.write(|tx| {
         let row = new_row(tx, &req.name, req.internal, &p, p.bridge.clone())?;
         rows::insert_network(tx, &row)?;
@@ -232,6 +256,7 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
         mtu: nl.default_route_mtu()?.unwrap_or(1500),
         bridge: None,
         host_routes: host_routes(&nl)?,
+        extra_options: BTreeMap::new(),
     };
     let row = new_row(
         c,
@@ -251,6 +276,7 @@ pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, 
     let nl = bridge::host_netlink()?;
     let mut intent = None;
     let mut undo = Undo::new();
+    let _fw = rules::lock(inst)?;
     let row = store.write(|tx| {
         let known = rows::list_networks(tx)?
             .iter()
@@ -338,6 +364,8 @@ fn remove_any(
 ) -> Result<NetworkRow, NetworkError> {
     let nl = bridge::host_netlink()?;
     let mut intent = None;
+    // Held until the row is gone: a heal in between would restore the rules.
+    let _fw = rules::lock(inst)?;
     store.write(|tx| {
         let n = find(tx, key)?;
         if n.name == DEFAULT_NETWORK && !default_too {
@@ -402,6 +430,7 @@ pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkE
 pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
     let nl = bridge::host_netlink()?;
     let mut undo = Undo::new();
+    let _fw = rules::lock(inst)?;
     for n in rows::list_networks(store.conn())? {
         bridge::ensure(&nl, inst, &n, &mut undo)?;
     }

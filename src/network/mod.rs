@@ -22,6 +22,7 @@
 //! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
 pub mod firewall;
+pub mod guard;
 pub mod ipam;
 pub mod nfnl;
 pub mod nft;
@@ -96,5 +97,11 @@ pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     if let Err(e) = endpoint::collect_dying_links(&store) {
         tracing::warn!("removing veths of exited containers: {e}");
     }
-    rules::heal(inst, store.conn())
+    let healed = rules::heal(inst, store.conn())?;
+    // While there are networks, the guardian restores a flushed table at
+    // once instead of at the next command.
+    if !crate::store::networks::list_networks(store.conn())?.is_empty() {
+        guard::ensure(inst)?;
+    }
+    Ok(healed)
 }

@@ -1,7 +1,9 @@
 //! Pure naming rules: network names, bridge and veth device names derived
 //! from ids, and the `-o key=value` driver options of `network create`.
 
+use super::firewall::GatewayMode;
 use super::NetworkError;
+use std::net::Ipv4Addr;
 
 /// Longest network name we accept (Docker sets none; 64 keeps tables and
 /// error lines readable and leaves room in any derived name).
@@ -88,15 +90,46 @@ pub fn validate_bridge_name(name: &str) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// Docker's option keys, as `network inspect` shows them under "Options".
+pub const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+pub const OPT_TRUSTED_IFS: &str = "com.docker.network.bridge.trusted_host_interfaces";
+pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+
 /// Driver options of `network create -o`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BridgeOptions {
     pub mtu: Option<u32>,
     pub bridge_name: Option<String>,
+    pub gateway_mode: Option<GatewayMode>,
+    /// Host interfaces allowed to route to published container ports directly.
+    pub trusted_interfaces: Vec<String>,
+    /// Host address `-p` binds to when the spec names none.
+    pub host_binding: Option<Ipv4Addr>,
 }
 
-/// Parses `-o mtu=N` and `-o bridge_name=NAME` (Docker's long keys
-/// `com.docker.network.driver.mtu` / `com.docker.network.bridge.name` too).
+/// Interface names of `trusted_host_interfaces` (colon separated, as Docker).
+pub fn parse_trusted_interfaces(v: &str) -> Result<Vec<String>, NetworkError> {
+    let mut out = vec![];
+    for name in v.split(':').filter(|n| !n.is_empty()) {
+        let ok = name.len() <= MAX_IFNAME_LEN
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-@".contains(c));
+        if !ok {
+            return Err(NetworkError::Invalid(format!(
+                "invalid trusted_host_interfaces {v:?}: {name:?} is not an interface name"
+            )));
+        }
+        out.push(name.to_string());
+    }
+    Ok(out)
+}
+
+/// Parses `-o mtu=N`, `-o bridge_name=NAME` (Docker's long keys
+/// `com.docker.network.driver.mtu` / `com.docker.network.bridge.name` too)
+/// and Docker 28's gateway mode, trusted interfaces and host binding.
 pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
     let mut out = BridgeOptions::default();
     for o in opts {
@@ -120,9 +153,27 @@ pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
                 validate_bridge_name(v)?;
                 out.bridge_name = Some(v.to_string());
             }
+            OPT_GATEWAY_MODE => {
+                let m = GatewayMode::parse(v).ok_or_else(|| {
+                    NetworkError::Invalid(format!(
+                        "invalid gateway_mode_ipv4 {v:?}: expected nat, nat-unprotected, routed or isolated"
+                    ))
+                })?;
+                out.gateway_mode = Some(m);
+            }
+            OPT_TRUSTED_IFS => out.trusted_interfaces = parse_trusted_interfaces(v)?,
+            OPT_HOST_BINDING => {
+                let ip: Ipv4Addr = v.parse().map_err(|_| {
+                    NetworkError::Invalid(format!(
+                        "invalid host_binding_ipv4 {v:?}: expected an IPv4 address"
+                    ))
+                })?;
+                out.host_binding = Some(ip);
+            }
             _ => {
                 return Err(NetworkError::Invalid(format!(
-                    "unknown option {k:?}: the bridge driver knows mtu and bridge_name"
+                    "unknown option {k:?}: the bridge driver knows mtu, bridge_name, \
+                     {OPT_GATEWAY_MODE}, {OPT_TRUSTED_IFS} and {OPT_HOST_BINDING}"
                 )))
             }
         }
@@ -197,7 +248,8 @@ mod tests {
             o,
             BridgeOptions {
                 mtu: Some(1400),
-                bridge_name: Some("br0x".into())
+                bridge_name: Some("br0x".into()),
+                ..Default::default()
             }
         );
         let o = parse_options(&["com.docker.network.driver.mtu=9000".into()]).unwrap();
@@ -208,10 +260,46 @@ mod tests {
             ("mtu", "expected KEY=VALUE"),
             ("color=red", "unknown option"),
             ("bridge_name=waytoolongbridgename", "invalid bridge name"),
+            (
+                "com.docker.network.bridge.gateway_mode_ipv4=open",
+                "invalid gateway_mode_ipv4",
+            ),
+            (
+                "com.docker.network.bridge.trusted_host_interfaces=eth0:a b",
+                "invalid trusted_host_interfaces",
+            ),
+            (
+                "com.docker.network.bridge.host_binding_ipv4=localhost",
+                "invalid host_binding_ipv4",
+            ),
         ] {
             let e = parse_options(&[bad.into()]).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod gateway_option_tests {
+    use super::*;
+
+    #[test]
+    fn docker_28_options_parse() {
+        let o = parse_options(&[
+            format!("{OPT_GATEWAY_MODE}=routed"),
+            format!("{OPT_TRUSTED_IFS}=eth3:vxlan.1"),
+            format!("{OPT_HOST_BINDING}=127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(o.gateway_mode, Some(GatewayMode::Routed));
+        assert_eq!(o.trusted_interfaces, vec!["eth3", "vxlan.1"]);
+        assert_eq!(o.host_binding, Some(Ipv4Addr::LOCALHOST));
+        for m in ["nat", "nat-unprotected", "routed", "isolated"] {
+            let o = parse_options(&[format!("{OPT_GATEWAY_MODE}={m}")]).unwrap();
+            assert_eq!(o.gateway_mode.map(GatewayMode::as_str), Some(m));
+        }
+        assert!(parse_trusted_interfaces("eth0:").unwrap() == vec!["eth0"]);
+        assert!(parse_trusted_interfaces("a:sixteen-chars-xx").is_err());
     }
 }
 

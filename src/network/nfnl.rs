@@ -51,7 +51,34 @@ pub struct Element {
     pub what: String,
 }
 
-/// The element of `firewall::render_ports_add` for one port. Pure.
+/// The elements of `firewall::port_elements` for one port (the DNAT map
+/// element unless routed, then the `pub_*` set element, no data). Pure.
+pub fn port_elements(p: &FwPort) -> Vec<Element> {
+    let published = published_element(p);
+    if p.routed {
+        return vec![published];
+    }
+    vec![port_element(p), published]
+}
+
+/// The container address . port in `pub_tcp`/`pub_udp`. Pure.
+pub fn published_element(p: &FwPort) -> Element {
+    let proto = match p.proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    };
+    let mut key = p.ctr_ip.octets().to_vec();
+    let b = p.ctr_port.to_be_bytes();
+    key.extend_from_slice(&[b[0], b[1], 0, 0]);
+    Element {
+        map: format!("pub_{proto}"),
+        key,
+        data: vec![],
+        what: format!("{proto} {}:{} (published)", p.ctr_ip, p.ctr_port),
+    }
+}
+
+/// The DNAT map element of one port. Pure.
 pub fn port_element(p: &FwPort) -> Element {
     let proto = match p.proto {
         Proto::Tcp => "tcp",
@@ -147,7 +174,7 @@ pub fn setelem_message(op: Op, table: &str, e: &Element, seq: u32, ack: bool) ->
         nested(m, NFTA_SET_ELEM_LIST_ELEMENTS, |m| {
             nested(m, NFTA_LIST_ELEM, |m| {
                 nested(m, NFTA_SET_ELEM_KEY, |m| attr(m, NFTA_DATA_VALUE, &e.key));
-                if op == Op::Add {
+                if op == Op::Add && !e.data.is_empty() {
                     nested(m, NFTA_SET_ELEM_DATA, |m| attr(m, NFTA_DATA_VALUE, &e.data));
                 }
             });
@@ -307,7 +334,7 @@ pub fn add_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     if ports.is_empty() {
         return Ok(());
     }
-    let elems: Vec<Element> = ports.iter().map(port_element).collect();
+    let elems: Vec<Element> = ports.iter().flat_map(port_elements).collect();
     let fd = open_socket()?;
     let codes = transact(&fd, Op::Add, table, &elems, &mut 1)?;
     release(fd);
@@ -320,7 +347,16 @@ pub fn add_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
 /// Deletes the ports' map elements; those already gone (or a missing table
 /// or map: ENOENT) are not an error.
 pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
-    let mut left: Vec<Element> = ports.iter().map(port_element).collect();
+    // Routed or not, both elements go (an absent one is fine).
+    let mut left: Vec<Element> = ports
+        .iter()
+        .flat_map(|p| {
+            port_elements(&FwPort {
+                routed: false,
+                ..*p
+            })
+        })
+        .collect();
     if left.is_empty() {
         return Ok(());
     }
@@ -395,6 +431,7 @@ mod tests {
             host_port,
             ctr_ip: ctr.parse().unwrap(),
             ctr_port,
+            routed: false,
         }
     }
 
@@ -614,6 +651,7 @@ mod root_tests {
             host_port,
             ctr_ip: ctr.parse().unwrap(),
             ctr_port,
+            routed: false,
         }
     }
     fn all_maps() -> Vec<FwPort> {

@@ -44,6 +44,9 @@ pub fn intended_row(
 /// Rolls a killed `network create` back unless its row got committed.
 pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
     let nl = bridge::host_netlink()?;
+    // The firewall lock before the store's, the order every firewall change
+    // takes (the other order could wait on a process that waits on us).
+    let _fw = rules::lock(inst)?;
     let mut store = Store::open(&inst.db_path())?;
     store.write(|tx| {
         if rows::find_network(tx, &net.id)?.is_some_and(|n| n.id == net.id) {
@@ -73,6 +76,7 @@ pub fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
 /// row got committed (deleting the host end takes the container's end too).
 pub fn undo_connect(inst: &Instance, host_veth: &str) -> Result<(), NetworkError> {
     let nl = Netlink::open()?;
+    let _fw = rules::lock(inst)?;
     let mut store = Store::open(&inst.db_path())?;
     store.write(|tx| {
         if !rows::veth_has_endpoint(tx, host_veth)? {

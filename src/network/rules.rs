@@ -1,32 +1,62 @@
 //! Glue between stored networks / port bindings and the firewall renderer:
 //! builds FwNetwork / FwPort values and applies the scripts with nft.rs
-//! (port mappings go over nfnetlink, nfnl.rs, with nft.rs as the fallback).
+//! (port mappings go over nfnetlink, nfnl.rs, with nft.rs as the fallback),
+//! serialises every firewall change of an instance behind one lock, and
+//! heals the live table by structure (`nft -j` compared with `Desired`).
 
-use super::firewall::{self, FwNetwork, FwPort};
+use super::firewall::{self, Desired, FwNetwork, FwPort, GatewayMode};
+use super::names;
 use super::undo::Undo;
 use super::{nfnl, nft, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
 use rusqlite::Connection;
-use std::collections::HashMap;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
-    let subnet = net.subnet.parse().map_err(|_| {
+    let bad = |what: &str, v: &str| {
         NetworkError::Invalid(format!(
-            "network {} has a bad subnet {:?} in the store",
-            net.name, net.subnet
+            "network {} has a bad {what} {v:?} in the store",
+            net.name
         ))
-    })?;
+    };
+    let subnet = net.subnet.parse().map_err(|_| bad("subnet", &net.subnet))?;
+    let gateway = net
+        .gateway
+        .parse()
+        .map_err(|_| bad("gateway", &net.gateway))?;
+    let mode = match net.options.get(names::OPT_GATEWAY_MODE) {
+        None => GatewayMode::Nat,
+        Some(m) => GatewayMode::parse(m).ok_or_else(|| bad("gateway mode", m))?,
+    };
+    let trusted = match net.options.get(names::OPT_TRUSTED_IFS) {
+        None => vec![],
+        Some(t) => names::parse_trusted_interfaces(t)?,
+    };
     Ok(FwNetwork {
         id: net.id.clone(),
         bridge: net.bridge.clone(),
         subnet,
+        gateway,
         internal: net.internal,
+        mode,
+        trusted,
     })
 }
 
-pub fn fw_ports(ep: &EndpointRow, ports: &[PortBindingRow]) -> Result<Vec<FwPort>, NetworkError> {
+/// Whether published ports of this network are reached directly (no DNAT).
+pub fn is_routed(net: &NetworkRow) -> bool {
+    net.options.get(names::OPT_GATEWAY_MODE).map(String::as_str) == Some("routed")
+}
+
+pub fn fw_ports(
+    ep: &EndpointRow,
+    ports: &[PortBindingRow],
+    routed: bool,
+) -> Result<Vec<FwPort>, NetworkError> {
     ports
         .iter()
         .map(|p| {
@@ -38,68 +68,311 @@ pub fn fw_ports(ep: &EndpointRow, ports: &[PortBindingRow]) -> Result<Vec<FwPort
                 host_port: p.host_port,
                 ctr_ip: ep.ip,
                 ctr_port: p.container_port,
+                routed,
             })
         })
         .collect()
 }
 
-/// The base rules every healthy table holds (as `nft list table` prints them).
-const BASE_MARKERS: &[&str] = &[
-    "jump ports",
-    "@pm_tcp",
-    "@pm_any_udp",
-    "@post_dnat_oif",
-    "@post_src",
-    "@fwd_iif",
-    "@fwd_oif",
-];
+// ------------------------------------------------------------------ the lock
 
-fn base_is_intact(listing: &str) -> bool {
-    BASE_MARKERS.iter().all(|m| listing.contains(m))
+thread_local! {
+    /// The open lock file and how many guards of this thread hold it, so a
+    /// locked caller may call another locked function (flock on a second
+    /// open file of the same process would wait for itself).
+    static HELD: RefCell<Option<(nix::fcntl::Flock<std::fs::File>, usize)>> =
+        const { RefCell::new(None) };
 }
 
-/// True when `listing` (the output of `nft list table`) still holds the base
-/// rules, every network's chains and every port mapping. Pure.
-pub fn table_is_healthy(
-    listing: &str,
-    nets: &[NetworkRow],
-    mappings: &[(Ipv4Addr, PortBindingRow)],
-) -> bool {
-    base_is_intact(listing)
-        && nets
-            .iter()
-            .all(|n| listing.contains(&format!("{}_out", firewall::chain_prefix(&n.id))))
-        && mappings
-            .iter()
-            .all(|(ip, b)| listing.contains(&format!(": {ip} . {}", b.container_port)))
-}
+/// Holds the instance's firewall lock until dropped.
+pub struct FwLock(());
 
-/// Self-healing: when our table is gone or damaged (`nft flush ruleset`, a
-/// firewall reload), rebuild it from the store. Returns whether it had to.
-/// Costs one `nft list` when all is well.
-pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
-    let nets = rows::list_networks(c)?;
-    if nets.is_empty() {
-        return Ok(false);
+impl Drop for FwLock {
+    fn drop(&mut self) {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some((_, n)) = h.as_mut() {
+                *n -= 1;
+                if *n == 0 {
+                    *h = None; // closing the file releases the flock
+                }
+            }
+        });
     }
-    let mut eps: HashMap<String, Ipv4Addr> = HashMap::new();
-    for n in &nets {
-        for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
-            eps.insert(ep.id.clone(), ep.ip);
+}
+
+/// Serialises firewall changes of one instance across processes: taken
+/// around "read the store, change the table" (and, where rows change after
+/// the table, until those rows are written), so a heal never sees a binding
+/// whose element is being removed, nor restores one a moment before its row
+/// goes.
+pub fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
+    let nested = HELD.with(|h| {
+        if let Some((_, n)) = h.borrow_mut().as_mut() {
+            *n += 1;
+            true
+        } else {
+            false
+        }
+    });
+    if nested {
+        return Ok(FwLock(()));
+    }
+    let path = inst.run_root.join("firewall.lock");
+    let err = |e: std::io::Error| {
+        NetworkError::Firewall(format!("firewall lock {}: {e}", path.display()))
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    let locked = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| err(e.into()))?;
+    HELD.with(|h| *h.borrow_mut() = Some((locked, 1)));
+    Ok(FwLock(()))
+}
+
+// ------------------------------------------------------------------ heal
+
+/// The live table, normalised like `Desired`, plus what the structure check
+/// needs besides: base chains' hook/type/priority/policy.
+#[derive(Debug, Default, PartialEq)]
+pub struct Live {
+    pub state: Desired,
+    pub base: BTreeMap<String, (String, String, i64, String)>,
+}
+
+/// One element or map value as `Desired` writes it. Pure.
+fn norm(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(a) if a.len() == 2 => format!("{} : {}", norm(&a[0]), norm(&a[1])),
+        Value::Object(o) => {
+            if let Some(c) = o.get("concat").and_then(Value::as_array) {
+                return c.iter().map(norm).collect::<Vec<_>>().join(" . ");
+            }
+            if let Some(p) = o.get("prefix") {
+                return format!("{}/{}", norm(&p["addr"]), norm(&p["len"]));
+            }
+            if let Some(r) = o.get("range").and_then(Value::as_array) {
+                return r.iter().map(norm).collect::<Vec<_>>().join("-");
+            }
+            if let Some(e) = o.get("elem") {
+                return norm(&e["val"]);
+            }
+            for verdict in ["jump", "goto"] {
+                if let Some(j) = o.get(verdict) {
+                    return format!("{verdict} {}", norm(&j["target"]));
+                }
+            }
+            v.to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The first `@set` reference inside a statement (a dnat's map).
+fn set_ref(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.starts_with('@') => Some(s.clone()),
+        Value::Object(o) => o.values().find_map(set_ref),
+        Value::Array(a) => a.iter().find_map(set_ref),
+        _ => None,
+    }
+}
+
+/// A rule's verdict as `firewall::verdict_of` writes it. Pure.
+fn rule_verdict(expr: &[Value]) -> String {
+    let Some(Value::Object(last)) = expr.last() else {
+        return String::new();
+    };
+    let Some((k, v)) = last.iter().next() else {
+        return String::new();
+    };
+    match k.as_str() {
+        "jump" | "goto" => format!("{k} {}", norm(&v["target"])),
+        "vmap" => format!("vmap {}", norm(&v["data"])),
+        "dnat" | "snat" => format!("{k} {}", set_ref(v).unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+/// Parses `nft -j list table` output. Pure.
+pub fn parse_live(json: &str) -> Result<Live, NetworkError> {
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| NetworkError::Firewall(format!("cannot read nft's JSON listing: {e}")))?;
+    let items = v["nftables"]
+        .as_array()
+        .ok_or_else(|| NetworkError::Firewall("nft's JSON listing has no \"nftables\"".into()))?;
+    let mut live = Live::default();
+    for item in items {
+        if let Some(c) = item.get("chain") {
+            let name = norm(&c["name"]);
+            live.state.chains.entry(name.clone()).or_default();
+            if let Some(hook) = c.get("hook") {
+                live.base.insert(
+                    name,
+                    (
+                        norm(&c["type"]),
+                        norm(hook),
+                        c["prio"].as_i64().unwrap_or(i64::MIN),
+                        norm(&c["policy"]),
+                    ),
+                );
+            }
+        } else if let Some(r) = item.get("rule") {
+            let expr = r["expr"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            live.state
+                .chains
+                .entry(norm(&r["chain"]))
+                .or_default()
+                .push(rule_verdict(expr));
+        } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
+            let elems = live.state.elements.entry(norm(&s["name"])).or_default();
+            for e in s["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                elems.insert(norm(e));
+            }
         }
     }
-    let mappings: Vec<(Ipv4Addr, PortBindingRow)> = rows::all_port_bindings(c)?
-        .into_iter()
-        .filter_map(|b| eps.get(&b.endpoint_id).map(|ip| (*ip, b)))
-        .collect();
-    let healthy = nft::list_table(&inst.nft_table())
-        .map(|l| table_is_healthy(&l, &nets, &mappings))
-        .unwrap_or(false);
-    if healthy {
+    Ok(live)
+}
+
+/// Why the live table's structure (chains, base hooks, rules) differs from
+/// the desired one, or None. The user's chain is the user's: only its
+/// existence counts. Pure.
+pub fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
+    let names = |d: &Desired| d.chains.keys().cloned().collect::<BTreeSet<_>>();
+    if names(want) != names(&live.state) {
+        let missing: Vec<_> = names(want)
+            .difference(&names(&live.state))
+            .cloned()
+            .collect();
+        let extra: Vec<_> = names(&live.state)
+            .difference(&names(want))
+            .cloned()
+            .collect();
+        return Some(format!("chains missing {missing:?}, extra {extra:?}"));
+    }
+    for (name, typ, hook, prio) in firewall::BASE_CHAINS {
+        let want = (
+            typ.to_string(),
+            hook.to_string(),
+            *prio,
+            "accept".to_string(),
+        );
+        if live.base.get(*name) != Some(&want) {
+            return Some(format!("base chain {name} is {:?}", live.base.get(*name)));
+        }
+    }
+    for (chain, rules) in &want.chains {
+        if chain == firewall::USER_CHAIN {
+            continue;
+        }
+        if live.state.chains.get(chain) != Some(rules) {
+            return Some(format!(
+                "chain {chain} has {:?}, not {rules:?}",
+                live.state.chains.get(chain)
+            ));
+        }
+    }
+    None
+}
+
+/// Elements to add and to delete so that every set holds what `want` says.
+/// Pure.
+#[allow(clippy::type_complexity)]
+pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let empty = BTreeSet::new();
+    let (mut add, mut del) = (vec![], vec![]);
+    for (set, elems) in &want.elements {
+        let have = live.state.elements.get(set).unwrap_or(&empty);
+        add.extend(elems.difference(have).map(|e| (set.clone(), e.clone())));
+        del.extend(have.difference(elems).map(|e| (set.clone(), e.clone())));
+    }
+    (add, del)
+}
+
+/// Every network and published port the store holds, as the firewall sees them.
+fn store_state(c: &Connection) -> Result<(Vec<FwNetwork>, Vec<FwPort>), NetworkError> {
+    let nets = rows::list_networks(c)?;
+    let mut fw = vec![];
+    let mut eps: HashMap<String, (EndpointRow, bool)> = HashMap::new();
+    for n in &nets {
+        fw.push(fw_network(n)?);
+        for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
+            eps.insert(ep.id.clone(), (ep, is_routed(n)));
+        }
+    }
+    let mut ports = vec![];
+    for b in rows::all_port_bindings(c)? {
+        if let Some((ep, routed)) = eps.get(&b.endpoint_id) {
+            ports.extend(fw_ports(ep, std::slice::from_ref(&b), *routed)?);
+        }
+    }
+    Ok((fw, ports))
+}
+
+/// Self-healing: compares the live table with what the store says, by
+/// structure, and repairs it: missing or extra elements one by one, anything
+/// else (table gone, a chain flushed, deleted or added, a base chain's hook
+/// or policy changed) by a rebuild; bridges that only a stale table still
+/// names go too. Returns whether anything had to change. Costs one
+/// `nft -j list` when all is well.
+pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
+    let _lock = lock(inst)?;
+    let table = inst.nft_table();
+    let (nets, ports) = store_state(c)?;
+    if nets.is_empty() {
+        // A killed `network rm` of the last network can leave the table.
+        if let Ok(true) = nft::table_exists(&table) {
+            nft::delete_table(&table)?;
+            return Ok(true);
+        }
         return Ok(false);
     }
-    reload(inst, c)?;
+    let want = firewall::desired(&nets, &ports);
+    let live = match nft::list_table_json(&table).and_then(|j| parse_live(&j)) {
+        Ok(l) => l,
+        Err(_) => {
+            reload_locked(inst, c)?;
+            return Ok(true);
+        }
+    };
+    if let Some(why) = structure_differs(&want, &live) {
+        tracing::info!("rebuilding firewall table {table}: {why}");
+        let stale: Vec<String> = stale_bridges(&want, &live);
+        reload_locked(inst, c)?;
+        if !stale.is_empty() {
+            let nl = super::netlink::Netlink::open()?;
+            for b in stale {
+                nl.delete_link(&b)?;
+            }
+        }
+        return Ok(true);
+    }
+    let (add, del) = element_diff(&want, &live);
+    if add.is_empty() && del.is_empty() {
+        return Ok(false);
+    }
+    tracing::info!("firewall table {table}: restoring {add:?}, removing {del:?}");
+    nft::apply(&firewall::render_elements_fix(&table, &add, &del))?;
     Ok(true)
+}
+
+/// Bridges the live table forwards for but the store has no network for.
+fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
+    let keys = |d: &Desired| -> BTreeSet<String> {
+        d.elements
+            .get("fwd_iif")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.split(" : ").next().map(str::to_string))
+            .collect()
+    };
+    keys(&live.state).difference(&keys(want)).cloned().collect()
 }
 
 /// Creates the instance's table, maps and base chains if missing. The undo
@@ -109,21 +382,17 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
 /// Returns whether the table had to be created.
 pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
+    // Whoever makes or uses a network makes sure the guardian watches it
+    // (one pid file read when it runs).
+    if let Err(e) = super::guard::ensure(inst) {
+        tracing::warn!("{e}");
+    }
     // Fast path (every networked `run`): the table is there. A damaged
     // table is repaired by `heal`, which every other command runs.
     if let Ok(true) = nft::table_exists(&table) {
         return Ok(false);
     }
-    if let Ok(listing) = nft::list_table(&table) {
-        if base_is_intact(&listing) {
-            return Ok(false);
-        }
-        // Someone emptied our chains (or a delete re-declared a flushed
-        // table): rebuild everything the store says should be there.
-        let store = crate::store::Store::open(&inst.db_path())?;
-        reload(inst, store.conn())?;
-        return Ok(true);
-    }
+    let _lock = lock(inst)?;
     nft::apply(&firewall::render_base(&table))?;
     let db = inst.db_path();
     undo.push(format!("nftables table {table}"), move || {
@@ -173,12 +442,13 @@ pub fn remove_network(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkEr
 
 pub fn add_ports(
     inst: &Instance,
+    net: &NetworkRow,
     ep: &EndpointRow,
     ports: &[PortBindingRow],
     undo: &mut Undo,
 ) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let fw = fw_ports(ep, ports)?;
+    let fw = fw_ports(ep, ports, is_routed(net))?;
     // One nfnetlink batch (no nft process); nft stays the fallback so any
     // surprise there never costs a working port mapping.
     if let Err(e) = nfnl::add_port_elements(&table, &fw) {
@@ -204,22 +474,30 @@ fn del_ports(table: &str, fw: &[FwPort]) -> Result<(), NetworkError> {
     nft::apply(&firewall::render_ports_del(table, fw))
 }
 
+/// Removes the mappings of an endpoint, whatever its network's mode.
 pub fn remove_ports(
     inst: &Instance,
     ep: &EndpointRow,
     ports: &[PortBindingRow],
 ) -> Result<(), NetworkError> {
-    del_ports(&inst.nft_table(), &fw_ports(ep, ports)?)
+    del_ports(&inst.nft_table(), &fw_ports(ep, ports, false)?)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
-/// mapping in one atomic batch, after the old table is deleted. With no network left the table goes away.
+/// mapping, after the old table is deleted; the user's chain is carried
+/// over. With no network left the table goes away.
 pub fn reload(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
+    let _lock = lock(inst)?;
+    reload_locked(inst, c)
+}
+
+fn reload_locked(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let nets = rows::list_networks(c)?;
+    let (nets, ports) = store_state(c)?;
     if nets.is_empty() {
         return nft::delete_table(&table);
     }
+    let user = nft::list_chain(&table, firewall::USER_CHAIN).ok();
     // Two batches: nft refuses verdict-map elements jumping to chains of a
     // table deleted earlier in the same batch, so the table goes first and
     // everything is rebuilt in the second (mappings pause for that moment).
@@ -228,26 +506,197 @@ pub fn reload(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
     // the interval map post_src: nft fails with ENOENT when both share a batch.
     nft::apply(&firewall::render_base(&table))?;
     let mut script = String::new();
-    let mut eps: HashMap<String, EndpointRow> = HashMap::new();
     for n in &nets {
-        script += &firewall::render_network_add(&table, &fw_network(n)?);
-        for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
-            eps.insert(ep.id.clone(), ep);
+        script += &firewall::render_network_add(&table, n);
+    }
+    script += &firewall::render_ports_add(&table, &ports);
+    nft::apply(&script)?;
+    if let Some(user) = user {
+        // The user's rules may name things that are gone: theirs to fix, ours
+        // must stand regardless.
+        if let Err(e) = nft::apply(&user) {
+            tracing::warn!("restoring the rules of chain {}: {e}", firewall::USER_CHAIN);
         }
     }
-    let bindings = rows::all_port_bindings(c)?;
-    for ep in eps.values() {
-        let mine: Vec<PortBindingRow> = bindings
-            .iter()
-            .filter(|b| b.endpoint_id == ep.id)
-            .cloned()
-            .collect();
-        script += &firewall::render_ports_add(&table, &fw_ports(ep, &mine)?);
-    }
-    nft::apply(&script)
+    Ok(())
 }
 
 /// Removes the whole table (when the last network goes).
 pub fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
     nft::delete_table(&inst.nft_table())
+}
+
+/// The host address `-p` without one binds to on this network.
+pub fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
+    net.options
+        .get(names::OPT_HOST_BINDING)
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listing as nft 1.0.6 prints it with -j (trimmed to what matters).
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+      {"table": {"family": "inet", "name": "t", "handle": 1}},
+      {"map": {"family": "inet", "name": "pm_tcp", "table": "t", "type": ["ipv4_addr", "inet_service"], "handle": 2, "map": ["ipv4_addr", "inet_service"],
+        "elem": [[{"concat": ["127.0.0.1", 6000]}, {"concat": ["10.77.0.3", 60]}]]}},
+      {"map": {"family": "inet", "name": "post_src", "table": "t", "type": "ipv4_addr", "handle": 3, "map": "verdict", "flags": ["interval"],
+        "elem": [[{"prefix": {"addr": "10.77.0.0", "len": 24}}, {"jump": {"target": "nw_a_masq"}}]]}},
+      {"set": {"family": "inet", "name": "bridges", "table": "t", "type": "ifname", "handle": 4, "elem": ["mrb-a"]}},
+      {"chain": {"family": "inet", "table": "t", "name": "guard", "handle": 5, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}},
+      {"chain": {"family": "inet", "table": "t", "name": "ports", "handle": 6}},
+      {"rule": {"family": "inet", "table": "t", "chain": "guard", "handle": 7, "expr": [
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"accept": null}]}},
+      {"rule": {"family": "inet", "table": "t", "chain": "guard", "handle": 8, "expr": [
+        {"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@guard_dst"}}]}},
+      {"rule": {"family": "inet", "table": "t", "chain": "ports", "handle": 9, "expr": [
+        {"dnat": {"family": "ip", "addr": {"map": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "data": "@pm_tcp"}}}}]}},
+      {"rule": {"family": "inet", "table": "t", "chain": "ports", "handle": 10, "expr": [
+        {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}, {"jump": {"target": "ports"}}]}}
+    ]}"#;
+
+    #[test]
+    fn the_json_listing_is_normalised_like_desired() {
+        let live = parse_live(LISTING).unwrap();
+        assert_eq!(
+            live.state.elements["pm_tcp"],
+            BTreeSet::from(["127.0.0.1 . 6000 : 10.77.0.3 . 60".to_string()])
+        );
+        assert_eq!(
+            live.state.elements["post_src"],
+            BTreeSet::from(["10.77.0.0/24 : jump nw_a_masq".to_string()])
+        );
+        assert_eq!(
+            live.state.elements["bridges"],
+            BTreeSet::from(["mrb-a".to_string()])
+        );
+        assert_eq!(
+            live.state.chains["guard"],
+            vec!["accept", "vmap @guard_dst"]
+        );
+        assert_eq!(
+            live.state.chains["ports"],
+            vec!["dnat @pm_tcp", "jump ports"]
+        );
+        assert_eq!(
+            live.base["guard"],
+            ("filter".into(), "prerouting".into(), -300, "accept".into())
+        );
+        assert!(parse_live("not json").is_err());
+        assert!(parse_live("{}").is_err());
+    }
+
+    #[test]
+    fn verdicts_of_rendered_rules_match_their_json_form() {
+        for (text, verdict) in [
+            ("iifname \"lo\" accept", "accept"),
+            ("ip daddr vmap @guard_dst", "vmap @guard_dst"),
+            (
+                "dnat ip to ip daddr . tcp dport map @pm_tcp",
+                "dnat @pm_tcp",
+            ),
+            ("fib daddr type local jump ports", "jump ports"),
+            (
+                "ip saddr { 10.0.0.0/24, 127.0.0.0/8 } masquerade",
+                "masquerade",
+            ),
+        ] {
+            assert_eq!(firewall::verdict_of(text), verdict, "{text}");
+        }
+    }
+
+    fn net(id: &str, mode: GatewayMode) -> FwNetwork {
+        FwNetwork {
+            id: id.into(),
+            bridge: format!("mrb-{id}"),
+            subnet: "10.77.0.0/24".parse().unwrap(),
+            gateway: "10.77.0.1".parse().unwrap(),
+            internal: false,
+            mode,
+            trusted: vec![],
+        }
+    }
+
+    /// `Live` exactly as a faithful kernel would report `want`.
+    fn live_of(want: &Desired) -> Live {
+        let mut base = BTreeMap::new();
+        for (name, typ, hook, prio) in firewall::BASE_CHAINS {
+            base.insert(
+                name.to_string(),
+                (
+                    typ.to_string(),
+                    hook.to_string(),
+                    *prio,
+                    "accept".to_string(),
+                ),
+            );
+        }
+        Live {
+            state: want.clone(),
+            base,
+        }
+    }
+
+    #[test]
+    fn structure_and_element_differences_are_found_both_ways() {
+        let port = FwPort {
+            proto: crate::network::portspec::Proto::Tcp,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+            ctr_ip: "10.77.0.2".parse().unwrap(),
+            ctr_port: 80,
+            routed: false,
+        };
+        let want = firewall::desired(&[net("a", GatewayMode::Nat)], &[port]);
+        let live = live_of(&want);
+        assert_eq!(structure_differs(&want, &live), None);
+        assert_eq!(element_diff(&want, &live), (vec![], vec![]));
+
+        // Flushed guard chain.
+        let mut l = live_of(&want);
+        l.state.chains.insert("guard".into(), vec![]);
+        assert!(structure_differs(&want, &l).unwrap().contains("guard"));
+        // A drop turned into an accept.
+        let mut l = live_of(&want);
+        l.state.chains.get_mut("nw_a_guard").unwrap().pop();
+        l.state
+            .chains
+            .get_mut("nw_a_guard")
+            .unwrap()
+            .push("accept".into());
+        assert!(structure_differs(&want, &l).is_some());
+        // A stale network's chain, and its bridge named by the table.
+        let stale = firewall::desired(
+            &[net("a", GatewayMode::Nat), net("b", GatewayMode::Nat)],
+            &[port],
+        );
+        let l = live_of(&stale);
+        assert!(structure_differs(&want, &l).unwrap().contains("nw_b_out"));
+        assert_eq!(stale_bridges(&want, &l), vec!["mrb-b".to_string()]);
+        // The policy of a base chain.
+        let mut l = live_of(&want);
+        l.base.get_mut("forward").unwrap().3 = "drop".into();
+        assert!(structure_differs(&want, &l).unwrap().contains("forward"));
+        // The user's rules are theirs.
+        let mut l = live_of(&want);
+        l.state.chains.insert("user".into(), vec!["drop".into()]);
+        assert_eq!(structure_differs(&want, &l), None);
+
+        // An element the store does not own goes; a missing one comes back.
+        let mut l = live_of(&want);
+        let pm = l.state.elements.get_mut("pm_any_tcp").unwrap();
+        pm.clear();
+        pm.insert("9090 : 10.77.0.9 . 90".into());
+        let (add, del) = element_diff(&want, &l);
+        assert_eq!(
+            add,
+            vec![("pm_any_tcp".into(), "8080 : 10.77.0.2 . 80".into())]
+        );
+        assert_eq!(
+            del,
+            vec![("pm_any_tcp".into(), "9090 : 10.77.0.9 . 90".into())]
+        );
+    }
 }

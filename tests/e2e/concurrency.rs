@@ -51,14 +51,12 @@ const WORKERS: usize = 3;
 const ROUNDS: usize = 4;
 
 #[test]
-#[ignore = "needs fw's serialized firewall (branch fw)"]
 fn parallel_runs_removals_network_changes_and_listings_leave_exactly_the_expected_state() {
     mixed(true, true);
 }
 
 /// The same without `network create`/`rm`: containers only.
 #[test]
-#[ignore = "needs fw's serialized firewall (branch fw)"]
 fn parallel_runs_removals_and_listings_leave_exactly_the_expected_state() {
     mixed(false, true);
 }
@@ -73,7 +71,6 @@ fn parallel_unpublished_runs_removals_and_listings_leave_exactly_the_expected_st
 
 /// Networks created and removed beside unpublished containers.
 #[test]
-#[ignore = "needs fw's serialized firewall (branch fw)"]
 fn parallel_unpublished_runs_and_network_changes_leave_exactly_the_expected_state() {
     mixed(true, false);
 }

@@ -207,10 +207,7 @@ fn options_internal_mtu_and_bridge_name() {
     // An internal network gets no masquerade.
     let t = table(&h).expect("table");
     assert!(t.contains("mybr0"), "{t}");
-    assert!(
-        !t.contains("10.91.0.0/24 : jump"),
-        "internal network is masqueraded: {t}"
-    );
+    assert!(!t.contains("_masq"), "internal network is masqueraded: {t}");
     h.ok(&["network", "rm", "inner"]);
     assert!(minirt_links(&h, &["mybr0"]).is_empty());
 }

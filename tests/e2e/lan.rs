@@ -1,0 +1,410 @@
+//! What the LAN and a container can reach on the host (issue 10, parts 1, 2
+//! and the flush window of part 1): a LAN neighbour that routes 127.0.0.1
+//! and the container subnet to the test host, a container forging packets
+//! to the host's 127.0.0.1, and `nft flush ruleset` while all of it runs.
+
+use crate::common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A neighbour namespace on a veth to the test host, set up like an
+/// attacker on the LAN: its own loopback is down and 127.0.0.1 and the
+/// container subnet are routed to the host, and it accepts replies from
+/// a loopback source.
+pub struct Neighbour {
+    pub ns: String,
+}
+
+impl Neighbour {
+    pub fn new(h: &TestHost, role: &str, host_addr: &str, addr: &str, routes: &[&str]) -> Self {
+        let ns = format!("{}-{role}", h.ns);
+        let _ = cmd("ip", &["netns", "del", &ns]);
+        let o = cmd("ip", &["netns", "add", &ns]);
+        assert!(o.status.success(), "netns add: {}", stderr(&o));
+        let n = Neighbour { ns };
+        let host_if = format!("v{role}");
+        let host_ip = host_addr.split('/').next().unwrap_or(host_addr);
+        let run = |args: &[&str]| {
+            let o = cmd("ip", args);
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        run(&[
+            "link", "add", &host_if, "netns", &h.ns, "type", "veth", "peer", "name", "eth0",
+            "netns", &n.ns,
+        ]);
+        run(&["-n", &h.ns, "addr", "add", host_addr, "dev", &host_if]);
+        run(&["-n", &h.ns, "link", "set", &host_if, "up"]);
+        run(&["-n", &n.ns, "addr", "add", addr, "dev", "eth0"]);
+        run(&["-n", &n.ns, "link", "set", "eth0", "up"]);
+        for r in routes {
+            run(&[
+                "-n", &n.ns, "route", "add", r, "via", host_ip, "dev", "eth0",
+            ]);
+        }
+        // Replies to 127.0.0.1 come from a loopback source (only then: it
+        // also changes the namespace's source address choice).
+        let keys: &[&str] = if routes.iter().any(|r| r.starts_with("127.")) {
+            &["all", "eth0"]
+        } else {
+            &[]
+        };
+        for key in keys {
+            let o = n.run(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{key}.route_localnet=1")],
+            );
+            assert!(o.status.success(), "sysctl: {}", stderr(&o));
+        }
+        n
+    }
+
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["netns", "exec", &self.ns, program];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// One bounded HTTP GET; the page, or None when nothing answered.
+    pub fn get(&self, url: &str) -> Option<String> {
+        let o = self.run("curl", &["-sf", "--max-time", "2", url]);
+        o.status.success().then(|| stdout(&o))
+    }
+
+    /// Waits until `url` answers (the path works), returns the page.
+    pub fn wait_get(&self, url: &str) -> String {
+        let mut page = None;
+        wait_for(
+            &format!("{url} from {}", self.ns),
+            Duration::from_secs(20),
+            || {
+                page = self.get(url);
+                page.is_some()
+            },
+        );
+        page.unwrap_or_default()
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = cmd("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+/// A process this test started; killed and reaped on drop.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves "hello-80" on 80 (published) and "hello-81" on 81 (not published).
+pub const TWO_PORTS: &str = "mkdir -p /a /b && echo hello-80 > /a/index.html && \
+    echo hello-81 > /b/index.html && httpd -p 81 -h /b && exec httpd -f -p 80 -h /a";
+
+pub fn nft_table(h: &TestHost) -> String {
+    format!("minirt_{}", h.cgroup_parent().trim_start_matches("minirt-"))
+}
+
+/// Rules of the instance's raw-prerouting guard chain (empty when absent).
+pub fn guard_rules(h: &TestHost) -> Vec<String> {
+    let o = h.in_ns("nft", &["list", "chain", "inet", &nft_table(h), "guard"]);
+    if !o.status.success() {
+        return vec![];
+    }
+    stdout(&o)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("drop") || l.contains("accept") || l.contains("vmap"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_lan_reaches_only_ports_published_on_a_host_address() {
+    let h = TestHost::new();
+    let lan = Neighbour::new(
+        &h,
+        "lan",
+        "203.0.113.1/24",
+        "203.0.113.2/24",
+        &["127.0.0.1/32", "10.88.0.0/24"],
+    );
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--net",
+        "testbr",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "busybox",
+        "sh",
+        "-c",
+        TWO_PORTS,
+    ]);
+    // Published on every address: the LAN gets it (so the path works).
+    assert_eq!(lan.wait_get("http://203.0.113.1:8080/"), "hello-80\n");
+    // Published on 127.0.0.1 only: the host gets it, the LAN must not.
+    let o = h.in_ns(
+        "curl",
+        &["-sf", "--max-time", "5", "http://127.0.0.1:8081/"],
+    );
+    assert_eq!(stdout(&o), "hello-80\n", "the host's own 127.0.0.1 mapping");
+    assert_eq!(
+        lan.get("http://127.0.0.1:8081/"),
+        None,
+        "LAN -> 127.0.0.1 mapping"
+    );
+    // The container's address directly: neither the unpublished port nor
+    // the published one (only the host's address is published).
+    assert_eq!(
+        lan.get("http://10.88.0.2:81/"),
+        None,
+        "LAN -> unpublished port"
+    );
+    assert_eq!(
+        lan.get("http://10.88.0.2:80/"),
+        None,
+        "LAN -> container address"
+    );
+    // The host and the container's own network still reach it directly.
+    let o = h.in_ns("curl", &["-sf", "--max-time", "5", "http://10.88.0.2:81/"]);
+    assert_eq!(stdout(&o), "hello-81\n", "host -> container");
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "testbr",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://10.88.0.2:81/",
+    ]);
+    assert_eq!(out, "hello-81\n", "same network -> container");
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "rm", "testbr"]);
+}
+
+/// Sends UDP from inside the container's network namespace the way a
+/// container with CAP_NET_RAW can (its loopback emptied, 127.0.0.1 routed via
+/// the gateway): first to the host's 127.0.0.1:9999, then a marker to the
+/// gateway's 9998 over the same path.
+fn send_from_container(pid: i64, gateway: &str) -> std::process::Output {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range(3):\n\
+         \x20   s.sendto(b'forged', ('127.0.0.1', 9999))\n\
+         s.sendto(b'marker', ('{gateway}', 9998))\n"
+    );
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    for args in [
+        // Without its addresses lo no longer claims 127.0.0.0/8 locally.
+        vec!["addr", "flush", "dev", "lo"],
+        vec![
+            "route",
+            "replace",
+            "127.0.0.1/32",
+            "via",
+            gateway,
+            "dev",
+            "eth0",
+        ],
+    ] {
+        let o = Command::new("nsenter")
+            .arg(&ns)
+            .arg("--")
+            .arg("ip")
+            .args(&args)
+            .output()
+            .expect("nsenter ip");
+        assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+    }
+    Command::new("nsenter")
+        .arg(&ns)
+        .args(["--", "python3", "-c", &script])
+        .output()
+        .expect("nsenter python3")
+}
+
+#[test]
+fn a_container_cannot_reach_host_services_on_loopback() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "testbr"]);
+    h.ok(&[
+        "run", "-d", "--name", "victim", "--net", "testbr", "busybox", "sleep", "600",
+    ]);
+    // The host service on 127.0.0.1:9999, and a marker socket on every
+    // address: each datagram is printed with the socket it arrived on.
+    let out = h.root.parent().expect("test dir").join("udp.log");
+    let log = std::fs::File::create(&out).expect("log");
+    let listener = "import socket, select, sys\n\
+        lo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); lo.bind(('127.0.0.1', 9999))\n\
+        gw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); gw.bind(('0.0.0.0', 9998))\n\
+        while True:\n\
+        \x20   for s in select.select([lo, gw], [], [])[0]:\n\
+        \x20       d, a = s.recvfrom(100)\n\
+        \x20       print(('lo ' if s is lo else 'gw ') + d.decode(), flush=True)\n";
+    let _srv = Proc(
+        Command::new("nsenter")
+            .arg(format!("--net={}", h.netns_path()))
+            .args(["--", "python3", "-c", listener])
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 listener"),
+    );
+    let pid = {
+        let v: serde_json::Value =
+            serde_json::from_str(&h.ok(&["inspect", "victim"])).expect("inspect");
+        v[0]["State"]["Pid"].as_i64().expect("pid")
+    };
+    let got = || std::fs::read_to_string(&out).unwrap_or_default();
+    // The listener binds a moment after it starts: send until the marker
+    // (sent after the forged packets, same path) arrives.
+    wait_for("the marker datagram", Duration::from_secs(20), || {
+        let o = send_from_container(pid, "10.89.0.1");
+        assert!(o.status.success(), "sender: {}", stderr(&o));
+        got().contains("gw marker")
+    });
+    assert!(
+        !got().contains("lo forged"),
+        "a container reached the host's 127.0.0.1: {}",
+        got()
+    );
+    h.ok(&["rm", "-f", "victim"]);
+    h.ok(&["network", "rm", "testbr"]);
+}
+
+#[test]
+fn a_flushed_ruleset_is_restored_without_any_command() {
+    let h = TestHost::new();
+    let lan = Neighbour::new(
+        &h,
+        "lan",
+        "203.0.113.1/24",
+        "203.0.113.2/24",
+        &["127.0.0.1/32", "10.90.0.0/24"],
+    );
+    h.ok(&["network", "create", "--subnet", "10.90.0.0/24", "testbr"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--net",
+        "testbr",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "busybox",
+        "sh",
+        "-c",
+        TWO_PORTS,
+    ]);
+    assert_eq!(lan.wait_get("http://203.0.113.1:8080/"), "hello-80\n");
+    let guard = guard_rules(&h);
+    assert!(
+        guard
+            .iter()
+            .any(|r| r.contains("127.0.0.0/8") && r.ends_with("drop")),
+        "{guard:?}"
+    );
+
+    // A firewall reload by someone else: everything goes...
+    let o = h.in_ns("nft", &["flush", "ruleset"]);
+    assert!(o.status.success(), "flush: {}", stderr(&o));
+    // ...and comes back with no minirt command run meanwhile.
+    wait_for("the guard to come back", Duration::from_secs(20), || {
+        guard_rules(&h) == guard
+    });
+    assert_eq!(lan.wait_get("http://203.0.113.1:8080/"), "hello-80\n");
+    assert_eq!(
+        lan.get("http://127.0.0.1:8081/"),
+        None,
+        "LAN -> 127.0.0.1 mapping"
+    );
+    assert_eq!(
+        lan.get("http://10.90.0.2:81/"),
+        None,
+        "LAN -> unpublished port"
+    );
+
+    // Tampering inside the table (a rule of the guard deleted, an element
+    // added) is put right the same way, by structure.
+    let table = nft_table(&h);
+    let o = h.in_ns("nft", &["flush", "chain", "inet", &table, "guard"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("the guard to come back", Duration::from_secs(20), || {
+        guard_rules(&h) == guard
+    });
+    let o = h.in_ns(
+        "nft",
+        &[
+            "add",
+            "element",
+            "inet",
+            &table,
+            "pm_any_tcp",
+            "{ 9090 : 10.90.0.99 . 90 }",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    h.ok(&["ps"]);
+    let o = h.in_ns("nft", &["list", "map", "inet", &table, "pm_any_tcp"]);
+    assert!(
+        !stdout(&o).contains("9090"),
+        "an element the store does not own stayed"
+    );
+    assert!(stdout(&o).contains("8080"), "{}", stdout(&o));
+
+    // A stale network's chain and the bridge only minirt's table still
+    // names (a `network rm` killed half-way) go at the next command.
+    let o = cmd(
+        "ip",
+        &["-n", &h.ns, "link", "add", "mrb-stale", "type", "bridge"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [
+        vec!["add", "chain", "inet", &table, "nw_stale_out"],
+        vec![
+            "add",
+            "element",
+            "inet",
+            &table,
+            "fwd_iif",
+            "{ \"mrb-stale\" : jump nw_stale_out }",
+        ],
+    ] {
+        let o = h.in_ns("nft", &args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    h.ok(&["ps"]);
+    let o = h.in_ns("nft", &["list", "table", "inet", &table]);
+    assert!(!stdout(&o).contains("stale"), "{}", stdout(&o));
+    let o = cmd("ip", &["-n", &h.ns, "link", "show", "mrb-stale"]);
+    assert!(!o.status.success(), "the stale bridge stayed");
+    assert_eq!(guard_rules(&h), guard);
+
+    // The guardian leaves with the last network.
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "rm", "testbr"]);
+    let pid_file = h.run_root.join("fwguard.pid");
+    wait_for("the guardian to leave", Duration::from_secs(20), || {
+        !pid_file.exists()
+    });
+    assert!(
+        h.in_ns("nft", &["list", "table", "inet", &table])
+            .status
+            .code()
+            != Some(0)
+    );
+}
