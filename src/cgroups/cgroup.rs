@@ -12,8 +12,10 @@ use cgroups_rs::FreezerState;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::devices::DevicePolicy;
 use super::layout::{Layout, Mode};
 use super::limits::{self, Wanted};
+use super::v2_devices;
 use super::{CgroupError, Resources, Result};
 
 /// v1 controllers a container cgroup lives in.
@@ -333,16 +335,26 @@ impl Cgroup {
                 )));
             }
         }
+        // Devices are restricted in the v1 hierarchy if there is one, else by
+        // an eBPF program on the cgroup2 directory; never silently not at all.
+        let devices = DevicePolicy::for_container(wanted.all_devices)?;
+        let v2_devices = !devices.allows_everything() && layout.v1_mount("devices").is_none();
+        if v2_devices && !dirs.iter().any(|d| d.v2) {
+            return Err(CgroupError::Io(
+                "cannot restrict device access: this host has neither a v1 devices cgroup nor a cgroup2 mount".into(),
+            ));
+        }
         // The hybrid cgroup2 directory becomes a must once a limit lives there.
-        let v2_needed = homes
-            .iter()
-            .any(|(v1, _, asked, _)| *asked && layout.v1_mount(v1).is_none());
+        let v2_needed = v2_devices
+            || homes
+                .iter()
+                .any(|(v1, _, asked, _)| *asked && layout.v1_mount(v1).is_none());
         for d in dirs.iter_mut().filter(|d| d.v2) {
             d.optional &= !v2_needed;
         }
 
         let mut undo = Undo::default();
-        let result = Cgroup::build(&mut dirs, &enable, &wanted, &mut undo);
+        let result = Cgroup::build(&mut dirs, &enable, &wanted, &devices, &mut undo);
         if let Err(e) = result {
             undo.rollback();
             return Err(e);
@@ -356,7 +368,13 @@ impl Cgroup {
         })
     }
 
-    fn build(dirs: &mut Vec<Dir>, enable: &[String], w: &Wanted, undo: &mut Undo) -> Result<()> {
+    fn build(
+        dirs: &mut Vec<Dir>,
+        enable: &[String],
+        w: &Wanted,
+        devices: &DevicePolicy,
+        undo: &mut Undo,
+    ) -> Result<()> {
         let mut i = 0;
         while i < dirs.len() {
             let d = &dirs[i];
@@ -388,7 +406,13 @@ impl Cgroup {
             limits::write_pids(p, m, v2, n)?;
         }
         if let Some(d) = dirs.iter().find(|d| d.has("devices")) {
-            limits::write_devices(&d.path, w.all_devices)?;
+            limits::write_devices(&d.path, devices)?;
+        } else if !devices.allows_everything() {
+            // The program goes when the directory does (rollback or remove).
+            let d = dirs.iter().find(|d| d.v2).ok_or_else(|| {
+                CgroupError::Io("cannot restrict device access: no cgroup2 directory".into())
+            })?;
+            v2_devices::attach(&d.path, devices)?;
         }
         Ok(())
     }
