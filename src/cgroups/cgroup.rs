@@ -1135,6 +1135,89 @@ mod tests {
         assert!(!s.leftovers().is_empty());
     }
 
+    /// A unified layout: the host's own on a cgroup2-only host (the VM of
+    /// scripts/vm-test), else this host's cgroup2 mount taken as unified.
+    fn unified_layout() -> Option<Layout> {
+        let h = host();
+        if h.mode == Mode::Unified {
+            return Some(h);
+        }
+        Some(Layout {
+            mode: Mode::Unified,
+            v1: vec![],
+            unified: Some(h.unified?),
+        })
+    }
+
+    /// Runs `script` in a busybox shell inside the scratch cgroup; its output.
+    fn run_inside(s: &mut Scratch, script: &str) -> (bool, String) {
+        let i = s.spawn_held(&format!("{script} 2>&1"));
+        let pid = s.children[i].id() as i32;
+        s.cg().add_task(pid).unwrap();
+        s.release(i);
+        let mut out = String::new();
+        let mut stdout = s.children[i].stdout.take().expect("stdout");
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        (s.children[i].wait().unwrap().success(), out)
+    }
+
+    #[test]
+    fn cgroup2_device_filter_refuses_disks_and_goes_with_the_cgroup() {
+        let Some(layout) = unified_layout() else {
+            panic!("this test needs a cgroup2 mount");
+        };
+        let mut s = Scratch::new(layout, "dev");
+        s.create(&Resources::default()).unwrap();
+        let dir = s.cg().v2_dir().unwrap().to_path_buf();
+        let ids = v2_devices::attached_ids(&dir).unwrap();
+        assert_eq!(ids.len(), 1, "one device program on {}", dir.display());
+        let nodes = tempfile::tempdir().unwrap();
+        let n = nodes.path().display();
+        // mknod of any device is allowed (Docker's `b *:* m`), opening a disk is not.
+        let (ok, out) = run_inside(
+            &mut s,
+            &format!("{BUSYBOX} mknod {n}/disk b 8 0 && {BUSYBOX} head -c1 {n}/disk"),
+        );
+        assert!(!ok, "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(nodes.path().join("disk").exists(), "mknod itself worked");
+        let (ok, out) = run_inside(
+            &mut s,
+            &format!(
+                "{BUSYBOX} mknod {n}/null c 1 3 && {BUSYBOX} head -c1 {n}/null && echo read-ok"
+            ),
+        );
+        assert!(ok && out.contains("read-ok"), "{out}");
+        // The same open outside the cgroup is not refused with EPERM: the filter did it.
+        let outside = Command::new(BUSYBOX)
+            .args(["head", "-c1", &format!("{n}/disk")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&outside.stderr);
+        assert!(!err.contains("Operation not permitted"), "{err}");
+
+        s.reap_seen();
+        s.cg().remove().unwrap();
+        s.cg = None;
+        // The kernel frees the program once the directory is gone.
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                !v2_devices::program_exists(ids[0]).unwrap()
+            }),
+            "program {} still loaded after the cgroup was removed",
+            ids[0]
+        );
+
+        // A privileged container gets no filter at all.
+        s.create(&Resources {
+            all_devices: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = s.cg().v2_dir().unwrap().to_path_buf();
+        assert_eq!(v2_devices::attached_ids(&dir).unwrap(), Vec::<u32>::new());
+    }
+
     /// The cgroup2 code path, on this host's cgroup2 mount taken as unified.
     #[test]
     fn cgroup2_mount_as_unified_layout() {
