@@ -801,6 +801,24 @@ mod tests {
         assert_eq!(limit_dir(&dirs, "memory", "memory", &["memory".into()]), v2);
     }
 
+    #[test]
+    fn no_way_to_restrict_devices_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            mode: Mode::Legacy,
+            v1: vec![V1Hierarchy {
+                mount_point: dir.path().join("memory"),
+                controllers: vec!["memory".into()],
+            }],
+            unified: None,
+        };
+        let e = Cgroup::create_on(&layout, "minirt", "c1", &Resources::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot restrict device access"), "{e}");
+        assert!(!dir.path().join("memory").exists(), "nothing made");
+    }
+
     // ---- Against the real kernel (tests run as root). ----
 
     use std::io::{BufRead, BufReader, Write};
