@@ -12,8 +12,10 @@ use cgroups_rs::FreezerState;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::devices::DevicePolicy;
 use super::layout::{Layout, Mode};
 use super::limits::{self, Wanted};
+use super::v2_devices;
 use super::{CgroupError, Resources, Result};
 
 /// v1 controllers a container cgroup lives in.
@@ -333,16 +335,26 @@ impl Cgroup {
                 )));
             }
         }
+        // Devices are restricted in the v1 hierarchy if there is one, else by
+        // an eBPF program on the cgroup2 directory; never silently not at all.
+        let devices = DevicePolicy::for_container(wanted.all_devices)?;
+        let v2_devices = !devices.allows_everything() && layout.v1_mount("devices").is_none();
+        if v2_devices && !dirs.iter().any(|d| d.v2) {
+            return Err(CgroupError::Io(
+                "cannot restrict device access: this host has neither a v1 devices cgroup nor a cgroup2 mount".into(),
+            ));
+        }
         // The hybrid cgroup2 directory becomes a must once a limit lives there.
-        let v2_needed = homes
-            .iter()
-            .any(|(v1, _, asked, _)| *asked && layout.v1_mount(v1).is_none());
+        let v2_needed = v2_devices
+            || homes
+                .iter()
+                .any(|(v1, _, asked, _)| *asked && layout.v1_mount(v1).is_none());
         for d in dirs.iter_mut().filter(|d| d.v2) {
             d.optional &= !v2_needed;
         }
 
         let mut undo = Undo::default();
-        let result = Cgroup::build(&mut dirs, &enable, &wanted, &mut undo);
+        let result = Cgroup::build(&mut dirs, &enable, &wanted, &devices, &mut undo);
         if let Err(e) = result {
             undo.rollback();
             return Err(e);
@@ -356,7 +368,13 @@ impl Cgroup {
         })
     }
 
-    fn build(dirs: &mut Vec<Dir>, enable: &[String], w: &Wanted, undo: &mut Undo) -> Result<()> {
+    fn build(
+        dirs: &mut Vec<Dir>,
+        enable: &[String],
+        w: &Wanted,
+        devices: &DevicePolicy,
+        undo: &mut Undo,
+    ) -> Result<()> {
         let mut i = 0;
         while i < dirs.len() {
             let d = &dirs[i];
@@ -388,7 +406,13 @@ impl Cgroup {
             limits::write_pids(p, m, v2, n)?;
         }
         if let Some(d) = dirs.iter().find(|d| d.has("devices")) {
-            limits::write_devices(&d.path, w.all_devices)?;
+            limits::write_devices(&d.path, devices)?;
+        } else if !devices.allows_everything() {
+            // The program goes when the directory does (rollback or remove).
+            let d = dirs.iter().find(|d| d.v2).ok_or_else(|| {
+                CgroupError::Io("cannot restrict device access: no cgroup2 directory".into())
+            })?;
+            v2_devices::attach(&d.path, devices)?;
         }
         Ok(())
     }
@@ -777,6 +801,24 @@ mod tests {
         assert_eq!(limit_dir(&dirs, "memory", "memory", &["memory".into()]), v2);
     }
 
+    #[test]
+    fn no_way_to_restrict_devices_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            mode: Mode::Legacy,
+            v1: vec![V1Hierarchy {
+                mount_point: dir.path().join("memory"),
+                controllers: vec!["memory".into()],
+            }],
+            unified: None,
+        };
+        let e = Cgroup::create_on(&layout, "minirt", "c1", &Resources::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot restrict device access"), "{e}");
+        assert!(!dir.path().join("memory").exists(), "nothing made");
+    }
+
     // ---- Against the real kernel (tests run as root). ----
 
     use std::io::{BufRead, BufReader, Write};
@@ -1109,6 +1151,89 @@ mod tests {
         // The parent is still in use: it stays, without an error.
         remove_parent_on(&s.layout, &s.parent).unwrap();
         assert!(!s.leftovers().is_empty());
+    }
+
+    /// A unified layout: the host's own on a cgroup2-only host (the VM of
+    /// scripts/vm-test), else this host's cgroup2 mount taken as unified.
+    fn unified_layout() -> Option<Layout> {
+        let h = host();
+        if h.mode == Mode::Unified {
+            return Some(h);
+        }
+        Some(Layout {
+            mode: Mode::Unified,
+            v1: vec![],
+            unified: Some(h.unified?),
+        })
+    }
+
+    /// Runs `script` in a busybox shell inside the scratch cgroup; its output.
+    fn run_inside(s: &mut Scratch, script: &str) -> (bool, String) {
+        let i = s.spawn_held(&format!("{script} 2>&1"));
+        let pid = s.children[i].id() as i32;
+        s.cg().add_task(pid).unwrap();
+        s.release(i);
+        let mut out = String::new();
+        let mut stdout = s.children[i].stdout.take().expect("stdout");
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        (s.children[i].wait().unwrap().success(), out)
+    }
+
+    #[test]
+    fn cgroup2_device_filter_refuses_disks_and_goes_with_the_cgroup() {
+        let Some(layout) = unified_layout() else {
+            panic!("this test needs a cgroup2 mount");
+        };
+        let mut s = Scratch::new(layout, "dev");
+        s.create(&Resources::default()).unwrap();
+        let dir = s.cg().v2_dir().unwrap().to_path_buf();
+        let ids = v2_devices::attached_ids(&dir).unwrap();
+        assert_eq!(ids.len(), 1, "one device program on {}", dir.display());
+        let nodes = tempfile::tempdir().unwrap();
+        let n = nodes.path().display();
+        // mknod of any device is allowed (Docker's `b *:* m`), opening a disk is not.
+        let (ok, out) = run_inside(
+            &mut s,
+            &format!("{BUSYBOX} mknod {n}/disk b 8 0 && {BUSYBOX} head -c1 {n}/disk"),
+        );
+        assert!(!ok, "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(nodes.path().join("disk").exists(), "mknod itself worked");
+        let (ok, out) = run_inside(
+            &mut s,
+            &format!(
+                "{BUSYBOX} mknod {n}/null c 1 3 && {BUSYBOX} head -c1 {n}/null && echo read-ok"
+            ),
+        );
+        assert!(ok && out.contains("read-ok"), "{out}");
+        // The same open outside the cgroup is not refused with EPERM: the filter did it.
+        let outside = Command::new(BUSYBOX)
+            .args(["head", "-c1", &format!("{n}/disk")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&outside.stderr);
+        assert!(!err.contains("Operation not permitted"), "{err}");
+
+        s.reap_seen();
+        s.cg().remove().unwrap();
+        s.cg = None;
+        // The kernel frees the program once the directory is gone.
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                !v2_devices::program_exists(ids[0]).unwrap()
+            }),
+            "program {} still loaded after the cgroup was removed",
+            ids[0]
+        );
+
+        // A privileged container gets no filter at all.
+        s.create(&Resources {
+            all_devices: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = s.cg().v2_dir().unwrap().to_path_buf();
+        assert_eq!(v2_devices::attached_ids(&dir).unwrap(), Vec::<u32>::new());
     }
 
     /// The cgroup2 code path, on this host's cgroup2 mount taken as unified.

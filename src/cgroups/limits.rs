@@ -9,6 +9,7 @@ use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::MaxValue;
 
+use super::devices::DevicePolicy;
 use super::{CgroupError, Resources, Result};
 
 /// CFS period Docker uses for `--cpus`, in microseconds.
@@ -57,23 +58,6 @@ pub fn cpu_quota_us(nano_cpus: i64) -> i64 {
     q.max(1000)
 }
 
-/// Docker's default device allow-list for v1 `devices.allow`, after a deny of
-/// everything: mknod of any device, and read/write only of the harmless ones.
-pub const DEFAULT_DEVICE_RULES: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",    // /dev/null
-    "c 1:5 rwm",    // /dev/zero
-    "c 1:7 rwm",    // /dev/full
-    "c 1:8 rwm",    // /dev/random
-    "c 1:9 rwm",    // /dev/urandom
-    "c 5:0 rwm",    // /dev/tty
-    "c 5:1 rwm",    // /dev/console
-    "c 5:2 rwm",    // /dev/ptmx
-    "c 136:* rwm",  // /dev/pts/*
-    "c 10:200 rwm", // /dev/net/tun
-];
-
 /// Turns a cgroups-rs error into one line naming what failed and where.
 fn cg_err(what: &str, dir: &Path, e: cgroups_rs::fs::error::Error) -> CgroupError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
@@ -117,9 +101,9 @@ pub fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result<()> {
         .map_err(|e| cg_err(&format!("set the process limit to {max}"), dir, e))
 }
 
-/// Deny every device, then allow Docker's defaults (v1 only; v2 needs eBPF);
-/// `all` allows every device instead (privileged).
-pub fn write_devices(dir: &Path, all: bool) -> Result<()> {
+/// Sets the v1 devices hierarchy's list to `policy`: its default first
+/// (`a` in devices.allow or devices.deny clears the list), then each rule.
+pub fn write_devices(dir: &Path, policy: &DevicePolicy) -> Result<()> {
     let write = |file: &str, rule: &str| {
         std::fs::write(dir.join(file), rule).map_err(|e| {
             CgroupError::Io(format!(
@@ -128,13 +112,18 @@ pub fn write_devices(dir: &Path, all: bool) -> Result<()> {
             ))
         })
     };
-    if all {
-        return write("devices.allow", "a");
-    }
-    write("devices.deny", "a")?;
-    DEFAULT_DEVICE_RULES
+    let file = |allow: bool| {
+        if allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        }
+    };
+    write(file(policy.default_allow), "a")?;
+    policy
+        .rules
         .iter()
-        .try_for_each(|r| write("devices.allow", r))
+        .try_for_each(|r| write(file(r.allow), &r.to_string()))
 }
 
 /// The value of `key` in a flat-keyed cgroup file ("oom_kill 3").
@@ -200,15 +189,5 @@ mod tests {
         assert_eq!(flat_keyed(v2, "oom"), Some(1));
         assert_eq!(flat_keyed("oom_kill x\n", "oom_kill"), None);
         assert_eq!(flat_keyed("", "oom_kill"), None);
-    }
-
-    #[test]
-    fn device_rules_start_with_mknod_and_cover_stdio_devices() {
-        assert!(DEFAULT_DEVICE_RULES.contains(&"c 1:3 rwm"));
-        assert!(DEFAULT_DEVICE_RULES.contains(&"c 136:* rwm"));
-        assert!(!DEFAULT_DEVICE_RULES.iter().any(|r| r.starts_with("a")));
-        assert!(!DEFAULT_DEVICE_RULES
-            .iter()
-            .any(|r| r.starts_with("b ") && r.contains('r')));
     }
 }

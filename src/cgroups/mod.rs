@@ -23,6 +23,11 @@
 //!   parent (v1 creates them empty, and an empty cpuset refuses tasks);
 //!   `memory.memsw.limit_in_bytes` equals the memory limit so swap is no way
 //!   out; devices get Docker's default allow-list.
+//! - **Devices on cgroup v2** (no devices controller there): the same rule
+//!   list compiled into a `BPF_PROG_TYPE_CGROUP_DEVICE` eBPF program
+//!   ([`devices`], [`ebpf`]) attached to the container's cgroup2 directory
+//!   ([`v2_devices`]). A host with neither a v1 devices hierarchy nor a
+//!   cgroup2 mount cannot restrict devices: creating a cgroup there fails.
 //! - **Hybrid** (v1 controllers plus a cgroup2 mount, e.g. this build host's
 //!   /sys/fs/cgroup/unified holding only hugetlb): as Legacy, plus a directory
 //!   in the cgroup2 mount (best effort) that tracks the same processes; it
@@ -39,9 +44,12 @@
 //! therefore driven here, on the paths found in mountinfo.
 
 mod cgroup;
+pub mod devices;
+pub mod ebpf;
 pub mod layout;
 mod limits;
 mod parse;
+mod v2_devices;
 
 pub use cgroup::{join_self, remove_parent_if_empty, Cgroup};
 pub use layout::{Layout, Mode};
