@@ -96,7 +96,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Image, then command and arguments.
-    #[arg(required = true, allow_hyphen_values = true)]
+    #[arg(required = true)]
     pub image_and_cmd: Vec<String>,
 }
 
@@ -125,7 +125,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub user: Option<String>,
     /// Container, then command and arguments.
-    #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
+    #[arg(required = true, num_args = 2..)]
     pub container_and_cmd: Vec<String>,
 }
 
