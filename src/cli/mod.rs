@@ -5,6 +5,7 @@ mod container;
 mod image;
 mod network;
 mod output;
+mod template;
 
 use clap::{Args, Parser, Subcommand};
 use minirt::Instance;
