@@ -2,9 +2,11 @@
 //! exit codes; the work is done by library functions.
 
 mod container;
+mod format;
 mod image;
 mod network;
 mod output;
+mod system;
 mod template;
 
 use clap::{Args, Parser, Subcommand};
@@ -81,6 +83,28 @@ pub enum Command {
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// List port mappings of a container.
+    Port(container::PortArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(container::WaitArgs),
+    /// Rename a container.
+    Rename(container::RenameArgs),
+    /// Display the running processes of a container.
+    Top(container::TopArgs),
+    /// Restart containers.
+    Restart(container::RestartArgs),
+    /// Show the minirt version.
+    Version(system::VersionArgs),
+    /// Display system-wide information.
+    Info(system::InfoArgs),
+    /// Manage containers (Docker's management-group spelling).
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Print a shell completion script (bash, zsh, fish ...).
+    Completion(system::CompletionArgs),
+    /// Writes man pages into a directory (used by scripts/setup).
+    #[command(name = "__man", hide = true)]
+    Man { dir: PathBuf },
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
@@ -253,6 +277,14 @@ fn prints_only(c: &Command) -> bool {
             | Command::Logs(_)
             | Command::Images(_)
             | Command::Network(_)
+            | Command::Port(_)
+            | Command::Top(_)
+            | Command::Version(_)
+            | Command::Info(_)
+            | Command::Completion(_)
+            | Command::Container(container::ContainerCommand::Ls(_))
+            | Command::Container(container::ContainerCommand::Inspect(_))
+            | Command::Container(container::ContainerCommand::Logs(_))
     )
 }
 
@@ -271,6 +303,18 @@ fn dispatch(cli: Cli) -> CliResult {
     if prints_only(&cli.command) {
         quiet_on_closed_pipe();
     }
+    // Commands that need no state directory.
+    match &cli.command {
+        Command::Version(_) | Command::Completion(_) | Command::Man { .. } => {
+            return match cli.command {
+                Command::Version(a) => system::version(a),
+                Command::Completion(a) => system::completion(a),
+                Command::Man { dir } => system::man_pages(&dir),
+                _ => Ok(0),
+            }
+        }
+        _ => {}
+    }
     let inst = instance(&cli)?;
     match cli.command {
         Command::Run(a) => container::run(&inst, a),
@@ -288,6 +332,14 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::Port(a) => container::port(&inst, a),
+        Command::Wait(a) => container::wait(&inst, a),
+        Command::Rename(a) => container::rename(&inst, a),
+        Command::Top(a) => container::top(&inst, a),
+        Command::Restart(a) => container::restart(&inst, a),
+        Command::Info(a) => system::info(&inst, a),
+        Command::Container(c) => container::dispatch_group(&inst, c),
+        Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),
         Command::Finish { id, code } => {
             minirt::container::runtime::finish(&inst, &id, code)?;
             Ok(0)

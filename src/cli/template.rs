@@ -50,7 +50,11 @@ pub fn parse(text: Option<&str>, list: bool) -> Result<Format, String> {
     let build = |header: bool| {
         let t = Template::new("")
             .missing_key(MissingKey::Error)
-            .funcs(if header { header_funcs() } else { docker_funcs() });
+            .funcs(if header {
+                header_funcs()
+            } else {
+                docker_funcs()
+            });
         t.parse(&body)
             .map_err(|e| format!("template parsing error: {e}"))
     };
@@ -178,7 +182,10 @@ fn docker_funcs() -> gotmpl::FuncMap {
             let sep = string_arg(a, 1, "join")?;
             match a.first() {
                 Some(Value::List(l)) => Ok(string(
-                    l.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(&sep),
+                    l.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(&sep),
                 )),
                 Some(other) => Ok(string(other.to_string())),
                 None => Err(exec_err("wrong number of args for join".into())),
@@ -234,7 +241,9 @@ fn docker_funcs() -> gotmpl::FuncMap {
 /// (`{{json .Labels}}` is headed LABELS, not "\"LABELS\"").
 fn header_funcs() -> gotmpl::FuncMap {
     let mut m = gotmpl::FuncMap::new();
-    for f in ["json", "join", "split", "upper", "lower", "title", "truncate", "pad"] {
+    for f in [
+        "json", "join", "split", "upper", "lower", "title", "truncate", "pad",
+    ] {
         m.insert(
             f.into(),
             Arc::new(|a: &[Value]| Ok(a.first().cloned().unwrap_or(Value::Nil))),
@@ -322,14 +331,18 @@ mod tests {
         assert_eq!(render("{{len .Config.Cmd}}", doc.clone()), "3");
         assert_eq!(render("{{.Name | upper}}", doc.clone()), "/WEB");
         assert_eq!(
-            render("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}},{{end}}", doc),
+            render(
+                "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}},{{end}}",
+                doc
+            ),
             "a=1,b=2,"
         );
     }
 
     #[test]
     fn docker_functions() {
-        let doc = json!({"L": ["a", "b"], "S": "x,y,z", "M": {"k": [1, "<&>"]}, "N": "hello big world"});
+        let doc =
+            json!({"L": ["a", "b"], "S": "x,y,z", "M": {"k": [1, "<&>"]}, "N": "hello big world"});
         assert_eq!(render("{{json .M}}", doc.clone()), r#"{"k":[1,"<&>"]}"#);
         assert_eq!(render("{{json .S}}", doc.clone()), r#""x,y,z""#);
         assert_eq!(render("{{join .L \", \"}}", doc.clone()), "a, b");
@@ -365,10 +378,7 @@ mod tests {
             tmpl(r"{{.Names}}\t{{.Status}}", true).render(&row).unwrap(),
             "web\tUp 1 second"
         );
-        assert_eq!(
-            tmpl(r"{{.Names}}\t", false).render(&row).unwrap(),
-            "web\\t"
-        );
+        assert_eq!(tmpl(r"{{.Names}}\t", false).render(&row).unwrap(), "web\\t");
     }
 
     #[test]
@@ -389,8 +399,15 @@ mod tests {
         );
         // No rows: the header alone, as Docker prints it.
         assert_eq!(
-            t.render_list(&[], &[("ID", "CONTAINER ID"), ("Names", "NAMES"), ("Labels", "LABELS")])
-                .unwrap(),
+            t.render_list(
+                &[],
+                &[
+                    ("ID", "CONTAINER ID"),
+                    ("Names", "NAMES"),
+                    ("Labels", "LABELS")
+                ]
+            )
+            .unwrap(),
             "CONTAINER ID   NAMES     LABELS\n"
         );
     }
@@ -398,6 +415,9 @@ mod tests {
     #[test]
     fn tabwriter_pads_to_the_minimum_width() {
         assert_eq!(tabwrite("a\tb\n"), "a         b\n");
-        assert_eq!(tabwrite("abcdefghij\tb\nx\ty\n"), "abcdefghij   b\nx            y\n");
+        assert_eq!(
+            tabwrite("abcdefghij\tb\nx\ty\n"),
+            "abcdefghij   b\nx            y\n"
+        );
     }
 }
