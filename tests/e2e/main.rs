@@ -5,6 +5,7 @@
 mod common;
 mod container;
 mod dns;
+mod docker_cli;
 mod hostile;
 mod images;
 mod limits;
