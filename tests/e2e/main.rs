@@ -10,6 +10,7 @@ mod hostile;
 mod images;
 mod limits;
 mod network;
+mod podman_compat;
 mod robustness;
 mod security;
 mod soak;
