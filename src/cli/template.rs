@@ -6,7 +6,9 @@
 use gotmpl::{MissingKey, Template, Value};
 use std::sync::Arc;
 
-/// What a `--format` value asks for.
+/// What a `--format` value asks for (made once per command: the size
+/// difference between variants is irrelevant).
+#[allow(clippy::large_enum_variant)]
 pub enum Format {
     /// No value, or `table` alone: the command's default table.
     Default,
