@@ -627,8 +627,8 @@ pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
     }
     print_docs(&docs, a.format.as_deref())?;
     match missing.first() {
-        Some(m) if kind == "container" => Err(cli_err(1, format!("No such container: {m}"))),
-        Some(m) => Err(cli_err(1, format!("No such object: {m}"))),
+        Some(m) if kind == "network" => Err(cli_err(1, format!("network {m} not found"))),
+        Some(m) => Err(cli_err(1, format!("No such container: {m}"))),
         None => Ok(0),
     }
 }
