@@ -176,7 +176,7 @@ pub fn main() -> i32 {
     }
 }
 
-/// Help and version go to stdout (exit 0); any other parse error is one line
+/// Help and version are printed as clap does (exit 0); any other parse error is one line
 /// on stderr and Docker's 125 (clap would exit 2 with a multi-line report).
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
