@@ -25,6 +25,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Container(e) => e.exit_code(),
+            // Docker's daemon refusal ("image is being used by ...") exits 1.
+            Error::Image(rootfs::ImageError::InUse { .. }) => 1,
             _ => 125,
         }
     }

@@ -2,9 +2,12 @@
 //! exit codes; the work is done by library functions.
 
 mod container;
+mod format;
 mod image;
 mod network;
 mod output;
+mod system;
+mod template;
 
 use clap::{Args, Parser, Subcommand};
 use minirt::Instance;
@@ -80,6 +83,28 @@ pub enum Command {
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// List port mappings of a container.
+    Port(container::PortArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(container::WaitArgs),
+    /// Rename a container.
+    Rename(container::RenameArgs),
+    /// Display the running processes of a container.
+    Top(container::TopArgs),
+    /// Restart containers.
+    Restart(container::RestartArgs),
+    /// Show the minirt version.
+    Version(system::VersionArgs),
+    /// Display system-wide information.
+    Info(system::InfoArgs),
+    /// Manage containers (Docker's management-group spelling).
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Print a shell completion script (bash, zsh, fish ...).
+    Completion(system::CompletionArgs),
+    /// Writes man pages into a directory (used by scripts/setup).
+    #[command(name = "__man", hide = true)]
+    Man { dir: PathBuf },
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
@@ -135,7 +160,10 @@ impl From<anyhow::Error> for CliError {
 pub type CliResult = std::result::Result<i32, CliError>;
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let timings =
         minirt::timings::sink_from(cli.timings, std::env::var("MINIRT_TIMINGS").ok().as_deref());
     init_tracing(&cli.log_level, timings);
@@ -152,6 +180,71 @@ pub fn main() -> i32 {
     }
 }
 
+/// Help and version are printed as clap does (exit 0); any other parse error is one line
+/// on stderr and Docker's 125 (clap would exit 2 with a multi-line report).
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            0
+        }
+        _ => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            eprintln!("minirt: {}", usage_line(&e, &command_path(&args)));
+            125
+        }
+    }
+}
+
+/// One line: Docker's "unknown flag: --x" for an unknown option, clap's own
+/// first line otherwise, and where the help is.
+fn usage_line(e: &clap::Error, path: &str) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let what = match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) if a.starts_with('-') => {
+            format!("unknown flag: {a}")
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        }
+    };
+    format!("{what} (see '{path} --help')")
+}
+
+/// "minirt network create": the subcommands named on the command line.
+fn command_path(args: &[String]) -> String {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut path = vec!["minirt".to_string()];
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        if a.starts_with('-') {
+            // A global option's value is the next word.
+            if matches!(a.as_str(), "--root" | "--run-root" | "--log-level") {
+                rest.next();
+            }
+            continue;
+        }
+        match cmd.find_subcommand(a) {
+            Some(sub) => {
+                path.push(sub.get_name().to_string());
+                cmd = sub.clone();
+            }
+            None => break,
+        }
+    }
+    path.join(" ")
+}
+
 fn init_tracing(level: &str, timings: Option<minirt::timings::Sink>) {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
@@ -160,6 +253,8 @@ fn init_tracing(level: &str, timings: Option<minirt::timings::Sink>) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        // No colour codes into files and pipes (scripts grep these lines).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter);
     let _ = tracing_subscriber::registry()
         .with(fmt)
@@ -174,7 +269,56 @@ fn instance(cli: &Cli) -> Result<Instance, CliError> {
     })
 }
 
+/// Commands that only print: output into a closed pipe (`| head -1`) ends
+/// them quietly by SIGPIPE, as it ends Docker's Go binary. Commands that own
+/// a container (run, start -a, exec) keep SIGPIPE ignored: a reader going
+/// away must not kill a container's monitor.
+fn prints_only(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Ps(_)
+            | Command::Inspect(_)
+            | Command::Logs(_)
+            | Command::Images(_)
+            | Command::Network(_)
+            | Command::Port(_)
+            | Command::Top(_)
+            | Command::Version(_)
+            | Command::Info(_)
+            | Command::Completion(_)
+            | Command::Container(container::ContainerCommand::Ls(_))
+            | Command::Container(container::ContainerCommand::Inspect(_))
+            | Command::Container(container::ContainerCommand::Logs(_))
+    )
+}
+
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread exists; no handler code runs.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+}
+
 fn dispatch(cli: Cli) -> CliResult {
+    if prints_only(&cli.command) {
+        quiet_on_closed_pipe();
+    }
+    // Commands that need no state directory.
+    match &cli.command {
+        Command::Version(_) | Command::Completion(_) | Command::Man { .. } => {
+            return match cli.command {
+                Command::Version(a) => system::version(a),
+                Command::Completion(a) => system::completion(a),
+                Command::Man { dir } => system::man_pages(&dir),
+                _ => Ok(0),
+            }
+        }
+        _ => {}
+    }
     let inst = instance(&cli)?;
     match cli.command {
         Command::Run(a) => container::run(&inst, a),
@@ -192,6 +336,14 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::Port(a) => container::port(&inst, a),
+        Command::Wait(a) => container::wait(&inst, a),
+        Command::Rename(a) => container::rename(&inst, a),
+        Command::Top(a) => container::top(&inst, a),
+        Command::Restart(a) => container::restart(&inst, a),
+        Command::Info(a) => system::info(&inst, a),
+        Command::Container(c) => container::dispatch_group(&inst, c),
+        Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),
         Command::Finish { id, code } => {
             minirt::container::runtime::finish(&inst, &id, code)?;
             Ok(0)
@@ -208,5 +360,48 @@ fn dispatch(cli: Cli) -> CliResult {
                 code: 1,
                 message: e.to_string(),
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("minirt").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn an_unknown_flag_before_the_image_is_a_flag_error() {
+        let e = parse(&["run", "--mount", "type=bind", "busybox"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        let line = usage_line(&e, &command_path(&["run".into()]));
+        assert_eq!(line, "unknown flag: --mount (see 'minirt run --help')");
+    }
+
+    #[test]
+    fn flags_after_the_image_belong_to_the_command() {
+        let Command::Run(a) = parse(&["run", "--rm", "busybox", "ls", "-l", "--x"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(a.image_and_cmd, ["busybox", "ls", "-l", "--x"]);
+        let Command::Exec(a) = parse(&["exec", "web", "ls", "-la"]).unwrap().command else {
+            panic!("not exec")
+        };
+        assert_eq!(a.container_and_cmd, ["web", "ls", "-la"]);
+    }
+
+    #[test]
+    fn the_help_path_names_the_subcommands_past_global_options() {
+        let args: Vec<String> = ["--root", "/r", "network", "create", "--bogus", "n"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(command_path(&args), "minirt network create");
+        assert_eq!(command_path(&["nope".into()]), "minirt");
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use minirt::network::{self, manage, NetworkError};
 use minirt::store::Store;
 use minirt::Instance;
+use std::io::Write;
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
@@ -53,12 +54,19 @@ pub struct CreateArgs {
 pub struct LsArgs {
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, default_value = "table")]
-    pub format: String,
+    /// Don't truncate network ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output: table, json, or a Go template ("table {{.Name}}\t{{.Driver}}").
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Format the output using a Go template.
+    #[arg(short, long)]
+    pub format: Option<String>,
     #[arg(required = true)]
     pub networks: Vec<String>,
 }
@@ -164,21 +172,71 @@ fn create(inst: &Instance, store: &mut Store, a: CreateArgs) -> CliResult {
     Ok(0)
 }
 
+/// Docker's column headers of `network ls`.
+const LS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("CreatedAt", "CREATED AT"),
+    ("Labels", "LABELS"),
+    ("Subnet", "SUBNET"),
+    ("Gateway", "GATEWAY"),
+];
+
 fn ls(store: &Store, a: LsArgs) -> CliResult {
+    use super::template::{self, Format};
+    let format = template::parse(a.format.as_deref(), true).map_err(|e| CliError {
+        code: 125,
+        message: e,
+    })?;
     let nets = manage::list(store).map_err(fail)?;
+    let id_of = |id: &str| {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            short(id).to_string()
+        }
+    };
+    let mut out = std::io::stdout().lock();
     if a.quiet {
         for n in &nets {
-            println!("{}", short(&n.id));
+            let _ = writeln!(out, "{}", id_of(&n.id));
         }
         return Ok(0);
     }
-    match a.format.as_str() {
-        "table" => {
+    // Like `docker network ls --format json`: these keys, string values.
+    let docs: Vec<serde_json::Value> = nets
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "ID": id_of(&n.id),
+                "Name": n.name,
+                "Driver": n.driver,
+                "Scope": "local",
+                "IPv6": "false",
+                "Internal": n.internal.to_string(),
+                "Labels": "",
+                "CreatedAt": super::format::docker_time(&minirt::util::rfc3339(n.created)),
+                "Subnet": n.subnet,
+                "Gateway": n.gateway,
+            })
+        })
+        .collect();
+    let text = match format {
+        Format::Json => docs.iter().map(|d| format!("{d}\n")).collect(),
+        Format::Template(t) => t.render_list(&docs, LS_HEADERS).map_err(|e| CliError {
+            code: 125,
+            message: e,
+        })?,
+        Format::Default => {
             let rows: Vec<Vec<String>> = nets
                 .iter()
                 .map(|n| {
                     vec![
-                        short(&n.id).to_string(),
+                        id_of(&n.id),
                         n.name.clone(),
                         n.driver.clone(),
                         n.subnet.clone(),
@@ -186,36 +244,22 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"],
-                    &rows
-                )
-            );
+            table(
+                &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"],
+                &rows,
+            )
         }
-        "json" => {
-            // Like `docker network ls --format json`: one object per line.
-            for n in &nets {
-                let v = serde_json::json!({
-                    "ID": short(&n.id),
-                    "Name": n.name,
-                    "Driver": n.driver,
-                    "Scope": "local",
-                    "Subnet": n.subnet,
-                    "Gateway": n.gateway,
-                    "Internal": n.internal.to_string(),
-                    "CreatedAt": minirt::util::rfc3339(n.created),
-                });
-                println!("{v}");
-            }
-        }
-        f => return Err(fail(format!("invalid --format {f:?}: use table or json"))),
-    }
+    };
+    let _ = out.write_all(text.as_bytes());
     Ok(0)
 }
 
 fn inspect(store: &Store, a: InspectArgs) -> CliResult {
+    // A bad template is found before anything is looked up.
+    super::template::parse(a.format.as_deref(), false).map_err(|e| CliError {
+        code: 125,
+        message: e,
+    })?;
     let mut out = vec![];
     let mut failed = false;
     for key in &a.networks {
@@ -229,8 +273,7 @@ fn inspect(store: &Store, a: InspectArgs) -> CliResult {
             }
         }
     }
-    let text = serde_json::to_string_pretty(&out).map_err(fail)?;
-    println!("{text}");
+    super::container::print_docs(&out, a.format.as_deref())?;
     Ok(if failed { 1 } else { 0 })
 }
 

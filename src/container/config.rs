@@ -19,6 +19,10 @@ pub struct ContainerConfig {
     pub image_id: String,
     /// The full argv (entrypoint + cmd resolved against the image config).
     pub args: Vec<String>,
+    /// The image's entrypoint, the first words of `args` (for inspect's
+    /// Config.Entrypoint / Config.Cmd split); absent in older rows.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
     /// Final environment (PATH, HOSTNAME, TERM, image Env, -e / --env-file).
     pub env: Vec<String>,
     pub hostname: String,

@@ -255,6 +255,7 @@ pub fn assemble(
         image: opts.image.clone(),
         image_id: img.id.clone(),
         args,
+        entrypoint: img.config.entrypoint.clone(),
         env,
         hostname,
         workdir,

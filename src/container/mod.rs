@@ -37,6 +37,7 @@ impl ContainerError {
 pub mod clone;
 pub mod create;
 pub mod init;
+pub mod inspect;
 pub mod lifecycle;
 pub mod process;
 pub mod protocol;

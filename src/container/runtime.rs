@@ -37,8 +37,14 @@ pub struct Started {
     pub pty: Option<OwnedFd>,
 }
 
+/// The container's stdout (and everything, with a tty).
 pub fn log_path(inst: &Instance, id: &str) -> PathBuf {
     inst.container_dir(id).join("container.log")
+}
+
+/// The container's stderr, kept apart so `logs` can give it back on stderr.
+pub fn stderr_log_path(inst: &Instance, id: &str) -> PathBuf {
+    inst.container_dir(id).join("container-stderr.log")
 }
 
 fn rootfs_path(inst: &Instance, id: &str) -> PathBuf {
@@ -157,13 +163,17 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
 
     // 4. Stdio.
     let devnull = std::fs::File::open("/dev/null")?;
+    let open_log = |path: PathBuf| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
     let log = match stdio {
-        Stdio::Log => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log_path(inst, id))?,
-        ),
+        Stdio::Log => Some((
+            open_log(log_path(inst, id))?,
+            open_log(stderr_log_path(inst, id))?,
+        )),
         _ => None,
     };
 
@@ -200,9 +210,9 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
                     if !stdin_inherit && !tty {
                         libc::dup2(devnull.as_raw_fd(), 0);
                     }
-                    if let Some(l) = &log {
-                        libc::dup2(l.as_raw_fd(), 1);
-                        libc::dup2(l.as_raw_fd(), 2);
+                    if let Some((out, err)) = &log {
+                        libc::dup2(out.as_raw_fd(), 1);
+                        libc::dup2(err.as_raw_fd(), 2);
                     }
                 }
                 let args = InitArgs {

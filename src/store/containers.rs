@@ -232,6 +232,20 @@ pub fn set_exited(
     Ok(())
 }
 
+/// `rename`: a taken name is a Conflict, like Docker's.
+pub fn rename(c: &Connection, id: &str, name: &str) -> Result<()> {
+    match c.execute(
+        "UPDATE containers SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "Error when allocating new name: Conflict. The container name \"/{name}\" is already in use"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn delete(c: &Connection, id: &str) -> Result<()> {
     c.execute("DELETE FROM containers WHERE id = ?1", [id])?;
     Ok(())

@@ -477,7 +477,7 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
         (vec!["stop", "nosuch"], 1, "No such container"),
         (vec!["rm", "nosuch"], 1, "No such container"),
         (vec!["exec", "nosuch", "true"], 125, "No such container"),
-        (vec!["logs", "nosuch"], 125, "No such container"),
+        (vec!["logs", "nosuch"], 1, "No such container"),
     ];
     for (args, code, msg) in cases {
         let (got, err) = h.fails(&args);

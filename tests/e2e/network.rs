@@ -488,7 +488,7 @@ fn web_on_testbr_is_served_to_lan_localhost_hairpin_and_neighbours() {
     );
     assert!(!o.status.success(), "an unpublished port answered");
 
-    let ps = h.ok(&["ps"]);
+    let ps = h.ok(&["ps", "--networks"]);
     assert!(ps.contains("testbr=10.88.0.2"), "{ps}");
     assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
     let net = &container_inspect(&h, "web")["NetworkSettings"]["Networks"]["testbr"];
@@ -666,7 +666,7 @@ fn connect_and_disconnect_a_running_container() {
         routes.contains("default via 10.88.0.1 dev eth0"),
         "{routes}"
     );
-    assert!(h.ok(&["ps"]).contains("a=10.88.0.2"));
+    assert!(h.ok(&["ps", "--networks"]).contains("a=10.88.0.2"));
     let members = inspect(&h, "b")["Containers"]
         .as_object()
         .cloned()

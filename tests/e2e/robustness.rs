@@ -68,7 +68,7 @@ fn thirty_concurrent_runs_get_distinct_reachable_addresses_and_rm_leaves_nothing
     let mut ips = HashSet::new();
     for line in ps.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let net = v["Networks"].as_str().unwrap().to_string();
+        let net = v["NetworkAddresses"].as_str().unwrap().to_string();
         let ip = net.strip_prefix("par=").expect("on par").to_string();
         assert!(ips.insert(ip.clone()), "duplicate address {ip}");
     }

@@ -1,0 +1,403 @@
+//! `inspect`'s document for a container, in Docker's shape (field names,
+//! types, nulls), built from the store's rows: a pure builder over plain
+//! data plus the thin lookup that gathers the rows.
+
+use super::config::ContainerConfig;
+use super::lifecycle;
+use crate::network::{self, EndpointInfo};
+use crate::store::containers::{self, ContainerRow};
+use crate::store::networks::{self as netrows, PortBindingRow};
+use crate::store::Store;
+use crate::{util, Instance, Result};
+use serde_json::{json, Map, Value};
+
+/// Everything the document is made of.
+pub struct Facts<'a> {
+    pub row: &'a ContainerRow,
+    pub cfg: &'a ContainerConfig,
+    /// The container's endpoints (while it has them: a stopped container's
+    /// addresses are released).
+    pub endpoints: &'a [EndpointInfo],
+    /// Host ports bound now.
+    pub bindings: &'a [PortBindingRow],
+    /// Its init process is alive.
+    pub running: bool,
+    pub log_path: String,
+}
+
+/// Go's nil slice: Docker prints `null` for an empty list in most fields.
+fn list_or_null(v: &[String]) -> Value {
+    if v.is_empty() {
+        Value::Null
+    } else {
+        json!(v)
+    }
+}
+
+/// `-p` specs as Docker's HostConfig.PortBindings (what was asked: the host
+/// address as typed, "" for all, and the host port "" when chosen at start).
+pub fn port_bindings(publish: &[String]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for spec in publish {
+        let Ok(maps) = network::portspec::parse_publish(spec) else {
+            continue;
+        };
+        for m in maps {
+            let host_ip = if m.host_ip.is_unspecified() && !spec.starts_with("0.0.0.0:") {
+                String::new()
+            } else {
+                m.host_ip.to_string()
+            };
+            let entry = json!({
+                "HostIp": host_ip,
+                "HostPort": m.host_port.map(|p| p.to_string()).unwrap_or_default(),
+            });
+            let key = format!("{}/{}", m.container_port, m.proto);
+            match out.get_mut(&key) {
+                Some(Value::Array(a)) => a.push(entry),
+                _ => {
+                    out.insert(key, json!([entry]));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Bound ports as NetworkSettings.Ports: `{"80/tcp": [{"HostIp": "0.0.0.0",
+/// "HostPort": "8080"}]}`.
+pub fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for b in bindings {
+        let key = format!("{}/{}", b.container_port, b.proto);
+        let entry = json!({"HostIp": b.host_ip, "HostPort": b.host_port.to_string()});
+        match out.get_mut(&key) {
+            Some(Value::Array(a)) => a.push(entry),
+            _ => {
+                out.insert(key, json!([entry]));
+            }
+        }
+    }
+    out
+}
+
+/// Docker's State.Status word for a row.
+fn status_word(row: &ContainerRow, running: bool) -> &'static str {
+    match row.status.as_str() {
+        containers::RUNNING if running => "running",
+        containers::RUNNING | containers::EXITED => "exited",
+        _ => "created",
+    }
+}
+
+/// The whole document.
+pub fn document(f: &Facts) -> Value {
+    let (row, cfg) = (f.row, f.cfg);
+    let entry_len = cfg
+        .entrypoint
+        .as_ref()
+        .map(|e| e.len())
+        .unwrap_or(0)
+        .min(cfg.args.len());
+    let (entrypoint, cmd) = cfg.args.split_at(entry_len);
+    let mode = match cfg.network.mode.as_str() {
+        "" => "bridge".to_string(),
+        m => m.to_string(),
+    };
+    let exposed: Map<String, Value> = port_bindings(&cfg.network.publish)
+        .keys()
+        .map(|k| (k.clone(), json!({})))
+        .collect();
+    let mut nets = Map::new();
+    for e in f.endpoints {
+        nets.insert(
+            e.network_name.clone(),
+            json!({
+                "IPAMConfig": null,
+                "Links": null,
+                "Aliases": list_or_null(&cfg.network.aliases),
+                "MacAddress": e.mac,
+                "DriverOpts": null,
+                "NetworkID": e.network_id,
+                "EndpointID": e.endpoint_id,
+                "Gateway": e.gateway.to_string(),
+                "IPAddress": e.ip.to_string(),
+                "IPPrefixLen": e.prefix_len,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+            }),
+        );
+    }
+    // Docker fills the top-level address fields for the default network
+    // only; scripts read them for any network, so minirt uses the first.
+    let first = f.endpoints.first();
+    let mounts: Vec<Value> = cfg
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": "bind",
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": if m.readonly { "ro" } else { "" },
+                "RW": !m.readonly,
+                "Propagation": "rprivate",
+            })
+        })
+        .collect();
+    json!({
+        "Id": row.id,
+        "Created": util::rfc3339(row.created),
+        "Path": row.command.first().cloned().unwrap_or_default(),
+        "Args": row.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": status_word(row, f.running),
+            "Running": f.running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": row.oom_killed,
+            "Dead": false,
+            "Pid": if f.running { row.pid } else { 0 },
+            "ExitCode": row.exit_code,
+            "Error": "",
+            "StartedAt": util::rfc3339(row.started_at),
+            "FinishedAt": util::rfc3339(row.finished_at),
+        },
+        "Image": format!("sha256:{}", row.image_id),
+        "LogPath": f.log_path,
+        "Name": format!("/{}", row.name),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": list_or_null(&cfg.mounts.iter().map(|m| format!(
+                "{}:{}{}", m.source, m.destination, if m.readonly { ":ro" } else { "" }
+            )).collect::<Vec<_>>()),
+            "NetworkMode": mode,
+            "PortBindings": port_bindings(&cfg.network.publish),
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "AutoRemove": cfg.auto_remove,
+            "CapAdd": list_or_null(&cfg.cap_add),
+            "CapDrop": list_or_null(&cfg.cap_drop),
+            "Dns": cfg.network.dns,
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": list_or_null(&cfg.network.add_hosts),
+            "Privileged": cfg.privileged,
+            "ReadonlyRootfs": cfg.read_only,
+            "SecurityOpt": match &cfg.seccomp {
+                super::config::SeccompMode::Default => Value::Null,
+                super::config::SeccompMode::Unconfined => json!(["seccomp=unconfined"]),
+                super::config::SeccompMode::Profile(_) => json!(["seccomp=<profile>"]),
+            },
+            "Memory": cfg.resources.memory.unwrap_or(0),
+            "NanoCpus": cfg.resources.nano_cpus.unwrap_or(0),
+            "PidsLimit": cfg.resources.pids_limit,
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": cfg.hostname,
+            "Domainname": "",
+            "User": cfg.user,
+            "AttachStdin": cfg.interactive,
+            "AttachStdout": !cfg.tty || cfg.interactive,
+            "AttachStderr": !cfg.tty || cfg.interactive,
+            "ExposedPorts": exposed,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.interactive,
+            "StdinOnce": false,
+            "Env": cfg.env,
+            "Cmd": cmd,
+            "Image": cfg.image,
+            "Volumes": null,
+            "WorkingDir": cfg.workdir,
+            "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
+            "Labels": {},
+            "StopSignal": "SIGTERM",
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": if f.running { format!("/proc/{}/ns/net", row.pid) } else { String::new() },
+            "Ports": ports_map(f.bindings),
+            "EndpointID": first.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+            "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
+            "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
+            "IPPrefixLen": first.map(|e| e.prefix_len).unwrap_or(0),
+            "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
+            "Networks": nets,
+        },
+    })
+}
+
+/// Gathers the rows of one container (by id, name or prefix) and builds its
+/// document. A miss is the store's NotFound.
+pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
+    let row = containers::lookup(store.conn(), key)?;
+    let cfg = lifecycle::config_of(&row);
+    let endpoints = network::container_networks(store, &row.id)?;
+    let bindings = netrows::port_bindings_of_container(store.conn(), &row.id)?;
+    let running = lifecycle::is_running(&row);
+    let log_path = super::runtime::log_path(inst, &row.id)
+        .to_string_lossy()
+        .into_owned();
+    Ok(document(&Facts {
+        row: &row,
+        cfg: &cfg,
+        endpoints: &endpoints,
+        bindings: &bindings,
+        running,
+        log_path,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::config::BindMount;
+
+    fn row() -> ContainerRow {
+        ContainerRow {
+            id: "ab".repeat(32),
+            name: "web".into(),
+            image: "busybox".into(),
+            image_id: "cd".repeat(32),
+            command: vec!["httpd".into(), "-f".into()],
+            config: String::new(),
+            status: containers::RUNNING.into(),
+            pid: 4242,
+            pid_start: 1,
+            monitor_pid: 1,
+            monitor_start: 1,
+            exit_code: 0,
+            oom_killed: false,
+            created: 1_700_000_000_000_000_000,
+            started_at: 1_700_000_001_000_000_000,
+            finished_at: 0,
+        }
+    }
+
+    fn cfg() -> ContainerConfig {
+        let mut c = ContainerConfig {
+            args: vec!["/bin/entry".into(), "httpd".into(), "-f".into()],
+            entrypoint: Some(vec!["/bin/entry".into()]),
+            mounts: vec![BindMount {
+                source: "/srv".into(),
+                destination: "/www".into(),
+                readonly: true,
+            }],
+            ..Default::default()
+        };
+        c.network.mode = "testbr".into();
+        c.network.publish = vec!["8080:80".into(), "127.0.0.1:5353:53/udp".into()];
+        c
+    }
+
+    fn endpoint() -> EndpointInfo {
+        EndpointInfo {
+            network_name: "testbr".into(),
+            network_id: "n1".into(),
+            endpoint_id: "e1".into(),
+            ifname: "eth0".into(),
+            ip: "10.88.0.2".parse().unwrap(),
+            prefix_len: 24,
+            gateway: "10.88.0.1".parse().unwrap(),
+            mac: "02:42:0a:58:00:02".into(),
+        }
+    }
+
+    fn binding(host_ip: &str, host_port: u16, port: u16, proto: &str) -> PortBindingRow {
+        PortBindingRow {
+            container_id: "x".into(),
+            endpoint_id: "e1".into(),
+            proto: proto.into(),
+            host_ip: host_ip.into(),
+            host_port,
+            container_port: port,
+        }
+    }
+
+    #[test]
+    fn a_running_container_in_dockers_shape() {
+        let (r, c, eps) = (row(), cfg(), vec![endpoint()]);
+        let b = vec![
+            binding("0.0.0.0", 8080, 80, "tcp"),
+            binding("127.0.0.1", 5353, 53, "udp"),
+        ];
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &eps,
+            bindings: &b,
+            running: true,
+            log_path: "/l".into(),
+        });
+        assert_eq!(d["State"]["Status"], "running");
+        assert_eq!(d["State"]["Pid"], 4242);
+        assert_eq!(d["State"]["Paused"], false);
+        assert_eq!(d["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(d["Config"]["Entrypoint"], json!(["/bin/entry"]));
+        assert_eq!(d["Config"]["Cmd"], json!(["httpd", "-f"]));
+        assert_eq!(
+            d["Config"]["ExposedPorts"],
+            json!({"80/tcp": {}, "53/udp": {}})
+        );
+        assert_eq!(
+            d["NetworkSettings"]["Ports"],
+            json!({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
+                   "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}]})
+        );
+        assert_eq!(
+            d["HostConfig"]["PortBindings"],
+            json!({"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                   "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}]})
+        );
+        assert_eq!(d["HostConfig"]["NetworkMode"], "testbr");
+        assert_eq!(d["HostConfig"]["Binds"], json!(["/srv:/www:ro"]));
+        assert_eq!(d["HostConfig"]["RestartPolicy"]["Name"], "no");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["NetworkSettings"]["IPAddress"], "10.88.0.2");
+        assert_eq!(d["NetworkSettings"]["MacAddress"], "02:42:0a:58:00:02");
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["Gateway"], "10.88.0.1");
+        assert_eq!(n["NetworkID"], "n1");
+        assert_eq!(n["EndpointID"], "e1");
+        assert_eq!(n["Aliases"], Value::Null);
+        assert_eq!(d["Name"], "/web");
+    }
+
+    #[test]
+    fn an_exited_container_has_no_pid_ports_or_addresses() {
+        let mut r = row();
+        r.status = containers::EXITED.into();
+        r.exit_code = 3;
+        r.finished_at = 1_700_000_002_000_000_000;
+        let mut c = cfg();
+        c.entrypoint = None;
+        c.args = vec!["sh".into()];
+        c.network.mode = String::new();
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &[],
+            bindings: &[],
+            running: false,
+            log_path: String::new(),
+        });
+        assert_eq!(d["State"]["Status"], "exited");
+        assert_eq!(d["State"]["Running"], false);
+        assert_eq!(d["State"]["Pid"], 0);
+        assert_eq!(d["State"]["ExitCode"], 3);
+        assert_eq!(d["Config"]["Entrypoint"], Value::Null);
+        assert_eq!(d["Config"]["Cmd"], json!(["sh"]));
+        assert_eq!(d["HostConfig"]["NetworkMode"], "bridge");
+        assert_eq!(d["NetworkSettings"]["Ports"], json!({}));
+        assert_eq!(d["NetworkSettings"]["IPAddress"], "");
+        // What was asked stays, as in Docker.
+        assert_eq!(
+            d["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! The same commands against Debian's Podman (whose `inspect` is
+//! Docker-shaped) and against minirt, in one test network namespace: the
+//! keys and JSON types of the container inspect documents must agree, and so
+//! must what Docker idioms print. Podman runs privately: its own storage
+//! (--root/--runroot/--tmpdir), its own containers.conf (CONTAINERS_CONF:
+//! cgroupfs, file events, runc (crun 1.8 refuses this host's hybrid cgroup layout), netavark with a private config dir), removed
+//! again on drop.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// Host paths Podman creates whatever its --root says; removed on drop when
+/// this test created them.
+const PODMAN_HOST_PATHS: &[&str] = &["/run/containers", "/var/lib/containers"];
+
+struct Podman<'a> {
+    host: &'a TestHost,
+    dir: PathBuf,
+    conf: PathBuf,
+    preexisting: Vec<PathBuf>,
+}
+
+impl<'a> Podman<'a> {
+    fn new(host: &'a TestHost) -> Podman<'a> {
+        let dir = host.root.parent().unwrap().join("podman");
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let conf = dir.join("containers.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 events_logfile_path = \"{d}/events.log\"\nruntime = \"runc\"\n\
+                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{d}/net\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut preexisting: Vec<PathBuf> = PODMAN_HOST_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
+        preexisting.extend(libpod_parents());
+        Podman {
+            host,
+            dir,
+            conf,
+            preexisting,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.host.netns_path()))
+            .arg("--")
+            .arg("podman")
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .arg("--storage-driver")
+            .arg("overlay")
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?} failed: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+}
+
+fn libpod_parents() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join("libpod_parent"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for Podman<'_> {
+    fn drop(&mut self) {
+        for args in [
+            &["rm", "-af", "-t", "0"][..],
+            &["network", "rm", "-f", "compat"],
+            &["rmi", "-af"],
+        ] {
+            let _ = self.run(args);
+        }
+        // Storage may hold overlay mounts until podman let go of them.
+        for m in mounts_under(&self.dir) {
+            let _ = cmd("umount", &["-l", &m]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for p in PODMAN_HOST_PATHS {
+            let p = PathBuf::from(p);
+            if !self.preexisting.contains(&p) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+        for d in libpod_parents() {
+            if self.preexisting.contains(&d) {
+                continue;
+            }
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for sub in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = std::fs::remove_dir(sub.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+/// The JSON type, with Go's nil slices and maps (`null`) counting as the
+/// empty list or map they stand for.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+fn compatible(a: &Value, b: &Value) -> bool {
+    let (ka, kb) = (kind(a), kind(b));
+    ka == kb
+        || (ka == "null" && matches!(kb, "list" | "map"))
+        || (kb == "null" && matches!(ka, "list" | "map"))
+}
+
+fn at<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// The container inspect fields the issue lists (State, Config, HostConfig,
+/// Mounts, NetworkSettings), each of which both engines must have with the
+/// same JSON type.
+const CONTAINER_PATHS: &[&str] = &[
+    "Id",
+    "Created",
+    "Path",
+    "Args",
+    "Image",
+    "Name",
+    "RestartCount",
+    "Driver",
+    "State.Status",
+    "State.Running",
+    "State.Paused",
+    "State.Restarting",
+    "State.OOMKilled",
+    "State.Dead",
+    "State.Pid",
+    "State.ExitCode",
+    "State.Error",
+    "State.StartedAt",
+    "State.FinishedAt",
+    "Config.Hostname",
+    "Config.User",
+    "Config.Env",
+    "Config.Cmd",
+    "Config.Image",
+    "Config.WorkingDir",
+    // Not Config.Entrypoint: Podman 4.3 prints a string where Docker has a
+    // list or null (docker_cli::inspect_has_dockers_shape checks ours).
+    "Config.Labels",
+    "Config.Tty",
+    "Config.OpenStdin",
+    "HostConfig.Binds",
+    "HostConfig.NetworkMode",
+    "HostConfig.PortBindings",
+    "HostConfig.RestartPolicy",
+    "HostConfig.RestartPolicy.Name",
+    "HostConfig.RestartPolicy.MaximumRetryCount",
+    "HostConfig.AutoRemove",
+    "HostConfig.CapAdd",
+    "HostConfig.CapDrop",
+    "HostConfig.Privileged",
+    "HostConfig.ReadonlyRootfs",
+    "HostConfig.Memory",
+    "HostConfig.NanoCpus",
+    "HostConfig.Dns",
+    "HostConfig.ExtraHosts",
+    "Mounts",
+    "NetworkSettings.Ports",
+    "NetworkSettings.IPAddress",
+    "NetworkSettings.Gateway",
+    "NetworkSettings.MacAddress",
+    "NetworkSettings.Networks",
+];
+
+/// Per network of NetworkSettings.Networks.
+const ENDPOINT_KEYS: &[&str] = &[
+    "IPAddress",
+    "Gateway",
+    "MacAddress",
+    "NetworkID",
+    "EndpointID",
+    "Aliases",
+    "IPPrefixLen",
+];
+
+fn differences(ours: &Value, theirs: &Value, paths: &[&str]) -> Vec<String> {
+    let mut out = vec![];
+    for p in paths {
+        match (at(ours, p), at(theirs, p)) {
+            (Some(a), Some(b)) if compatible(a, b) => {}
+            (a, b) => out.push(format!(
+                "{p}: minirt {} vs podman {}",
+                a.map(kind).unwrap_or("missing"),
+                b.map(kind).unwrap_or("missing")
+            )),
+        }
+    }
+    out
+}
+
+#[test]
+fn container_inspect_and_idioms_agree_with_podman() {
+    if cmd("podman", &["--version"]).status.code() != Some(0) {
+        panic!("podman is not installed (apt-get install podman crun conmon netavark iptables)");
+    }
+    let h = TestHost::new();
+    let p = Podman::new(&h);
+    let busybox = concat!(env!("CARGO_MANIFEST_DIR"), "/images/busybox.tar");
+    p.ok(&["load", "-i", busybox]);
+    p.ok(&[
+        "network",
+        "create",
+        "--disable-dns",
+        "--subnet",
+        "10.89.5.0/24",
+        "compat",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "compat"]);
+    let run = [
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "compat",
+        "-p",
+        "8080:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ];
+    p.ok(&run);
+    h.ok(&run);
+
+    // Keys and types of the whole document.
+    let theirs: Value = serde_json::from_str(&p.ok(&["inspect", "web"])).unwrap();
+    let ours: Value = serde_json::from_str(&h.ok(&["inspect", "web"])).unwrap();
+    let mut diffs = differences(&ours[0], &theirs[0], CONTAINER_PATHS);
+    let their_ep = &theirs[0]["NetworkSettings"]["Networks"]["compat"];
+    let our_ep = &ours[0]["NetworkSettings"]["Networks"]["compat"];
+    diffs.extend(differences(our_ep, their_ep, ENDPOINT_KEYS));
+    let (our_port, their_port) = (
+        &ours[0]["NetworkSettings"]["Ports"]["80/tcp"][0],
+        &theirs[0]["NetworkSettings"]["Ports"]["80/tcp"][0],
+    );
+    diffs.extend(differences(our_port, their_port, &["HostIp", "HostPort"]));
+    assert!(
+        diffs.is_empty(),
+        "inspect differs from Podman's:\n{}",
+        diffs.join("\n")
+    );
+
+    // The same idioms print the same.
+    for args in [
+        vec![
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Running}} {{.Config.Cmd}}",
+            "web",
+        ],
+        vec![
+            "inspect",
+            "-f",
+            "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+            "web",
+        ],
+        // Not HostConfig.NetworkMode: Docker names the user network there
+        // (as minirt does), Podman 4.3 says "bridge".
+        vec!["inspect", "-f", "{{len .NetworkSettings.Networks}}", "web"],
+        vec!["ps", "--format", "{{.Names}} {{.Image}}"],
+        vec!["ps", "-q", "--filter", "name=nosuch"],
+        vec!["port", "web", "80"],
+    ] {
+        let (a, b) = (h.ok(&args), p.ok(&args));
+        // Podman names the loaded image by its full reference.
+        let b = b.replace("localhost/busybox:latest", "busybox");
+        assert_eq!(a, b, "{args:?}");
+    }
+
+    // An exited container: exit code through `wait` and inspect.
+    let job = [
+        "run",
+        "-d",
+        "--name",
+        "job",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ];
+    p.ok(&job);
+    h.ok(&job);
+    assert_eq!(h.ok(&["wait", "job"]), p.ok(&["wait", "job"]));
+    let f = [
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}}",
+        "job",
+    ];
+    assert_eq!(h.ok(&f), p.ok(&f));
+    let theirs: Value = serde_json::from_str(&p.ok(&["inspect", "job"])).unwrap();
+    let ours: Value = serde_json::from_str(&h.ok(&["inspect", "job"])).unwrap();
+    // Podman leaves Networks out for --network none (Docker has "none").
+    let paths: Vec<&str> = CONTAINER_PATHS
+        .iter()
+        .copied()
+        .filter(|p| *p != "NetworkSettings.Networks")
+        .collect();
+    let diffs = differences(&ours[0], &theirs[0], &paths);
+    assert!(
+        diffs.is_empty(),
+        "exited inspect differs:\n{}",
+        diffs.join("\n")
+    );
+
+    // Unknown field: both refuse, minirt with Docker's 125.
+    let bad = ["inspect", "-f", "{{.State.Nope}}", "web"];
+    assert!(!p.run(&bad).status.success());
+    assert_eq!(h.fails(&bad).0, 125);
+}
+
+/// Podman 4.3's `network inspect` is netavark's own shape, not Docker's:
+/// minirt's is checked against Docker's documented keys instead.
+#[test]
+fn network_inspect_has_dockers_keys() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "testbr", "busybox", "sleep", "300",
+    ]);
+    let v: Value = serde_json::from_str(&h.ok(&["network", "inspect", "testbr"])).unwrap();
+    let n = &v[0];
+    let docker = serde_json::json!({
+        "Name": "", "Id": "", "Created": "", "Scope": "", "Driver": "", "EnableIPv6": false,
+        "IPAM": {"Driver": "", "Options": {}, "Config": []}, "Internal": false,
+        "Attachable": false, "Ingress": false, "Containers": {}, "Options": {}, "Labels": {},
+    });
+    let paths: Vec<String> = docker
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .chain(["IPAM.Driver", "IPAM.Options", "IPAM.Config"].map(String::from))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let diffs = differences(n, &docker, &paths);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let member = n["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let diffs = differences(
+        member,
+        &serde_json::json!({"Name": "", "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
+        &[
+            "Name",
+            "EndpointID",
+            "MacAddress",
+            "IPv4Address",
+            "IPv6Address",
+        ],
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert_eq!(member["IPv4Address"], "10.88.0.2/24");
+}
