@@ -34,8 +34,9 @@ pub struct RunArgs {
     /// Container name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Container hostname.
-    #[arg(short = 'h', long)]
+    /// Container hostname (a value with a leading '-' is taken as the
+    /// value, as Docker's flag parser does, and then refused as a name).
+    #[arg(short = 'h', long, allow_hyphen_values = true)]
     pub hostname: Option<String>,
     /// Set environment variables (K=V, or K to copy from the caller).
     #[arg(short, long = "env")]
