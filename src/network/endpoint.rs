@@ -250,6 +250,8 @@ pub fn attach(
         bridge::ensure(&nl, inst, &net, &mut undo)?;
         drop(span);
         let _span = tracing::info_span!("net-connect").entered();
+        // Before the veth exists, so its first frame is already checked.
+        super::antispoof::plug(inst, c, &net, ep, &mut undo)?;
         let ports: Vec<PortBindingRow> = bindings
             .iter()
             .filter(|b| b.endpoint_id == ep.id)
@@ -436,6 +438,7 @@ pub fn connect(
         let ip = ip.map(parse_ip).transpose()?;
         let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
         bridge::ensure(&nl, inst, &net, &mut undo)?;
+        super::antispoof::plug(inst, tx, &net, &ep, &mut undo)?;
         let cnl = Netlink::open_in_pid(ctr.pid)?;
         bridge::connect(
             &nl,

@@ -35,6 +35,8 @@ struct Plan {
     mtu: u32,
     bridge: Option<String>,
     host_routes: Vec<Ipv4Net>,
+    /// `-o minirt.antispoof=false` (kept in the row's options).
+    antispoof: Option<bool>,
 }
 
 fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
@@ -73,6 +75,7 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         mtu,
         bridge: opts.bridge_name,
         host_routes,
+        antispoof: opts.antispoof,
     })
 }
 
@@ -134,6 +137,9 @@ fn new_row(
         "com.docker.network.driver.mtu".to_string(),
         p.mtu.to_string(),
     );
+    if let Some(on) = p.antispoof {
+        options.insert(super::antispoof::OPTION.to_string(), on.to_string());
+    }
     Ok(NetworkRow {
         id,
         name: name.to_string(),
@@ -185,6 +191,7 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
         mtu: nl.default_route_mtu()?.unwrap_or(1500),
         bridge: None,
         host_routes: host_routes(&nl)?,
+        antispoof: None,
     };
     let row = new_row(
         c,
@@ -294,6 +301,7 @@ pub fn remove(inst: &Instance, store: &mut Store, key: &str) -> Result<NetworkRo
         bridge::remove(&nl, inst, &n)?;
         if rows::list_networks(tx)?.is_empty() {
             rules::drop_table(inst)?;
+            super::antispoof::drop_table(inst)?;
         }
         Ok(n)
     })
@@ -319,6 +327,7 @@ pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
         bridge::ensure(&nl, inst, &n, &mut undo)?;
     }
     rules::reload(inst, store.conn())?;
+    super::antispoof::rebuild(inst, store.conn())?;
     undo.commit();
     Ok(())
 }

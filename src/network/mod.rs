@@ -21,6 +21,7 @@
 //!   releases addresses and port bindings; idempotent
 //! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
+pub mod antispoof;
 pub mod firewall;
 pub mod ipam;
 pub mod nfnl;
@@ -95,5 +96,7 @@ pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     if let Err(e) = endpoint::collect_dying_links(&store) {
         tracing::warn!("removing veths of exited containers: {e}");
     }
-    rules::heal(inst, store.conn())
+    let rebuilt = rules::heal(inst, store.conn());
+    let guarded = antispoof::heal(inst, store.conn());
+    Ok(rebuilt? | guarded?)
 }

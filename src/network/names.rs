@@ -93,6 +93,9 @@ pub fn validate_bridge_name(name: &str) -> Result<(), NetworkError> {
 pub struct BridgeOptions {
     pub mtu: Option<u32>,
     pub bridge_name: Option<String>,
+    /// `-o minirt.antispoof=false`: the network's containers may send
+    /// any source address (see antispoof.rs).
+    pub antispoof: Option<bool>,
 }
 
 /// Parses `-o mtu=N` and `-o bridge_name=NAME` (Docker's long keys
@@ -120,9 +123,20 @@ pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
                 validate_bridge_name(v)?;
                 out.bridge_name = Some(v.to_string());
             }
+            "minirt.antispoof" => {
+                out.antispoof = Some(match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(NetworkError::Invalid(format!(
+                            "invalid minirt.antispoof {v:?}: expected true or false"
+                        )))
+                    }
+                });
+            }
             _ => {
                 return Err(NetworkError::Invalid(format!(
-                    "unknown option {k:?}: the bridge driver knows mtu and bridge_name"
+                    "unknown option {k:?}: the bridge driver knows mtu, bridge_name and minirt.antispoof"
                 )))
             }
         }
@@ -197,9 +211,12 @@ mod tests {
             o,
             BridgeOptions {
                 mtu: Some(1400),
-                bridge_name: Some("br0x".into())
+                bridge_name: Some("br0x".into()),
+                antispoof: None,
             }
         );
+        let o = parse_options(&["minirt.antispoof=false".into()]).unwrap();
+        assert_eq!(o.antispoof, Some(false));
         let o = parse_options(&["com.docker.network.driver.mtu=9000".into()]).unwrap();
         assert_eq!(o.mtu, Some(9000));
         for (bad, msg) in [
@@ -208,6 +225,7 @@ mod tests {
             ("mtu", "expected KEY=VALUE"),
             ("color=red", "unknown option"),
             ("bridge_name=waytoolongbridgename", "invalid bridge name"),
+            ("minirt.antispoof=off", "expected true or false"),
         ] {
             let e = parse_options(&[bad.into()]).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");

@@ -151,6 +151,18 @@ pub fn list_table(table: &str) -> Result<String, NetworkError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `nft -j list table <family> <table>` output (JSON), for integrity checks.
+pub fn list_json(family: &str, table: &str) -> Result<String, NetworkError> {
+    let out = run(&["-j", "list", "table", family, table], None)?;
+    if !out.status.success() {
+        return Err(NetworkError::Firewall(format!(
+            "cannot list nftables table {family} {table}: {}",
+            first_error(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn run(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output, NetworkError> {
     let bin = nft_bin();
     let mut child = Command::new(&bin)
