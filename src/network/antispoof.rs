@@ -112,16 +112,16 @@ fn set_elements(g: &Guard) -> [(&'static str, Vec<String>); 3] {
 const SETS: &[(&str, &[&str])] = &[
     ("ports", &["ifname"]),
     ("allow_ip", &["ifname", "ether_addr", "ipv4_addr"]),
-    ("allow_arp", &["ifname", "ether_addr", "ether_addr", "ipv4_addr"]),
+    (
+        "allow_arp",
+        &["ifname", "ether_addr", "ether_addr", "ipv4_addr"],
+    ),
 ];
 
 /// The rules, in the form `nft` lists them (the script uses the same text).
 const RULES: &[(&str, &str)] = &[
     ("prerouting", "iifname @ports jump guard"),
-    (
-        "guard",
-        "iifname . ether saddr . ip saddr @allow_ip accept",
-    ),
+    ("guard", "iifname . ether saddr . ip saddr @allow_ip accept"),
     (
         "guard",
         "iifname . ether saddr . arp saddr ether . arp saddr ip @allow_arp accept",
@@ -255,9 +255,17 @@ pub fn parse_listing(text: &str) -> Result<Listing, String> {
     let field = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     for item in items {
         if let Some(s) = item.get("set") {
-            let typ = s.get("type").and_then(strings).ok_or("set without a type")?;
+            let typ = s
+                .get("type")
+                .and_then(strings)
+                .ok_or("set without a type")?;
             let mut elems = BTreeSet::new();
-            for e in s.get("elem").and_then(Value::as_array).into_iter().flatten() {
+            for e in s
+                .get("elem")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let parts = match e.get("concat") {
                     Some(c) => strings(c),
                     None => strings(e),
@@ -381,14 +389,22 @@ pub fn wanted_from(c: &Connection) -> Result<Option<Vec<Guard>>, NetworkError> {
     let nets = rows::list_networks(c)?;
     let mut eps = vec![];
     for n in &nets {
-        eps.extend(rows::endpoints_of_network(c, &n.id)?.into_iter().map(|e| e.0));
+        eps.extend(
+            rows::endpoints_of_network(c, &n.id)?
+                .into_iter()
+                .map(|e| e.0),
+        );
     }
     Ok(wanted(&nets, &eps))
 }
 
 /// Replaces the table with what the store asks for, plus `extra` (an
 /// endpoint being plugged that the store's reader may not see yet).
-fn rebuild_with(inst: &Instance, c: &Connection, extra: Option<&Guard>) -> Result<(), NetworkError> {
+fn rebuild_with(
+    inst: &Instance,
+    c: &Connection,
+    extra: Option<&Guard>,
+) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     let Some(mut guards) = wanted_from(c)? else {
         return drop_table(inst);
@@ -628,7 +644,13 @@ mod tests {
         .split_whitespace()
         .collect();
         assert_eq!(
-            hex::encode(nfnl::setelem_message(nfnl::Op::Add, "minirt_x", &e, 1, false)),
+            hex::encode(nfnl::setelem_message(
+                nfnl::Op::Add,
+                "minirt_x",
+                &e,
+                1,
+                false
+            )),
             want
         );
     }
@@ -640,7 +662,7 @@ mod tests {
         let explicit = net("n3", &[(OPTION, "true")]);
         assert!(enabled(&on) && !enabled(&off) && enabled(&explicit));
         assert_eq!(wanted(&[], &[]), None, "no network: no table");
-        assert_eq!(wanted(&[on.clone()], &[]), Some(vec![]));
+        assert_eq!(wanted(std::slice::from_ref(&on), &[]), Some(vec![]));
         let eps = [
             ep("b", "n1", "10.77.0.3"),
             ep("a", "n1", "10.77.0.2"),
@@ -716,7 +738,10 @@ mod tests {
         assert!(!is_intact("", &one));
         assert!(!is_intact("{}", &one));
         // Counter values do not matter.
-        assert!(is_intact(&l.replace("\"packets\": 7", "\"packets\": 9"), &one));
+        assert!(is_intact(
+            &l.replace("\"packets\": 7", "\"packets\": 9"),
+            &one
+        ));
     }
 }
 
@@ -779,12 +804,12 @@ mod root_tests {
         let b = guard("mrvfedcba987654", "10.77.0.3");
         ns.run(|| {
             // What nft makes of the script is what the check expects.
-            nft::apply(&render_rebuild(T, &[a.clone()])).unwrap();
+            nft::apply(&render_rebuild(T, std::slice::from_ref(&a))).unwrap();
             let by_nft = listing();
-            assert!(is_intact(&by_nft, &[a.clone()]), "{by_nft}");
+            assert!(is_intact(&by_nft, std::slice::from_ref(&a)), "{by_nft}");
             // Re-applying the base keeps the elements and changes nothing.
             nft::apply(&render_table(T)).unwrap();
-            assert!(is_intact(&listing(), &[a.clone()]));
+            assert!(is_intact(&listing(), std::slice::from_ref(&a)));
 
             // nfnetlink elements land exactly where nft's would.
             nfnl::add_batch(T, &elements(&b)).unwrap();
@@ -794,13 +819,17 @@ mod root_tests {
             assert_eq!(nfnl::add_batch(T, &elements(&b)).unwrap(), None);
             assert_eq!(nfnl::del_batch(T, &elements(&b)).unwrap(), None);
             assert_eq!(nfnl::del_batch(T, &elements(&b)).unwrap(), None);
-            assert!(is_intact(&listing(), &[a.clone()]));
+            assert!(is_intact(&listing(), std::slice::from_ref(&a)));
 
             // A rebuild replaces whatever was there with exactly the guards.
-            nft::apply(&render_rebuild(T, &[b.clone()])).unwrap();
-            assert!(is_intact(&listing(), &[b.clone()]), "{}", listing());
+            nft::apply(&render_rebuild(T, std::slice::from_ref(&b))).unwrap();
+            assert!(
+                is_intact(&listing(), std::slice::from_ref(&b)),
+                "{}",
+                listing()
+            );
             nft::apply(&format!("flush chain bridge {T} guard")).unwrap();
-            assert!(!is_intact(&listing(), &[b.clone()]));
+            assert!(!is_intact(&listing(), std::slice::from_ref(&b)));
 
             // A missing table: adding reports ENOENT, deleting is a no-op.
             nft::apply(&format!("delete table bridge {T}")).unwrap();
