@@ -210,7 +210,7 @@ fn os_err(what: &str) -> NetworkError {
     ))
 }
 
-fn open_socket() -> Result<OwnedFd, NetworkError> {
+pub(super) fn open_socket() -> Result<OwnedFd, NetworkError> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let fd = unsafe {
         libc::socket(
