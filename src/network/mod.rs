@@ -13,8 +13,8 @@
 //!   transaction (restart of a stopped container, before `allocate`)
 //! - `attach(inst, store, container_id, pid)`: after clone, before the child is
 //!   released: bridges and base firewall ensured (re-created if missing),
-//!   veths into the child's netns, addresses, routes, sysctls, port mappings;
-//!   undone on failure
+//!   anti-spoofing elements (antispoof.rs), veths into the child's netns,
+//!   addresses, routes, sysctls, port mappings; undone on failure
 //! - `etc_files(store, id, hostname, name, &req)` (or the pure `etc_hosts` /
 //!   `resolv_conf`): /etc/hosts and /etc/resolv.conf contents for the container
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
