@@ -617,23 +617,28 @@ fn generation() -> Result<u32, NetworkError> {
         return Err(err("send"));
     }
     let mut buf = [0u8; 512];
-    loop {
+    let answer = loop {
         // SAFETY: recv into our own buffer.
         let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
-            return Err(err("recv"));
+            break Err(err("recv"));
         }
         match parse_newgen(&buf[..n as usize]) {
-            Some(Ok(g)) => return Ok(g),
+            Some(Ok(g)) => break Ok(g),
             Some(Err(code)) => {
-                return Err(NetworkError::Firewall(format!(
+                break Err(NetworkError::Firewall(format!(
                     "nfnetlink getgen: {}",
                     std::io::Error::from_raw_os_error(code)
                 )))
             }
             None => continue,
         }
-    }
+    };
+    // Closing waits for nf_tables' pending destruction work when a commit
+    // (anyone's) was just made: 15 ms median measured right after an element
+    // delete, 40 us otherwise. A child closes it for us (see nfnl::release).
+    nfnl::release(fd);
+    answer
 }
 
 #[cfg(test)]

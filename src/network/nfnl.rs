@@ -383,7 +383,7 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
 /// veths were left to the kernel, this was slower end to end, because the
 /// veth delete queued behind the child's flush; with no veth delete in the
 /// teardown any more it takes the flush off the critical path.)
-fn release(fd: OwnedFd) {
+pub(super) fn release(fd: OwnedFd) {
     use std::os::fd::AsRawFd;
     let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         drop(fd);
