@@ -252,6 +252,7 @@ pub fn attach(
         let _span = tracing::info_span!("net-connect").entered();
         // Before the veth exists, so its first frame is already checked.
         super::antispoof::plug(inst, c, &net, ep, &mut undo)?;
+        crate::util::fault_point("after-antispoof");
         let ports: Vec<PortBindingRow> = bindings
             .iter()
             .filter(|b| b.endpoint_id == ep.id)

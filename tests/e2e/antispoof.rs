@@ -491,3 +491,66 @@ fn the_option_is_validated_and_shown() {
         serde_json::from_str(&h.ok(&["network", "inspect", "off"])).expect("inspect JSON");
     assert_eq!(v[0]["Options"]["minirt.antispoof"], "false");
 }
+
+/// `run` SIGKILLed right after the guard's elements went in, and after the
+/// later steps: the next command removes them with the container.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_run_killed_after_the_guard_leaves_no_elements() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.95.0.0/24", "fnet"]);
+    for point in ["after-antispoof", "after-veth", "after-network"] {
+        for detach in [false, true] {
+            let mut args = vec!["run"];
+            if detach {
+                args.push("-d");
+            }
+            args.extend([
+                "--name",
+                "victim",
+                "--net",
+                "fnet",
+                "--ip",
+                "10.95.0.7",
+                "busybox",
+                "sleep",
+                "300",
+            ]);
+            let o = h
+                .command(&args)
+                .env("MINIRT_FAULT", point)
+                .output()
+                .expect("run minirt");
+            assert!(!o.status.success(), "{point}: run should have died");
+            // The first kill comes before any command healed since `network
+            // create`: only the plugged endpoint can have made the table.
+            if point == "after-antispoof" && !detach {
+                assert!(guard_table(&h).is_some(), "{point}: never plugged");
+            }
+            assert_eq!(h.ok(&["ps", "-aq"]).trim(), "", "{point}: container left");
+            let t = guard_table(&h).expect("the guard table stays with the network");
+            assert!(
+                !t.contains("elements"),
+                "{point} (detach={detach}): elements left:\n{t}"
+            );
+            // The same address is guarded again for the next container.
+            h.ok(&[
+                "run",
+                "-d",
+                "--name",
+                "victim",
+                "--net",
+                "fnet",
+                "--ip",
+                "10.95.0.7",
+                "busybox",
+                "sleep",
+                "300",
+            ]);
+            assert!(guard_table(&h).is_some_and(|t| t.contains("10.95.0.7")));
+            h.ok(&["rm", "-f", "victim"]);
+        }
+    }
+    h.ok(&["network", "rm", "fnet"]);
+    assert_eq!(guard_table(&h), None);
+}
