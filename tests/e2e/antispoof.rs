@@ -190,18 +190,6 @@ fn guard_table(h: &TestHost) -> Option<String> {
     o.status.success().then(|| stdout(&o))
 }
 
-/// Packets the guard dropped so far (its `counter drop` rule).
-fn dropped(h: &TestHost) -> u64 {
-    guard_table(h)
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.contains("counter packets") && l.trim_end().ends_with("drop"))
-                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The host's neighbour entry (lladdr) for `ip`, if any.
 fn neighbour(h: &TestHost, ip: &str) -> Option<String> {
     let o = cmd("ip", &["-n", &h.ns, "neigh", "show", ip]);
@@ -359,11 +347,10 @@ fn a_container_cannot_send_as_another_or_poison_the_host() {
         },
     );
 
-    // With the guard: the genuine datagram arrives, the forged frames are
-    // dropped (the guard's counter moves), and the host keeps B's MAC.
+    // With the guard: the genuine datagram arrives, the forged one does not
+    // (it was sent first, on the same path), and the host keeps B's MAC.
     let l = Listener::new(&h, &format!("{}:9999", guarded.gw));
     let gw_mac = mac_of_bridge(&h, &guarded.bridge);
-    let before = dropped(&h);
     attack(&h, &guarded, &gw_mac, "guarded");
     wait_for("the genuine datagram", Duration::from_secs(10), || {
         l.got().iter().any(|g| g == "genuine-guarded")
@@ -377,12 +364,6 @@ fn a_container_cannot_send_as_another_or_poison_the_host() {
         neighbour(&h, &guarded.b),
         Some(mac_of(&guarded.b)),
         "the host's entry for B was poisoned"
-    );
-    // And it was the guard that stopped them.
-    wait_for(
-        "the guard to count its drops",
-        Duration::from_secs(10),
-        || dropped(&h) >= before + 2,
     );
     // B is still reachable from the host and from A.
     let o = h.in_ns("busybox", &["ping", "-c", "1", "-W", "5", &guarded.b]);
@@ -461,13 +442,7 @@ fn the_guard_heals_and_follows_connect_and_disconnect() {
         assert_ne!(guard_table(&h).as_deref(), Some(intact.as_str()), "{d}");
         h.ok(&["ps"]);
         let healed = guard_table(&h).expect("the table is back");
-        let strip = |s: &str| {
-            s.lines()
-                .filter(|l| !l.contains("counter"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        assert_eq!(strip(&healed), strip(&intact), "after {d}");
+        assert_eq!(healed, intact, "after {d}");
     }
     // `network reload` rebuilds it too.
     let o = h.in_ns("nft", &[&format!("delete table bridge {table}")]);
