@@ -159,5 +159,9 @@ pub fn disconnect(
             errors.push(e.to_string());
         }
     }
+    // After the veth: until it is gone its frames must stay guarded.
+    if let Err(e) = super::antispoof::unplug(inst, ep) {
+        errors.push(e.to_string());
+    }
     errors
 }

@@ -263,6 +263,9 @@ pub fn attach(
         bridge::ensure(&nl, inst, &net, &mut undo)?;
         drop(span);
         let _span = tracing::info_span!("net-connect").entered();
+        // Before the veth exists, so its first frame is already checked.
+        super::antispoof::plug(inst, c, &net, ep, &mut undo)?;
+        crate::util::fault_point("after-antispoof");
         let ports: Vec<PortBindingRow> = bindings
             .iter()
             .filter(|b| b.endpoint_id == ep.id)
@@ -469,6 +472,7 @@ pub fn connect(
             .map_err(|e| NetworkError::Invalid(format!("cannot record the connection: {e}")))?,
         );
         bridge::ensure(&nl, inst, &net, &mut undo)?;
+        super::antispoof::plug(inst, tx, &net, &ep, &mut undo)?;
         let cnl = Netlink::open_in_pid(ctr.pid)?;
         bridge::connect(
             &nl,

@@ -37,6 +37,8 @@ struct Plan {
     host_routes: Vec<Ipv4Net>,
     /// Docker 28 options kept in the row's options (see names::OPT_*).
     extra_options: BTreeMap<String, String>,
+    /// `-o minirt.antispoof=false` (kept in the row's options).
+    antispoof: Option<bool>,
 }
 
 fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
@@ -95,6 +97,7 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         bridge: opts.bridge_name,
         host_routes,
         extra_options,
+        antispoof: opts.antispoof,
     })
 }
 
@@ -170,6 +173,9 @@ fn new_row(
         "com.docker.network.driver.mtu".to_string(),
         p.mtu.to_string(),
     );
+    if let Some(on) = p.antispoof {
+        options.insert(super::antispoof::OPTION.to_string(), on.to_string());
+    }
     Ok(NetworkRow {
         id,
         name: name.to_string(),
@@ -257,6 +263,7 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
         bridge: None,
         host_routes: host_routes(&nl)?,
         extra_options: BTreeMap::new(),
+        antispoof: None,
     };
     let row = new_row(
         c,
@@ -409,6 +416,7 @@ fn remove_any(
         crate::fault::point("net-rm-after-bridge");
         if rows::list_networks(tx)?.is_empty() {
             rules::drop_table(inst)?;
+            super::antispoof::drop_table(inst)?;
         }
         Ok(n)
     })
@@ -435,6 +443,7 @@ pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
         bridge::ensure(&nl, inst, &n, &mut undo)?;
     }
     rules::reload(inst, store.conn())?;
+    super::antispoof::rebuild(inst, store.conn())?;
     undo.commit();
     Ok(())
 }

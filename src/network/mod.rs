@@ -13,14 +13,15 @@
 //!   transaction (restart of a stopped container, before `allocate`)
 //! - `attach(inst, store, container_id, pid)`: after clone, before the child is
 //!   released: bridges and base firewall ensured (re-created if missing),
-//!   veths into the child's netns, addresses, routes, sysctls, port mappings;
-//!   undone on failure
+//!   anti-spoofing elements (antispoof.rs), veths into the child's netns,
+//!   addresses, routes, sysctls, port mappings; undone on failure
 //! - `etc_files(store, id, hostname, name, &req)` (or the pure `etc_hosts` /
 //!   `resolv_conf`): /etc/hosts and /etc/resolv.conf contents for the container
 //! - `detach(inst, store, container_id)`: teardown, keeps going past errors,
 //!   releases addresses and port bindings; idempotent
 //! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
+pub mod antispoof;
 pub mod firewall;
 pub mod guard;
 pub mod ipam;
@@ -97,7 +98,13 @@ pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     if let Err(e) = endpoint::collect_dying_links(&store) {
         tracing::warn!("removing veths of exited containers: {e}");
     }
-    let healed = rules::heal(inst, store.conn())?;
+    // Both tables under the firewall lock: a plug or unplug in between
+    // would otherwise look like damage (or be undone by a rebuild).
+    let fw = rules::lock(inst)?;
+    let rebuilt = rules::heal(inst, store.conn());
+    let guarded = antispoof::heal(inst, store.conn());
+    drop(fw);
+    let healed = rebuilt? | guarded?;
     // While there are networks, the guardian restores a flushed table at
     // once instead of at the next command.
     if !crate::store::networks::list_networks(store.conn())?.is_empty() {

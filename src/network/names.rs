@@ -105,6 +105,9 @@ pub struct BridgeOptions {
     pub trusted_interfaces: Vec<String>,
     /// Host address `-p` binds to when the spec names none.
     pub host_binding: Option<Ipv4Addr>,
+    /// `-o minirt.antispoof=false`: the network's containers may send
+    /// any source address (see antispoof.rs).
+    pub antispoof: Option<bool>,
 }
 
 /// Interface names of `trusted_host_interfaces` (colon separated, as Docker).
@@ -170,10 +173,21 @@ pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
                 })?;
                 out.host_binding = Some(ip);
             }
+            "minirt.antispoof" => {
+                out.antispoof = Some(match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(NetworkError::Invalid(format!(
+                            "invalid minirt.antispoof {v:?}: expected true or false"
+                        )))
+                    }
+                });
+            }
             _ => {
                 return Err(NetworkError::Invalid(format!(
                     "unknown option {k:?}: the bridge driver knows mtu, bridge_name, \
-                     {OPT_GATEWAY_MODE}, {OPT_TRUSTED_IFS} and {OPT_HOST_BINDING}"
+                     {OPT_GATEWAY_MODE}, {OPT_TRUSTED_IFS}, {OPT_HOST_BINDING} and minirt.antispoof"
                 )))
             }
         }
@@ -252,6 +266,8 @@ mod tests {
                 ..Default::default()
             }
         );
+        let o = parse_options(&["minirt.antispoof=false".into()]).unwrap();
+        assert_eq!(o.antispoof, Some(false));
         let o = parse_options(&["com.docker.network.driver.mtu=9000".into()]).unwrap();
         assert_eq!(o.mtu, Some(9000));
         for (bad, msg) in [
@@ -272,6 +288,7 @@ mod tests {
                 "com.docker.network.bridge.host_binding_ipv4=localhost",
                 "invalid host_binding_ipv4",
             ),
+            ("minirt.antispoof=off", "expected true or false"),
         ] {
             let e = parse_options(&[bad.into()]).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");

@@ -1,5 +1,6 @@
 //! Publishes and unpublishes ports (elements of the four port maps) with one
-//! nfnetlink batch on our own socket, instead of an `nft` process per change.
+//! nfnetlink batch on our own socket, instead of an `nft` process per change;
+//! `add_batch`/`del_batch` do the same for elements of any set (antispoof.rs).
 //!
 //! The encoders are pure and match what `nft add/delete element` sends
 //! (checked byte for byte in the tests), with two differences: no
@@ -41,11 +42,13 @@ pub enum Op {
 /// One map element, encoded as the kernel stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
+    /// NFPROTO_* of the table (inet for the port maps).
+    pub family: u8,
     pub map: String,
     /// Register-padded key: each component of a concatenation padded to 4
     /// bytes; a lone inet_service is its 2 bytes.
     pub key: Vec<u8>,
-    /// ctr ip . ctr port, register-padded.
+    /// ctr ip . ctr port, register-padded; empty for an element of a set.
     pub data: Vec<u8>,
     /// For error messages: `tcp 0.0.0.0:8080 -> 10.77.0.2:80`.
     pub what: String,
@@ -71,6 +74,7 @@ pub fn published_element(p: &FwPort) -> Element {
     let b = p.ctr_port.to_be_bytes();
     key.extend_from_slice(&[b[0], b[1], 0, 0]);
     Element {
+        family: libc::NFPROTO_INET as u8,
         map: format!("pub_{proto}"),
         key,
         data: vec![],
@@ -101,6 +105,7 @@ pub fn port_element(p: &FwPort) -> Element {
         (format!("pm_{proto}"), k)
     };
     Element {
+        family: libc::NFPROTO_INET as u8,
         map,
         key,
         data,
@@ -168,7 +173,7 @@ pub fn setelem_message(op: Op, table: &str, e: &Element, seq: u32, ack: bool) ->
     }
     let mut m = Vec::with_capacity(128);
     let typ = (NFNL_SUBSYS_NFTABLES << 8) | typ;
-    message(&mut m, typ, flags, seq, libc::NFPROTO_INET as u8, 0, |m| {
+    message(&mut m, typ, flags, seq, e.family, 0, |m| {
         attr(m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
         attr(m, NFTA_SET_ELEM_LIST_SET, &cstr(&e.map));
         nested(m, NFTA_SET_ELEM_LIST_ELEMENTS, |m| {
@@ -233,7 +238,7 @@ fn os_err(what: &str) -> NetworkError {
     ))
 }
 
-fn open_socket() -> Result<OwnedFd, NetworkError> {
+pub(super) fn open_socket() -> Result<OwnedFd, NetworkError> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let fd = unsafe {
         libc::socket(
@@ -328,37 +333,28 @@ fn element_error(op: Op, table: &str, e: &Element, code: i32) -> NetworkError {
     ))
 }
 
-/// Adds the ports' map elements in one transaction (all or none). Re-adding
-/// a port with the same target is not an error.
-pub fn add_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
-    if ports.is_empty() {
-        return Ok(());
+/// Adds `elems` in one transaction (all or none); re-adding an element with
+/// the same data is not an error. `Some((element, errno))` names the one the
+/// kernel refused.
+pub fn add_batch(table: &str, elems: &[Element]) -> Result<Option<(Element, i32)>, NetworkError> {
+    if elems.is_empty() {
+        return Ok(None);
     }
-    let elems: Vec<Element> = ports.iter().flat_map(port_elements).collect();
     let fd = open_socket()?;
-    let codes = transact(&fd, Op::Add, table, &elems, &mut 1)?;
+    let codes = transact(&fd, Op::Add, table, elems, &mut 1)?;
     release(fd);
-    match codes.iter().position(|c| *c != 0) {
-        Some(i) => Err(element_error(Op::Add, table, &elems[i], codes[i])),
-        None => Ok(()),
-    }
+    Ok(codes
+        .iter()
+        .position(|c| *c != 0)
+        .map(|i| (elems[i].clone(), codes[i])))
 }
 
-/// Deletes the ports' map elements; those already gone (or a missing table
-/// or map: ENOENT) are not an error.
-pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
-    // Routed or not, both elements go (an absent one is fine).
-    let mut left: Vec<Element> = ports
-        .iter()
-        .flat_map(|p| {
-            port_elements(&FwPort {
-                routed: false,
-                ..*p
-            })
-        })
-        .collect();
+/// Deletes `elems`; those already gone (or a missing table or set: ENOENT)
+/// are not an error. `Some((element, errno))` names one that could not go.
+pub fn del_batch(table: &str, elems: &[Element]) -> Result<Option<(Element, i32)>, NetworkError> {
+    let mut left = elems.to_vec();
     if left.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let fd = open_socket()?;
     let mut seq = 1;
@@ -369,7 +365,7 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
         let codes = transact(&fd, Op::Del, table, &left, &mut seq)?;
         if let Some(i) = codes.iter().position(|c| *c != 0 && *c != libc::ENOENT) {
             release(fd);
-            return Err(element_error(Op::Del, table, &left[i], codes[i]));
+            return Ok(Some((left[i].clone(), codes[i])));
         }
         if codes.iter().all(|c| *c == 0) {
             break;
@@ -381,7 +377,36 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
         }
     }
     release(fd);
-    Ok(())
+    Ok(None)
+}
+
+/// Adds the ports' map elements in one transaction (all or none). Re-adding
+/// a port with the same target is not an error.
+pub fn add_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
+    let elems: Vec<Element> = ports.iter().flat_map(port_elements).collect();
+    match add_batch(table, &elems)? {
+        Some((e, code)) => Err(element_error(Op::Add, table, &e, code)),
+        None => Ok(()),
+    }
+}
+
+/// Deletes the ports' map elements; those already gone (or a missing table
+/// or map: ENOENT) are not an error.
+pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
+    // Routed or not, both elements go (an absent one is fine).
+    let elems: Vec<Element> = ports
+        .iter()
+        .flat_map(|p| {
+            port_elements(&FwPort {
+                routed: false,
+                ..*p
+            })
+        })
+        .collect();
+    match del_batch(table, &elems)? {
+        Some((e, code)) => Err(element_error(Op::Del, table, &e, code)),
+        None => Ok(()),
+    }
 }
 
 /// Closes the socket without making the caller wait. Releasing an nfnetlink
@@ -395,7 +420,7 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
 /// veths were left to the kernel, this was slower end to end, because the
 /// veth delete queued behind the child's flush; with no veth delete in the
 /// teardown any more it takes the flush off the critical path.)
-fn release(fd: OwnedFd) {
+pub(super) fn release(fd: OwnedFd) {
     use std::os::fd::AsRawFd;
     let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         drop(fd);

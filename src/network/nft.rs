@@ -153,14 +153,7 @@ pub fn list_table(table: &str) -> Result<String, NetworkError> {
 
 /// `nft -j list table inet <table>`: the structure the heal check compares.
 pub fn list_table_json(table: &str) -> Result<String, NetworkError> {
-    let out = run(&["-j", "list", "table", "inet", table], None)?;
-    if !out.status.success() {
-        return Err(NetworkError::Firewall(format!(
-            "cannot list nftables table {table}: {}",
-            first_error(&String::from_utf8_lossy(&out.stderr))
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    list_json("inet", table)
 }
 
 /// One chain as a script that re-adds its rules (`nft list chain` output is
@@ -170,6 +163,18 @@ pub fn list_chain(table: &str, chain: &str) -> Result<String, NetworkError> {
     if !out.status.success() {
         return Err(NetworkError::Firewall(format!(
             "cannot list chain {chain}: {}",
+            first_error(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `nft -j list table <family> <table>` output (JSON), for integrity checks.
+pub fn list_json(family: &str, table: &str) -> Result<String, NetworkError> {
+    let out = run(&["-j", "list", "table", family, table], None)?;
+    if !out.status.success() {
+        return Err(NetworkError::Firewall(format!(
+            "cannot list nftables table {family} {table}: {}",
             first_error(&String::from_utf8_lossy(&out.stderr))
         )));
     }

@@ -2,6 +2,7 @@
 //! test gets its own --root, --run-root and network namespace (a throwaway
 //! "test host"), cleaned up on drop even when the test fails.
 
+mod antispoof;
 mod common;
 mod concurrency;
 mod container;
