@@ -3,7 +3,7 @@
 use super::output::table;
 use super::{CliError, CliResult};
 use clap::Args;
-use minirt::container::create::{self, RunOptions};
+use minirt::container::create::RunOptions;
 use minirt::container::lifecycle;
 use minirt::network::{self, NetworkRequest};
 use minirt::store::{containers, Store};
@@ -23,6 +23,9 @@ pub struct RunArgs {
     /// Keep STDIN open.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Pull the image: missing (when not present), always, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
@@ -235,7 +238,7 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         security_opt: a.security_opt,
         read_only: a.read_only,
     };
-    let id = create::create(inst, &opts)?;
+    let id = super::registry::create_pulling(inst, &opts, &a.pull)?;
     let res = if a.detach {
         lifecycle::start_detached(inst, &id, a.tty).map(|()| {
             println!("{id}");

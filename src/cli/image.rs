@@ -34,6 +34,9 @@ pub struct ImagesArgs {
     /// Output format: table or json.
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Show the manifest digests images were pulled by.
+    #[arg(long)]
+    pub digests: bool,
 }
 
 #[derive(Args, Debug)]
@@ -88,11 +91,15 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
     }
     match a.format.as_str() {
         "table" => {
-            let rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
-            print!(
-                "{}",
-                table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-            );
+            let mut rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
+            let mut head = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+            if a.digests {
+                head.insert(2, "DIGEST");
+                for (r, s) in rows.iter_mut().zip(&list) {
+                    r.insert(2, s.digest.clone());
+                }
+            }
+            print!("{}", table(&head, &rows));
         }
         "json" => {
             for s in &list {
@@ -152,7 +159,7 @@ fn table_row(s: &ImageSummary, now: i64) -> Vec<String> {
 fn json_row(s: &ImageSummary, now: i64) -> String {
     serde_json::json!({
         "ID": short_id(&s.id),
-        "Digest": "<none>",
+        "Digest": s.digest,
         "Repository": s.repository,
         "Tag": s.tag,
         "CreatedAt": util::rfc3339(s.created),
@@ -206,6 +213,7 @@ mod tests {
             id: "0123456789abcdef".repeat(4),
             repository: "busybox".into(),
             tag: "latest".into(),
+            digest: "<none>".into(),
             created: 0,
             size: 1000,
         };

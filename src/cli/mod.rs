@@ -5,6 +5,7 @@ mod container;
 mod image;
 mod network;
 mod output;
+mod registry;
 
 use clap::{Args, Parser, Subcommand};
 use minirt::Instance;
@@ -74,6 +75,14 @@ pub enum Command {
     Images(image::ImagesArgs),
     /// Remove images.
     Rmi(image::RmiArgs),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Log in to a registry (credentials in Docker's config.json).
+    Login(registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(registry::LogoutArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(registry::TagArgs),
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -186,6 +195,10 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Import(a) => image::import(&inst, a),
         Command::Images(a) => image::images(&inst, a),
         Command::Rmi(a) => image::rmi(&inst, a),
+        Command::Pull(a) => registry::pull_cmd(&inst, a),
+        Command::Login(a) => registry::login(&inst, a),
+        Command::Logout(a) => registry::logout(&inst, a),
+        Command::Tag(a) => registry::tag(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Finish { id, code } => {

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod image;
 pub mod mount;
+pub mod registry;
 
 pub use image::{Image, ImageConfig, ImageError};
 pub use mount::RootfsError;
