@@ -9,6 +9,8 @@ mod hostile;
 mod images;
 mod limits;
 mod network;
+mod registry;
+mod registry_server;
 mod robustness;
 mod security;
 mod soak;
