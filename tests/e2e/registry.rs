@@ -269,7 +269,7 @@ fn tls_with_private_ca_basic_auth_and_login() {
     let bare = Client::new(&h, "", None);
     let err = bare.fails(&["pull", name]);
     assert!(err.contains("TLS error talking to 127.0.0.1:5000"), "{err}");
-    assert!(err.contains("certs.d/127.0.0.1:5000/ca.crt"), "{err}");
+    assert!(err.contains("no-certs/127.0.0.1:5000/ca.crt"), "{err}");
 
     let c = Client::new(&h, "", Some(&reg.certs_d()));
     let before = layer_entries(&h);

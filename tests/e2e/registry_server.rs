@@ -271,7 +271,7 @@ impl Registry {
     ) {
         let src = format!("oci:{}:{tag}", layout.display());
         let dst = format!("docker://{}/{repo}:{tag}", self.host);
-        let mut args = vec!["copy", "--quiet"];
+        let mut args = vec!["copy", "--quiet", "--preserve-digests"];
         if all {
             args.push("--all");
         }
