@@ -25,6 +25,9 @@ pub fn certs_d() -> PathBuf {
 
 type Resp = Response<Body>;
 
+/// Builds and sends one request, given the Authorization header to use.
+pub type RequestFn<'a> = dyn Fn(&ureq::Agent, Option<&str>) -> Result<Resp, ureq::Error> + 'a;
+
 pub struct Client {
     agent: ureq::Agent,
     /// "https://host:port"
@@ -83,7 +86,7 @@ impl Client {
     pub fn send(
         &self,
         scope: &str,
-        f: &dyn Fn(&ureq::Agent, Option<&str>) -> Result<Resp, ureq::Error>,
+        f: &RequestFn<'_>,
     ) -> Result<Resp, RegistryError> {
         let header = self.auth_header(scope);
         let resp = f(&self.agent, header.as_deref()).map_err(|e| self.net_err(e))?;
