@@ -149,11 +149,12 @@ pub fn create_pulling(
     opts: &RunOptions,
     policy: &str,
 ) -> Result<String, CliError> {
-    let pull_opts = PullOptions {
-        progress: progress(false),
-        ..Default::default()
-    };
+    // Built only when a pull happens: a present image costs nothing here.
     let pull_now = |name: &str| -> Result<(), CliError> {
+        let pull_opts = PullOptions {
+            progress: progress(false),
+            ..Default::default()
+        };
         let mut store = open_store(inst)?;
         let p = pull::pull(inst, &mut store, name, &pull_opts).map_err(image_err)?;
         eprintln!("Digest: {}", p.digest);
