@@ -1,4 +1,4 @@
-//! `minirt load | import | images | rmi`.
+//! `minirt load | import | images | rmi | image inspect | history`.
 
 use super::output::table;
 use super::{CliError, CliResult};
@@ -133,6 +133,105 @@ pub fn rmi(inst: &Instance, a: RmiArgs) -> CliResult {
         Some(e) => Err(e),
         None => Ok(0),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ImageInspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `image inspect`: a JSON array like Docker's; a missing image fails the
+/// command after the others are printed.
+pub fn inspect(inst: &Instance, a: ImageInspectArgs) -> CliResult {
+    use minirt::rootfs::inspect;
+    let mut store = open_store(inst)?;
+    let mut docs = vec![];
+    let mut last_err = None;
+    for name in &a.images {
+        match inspect::inspect(inst, &mut store, name) {
+            Ok(d) => docs.push(d),
+            Err(e) => {
+                if let Some(prev) = last_err.replace(image_err(e)) {
+                    eprintln!("minirt: {}", prev.message);
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&docs).map_err(|e| CliError {
+        code: 125,
+        message: e.to_string(),
+    })?;
+    println!("{text}");
+    match last_err {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+pub fn history(inst: &Instance, a: HistoryArgs) -> CliResult {
+    use minirt::rootfs::inspect;
+    let mut store = open_store(inst)?;
+    let row = inspect::stored(inst, &mut store, &a.image).map_err(image_err)?;
+    let now = util::now_nanos();
+    let lines = inspect::history(&row.id, &row.config);
+    if a.quiet {
+        for l in &lines {
+            println!(
+                "{}",
+                if l.id.starts_with("sha256:") {
+                    short_id(&l.id[7..])
+                } else {
+                    &l.id
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let mut by = l.created_by.clone();
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            vec![
+                if l.id.starts_with("sha256:") {
+                    short_id(&l.id[7..]).to_string()
+                } else {
+                    l.id.clone()
+                },
+                l.created
+                    .map_or("N/A".to_string(), |c| created_since(c, now)),
+                by,
+                if l.empty_layer {
+                    "0B".into()
+                } else {
+                    "-".into()
+                },
+                l.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &rows
+        )
+    );
+    Ok(0)
 }
 
 fn short_id(id: &str) -> &str {

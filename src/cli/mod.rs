@@ -83,6 +83,11 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Create a tag TARGET that refers to SOURCE.
     Tag(registry::TagArgs),
+    /// Show the history of an image.
+    History(image::HistoryArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -96,6 +101,18 @@ pub enum Command {
     /// waiting monitor, see container::waiter).
     #[command(name = "__finish", hide = true)]
     Finish { id: String, code: i32 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Show images as JSON (Docker's shape).
+    Inspect(image::ImageInspectArgs),
+    /// Show the history of an image.
+    History(image::HistoryArgs),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(registry::TagArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +216,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Login(a) => registry::login(&inst, a),
         Command::Logout(a) => registry::logout(&inst, a),
         Command::Tag(a) => registry::tag(&inst, a),
+        Command::History(a) => image::history(&inst, a),
+        Command::Image(ImageCommand::Inspect(a)) => image::inspect(&inst, a),
+        Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
+        Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
+        Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Finish { id, code } => {

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod image;
+pub mod inspect;
 pub mod mount;
 pub mod registry;
 

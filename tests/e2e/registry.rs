@@ -122,6 +122,25 @@ fn plain_http_pull_run_repull_and_digests() {
     // The image's own Cmd.
     assert_eq!(c.ok(&["run", "--rm", name]), "default-cmd\n");
 
+    // image inspect: Docker's shape, with the repo digest; history.
+    let doc: serde_json::Value = serde_json::from_str(&c.ok(&["image", "inspect", name])).unwrap();
+    let doc = &doc[0];
+    assert_eq!(doc["RepoTags"], serde_json::json!([name]));
+    assert_eq!(
+        doc["RepoDigests"],
+        serde_json::json!([format!("127.0.0.1:5000/test/multi@{digest}")])
+    );
+    assert_eq!(doc["Id"], built.images[0].1.as_str());
+    assert_eq!(doc["Config"]["WorkingDir"], "/data");
+    assert_eq!(doc["Architecture"], "amd64");
+    assert_eq!(doc["Os"], "linux");
+    assert_eq!(doc["RootFS"]["Layers"].as_array().unwrap().len(), 4);
+    assert!(doc["Size"].as_i64().unwrap() > 1_000_000, "{doc}");
+    let hist = c.ok(&["history", name]);
+    assert!(hist.contains("minirt e2e"), "{hist}");
+    let err = c.fails(&["image", "inspect", "127.0.0.1:5000/test/absent"]);
+    assert!(err.contains("No such image"), "{err}");
+
     // Re-pull: nothing fetched.
     let out = c.ok(&["pull", name]);
     assert!(out.contains("Status: Image is up to date for"), "{out}");

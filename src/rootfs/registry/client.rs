@@ -83,11 +83,7 @@ impl Client {
     /// Sends a request built by `f` (given the Authorization header to
     /// use), answering an auth challenge once: a 401 fetches a token for
     /// `scope` (or switches to Basic) and sends again.
-    pub fn send(
-        &self,
-        scope: &str,
-        f: &RequestFn<'_>,
-    ) -> Result<Resp, RegistryError> {
+    pub fn send(&self, scope: &str, f: &RequestFn<'_>) -> Result<Resp, RegistryError> {
         let header = self.auth_header(scope);
         let resp = f(&self.agent, header.as_deref()).map_err(|e| self.net_err(e))?;
         if resp.status() != 401 {
