@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// Pull the image: missing (when not present), always, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// Overwrite the image's entrypoint ("" clears it; the image's Cmd is dropped too).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
@@ -237,6 +240,7 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         privileged: a.privileged,
         security_opt: a.security_opt,
         read_only: a.read_only,
+        entrypoint: a.entrypoint,
     };
     let id = super::registry::create_pulling(inst, &opts, &a.pull)?;
     let res = if a.detach {

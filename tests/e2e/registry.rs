@@ -121,6 +121,18 @@ fn plain_http_pull_run_repull_and_digests() {
     assert_check_output(&c.ok(&["run", "--rm", name, "sh", "-c", CHECK_SCRIPT]));
     // The image's own Cmd.
     assert_eq!(c.ok(&["run", "--rm", name]), "default-cmd\n");
+    // --entrypoint replaces the image's Cmd too (Docker's rule).
+    assert_eq!(
+        c.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/cat",
+            name,
+            "/data/d.txt"
+        ]),
+        "layer4-d\n"
+    );
 
     // image inspect: Docker's shape, with the repo digest; history.
     let doc: serde_json::Value = serde_json::from_str(&c.ok(&["image", "inspect", name])).unwrap();
