@@ -234,6 +234,34 @@ pub fn history(inst: &Instance, a: HistoryArgs) -> CliResult {
     Ok(0)
 }
 
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Remove every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// minirt never prompts; accepted for compatibility.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn prune(inst: &Instance, a: ImagePruneArgs) -> CliResult {
+    let mut store = open_store(inst)?;
+    let (lines, bytes) = image::prune(inst, &mut store, a.all).map_err(image_err)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!(
+                "{}",
+                l.replacen("Untagged:", "untagged:", 1)
+                    .replacen("Deleted:", "deleted:", 1)
+            );
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(0)
+}
+
 fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }

@@ -113,6 +113,8 @@ pub enum ImageCommand {
     Pull(registry::PullArgs),
     /// Create a tag TARGET that refers to SOURCE.
     Tag(registry::TagArgs),
+    /// Remove unused images (dangling ones, or with -a all unused).
+    Prune(image::ImagePruneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +223,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
         Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
         Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
+        Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Finish { id, code } => {

@@ -1185,6 +1185,37 @@ pub fn tag(inst: &Instance, store: &mut Store, source: &str, target: &str) -> Re
     })
 }
 
+/// `image prune`: removes dangling images (no tag, no repo digest), or with
+/// `all` every image no container uses. Returns the removal lines and the
+/// bytes of the image rows removed.
+pub fn prune(inst: &Instance, store: &mut Store, all: bool) -> Result<(Vec<String>, i64)> {
+    let c = store.conn();
+    let tags = rows::all_tags(c)?;
+    let digests = rows::all_repo_digests(c)?;
+    let mut doomed = vec![];
+    for img in rows::all_images(c)? {
+        let named = tags.iter().any(|(_, id)| *id == img.id)
+            || digests.iter().any(|(_, _, id)| *id == img.id);
+        if (all || !named) && rows::containers_using(c, &img.id)?.is_empty() {
+            doomed.push((img.id, img.size));
+        }
+    }
+    let mut lines = vec![];
+    let mut reclaimed = 0;
+    for (id, size) in doomed {
+        match remove(inst, store, &id) {
+            Ok(l) => {
+                reclaimed += size;
+                lines.extend(l);
+            }
+            // Taken by a container created meanwhile: not ours to prune.
+            Err(ImageError::InUse { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((lines, reclaimed))
+}
+
 /// The size of a layer already in the store, or None when it must be fetched.
 pub(crate) fn present_layer(inst: &Instance, store: &Store, diff_id: &str) -> Result<Option<i64>> {
     let dir = layer_dir(inst, diff_id);

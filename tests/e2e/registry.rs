@@ -202,15 +202,28 @@ fn plain_http_pull_run_repull_and_digests() {
     let err = c.fails(&["run", "--rm", "--pull", "sometimes", name, "true"]);
     assert!(err.contains("invalid --pull"), "{err}");
 
-    // tag, then rmi by name and by digest removes everything.
+    // tag; image prune keeps named images, -a removes unused ones.
     c.ok(&["tag", name, "mine:latest"]);
     assert_eq!(
         c.ok(&["run", "--rm", "mine", "cat", "/data/d.txt"]),
         "layer4-d\n"
     );
-    c.ok(&["rmi", "mine", "127.0.0.1:5000/test/other:v1", name]);
+    let out = c.ok(&["image", "prune", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    c.ok(&["rmi", "mine", "127.0.0.1:5000/test/other:v1"]);
+    let out = c.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: 127.0.0.1:5000/test/multi:v1\n"),
+        "{out}"
+    );
     let left = c.ok(&["images", "-q"]);
     assert_eq!(left, "", "{left}");
+    assert!(layer_entries(&h).is_empty(), "{:?}", layer_entries(&h));
+    // rmi by digest.
+    c.ok(&["pull", "-q", &by_digest]);
+    assert_eq!(c.ok(&["images", "-q"]).lines().count(), 1);
+    c.ok(&["rmi", &by_digest]);
+    assert_eq!(c.ok(&["images", "-q"]), "");
     assert!(layer_entries(&h).is_empty(), "{:?}", layer_entries(&h));
 }
 
