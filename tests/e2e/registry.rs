@@ -595,3 +595,47 @@ fn a_killed_pull_leaves_nothing_and_the_next_pull_succeeds() {
         100 << 20
     );
 }
+
+/// A full disk during a pull: one line that blames the host, not the image,
+/// and nothing left in the layer store.
+#[test]
+fn a_full_disk_during_a_pull_fails_cleanly() {
+    let h = TestHost::new();
+    let reg = Registry::start(&h, false, Auth::None);
+    let c = Client::new(&h, INSECURE_LOCAL, None);
+    let chunk: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let img = TestImage {
+        arch: "amd64",
+        config: serde_json::json!({"Env": ["PATH=/bin"]}),
+        layers: vec![Layer {
+            tar: tar_of(&[Entry::File("big.bin", chunk.repeat(24), 0o644)]),
+            comp: Comp::Gzip,
+        }],
+    };
+    let layout = reg.dir.join("layout");
+    build_layout(&layout, "v1", &[img]);
+    reg.push_layout(&layout, "v1", "big/full", false, None);
+    // The layer store on an 8 MiB tmpfs (the test host's Drop unmounts it).
+    let layers = h.root.join("layers");
+    std::fs::create_dir_all(&layers).unwrap();
+    let o = crate::common::cmd(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=8m",
+            "fulltest",
+            layers.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = c.fails(&["pull", "127.0.0.1:5000/big/full:v1"]);
+    assert!(err.contains("cannot store image layers in"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(layer_entries(&h).is_empty(), "{:?}", layer_entries(&h));
+    assert_eq!(c.ok(&["images", "-q"]), "");
+    let _ = crate::common::cmd("umount", &[layers.to_str().unwrap()]);
+}
