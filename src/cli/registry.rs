@@ -79,11 +79,21 @@ fn open_store(inst: &Instance) -> Result<Store, CliError> {
 
 /// How a pull talks to the user: bars need a terminal, quiet needs nothing.
 fn progress(quiet: bool) -> Option<pull::Progress> {
+    progress_with_intro(quiet, None)
+}
+
+/// Progress that opens with `intro` once the pull has found its image, so a
+/// pull that fails at once stays one error line.
+fn progress_with_intro(quiet: bool, intro: Option<String>) -> Option<pull::Progress> {
     if quiet {
         return None;
     }
     let tty = std::io::stderr().is_terminal();
+    let intro = std::sync::Mutex::new(intro);
     Some(Arc::new(move |e: Event| {
+        if let Some(line) = intro.lock().ok().and_then(|mut i| i.take()) {
+            eprintln!("{line}");
+        }
         let short = |d: &str| {
             let h = d.strip_prefix("sha256:").unwrap_or(d);
             h[..h.len().min(12)].to_string()
@@ -150,13 +160,19 @@ pub fn create_pulling(
     policy: &str,
 ) -> Result<String, CliError> {
     // Built only when a pull happens: a present image costs nothing here.
-    let pull_now = |name: &str| -> Result<(), CliError> {
+    let pull_now = |name: &str, intro: Option<String>| -> Result<(), CliError> {
         let pull_opts = PullOptions {
-            progress: progress(false),
+            progress: progress_with_intro(false, intro.clone()),
             ..Default::default()
         };
         let mut store = open_store(inst)?;
-        let p = pull::pull(inst, &mut store, name, &pull_opts).map_err(image_err)?;
+        let p = pull::pull(inst, &mut store, name, &pull_opts).map_err(|e| {
+            let mut e = image_err(e);
+            if let Some(i) = intro {
+                e.message = format!("{i}, and pulling it failed: {}", e.message);
+            }
+            e
+        })?;
         eprintln!("Digest: {}", p.digest);
         eprintln!("Status: Downloaded newer image for {}", p.reference);
         Ok(())
@@ -164,13 +180,15 @@ pub fn create_pulling(
     match policy {
         "never" => Ok(create::create(inst, opts)?),
         "always" => {
-            pull_now(&opts.image)?;
+            pull_now(&opts.image, None)?;
             Ok(create::create(inst, opts)?)
         }
         "missing" => match create::create(inst, opts) {
             Err(minirt::Error::Image(ImageError::NotFound(n))) => {
-                eprintln!("Unable to find image '{n}' locally");
-                pull_now(&opts.image)?;
+                pull_now(
+                    &opts.image,
+                    Some(format!("Unable to find image '{n}' locally")),
+                )?;
                 Ok(create::create(inst, opts)?)
             }
             other => Ok(other?),

@@ -443,6 +443,14 @@ fn bad_inputs_fail_cleanly_and_leave_nothing() {
         err.contains("cannot reach registry 127.0.0.1:5009"),
         "{err}"
     );
+    // `run` of a missing image that cannot be pulled: still one line.
+    let err = c.fails(&["run", "--rm", "127.0.0.1:5009/down/app", "true"]);
+    assert!(
+        err.contains("Unable to find image '127.0.0.1:5009/down/app:latest' locally, and pulling it failed: cannot reach registry 127.0.0.1:5009"),
+        "{err}"
+    );
+    let o = c.run(&["run", "--rm", "127.0.0.1:5009/down/app", "true"]);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     let err = c.fails(&["pull", "Bad/Name"]);
     assert!(err.contains("invalid reference format"), "{err}");
     let err = c.fails(&[
