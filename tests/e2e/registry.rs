@@ -647,3 +647,78 @@ fn a_full_disk_during_a_pull_fails_cleanly() {
     assert_eq!(c.ok(&["images", "-q"]), "");
     let _ = crate::common::cmd("umount", &[layers.to_str().unwrap()]);
 }
+
+/// What docker-registry itself refuses to serve: a manifest over 4 MiB and
+/// a manifest of an unknown media type, from a fake registry (python3).
+#[test]
+fn oversized_and_unknown_manifests_are_refused() {
+    let h = TestHost::new();
+    let dir = h.root.parent().unwrap().join("fake");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("fake.py");
+    std::fs::write(
+        &script,
+        r#"
+import json
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        if self.path == "/v2/":
+            body, ct = b"{}", "application/json"
+        elif self.path == "/v2/big/app/manifests/v1":
+            m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                 "config": {"mediaType": "x", "digest": "sha256:" + "0" * 64, "size": 1},
+                 "layers": [], "annotations": {"pad": "x" * (5 << 20)}}
+            body, ct = json.dumps(m).encode(), "application/vnd.oci.image.manifest.v1+json"
+        elif self.path == "/v2/odd/app/manifests/v1":
+            body, ct = b'{"mediaType": "text/html"}', "text/html"
+        else:
+            self.send_response(404); self.end_headers(); return
+        self.send_response(200)
+        self.send_header("Content-Type", ct)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(("127.0.0.1", 5000), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    let mut server = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", h.netns_path()))
+        .arg("--")
+        .arg("python3")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut server);
+    wait_for("the fake registry", Duration::from_secs(20), || {
+        h.in_ns(
+            "curl",
+            &["-sf", "-o", "/dev/null", "http://127.0.0.1:5000/v2/"],
+        )
+        .status
+        .success()
+    });
+    let c = Client::new(&h, INSECURE_LOCAL, None);
+    let err = c.fails(&["pull", "127.0.0.1:5000/big/app:v1"]);
+    assert!(
+        err.contains("manifest big/app:v1 is larger than 4 MiB: refused"),
+        "{err}"
+    );
+    let err = c.fails(&["pull", "127.0.0.1:5000/odd/app:v1"]);
+    assert!(
+        err.contains("unsupported manifest media type \"text/html\""),
+        "{err}"
+    );
+    assert_nothing_left(&c, &[]);
+}
