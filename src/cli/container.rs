@@ -2,7 +2,7 @@
 
 use super::{CliError, CliResult};
 use clap::Args;
-use minirt::container::create::{self, RunOptions};
+use minirt::container::create::RunOptions;
 use minirt::container::lifecycle;
 use minirt::network::{self, NetworkRequest};
 use minirt::store::{containers, Store};
@@ -22,6 +22,12 @@ pub struct RunArgs {
     /// Keep STDIN open.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Pull the image: missing (when not present), always, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Overwrite the image's entrypoint ("" clears it; the image's Cmd is dropped too).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
@@ -307,8 +313,9 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         privileged: a.privileged,
         security_opt: a.security_opt,
         read_only: a.read_only,
+        entrypoint: a.entrypoint,
     };
-    let id = create::create(inst, &opts)?;
+    let id = super::registry::create_pulling(inst, &opts, &a.pull)?;
     let res = if a.detach {
         lifecycle::start_detached(inst, &id, a.tty).map(|()| {
             println!("{id}");

@@ -1,4 +1,4 @@
-//! `minirt load | import | images | rmi`.
+//! `minirt load | import | images | rmi | image inspect | history`.
 
 use super::output::table;
 use super::{CliError, CliResult};
@@ -34,6 +34,9 @@ pub struct ImagesArgs {
     /// Output format: table or json.
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Show the manifest digests images were pulled by.
+    #[arg(long)]
+    pub digests: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,11 +94,15 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
     }
     match a.format.as_str() {
         "table" => {
-            let rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
-            print!(
-                "{}",
-                table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-            );
+            let mut rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
+            let mut head = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+            if a.digests {
+                head.insert(2, "DIGEST");
+                for (r, s) in rows.iter_mut().zip(&list) {
+                    r.insert(2, s.digest.clone());
+                }
+            }
+            print!("{}", table(&head, &rows));
         }
         "json" => {
             for s in &list {
@@ -132,6 +139,133 @@ pub fn rmi(inst: &Instance, a: RmiArgs) -> CliResult {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct ImageInspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `image inspect`: a JSON array like Docker's; a missing image fails the
+/// command after the others are printed.
+pub fn inspect(inst: &Instance, a: ImageInspectArgs) -> CliResult {
+    use minirt::rootfs::inspect;
+    let mut store = open_store(inst)?;
+    let mut docs = vec![];
+    let mut last_err = None;
+    for name in &a.images {
+        match inspect::inspect(inst, &mut store, name) {
+            Ok(d) => docs.push(d),
+            Err(e) => {
+                if let Some(prev) = last_err.replace(image_err(e)) {
+                    eprintln!("minirt: {}", prev.message);
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&docs).map_err(|e| CliError {
+        code: 125,
+        message: e.to_string(),
+    })?;
+    println!("{text}");
+    match last_err {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+pub fn history(inst: &Instance, a: HistoryArgs) -> CliResult {
+    use minirt::rootfs::inspect;
+    let mut store = open_store(inst)?;
+    let row = inspect::stored(inst, &mut store, &a.image).map_err(image_err)?;
+    let now = util::now_nanos();
+    let lines = inspect::history(&row.id, &row.config);
+    if a.quiet {
+        for l in &lines {
+            println!(
+                "{}",
+                if l.id.starts_with("sha256:") {
+                    short_id(&l.id[7..])
+                } else {
+                    &l.id
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let mut by = l.created_by.clone();
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            vec![
+                if l.id.starts_with("sha256:") {
+                    short_id(&l.id[7..]).to_string()
+                } else {
+                    l.id.clone()
+                },
+                l.created
+                    .map_or("N/A".to_string(), |c| created_since(c, now)),
+                by,
+                if l.empty_layer {
+                    "0B".into()
+                } else {
+                    "-".into()
+                },
+                l.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Remove every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// minirt never prompts; accepted for compatibility.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn prune(inst: &Instance, a: ImagePruneArgs) -> CliResult {
+    let mut store = open_store(inst)?;
+    let (lines, bytes) = image::prune(inst, &mut store, a.all).map_err(image_err)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!(
+                "{}",
+                l.replacen("Untagged:", "untagged:", 1)
+                    .replacen("Deleted:", "deleted:", 1)
+            );
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(0)
+}
+
 fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
@@ -156,7 +290,7 @@ fn table_row(s: &ImageSummary, now: i64) -> Vec<String> {
 fn json_row(s: &ImageSummary, now: i64) -> String {
     serde_json::json!({
         "ID": short_id(&s.id),
-        "Digest": "<none>",
+        "Digest": s.digest,
         "Repository": s.repository,
         "Tag": s.tag,
         "CreatedAt": util::rfc3339(s.created),
@@ -210,6 +344,7 @@ mod tests {
             id: "0123456789abcdef".repeat(4),
             repository: "busybox".into(),
             tag: "latest".into(),
+            digest: "<none>".into(),
             created: 0,
             size: 1000,
         };

@@ -6,6 +6,7 @@ mod format;
 mod image;
 mod network;
 mod output;
+mod registry;
 mod system;
 mod template;
 
@@ -77,6 +78,19 @@ pub enum Command {
     Images(image::ImagesArgs),
     /// Remove images.
     Rmi(image::RmiArgs),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Log in to a registry (credentials in Docker's config.json).
+    Login(registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(registry::LogoutArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(registry::TagArgs),
+    /// Show the history of an image.
+    History(image::HistoryArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -115,6 +129,20 @@ pub enum Command {
     /// waiting monitor, see container::waiter).
     #[command(name = "__finish", hide = true)]
     Finish { id: String, code: i32 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Show images as JSON (Docker's shape).
+    Inspect(image::ImageInspectArgs),
+    /// Show the history of an image.
+    History(image::HistoryArgs),
+    /// Pull an image from a registry.
+    Pull(registry::PullArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(registry::TagArgs),
+    /// Remove unused images (dangling ones, or with -a all unused).
+    Prune(image::ImagePruneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -334,6 +362,16 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Import(a) => image::import(&inst, a),
         Command::Images(a) => image::images(&inst, a),
         Command::Rmi(a) => image::rmi(&inst, a),
+        Command::Pull(a) => registry::pull_cmd(&inst, a),
+        Command::Login(a) => registry::login(&inst, a),
+        Command::Logout(a) => registry::logout(&inst, a),
+        Command::Tag(a) => registry::tag(&inst, a),
+        Command::History(a) => image::history(&inst, a),
+        Command::Image(ImageCommand::Inspect(a)) => image::inspect(&inst, a),
+        Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
+        Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
+        Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
+        Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Port(a) => container::port(&inst, a),

@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub privileged: bool,
     pub security_opt: Vec<String>,
     pub read_only: bool,
+    /// `--entrypoint`: replaces the image's Entrypoint and drops its Cmd
+    /// (Docker's rule); "" clears the entrypoint.
+    pub entrypoint: Option<String>,
 }
 
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -154,9 +157,16 @@ pub fn assemble(
     opts: &RunOptions,
     id: &str,
 ) -> std::result::Result<ContainerConfig, ContainerError> {
-    let entrypoint = img.config.entrypoint.clone().unwrap_or_default();
+    let (entrypoint, image_cmd) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (vec![], None),
+        Some(e) => (vec![e.clone()], None),
+        None => (
+            img.config.entrypoint.clone().unwrap_or_default(),
+            img.config.cmd.clone(),
+        ),
+    };
     let cmd = if opts.cmd.is_empty() {
-        img.config.cmd.clone().unwrap_or_default()
+        image_cmd.unwrap_or_default()
     } else {
         opts.cmd.clone()
     };
@@ -412,6 +422,30 @@ mod tests {
         i.config.cmd = None;
         let e = assemble(&i, &RunOptions::default(), ID).unwrap_err();
         assert_eq!(e.to_string(), "No command specified");
+    }
+
+    #[test]
+    fn the_entrypoint_flag_replaces_entrypoint_and_image_cmd() {
+        let mut i = img();
+        i.config.entrypoint = Some(vec!["/bin/busybox".into()]);
+        i.config.cmd = Some(vec!["sh".into()]);
+        let o = RunOptions {
+            entrypoint: Some("/bin/env".into()),
+            ..Default::default()
+        };
+        assert_eq!(assemble(&i, &o, ID).unwrap().args, vec!["/bin/env"]);
+        let o = RunOptions {
+            entrypoint: Some("/bin/echo".into()),
+            cmd: vec!["hi".into()],
+            ..Default::default()
+        };
+        assert_eq!(assemble(&i, &o, ID).unwrap().args, vec!["/bin/echo", "hi"]);
+        let o = RunOptions {
+            entrypoint: Some(String::new()),
+            cmd: vec!["ls".into()],
+            ..Default::default()
+        };
+        assert_eq!(assemble(&i, &o, ID).unwrap().args, vec!["ls"]);
     }
 
     #[test]

@@ -25,7 +25,16 @@ fn nft_bin() -> String {
 /// NFT_MSG_GETTABLE request over nfnetlink (microseconds), instead of an
 /// `nft list` process (milliseconds). Errors mean "cannot tell".
 pub fn table_exists(table: &str) -> Result<bool, NetworkError> {
-    let msg = gettable_request(table, 1);
+    table_exists_in("inet", table)
+}
+
+/// `table_exists` for a table of another family (`inet` or `bridge`).
+pub fn table_exists_in(family: &str, table: &str) -> Result<bool, NetworkError> {
+    let family = match family {
+        "bridge" => libc::NFPROTO_BRIDGE as u8,
+        _ => libc::NFPROTO_INET as u8,
+    };
+    let msg = gettable_request(family, table, 1);
     let err =
         |what: &str, e: std::io::Error| NetworkError::Firewall(format!("nfnetlink {what}: {e}"));
     // SAFETY: plain socket(2); the fd is owned right away.
@@ -68,7 +77,7 @@ const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // NFNL_SUBSYS_NFTABLES, NFT_MSG_GE
 const NFT_MSG_NEWTABLE: u16 = 10 << 8;
 
 /// nlmsghdr + nfgenmsg(NFPROTO_INET) + NFTA_TABLE_NAME. Pure.
-pub fn gettable_request(table: &str, seq: u32) -> Vec<u8> {
+pub fn gettable_request(family: u8, table: &str, seq: u32) -> Vec<u8> {
     let name_len = table.len() + 1;
     let attr_len = 4 + name_len;
     let total = 16 + 4 + attr_len.div_ceil(4) * 4;
@@ -78,7 +87,7 @@ pub fn gettable_request(table: &str, seq: u32) -> Vec<u8> {
     m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[libc::NFPROTO_INET as u8, 0, 0, 0]); // family, version, res_id
+    m.extend_from_slice(&[family, 0, 0, 0]); // family, version, res_id
     m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
     m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_TABLE_NAME
     m.extend_from_slice(table.as_bytes());

@@ -53,6 +53,8 @@ pub enum ImageError {
     Io(String),
     #[error("{0}")]
     Other(String),
+    #[error("{0}")]
+    Registry(#[from] super::registry::RegistryError),
 }
 
 type Result<T> = std::result::Result<T, ImageError>;
@@ -90,6 +92,8 @@ pub struct ImageSummary {
     pub repository: String,
     /// "latest", or "<none>".
     pub tag: String,
+    /// The manifest digest this repository was pulled by ("sha256:..."), or "<none>".
+    pub digest: String,
     /// Nanoseconds since the epoch.
     pub created: i64,
     /// Bytes of file content in the image's layers.
@@ -767,14 +771,14 @@ fn io_other(what: &str, p: &Path) -> impl FnOnce(io::Error) -> ImageError {
 }
 
 /// A layer in the store after `ensure_layer`.
-struct StoredLayer {
-    digest: String,
-    size: i64,
+pub(crate) struct StoredLayer {
+    pub(crate) digest: String,
+    pub(crate) size: i64,
     /// True when this call renamed the dir into place (undo on failure).
-    created: bool,
+    pub(crate) created: bool,
     /// Held from the rename until the rows are committed (or the undo ran),
     /// so a crash in between leaves an intent that removes the dir.
-    _intent: Option<crate::intent::Held>,
+    pub(crate) _intent: Option<crate::intent::Held>,
 }
 
 /// Extracts a layer blob into the store unless it is there already.
@@ -786,7 +790,6 @@ fn ensure_layer<R: Read>(
     expected_diff: Option<&str>,
     expected_blob: Option<&str>,
 ) -> Result<StoredLayer> {
-    let layers = inst.layers_dir();
     if let Some(d) = expected_diff {
         let dir = layer_dir(inst, d);
         if dir.is_dir() {
@@ -802,6 +805,18 @@ fn ensure_layer<R: Read>(
             });
         }
     }
+    extract_new(inst, blob, expected_diff, expected_blob)
+}
+
+/// Extracts a layer blob into a temp dir and renames it into the store.
+/// Needs no store handle, so registry pulls run several at once.
+pub(crate) fn extract_new<R: Read>(
+    inst: &Instance,
+    blob: R,
+    expected_diff: Option<&str>,
+    expected_blob: Option<&str>,
+) -> Result<StoredLayer> {
+    let layers = inst.layers_dir();
     let mut tmp = TempGuard(Some(layers.join(temp_name("tmp"))));
     fs::create_dir(tmp.path()).map_err(io_other("cannot create", tmp.path()))?;
     let started = std::time::Instant::now();
@@ -938,7 +953,7 @@ fn undo_layers(inst: &Instance, store: &mut Store, layers: &[StoredLayer]) {
 /// Creates the layer store, root-only: layers keep their setuid binaries,
 /// which host users must not reach (overlay reads lower dirs with the
 /// mounter's credentials, so containers are unaffected).
-fn prepare_layers_dir(inst: &Instance) -> Result<()> {
+pub(crate) fn prepare_layers_dir(inst: &Instance) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = inst.layers_dir();
     fs::create_dir_all(&dir).map_err(io_other("cannot create", &dir))?;
@@ -950,7 +965,7 @@ fn prepare_layers_dir(inst: &Instance) -> Result<()> {
 
 /// Runs `f` (which extracts layers and commits rows), undoing its layers on
 /// failure and retrying when a layer vanished under it.
-fn with_undo<T>(
+pub(crate) fn with_undo<T>(
     inst: &Instance,
     store: &mut Store,
     mut f: impl FnMut(&mut Store, &mut Vec<StoredLayer>) -> Result<T>,
@@ -1171,6 +1186,100 @@ pub fn import_rootfs(
     })
 }
 
+// ---------------------------------------------------------------- registry pulls
+
+/// Writes a pulled image's rows in one transaction: its layers (checked to
+/// be still in place, as `commit_images` does), the image, its tag and the
+/// manifest digest it was pulled by.
+pub(crate) fn commit_pulled(
+    inst: &Instance,
+    store: &mut Store,
+    layers: &[StoredLayer],
+    row: &rows::ImageRow,
+    tag: Option<&str>,
+    repo_digest: Option<(&str, &str)>,
+) -> Result<()> {
+    let now = util::now_nanos();
+    store.write(|tx| {
+        for l in layers {
+            if !layer_dir(inst, &l.digest).is_dir() {
+                return Err(ImageError::Other(format!(
+                    "{VANISHED}: sha256:{}",
+                    l.digest
+                )));
+            }
+            rows::insert_layer(tx, &l.digest, l.size, now)?;
+        }
+        if rows::image(tx, &row.id)?.is_none() {
+            rows::insert_image(tx, row)?;
+        }
+        if let Some(t) = tag {
+            rows::set_tag(tx, t, &row.id)?;
+        }
+        if let Some((repo, digest)) = repo_digest {
+            rows::set_repo_digest(tx, repo, digest, &row.id)?;
+        }
+        Ok(())
+    })
+}
+
+/// Points the tag `target` at the image `source` names (`minirt tag`).
+pub fn tag(inst: &Instance, store: &mut Store, source: &str, target: &str) -> Result<()> {
+    let name = normalize_reference(target)?;
+    let img =
+        find(inst, store, source)?.ok_or_else(|| ImageError::NoSuchImage(source.to_string()))?;
+    store.write(|tx| {
+        if rows::image(tx, &img.id)?.is_none() {
+            return Err(ImageError::NoSuchImage(source.to_string()));
+        }
+        rows::set_tag(tx, &name, &img.id)?;
+        Ok(())
+    })
+}
+
+/// `image prune`: removes dangling images (no tag, no repo digest), or with
+/// `all` every image no container uses. Returns the removal lines and the
+/// bytes of the image rows removed.
+pub fn prune(inst: &Instance, store: &mut Store, all: bool) -> Result<(Vec<String>, i64)> {
+    let c = store.conn();
+    let tags = rows::all_tags(c)?;
+    let digests = rows::all_repo_digests(c)?;
+    let mut doomed = vec![];
+    for img in rows::all_images(c)? {
+        let named = tags.iter().any(|(_, id)| *id == img.id)
+            || digests.iter().any(|(_, _, id)| *id == img.id);
+        if (all || !named) && rows::containers_using(c, &img.id)?.is_empty() {
+            doomed.push((img.id, img.size));
+        }
+    }
+    let mut lines = vec![];
+    let mut reclaimed = 0;
+    for (id, size) in doomed {
+        match remove(inst, store, &id) {
+            Ok(l) => {
+                reclaimed += size;
+                lines.extend(l);
+            }
+            // Taken by a container created meanwhile: not ours to prune.
+            Err(ImageError::InUse { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((lines, reclaimed))
+}
+
+/// The size of a layer already in the store, or None when it must be fetched.
+pub(crate) fn present_layer(inst: &Instance, store: &Store, diff_id: &str) -> Result<Option<i64>> {
+    let dir = layer_dir(inst, diff_id);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(match rows::layer_size(store.conn(), diff_id)? {
+        Some(s) => s,
+        None => archive::tree_size(&dir) as i64,
+    }))
+}
+
 // ---------------------------------------------------------------- queries
 
 fn to_image(row: rows::ImageRow) -> Result<Image> {
@@ -1184,6 +1293,12 @@ fn to_image(row: rows::ImageRow) -> Result<Image> {
 
 /// The image id `name` refers to: a tag first, then an id or id prefix.
 fn lookup_id(c: &rusqlite::Connection, name: &str) -> Result<Option<(String, Option<String>)>> {
+    if name.contains('@') {
+        let r = super::registry::Reference::parse(name).map_err(ImageError::Other)?;
+        let digest = r.digest.as_deref().unwrap_or_default();
+        let id = rows::image_id_by_digest(c, &r.familiar_repository(), digest)?;
+        return Ok(id.map(|id| (id, None)));
+    }
     if let Ok(tag) = normalize_reference(name) {
         if let Some(id) = rows::image_id_by_tag(c, &tag)? {
             return Ok(Some((id, Some(tag))));
@@ -1248,6 +1363,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
     let c = store.conn();
     let images = rows::all_images(c)?;
     let tags = rows::all_tags(c)?;
+    let digests = rows::all_repo_digests(c)?;
     let mut out = vec![];
     for img in &images {
         let mine: Vec<&String> = tags
@@ -1259,11 +1375,18 @@ pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
             id: img.id.clone(),
             repository: repository.to_string(),
             tag: tag.to_string(),
+            digest: digests
+                .iter()
+                .find(|(r, _, id)| *id == img.id && r == repository)
+                .map_or_else(|| "<none>".to_string(), |(_, d, _)| d.clone()),
             created: img.created,
             size: img.size,
         };
         if mine.is_empty() {
-            out.push(summary("<none>", "<none>"));
+            match digests.iter().find(|(_, _, id)| *id == img.id) {
+                Some((repo, _, _)) => out.push(summary(repo, "<none>")),
+                None => out.push(summary("<none>", "<none>")),
+            }
         }
         for t in mine {
             let (repo, tag) = split_tag(t);

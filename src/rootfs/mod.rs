@@ -5,7 +5,9 @@
 pub mod archive;
 pub mod image;
 pub mod inroot;
+pub mod inspect;
 pub mod mount;
+pub mod registry;
 
 pub use image::{Image, ImageConfig, ImageError};
 pub use mount::RootfsError;

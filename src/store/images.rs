@@ -151,6 +151,56 @@ pub fn delete_tag(c: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Records that `repository` (familiar form) at manifest `digest` is `image_id`.
+pub fn set_repo_digest(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+    image_id: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO image_digests (repository, digest, image_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT(repository, digest) DO UPDATE SET image_id = excluded.image_id",
+        params![repository, digest, image_id],
+    )?;
+    Ok(())
+}
+
+pub fn image_id_by_digest(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT image_id FROM image_digests WHERE repository = ?1 AND digest = ?2",
+        params![repository, digest],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// "repo@sha256:..." names of an image, sorted.
+pub fn repo_digests_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
+    let mut st = c.prepare(
+        "SELECT repository || '@' || digest FROM image_digests WHERE image_id = ?1 ORDER BY 1",
+    )?;
+    let v = st
+        .query_map([image_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(v)
+}
+
+/// Every (repository, digest, image id).
+pub fn all_repo_digests(c: &Connection) -> Result<Vec<(String, String, String)>> {
+    let mut st = c.prepare(
+        "SELECT repository, digest, image_id FROM image_digests ORDER BY repository, digest",
+    )?;
+    let v = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(v)
+}
+
 /// Names of the containers (any state) created from the image.
 pub fn containers_using(c: &Connection, image_id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare("SELECT name FROM containers WHERE image_id = ?1 ORDER BY name")?;
@@ -173,6 +223,33 @@ mod tests {
             size: 10,
             created: 5,
         }
+    }
+
+    #[test]
+    fn repo_digests_follow_their_image() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        insert_image(c, &img("abc1", &["l1"])).unwrap();
+        insert_image(c, &img("abd2", &["l1"])).unwrap();
+        set_repo_digest(c, "busybox", "sha256:11", "abc1").unwrap();
+        set_repo_digest(c, "localhost:5000/b", "sha256:22", "abc1").unwrap();
+        assert_eq!(
+            image_id_by_digest(c, "busybox", "sha256:11")
+                .unwrap()
+                .as_deref(),
+            Some("abc1")
+        );
+        assert_eq!(image_id_by_digest(c, "other", "sha256:11").unwrap(), None);
+        assert_eq!(
+            repo_digests_of(c, "abc1").unwrap(),
+            vec!["busybox@sha256:11", "localhost:5000/b@sha256:22"]
+        );
+        set_repo_digest(c, "busybox", "sha256:11", "abd2").unwrap();
+        assert_eq!(all_repo_digests(c).unwrap().len(), 2);
+        // Deleting an image drops its digests with it.
+        delete_image(c, "abd2").unwrap();
+        assert_eq!(image_id_by_digest(c, "busybox", "sha256:11").unwrap(), None);
+        assert_eq!(all_repo_digests(c).unwrap().len(), 1);
     }
 
     #[test]

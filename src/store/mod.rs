@@ -119,6 +119,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dying_links_since ON dying_links(since);
     "#,
+    // v4: the manifest digests images were pulled by (`images --digests`, `name@sha256:`).
+    r#"
+    CREATE TABLE image_digests (
+        repository  TEXT NOT NULL,             -- "busybox", "localhost:5000/app"
+        digest      TEXT NOT NULL,             -- "sha256:<hex>" of the manifest pulled
+        image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        PRIMARY KEY (repository, digest)
+    );
+    CREATE INDEX image_digests_image ON image_digests(image_id);
+    "#,
 ];
 
 pub struct Store {

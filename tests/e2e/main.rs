@@ -18,6 +18,8 @@ mod limits;
 mod network;
 mod podman_compat;
 mod refused;
+mod registry;
+mod registry_server;
 mod robustness;
 mod security;
 mod soak;
