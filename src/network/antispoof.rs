@@ -410,6 +410,30 @@ pub fn rebuild(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
     rebuild_with(inst, c, None)
 }
 
+/// Makes the (empty) table when a network is made or used and it is
+/// missing, so the table lives exactly as long as the instance has networks
+/// (what `heal` checks). The undo deletes it only while the store holds no
+/// network (read afresh when the undo runs), like `rules::ensure_base`.
+pub fn ensure_table(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
+    let table = inst.nft_table();
+    if let Ok(true) = nft::table_exists_in("bridge", &table) {
+        return Ok(());
+    }
+    nft::apply(&render_table(&table))?;
+    let inst = inst.clone();
+    undo.push(format!("nftables table bridge {table}"), move || {
+        let store = crate::store::Store::open(&inst.db_path()).map_err(|e| e.to_string())?;
+        if rows::list_networks(store.conn())
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            drop_table(&inst).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    Ok(())
+}
+
 /// Guards a new endpoint before its veth exists (so its first frame is
 /// checked): one nfnetlink batch of its three elements, undone on failure.
 /// A missing table is rebuilt from the store (`c` must be the connection

@@ -59,6 +59,7 @@ pub fn ensure(
 ) -> Result<(), NetworkError> {
     let (subnet, gw) = addressing(net)?;
     let new_table = rules::ensure_base(inst, undo)?;
+    super::antispoof::ensure_table(inst, undo)?;
     let mut fresh = nl.link(&net.bridge)?.is_none();
     if fresh {
         let addr = Ipv4Net::new(gw, subnet.prefix_len())

@@ -56,6 +56,7 @@ pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError
         // The table it may have made first goes with the last network.
         if rows::list_networks(tx)?.is_empty() {
             rules::drop_table(inst)?;
+            super::antispoof::drop_table(inst)?;
         }
         Ok(())
     })
