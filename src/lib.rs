@@ -7,6 +7,7 @@ pub mod error;
 pub mod instance;
 pub mod network;
 pub mod rootfs;
+pub mod runtime;
 pub mod store;
 pub mod timings;
 pub mod util;

@@ -27,6 +27,27 @@ pub struct ProcessSpec {
     /// The seccomp profile, installed as the very last step before execve; None = unconfined.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// An OCI spec's `user.additionalGids`: exactly these supplementary groups, instead of the
+    /// memberships found in the container's /etc/group.
+    #[serde(default)]
+    pub additional_gids: Option<Vec<u32>>,
+    /// `user.umask`; None keeps the inherited one.
+    #[serde(default)]
+    pub umask: Option<u32>,
+    /// `process.rlimits`, applied before the user switch (raising a hard limit needs root).
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// fds 3..3+N stay open across execve (runc's `--preserve-fds`).
+    #[serde(default)]
+    pub preserve_fds: u32,
+}
+
+/// One resource limit: the kernel's RLIMIT_* number and its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// Why the child did not reach execve; sent to the parent as JSON.
@@ -483,6 +504,25 @@ fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
     Ok(())
 }
 
+fn set_rlimit(r: &Rlimit) -> Result<(), ChildFailure> {
+    let lim = libc::rlimit {
+        rlim_cur: r.soft,
+        rlim_max: r.hard,
+    };
+    // SAFETY: setrlimit reads one valid rlimit struct.
+    let rc = unsafe { libc::setrlimit(r.resource as _, &lim) };
+    if rc != 0 {
+        return Err(other(format!(
+            "setrlimit {} to {}:{}: {}",
+            r.resource,
+            r.soft,
+            r.hard,
+            errno_text(nix::errno::Errno::last())
+        )));
+    }
+    Ok(())
+}
+
 fn prctl_flag(option: libc::c_int, value: libc::c_ulong, what: &str) -> Result<(), ChildFailure> {
     // SAFETY: plain prctl with integer arguments.
     let r = unsafe { libc::prctl(option, value, 0, 0, 0) };
@@ -558,10 +598,15 @@ fn reset_signals() {
 
 /// Mark every fd above stderr close-on-exec so nothing of the runtime leaks into the container
 /// (runc GHSA-xr7r-f8xq-vfvv); the failure pipe is already CLOEXEC so it keeps working.
-fn cloexec_all_fds() {
+fn cloexec_all_fds(from: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // Preserved fds are passed on: they must lose their close-on-exec flag.
+    for fd in 3..from {
+        // SAFETY: clearing FD_CLOEXEC on an fd number; a stale number just fails with EBADF.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
     // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if r == 0 {
         return;
     }
@@ -569,7 +614,7 @@ fn cloexec_all_fds() {
         let fds: Vec<i32> = dir
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .filter(|fd| *fd > 2)
+            .filter(|fd| *fd >= from as i32)
             .collect();
         for fd in fds {
             // SAFETY: setting FD_CLOEXEC on an fd number; a stale number just fails with EBADF.
@@ -614,7 +659,10 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
 
     let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
     let groups = parse_group(&std::fs::read_to_string("/etc/group").unwrap_or_default());
-    let user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    let mut user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    if let Some(gids) = &spec.additional_gids {
+        user.additional_gids = gids.clone();
+    }
 
     let cwd = if spec.cwd.is_empty() {
         "/"
@@ -629,6 +677,12 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         ))
     })?;
 
+    for r in &spec.rlimits {
+        set_rlimit(r)?;
+    }
+    if let Some(m) = spec.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
+    }
     drop_bounding(mask)?;
     let switching = user.uid != 0;
     if switching {
@@ -651,7 +705,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         .map_err(|_| other(format!("command contains a NUL byte: {arg0:?}")))?;
     let c_args = cstrings(&spec.args, "argument")?;
     let c_env = cstrings(&env, "environment")?;
-    cloexec_all_fds();
+    cloexec_all_fds(3 + spec.preserve_fds);
     reset_signals();
     // Last, after the user switch and no_new_privs: nothing of ours runs under the filter
     // but execve itself.
