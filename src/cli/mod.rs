@@ -4,6 +4,7 @@
 mod container;
 mod image;
 mod network;
+pub mod oci;
 mod output;
 
 use clap::{Args, Parser, Subcommand};

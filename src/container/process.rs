@@ -40,6 +40,19 @@ pub struct ProcessSpec {
     /// fds 3..3+N stay open across execve (runc's `--preserve-fds`).
     #[serde(default)]
     pub preserve_fds: u32,
+    /// An OCI spec's other four capability sets; None = effective and
+    /// permitted equal the bounding set, inheritable and ambient empty.
+    #[serde(default)]
+    pub cap_sets: Option<CapSets>,
+}
+
+/// Capability names ("CAP_KILL") per set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSets {
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+    pub inheritable: Vec<String>,
+    pub ambient: Vec<String>,
 }
 
 /// One resource limit: the kernel's RLIMIT_* number and its values.
@@ -445,7 +458,7 @@ fn permitted_mask() -> u64 {
 }
 
 /// effective = permitted = mask, inheritable and ambient empty, in one capset call.
-fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
+fn set_process_caps(effective: u64, permitted: u64, inheritable: u64) -> Result<(), ChildFailure> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -463,18 +476,16 @@ fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
         version: VERSION_3,
         pid: 0,
     };
-    let lo = mask as u32;
-    let hi = (mask >> 32) as u32;
     let data = [
         Data {
-            effective: lo,
-            permitted: lo,
-            inheritable: 0,
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
         },
         Data {
-            effective: hi,
-            permitted: hi,
-            inheritable: 0,
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
         },
     ];
     // SAFETY: header and two data structs laid out as the kernel's capset(2) v3 ABI expects.
@@ -693,7 +704,40 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     if switching {
         prctl_flag(libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
     }
-    set_process_caps(mask)?;
+    match &spec.cap_sets {
+        None => set_process_caps(mask, mask, 0)?,
+        Some(sets) => {
+            let held = permitted_mask();
+            let m = |names: &Vec<String>| -> Result<u64, ChildFailure> {
+                Ok(capability_mask(&Some(names.clone())).map_err(|e| other(e.to_string()))? & held)
+            };
+            set_process_caps(
+                m(&sets.effective)?,
+                m(&sets.permitted)?,
+                m(&sets.inheritable)?,
+            )?;
+            for name in &sets.ambient {
+                for c in parse_capability(name).map_err(|e| other(e.to_string()))? {
+                    // SAFETY: plain prctl with integer arguments.
+                    let r = unsafe {
+                        libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                            c.index() as libc::c_ulong,
+                            0,
+                            0,
+                        )
+                    };
+                    if r != 0 {
+                        return Err(other(format!(
+                            "raise ambient capability {c}: {}",
+                            errno_text(nix::errno::Errno::last())
+                        )));
+                    }
+                }
+            }
+        }
+    }
     if spec.no_new_privs {
         prctl_flag(libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
     }

@@ -343,6 +343,10 @@ fn mount_one(root: &Path, m: &oci_spec::runtime::Mount) -> Result<()> {
     let typ = m.typ().clone().unwrap_or_default();
     let source = m.source().clone().unwrap_or_default();
     let (mut flags, data, readonly) = parse_options(m.options().as_deref().unwrap_or_default());
+    if typ == "cgroup" {
+        return crate::runtime::mounts::mount_cgroup(&dest, flags, readonly)
+            .map_err(RootfsError::Mount);
+    }
     let is_bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
     if is_bind {
         flags |= MsFlags::MS_BIND;

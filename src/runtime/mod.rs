@@ -6,7 +6,9 @@
 
 pub mod container;
 pub mod executor;
+pub mod features;
 pub mod hooks;
+pub mod mounts;
 pub mod resources;
 pub mod spec;
 pub mod state;

@@ -3,7 +3,7 @@
 //! devices, and the parts this runtime cannot honour (refused by name, never
 //! dropped). Pure but for the three `apply_*` helpers the child calls.
 
-use crate::container::process::{ProcessSpec, Rlimit};
+use crate::container::process::{CapSets, ProcessSpec, Rlimit};
 use crate::container::spec::{spec_capabilities, DEFAULT_DEVICES, USER_ANNOTATION};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
@@ -231,19 +231,12 @@ pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
         ),
     };
     let capabilities = spec_capabilities(spec);
-    if let Some(c) = process.capabilities() {
-        let bounding = cap_names(c.bounding());
-        // Only the shape Docker, Podman and runc's `spec` produce is
-        // implemented; anything else is refused rather than approximated.
-        let same = |s: &Option<Capabilities>| s.is_none() || cap_names(s) == bounding;
-        let empty = |s: &Option<Capabilities>| cap_names(s).is_empty();
-        if !same(c.effective()) || !same(c.permitted()) {
-            return Err("not implemented: effective/permitted capability sets that differ from the bounding set".into());
-        }
-        if !empty(c.inheritable()) || !empty(c.ambient()) {
-            return Err("not implemented: inheritable or ambient capabilities".into());
-        }
-    }
+    let cap_sets = process.capabilities().as_ref().map(|c| CapSets {
+        effective: cap_names(c.effective()),
+        permitted: cap_names(c.permitted()),
+        inheritable: cap_names(c.inheritable()),
+        ambient: cap_names(c.ambient()),
+    });
     let rlimits = process
         .rlimits()
         .iter()
@@ -266,6 +259,7 @@ pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
         umask,
         rlimits,
         preserve_fds: 0,
+        cap_sets,
     })
 }
 
@@ -460,9 +454,11 @@ mod tests {
             }]
         );
         let s = spec(serde_json::json!({"process": {"capabilities": {
-            "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
-            "ambient": ["CAP_KILL"]}}}));
-        assert!(process_spec(&s).unwrap_err().contains("ambient"));
+            "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]}}}));
+        let sets = process_spec(&s).unwrap().cap_sets.unwrap();
+        assert_eq!(sets.ambient, vec!["CAP_KILL".to_string()]);
+        assert_eq!(sets.inheritable, vec!["CAP_KILL".to_string()]);
     }
 
     #[test]
