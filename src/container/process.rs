@@ -694,6 +694,12 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     if let Some(m) = spec.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
     }
+    // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it
+    // while we still hold it, as runc does (the profile must then allow
+    // the few calls that follow).
+    if !spec.no_new_privs {
+        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    }
     drop_bounding(mask)?;
     let switching = user.uid != 0;
     if switching {
@@ -753,7 +759,9 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     reset_signals();
     // Last, after the user switch and no_new_privs: nothing of ours runs under the filter
     // but execve itself.
-    super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    if spec.no_new_privs {
+        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    }
     let e = match nix::unistd::execve(&c_path, &c_args, &c_env) {
         Err(e) => e,
         Ok(never) => match never {},
