@@ -9,6 +9,8 @@ mod hostile;
 mod images;
 mod limits;
 mod network;
+mod oci;
+mod podman;
 mod robustness;
 mod security;
 mod soak;
