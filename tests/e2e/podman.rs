@@ -35,7 +35,11 @@ impl Podman {
         )
         .unwrap();
         let p = Podman { h, dir, conf };
-        let o = p.run(&["load", "-i", concat!(env!("CARGO_MANIFEST_DIR"), "/images/busybox.tar")]);
+        let o = p.run(&[
+            "load",
+            "-i",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/images/busybox.tar"),
+        ]);
         assert!(o.status.success(), "podman load: {}", stderr(&o));
         Some(p)
     }
@@ -90,7 +94,10 @@ impl Drop for Podman {
         let _ = self.run(&["rm", "-af", "-t", "0"]);
         let _ = self.run(&["network", "prune", "-f"]);
         let _ = self.run(&["rmi", "-af"]);
-        let _ = cmd("umount", &["-R", "-l", self.dir.join("root/overlay").to_str().unwrap()]);
+        let _ = cmd(
+            "umount",
+            &["-R", "-l", self.dir.join("root/overlay").to_str().unwrap()],
+        );
     }
 }
 
@@ -111,10 +118,18 @@ fn run_rm_passes_the_exit_code_and_output_through() {
 fn run_detached_exec_stop_rm() {
     let Some(p) = Podman::new() else { return };
     let cg = p.cgroup_parent();
-    p.ok(&["run", "-d", "--name", "web", &cg, "busybox", "sleep", "1000"]);
+    p.ok(&[
+        "run", "-d", "--name", "web", &cg, "busybox", "sleep", "1000",
+    ]);
     let ps = p.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert!(ps.starts_with("web Up"), "{ps}");
-    let out = p.ok(&["exec", "web", "sh", "-c", "cat /proc/1/cmdline; echo; hostname"]);
+    let out = p.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; hostname",
+    ]);
     assert!(out.starts_with("sleep\01000"), "{out:?}");
     let o = p.run(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
@@ -131,7 +146,16 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
     let cg = p.cgroup_parent();
     // `script` gives podman a pty of its own, as a user's terminal would.
     let inner: Vec<String> = p
-        .command(&["run", "-it", "--rm", &cg, "busybox", "sh", "-c", "tty; echo tty-ok"])
+        .command(&[
+            "run",
+            "-it",
+            "--rm",
+            &cg,
+            "busybox",
+            "sh",
+            "-c",
+            "tty; echo tty-ok",
+        ])
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -147,33 +171,73 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
     let o = cmd("script", &["-qec", &line, "/dev/null"]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(out.contains("/dev/pts/0") && out.contains("tty-ok"), "{out:?}");
+    assert!(
+        out.contains("/dev/pts/0") && out.contains("tty-ok"),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn run_network_with_a_published_port_and_a_memory_limit() {
     let Some(p) = Podman::new() else { return };
     let cg = p.cgroup_parent();
-    p.ok(&["network", "create", "--disable-dns", "--subnet", "10.231.0.0/24", "mnet"]);
     p.ok(&[
-        "run", "-d", "--name", "srv", &cg, "--network", "mnet", "-p", "18321:80",
-        "--memory", "64m", "busybox", "sh", "-c",
+        "network",
+        "create",
+        "--disable-dns",
+        "--subnet",
+        "10.231.0.0/24",
+        "mnet",
+    ]);
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        &cg,
+        "--network",
+        "mnet",
+        "-p",
+        "18321:80",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
         "echo served-by-minirt > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
     ]);
-    let ip = p.ok(&["inspect", "srv", "--format", "{{.NetworkSettings.Networks.mnet.IPAddress}}"]);
+    let ip = p.ok(&[
+        "inspect",
+        "srv",
+        "--format",
+        "{{.NetworkSettings.Networks.mnet.IPAddress}}",
+    ]);
     assert!(ip.trim().starts_with("10.231.0."), "{ip}");
     let mut body = String::new();
     let got = eventually(Duration::from_secs(10), || {
-        let o = p.h.in_ns("wget", &["-T", "2", "-qO-", "http://10.231.0.1:18321/"]);
+        let o =
+            p.h.in_ns("wget", &["-T", "2", "-qO-", "http://10.231.0.1:18321/"]);
         body = stdout(&o);
         body.contains("served-by-minirt")
     });
     assert!(got, "port map did not answer: {body:?}");
-    let limit = p.ok(&["exec", "srv", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    let limit = p.ok(&[
+        "exec",
+        "srv",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
     // Enforced: a process that needs more is OOM-killed (137).
     let o = p.run(&[
-        "run", "--rm", &cg, "--memory", "16m", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        &cg,
+        "--memory",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
         "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(o.status.code(), Some(137), "{}{}", stdout(&o), stderr(&o));
