@@ -121,6 +121,9 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
             Err(e) => return Err(other("sync", &e)),
         },
         Gate::Fifo(fifo) => {
+            let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
+            ps.preserve_fds = args.preserve_fds;
+            super::process::preflight(&ps)?;
             send_msg(&args.sync, &ToParent::Ready).map_err(|e| other("sync", &e))?;
             wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
         }

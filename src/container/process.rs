@@ -654,6 +654,35 @@ pub fn finish_and_exec(spec: &ProcessSpec) -> ChildFailure {
     }
 }
 
+/// What `finish_and_exec` would fail on, checked early: the user, the
+/// rlimits (set now, they hold for the process), the cwd and the command.
+/// The OCI init runs this before it waits for `start`, so `create` reports
+/// these errors (as runc does) instead of the container dying at start.
+pub fn preflight(spec: &ProcessSpec) -> Result<(), ChildFailure> {
+    let Some(arg0) = spec.args.first() else {
+        return Err(other("no command specified"));
+    };
+    let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
+    let groups = parse_group(&std::fs::read_to_string("/etc/group").unwrap_or_default());
+    let user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    for r in &spec.rlimits {
+        set_rlimit(r)?;
+    }
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
+    if !Path::new(cwd).is_dir() {
+        return Err(other(format!(
+            "chdir to cwd ({cwd:?}) set in config.json failed: no such directory"
+        )));
+    }
+    let env = env_with_home(&spec.env, &user.home);
+    lookup_in_path(arg0, path_from_env(&env), probe_file)?;
+    Ok(())
+}
+
 fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, ChildFailure> {
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));

@@ -503,6 +503,12 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
         .fails(&["create", "-b", b.to_str().unwrap(), "noroot"])
         .contains("rootfs"));
 
+    // A command that is not there fails create itself, as with runc.
+    let b = o.bundle("nocmd", &["nosuchcmd"], |_| {});
+    assert!(o
+        .fails(&["create", "-b", b.to_str().unwrap(), "nocmd"])
+        .contains("executable file not found"));
+
     let b = o.bundle("dup", &["sleep", "100"], |_| {});
     o.ok(&["create", "-b", b.to_str().unwrap(), "dup"]);
     assert!(o
@@ -542,7 +548,7 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
     assert!(o.fails(&["--systemd-cgroup", "list"]).contains("systemd"));
 
     o.ok(&["delete", "--force", "dup"]);
-    for id in ["a", "badjson", "badver", "noroot", "dup", "userns"] {
+    for id in ["a", "badjson", "badver", "noroot", "nocmd", "dup", "userns"] {
         o.assert_gone(id, None);
     }
     assert_eq!(std::fs::read_dir(&o.state).unwrap().count(), 0);

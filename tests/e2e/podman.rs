@@ -27,7 +27,7 @@ impl Podman {
         std::fs::write(
             &conf,
             format!(
-                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\"]\n\
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
                  [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
                  [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{}/net\"\n",
                 dir.display()
