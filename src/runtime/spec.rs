@@ -157,11 +157,7 @@ pub fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
 /// `process.consoleSize` on a new pty; best effort (a zero size is no size).
 pub fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
-    let Some(b) = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.console_size().clone())
-    else {
+    let Some(b) = spec.process().as_ref().and_then(|p| p.console_size()) else {
         return;
     };
     let ws = libc::winsize {
@@ -176,7 +172,7 @@ pub fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
 
 fn rlimit_number(t: PosixRlimitType) -> u32 {
     use PosixRlimitType::*;
-    (match t {
+    match t {
         RlimitCpu => libc::RLIMIT_CPU,
         RlimitFsize => libc::RLIMIT_FSIZE,
         RlimitData => libc::RLIMIT_DATA,
@@ -193,7 +189,7 @@ fn rlimit_number(t: PosixRlimitType) -> u32 {
         RlimitNice => libc::RLIMIT_NICE,
         RlimitRtprio => libc::RLIMIT_RTPRIO,
         RlimitRttime => libc::RLIMIT_RTTIME,
-    }) as u32
+    }
 }
 
 fn cap_names(set: &Option<Capabilities>) -> Vec<String> {
@@ -448,7 +444,7 @@ mod tests {
         assert_eq!(
             p.rlimits,
             vec![Rlimit {
-                resource: libc::RLIMIT_NOFILE as u32,
+                resource: libc::RLIMIT_NOFILE,
                 soft: 50,
                 hard: 100
             }]

@@ -130,7 +130,7 @@ fn run_detached_exec_stop_rm() {
         "-c",
         "cat /proc/1/cmdline; echo; hostname",
     ]);
-    assert!(out.starts_with("sleep\01000"), "{out:?}");
+    assert!(out.starts_with("sleep\x001000"), "{out:?}");
     let o = p.run(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
     p.ok(&["stop", "-t", "1", "web"]);
