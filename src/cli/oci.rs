@@ -27,20 +27,35 @@ const OCI_GLOBALS: &[&str] = &[
 /// Subcommands docker's command line does not have.
 const OCI_ONLY: &[&str] = &["state", "delete", "features", "spec", "list", "resume"];
 /// Subcommands both have: OCI when they name a container of the OCI root
-/// (or, for create, a bundle).
-const SHARED: &[&str] = &[
-    "create", "start", "kill", "exec", "ps", "pause", "update", "run",
-];
-/// Flags only the runc form of a shared subcommand has.
-const OCI_FLAGS: &[&str] = &[
-    "--bundle",
-    "-b",
-    "--console-socket",
-    "--pid-file",
-    "--process",
-    "-p",
-    "--preserve-fds",
-];
+/// or carry a flag only runc's form has.
+const SHARED: &[&str] = &["create", "start", "kill", "exec", "ps", "pause", "update"];
+
+/// Flags only the runc form of a shared subcommand has (docker's `-p` is
+/// `--publish`: only `exec -p` is runc's `--process`).
+fn oci_only_flag(sub: &str, flag: &str) -> bool {
+    let create = [
+        "--bundle",
+        "-b",
+        "--console-socket",
+        "--pid-file",
+        "--preserve-fds",
+        "--no-pivot",
+        "--no-new-keyring",
+    ];
+    let exec = [
+        "--process",
+        "-p",
+        "--console-socket",
+        "--pid-file",
+        "--preserve-fds",
+    ];
+    match sub {
+        "create" => create.contains(&flag),
+        "exec" => exec.contains(&flag),
+        "update" => flag == "--resources" || flag == "-r",
+        _ => false,
+    }
+}
 
 /// The dispatch rule (pure): Some(argv for the OCI parser) when `argv` is an
 /// OCI runtime invocation. `exists(root, id)` says whether the OCI state
@@ -98,7 +113,7 @@ pub fn oci_argv(argv: &[String], exists: impl Fn(&Path, &str) -> bool) -> Option
         || (SHARED.contains(&sub)
             && (rest
                 .iter()
-                .any(|a| OCI_FLAGS.contains(&a.split('=').next().unwrap_or("")))
+                .any(|a| oci_only_flag(sub, a.split('=').next().unwrap_or("")))
                 || rest.iter().any(|a| !a.starts_with('-') && exists(&root, a))));
     yes.then(|| argv.to_vec())
 }
@@ -506,6 +521,8 @@ mod tests {
         assert!(oci("minirt kill known 15"));
         assert!(oci("minirt delete --force abc"));
         assert!(oci("minirt exec --pid-file /p --process /x --detach abc"));
+        assert!(oci("minirt exec -p /x abc"));
+        assert!(oci("minirt update --resources /f abc"));
         assert!(oci("minirt state abc"));
         assert!(oci("minirt features"));
         assert!(oci("minirt --log /l --log-format json create -b /b abc"));
@@ -519,6 +536,11 @@ mod tests {
         assert!(!oci("minirt exec -it web sh"));
         assert!(!oci("minirt ps -a"));
         assert!(!oci("minirt run --rm busybox true"));
+        assert!(!oci(
+            "minirt --root /r --run-root /rr run -d -p 8080:80 busybox"
+        ));
+        assert!(!oci("minirt run -d -p 80 --name known busybox"));
+        assert!(!oci("minirt create -p 80:80 busybox"));
         assert!(!oci("minirt create busybox"));
         assert!(!oci("minirt --root /var/lib/minirt rm web"));
         assert!(!oci("minirt"));

@@ -90,10 +90,8 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     rspec::apply_oom_score_adj(spec).map_err(ChildFailure::Other)?;
     setup_container_rootfs(spec, args.overlay.as_ref())
         .map_err(|e| ChildFailure::Other(e.to_string()))?;
-    if let Some(h) = spec.hostname() {
-        if !h.is_empty() || args.overlay.is_some() {
-            nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
-        }
+    if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
     // The terminal comes from the container's own devpts (so `tty` names a
     // path that exists inside).

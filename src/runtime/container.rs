@@ -95,6 +95,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
     rspec::check_unsupported(&spec).map_err(err)?;
     let plan = rspec::ns_plan(&spec).map_err(err)?;
     rspec::check_sysctls(&spec, &plan).map_err(err)?;
+    rspec::check_hostname(&spec, &plan).map_err(err)?;
     let ps = rspec::process_spec(&spec).map_err(err)?;
     if ps.args.is_empty() {
         return Err(err("config.json: process.args must not be empty"));

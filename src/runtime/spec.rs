@@ -134,6 +134,21 @@ pub fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
     Ok(())
 }
 
+/// A hostname needs a UTS namespace of the container's own: set in the
+/// host's, it would rename the host.
+pub fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
+    let named = spec.hostname().as_ref().is_some_and(|h| !h.is_empty());
+    let own = plan.clone.contains(CloneFlags::CLONE_NEWUTS)
+        || plan
+            .join
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWUTS);
+    if named && !own {
+        return Err("the spec sets a hostname but has no UTS namespace of its own".into());
+    }
+    Ok(())
+}
+
 /// Child side, before pivot_root: namespaced sysctls through /proc/sys.
 pub fn apply_sysctls(spec: &Spec) -> Result<(), String> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
@@ -408,6 +423,16 @@ mod tests {
         let s = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "mount"}, {"type": "mount"}]}}));
         assert!(ns_plan(&s).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn a_hostname_needs_its_own_uts_namespace() {
+        let s = spec(serde_json::json!({"hostname": "h",
+            "linux": {"namespaces": [{"type": "mount"}]}}));
+        assert!(check_hostname(&s, &ns_plan(&s).unwrap()).is_err());
+        let s = spec(serde_json::json!({"hostname": "h",
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}]}}));
+        assert!(check_hostname(&s, &ns_plan(&s).unwrap()).is_ok());
     }
 
     #[test]

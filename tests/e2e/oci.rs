@@ -398,7 +398,7 @@ fn a_network_namespace_named_by_path_is_joined() {
     );
     assert!(link.status.success(), "{}", stderr(&link));
     let b = o.bundle("joined", &["cat", "/proc/net/dev"], |c| {
-        c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"},
+        c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
             {"type": "network", "path": ns}]);
     });
     let out = o.work.join("out");
@@ -417,7 +417,7 @@ fn a_network_namespace_named_by_path_is_joined() {
     o.ok(&["delete", "joined"]);
     // A path that is not a namespace: refused before anything is made.
     let b = o.bundle("notns", &["true"], |c| {
-        c["linux"]["namespaces"] = json!([{"type": "mount"},
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"},
             {"type": "network", "path": "/etc/hostname"}]);
     });
     let line = o.fails(&["create", "-b", b.to_str().unwrap(), "notns"]);
@@ -521,6 +521,13 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
     );
     assert!(o.fails(&["kill", "dup", "NOPE"]).contains("unknown signal"));
 
+    let b = o.bundle("nouts", &["true"], |c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}]);
+    });
+    assert!(o
+        .fails(&["create", "-b", b.to_str().unwrap(), "nouts"])
+        .contains("UTS namespace"));
+
     let b = o.bundle("userns", &["true"], |c| {
         c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "user"}]);
     });
@@ -548,7 +555,9 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
     assert!(o.fails(&["--systemd-cgroup", "list"]).contains("systemd"));
 
     o.ok(&["delete", "--force", "dup"]);
-    for id in ["a", "badjson", "badver", "noroot", "nocmd", "dup", "userns"] {
+    for id in [
+        "a", "badjson", "badver", "noroot", "nocmd", "dup", "nouts", "userns",
+    ] {
         o.assert_gone(id, None);
     }
     assert_eq!(std::fs::read_dir(&o.state).unwrap().count(), 0);
