@@ -178,7 +178,7 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
 }
 
 #[test]
-fn run_network_with_a_published_port_and_a_memory_limit() {
+fn run_network_joins_netavarks_namespace_and_memory_is_enforced() {
     let Some(p) = Podman::new() else { return };
     let cg = p.cgroup_parent();
     p.ok(&[
@@ -186,7 +186,7 @@ fn run_network_with_a_published_port_and_a_memory_limit() {
         "create",
         "--disable-dns",
         "--subnet",
-        "10.231.0.0/24",
+        "10.247.0.0/24",
         "mnet",
     ]);
     p.ok(&[
@@ -197,8 +197,6 @@ fn run_network_with_a_published_port_and_a_memory_limit() {
         &cg,
         "--network",
         "mnet",
-        "-p",
-        "18321:80",
         "--memory",
         "64m",
         "busybox",
@@ -212,15 +210,19 @@ fn run_network_with_a_published_port_and_a_memory_limit() {
         "--format",
         "{{.NetworkSettings.Networks.mnet.IPAddress}}",
     ]);
-    assert!(ip.trim().starts_with("10.231.0."), "{ip}");
+    let ip = ip.trim().to_string();
+    assert!(ip.starts_with("10.247.0."), "{ip}");
+    // minirt joined the namespace netavark wired: the bridge reaches it.
+    let url = format!("http://{ip}/");
     let mut body = String::new();
     let got = eventually(Duration::from_secs(10), || {
-        let o =
-            p.h.in_ns("wget", &["-T", "2", "-qO-", "http://10.231.0.1:18321/"]);
-        body = stdout(&o);
+        body = stdout(&p.h.in_ns("wget", &["-T", "2", "-qO-", &url]));
         body.contains("served-by-minirt")
     });
-    assert!(got, "port map did not answer: {body:?}");
+    assert!(
+        got,
+        "the container on netavark's bridge did not answer: {body:?}"
+    );
     let limit = p.ok(&[
         "exec",
         "srv",
@@ -241,5 +243,45 @@ fn run_network_with_a_published_port_and_a_memory_limit() {
         "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(o.status.code(), Some(137), "{}{}", stdout(&o), stderr(&o));
+    p.ok(&["rm", "-f", "-t", "0", "srv"]);
+}
+
+/// netavark's DNAT of a published port to a container minirt runs. Seen
+/// failing for a few minutes while another worktree's Podman tests ran on
+/// this machine (the container answered on its own address meanwhile);
+/// passing again right after, alone and beside the rest.
+#[test]
+fn run_network_with_a_published_port() {
+    let Some(p) = Podman::new() else { return };
+    let cg = p.cgroup_parent();
+    p.ok(&[
+        "network",
+        "create",
+        "--disable-dns",
+        "--subnet",
+        "10.248.0.0/24",
+        "pnet",
+    ]);
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        &cg,
+        "--network",
+        "pnet",
+        "-p",
+        "18348:80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo served-by-minirt > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let mut body = String::new();
+    let got = eventually(Duration::from_secs(10), || {
+        body = stdout(&p.h.in_ns("wget", &["-T", "2", "-qO-", "http://10.248.0.1:18348/"]));
+        body.contains("served-by-minirt")
+    });
+    assert!(got, "port map did not answer: {body:?}");
     p.ok(&["rm", "-f", "-t", "0", "srv"]);
 }
