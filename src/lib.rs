@@ -9,6 +9,7 @@ pub mod instance;
 pub mod intent;
 pub mod network;
 pub mod rootfs;
+pub mod runtime;
 pub mod store;
 pub mod timings;
 pub mod util;

@@ -401,6 +401,7 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
         capabilities: Some(caps),
         no_new_privs: true,
         seccomp,
+        ..Default::default()
     };
     let mut req = ExecRequest::new(row.pid, process);
     req.cgroup_procs = minirt::container::runtime::cgroup_of(inst, &row.id).procs_files();

@@ -5,6 +5,7 @@ mod container;
 mod format;
 mod image;
 mod network;
+pub mod oci;
 mod output;
 mod registry;
 mod system;

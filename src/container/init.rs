@@ -1,30 +1,60 @@
-//! The container's side of the run path: the cloned child joins its
-//! cgroup and sets up its root filesystem while the parent wires the network,
-//! waits for the go, then becomes the container's process. Any failure
-//! travels back as a message; this code never returns into the parent's
-//! logic.
+//! The container's side of the run path, shared by minirt's own `run` and
+//! the OCI `create` (one executor, see `crate::runtime`): the cloned child
+//! joins its cgroup and the namespaces named by path, sets up its root
+//! filesystem, waits at its start gate, then becomes the container's process.
+//! Any failure before the gate travels back as a message; this code never
+//! returns into the parent's logic.
 
-use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
+use super::process::{finish_and_exec, ChildFailure};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
-use super::spec::{spec_capabilities, USER_ANNOTATION};
 use crate::cgroups::Cgroup;
 use crate::rootfs::mount::{setup_container_rootfs, Overlay};
+use crate::runtime::spec as rspec;
+use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+/// Where the container's terminal (a pty from its own devpts) goes.
+pub enum Console {
+    /// No terminal: stdio as inherited.
+    None,
+    /// The master travels to the parent on the sync socket (minirt relays it).
+    Relay,
+    /// The master is sent to this (connected) OCI console socket, runc's way.
+    Socket(OwnedFd),
+}
+
+/// What the child waits for before it execs.
+pub enum Gate {
+    /// A `Continue` message from the parent on the sync socket (network wired).
+    Parent,
+    /// The OCI create/start split: report `Ready`, then block opening this
+    /// FIFO (an O_PATH fd, reopened through /proc/self/fd after pivot_root)
+    /// for writing until `start` opens it for reading.
+    Fifo(OwnedFd),
+}
 
 /// Everything the child needs, prepared by the parent before clone.
 pub struct InitArgs {
     pub spec: Spec,
-    /// The root filesystem to mount (in the child's own mount namespace).
-    pub overlay: Overlay,
+    /// The root filesystem to mount (in the child's own mount namespace);
+    /// None when the spec's root path is ready (an OCI bundle).
+    pub overlay: Option<Overlay>,
     pub sync: OwnedFd,
-    /// Give the container a terminal from its own devpts.
-    pub tty: bool,
+    pub console: Console,
+    pub gate: Gate,
     /// The container's cgroup, joined first thing.
     pub cgroup: Cgroup,
     /// Born in its cgroup2 directory already (clone3 CLONE_INTO_CGROUP).
     pub born_in_v2: bool,
+    /// Namespaces the spec names by path, opened (and checked) by the parent.
+    pub join: Vec<(CloneFlags, OwnedFd)>,
+    /// A new cgroup namespace, made after joining the cgroup (so the
+    /// container's own cgroup is its root).
+    pub new_cgroupns: bool,
+    /// fds 3..3+N are passed on to the process.
+    pub preserve_fds: u32,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
@@ -34,7 +64,11 @@ pub fn child_main(args: &InitArgs) -> isize {
         Err(f) => f,
     };
     let code = failure.exit_code();
-    let _ = send_msg(&args.sync, &ToParent::Failed(failure));
+    if send_msg(&args.sync, &ToParent::Failed(failure.clone())).is_err() {
+        // After an OCI start nobody listens on the socket: the container's
+        // stderr is where runc users look.
+        eprintln!("minirt: {failure}");
+    }
     code as isize
 }
 
@@ -47,57 +81,74 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     args.cgroup
         .join_self(args.born_in_v2)
         .map_err(|e| other("joining the cgroup", &e))?;
-    setup_container_rootfs(spec, Some(&args.overlay))
+    for (flag, fd) in &args.join {
+        nix::sched::setns(fd, *flag).map_err(|e| other(&format!("joining {flag:?}"), &e))?;
+    }
+    // Through the host's /proc, before pivot_root and the read-only /proc/sys:
+    // namespaced sysctls act on the writer's namespaces, which are ours now.
+    rspec::apply_sysctls(spec).map_err(ChildFailure::Other)?;
+    rspec::apply_oom_score_adj(spec).map_err(ChildFailure::Other)?;
+    setup_container_rootfs(spec, args.overlay.as_ref())
         .map_err(|e| ChildFailure::Other(e.to_string()))?;
-    if let Some(h) = spec.hostname() {
+    if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
     // The terminal comes from the container's own devpts (so `tty` names a
-    // path that exists inside); its master goes to the parent to relay.
-    let console = if args.tty {
-        let (master, slave) = open_console().map_err(|e| other("allocating a terminal", &e))?;
-        send_msg_with_fd(&args.sync, &ToParent::Console, master.as_fd())
-            .map_err(|e| other("sending the terminal", &e))?;
-        Some(slave)
-    } else {
-        None
+    // path that exists inside).
+    let console = match &args.console {
+        Console::None => None,
+        Console::Relay => {
+            let (master, slave) = open_console().map_err(|e| other("allocating a terminal", &e))?;
+            send_msg_with_fd(&args.sync, &ToParent::Console, master.as_fd())
+                .map_err(|e| other("sending the terminal", &e))?;
+            Some(slave)
+        }
+        Console::Socket(sock) => {
+            let (master, slave) = open_console().map_err(|e| other("allocating a terminal", &e))?;
+            rspec::apply_console_size(spec, master.as_fd());
+            super::pty::send_fd(sock.as_fd(), Some(master.as_fd()))
+                .map_err(|e| other("sending the terminal to the console socket", &e))?;
+            Some(slave)
+        }
     };
 
-    // Wait for the parent: network wired.
-    match recv_msg::<ToChild>(&args.sync) {
-        Ok(Some(ToChild::Continue)) => {}
-        Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),
-        Err(e) => return Err(other("sync", &e)),
+    match &args.gate {
+        Gate::Parent => match recv_msg::<ToChild>(&args.sync) {
+            Ok(Some(ToChild::Continue)) => {}
+            Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),
+            Err(e) => return Err(other("sync", &e)),
+        },
+        Gate::Fifo(fifo) => {
+            let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
+            ps.preserve_fds = args.preserve_fds;
+            super::process::preflight(&ps)?;
+            send_msg(&args.sync, &ToParent::Ready).map_err(|e| other("sync", &e))?;
+            wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
+        }
     }
-    // Now that we are in our cgroup, make it the root of our cgroup view.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| other("unshare cgroup namespace", &e))?;
+    if args.new_cgroupns {
+        // Now that we are in our cgroup, make it the root of our cgroup view.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| other("unshare cgroup namespace", &e))?;
+    }
 
     if let Some(slave) = &console {
         make_controlling_terminal(slave).map_err(|e| other("setting up the terminal", &e))?;
     }
     drop(console);
-    close_inherited_fds(args.sync.as_raw_fd());
+    close_inherited_fds(args.sync.as_raw_fd(), args.preserve_fds);
 
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| ChildFailure::Other("spec has no process".into()))?;
-    let user = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(USER_ANNOTATION).cloned())
-        .unwrap_or_default();
-    let ps = ProcessSpec {
-        args: process.args().clone().unwrap_or_default(),
-        env: process.env().clone().unwrap_or_default(),
-        cwd: process.cwd().to_string_lossy().into_owned(),
-        user,
-        capabilities: spec_capabilities(spec),
-        no_new_privs: process.no_new_privileges().unwrap_or(true),
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-    };
+    let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
+    ps.preserve_fds = args.preserve_fds;
     Err(finish_and_exec(&ps))
+}
+
+/// Blocks until `start` opens the FIFO for reading, then tells it we go.
+fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(b"0")
 }
 
 /// Opens a pty pair on the (already pivoted) container's /dev/ptmx.
@@ -116,9 +167,10 @@ fn open_console() -> nix::Result<(OwnedFd, OwnedFd)> {
     Ok((master.into(), slave))
 }
 
-/// Marks every fd above stderr close-on-exec, so nothing the runtime had
-/// open (database, log files, sockets) leaks into the container.
-fn close_inherited_fds(keep: RawFd) {
+/// Marks every fd above stderr (and above the preserved ones) close-on-exec,
+/// so nothing the runtime had open (database, log files, sockets) leaks into
+/// the container.
+fn close_inherited_fds(keep: RawFd, preserve: u32) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -127,7 +179,7 @@ fn close_inherited_fds(keep: RawFd) {
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
         .collect();
     for fd in fds {
-        if fd > 2 && fd != keep {
+        if fd >= 3 + preserve as RawFd && fd != keep {
             // SAFETY: F_SETFD on an fd number; a stale number just fails.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }

@@ -27,6 +27,40 @@ pub struct ProcessSpec {
     /// The seccomp profile, installed as the very last step before execve; None = unconfined.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// An OCI spec's `user.additionalGids`: exactly these supplementary groups, instead of the
+    /// memberships found in the container's /etc/group.
+    #[serde(default)]
+    pub additional_gids: Option<Vec<u32>>,
+    /// `user.umask`; None keeps the inherited one.
+    #[serde(default)]
+    pub umask: Option<u32>,
+    /// `process.rlimits`, applied before the user switch (raising a hard limit needs root).
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// fds 3..3+N stay open across execve (runc's `--preserve-fds`).
+    #[serde(default)]
+    pub preserve_fds: u32,
+    /// An OCI spec's other four capability sets; None = effective and
+    /// permitted equal the bounding set, inheritable and ambient empty.
+    #[serde(default)]
+    pub cap_sets: Option<CapSets>,
+}
+
+/// Capability names ("CAP_KILL") per set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSets {
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+    pub inheritable: Vec<String>,
+    pub ambient: Vec<String>,
+}
+
+/// One resource limit: the kernel's RLIMIT_* number and its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// Why the child did not reach execve; sent to the parent as JSON.
@@ -424,7 +458,7 @@ fn permitted_mask() -> u64 {
 }
 
 /// effective = permitted = mask, inheritable and ambient empty, in one capset call.
-fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
+fn set_process_caps(effective: u64, permitted: u64, inheritable: u64) -> Result<(), ChildFailure> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -442,18 +476,16 @@ fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
         version: VERSION_3,
         pid: 0,
     };
-    let lo = mask as u32;
-    let hi = (mask >> 32) as u32;
     let data = [
         Data {
-            effective: lo,
-            permitted: lo,
-            inheritable: 0,
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
         },
         Data {
-            effective: hi,
-            permitted: hi,
-            inheritable: 0,
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
         },
     ];
     // SAFETY: header and two data structs laid out as the kernel's capset(2) v3 ABI expects.
@@ -477,6 +509,25 @@ fn set_process_caps(mask: u64) -> Result<(), ChildFailure> {
     if r != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
         return Err(other(format!(
             "clear ambient capabilities: {}",
+            errno_text(nix::errno::Errno::last())
+        )));
+    }
+    Ok(())
+}
+
+fn set_rlimit(r: &Rlimit) -> Result<(), ChildFailure> {
+    let lim = libc::rlimit {
+        rlim_cur: r.soft,
+        rlim_max: r.hard,
+    };
+    // SAFETY: setrlimit reads one valid rlimit struct.
+    let rc = unsafe { libc::setrlimit(r.resource as _, &lim) };
+    if rc != 0 {
+        return Err(other(format!(
+            "setrlimit {} to {}:{}: {}",
+            r.resource,
+            r.soft,
+            r.hard,
             errno_text(nix::errno::Errno::last())
         )));
     }
@@ -558,10 +609,15 @@ fn reset_signals() {
 
 /// Mark every fd above stderr close-on-exec so nothing of the runtime leaks into the container
 /// (runc GHSA-xr7r-f8xq-vfvv); the failure pipe is already CLOEXEC so it keeps working.
-fn cloexec_all_fds() {
+fn cloexec_all_fds(from: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // Preserved fds are passed on: they must lose their close-on-exec flag.
+    for fd in 3..from {
+        // SAFETY: clearing FD_CLOEXEC on an fd number; a stale number just fails with EBADF.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
     // SAFETY: close_range with the CLOEXEC flag only changes fd flags.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if r == 0 {
         return;
     }
@@ -569,7 +625,7 @@ fn cloexec_all_fds() {
         let fds: Vec<i32> = dir
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .filter(|fd| *fd > 2)
+            .filter(|fd| *fd >= from as i32)
             .collect();
         for fd in fds {
             // SAFETY: setting FD_CLOEXEC on an fd number; a stale number just fails with EBADF.
@@ -598,6 +654,35 @@ pub fn finish_and_exec(spec: &ProcessSpec) -> ChildFailure {
     }
 }
 
+/// What `finish_and_exec` would fail on, checked early: the user, the
+/// rlimits (set now, they hold for the process), the cwd and the command.
+/// The OCI init runs this before it waits for `start`, so `create` reports
+/// these errors (as runc does) instead of the container dying at start.
+pub fn preflight(spec: &ProcessSpec) -> Result<(), ChildFailure> {
+    let Some(arg0) = spec.args.first() else {
+        return Err(other("no command specified"));
+    };
+    let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
+    let groups = parse_group(&std::fs::read_to_string("/etc/group").unwrap_or_default());
+    let user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    for r in &spec.rlimits {
+        set_rlimit(r)?;
+    }
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
+    if !Path::new(cwd).is_dir() {
+        return Err(other(format!(
+            "chdir to cwd ({cwd:?}) set in config.json failed: no such directory"
+        )));
+    }
+    let env = env_with_home(&spec.env, &user.home);
+    lookup_in_path(arg0, path_from_env(&env), probe_file)?;
+    Ok(())
+}
+
 fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, ChildFailure> {
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));
@@ -614,7 +699,10 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
 
     let passwd = parse_passwd(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
     let groups = parse_group(&std::fs::read_to_string("/etc/group").unwrap_or_default());
-    let user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    let mut user = resolve_user(&spec.user, &passwd, &groups).map_err(|e| other(e.to_string()))?;
+    if let Some(gids) = &spec.additional_gids {
+        user.additional_gids = gids.clone();
+    }
 
     let cwd = if spec.cwd.is_empty() {
         "/"
@@ -629,6 +717,18 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         ))
     })?;
 
+    for r in &spec.rlimits {
+        set_rlimit(r)?;
+    }
+    if let Some(m) = spec.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m as libc::mode_t));
+    }
+    // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it
+    // while we still hold it, as runc does (the profile must then allow
+    // the few calls that follow).
+    if !spec.no_new_privs {
+        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    }
     drop_bounding(mask)?;
     let switching = user.uid != 0;
     if switching {
@@ -639,7 +739,40 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     if switching {
         prctl_flag(libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
     }
-    set_process_caps(mask)?;
+    match &spec.cap_sets {
+        None => set_process_caps(mask, mask, 0)?,
+        Some(sets) => {
+            let held = permitted_mask();
+            let m = |names: &Vec<String>| -> Result<u64, ChildFailure> {
+                Ok(capability_mask(&Some(names.clone())).map_err(|e| other(e.to_string()))? & held)
+            };
+            set_process_caps(
+                m(&sets.effective)?,
+                m(&sets.permitted)?,
+                m(&sets.inheritable)?,
+            )?;
+            for name in &sets.ambient {
+                for c in parse_capability(name).map_err(|e| other(e.to_string()))? {
+                    // SAFETY: plain prctl with integer arguments.
+                    let r = unsafe {
+                        libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                            c.index() as libc::c_ulong,
+                            0,
+                            0,
+                        )
+                    };
+                    if r != 0 {
+                        return Err(other(format!(
+                            "raise ambient capability {c}: {}",
+                            errno_text(nix::errno::Errno::last())
+                        )));
+                    }
+                }
+            }
+        }
+    }
     if spec.no_new_privs {
         prctl_flag(libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
     }
@@ -651,11 +784,13 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         .map_err(|_| other(format!("command contains a NUL byte: {arg0:?}")))?;
     let c_args = cstrings(&spec.args, "argument")?;
     let c_env = cstrings(&env, "environment")?;
-    cloexec_all_fds();
+    cloexec_all_fds(3 + spec.preserve_fds);
     reset_signals();
     // Last, after the user switch and no_new_privs: nothing of ours runs under the filter
     // but execve itself.
-    super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    if spec.no_new_privs {
+        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+    }
     let e = match nix::unistd::execve(&c_path, &c_args, &c_env) {
         Err(e) => e,
         Ok(never) => match never {},

@@ -23,6 +23,8 @@ pub enum ToParent {
     Console,
     /// Something failed before execve.
     Failed(ChildFailure),
+    /// Set up and blocked at its start gate (the OCI `create` is done).
+    Ready,
 }
 
 pub fn channel() -> nix::Result<(OwnedFd, OwnedFd)> {

@@ -2,18 +2,16 @@
 //! container's monitor: rootfs, spec, cgroup, clone, network, release the
 //! child; then wait for the exit and tear everything down.
 
-use super::clone::{fork_into, Forked};
 use super::config::ContainerConfig;
-use super::init::{child_main, InitArgs};
+use super::init::{Console, Gate};
 use super::process::ChildFailure;
-use super::protocol::{self, recv_msg_fd, send_msg, ToChild, ToParent};
+use super::protocol::{recv_msg_fd, send_msg, ToChild, ToParent};
 use super::spec::{self, EtcFiles};
 use super::ContainerError;
 use crate::cgroups::Cgroup;
 use crate::rootfs::{image, mount};
 use crate::store::{containers, Store};
 use crate::{network, util, Error, Instance, Result};
-use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -182,58 +180,34 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     // one; the v1 hierarchies it joins itself (see cgroups::join_self: no
     // global lock, no RCU wait, unlike a move by the parent).
     let span = info_span!("clone").entered();
-    let (parent_sock, child_sock) = protocol::channel().map_err(std::io::Error::from)?;
-    let v2_dir = match cgroup.v2_dir() {
-        Some(d) => Some(std::fs::File::open(d)?),
-        None => None,
-    };
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID;
-    if cfg.network.mode != "host" {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
     let stdin_inherit = matches!(stdio, Stdio::Inherit { stdin: true });
     let tty = matches!(stdio, Stdio::Tty);
+    let opts = crate::runtime::SpawnOptions {
+        overlay: Some(overlay),
+        console: if tty { Console::Relay } else { Console::None },
+        gate: Gate::Parent,
+        cgroup,
+        preserve_fds: 0,
+    };
+    // Point stdio where it belongs before anything else.
+    let child_stdio = || {
+        // SAFETY: dup2 on fds valid in this (copied) process.
+        unsafe {
+            if !stdin_inherit && !tty {
+                libc::dup2(devnull.as_raw_fd(), 0);
+            }
+            if let Some((out, err)) = &log {
+                libc::dup2(out.as_raw_fd(), 1);
+                libc::dup2(err.as_raw_fd(), 2);
+            }
+        }
+    };
     // SAFETY: no other thread of ours runs yet (the ones below start after),
     // and the child never returns into this frame: it ends in `_exit`.
-    let forked = unsafe { fork_into(flags, v2_dir.as_ref().map(|f| f.as_fd())) }
-        .map_err(|e| ContainerError::Runtime(format!("clone: {e}")))?;
-    let pid = match forked {
-        Forked::Child { in_cgroup } => {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                drop(parent_sock);
-                // Point stdio where it belongs before anything else.
-                // SAFETY: dup2 on fds valid in this (copied) process.
-                unsafe {
-                    if !stdin_inherit && !tty {
-                        libc::dup2(devnull.as_raw_fd(), 0);
-                    }
-                    if let Some((out, err)) = &log {
-                        libc::dup2(out.as_raw_fd(), 1);
-                        libc::dup2(err.as_raw_fd(), 2);
-                    }
-                }
-                let args = InitArgs {
-                    spec,
-                    overlay,
-                    sync: child_sock,
-                    tty,
-                    cgroup,
-                    born_in_v2: in_cgroup,
-                };
-                child_main(&args)
-            }))
-            .unwrap_or(255);
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code as i32) }
-        }
-        Forked::Parent { pid, .. } => pid,
-    };
-    drop(child_sock);
+    let spawned = unsafe { crate::runtime::spawn(spec, opts, child_stdio) }
+        .map_err(ContainerError::Runtime)?;
+    let (pid, parent_sock) = (spawned.pid, spawned.sync);
     drop(log);
-    drop(v2_dir);
     util::fault_point("after-clone");
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -286,6 +260,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
                     let msg = "the container sent no usable terminal";
                     return Err(ContainerError::Runtime(msg.into()).into());
                 }
+            }
+            Ok(Some((ToParent::Ready, _))) => {
+                let msg = "the container's init used the OCI start gate";
+                return Err(ContainerError::Runtime(msg.into()).into());
             }
             Ok(Some((ToParent::Failed(f), _))) => {
                 return Err(match f {

@@ -347,6 +347,17 @@ fn mount_one(root: &Root, m: &oci_spec::runtime::Mount) -> Result<()> {
     let source = m.source().clone().unwrap_or_default();
     let (mut flags, data, readonly) = parse_options(m.options().as_deref().unwrap_or_default());
     let links = links_for(dest, &typ);
+    if typ == "cgroup" {
+        // Resolved inside the root with no symlink on the way; the cgroup
+        // mount then works on the directory's own path (it mounts a tmpfs
+        // there and binds hierarchies below it, which a descriptor of the
+        // covered directory cannot reach).
+        let target = root.mkdir_all(dest, Links::Refuse).map_err(in_root)?;
+        let host = std::fs::read_link(inroot::fd_path(&target))
+            .map_err(|e| fail(format!("resolving {}", dest.display()), e))?;
+        return crate::runtime::mounts::mount_cgroup(&host, flags, readonly)
+            .map_err(RootfsError::Mount);
+    }
     let is_bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
     if is_bind {
         flags |= MsFlags::MS_BIND;

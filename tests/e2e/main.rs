@@ -16,6 +16,8 @@ mod images;
 mod lan;
 mod limits;
 mod network;
+mod oci;
+mod podman;
 mod podman_compat;
 mod refused;
 mod registry;
