@@ -58,7 +58,7 @@ fn raw_snapshot(h: &TestHost) -> Snapshot {
     cgroups.sort();
     Snapshot {
         links,
-        ruleset: stdout(&h.in_ns("nft", &["list", "ruleset"])),
+        ruleset: tables_sorted(&stdout(&h.in_ns("nft", &["list", "ruleset"]))),
         networks: vec![],
         endpoints: vec![],
         containers: vec![],
@@ -67,6 +67,24 @@ fn raw_snapshot(h: &TestHost) -> Snapshot {
         intents: dir_entries(&h.run_root.join("intents")),
         layers: dir_entries(&h.root.join("layers")),
     }
+}
+
+/// The listing with its tables in name order: `nft list ruleset` prints
+/// them in the order they were made, and a heal that rebuilds one table
+/// changes that order, not the state.
+fn tables_sorted(listing: &str) -> String {
+    let mut tables: Vec<String> = vec![];
+    for line in listing.lines() {
+        if line.starts_with("table ") || tables.is_empty() {
+            tables.push(String::new());
+        }
+        if let Some(t) = tables.last_mut() {
+            t.push_str(line);
+            t.push('\n');
+        }
+    }
+    tables.sort();
+    tables.concat()
 }
 
 fn snapshot(h: &TestHost) -> Snapshot {
