@@ -361,10 +361,13 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
             // because this function never returns.
             unsafe { libc::close(p.err_w.as_raw_fd()) };
             if let ChildIo::Pty { fallback, .. } = &p.child_io {
+                // SAFETY: as above, our copy of the fallback fd.
                 unsafe { libc::close(fallback.as_raw_fd()) };
             }
             drop(slave);
             if detach {
+                // SAFETY: leaves without running destructors the exec'd
+                // process does not share.
                 unsafe { libc::_exit(0) };
             }
             let code = loop {

@@ -466,6 +466,7 @@ mod tests {
         copy_winsize(s1.as_fd(), m2.as_fd()).unwrap();
         // SAFETY: TIOCGWINSZ writes one winsize.
         let mut got: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one winsize into `got`.
         unsafe { libc::ioctl(m2.as_raw_fd(), libc::TIOCGWINSZ, &mut got) };
         assert_eq!((got.ws_row, got.ws_col), (42, 117));
     }
@@ -473,6 +474,7 @@ mod tests {
     fn winsize_of(fd: BorrowedFd<'_>) -> (u16, u16) {
         // SAFETY: TIOCGWINSZ writes one winsize.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
         unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
         (ws.ws_row, ws.ws_col)
     }

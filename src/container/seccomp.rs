@@ -1237,6 +1237,7 @@ mod tests {
                 // SAFETY: plain prctl; then raw syscalls and _exit.
                 unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
                 let code = if install(&progs).is_err() { 100 } else { f() };
+                // SAFETY: ends the test's child without the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
             pid => {

@@ -429,6 +429,7 @@ pub(super) fn release(fd: OwnedFd) {
     let (sock, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
     // SAFETY: the child only runs async-signal-safe calls before _exit.
     match unsafe { libc::fork() } {
+        // SAFETY: read, close and _exit only, on fds this process owns.
         0 => unsafe {
             libc::close(wr);
             let mut b = 0u8;

@@ -238,6 +238,7 @@ impl Drop for TestHost {
                 let run_root =
                     std::fs::canonicalize(&self.run_root).unwrap_or(self.run_root.clone());
                 if cmdline.contains("__dns") && cmdline.contains(&*run_root.to_string_lossy()) {
+                    // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
@@ -250,6 +251,7 @@ impl Drop for TestHost {
                     .split_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok())
                 {
+                    // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }

@@ -99,6 +99,7 @@ fn in_netns_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T {
         s.spawn(|| {
             let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
             assert_eq!(
+                // SAFETY: setns on a namespace fd we hold, for this thread only.
                 unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
                 0
             );
@@ -293,6 +294,7 @@ fn names_stay_on_their_network_and_follow_connect_disconnect() {
 
     // A crashed responder comes back with the next command that needs it.
     let pid = d.responder_pid().unwrap();
+    // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
     unsafe { libc::kill(pid, libc::SIGKILL) };
     wait_for("the responder to die", Duration::from_secs(5), || {
         !alive(pid)
@@ -332,6 +334,7 @@ impl FakeUpstream {
         let thread = std::thread::spawn(move || {
             let ns = std::fs::File::open(&ns_path).unwrap();
             assert_eq!(
+                // SAFETY: setns on a namespace fd we hold, for this thread only.
                 unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
                 0
             );

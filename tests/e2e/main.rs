@@ -2,6 +2,9 @@
 //! test gets its own --root, --run-root and network namespace (a throwaway
 //! "test host"), cleaned up on drop even when the test fails.
 
+// A test that cannot set up panics: that is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod antispoof;
 mod common;
 mod concurrency;

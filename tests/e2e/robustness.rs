@@ -316,9 +316,11 @@ fn a_wiped_run_root_and_network_heal_on_the_next_command() {
     let monitor = monitor_pid(&h, "r");
     // "Reboot": kill the monitor, the container and the DNS responder, drop
     // mounts, run-root, links and the nftables table.
+    // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
     unsafe { libc::kill(monitor, libc::SIGKILL) };
     let dns = std::fs::read_to_string(h.run_root.join("dns.pid")).unwrap_or_default();
     if let Ok(pid) = dns.trim().parse::<i32>() {
+        // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
         unsafe { libc::kill(pid, libc::SIGKILL) };
         wait_for("the DNS responder to die", Duration::from_secs(10), || {
             !alive(pid)
@@ -329,6 +331,7 @@ fn a_wiped_run_root_and_network_heal_on_the_next_command() {
             .unwrap_or_default()
             .split_whitespace()
         {
+            // SAFETY: a signal to a process of this test host (ours, found in its cgroups or pid files).
             unsafe { libc::kill(p.parse().unwrap(), libc::SIGKILL) };
         }
     }
