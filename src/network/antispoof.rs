@@ -938,48 +938,10 @@ mod tests {
 mod root_tests {
     use super::tests::guard;
     use super::*;
-    use std::process::{Command, Stdio};
 
     const T: &str = "minirt_spoof001";
 
-    /// A throwaway network namespace, deleted on drop.
-    struct Ns(String);
-    impl Ns {
-        fn new() -> Ns {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let name = format!("mrtspoof-{}-{n}", std::process::id());
-            let ok = Command::new("ip")
-                .args(["netns", "add", &name])
-                .stdin(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip netns add {name}");
-            Ns(name)
-        }
-        /// Runs `f` on a thread inside this namespace.
-        fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-            let path = format!("/run/netns/{}", self.0);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let fd = std::fs::File::open(&path).expect("open netns");
-                    nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("netns thread panicked")
-            })
-        }
-    }
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .stdin(Stdio::null())
-                .status();
-        }
-    }
+    use crate::network::testns::TestNs;
 
     fn listing() -> String {
         nft::list_json("bridge", T).unwrap()
@@ -987,7 +949,7 @@ mod root_tests {
 
     #[test]
     fn the_kernel_listing_passes_the_check_and_nfnl_matches_nft() {
-        let ns = Ns::new();
+        let ns = TestNs::new("spoof");
         let a = guard("mrv0123456789ab", "10.77.0.2");
         let b = guard("mrvfedcba987654", "10.77.0.3");
         ns.run(|| {

@@ -41,6 +41,8 @@ pub mod names;
 pub mod netlink;
 pub mod reconcile;
 pub mod rules;
+#[cfg(test)]
+mod testns;
 pub mod undo;
 
 pub use endpoint::{

@@ -627,48 +627,10 @@ mod root_tests {
     use super::*;
     use crate::network::firewall::{render_base, render_ports_add, FwPort};
     use crate::network::nft;
-    use std::process::{Command, Stdio};
 
     const T: &str = "minirt_nfnl0001";
 
-    /// A throwaway network namespace, deleted on drop.
-    struct Ns(String);
-    impl Ns {
-        fn new() -> Ns {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let name = format!("mrtnfnl-{}-{n}", std::process::id());
-            let ok = Command::new("ip")
-                .args(["netns", "add", &name])
-                .stdin(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip netns add {name}");
-            Ns(name)
-        }
-        /// Runs `f` on a thread inside this namespace.
-        fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-            let path = format!("/run/netns/{}", self.0);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let fd = std::fs::File::open(&path).expect("open netns");
-                    nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("netns thread panicked")
-            })
-        }
-    }
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .stdin(Stdio::null())
-                .status();
-        }
-    }
+    use crate::network::testns::TestNs;
 
     fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
         FwPort {
@@ -691,7 +653,7 @@ mod root_tests {
 
     #[test]
     fn add_and_delete_like_nft() {
-        let ns = Ns::new();
+        let ns = TestNs::new("nfnl");
         let ports = all_maps();
         ns.run(|| {
             nft::apply(&render_base(T)).unwrap();
