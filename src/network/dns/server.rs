@@ -95,6 +95,19 @@ fn linger() -> Duration {
         .map_or(Duration::from_secs(30), Duration::from_secs)
 }
 
+/// How often a serving responder checks that it is still the one commands
+/// reach (one read of the pid file).
+const ORPHAN_CHECK: Duration = Duration::from_secs(10);
+
+/// True while the pid file names this process and the control socket is
+/// there: the responder commands find.
+fn still_ours(inst: &Instance) -> bool {
+    let named = std::fs::read_to_string(pid_path(inst))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
+    named == Some(std::process::id()) && socket_path(inst).exists()
+}
+
 /// Leaves if no command is talking to us: under the command's own lock, so
 /// a command either finds us serving or finds nothing and starts a new one.
 fn try_leave(inst: &Instance) -> bool {
@@ -137,7 +150,13 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
                 Err(_) => continue,
             }
         } else {
-            control.accept().await?
+            match tokio::time::timeout(ORPHAN_CHECK, control.accept()).await {
+                Ok(accepted) => accepted?,
+                // Another responder took over (its pid in the file) or the
+                // run root was wiped: no command can reach us any more.
+                Err(_) if !still_ours(inst) => return Ok(()),
+                Err(_) => continue,
+            }
         };
         let mut lines = BufReader::new(conn);
         let mut line = String::new();
