@@ -13,6 +13,15 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_minirt");
 
+/// Held by each test that drives Podman: Podman keeps host-wide state
+/// beside its private roots (/run/containers, libpod's locks, conmon's
+/// attach sockets), and two tests driving it at once disturbed each other
+/// (an `-it` run lost its output). Poisoning by a failed test is ignored.
+pub fn podman_serial() -> std::sync::MutexGuard<'static, ()> {
+    static PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PODMAN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs a host command, returns its output (never panics on exit status).
 pub fn cmd(program: &str, args: &[&str]) -> Output {
     Command::new(program)

@@ -11,6 +11,8 @@ struct Podman {
     h: TestHost,
     dir: PathBuf,
     conf: PathBuf,
+    /// Last: released after the cleanup in Drop.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Podman {
@@ -20,6 +22,7 @@ impl Podman {
             eprintln!("podman not installed: skipped (CI installs it, see .ci/run)");
             return None;
         }
+        let serial = podman_serial();
         let h = TestHost::new();
         let dir = h.root.parent().unwrap().join("podman");
         std::fs::create_dir_all(&dir).unwrap();
@@ -34,7 +37,12 @@ impl Podman {
             ),
         )
         .unwrap();
-        let p = Podman { h, dir, conf };
+        let p = Podman {
+            h,
+            dir,
+            conf,
+            _serial: serial,
+        };
         let o = p.run(&[
             "load",
             "-i",

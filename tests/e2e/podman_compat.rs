@@ -20,10 +20,13 @@ struct Podman<'a> {
     dir: PathBuf,
     conf: PathBuf,
     preexisting: Vec<PathBuf>,
+    /// Last: released after the cleanup in Drop.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl<'a> Podman<'a> {
     fn new(host: &'a TestHost) -> Podman<'a> {
+        let serial = podman_serial();
         let dir = host.root.parent().unwrap().join("podman");
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let conf = dir.join("containers.conf");
@@ -49,6 +52,7 @@ impl<'a> Podman<'a> {
             dir,
             conf,
             preexisting,
+            _serial: serial,
         }
     }
 
