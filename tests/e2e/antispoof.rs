@@ -8,8 +8,7 @@
 
 use crate::common::*;
 use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,49 +83,9 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// A directory of this test's, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("minirt-spoof-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Compiles the sender; the binary is `<dir>/spoof`.
+/// Compiles the spoof program; the binary is `<dir>/spoof`.
 fn build_spoof() -> TempDir {
-    let dir = TempDir::new("bin");
-    let src = dir.0.join("spoof.c");
-    std::fs::write(&src, SPOOF_C).expect("spoof source");
-    let out = dir.0.join("spoof");
-    let o = cmd(
-        "gcc",
-        &[
-            "-static",
-            "-O1",
-            "-o",
-            out.to_str().unwrap(),
-            src.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "compiling the raw sender (gcc -static) failed: {}",
-        stderr(&o)
-    );
-    dir
+    build_static_c("spoof", SPOOF_C)
 }
 
 /// A UDP socket in the test host's namespace that records every datagram;

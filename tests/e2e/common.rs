@@ -291,3 +291,51 @@ impl Drop for TestHost {
         let _ = cmd("ip", &["netns", "del", &self.ns]);
     }
 }
+
+/// A scratch directory of this test process, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("minirt-tmp-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compiles the C program `source` statically into a fresh directory (a
+/// container can run it from a `-v` bind); the binary is `<dir>/<name>`.
+pub fn build_static_c(name: &str, source: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    let src = dir.0.join(format!("{name}.c"));
+    std::fs::write(&src, source).expect("C source");
+    let out = dir.0.join(name);
+    let o = cmd(
+        "gcc",
+        &[
+            "-static",
+            "-O1",
+            "-o",
+            out.to_str().expect("utf-8 path"),
+            src.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "compiling {name} (gcc -static) failed: {}",
+        stderr(&o)
+    );
+    dir
+}

@@ -3,8 +3,7 @@
 //! --security-opt seccomp=unconfined) shows the same thing succeeding with it.
 
 use crate::common::*;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 /// A static C program that makes one raw syscall per argument (with arguments that are
@@ -87,49 +86,9 @@ const REFUSED: &[&str] = &[
 const EPERM: i32 = 1;
 const ENOSYS: i32 = 38;
 
-/// Removes a directory made by a test, even when the test fails.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("minirt-sec-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Compiles the probe into a fresh directory (removed on drop); the binary is `<dir>/probe`.
+/// Compiles the probe program; the binary is `<dir>/probe`.
 fn build_probe() -> TempDir {
-    let dir = TempDir::new("probe");
-    let src = dir.0.join("probe.c");
-    std::fs::write(&src, PROBE_C).expect("probe source");
-    let out = dir.0.join("probe");
-    let o = cmd(
-        "gcc",
-        &[
-            "-static",
-            "-O1",
-            "-o",
-            out.to_str().unwrap(),
-            src.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "compiling the syscall probe (gcc -static) failed: {}",
-        stderr(&o)
-    );
-    dir
+    build_static_c("probe", PROBE_C)
 }
 
 /// Runs the probe in a fresh container with `flags`; `name -> errno`.
