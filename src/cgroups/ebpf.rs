@@ -2,7 +2,7 @@
 //! needs, their encoding as the kernel's `struct bpf_insn`, and an
 //! interpreter of them (pure) so generated programs are checked without root.
 //!
-//! eBPF is not the classic BPF of seccomp (`src/container/bpf.rs`): eleven
+//! eBPF is not the classic BPF of seccomp (`src/runtime/seccomp/bpf.rs`): eleven
 //! 64-bit registers, 8-byte instructions with a signed 16-bit jump offset and
 //! a 32-bit immediate, and a context pointer in r1 instead of an implicit
 //! packet. Only what a straight-line, forward-jumping filter uses is here; the

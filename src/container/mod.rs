@@ -1,7 +1,6 @@
 //! Container lifecycle: run / start / exec / stop / kill / rm / ps / inspect,
 //! the per-container monitor, and the parent/child protocol.
 
-pub mod bpf;
 pub mod config;
 pub mod exec;
 
@@ -43,6 +42,5 @@ pub mod process;
 pub mod protocol;
 pub mod pty;
 pub mod runtime;
-pub mod seccomp;
 pub mod spec;
 pub mod waiter;

@@ -693,7 +693,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         capability_mask(&spec.capabilities).map_err(|e| other(e.to_string()))? & permitted_mask();
     // Compiled now, while a bad profile can still be reported plainly.
     let filters = match &spec.seccomp {
-        Some(p) => super::seccomp::compile(p).map_err(|e| other(e.to_string()))?,
+        Some(p) => crate::runtime::seccomp::compile(p).map_err(|e| other(e.to_string()))?,
         None => Vec::new(),
     };
 
@@ -727,7 +727,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     // while we still hold it, as runc does (the profile must then allow
     // the few calls that follow).
     if !spec.no_new_privs {
-        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+        crate::runtime::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
     }
     drop_bounding(mask)?;
     let switching = user.uid != 0;
@@ -789,7 +789,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     // Last, after the user switch and no_new_privs: nothing of ours runs under the filter
     // but execve itself.
     if spec.no_new_privs {
-        super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
+        crate::runtime::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
     }
     let e = match nix::unistd::execve(&c_path, &c_args, &c_env) {
         Err(e) => e,

@@ -4,7 +4,7 @@
 
 use super::config::{ContainerConfig, SeccompMode};
 use super::process::{adjust_capabilities, default_capabilities};
-use super::seccomp;
+use crate::runtime::seccomp;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,

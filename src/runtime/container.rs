@@ -101,7 +101,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
         return Err(err("config.json: process.args must not be empty"));
     }
     if let Some(p) = &ps.seccomp {
-        crate::container::seccomp::compile(p).map_err(|e| err(format!("seccomp: {e}")))?;
+        crate::runtime::seccomp::compile(p).map_err(|e| err(format!("seccomp: {e}")))?;
     }
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
         resources::plan(&r, false).map_err(err)?;

@@ -32,7 +32,7 @@ pub fn document() -> Value {
                     "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
                 ],
-                "archs": [serde_json::to_value(crate::container::seccomp::native_oci_arch()).unwrap_or(Value::Null)]
+                "archs": [serde_json::to_value(crate::runtime::seccomp::native_oci_arch()).unwrap_or(Value::Null)]
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}

@@ -10,6 +10,7 @@ pub mod features;
 pub mod hooks;
 pub mod mounts;
 pub mod resources;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 
