@@ -19,7 +19,7 @@ check pure-v2 '[ "$v1" = 0 ] && echo " $ctl " | grep -q " memory " && echo " $ct
 
 # The cgroups module's own real-kernel tests (limits, OOM, kill, the device
 # filter and its release), now on a unified host; the pure ones ran on the host.
-out=$(minirt-unit cgroups::cgroup:: --test-threads=1 2>&1); rc=$?
+out=$(minirt-unit cgroups::kernel_tests:: --test-threads=1 2>&1); rc=$?
 check unit-tests '[ $rc = 0 ]' "$(echo "$out" | grep -E 'FAILED|panicked|failed|test result' | head -20)"
 echo "$out" | grep -E '^test .* \.\.\. ' | sed 's/^/VMTEST: unit: /'
 

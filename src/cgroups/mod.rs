@@ -44,16 +44,24 @@
 //! therefore driven here, on the paths found in mountinfo.
 
 mod cgroup;
+mod create;
 pub mod devices;
 pub mod ebpf;
+#[cfg(test)]
+mod kernel_tests;
+mod kill;
 pub mod layout;
 mod limits;
+mod oom;
 mod parse;
+mod plan;
+mod remove;
 mod v2_devices;
 
-pub use cgroup::{join_self, remove_parent_if_empty, Cgroup};
+pub use cgroup::{join_self, Cgroup};
 pub use layout::{Layout, Mode};
 pub use parse::{online_cpus, parse_cpus, parse_cpus_for, parse_memory, parse_size, MIN_MEMORY};
+pub use remove::remove_parent_if_empty;
 
 use serde::{Deserialize, Serialize};
 

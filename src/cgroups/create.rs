@@ -1,0 +1,265 @@
+//! Making a container's cgroup: every directory of the plan (and missing
+//! parents), the v2 controllers enabled along the way, cpuset copied from the
+//! parent, the limits and the device rules written, all undone as a unit when
+//! any step fails.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::cgroup::{cached_layout, io_err, Cgroup};
+use super::devices::DevicePolicy;
+use super::layout::{Layout, Mode};
+use super::limits::{self, Wanted};
+use super::plan::{check_names, limit_dir, plan, v2_to_enable, Dir};
+use super::v2_devices;
+use super::{CgroupError, Resources, Result};
+
+/// Everything `create` made so far, undone in reverse on failure.
+#[derive(Default)]
+struct Undo {
+    made: Vec<PathBuf>,
+}
+
+impl Undo {
+    fn rollback(&mut self) {
+        for d in self.made.drain(..).rev() {
+            // A parent another container started using meanwhile stays: EBUSY is fine.
+            if let Err(e) = std::fs::remove_dir(&d) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::debug!("cgroup rollback: leaving {}: {e}", d.display());
+                }
+            }
+        }
+    }
+}
+
+/// v1 creates cpuset directories with empty cpus/mems, and an empty cpuset
+/// refuses tasks: copy both from the parent directory when empty.
+fn init_cpuset(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p.join(f))
+                .map_err(|e| io_err(format!("cannot read {}", p.join(f).display()), e))
+        };
+        if !read(dir)?.trim().is_empty() {
+            continue;
+        }
+        let value = read(parent)?;
+        std::fs::write(dir.join(f), value.trim())
+            .map_err(|e| io_err(format!("cannot write {}", dir.join(f).display()), e))?;
+    }
+    Ok(())
+}
+
+/// Enables `controllers` in `dir`'s cgroup.subtree_control (those not on yet).
+fn enable_subtree(dir: &Path, controllers: &[String]) -> Result<()> {
+    let file = dir.join("cgroup.subtree_control");
+    let on = std::fs::read_to_string(&file)
+        .map_err(|e| io_err(format!("cannot read {}", file.display()), e))?;
+    let on: Vec<&str> = on.split_whitespace().collect();
+    for c in controllers.iter().filter(|c| !on.contains(&c.as_str())) {
+        std::fs::write(&file, format!("+{c}")).map_err(|e| {
+            io_err(
+                format!("cannot enable the {c} controller in {}", file.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes `dir` and the missing parents below `mount`, recording each one made.
+/// Returns an error if the leaf already exists (it is not ours to reuse).
+fn make_dirs(dir: &Dir, enable: &[String], undo: &mut Undo) -> Result<()> {
+    let rel = dir.path.strip_prefix(&dir.mount).unwrap_or(&dir.path);
+    let parts: Vec<_> = rel.components().collect();
+    // A concurrent create's rollback may remove a parent between our mkdirs: retry.
+    'attempt: for attempt in 0..3 {
+        let mut cur = dir.mount.clone();
+        if dir.v2 && !enable.is_empty() {
+            enable_subtree(&cur, enable)?;
+        }
+        for (i, part) in parts.iter().enumerate() {
+            cur.push(part);
+            let leaf = i + 1 == parts.len();
+            match std::fs::create_dir(&cur) {
+                Ok(()) => undo.made.push(cur.clone()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !leaf => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(CgroupError::Io(format!(
+                        "cgroup {} already exists",
+                        cur.display()
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue 'attempt,
+                Err(e) => return Err(io_err(format!("cannot create {}", cur.display()), e)),
+            }
+            if dir.has("cpuset") {
+                init_cpuset(&cur)?;
+            }
+            if dir.v2 && !leaf && !enable.is_empty() {
+                enable_subtree(&cur, enable)?;
+            }
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+impl Cgroup {
+    /// Creates `<parent>/<id>` in every hierarchy we use and writes the limits
+    /// of `res`. On failure nothing of it is left behind.
+    pub fn create(parent: &str, id: &str, res: &Resources) -> Result<Cgroup> {
+        let layout = cached_layout().map_err(CgroupError::Io)?;
+        Cgroup::create_on(layout, parent, id, res)
+    }
+
+    /// `create` on a given layout (tests drive a cgroup2 mount as if unified).
+    pub(crate) fn create_on(
+        layout: &Layout,
+        parent: &str,
+        id: &str,
+        res: &Resources,
+    ) -> Result<Cgroup> {
+        let segs = check_names(parent, id)?;
+        let wanted = Wanted::from(res)?;
+        let mut dirs = plan(layout, &segs, id);
+        let enable = match &layout.unified {
+            Some(u) => {
+                let offered = match std::fs::read_to_string(u.join("cgroup.controllers")) {
+                    Ok(t) => t,
+                    // A hybrid host can do without its cgroup2 mount.
+                    Err(_) if layout.mode == Mode::Hybrid => String::new(),
+                    Err(e) => return Err(io_err(format!("cannot read {}", u.display()), e)),
+                };
+                v2_to_enable(layout, &offered)
+            }
+            None => Vec::new(),
+        };
+        // Check every asked-for limit has a home before making anything.
+        let homes = [
+            (
+                "memory",
+                "memory",
+                wanted.memory.is_some(),
+                "a memory limit",
+            ),
+            ("cpu", "cpu", wanted.cpu_quota_us.is_some(), "a CPU limit"),
+            ("pids", "pids", wanted.pids.is_some(), "a process limit"),
+        ];
+        for (v1, v2, asked, what) in homes {
+            if asked && limit_dir(&dirs, v1, v2, &enable).is_none() {
+                return Err(CgroupError::Io(format!(
+                    "cannot set {what}: this host has no {v1} cgroup controller"
+                )));
+            }
+        }
+        // Devices are restricted in the v1 hierarchy if there is one, else by
+        // an eBPF program on the cgroup2 directory; never silently not at all.
+        let devices = DevicePolicy::for_container(wanted.all_devices)?;
+        let v2_devices = !devices.allows_everything() && layout.v1_mount("devices").is_none();
+        if v2_devices && !dirs.iter().any(|d| d.v2) {
+            return Err(CgroupError::Io(
+                "cannot restrict device access: this host has neither a v1 devices cgroup nor a cgroup2 mount".into(),
+            ));
+        }
+        // The hybrid cgroup2 directory becomes a must once a limit lives there.
+        let v2_needed = v2_devices
+            || homes
+                .iter()
+                .any(|(v1, _, asked, _)| *asked && layout.v1_mount(v1).is_none());
+        for d in dirs.iter_mut().filter(|d| d.v2) {
+            d.optional &= !v2_needed;
+        }
+
+        let mut undo = Undo::default();
+        let result = Cgroup::build(&mut dirs, &enable, &wanted, &devices, &mut undo);
+        if let Err(e) = result {
+            undo.rollback();
+            return Err(e);
+        }
+        tracing::debug!(dirs = ?dirs.iter().map(|d| &d.path).collect::<Vec<_>>(), "cgroup created");
+        Ok(Cgroup {
+            parent: segs.join("/"),
+            id: id.to_string(),
+            dirs,
+            broken: None,
+        })
+    }
+
+    fn build(
+        dirs: &mut Vec<Dir>,
+        enable: &[String],
+        w: &Wanted,
+        devices: &DevicePolicy,
+        undo: &mut Undo,
+    ) -> Result<()> {
+        let mut i = 0;
+        while i < dirs.len() {
+            let d = &dirs[i];
+            let v2_enable = if d.v2 { enable } else { &[] };
+            match make_dirs(d, v2_enable, undo) {
+                Ok(()) => i += 1,
+                Err(e) if d.optional => {
+                    tracing::debug!("skipping the cgroup2 directory of a hybrid host: {e}");
+                    dirs.remove(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let enabled: &[String] = if dirs.iter().any(|d| d.v2) {
+            enable
+        } else {
+            &[]
+        };
+        let target = |v1: &str, v2: &str| {
+            limit_dir(dirs, v1, v2, enabled).map(|i| (&dirs[i].path, &dirs[i].mount, dirs[i].v2))
+        };
+        if let (Some(bytes), Some((p, m, v2))) = (w.memory, target("memory", "memory")) {
+            limits::write_memory(p, m, v2, bytes)?;
+        }
+        if let (Some(q), Some((p, m, v2))) = (w.cpu_quota_us, target("cpu", "cpu")) {
+            limits::write_cpu(p, m, v2, q)?;
+        }
+        if let (Some(n), Some((p, m, v2))) = (w.pids, target("pids", "pids")) {
+            limits::write_pids(p, m, v2, n)?;
+        }
+        if let Some(d) = dirs.iter().find(|d| d.has("devices")) {
+            limits::write_devices(&d.path, devices)?;
+        } else if !devices.allows_everything() {
+            // The program goes when the directory does (rollback or remove).
+            let d = dirs.iter().find(|d| d.v2).ok_or_else(|| {
+                CgroupError::Io("cannot restrict device access: no cgroup2 directory".into())
+            })?;
+            v2_devices::attach(&d.path, devices)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::layout::V1Hierarchy;
+
+    #[test]
+    fn no_way_to_restrict_devices_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            mode: Mode::Legacy,
+            v1: vec![V1Hierarchy {
+                mount_point: dir.path().join("memory"),
+                controllers: vec!["memory".into()],
+            }],
+            unified: None,
+        };
+        let e = Cgroup::create_on(&layout, "minirt", "c1", &Resources::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot restrict device access"), "{e}");
+        assert!(!dir.path().join("memory").exists(), "nothing made");
+    }
+}
