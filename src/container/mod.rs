@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod exec;
+pub mod finish;
 
 pub use config::{BindMount, ContainerConfig};
 

@@ -1,6 +1,9 @@
-//! The parent's side of the run path, in the process that becomes the
-//! container's monitor: rootfs, spec, cgroup, clone, network, release the
-//! child; then wait for the exit and tear everything down.
+//! The parent's side of a start, in the process that becomes the
+//! container's monitor: claim the row, rootfs, spec, cgroup, clone, network,
+//! release the child, record it running; each step a `tracing` span and a
+//! function of its own, each registering the undo of what it made. The
+//! teardown after the exit is `finish` (re-exported here, so callers say
+//! `runtime::start` and `runtime::finish`).
 
 use super::config::ContainerConfig;
 use super::init::{Console, Gate};
@@ -12,11 +15,13 @@ use crate::cgroups::Cgroup;
 use crate::rootfs::{image, mount};
 use crate::store::{containers, Store};
 use crate::{network, util, Error, Instance, Result};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use tracing::{debug, info_span, warn};
+
+pub use super::finish::{finish, remove_files, wait_exit};
 
 /// Where the container's stdio goes.
 pub enum Stdio {
@@ -45,7 +50,7 @@ pub fn stderr_log_path(inst: &Instance, id: &str) -> PathBuf {
     inst.container_dir(id).join("container-stderr.log")
 }
 
-fn rootfs_path(inst: &Instance, id: &str) -> PathBuf {
+pub(super) fn rootfs_path(inst: &Instance, id: &str) -> PathBuf {
     inst.container_run_dir(id).join("rootfs")
 }
 
@@ -90,8 +95,34 @@ pub fn start(inst: &Instance, id: &str, stdio: Stdio) -> Result<Started> {
 }
 
 fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Result<Started> {
-    let span = info_span!("start-tx").entered();
     let mut store = Store::open(&inst.db_path())?;
+    let claim = claim(&mut store, id)?;
+    let overlay = prepare_rootfs(inst, &mut store, id, &claim, undo)?;
+    let spec = write_spec(inst, &mut store, id, &claim.cfg)?;
+    let cgroup = create_cgroup(inst, id, &claim.cfg, undo)?;
+    let child_stdio = open_stdio(inst, id, &stdio)?;
+    let (pid, sock) = clone_child(spec, overlay, cgroup, &stdio, child_stdio, undo)?;
+    wire_network(inst, &mut store, id, &claim.cfg, pid, undo)?;
+    util::fault_point("after-network");
+    let pty = release_child(&sock)?;
+    record_running(&store, id, pid, &claim)?;
+    Ok(Started {
+        pid: pid.as_raw(),
+        pty,
+    })
+}
+
+/// The container's row as this start found it, and this process as its monitor.
+struct Claim {
+    cfg: ContainerConfig,
+    image_id: String,
+    me: i32,
+    me_start: u64,
+}
+
+/// Reads the row and names this process as its monitor (span `start-tx`).
+fn claim(store: &mut Store, id: &str) -> Result<Claim> {
+    let _span = info_span!("start-tx").entered();
     let row = containers::get(store.conn(), id)?
         .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
     let cfg: ContainerConfig =
@@ -99,15 +130,28 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
     containers::set_created(store.conn(), id, me, me_start)?;
-    drop(span);
+    Ok(Claim {
+        cfg,
+        image_id: row.image_id,
+        me,
+        me_start,
+    })
+}
 
-    // 1. Root filesystem: overlay of the image layers plus our upper dir. The
-    // directories are made here; the child mounts it in its own namespace.
-    let span = info_span!("rootfs").entered();
-    let img = image::resolve(inst, &mut store, &row.image_id)?;
+/// Root filesystem (span `rootfs`): an overlay of the image layers plus the
+/// container's upper dir. The directories are made here; the child mounts it
+/// in its own namespace.
+fn prepare_rootfs(
+    inst: &Instance,
+    store: &mut Store,
+    id: &str,
+    claim: &Claim,
+    undo: &mut Undo,
+) -> Result<mount::Overlay> {
+    let _span = info_span!("rootfs").entered();
+    let img = image::resolve(inst, store, &claim.image_id)?;
     let cdir = inst.container_dir(id);
     let rundir = inst.container_run_dir(id);
-    let rootfs = rootfs_path(inst, id);
     let base = inst.root.join("base-layer");
     mount::ensure_base_layer(&base)?;
     let overlay = mount::Overlay {
@@ -116,50 +160,67 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
             .collect(),
         upper: cdir.join("upper"),
         work: cdir.join("work"),
-        target: rootfs.clone(),
-        volatile: cfg.auto_remove,
+        target: rootfs_path(inst, id),
+        volatile: claim.cfg.auto_remove,
     };
     std::fs::create_dir_all(&rundir)?;
-    {
-        let rundir = rundir.clone();
-        undo.push("rootfs", move || {
-            let _ = std::fs::remove_dir_all(&rundir);
-        });
-    }
+    undo.push("rootfs", move || {
+        let _ = std::fs::remove_dir_all(&rundir);
+    });
     overlay.make_dirs()?;
     util::fault_point("after-rootfs");
-    drop(span);
+    Ok(overlay)
+}
 
-    // 2. /etc files and the OCI spec (stored as config.json).
-    let span = info_span!("spec").entered();
+/// The /etc files and the OCI spec, stored as config.json (span `spec`).
+fn write_spec(
+    inst: &Instance,
+    store: &mut Store,
+    id: &str,
+    cfg: &ContainerConfig,
+) -> Result<oci_spec::runtime::Spec> {
+    let _span = info_span!("spec").entered();
     let etc = if cfg.network.mode == "host" {
         None
     } else {
-        Some(write_etc_files(inst, &mut store, id, &cfg)?)
+        Some(write_etc_files(inst, store, id, cfg)?)
     };
     let cgroups_path = format!("/{}/{}", inst.cgroup_parent(), id);
-    let spec = spec::build(&cfg, &rootfs, etc.as_ref(), &cgroups_path)
+    let spec = spec::build(cfg, &rootfs_path(inst, id), etc.as_ref(), &cgroups_path)
         .map_err(|e| ContainerError::Runtime(e.to_string()))?;
     let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
     // With the run state (a tmpfs on a standard host): it describes this
     // start, and is written again at the next.
-    std::fs::write(rundir.join("config.json"), spec_json)?;
-    drop(span);
+    std::fs::write(inst.container_run_dir(id).join("config.json"), spec_json)?;
+    Ok(spec)
+}
 
-    // 3. Cgroup.
-    let span = info_span!("cgroup").entered();
+/// The container's cgroup with its limits (span `cgroup`).
+fn create_cgroup(
+    inst: &Instance,
+    id: &str,
+    cfg: &ContainerConfig,
+    undo: &mut Undo,
+) -> Result<Cgroup> {
+    let _span = info_span!("cgroup").entered();
     let cgroup = Cgroup::create(&inst.cgroup_parent(), id, &cfg.resources)?;
     util::fault_point("after-cgroup");
-    {
-        let cg = cgroup_of(inst, id);
-        undo.push("cgroup", move || {
-            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
-            let _ = cg.remove();
-        });
-    }
-    drop(span);
+    let cg = cgroup_of(inst, id);
+    undo.push("cgroup", move || {
+        let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+        let _ = cg.remove();
+    });
+    Ok(cgroup)
+}
 
-    // 4. Stdio.
+/// What the child's stdio is pointed at before anything else.
+struct ChildStdio {
+    devnull: std::fs::File,
+    /// stdout and stderr log files, with `Stdio::Log`.
+    log: Option<(std::fs::File, std::fs::File)>,
+}
+
+fn open_stdio(inst: &Instance, id: &str, stdio: &Stdio) -> Result<ChildStdio> {
     let devnull = std::fs::File::open("/dev/null")?;
     let open_log = |path: PathBuf| {
         std::fs::OpenOptions::new()
@@ -174,12 +235,23 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         )),
         _ => None,
     };
+    Ok(ChildStdio { devnull, log })
+}
 
-    // 5. Clone the child; it joins its cgroup and sets up its rootfs while
-    // we wire the rest. Born inside the cgroup2 directory where there is
-    // one; the v1 hierarchies it joins itself (see cgroups::join_self: no
-    // global lock, no RCU wait, unlike a move by the parent).
-    let span = info_span!("clone").entered();
+/// Clones the child (span `clone`); it joins its cgroup and sets up its
+/// rootfs while we wire the rest. Born inside the cgroup2 directory where
+/// there is one; the v1 hierarchies it joins itself (see cgroups::join_self:
+/// no global lock, no RCU wait, unlike a move by the parent). Returns its pid
+/// and the parent's end of the sync socket.
+fn clone_child(
+    spec: oci_spec::runtime::Spec,
+    overlay: mount::Overlay,
+    cgroup: Cgroup,
+    stdio: &Stdio,
+    child_stdio: ChildStdio,
+    undo: &mut Undo,
+) -> Result<(Pid, OwnedFd)> {
+    let _span = info_span!("clone").entered();
     let stdin_inherit = matches!(stdio, Stdio::Inherit { stdin: true });
     let tty = matches!(stdio, Stdio::Tty);
     let opts = crate::runtime::SpawnOptions {
@@ -189,8 +261,9 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         cgroup,
         preserve_fds: 0,
     };
+    let ChildStdio { devnull, log } = child_stdio;
     // Point stdio where it belongs before anything else.
-    let child_stdio = || {
+    let point_stdio = || {
         // SAFETY: dup2 on fds valid in this (copied) process.
         unsafe {
             if !stdin_inherit && !tty {
@@ -202,9 +275,10 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
             }
         }
     };
-    // SAFETY: no other thread of ours runs yet (the ones below start after),
-    // and the child never returns into this frame: it ends in `_exit`.
-    let spawned = unsafe { crate::runtime::spawn(spec, opts, child_stdio) }
+    // SAFETY: no other thread of ours runs yet (the DNS one starts in
+    // `wire_network`, after), and the child never returns into this frame: it
+    // ends in `_exit`.
+    let spawned = unsafe { crate::runtime::spawn(spec, opts, point_stdio) }
         .map_err(ContainerError::Runtime)?;
     let (pid, parent_sock) = (spawned.pid, spawned.sync);
     drop(log);
@@ -213,21 +287,29 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(pid, None);
     });
-    drop(span);
+    Ok((pid, parent_sock))
+}
 
-    // 6. Network, then release the child. The DNS responder learns about
-    // the container (and starts if it is the first) in parallel: its records
-    // come from the store rows written at create time, and it must be ready
-    // before the child runs.
-    let raw_pid = pid.as_raw();
-    let dns = uses_network(&cfg).then(|| {
+/// The container's networks (span `network`). The DNS responder learns about
+/// the container (and starts if it is the first) in parallel: its records
+/// come from the store rows written at create time, and it must be ready
+/// before the child runs.
+fn wire_network(
+    inst: &Instance,
+    store: &mut Store,
+    id: &str,
+    cfg: &ContainerConfig,
+    pid: Pid,
+    undo: &mut Undo,
+) -> Result<()> {
+    let dns = uses_network(cfg).then(|| {
         let inst2 = inst.clone();
         let id2 = id.to_string();
         std::thread::spawn(move || sync_dns(&inst2, &id2))
     });
     let net_span = info_span!("network").entered();
-    let wired = if uses_network(&cfg) {
-        let res = network::attach(inst, &mut store, id, raw_pid);
+    let wired = if uses_network(cfg) {
+        let res = network::attach(inst, store, id, pid.as_raw());
         if res.is_ok() {
             let inst2 = inst.clone();
             let id2 = id.to_string();
@@ -246,14 +328,19 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     if let Some(t) = dns {
         let _ = t.join();
     }
-    wired?;
-    util::fault_point("after-network");
-    let release_span = info_span!("release").entered();
-    let _ = send_msg(&parent_sock, &ToChild::Continue);
+    Ok(wired?)
+}
+
+/// Tells the child to go on and waits for its execve (span `release`):
+/// end-of-file on the CLOEXEC socket is success; a typed failure becomes
+/// Docker's exit code. Returns the pty master when the child sent one.
+fn release_child(parent_sock: &OwnedFd) -> Result<Option<OwnedFd>> {
+    let _span = info_span!("release").entered();
+    let _ = send_msg(parent_sock, &ToChild::Continue);
     let mut pty_master = None;
     loop {
-        match recv_msg_fd::<ToParent>(&parent_sock) {
-            Ok(None) => break, // CLOEXEC closed it: execve succeeded.
+        match recv_msg_fd::<ToParent>(parent_sock) {
+            Ok(None) => return Ok(pty_master), // CLOEXEC closed it: execve succeeded.
             Ok(Some((ToParent::Console, fd))) => {
                 pty_master = fd.filter(|f| super::pty::is_pty_master(f.as_fd()));
                 if pty_master.is_none() {
@@ -279,29 +366,26 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
             }
         }
     }
+}
 
-    drop(release_span);
-
-    // 7. Record it as running.
+/// Records the container as running (span `running-tx`).
+fn record_running(store: &Store, id: &str, pid: Pid, claim: &Claim) -> Result<()> {
     let _span = info_span!("running-tx").entered();
     containers::set_running(
         store.conn(),
         id,
         pid.as_raw(),
         util::process_start_time(pid.as_raw()).unwrap_or(0),
-        me,
-        me_start,
+        claim.me,
+        claim.me_start,
         util::now_nanos(),
     )?;
-    Ok(Started {
-        pid: pid.as_raw(),
-        pty: pty_master,
-    })
+    Ok(())
 }
 
 /// Container names follow the endpoints (this container's changed); a
 /// responder problem is a warning.
-fn sync_dns(inst: &Instance, id: &str) {
+pub(super) fn sync_dns(inst: &Instance, id: &str) {
     let _span = info_span!("dns-sync").entered();
     if let Err(e) = network::dns::sync_container(inst, id) {
         warn!("{e}");
@@ -332,83 +416,6 @@ fn write_etc_files(
     std::fs::write(&files.resolv_conf, resolv)?;
     std::fs::write(&files.hostname, format!("{}\n", cfg.hostname))?;
     Ok(files)
-}
-
-/// Waits for the container's init to exit; returns Docker's exit code.
-pub fn wait_exit(pid: i32) -> i32 {
-    let _span = info_span!("wait").entered();
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 255,
-        }
-    }
-}
-
-/// After the container's init is gone: record the exit, release network,
-/// cgroup and rootfs, and remove it all when it was run with --rm.
-/// Idempotent, keeps going past errors (logged), usable by reconciliation.
-pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
-    let _span = info_span!("finish").entered();
-    let mut store = Store::open(&inst.db_path())?;
-    let Some(row) = containers::get(store.conn(), id)? else {
-        return Ok(());
-    };
-    let cfg: ContainerConfig = serde_json::from_str(&row.config).unwrap_or_default();
-    let span = info_span!("cgroup-remove").entered();
-    let cg = cgroup_of(inst, id);
-    let oom = cg.oom_killed();
-    let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
-    if let Err(e) = cg.remove() {
-        warn!("removing cgroup of {id}: {e}");
-    }
-    let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
-    drop(span);
-    if uses_network(&cfg) {
-        let _span = info_span!("net-detach").entered();
-        // When nothing uses the container's netns any more, the kernel
-        // removes it and both ends of its veths, a few milliseconds later,
-        // on its own: deleting a veth ourselves takes 13..40 ms here (two
-        // RCU grace periods, lazy RCU) and waiting for the kernel ~15 ms,
-        // for nothing the user can use. The address is not handed out
-        // again at once (ipam::next_free), so nothing new meets the dying
-        // veth. A veth something else keeps alive (a process that entered
-        // the namespace) is deleted by a later command once its grace period
-        // is over (endpoint::collect_dying_links): finding such processes
-        // now would mean reading every process's namespace, a cost that
-        // grows with the number of containers.
-        let res = if util::process_alive(row.pid, row.pid_start) {
-            network::detach(inst, &mut store, id)
-        } else {
-            network::detach_exited(inst, &mut store, id)
-        };
-        if let Err(e) = res {
-            warn!("network teardown of {id}: {e}");
-        }
-        sync_dns(inst, id);
-    }
-    let span = info_span!("unmount").entered();
-    if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
-        warn!("{e}");
-    }
-    let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
-    drop(span);
-    let _span = info_span!("store-update").entered();
-    containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
-    if cfg.auto_remove {
-        remove_files(inst, id);
-        containers::delete(store.conn(), id)?;
-    }
-    drop(_span);
-    Ok(())
-}
-
-/// Deletes the container's persistent dir (upper layer, logs).
-pub fn remove_files(inst: &Instance, id: &str) {
-    let _ = std::fs::remove_dir_all(inst.container_dir(id));
 }
 
 impl From<Error> for ContainerError {

@@ -1,0 +1,91 @@
+//! The end of the run path, in the container's monitor (or whoever finds
+//! the container's init gone): wait for the exit, then record it and tear
+//! down what `runtime::start` made (cgroup, network, rootfs mount, run dir;
+//! everything with --rm). Not to be confused with the child's last steps
+//! before execve (`process::finish_and_exec`).
+
+use super::config::ContainerConfig;
+use super::runtime::{cgroup_of, rootfs_path, sync_dns, uses_network};
+use crate::rootfs::mount;
+use crate::store::{containers, Store};
+use crate::{network, util, Instance, Result};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use tracing::{info_span, warn};
+
+/// Waits for the container's init to exit; returns Docker's exit code.
+pub fn wait_exit(pid: i32) -> i32 {
+    let _span = info_span!("wait").entered();
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// After the container's init is gone: record the exit, release network,
+/// cgroup and rootfs, and remove it all when it was run with --rm.
+/// Idempotent, keeps going past errors (logged), usable by reconciliation.
+pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
+    let _span = info_span!("finish").entered();
+    let mut store = Store::open(&inst.db_path())?;
+    let Some(row) = containers::get(store.conn(), id)? else {
+        return Ok(());
+    };
+    let cfg: ContainerConfig = serde_json::from_str(&row.config).unwrap_or_default();
+    let span = info_span!("cgroup-remove").entered();
+    let cg = cgroup_of(inst, id);
+    let oom = cg.oom_killed();
+    let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+    if let Err(e) = cg.remove() {
+        warn!("removing cgroup of {id}: {e}");
+    }
+    let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
+    drop(span);
+    if uses_network(&cfg) {
+        let _span = info_span!("net-detach").entered();
+        // When nothing uses the container's netns any more, the kernel
+        // removes it and both ends of its veths, a few milliseconds later,
+        // on its own: deleting a veth ourselves takes 13..40 ms here (two
+        // RCU grace periods, lazy RCU) and waiting for the kernel ~15 ms,
+        // for nothing the user can use. The address is not handed out
+        // again at once (ipam::next_free), so nothing new meets the dying
+        // veth. A veth something else keeps alive (a process that entered
+        // the namespace) is deleted by a later command once its grace period
+        // is over (endpoint::collect_dying_links): finding such processes
+        // now would mean reading every process's namespace, a cost that
+        // grows with the number of containers.
+        let res = if util::process_alive(row.pid, row.pid_start) {
+            network::detach(inst, &mut store, id)
+        } else {
+            network::detach_exited(inst, &mut store, id)
+        };
+        if let Err(e) = res {
+            warn!("network teardown of {id}: {e}");
+        }
+        sync_dns(inst, id);
+    }
+    let span = info_span!("unmount").entered();
+    if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
+        warn!("{e}");
+    }
+    let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
+    drop(span);
+    let _span = info_span!("store-update").entered();
+    containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
+    if cfg.auto_remove {
+        remove_files(inst, id);
+        containers::delete(store.conn(), id)?;
+    }
+    drop(_span);
+    Ok(())
+}
+
+/// Deletes the container's persistent dir (upper layer, logs).
+pub fn remove_files(inst: &Instance, id: &str) {
+    let _ = std::fs::remove_dir_all(inst.container_dir(id));
+}
