@@ -3,6 +3,16 @@
 use rand::RngCore;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Docker's PATH for a process whose environment names none: the default
+/// environment of a container whose image has no PATH, of an `import`ed
+/// image, and the child's command lookup before execve.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// [`DEFAULT_PATH`] as an environment entry (`PATH=...`).
+pub fn default_path_env() -> String {
+    format!("PATH={DEFAULT_PATH}")
+}
+
 /// A random 64-hex id (containers, networks, endpoints), like Docker's.
 pub fn new_id() -> String {
     let mut b = [0u8; 32];

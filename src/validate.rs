@@ -130,6 +130,37 @@ pub fn domain_name(name: &str) -> Result<(), String> {
     dns_name("domain name", name, 253)
 }
 
+/// Why a name breaks Docker's rule for object names; each kind (container,
+/// network) words its own error from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    Empty,
+    /// The first character is not a letter or digit.
+    BadFirst,
+    /// A character other than letters, digits, `_`, `.` and `-`.
+    BadChar,
+    /// Longer than the kind's limit (in bytes, all allowed characters being ASCII).
+    TooLong,
+}
+
+/// Docker's rule for container and network names, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
+/// with a length limit of `max`. The characters are checked before the length.
+pub fn object_name(name: &str, max: usize) -> Result<(), NameProblem> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err(NameProblem::Empty),
+        Some(c) if !c.is_ascii_alphanumeric() => return Err(NameProblem::BadFirst),
+        Some(_) => {}
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(NameProblem::BadChar);
+    }
+    if name.len() > max {
+        return Err(NameProblem::TooLong);
+    }
+    Ok(())
+}
+
 /// Names `network create` must not take: the predefined networks' (`bridge`
 /// is the default network, made by minirt itself; `host` and `none` are
 /// network modes, so a network of that name could never be chosen).
@@ -146,6 +177,22 @@ pub fn network_name_not_reserved(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn object_names_follow_dockers_rule() {
+        assert_eq!(object_name("web-1.a_b", 64), Ok(()));
+        assert_eq!(object_name("w", 64), Ok(()));
+        assert_eq!(object_name("", 64), Err(NameProblem::Empty));
+        assert_eq!(object_name("-web", 64), Err(NameProblem::BadFirst));
+        assert_eq!(object_name("_web", 64), Err(NameProblem::BadFirst));
+        assert_eq!(object_name("we b", 64), Err(NameProblem::BadChar));
+        assert_eq!(object_name("wé", 64), Err(NameProblem::BadChar));
+        assert_eq!(object_name(&"a".repeat(65), 64), Err(NameProblem::TooLong));
+        assert_eq!(object_name(&"a".repeat(64), 64), Ok(()));
+        // Characters first: a long name with a bad character is about the character.
+        let long_bad = format!("{}!", "a".repeat(70));
+        assert_eq!(object_name(&long_bad, 64), Err(NameProblem::BadChar));
+    }
 
     #[test]
     fn control_characters_are_escaped_the_rest_kept() {

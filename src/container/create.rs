@@ -40,7 +40,6 @@ pub struct RunOptions {
     pub entrypoint: Option<String>,
 }
 
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 pub const MAX_NAME_LEN: usize = 128;
 
 fn invalid(m: impl Into<String>) -> ContainerError {
@@ -50,25 +49,16 @@ fn invalid(m: impl Into<String>) -> ContainerError {
 /// Docker's characters, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, plus a length limit.
 /// (Docker wants two characters; one is allowed here, `--name w` is handy.)
 pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
-    let ok_first = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !ok_first || !ok_rest {
-        return Err(invalid(format!(
+    match validate::object_name(name, MAX_NAME_LEN) {
+        Ok(()) => Ok(()),
+        Err(validate::NameProblem::TooLong) => Err(invalid(format!(
+            "Invalid container name: longer than {MAX_NAME_LEN} characters"
+        ))),
+        Err(_) => Err(invalid(format!(
             "Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
             validate::escape_controls(name)
-        )));
+        ))),
     }
-    if name.len() > MAX_NAME_LEN {
-        return Err(invalid(format!(
-            "Invalid container name: longer than {MAX_NAME_LEN} characters"
-        )));
-    }
-    Ok(())
 }
 
 /// A Docker-like generated name ("brave_turing"), from random bits.
@@ -193,7 +183,7 @@ pub fn assemble(
     }
     let mut env = vec![];
     if !img.config.env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(DEFAULT_PATH.to_string());
+        env.push(crate::util::default_path_env());
     }
     set_env(&mut env, &format!("HOSTNAME={hostname}"));
     if opts.tty {

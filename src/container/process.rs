@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use caps::Capability;
 
 /// Used when the process environment has no PATH (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::util::DEFAULT_PATH;
 
 /// What to run and as whom, once the container's namespaces and rootfs are in place.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

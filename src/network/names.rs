@@ -17,22 +17,17 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 
 /// Docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most MAX_NAME_LEN chars.
 pub fn validate_name(name: &str) -> Result<(), NetworkError> {
-    let bad = |why: &str| NetworkError::Invalid(format!("invalid network name {name:?}: {why}"));
-    let mut chars = name.chars();
-    match chars.next() {
-        None => return Err(bad("empty")),
-        Some(c) if !c.is_ascii_alphanumeric() => {
-            return Err(bad("must start with a letter or digit"))
-        }
-        _ => {}
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-        return Err(bad("only letters, digits, '_', '.' and '-' are allowed"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(bad(&format!("longer than {MAX_NAME_LEN} characters")));
-    }
-    Ok(())
+    use crate::validate::{object_name, NameProblem};
+    let why = match object_name(name, MAX_NAME_LEN) {
+        Ok(()) => return Ok(()),
+        Err(NameProblem::Empty) => "empty".to_string(),
+        Err(NameProblem::BadFirst) => "must start with a letter or digit".to_string(),
+        Err(NameProblem::BadChar) => "only letters, digits, '_', '.' and '-' are allowed".into(),
+        Err(NameProblem::TooLong) => format!("longer than {MAX_NAME_LEN} characters"),
+    };
+    Err(NetworkError::Invalid(format!(
+        "invalid network name {name:?}: {why}"
+    )))
 }
 
 /// Bridge of a user network: "mrb-" + 11 hex of its id (15 chars). Docker's

@@ -103,7 +103,6 @@ pub struct ImageSummary {
 /// `docker save` of busybox:latest built by scripts/build-busybox-image.
 static BUNDLED_BUSYBOX: &[u8] = include_bytes!("../../images/busybox.tar");
 const BUNDLED_NAME: &str = "busybox:latest";
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // ---------------------------------------------------------------- references
 
@@ -1166,7 +1165,7 @@ pub fn import_rootfs(
             "architecture": "amd64",
             "os": "linux",
             "created": util::rfc3339(created),
-            "config": { "Env": [DEFAULT_PATH] },
+            "config": { "Env": [util::default_path_env()] },
             "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{}", l.digest)] },
         })
         .to_string();

@@ -1,6 +1,7 @@
 //! Container rows: one per container, its config as JSON, its live state
 //! (pid + start time of init and monitor, exit code, OOM flag, times).
 
+use super::lookup::by_id_name_or_prefix;
 use super::{is_unique_violation, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -108,41 +109,16 @@ pub fn get(c: &Connection, id: &str) -> Result<Option<ContainerRow>> {
     .optional()?)
 }
 
-/// Finds a container by full id, name, or unique id prefix (Docker's order).
+/// Finds a container by full id, name, or unique id prefix (Docker's order,
+/// `lookup::by_id_name_or_prefix`); a miss is `NotFound`, a prefix of several
+/// ids a `Conflict`.
 pub fn lookup(c: &Connection, key: &str) -> Result<ContainerRow> {
-    if let Some(r) = get(c, key)? {
-        return Ok(r);
-    }
-    if let Some(r) = c
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
-            [key],
-            from_row,
-        )
-        .optional()?
-    {
-        return Ok(r);
-    }
-    if !key.is_empty() && key.chars().all(|ch| ch.is_ascii_hexdigit()) {
-        // Range scan on the primary key: prefix <= id < prefix + 'g'.
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM containers WHERE id >= ?1 AND id < ?2 LIMIT 2"
-        ))?;
-        let hi = format!("{key}g");
-        let rows: Vec<ContainerRow> = st
-            .query_map(params![key, hi], from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        match rows.len() {
-            1 => return rows.into_iter().next().ok_or_else(|| not_found(key)),
-            n if n > 1 => {
-                return Err(StoreError::Conflict(format!(
-                    "multiple containers found with provided prefix: {key}"
-                )))
-            }
-            _ => {}
-        }
-    }
-    Err(not_found(key))
+    find(c, key)?.ok_or_else(|| not_found(key))
+}
+
+/// `lookup` with a miss as None.
+pub fn find(c: &Connection, key: &str) -> Result<Option<ContainerRow>> {
+    by_id_name_or_prefix(c, "containers", COLUMNS, key, from_row)?.into_option("container", key)
 }
 
 fn not_found(key: &str) -> StoreError {

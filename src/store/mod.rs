@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod lookup;
 pub mod networks;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};

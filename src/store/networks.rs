@@ -376,28 +376,11 @@ fn container_ref(r: &Row) -> rusqlite::Result<ContainerRef> {
     })
 }
 
-/// A container by full id, name, or unique id prefix.
+/// A container by full id, name, or unique id prefix (the containers' one rule,
+/// `lookup::by_id_name_or_prefix`).
 pub fn find_container(c: &Connection, key: &str) -> Result<Option<ContainerRef>> {
-    let q = format!("SELECT {CTR_COLS} FROM containers WHERE id = ?1 OR name = ?1");
-    if let Some(r) = c.query_row(&q, [key], container_ref).optional()? {
-        return Ok(Some(r));
-    }
-    if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    let mut st = c.prepare(&format!(
-        "SELECT {CTR_COLS} FROM containers WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
-    ))?;
-    let found: Vec<ContainerRef> = st
-        .query_map([key], container_ref)?
-        .collect::<rusqlite::Result<_>>()?;
-    match found.len() {
-        1 => Ok(found.into_iter().next()),
-        0 => Ok(None),
-        _ => Err(StoreError::Conflict(format!(
-            "container id prefix {key} is ambiguous: give more characters"
-        ))),
-    }
+    super::lookup::by_id_name_or_prefix(c, "containers", CTR_COLS, key, container_ref)?
+        .into_option("container", key)
 }
 
 #[cfg(test)]
@@ -533,7 +516,7 @@ mod tests {
         assert!(find_container(c, "c")
             .unwrap_err()
             .to_string()
-            .contains("ambiguous"));
+            .contains("multiple containers found with provided prefix: c"));
         assert!(find_container(c, "zzz").unwrap().is_none());
     }
 
