@@ -12,6 +12,7 @@ pub mod rootfs;
 pub mod runtime;
 pub mod store;
 pub mod timings;
+pub mod undo;
 pub mod util;
 pub mod validate;
 

@@ -4,7 +4,7 @@
 //! any step fails.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::cgroup::{cached_layout, io_err, Cgroup};
 use super::devices::DevicePolicy;
@@ -13,23 +13,16 @@ use super::limits::{self, Wanted};
 use super::plan::{check_names, limit_dir, plan, v2_to_enable, Dir};
 use super::v2_devices;
 use super::{CgroupError, Resources, Result};
+use crate::undo::Undo;
 
-/// Everything `create` made so far, undone in reverse on failure.
-#[derive(Default)]
-struct Undo {
-    made: Vec<PathBuf>,
-}
-
-impl Undo {
-    fn rollback(&mut self) {
-        for d in self.made.drain(..).rev() {
-            // A parent another container started using meanwhile stays: EBUSY is fine.
-            if let Err(e) = std::fs::remove_dir(&d) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::debug!("cgroup rollback: leaving {}: {e}", d.display());
-                }
-            }
+/// Removes a directory `create` made. A parent another container started
+/// using meanwhile stays (EBUSY); already gone is fine.
+fn remove_made(dir: &Path) -> std::result::Result<(), String> {
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(format!("leaving {}: {e}", dir.display()))
         }
+        _ => Ok(()),
     }
 }
 
@@ -86,7 +79,10 @@ fn make_dirs(dir: &Dir, enable: &[String], undo: &mut Undo) -> Result<()> {
             cur.push(part);
             let leaf = i + 1 == parts.len();
             match std::fs::create_dir(&cur) {
-                Ok(()) => undo.made.push(cur.clone()),
+                Ok(()) => {
+                    let made = cur.clone();
+                    undo.push("cgroup directory", move || remove_made(&made));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !leaf => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     return Err(CgroupError::Io(format!(
@@ -175,12 +171,16 @@ impl Cgroup {
             d.optional &= !v2_needed;
         }
 
-        let mut undo = Undo::default();
+        let mut undo = Undo::new();
         let result = Cgroup::build(&mut dirs, &enable, &wanted, &devices, &mut undo);
         if let Err(e) = result {
-            undo.rollback();
+            // What stays is expected (a parent in use): debug, not a warning.
+            for left in undo.rollback().iter() {
+                tracing::debug!("cgroup rollback: {left}");
+            }
             return Err(e);
         }
+        undo.commit();
         tracing::debug!(dirs = ?dirs.iter().map(|d| &d.path).collect::<Vec<_>>(), "cgroup created");
         Ok(Cgroup {
             parent: segs.join("/"),

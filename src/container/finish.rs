@@ -8,10 +8,11 @@ use super::config::ContainerConfig;
 use super::runtime::{cgroup_of, rootfs_path, sync_dns, uses_network};
 use crate::rootfs::mount;
 use crate::store::{containers, Store};
+use crate::undo::ErrorList;
 use crate::{network, util, Instance, Result};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use tracing::{info_span, warn};
+use tracing::info_span;
 
 /// Waits for the container's init to exit; returns Docker's exit code.
 pub fn wait_exit(pid: i32) -> i32 {
@@ -29,7 +30,8 @@ pub fn wait_exit(pid: i32) -> i32 {
 
 /// After the container's init is gone: record the exit, release network,
 /// cgroup and rootfs, and remove it all when it was run with --rm.
-/// Idempotent, keeps going past errors (logged), usable by reconciliation.
+/// Idempotent, keeps going past errors (collected in an `ErrorList`, logged
+/// as warnings), usable by reconciliation.
 pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     let _span = info_span!("finish").entered();
     let mut store = Store::open(&inst.db_path())?;
@@ -40,10 +42,9 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     let span = info_span!("cgroup-remove").entered();
     let cg = cgroup_of(inst, id);
     let oom = cg.oom_killed();
+    let mut errors = ErrorList::new();
     let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
-    if let Err(e) = cg.remove() {
-        warn!("removing cgroup of {id}: {e}");
-    }
+    errors.check(format_args!("removing cgroup of {id}"), cg.remove());
     let _ = crate::cgroups::remove_parent_if_empty(&inst.cgroup_parent());
     drop(span);
     if uses_network(&cfg) {
@@ -64,17 +65,17 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         } else {
             network::detach_exited(inst, &mut store, id)
         };
-        if let Err(e) = res {
-            warn!("network teardown of {id}: {e}");
-        }
+        errors.check(format_args!("network teardown of {id}"), res);
         sync_dns(inst, id);
     }
     let span = info_span!("unmount").entered();
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {
-        warn!("{e}");
+        errors.push(e);
     }
     let _ = std::fs::remove_dir_all(inst.container_run_dir(id));
     drop(span);
+    // The exit is recorded whatever failed above; what failed is logged.
+    errors.warn_all();
     let _span = info_span!("store-update").entered();
     containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
     if cfg.auto_remove {

@@ -14,12 +14,13 @@ use super::ContainerError;
 use crate::cgroups::Cgroup;
 use crate::rootfs::{image, mount};
 use crate::store::{containers, Store};
+use crate::undo::Undo;
 use crate::{network, util, Error, Instance, Result};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use tracing::{debug, info_span, warn};
+use tracing::{info_span, warn};
 
 pub use super::finish::{finish, remove_files, wait_exit};
 
@@ -58,37 +59,20 @@ pub fn cgroup_of(inst: &Instance, id: &str) -> Cgroup {
     Cgroup::open(&inst.cgroup_parent(), id)
 }
 
-/// Undo actions registered as the start path creates things; run in reverse
-/// on failure, dropped on success.
-type UndoStep = (&'static str, Box<dyn FnOnce()>);
-struct Undo(Vec<UndoStep>);
-
-impl Undo {
-    fn push(&mut self, what: &'static str, f: impl FnOnce() + 'static) {
-        self.0.push((what, Box::new(f)));
-    }
-    fn run(mut self) {
-        while let Some((what, f)) = self.0.pop() {
-            debug!("undo: {what}");
-            f();
-        }
-    }
-    fn forget(mut self) {
-        self.0.clear();
-    }
-}
-
 /// Starts container `id` (its row exists and its endpoints are allocated).
-/// On error, everything this call created is removed again.
+/// On error, everything this call created is removed again (each step
+/// registers its undo; the undo steps ignore their own errors, as the start's
+/// failure is the one reported).
 pub fn start(inst: &Instance, id: &str, stdio: Stdio) -> Result<Started> {
-    let mut undo = Undo(vec![]);
+    let mut undo = Undo::new();
     match start_inner(inst, id, stdio, &mut undo) {
         Ok(s) => {
-            undo.forget();
+            undo.commit();
             Ok(s)
         }
         Err(e) => {
-            undo.run();
+            // Best effort, as the failure itself is what the caller reports.
+            let _ = undo.rollback();
             Err(e)
         }
     }
@@ -166,6 +150,7 @@ fn prepare_rootfs(
     std::fs::create_dir_all(&rundir)?;
     undo.push("rootfs", move || {
         let _ = std::fs::remove_dir_all(&rundir);
+        Ok(())
     });
     overlay.make_dirs()?;
     util::fault_point("after-rootfs");
@@ -209,6 +194,7 @@ fn create_cgroup(
     undo.push("cgroup", move || {
         let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
         let _ = cg.remove();
+        Ok(())
     });
     Ok(cgroup)
 }
@@ -286,6 +272,7 @@ fn clone_child(
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(pid, None);
+        Ok(())
     });
     Ok((pid, parent_sock))
 }
@@ -318,6 +305,7 @@ fn wire_network(
                     let _ = network::detach(&inst2, &mut s, &id2);
                 }
                 sync_dns(&inst2, &id2);
+                Ok(())
             });
         }
         res
