@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,31 @@ pub fn alive(pid: i32) -> bool {
 
 /// Entries of the layer store (sorted).
 pub fn layer_entries(h: &TestHost) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(h.root.join("layers"))
+    dir_entries(&h.root.join("layers"))
+}
+
+/// Device names in the test host's netns, sorted, without `lo`.
+pub fn links(h: &TestHost) -> Vec<String> {
+    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
+    assert!(o.status.success(), "ip link: {}", stderr(&o));
+    let mut v: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n != "lo")
+        .collect();
+    v.sort();
+    v
+}
+
+/// The name of the test host's nftables table (minirt's per-instance table).
+pub fn nft_table(h: &TestHost) -> String {
+    format!("minirt_{}", h.cgroup_parent().trim_start_matches("minirt-"))
+}
+
+/// Names in directory `p` (sorted; none when it does not exist).
+pub fn dir_entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -92,6 +116,134 @@ pub fn layer_entries(h: &TestHost) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// A process a test started; killed and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Another network namespace joined to the test host by a veth: a LAN
+/// client or attacker, an upstream server. The host end is `v<role>` with
+/// `host_addr`, the peer's is `eth0` with `addr`. Deleted on drop.
+pub struct Peer {
+    pub ns: String,
+}
+
+impl Peer {
+    /// A peer with its loopback up.
+    pub fn new(h: &TestHost, role: &str, host_addr: &str, addr: &str) -> Peer {
+        let p = Peer::joined(h, role, host_addr, addr);
+        p.ip(&["link", "set", "lo", "up"]);
+        p
+    }
+
+    /// A neighbour set up like an attacker on the LAN: its own loopback is
+    /// down, `routes` (127.0.0.1, a container subnet) go to the host, and it
+    /// accepts replies from a loopback source.
+    pub fn neighbour(
+        h: &TestHost,
+        role: &str,
+        host_addr: &str,
+        addr: &str,
+        routes: &[&str],
+    ) -> Peer {
+        let p = Peer::joined(h, role, host_addr, addr);
+        let host_ip = host_addr.split('/').next().unwrap_or(host_addr);
+        for r in routes {
+            p.ip(&["route", "add", r, "via", host_ip, "dev", "eth0"]);
+        }
+        // Replies to 127.0.0.1 come from a loopback source (only then: it
+        // also changes the namespace's source address choice).
+        let keys: &[&str] = if routes.iter().any(|r| r.starts_with("127.")) {
+            &["all", "eth0"]
+        } else {
+            &[]
+        };
+        for key in keys {
+            let o = p.run(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{key}.route_localnet=1")],
+            );
+            assert!(o.status.success(), "sysctl: {}", stderr(&o));
+        }
+        p
+    }
+
+    fn joined(h: &TestHost, role: &str, host_addr: &str, addr: &str) -> Peer {
+        let ns = format!("{}-{role}", h.ns);
+        let _ = cmd("ip", &["netns", "del", &ns]);
+        let o = cmd("ip", &["netns", "add", &ns]);
+        assert!(o.status.success(), "netns add: {}", stderr(&o));
+        let p = Peer { ns };
+        let host_if = format!("v{role}");
+        let run = |args: &[&str]| {
+            let o = cmd("ip", args);
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        run(&[
+            "link", "add", &host_if, "netns", &h.ns, "type", "veth", "peer", "name", "eth0",
+            "netns", &p.ns,
+        ]);
+        run(&["-n", &h.ns, "addr", "add", host_addr, "dev", &host_if]);
+        run(&["-n", &h.ns, "link", "set", &host_if, "up"]);
+        p.ip(&["addr", "add", addr, "dev", "eth0"]);
+        p.ip(&["link", "set", "eth0", "up"]);
+        p
+    }
+
+    /// `ip -n <peer> ARGS`, which must succeed.
+    fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        let o = cmd("ip", &all);
+        assert!(o.status.success(), "ip {all:?}: {}", stderr(&o));
+    }
+
+    /// Runs `program` inside the peer's namespace.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.ns, program];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// One bounded HTTP GET; the page, or None when nothing answered.
+    pub fn get(&self, url: &str) -> Option<String> {
+        let o = self.run("curl", &["-sf", "--max-time", "2", url]);
+        o.status.success().then(|| stdout(&o))
+    }
+
+    /// Waits until `url` answers (the path works), returns the page.
+    pub fn wait_get(&self, url: &str) -> String {
+        let mut page = None;
+        wait_for(
+            &format!("{url} from {}", self.ns),
+            Duration::from_secs(20),
+            || {
+                page = self.get(url);
+                page.is_some()
+            },
+        );
+        page.unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = cmd("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+fn sh_args<'a>(flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["run", "--rm", "--net", "none"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["busybox", "sh", "-c", script]);
+    args
 }
 
 pub struct TestHost {
@@ -174,6 +326,17 @@ impl TestHost {
     }
 
     /// Runs a program inside the test host's network namespace.
+    /// `run --rm --net none FLAGS busybox sh -c SCRIPT`: a one-off shell in a
+    /// container without a network.
+    pub fn run_sh(&self, flags: &[&str], script: &str) -> Output {
+        self.minirt(&sh_args(flags, script))
+    }
+
+    /// `run_sh` that must succeed; its stdout.
+    pub fn sh_ok(&self, flags: &[&str], script: &str) -> String {
+        self.ok(&sh_args(flags, script))
+    }
+
     pub fn in_ns(&self, program: &str, args: &[&str]) -> Output {
         let mut all = vec!["netns", "exec", &self.ns, program];
         all.extend_from_slice(args);

@@ -4,7 +4,7 @@
 //! surviving containers need, and no command printed anything on stderr
 //! (no "restoring firewall rules" or teardown warning).
 
-use crate::common::{cmd, stderr, stdout, TestHost};
+use crate::common::{links, stderr, stdout, TestHost};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
@@ -21,16 +21,6 @@ fn map_elements(h: &TestHost, map: &str) -> BTreeSet<String> {
     body.split(',')
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
-        .collect()
-}
-
-fn links(h: &TestHost) -> BTreeSet<String> {
-    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
-    stdout(&o)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n != "lo")
         .collect()
 }
 

@@ -44,24 +44,19 @@ fn exit_code_env_hostname_workdir_and_user_are_applied() {
         "run", "--rm", "--net", "none", "busybox", "sh", "-c", "exit 7",
     ]);
     assert_eq!(o.status.code(), Some(7));
-    let out = h.ok(&[
-        "run",
-        "--rm",
-        "--net",
-        "none",
-        "-h",
-        "box1",
-        "-e",
-        "FOO=bar",
-        "-w",
-        "/tmp",
-        "-u",
-        "65534:65534",
-        "busybox",
-        "sh",
-        "-c",
+    let out = h.sh_ok(
+        &[
+            "-h",
+            "box1",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "65534:65534",
+        ],
         "echo $(hostname) $FOO $(pwd) $(id -u):$(id -g) $HOSTNAME",
-    ]);
+    );
     assert_eq!(out.trim(), "box1 bar /tmp 65534:65534 box1");
     assert_clean(&h);
 }
@@ -282,9 +277,7 @@ fn pids_limit_contains_a_fork_bomb() {
     let n: u32 = out.trim().parse().unwrap();
     assert!(n <= 20, "{n} processes under a limit of 20");
     // Without the limit, the same script gets all 60 sleepers: the limit did it.
-    let out = h.ok(&[
-        "run", "--rm", "--net", "none", "busybox", "sh", "-c", script,
-    ]);
+    let out = h.sh_ok(&[], script);
     assert!(out.trim().parse::<u32>().unwrap() >= 60, "{out}");
     assert_clean(&h);
 }
@@ -317,18 +310,7 @@ fn bind_mounts_read_write_and_read_only() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in"), "from-host").unwrap();
     let rw = format!("{}:/data", dir.path().display());
-    let out = h.ok(&[
-        "run",
-        "--rm",
-        "--net",
-        "none",
-        "-v",
-        &rw,
-        "busybox",
-        "sh",
-        "-c",
-        "cat /data/in; echo back > /data/out",
-    ]);
+    let out = h.sh_ok(&["-v", &rw], "cat /data/in; echo back > /data/out");
     assert_eq!(out, "from-host");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out")).unwrap(),

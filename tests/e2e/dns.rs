@@ -390,44 +390,14 @@ impl Drop for FakeUpstream {
     }
 }
 
-/// The fake upstream host: its own netns, joined to the test host by a veth.
-struct UpstreamNs(String);
-impl Drop for UpstreamNs {
-    fn drop(&mut self) {
-        let _ = cmd("ip", &["netns", "del", &self.0]);
-    }
-}
-
 #[test]
 fn outside_names_are_forwarded_to_the_host_nameservers() {
     // A search domain: resolvers try NAME.corp.test before NAME.
     let d = DnsHost::with_resolv(&format!("nameserver {UPSTREAM}\nsearch corp.test\n"));
-    let up = UpstreamNs(format!("{}-up", d.h.ns));
-    for args in [
-        vec!["netns", "add", &up.0],
-        vec!["-n", &up.0, "link", "set", "lo", "up"],
-        vec![
-            "-n", &d.h.ns, "link", "add", "upl", "type", "veth", "peer", "name", "upr", "netns",
-            &up.0,
-        ],
-        vec![
-            "-n",
-            &d.h.ns,
-            "addr",
-            "add",
-            "198.51.100.1/24",
-            "dev",
-            "upl",
-        ],
-        vec!["-n", &d.h.ns, "link", "set", "upl", "up"],
-        vec!["-n", &up.0, "addr", "add", "198.51.100.53/24", "dev", "upr"],
-        vec!["-n", &up.0, "link", "set", "upr", "up"],
-    ] {
-        let o = cmd("ip", &args);
-        assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
-    }
+    // The fake upstream host: its own netns, joined to the test host by a veth.
+    let up = Peer::new(&d.h, "up", "198.51.100.1/24", "198.51.100.53/24");
     let _server = FakeUpstream::start(
-        format!("/run/netns/{}", up.0),
+        format!("/run/netns/{}", up.ns),
         format!("{UPSTREAM}:53").parse().unwrap(),
     );
     d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);

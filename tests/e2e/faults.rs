@@ -8,7 +8,7 @@
 
 #![cfg(feature = "fault-injection")]
 
-use crate::common::{cmd, stderr, stdout, TestHost};
+use crate::common::{cmd, dir_entries, stderr, stdout, TestHost};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,18 +26,6 @@ struct Snapshot {
     cgroups: Vec<PathBuf>,
     intents: Vec<String>,
     layers: Vec<String>,
-}
-
-fn dir_entries(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// What the kernel and the files show, without running minirt (whose

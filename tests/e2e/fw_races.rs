@@ -3,7 +3,6 @@
 //! elements and chains the store owns, and print no firewall warnings.
 
 use crate::common::*;
-use crate::lan::nft_table;
 use std::collections::BTreeSet;
 
 /// `pm_any_tcp` elements as "hostport : ip . port".

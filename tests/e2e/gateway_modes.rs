@@ -3,13 +3,13 @@
 //! from a LAN neighbour that routes the container subnet to the test host.
 
 use crate::common::*;
-use crate::lan::{nft_table, Neighbour, Proc, TWO_PORTS};
+use crate::lan::TWO_PORTS;
 use std::process::{Command, Stdio};
 
 const MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
 
-fn lan(h: &TestHost, subnet: &str) -> Neighbour {
-    Neighbour::new(h, "lan", "203.0.113.1/24", "203.0.113.2/24", &[subnet])
+fn lan(h: &TestHost, subnet: &str) -> Peer {
+    Peer::neighbour(h, "lan", "203.0.113.1/24", "203.0.113.2/24", &[subnet])
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn host_binding_makes_plain_publishing_loopback_only() {
 fn the_user_chain_restricts_a_published_port_and_survives_rebuilds() {
     let h = TestHost::new();
     let lan = lan(&h, "10.102.0.0/24");
-    let up = Neighbour::new(&h, "up", "198.51.100.1/24", "198.51.100.2/24", &[]);
+    let up = Peer::neighbour(&h, "up", "198.51.100.1/24", "198.51.100.2/24", &[]);
     h.ok(&["network", "create", "--subnet", "10.102.0.0/24", "web"]);
     h.ok(&[
         "run", "-d", "--name", "web", "--net", "web", "-p", "8080:80", "busybox", "sh", "-c",

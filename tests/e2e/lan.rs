@@ -4,109 +4,12 @@
 //! to the host's 127.0.0.1, and `nft flush ruleset` while all of it runs.
 
 use crate::common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A neighbour namespace on a veth to the test host, set up like an
-/// attacker on the LAN: its own loopback is down and 127.0.0.1 and the
-/// container subnet are routed to the host, and it accepts replies from
-/// a loopback source.
-pub struct Neighbour {
-    pub ns: String,
-}
-
-impl Neighbour {
-    pub fn new(h: &TestHost, role: &str, host_addr: &str, addr: &str, routes: &[&str]) -> Self {
-        let ns = format!("{}-{role}", h.ns);
-        let _ = cmd("ip", &["netns", "del", &ns]);
-        let o = cmd("ip", &["netns", "add", &ns]);
-        assert!(o.status.success(), "netns add: {}", stderr(&o));
-        let n = Neighbour { ns };
-        let host_if = format!("v{role}");
-        let host_ip = host_addr.split('/').next().unwrap_or(host_addr);
-        let run = |args: &[&str]| {
-            let o = cmd("ip", args);
-            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
-        };
-        run(&[
-            "link", "add", &host_if, "netns", &h.ns, "type", "veth", "peer", "name", "eth0",
-            "netns", &n.ns,
-        ]);
-        run(&["-n", &h.ns, "addr", "add", host_addr, "dev", &host_if]);
-        run(&["-n", &h.ns, "link", "set", &host_if, "up"]);
-        run(&["-n", &n.ns, "addr", "add", addr, "dev", "eth0"]);
-        run(&["-n", &n.ns, "link", "set", "eth0", "up"]);
-        for r in routes {
-            run(&[
-                "-n", &n.ns, "route", "add", r, "via", host_ip, "dev", "eth0",
-            ]);
-        }
-        // Replies to 127.0.0.1 come from a loopback source (only then: it
-        // also changes the namespace's source address choice).
-        let keys: &[&str] = if routes.iter().any(|r| r.starts_with("127.")) {
-            &["all", "eth0"]
-        } else {
-            &[]
-        };
-        for key in keys {
-            let o = n.run(
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{key}.route_localnet=1")],
-            );
-            assert!(o.status.success(), "sysctl: {}", stderr(&o));
-        }
-        n
-    }
-
-    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["netns", "exec", &self.ns, program];
-        all.extend_from_slice(args);
-        cmd("ip", &all)
-    }
-
-    /// One bounded HTTP GET; the page, or None when nothing answered.
-    pub fn get(&self, url: &str) -> Option<String> {
-        let o = self.run("curl", &["-sf", "--max-time", "2", url]);
-        o.status.success().then(|| stdout(&o))
-    }
-
-    /// Waits until `url` answers (the path works), returns the page.
-    pub fn wait_get(&self, url: &str) -> String {
-        let mut page = None;
-        wait_for(
-            &format!("{url} from {}", self.ns),
-            Duration::from_secs(20),
-            || {
-                page = self.get(url);
-                page.is_some()
-            },
-        );
-        page.unwrap_or_default()
-    }
-}
-
-impl Drop for Neighbour {
-    fn drop(&mut self) {
-        let _ = cmd("ip", &["netns", "del", &self.ns]);
-    }
-}
-
-/// A process this test started; killed and reaped on drop.
-pub struct Proc(pub Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Serves "hello-80" on 80 (published) and "hello-81" on 81 (not published).
 pub const TWO_PORTS: &str = "mkdir -p /a /b && echo hello-80 > /a/index.html && \
     echo hello-81 > /b/index.html && httpd -p 81 -h /b && exec httpd -f -p 80 -h /a";
-
-pub fn nft_table(h: &TestHost) -> String {
-    format!("minirt_{}", h.cgroup_parent().trim_start_matches("minirt-"))
-}
 
 /// Rules of the instance's raw-prerouting guard chain (empty when absent).
 pub fn guard_rules(h: &TestHost) -> Vec<String> {
@@ -125,7 +28,7 @@ pub fn guard_rules(h: &TestHost) -> Vec<String> {
 #[test]
 fn the_lan_reaches_only_ports_published_on_a_host_address() {
     let h = TestHost::new();
-    let lan = Neighbour::new(
+    let lan = Peer::neighbour(
         &h,
         "lan",
         "203.0.113.1/24",
@@ -286,7 +189,7 @@ fn a_container_cannot_reach_host_services_on_loopback() {
 #[test]
 fn a_flushed_ruleset_is_restored_without_any_command() {
     let h = TestHost::new();
-    let lan = Neighbour::new(
+    let lan = Peer::neighbour(
         &h,
         "lan",
         "203.0.113.1/24",

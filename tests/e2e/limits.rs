@@ -50,17 +50,6 @@ pub fn row_counts(root: &Path) -> Vec<(String, i64)> {
         .collect()
 }
 
-pub fn links(h: &TestHost) -> Vec<String> {
-    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
-    let mut v: Vec<String> = stdout(&o)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect();
-    v.sort();
-    v
-}
-
 pub fn ruleset(h: &TestHost) -> String {
     stdout(&h.in_ns("nft", &["list", "ruleset"]))
 }

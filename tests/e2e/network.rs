@@ -3,17 +3,6 @@
 
 use crate::common::*;
 
-/// Device names in the test host's netns.
-fn links(h: &TestHost) -> Vec<String> {
-    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
-    assert!(o.status.success(), "ip link: {}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-        .collect()
-}
-
 /// minirt's devices (bridges mrb-*/mr0-*, veths mrv*) plus `extra` names.
 fn minirt_links(h: &TestHost, extra: &[&str]) -> Vec<String> {
     links(h)
@@ -25,10 +14,6 @@ fn minirt_links(h: &TestHost, extra: &[&str]) -> Vec<String> {
                 || extra.contains(&n.as_str())
         })
         .collect()
-}
-
-fn nft_table(h: &TestHost) -> String {
-    format!("minirt_{}", h.cgroup_parent().trim_start_matches("minirt-"))
 }
 
 /// The instance's nftables table, if it exists.
@@ -368,63 +353,6 @@ fn concurrent_creates_get_distinct_subnets() {
 }
 
 // ------------------------------------------------------------------ containers on networks
-
-/// Another namespace joined to the test host by a veth: a fake upstream
-/// host or LAN client. `host_addr` goes on the test host's end.
-struct Peer {
-    ns: String,
-}
-
-impl Peer {
-    fn new(h: &TestHost, role: &str, host_addr: &str, peer_addr: &str) -> Peer {
-        let ns = format!("{}-{role}", h.ns);
-        let _ = cmd("ip", &["netns", "del", &ns]);
-        let o = cmd("ip", &["netns", "add", &ns]);
-        assert!(o.status.success(), "netns add: {}", stderr(&o));
-        let p = Peer { ns };
-        let host_if = format!("v{role}");
-        let o = cmd(
-            "ip",
-            &[
-                "link", "add", &host_if, "netns", &h.ns, "type", "veth", "peer", "name", "eth0",
-                "netns", &p.ns,
-            ],
-        );
-        assert!(o.status.success(), "veth: {}", stderr(&o));
-        ip_in_ns(h, &["addr", "add", host_addr, "dev", &host_if]);
-        ip_in_ns(h, &["link", "set", &host_if, "up"]);
-        for args in [
-            vec!["-n", &p.ns, "addr", "add", peer_addr, "dev", "eth0"],
-            vec!["-n", &p.ns, "link", "set", "eth0", "up"],
-            vec!["-n", &p.ns, "link", "set", "lo", "up"],
-        ] {
-            let o = cmd("ip", &args);
-            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
-        }
-        p
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["netns", "exec", &self.ns, program];
-        all.extend_from_slice(args);
-        cmd("ip", &all)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = cmd("ip", &["netns", "del", &self.ns]);
-    }
-}
-
-/// A process we started, killed on drop.
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const WEB: &str =
     "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www";

@@ -5,16 +5,6 @@ use crate::common::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-fn links(h: &TestHost) -> Vec<String> {
-    let o = cmd("ip", &["-n", &h.ns, "-o", "link", "show"]);
-    stdout(&o)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n != "lo")
-        .collect()
-}
-
 /// Starts `n` copies of minirt at once; returns their outputs.
 fn at_once(
     h: &TestHost,

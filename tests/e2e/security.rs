@@ -121,13 +121,6 @@ fn status_field(out: &str, key: &str) -> String {
         .to_string()
 }
 
-fn run_sh(h: &TestHost, flags: &[&str], script: &str) -> std::process::Output {
-    let mut args = vec!["run", "--rm", "--net", "none"];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["busybox", "sh", "-c", script]);
-    h.minirt(&args)
-}
-
 #[test]
 fn seccomp_blocks_dangerous_syscalls_and_unconfined_lifts_it() {
     let h = TestHost::new();
@@ -152,10 +145,9 @@ fn seccomp_blocks_dangerous_syscalls_and_unconfined_lifts_it() {
         );
     }
     // Seccomp mode as the kernel reports it: 2 (filter) by default, 0 unconfined.
-    let o = run_sh(&h, &[], "grep ^Seccomp: /proc/self/status");
+    let o = h.run_sh(&[], "grep ^Seccomp: /proc/self/status");
     assert_eq!(status_field(&stdout(&o), "Seccomp"), "2");
-    let o = run_sh(
-        &h,
+    let o = h.run_sh(
         &["--security-opt", "seccomp=unconfined"],
         "grep ^Seccomp: /proc/self/status",
     );
@@ -199,34 +191,32 @@ fn a_custom_seccomp_profile_is_honoured() {
 fn default_capabilities_and_cap_add_drop() {
     let h = TestHost::new();
     // No NET_ADMIN: cannot configure an interface (of the container's own netns).
-    let o = run_sh(&h, &[], "ip addr add 198.51.100.9/32 dev lo");
+    let o = h.run_sh(&[], "ip addr add 198.51.100.9/32 dev lo");
     assert_ne!(o.status.code(), Some(0), "NET_ADMIN should be missing");
     assert!(
         stderr(&o).contains("Operation not permitted"),
         "{}",
         stderr(&o)
     );
-    let o = run_sh(
-        &h,
+    let o = h.run_sh(
         &["--cap-add", "NET_ADMIN"],
         "ip addr add 198.51.100.9/32 dev lo && ip addr show lo | grep -q 198.51.100.9 && echo made",
     );
     assert_eq!(stdout(&o).trim(), "made", "{}", stderr(&o));
 
     // No SYS_ADMIN: mount is refused; --cap-add SYS_ADMIN (filter follows) allows it.
-    let o = run_sh(&h, &[], "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t");
+    let o = h.run_sh(&[], "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t");
     assert_ne!(o.status.code(), Some(0));
-    let o = run_sh(
-        &h,
+    let o = h.run_sh(
         &["--cap-add", "CAP_SYS_ADMIN"],
         "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && grep -c ' /mnt/t tmpfs' /proc/mounts",
     );
     assert_eq!(stdout(&o).trim(), "1", "{}", stderr(&o));
 
     // --cap-drop CHOWN: root in the container can no longer give files away.
-    let o = run_sh(&h, &[], "touch /f && chown 1:1 /f && echo ok");
+    let o = h.run_sh(&[], "touch /f && chown 1:1 /f && echo ok");
     assert_eq!(stdout(&o).trim(), "ok");
-    let o = run_sh(&h, &["--cap-drop", "chown"], "touch /f && chown 1:1 /f");
+    let o = h.run_sh(&["--cap-drop", "chown"], "touch /f && chown 1:1 /f");
     assert!(
         stderr(&o).contains("Operation not permitted"),
         "{}",
@@ -234,8 +224,7 @@ fn default_capabilities_and_cap_add_drop() {
     );
 
     // --cap-drop ALL: nothing at all, in every set.
-    let o = run_sh(
-        &h,
+    let o = h.run_sh(
         &["--cap-drop", "ALL"],
         "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status",
     );
@@ -332,7 +321,7 @@ fn privileged_gets_all_capabilities_devices_and_no_filter() {
                   grep ' /sys sysfs' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
                   (echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo sysctl-written; \
                   test -b /dev/loop0 && dd if=/dev/loop0 of=/dev/null bs=512 count=1 2>/dev/null && echo loop-read";
-    let o = run_sh(&h, &["--privileged"], script);
+    let o = h.run_sh(&["--privileged"], script);
     let out = stdout(&o);
     // Every capability this host's root holds (it lacks CAP_SYS_RESOURCE here).
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -356,7 +345,7 @@ fn privileged_gets_all_capabilities_devices_and_no_filter() {
     }
 
     // The same in a default container: all refused.
-    let o = run_sh(&h, &[], script);
+    let o = h.run_sh(&[], script);
     let out = stdout(&o);
     assert_eq!(status_field(&out, "CapEff"), "00000000a80425fb");
     assert!(
@@ -391,20 +380,10 @@ fn setuid_and_file_capabilities_gain_nothing_under_no_new_privs() {
     assert_eq!(stdout(&o).trim(), "65534 0", "control: {}", stderr(&o));
     // In the container as uid 65534: no gain.
     let vol = format!("{}:/v", dir.path());
-    let out = h.ok(&[
-        "run",
-        "--rm",
-        "--net",
-        "none",
-        "-u",
-        "65534",
-        "-v",
-        &vol,
-        "busybox",
-        "sh",
-        "-c",
+    let out = h.sh_ok(
+        &["-u", "65534", "-v", &vol],
         "/v/probe ids; id -u; grep NoNewPrivs /proc/self/status",
-    ]);
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "65534 65534", "{out}");
     assert_eq!(lines[1], "65534", "{out}");
@@ -446,20 +425,10 @@ fn setuid_and_file_capabilities_gain_nothing_under_no_new_privs() {
         "control: {}",
         stderr(&o)
     );
-    let out = h.ok(&[
-        "run",
-        "--rm",
-        "--net",
-        "none",
-        "-u",
-        "65534",
-        "-v",
-        &vol,
-        "busybox",
-        "sh",
-        "-c",
+    let out = h.sh_ok(
+        &["-u", "65534", "-v", &vol],
         "/v/busybox grep CapEff /proc/self/status",
-    ]);
+    );
     assert_eq!(status_field(&out, "CapEff"), "0000000000000000", "{out}");
 }
 
@@ -527,7 +496,7 @@ fn devices_outside_the_allow_list_cannot_be_opened() {
          head -c 4 /dev/zero | wc -c; \
          mknod /tmp/mem c 1 1 && head -c 1 /tmp/mem >/dev/null && echo mem-opened"
     );
-    let o = run_sh(&h, &[], &script);
+    let o = h.run_sh(&[], &script);
     let out = stdout(&o);
     // mknod is allowed (as in Docker), using the node is not.
     assert!(out.contains("made"), "{out}");
@@ -551,7 +520,7 @@ fn read_only_rootfs_keeps_dev_proc_and_volumes_working() {
                   cat /proc/self/stat >/dev/null && echo proc-ok; \
                   touch /data/x && echo volume-ok";
     let v = format!("{}:/data", vol.path());
-    let o = run_sh(&h, &["--read-only", "-v", &v], script);
+    let o = h.run_sh(&["--read-only", "-v", &v], script);
     let out = stdout(&o);
     assert_eq!(
         out.matches("Read-only file system").count(),
@@ -563,7 +532,7 @@ fn read_only_rootfs_keeps_dev_proc_and_volumes_working() {
     }
     assert!(vol.0.join("x").exists());
     // Without --read-only the same root is writable.
-    let o = run_sh(&h, &[], "touch /x && touch /tmp/x && echo rw-ok");
+    let o = h.run_sh(&[], "touch /x && touch /tmp/x && echo rw-ok");
     assert_eq!(stdout(&o).trim(), "rw-ok");
     // inspect says so.
     h.ok(&[
@@ -598,7 +567,7 @@ fn containers_see_neither_host_nor_each_others_processes() {
     assert!(procs[0].trim().starts_with("1 "), "{out}");
     assert!(!out.contains("sleep 4242"), "{out}");
     // Nor any host process, e.g. this test's own runner.
-    let o = run_sh(&h, &[], "ls /proc | grep -c '^[0-9]'");
+    let o = h.run_sh(&[], "ls /proc | grep -c '^[0-9]'");
     assert!(
         stdout(&o).trim().parse::<u32>().unwrap() <= 3,
         "{}",

@@ -9,7 +9,7 @@
 //! 85 s on a loaded one); MINIRT_SOAK_RUNS=N changes that (at least 100).
 
 use crate::common::*;
-use crate::limits::{links, row_counts};
+use crate::limits::row_counts;
 use std::time::Duration;
 
 /// `nft list ruleset` with packet/byte counters blanked (traffic, not state).
