@@ -11,7 +11,7 @@ use super::client::{self, Client};
 use super::config::{Endpoint, RegistriesConf};
 use super::manifest::{self, Compression, Descriptor, Fetched, Platform};
 use super::{Reference, RegistryError};
-use crate::rootfs::archive::ArchiveError;
+use crate::rootfs::extract::ArchiveError;
 use crate::rootfs::image::{self, ImageError, StoredLayer};
 use crate::store::images as rows;
 use crate::store::Store;
