@@ -98,6 +98,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 mod api;
 mod config;
+mod export;
 mod formats;
 mod index;
 mod layers;
@@ -108,6 +109,7 @@ mod tests;
 
 pub use api::*;
 pub use config::*;
+pub use export::*;
 pub use formats::*;
 pub use index::*;
 pub use layers::*;

@@ -1,0 +1,245 @@
+//! `push` and `save` against real peers: Debian's docker-registry with TLS
+//! (a private CA) and Basic auth, and Podman pulling, loading and running
+//! what minirt pushed or saved.
+
+use crate::common::{cmd, layer_entries, mounts_under, podman_serial, stderr, stdout, TestHost};
+use crate::registry::{assert_check_output, Client, CHECK_SCRIPT};
+use crate::registry_server::{build_layout, multi_layer_image, Auth, Registry, PASSWORD, USER};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// Host paths Podman creates whatever its --root says; removed on drop when
+/// this test created them.
+const PODMAN_HOST_PATHS: &[&str] = &["/run/containers", "/var/lib/containers"];
+
+/// Podman with private storage and config in the test's network namespace.
+struct Podman<'a> {
+    h: &'a TestHost,
+    dir: PathBuf,
+    conf: PathBuf,
+    preexisting: Vec<PathBuf>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl<'a> Podman<'a> {
+    /// None (the test part is skipped with a note) without podman.
+    fn new(h: &'a TestHost) -> Option<Podman<'a>> {
+        if cmd("sh", &["-c", "command -v podman"]).stdout.is_empty() {
+            eprintln!("podman not installed: Podman part skipped (CI installs it)");
+            return None;
+        }
+        let serial = podman_serial();
+        let dir = h.root.parent().unwrap().join("podman");
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let conf = dir.join("containers.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 events_logfile_path = \"{d}/events.log\"\nruntime = \"runc\"\n\
+                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{d}/net\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let preexisting = PODMAN_HOST_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
+        Some(Podman {
+            h,
+            dir,
+            conf,
+            preexisting,
+            _serial: serial,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.h.netns_path()))
+            .arg("--")
+            .arg("podman")
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .arg("--storage-driver")
+            .arg("overlay")
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?} failed: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+}
+
+impl Drop for Podman<'_> {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        let _ = self.run(&["rmi", "-af"]);
+        for m in mounts_under(&self.dir) {
+            let _ = cmd("umount", &["-l", &m]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for p in PODMAN_HOST_PATHS {
+            let p = PathBuf::from(p);
+            if !self.preexisting.contains(&p) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
+/// The local images, for "nothing changed" checks.
+fn images(c: &Client) -> String {
+    c.ok(&["images", "--digests"])
+}
+
+#[test]
+fn push_to_a_tls_registry_with_auth_then_podman_and_minirt_pull_it_back() {
+    let h = TestHost::new();
+    let reg = Registry::start(&h, true, Auth::Basic);
+    let layout = reg.dir.join("layout");
+    build_layout(&layout, "v1", &[multi_layer_image("amd64")]);
+    reg.push_layout(
+        &layout,
+        "v1",
+        "team/app",
+        false,
+        Some(&format!("{USER}:{PASSWORD}")),
+    );
+    let c = Client::new(&h, "", Some(&reg.certs_d()));
+    c.ok(&["login", "-u", USER, "-p", PASSWORD, "127.0.0.1:5000"]);
+    let src = "127.0.0.1:5000/team/app:v1";
+    let dst = "127.0.0.1:5000/pushed/app:v2";
+    c.ok(&["pull", "-q", src]);
+    c.ok(&["tag", src, dst]);
+
+    // Bad inputs: one line, exit 125, the local store unchanged.
+    let before = (images(&c), layer_entries(&h));
+    let err = c.fails(&["push", "127.0.0.1:5000/nope/none:1"]);
+    assert!(err.contains("does not exist locally"), "{err}");
+    let anon = Client::new(&h, "", Some(&reg.certs_d()));
+    let anon = Client {
+        docker_config: h.root.parent().unwrap().join("no-docker-config"),
+        ..anon
+    };
+    let err = anon.fails(&["push", dst]);
+    assert!(err.contains("authentication required"), "{err}");
+    let wrong_dir = h.root.parent().unwrap().join("wrong-docker-config");
+    std::fs::create_dir_all(&wrong_dir).unwrap();
+    let auth = base64_of(&format!("{USER}:wrong"));
+    std::fs::write(
+        wrong_dir.join("config.json"),
+        format!(r#"{{"auths":{{"127.0.0.1:5000":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let wrong = Client {
+        docker_config: wrong_dir,
+        ..Client::new(&h, "", Some(&reg.certs_d()))
+    };
+    let err = wrong.fails(&["push", dst]);
+    assert!(err.contains("wrong username or password"), "{err}");
+    c.ok(&["tag", src, "127.0.0.1:5999/down/app:1"]);
+    let err = c.fails(&["push", "127.0.0.1:5999/down/app:1"]);
+    assert!(
+        err.contains("cannot reach registry 127.0.0.1:5999"),
+        "{err}"
+    );
+    c.ok(&["rmi", "127.0.0.1:5999/down/app:1"]);
+    assert_eq!((images(&c), layer_entries(&h)), before);
+
+    // The push: progress on stderr, Docker's digest line on stdout.
+    let o = c.run(&["push", dst]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let digest = out
+        .strip_prefix("v2: digest: ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no digest line: {out}"))
+        .to_string();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("The push refers to repository [127.0.0.1:5000/pushed/app]"),
+        "{err}"
+    );
+    assert_eq!(err.matches(": Pushed").count(), 4, "{err}");
+    // Again: every blob is there already, the digest is the same.
+    let o = c.run(&["push", dst]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), out);
+    assert_eq!(stderr(&o).matches("Layer already exists").count(), 4);
+    // Another repository of the same registry: blobs are mounted.
+    let third = "127.0.0.1:5000/other/app:v3";
+    c.ok(&["tag", src, third]);
+    let o = c.run(&["push", third]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("Mounted from pushed/app").count(),
+        4,
+        "{}",
+        stderr(&o)
+    );
+
+    // minirt: remove, pull back, run with every layer and the config.
+    c.ok(&["rmi", dst, third, src]);
+    let o = c.ok(&["pull", dst]);
+    assert!(o.contains(&format!("Digest: {digest}")), "{o}");
+    assert_check_output(&c.ok(&["run", "--rm", dst, "sh", "-c", CHECK_SCRIPT]));
+
+    // Podman pulls and runs what minirt pushed.
+    if let Some(p) = Podman::new(&h) {
+        let cert_dir = reg.certs_d().join("127.0.0.1:5000");
+        let creds = format!("{USER}:{PASSWORD}");
+        p.ok(&[
+            "pull",
+            "-q",
+            "--cert-dir",
+            cert_dir.to_str().unwrap(),
+            "--creds",
+            &creds,
+            dst,
+        ]);
+        assert_eq!(
+            p.ok(&["image", "inspect", "--format", "{{.Digest}}", dst])
+                .trim(),
+            digest
+        );
+        assert_check_output(&p.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            dst,
+            "sh",
+            "-c",
+            CHECK_SCRIPT,
+        ]));
+    }
+    drop(reg);
+}
+
+fn base64_of(s: &str) -> String {
+    let o = Command::new("sh")
+        .args(["-c", "printf %s \"$0\" | base64 -w0", s])
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap()
+}
