@@ -401,6 +401,17 @@ fn token_auth_flow_and_expired_tokens() {
     );
     c.ok(&["rmi", name]);
     c.ok(&["pull", name]);
+    // Push with a token for the push scope, then pull it back.
+    let pushed = "127.0.0.1:5000/tok/pushed:v1";
+    c.ok(&["tag", name, pushed]);
+    let out = c.ok(&["push", pushed]);
+    assert!(out.starts_with("v1: digest: sha256:"), "{out}");
+    c.ok(&["rmi", name, pushed]);
+    c.ok(&["pull", "-q", pushed]);
+    assert_eq!(
+        c.ok(&["run", "--rm", pushed, "cat", "/data/d.txt"]),
+        "layer4-d\n"
+    );
 }
 
 #[test]
