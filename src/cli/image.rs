@@ -19,6 +19,19 @@ pub struct LoadArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// docker-archive (default) or oci-archive.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+    /// Images to save (names or ids).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct ImportArgs {
     /// Flat root filesystem tarball.
     pub file: PathBuf,
@@ -68,6 +81,55 @@ pub fn load(inst: &Instance, a: LoadArgs) -> CliResult {
         }
     }
     Ok(0)
+}
+
+/// `save`: to `-o FILE` (written beside it and renamed into place, so a
+/// failed save leaves no partial file) or to a standard output that is not
+/// a terminal.
+pub fn save(inst: &Instance, a: SaveArgs) -> CliResult {
+    use std::io::IsTerminal;
+    let format = image::SaveFormat::parse(&a.format).map_err(image_err)?;
+    let mut store = open_store(inst)?;
+    let Some(path) = a.output else {
+        if std::io::stdout().is_terminal() {
+            return Err(CliError {
+                code: 125,
+                message: "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                    .into(),
+            });
+        }
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        image::save(inst, &mut store, &a.images, format, out).map_err(image_err)?;
+        return Ok(0);
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&tmp).map_err(|e| CliError {
+        code: 125,
+        message: format!("cannot create {}: {e}", path.display()),
+    })?;
+    let r = image::save(
+        inst,
+        &mut store,
+        &a.images,
+        format,
+        std::io::BufWriter::new(file),
+    )
+    .map_err(image_err)
+    .and_then(|()| {
+        std::fs::rename(&tmp, &path).map_err(|e| CliError {
+            code: 125,
+            message: format!("cannot write {}: {e}", path.display()),
+        })
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|()| 0)
 }
 
 pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {

@@ -73,6 +73,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Load images from a `docker save` or OCI image-layout archive.
     Load(image::LoadArgs),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(image::SaveArgs),
     /// Import a flat root filesystem tarball as an image.
     Import(image::ImportArgs),
     /// List images.
@@ -144,6 +146,8 @@ pub enum ImageCommand {
     Pull(registry::PullArgs),
     /// Push an image to a registry.
     Push(registry::PushArgs),
+    /// Save images to a tar archive.
+    Save(image::SaveArgs),
     /// Create a tag TARGET that refers to SOURCE.
     Tag(registry::TagArgs),
     /// Remove unused images (dangling ones, or with -a all unused).
@@ -364,6 +368,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Kill(a) => container::kill(&inst, a),
         Command::Rm(a) => container::rm(&inst, a),
         Command::Load(a) => image::load(&inst, a),
+        Command::Save(a) => image::save(&inst, a),
         Command::Import(a) => image::import(&inst, a),
         Command::Images(a) => image::images(&inst, a),
         Command::Rmi(a) => image::rmi(&inst, a),
@@ -377,6 +382,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
         Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
         Command::Image(ImageCommand::Push(a)) => registry::push_cmd(&inst, a),
+        Command::Image(ImageCommand::Save(a)) => image::save(&inst, a),
         Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
         Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),

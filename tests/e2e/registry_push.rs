@@ -243,3 +243,75 @@ fn base64_of(s: &str) -> String {
         .unwrap();
     String::from_utf8(o.stdout).unwrap()
 }
+
+#[test]
+fn save_round_trips_through_minirt_load_and_podman_load() {
+    let h = TestHost::new();
+    let ok = |args: &[&str]| -> String {
+        let o = h.command(args).output().unwrap();
+        assert!(o.status.success(), "minirt {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // The bundled busybox is loaded on first use.
+    ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    ok(&["tag", "busybox", "saved/bb:v1"]);
+    let dir = h.root.parent().unwrap().join("saves");
+    std::fs::create_dir_all(&dir).unwrap();
+    let docker = dir.join("bb.tar");
+
+    // A name that is not there: one line, exit 125, no file.
+    let o = h
+        .command(&[
+            "save",
+            "-o",
+            docker.to_str().unwrap(),
+            "saved/bb:v1",
+            "nope:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "minirt: No such image: nope:1\n");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+    ok(&["save", "-o", docker.to_str().unwrap(), "saved/bb:v1"]);
+    // To a pipe: the OCI layout.
+    let o = h
+        .command(&["save", "--format", "oci-archive", "saved/bb:v1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let oci = dir.join("bb-oci.tar");
+    std::fs::write(&oci, &o.stdout).unwrap();
+
+    ok(&["rmi", "saved/bb:v1", "busybox"]);
+    for archive in [&docker, &oci] {
+        assert_eq!(
+            ok(&["load", "-i", archive.to_str().unwrap()]),
+            "Loaded image: saved/bb:v1\n"
+        );
+        assert_eq!(
+            ok(&["run", "--rm", "--net", "none", "saved/bb:v1", "echo", "hi"]),
+            "hi\n"
+        );
+        ok(&["rmi", "saved/bb:v1"]);
+    }
+
+    if let Some(p) = Podman::new(&h) {
+        for archive in [&docker, &oci] {
+            let out = p.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+            let name = out
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            assert!(name.ends_with("saved/bb:v1"), "{out}");
+            assert_eq!(
+                p.ok(&["run", "--rm", "--network", "none", &name, "echo", "hi"]),
+                "hi\n"
+            );
+            p.ok(&["rmi", &name]);
+        }
+    };
+}

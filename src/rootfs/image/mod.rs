@@ -104,6 +104,7 @@ mod index;
 mod layers;
 mod load;
 mod reference;
+mod save;
 #[cfg(test)]
 mod tests;
 
@@ -115,3 +116,4 @@ pub use index::*;
 pub use layers::*;
 pub use load::*;
 pub use reference::*;
+pub use save::*;
