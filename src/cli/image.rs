@@ -44,7 +44,7 @@ pub struct ImagesArgs {
     /// Only show image ids.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json.
+    /// Output format: table, json, or a Go template (`table` prefix for columns).
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Show the manifest digests images were pulled by.
@@ -154,8 +154,13 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
         }
         return Ok(0);
     }
-    match a.format.as_str() {
-        "table" => {
+    use super::template::{self, Format};
+    let format = template::parse(Some(&a.format), true).map_err(|e| CliError {
+        code: 125,
+        message: e,
+    })?;
+    match format {
+        Format::Default => {
             let mut rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
             let mut head = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
             if a.digests {
@@ -166,16 +171,27 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
             }
             print!("{}", table(&head, &rows));
         }
-        "json" => {
+        Format::Json => {
             for s in &list {
                 println!("{}", json_row(s, now));
             }
         }
-        other => {
-            return Err(CliError {
+        Format::Template(t) => {
+            let docs: Vec<serde_json::Value> = list.iter().map(|s| json_row(s, now)).collect();
+            let headers = [
+                ("ID", "IMAGE ID"),
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("Digest", "DIGEST"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("Size", "SIZE"),
+            ];
+            let out = t.render_list(&docs, &headers).map_err(|e| CliError {
                 code: 125,
-                message: format!("unknown --format {other:?} (use table or json)"),
-            });
+                message: e,
+            })?;
+            print!("{out}");
         }
     }
     Ok(0)
@@ -349,7 +365,7 @@ fn table_row(s: &ImageSummary, now: i64) -> Vec<String> {
     ]
 }
 
-fn json_row(s: &ImageSummary, now: i64) -> String {
+fn json_row(s: &ImageSummary, now: i64) -> serde_json::Value {
     serde_json::json!({
         "ID": short_id(&s.id),
         "Digest": s.digest,
@@ -359,7 +375,6 @@ fn json_row(s: &ImageSummary, now: i64) -> String {
         "CreatedSince": created_since(s.created, now),
         "Size": human_size(s.size),
     })
-    .to_string()
 }
 
 /// Docker's size wording: decimal units, four significant digits ("2.14MB").
@@ -414,7 +429,7 @@ mod tests {
         assert_eq!(row[2], "0123456789ab");
         assert_eq!(row[3], "2 minutes ago");
         assert_eq!(row[4], "1kB");
-        let j: serde_json::Value = serde_json::from_str(&json_row(&s, 0)).unwrap();
+        let j: serde_json::Value = json_row(&s, 0);
         assert_eq!(j["Repository"], "busybox");
     }
 }

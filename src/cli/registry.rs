@@ -25,6 +25,9 @@ pub struct PullArgs {
     /// Print only the pulled reference.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Pull every tag of the repository.
+    #[arg(short, long)]
+    pub all_tags: bool,
     /// Use plain HTTP for this registry (false), as if it were marked insecure.
     #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
@@ -162,7 +165,26 @@ pub fn pull_cmd(inst: &Instance, a: PullArgs) -> CliResult {
         insecure: !a.tls_verify,
         progress: progress(a.quiet),
     };
-    do_pull(inst, &a.reference, &opts, a.quiet)
+    if !a.all_tags {
+        return do_pull(inst, &a.reference, &opts, a.quiet);
+    }
+    let last = a.reference.rsplit('/').next().unwrap_or_default();
+    if last.contains([':', '@']) {
+        return Err(err("tag can't be used with --all-tags/-a"));
+    }
+    let r = Reference::parse(&a.reference).map_err(err)?;
+    let tags = pull::list_tags(&a.reference, opts.insecure).map_err(image_err)?;
+    if tags.is_empty() {
+        return Err(err(format!("{}: the repository has no tags", a.reference)));
+    }
+    let repo = r.familiar_repository();
+    for t in &tags {
+        if !a.quiet {
+            eprintln!("{t}: Pulling from {repo}");
+        }
+        do_pull(inst, &format!("{repo}:{t}"), &opts, a.quiet)?;
+    }
+    Ok(0)
 }
 
 /// Docker's push lines: progress on stderr, the digest line on stdout.

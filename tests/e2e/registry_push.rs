@@ -315,3 +315,41 @@ fn save_round_trips_through_minirt_load_and_podman_load() {
         }
     };
 }
+
+#[test]
+fn pull_all_tags_and_images_format() {
+    let h = TestHost::new();
+    let reg = Registry::start(&h, false, Auth::None);
+    let c = Client::new(
+        &h,
+        "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n",
+        None,
+    );
+    c.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
+    for t in ["one", "two"] {
+        let name = format!("127.0.0.1:5000/all/bb:{t}");
+        c.ok(&["tag", "busybox", &name]);
+        c.ok(&["push", "-q", &name]);
+        c.ok(&["rmi", &name]);
+    }
+    let err = c.fails(&["pull", "-a", "127.0.0.1:5000/all/bb:one"]);
+    assert!(
+        err.contains("tag can't be used with --all-tags/-a"),
+        "{err}"
+    );
+    c.ok(&["pull", "-a", "-q", "127.0.0.1:5000/all/bb"]);
+    let out = c.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "127.0.0.1:5000/all/bb:one",
+            "127.0.0.1:5000/all/bb:two",
+            "busybox:latest"
+        ]
+    );
+    let out = c.ok(&["images", "--format", "table {{.Repository}}\t{{.Tag}}"]);
+    assert!(out.starts_with("REPOSITORY"), "{out}");
+    drop(reg);
+}
