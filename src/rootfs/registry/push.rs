@@ -434,3 +434,29 @@ impl PushCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_record_lists_repositories_per_registry_and_blob() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("pushed-blobs.json");
+        assert!(PushCache::repos_with(&p, "h:5000", "sha256:aa").is_empty());
+        PushCache::remember(&p, "h:5000", "team/a", "sha256:aa");
+        PushCache::remember(&p, "h:5000", "team/a", "sha256:aa");
+        PushCache::remember(&p, "h:5000", "team/b", "sha256:aa");
+        PushCache::remember(&p, "other:443", "x/y", "sha256:bb");
+        assert_eq!(
+            PushCache::repos_with(&p, "h:5000", "sha256:aa"),
+            ["team/a", "team/b"]
+        );
+        assert!(PushCache::repos_with(&p, "h:5000", "sha256:bb").is_empty());
+        // A damaged record is an empty one, not an error.
+        std::fs::write(&p, b"not json").unwrap();
+        assert!(PushCache::repos_with(&p, "h:5000", "sha256:aa").is_empty());
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temp file left");
+    }
+}
