@@ -19,6 +19,19 @@ pub struct LoadArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// docker-archive (default) or oci-archive.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+    /// Images to save (names or ids).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct ImportArgs {
     /// Flat root filesystem tarball.
     pub file: PathBuf,
@@ -31,7 +44,7 @@ pub struct ImagesArgs {
     /// Only show image ids.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json.
+    /// Output format: table, json, or a Go template (`table` prefix for columns).
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Show the manifest digests images were pulled by.
@@ -70,6 +83,55 @@ pub fn load(inst: &Instance, a: LoadArgs) -> CliResult {
     Ok(0)
 }
 
+/// `save`: to `-o FILE` (written beside it and renamed into place, so a
+/// failed save leaves no partial file) or to a standard output that is not
+/// a terminal.
+pub fn save(inst: &Instance, a: SaveArgs) -> CliResult {
+    use std::io::IsTerminal;
+    let format = image::SaveFormat::parse(&a.format).map_err(image_err)?;
+    let mut store = open_store(inst)?;
+    let Some(path) = a.output else {
+        if std::io::stdout().is_terminal() {
+            return Err(CliError {
+                code: 125,
+                message: "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                    .into(),
+            });
+        }
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        image::save(inst, &mut store, &a.images, format, out).map_err(image_err)?;
+        return Ok(0);
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&tmp).map_err(|e| CliError {
+        code: 125,
+        message: format!("cannot create {}: {e}", path.display()),
+    })?;
+    let r = image::save(
+        inst,
+        &mut store,
+        &a.images,
+        format,
+        std::io::BufWriter::new(file),
+    )
+    .map_err(image_err)
+    .and_then(|()| {
+        std::fs::rename(&tmp, &path).map_err(|e| CliError {
+            code: 125,
+            message: format!("cannot write {}: {e}", path.display()),
+        })
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|()| 0)
+}
+
 pub fn import(inst: &Instance, a: ImportArgs) -> CliResult {
     minirt::container::lifecycle::heal_intents(inst);
     let mut store = open_store(inst)?;
@@ -92,8 +154,13 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
         }
         return Ok(0);
     }
-    match a.format.as_str() {
-        "table" => {
+    use super::template::{self, Format};
+    let format = template::parse(Some(&a.format), true).map_err(|e| CliError {
+        code: 125,
+        message: e,
+    })?;
+    match format {
+        Format::Default => {
             let mut rows: Vec<Vec<String>> = list.iter().map(|s| table_row(s, now)).collect();
             let mut head = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
             if a.digests {
@@ -104,16 +171,27 @@ pub fn images(inst: &Instance, a: ImagesArgs) -> CliResult {
             }
             print!("{}", table(&head, &rows));
         }
-        "json" => {
+        Format::Json => {
             for s in &list {
                 println!("{}", json_row(s, now));
             }
         }
-        other => {
-            return Err(CliError {
+        Format::Template(t) => {
+            let docs: Vec<serde_json::Value> = list.iter().map(|s| json_row(s, now)).collect();
+            let headers = [
+                ("ID", "IMAGE ID"),
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("Digest", "DIGEST"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("Size", "SIZE"),
+            ];
+            let out = t.render_list(&docs, &headers).map_err(|e| CliError {
                 code: 125,
-                message: format!("unknown --format {other:?} (use table or json)"),
-            });
+                message: e,
+            })?;
+            print!("{out}");
         }
     }
     Ok(0)
@@ -287,7 +365,7 @@ fn table_row(s: &ImageSummary, now: i64) -> Vec<String> {
     ]
 }
 
-fn json_row(s: &ImageSummary, now: i64) -> String {
+fn json_row(s: &ImageSummary, now: i64) -> serde_json::Value {
     serde_json::json!({
         "ID": short_id(&s.id),
         "Digest": s.digest,
@@ -297,7 +375,6 @@ fn json_row(s: &ImageSummary, now: i64) -> String {
         "CreatedSince": created_since(s.created, now),
         "Size": human_size(s.size),
     })
-    .to_string()
 }
 
 /// Docker's size wording: decimal units, four significant digits ("2.14MB").
@@ -352,7 +429,7 @@ mod tests {
         assert_eq!(row[2], "0123456789ab");
         assert_eq!(row[3], "2 minutes ago");
         assert_eq!(row[4], "1kB");
-        let j: serde_json::Value = serde_json::from_str(&json_row(&s, 0)).unwrap();
+        let j: serde_json::Value = json_row(&s, 0);
         assert_eq!(j["Repository"], "busybox");
     }
 }

@@ -73,6 +73,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Load images from a `docker save` or OCI image-layout archive.
     Load(image::LoadArgs),
+    /// Save images to a tar archive (docker-archive or oci-archive).
+    Save(image::SaveArgs),
     /// Import a flat root filesystem tarball as an image.
     Import(image::ImportArgs),
     /// List images.
@@ -81,6 +83,8 @@ pub enum Command {
     Rmi(image::RmiArgs),
     /// Pull an image from a registry.
     Pull(registry::PullArgs),
+    /// Push an image to a registry.
+    Push(registry::PushArgs),
     /// Log in to a registry (credentials in Docker's config.json).
     Login(registry::LoginArgs),
     /// Log out from a registry.
@@ -140,6 +144,10 @@ pub enum ImageCommand {
     History(image::HistoryArgs),
     /// Pull an image from a registry.
     Pull(registry::PullArgs),
+    /// Push an image to a registry.
+    Push(registry::PushArgs),
+    /// Save images to a tar archive.
+    Save(image::SaveArgs),
     /// Create a tag TARGET that refers to SOURCE.
     Tag(registry::TagArgs),
     /// Remove unused images (dangling ones, or with -a all unused).
@@ -360,10 +368,12 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Kill(a) => container::kill(&inst, a),
         Command::Rm(a) => container::rm(&inst, a),
         Command::Load(a) => image::load(&inst, a),
+        Command::Save(a) => image::save(&inst, a),
         Command::Import(a) => image::import(&inst, a),
         Command::Images(a) => image::images(&inst, a),
         Command::Rmi(a) => image::rmi(&inst, a),
         Command::Pull(a) => registry::pull_cmd(&inst, a),
+        Command::Push(a) => registry::push_cmd(&inst, a),
         Command::Login(a) => registry::login(&inst, a),
         Command::Logout(a) => registry::logout(&inst, a),
         Command::Tag(a) => registry::tag(&inst, a),
@@ -371,6 +381,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Image(ImageCommand::Inspect(a)) => image::inspect(&inst, a),
         Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
         Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
+        Command::Image(ImageCommand::Push(a)) => registry::push_cmd(&inst, a),
+        Command::Image(ImageCommand::Save(a)) => image::save(&inst, a),
         Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
         Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),

@@ -1,4 +1,4 @@
-//! `minirt pull | login | logout | tag`, and `run --pull`: parse, call the
+//! `minirt pull | push | login | logout | tag`, and `run --pull`: parse, call the
 //! registry library, print Docker's lines.
 
 use super::{CliError, CliResult};
@@ -10,6 +10,7 @@ use minirt::rootfs::registry::client::Client;
 use minirt::rootfs::registry::config::RegistriesConf;
 use minirt::rootfs::registry::manifest::Platform;
 use minirt::rootfs::registry::pull::{self, Event, PullOptions};
+use minirt::rootfs::registry::push::{self, PushOptions};
 use minirt::rootfs::registry::Reference;
 use minirt::store::Store;
 use minirt::Instance;
@@ -24,10 +25,25 @@ pub struct PullArgs {
     /// Print only the pulled reference.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Pull every tag of the repository.
+    #[arg(short, long)]
+    pub all_tags: bool,
     /// Use plain HTTP for this registry (false), as if it were marked insecure.
     #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: bool,
     /// NAME[:TAG|@DIGEST]
+    pub reference: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Print only the pushed reference.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Use plain HTTP for this registry (false), as if it were marked insecure.
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// NAME[:TAG]
     pub reference: String,
 }
 
@@ -149,7 +165,67 @@ pub fn pull_cmd(inst: &Instance, a: PullArgs) -> CliResult {
         insecure: !a.tls_verify,
         progress: progress(a.quiet),
     };
-    do_pull(inst, &a.reference, &opts, a.quiet)
+    if !a.all_tags {
+        return do_pull(inst, &a.reference, &opts, a.quiet);
+    }
+    let last = a.reference.rsplit('/').next().unwrap_or_default();
+    if last.contains([':', '@']) {
+        return Err(err("tag can't be used with --all-tags/-a"));
+    }
+    let r = Reference::parse(&a.reference).map_err(err)?;
+    let tags = pull::list_tags(&a.reference, opts.insecure).map_err(image_err)?;
+    if tags.is_empty() {
+        return Err(err(format!("{}: the repository has no tags", a.reference)));
+    }
+    let repo = r.familiar_repository();
+    for t in &tags {
+        if !a.quiet {
+            eprintln!("{t}: Pulling from {repo}");
+        }
+        do_pull(inst, &format!("{repo}:{t}"), &opts, a.quiet)?;
+    }
+    Ok(0)
+}
+
+/// Docker's push lines: progress on stderr, the digest line on stdout.
+pub fn push_cmd(inst: &Instance, a: PushArgs) -> CliResult {
+    let short = |d: &str| {
+        let h = d.strip_prefix("sha256:").unwrap_or(d);
+        h[..h.len().min(12)].to_string()
+    };
+    let progress: Option<push::Progress> = if a.quiet {
+        None
+    } else {
+        Some(Arc::new(move |e: push::Event| {
+            let line = match e {
+                push::Event::Start { repository } => {
+                    format!("The push refers to repository [{repository}]")
+                }
+                push::Event::Exists { digest } => {
+                    format!("{}: Layer already exists", short(&digest))
+                }
+                push::Event::Mounted { digest, from } => {
+                    format!("{}: Mounted from {from}", short(&digest))
+                }
+                push::Event::Pushed { digest, size } => {
+                    format!("{}: Pushed ({size} bytes)", short(&digest))
+                }
+            };
+            eprintln!("{line}");
+        }))
+    };
+    let opts = PushOptions {
+        insecure: !a.tls_verify,
+        progress,
+    };
+    let mut store = open_store(inst)?;
+    let p = push::push(inst, &mut store, &a.reference, &opts).map_err(image_err)?;
+    if a.quiet {
+        println!("{}", a.reference);
+    } else {
+        println!("{}: digest: {} size: {}", p.tag, p.digest, p.size);
+    }
+    Ok(0)
 }
 
 /// `run --pull`: "missing" pulls only when the image is not there, which is

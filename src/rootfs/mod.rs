@@ -2,7 +2,7 @@
 //! import (`docker save`, OCI layout, flat rootfs), and the container's
 //! overlay mount, pivot_root and special filesystems.
 
-pub mod archive;
+pub mod extract;
 pub mod image;
 pub mod inroot;
 pub mod inspect;

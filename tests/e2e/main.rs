@@ -24,6 +24,7 @@ mod podman;
 mod podman_compat;
 mod refused;
 mod registry;
+mod registry_push;
 mod registry_server;
 mod robustness;
 mod security;

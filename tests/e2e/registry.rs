@@ -14,15 +14,15 @@ use std::process::Output;
 use std::time::Duration;
 
 /// The client-side files a test points minirt at.
-struct Client<'a> {
-    h: &'a TestHost,
-    conf: PathBuf,
-    certs: PathBuf,
-    docker_config: PathBuf,
+pub struct Client<'a> {
+    pub h: &'a TestHost,
+    pub conf: PathBuf,
+    pub certs: PathBuf,
+    pub docker_config: PathBuf,
 }
 
 impl<'a> Client<'a> {
-    fn new(h: &'a TestHost, conf: &str, certs: Option<&Path>) -> Client<'a> {
+    pub fn new(h: &'a TestHost, conf: &str, certs: Option<&Path>) -> Client<'a> {
         let base = h.root.parent().unwrap().join("client");
         std::fs::create_dir_all(&base).unwrap();
         let conf_path = base.join("registries.conf");
@@ -38,7 +38,7 @@ impl<'a> Client<'a> {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         self.h
             .command(args)
             .env("MINIRT_REGISTRIES_CONF", &self.conf)
@@ -48,7 +48,7 @@ impl<'a> Client<'a> {
             .expect("run minirt")
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(
             o.status.success(),
@@ -60,7 +60,7 @@ impl<'a> Client<'a> {
     }
 
     /// Asserts the Docker-style failure: exit 125 and one line on stderr.
-    fn fails(&self, args: &[&str]) -> String {
+    pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert_eq!(
             o.status.code(),
@@ -81,7 +81,7 @@ impl<'a> Client<'a> {
 const INSECURE_LOCAL: &str = "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n";
 
 /// Nothing half-made: no temp dirs in the layer store, no image rows.
-fn assert_nothing_left(c: &Client, layers_before: &[String]) {
+pub fn assert_nothing_left(c: &Client, layers_before: &[String]) {
     let layers = layer_entries(c.h);
     assert!(
         layers.iter().all(|l| !l.starts_with('.')),
@@ -90,9 +90,9 @@ fn assert_nothing_left(c: &Client, layers_before: &[String]) {
     assert_eq!(layers, layers_before, "layers changed");
 }
 
-const CHECK_SCRIPT: &str = "echo $GREETING; pwd; id -u; cat b.txt b-hard.txt b-sym c.txt c-hard.txt to-b d.txt opq/new.txt; ls opq; test -e a.txt || echo a-gone";
+pub const CHECK_SCRIPT: &str = "echo $GREETING; pwd; id -u; cat b.txt b-hard.txt b-sym c.txt c-hard.txt to-b d.txt opq/new.txt; ls opq; test -e a.txt || echo a-gone";
 
-fn assert_check_output(out: &str) {
+pub fn assert_check_output(out: &str) {
     assert_eq!(
         out,
         "hello-from-config\n/data\n1000\nlayer2-b\nlayer2-b\nlayer2-b\nlayer3-c\nlayer3-c\nlayer2-b\nlayer4-d\nlayer3-opq-new\nnew.txt\na-gone\n"
@@ -401,6 +401,17 @@ fn token_auth_flow_and_expired_tokens() {
     );
     c.ok(&["rmi", name]);
     c.ok(&["pull", name]);
+    // Push with a token for the push scope, then pull it back.
+    let pushed = "127.0.0.1:5000/tok/pushed:v1";
+    c.ok(&["tag", name, pushed]);
+    let out = c.ok(&["push", pushed]);
+    assert!(out.starts_with("v1: digest: sha256:"), "{out}");
+    c.ok(&["rmi", name, pushed]);
+    c.ok(&["pull", "-q", pushed]);
+    assert_eq!(
+        c.ok(&["run", "--rm", pushed, "cat", "/data/d.txt"]),
+        "layer4-d\n"
+    );
 }
 
 #[test]

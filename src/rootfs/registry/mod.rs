@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod reference;
 
 pub use reference::Reference;

@@ -11,7 +11,7 @@ use super::client::{self, Client};
 use super::config::{Endpoint, RegistriesConf};
 use super::manifest::{self, Compression, Descriptor, Fetched, Platform};
 use super::{Reference, RegistryError};
-use crate::rootfs::archive::ArchiveError;
+use crate::rootfs::extract::ArchiveError;
 use crate::rootfs::image::{self, ImageError, StoredLayer};
 use crate::store::images as rows;
 use crate::store::Store;
@@ -123,6 +123,64 @@ pub fn pull(
         }
     }
     Err(last.unwrap_or_else(|| other(format!("no registry to pull {r} from"))))
+}
+
+/// Every tag of the repository `reference` names (the tags list API, page
+/// by page), from the first of its endpoints that answers; sorted.
+pub fn list_tags(reference: &str, insecure: bool) -> Result<Vec<String>> {
+    let r = Reference::parse(reference).map_err(other)?;
+    let conf = RegistriesConf::load().map_err(other)?;
+    let endpoints = conf.endpoints(&r).map_err(other)?;
+    let mut last = None;
+    for ep in &endpoints {
+        let session = match Session::open(ep, insecure) {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match session.tags() {
+            Ok(mut tags) => {
+                tags.sort();
+                return Ok(tags);
+            }
+            Err(e) if ep.mirror => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| other(format!("no registry to list {r} from"))))
+}
+
+impl Session {
+    fn tags(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut all: Vec<String> = vec![];
+        loop {
+            let mut path = format!("/v2/{}/tags/list?n=1000", self.repository);
+            if let Some(l) = all.last() {
+                path += &format!("&last={l}");
+            }
+            let (_, body) = self.get_small(&path, None, manifest::MAX_MANIFEST, "tags list")?;
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| other(format!("{}: bad tags list: {e}", self.client.host)))?;
+            let tags = page.tags.unwrap_or_default();
+            let n = tags.len();
+            // A registry that ignores `last` would repeat itself: stop.
+            if tags.iter().all(|t| all.contains(t)) {
+                break;
+            }
+            all.extend(tags);
+            if n < 1000 {
+                break;
+            }
+        }
+        Ok(all)
+    }
 }
 
 fn emit(opts: &PullOptions, e: Event) {
