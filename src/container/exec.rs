@@ -323,7 +323,9 @@ fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
         }
     }
     for (flag, fd) in &p.namespaces {
-        if let Err(e) = nix::sched::setns(fd, *flag) {
+        if let Err(e) =
+            crate::runtime::sys::Sys::setns(&crate::runtime::sys::RealSys, fd.as_fd(), *flag)
+        {
             helper_fail(
                 err_w,
                 format!("enter the container's {flag:?} namespace: {e}"),
@@ -405,7 +407,7 @@ fn child_main(p: &Prepared, slave: Option<&OwnedFd>, spec: &ProcessSpec) -> ! {
     if let Err(e) = io_result {
         helper_fail(err_w, format!("set up the exec process's stdio: {e}"));
     }
-    let failure = finish_and_exec(spec);
+    let failure = finish_and_exec(&crate::runtime::sys::RealSys, spec);
     report_failure(err_w, &failure);
     // SAFETY: see helper_fail.
     unsafe { libc::_exit(failure.exit_code()) }

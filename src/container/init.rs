@@ -9,8 +9,9 @@ use super::process::{finish_and_exec, ChildFailure};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
 use crate::cgroups::Cgroup;
-use crate::rootfs::mount::{setup_container_rootfs, Overlay};
+use crate::rootfs::mount::{setup_container_rootfs, Overlay, RootSwitch};
 use crate::runtime::spec as rspec;
+use crate::runtime::sys::{RealSys, Sys};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -55,11 +56,13 @@ pub struct InitArgs {
     pub new_cgroupns: bool,
     /// fds 3..3+N are passed on to the process.
     pub preserve_fds: u32,
+    /// pivot_root, or (`--no-pivot`) a move over / and chroot.
+    pub root_switch: RootSwitch,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
 pub fn child_main(args: &InitArgs) -> isize {
-    let failure = match run(args) {
+    let failure = match run(&RealSys, args) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -74,7 +77,7 @@ pub fn child_main(args: &InitArgs) -> isize {
 
 enum Never {}
 
-fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
+fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
     let other = |what: &str, e: &dyn std::fmt::Display| ChildFailure::Other(format!("{what}: {e}"));
     let spec = &args.spec;
     // Into the cgroup before anything is charged to the runtime's.
@@ -82,16 +85,17 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
         .join_self(args.born_in_v2)
         .map_err(|e| other("joining the cgroup", &e))?;
     for (flag, fd) in &args.join {
-        nix::sched::setns(fd, *flag).map_err(|e| other(&format!("joining {flag:?}"), &e))?;
+        sys.setns(fd.as_fd(), *flag)
+            .map_err(|e| other(&format!("joining {flag:?}"), &e))?;
     }
     // Through the host's /proc, before pivot_root and the read-only /proc/sys:
     // namespaced sysctls act on the writer's namespaces, which are ours now.
     rspec::apply_sysctls(spec).map_err(ChildFailure::Other)?;
     rspec::apply_oom_score_adj(spec).map_err(ChildFailure::Other)?;
-    setup_container_rootfs(spec, args.overlay.as_ref())
+    setup_container_rootfs(sys, spec, args.overlay.as_ref(), args.root_switch)
         .map_err(|e| ChildFailure::Other(e.to_string()))?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
+        sys.sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
     // The terminal comes from the container's own devpts (so `tty` names a
     // path that exists inside).
@@ -128,7 +132,7 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
     }
     if args.new_cgroupns {
         // Now that we are in our cgroup, make it the root of our cgroup view.
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+        sys.unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| other("unshare cgroup namespace", &e))?;
     }
 
@@ -140,7 +144,7 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
 
     let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
     ps.preserve_fds = args.preserve_fds;
-    Err(finish_and_exec(&ps))
+    Err(finish_and_exec(sys, &ps))
 }
 
 /// Blocks until `start` opens the FIFO for reading, then tells it we go.

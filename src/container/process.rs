@@ -8,6 +8,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::runtime::sys::Sys;
 use caps::Capability;
 
 /// Used when the process environment has no PATH (Docker's default).
@@ -426,7 +427,7 @@ fn other(msg: impl Into<String>) -> ChildFailure {
 }
 
 /// Drop every capability outside `mask` from the bounding set (needs CAP_SETPCAP, so first).
-fn drop_bounding(mask: u64) -> Result<(), ChildFailure> {
+fn drop_bounding(sys: &impl Sys, mask: u64) -> Result<(), ChildFailure> {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -435,15 +436,13 @@ fn drop_bounding(mask: u64) -> Result<(), ChildFailure> {
         if mask & (1u64 << cap) != 0 {
             continue;
         }
-        // SAFETY: plain prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if r != 0 {
-            let e = nix::errno::Errno::last();
-            if e != nix::errno::Errno::EINVAL {
+        match sys.prctl(libc::PR_CAPBSET_DROP, cap as u64, 0) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => {
                 return Err(other(format!(
                     "drop capability {cap} from bounding set: {}",
                     errno_text(e)
-                )));
+                )))
             }
         }
     }
@@ -457,62 +456,26 @@ fn permitted_mask() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// effective = permitted = mask, inheritable and ambient empty, in one capset call.
-fn set_process_caps(effective: u64, permitted: u64, inheritable: u64) -> Result<(), ChildFailure> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let hdr = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [
-        Data {
-            effective: effective as u32,
-            permitted: permitted as u32,
-            inheritable: inheritable as u32,
-        },
-        Data {
-            effective: (effective >> 32) as u32,
-            permitted: (permitted >> 32) as u32,
-            inheritable: (inheritable >> 32) as u32,
-        },
-    ];
-    // SAFETY: header and two data structs laid out as the kernel's capset(2) v3 ABI expects.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
-    if r != 0 {
-        return Err(other(format!(
-            "set capabilities: {}",
-            errno_text(nix::errno::Errno::last())
-        )));
-    }
-    // SAFETY: plain prctl with integer arguments.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if r != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
-        return Err(other(format!(
+/// The three sets in one capset call; ambient cleared.
+fn set_process_caps(
+    sys: &impl Sys,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+) -> Result<(), ChildFailure> {
+    sys.capset(effective, permitted, inheritable)
+        .map_err(|e| other(format!("set capabilities: {}", errno_text(e))))?;
+    match sys.prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as u64,
+        0,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(e) => Err(other(format!(
             "clear ambient capabilities: {}",
-            errno_text(nix::errno::Errno::last())
-        )));
+            errno_text(e)
+        ))),
     }
-    Ok(())
 }
 
 fn set_rlimit(r: &Rlimit) -> Result<(), ChildFailure> {
@@ -534,30 +497,23 @@ fn set_rlimit(r: &Rlimit) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-fn prctl_flag(option: libc::c_int, value: libc::c_ulong, what: &str) -> Result<(), ChildFailure> {
-    // SAFETY: plain prctl with integer arguments.
-    let r = unsafe { libc::prctl(option, value, 0, 0, 0) };
-    if r != 0 {
-        return Err(other(format!(
-            "{what}: {}",
-            errno_text(nix::errno::Errno::last())
-        )));
-    }
-    Ok(())
+fn prctl_flag(
+    sys: &impl Sys,
+    option: libc::c_int,
+    value: u64,
+    what: &str,
+) -> Result<(), ChildFailure> {
+    sys.prctl(option, value, 0)
+        .map_err(|e| other(format!("{what}: {}", errno_text(e))))
 }
 
-fn switch_user(u: &ResolvedUser) -> Result<(), ChildFailure> {
-    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-    let gids: Vec<Gid> = u
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    setgroups(&gids).map_err(|e| other(format!("setgroups: {}", errno_text(e))))?;
-    let g = Gid::from_raw(u.gid);
-    setresgid(g, g, g).map_err(|e| other(format!("setgid {}: {}", u.gid, errno_text(e))))?;
-    let uid = Uid::from_raw(u.uid);
-    setresuid(uid, uid, uid).map_err(|e| other(format!("setuid {}: {}", u.uid, errno_text(e))))?;
+fn switch_user(sys: &impl Sys, u: &ResolvedUser) -> Result<(), ChildFailure> {
+    sys.setgroups(&u.additional_gids)
+        .map_err(|e| other(format!("setgroups: {}", errno_text(e))))?;
+    sys.setresgid(u.gid)
+        .map_err(|e| other(format!("setgid {}: {}", u.gid, errno_text(e))))?;
+    sys.setresuid(u.uid)
+        .map_err(|e| other(format!("setuid {}: {}", u.uid, errno_text(e))))?;
     Ok(())
 }
 
@@ -647,8 +603,8 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, ChildFailure> {
 /// /etc/passwd and /etc/group, sets up capabilities (bounding, effective, permitted = the spec's
 /// set; inheritable and ambient empty), no_new_privs, chdir(cwd), looks args[0] up in the spec's
 /// PATH, and execs. Returns only on failure.
-pub fn finish_and_exec(spec: &ProcessSpec) -> ChildFailure {
-    match prepare_and_exec(spec) {
+pub fn finish_and_exec(sys: &impl Sys, spec: &ProcessSpec) -> ChildFailure {
+    match prepare_and_exec(sys, spec) {
         Ok(never) => match never {},
         Err(f) => f,
     }
@@ -683,7 +639,10 @@ pub fn preflight(spec: &ProcessSpec) -> Result<(), ChildFailure> {
     Ok(())
 }
 
-fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, ChildFailure> {
+fn prepare_and_exec(
+    sys: &impl Sys,
+    spec: &ProcessSpec,
+) -> Result<std::convert::Infallible, ChildFailure> {
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));
     };
@@ -710,7 +669,7 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
         spec.cwd.as_str()
     };
     // As root, before the user switch, so a cwd only root may enter still works (like runc).
-    nix::unistd::chdir(cwd).map_err(|e| {
+    sys.chdir(Path::new(cwd)).map_err(|e| {
         other(format!(
             "chdir to cwd ({cwd:?}) set in config.json failed: {}",
             errno_text(e)
@@ -729,52 +688,45 @@ fn prepare_and_exec(spec: &ProcessSpec) -> Result<std::convert::Infallible, Chil
     if !spec.no_new_privs {
         super::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
     }
-    drop_bounding(mask)?;
+    drop_bounding(sys, mask)?;
     let switching = user.uid != 0;
     if switching {
         // Keep permitted caps across setuid; the capset below then trims them to the mask.
-        prctl_flag(libc::PR_SET_KEEPCAPS, 1, "set keepcaps")?;
+        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 1, "set keepcaps")?;
     }
-    switch_user(&user)?;
+    switch_user(sys, &user)?;
     if switching {
-        prctl_flag(libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
+        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
     }
     match &spec.cap_sets {
-        None => set_process_caps(mask, mask, 0)?,
+        None => set_process_caps(sys, mask, mask, 0)?,
         Some(sets) => {
             let held = permitted_mask();
             let m = |names: &Vec<String>| -> Result<u64, ChildFailure> {
                 Ok(capability_mask(&Some(names.clone())).map_err(|e| other(e.to_string()))? & held)
             };
             set_process_caps(
+                sys,
                 m(&sets.effective)?,
                 m(&sets.permitted)?,
                 m(&sets.inheritable)?,
             )?;
             for name in &sets.ambient {
                 for c in parse_capability(name).map_err(|e| other(e.to_string()))? {
-                    // SAFETY: plain prctl with integer arguments.
-                    let r = unsafe {
-                        libc::prctl(
-                            libc::PR_CAP_AMBIENT,
-                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                            c.index() as libc::c_ulong,
-                            0,
-                            0,
-                        )
-                    };
-                    if r != 0 {
-                        return Err(other(format!(
-                            "raise ambient capability {c}: {}",
-                            errno_text(nix::errno::Errno::last())
-                        )));
-                    }
+                    sys.prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as u64,
+                        c.index() as u64,
+                    )
+                    .map_err(|e| {
+                        other(format!("raise ambient capability {c}: {}", errno_text(e)))
+                    })?;
                 }
             }
         }
     }
     if spec.no_new_privs {
-        prctl_flag(libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
+        prctl_flag(sys, libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
     }
 
     let env = env_with_home(&spec.env, &user.home);

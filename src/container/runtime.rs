@@ -188,6 +188,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
         gate: Gate::Parent,
         cgroup,
         preserve_fds: 0,
+        root_switch: crate::rootfs::mount::RootSwitch::Pivot,
     };
     // Point stdio where it belongs before anything else.
     let child_stdio = || {

@@ -11,6 +11,7 @@ use crate::container::init::{Console, Gate};
 use crate::container::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
 use crate::container::protocol::{recv_msg_fd, ToParent};
 use crate::container::{exec as cexec, pty};
+use crate::rootfs::mount::RootSwitch;
 use crate::util;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
@@ -43,6 +44,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--no-pivot`: move the root over / and chroot instead of pivot_root.
+    pub no_pivot: bool,
 }
 
 #[derive(Debug, Default)]
@@ -271,6 +274,11 @@ impl Runtime {
             gate: Gate::Fifo(fifo_fd),
             cgroup,
             preserve_fds: opts.preserve_fds,
+            root_switch: if opts.no_pivot {
+                RootSwitch::Move
+            } else {
+                RootSwitch::Pivot
+            },
         };
         // SAFETY: the OCI CLI is single-threaded here; the child ends in _exit.
         let spawned = unsafe { spawn(spec, sopts, || {}) }.map_err(err)?;
@@ -634,7 +642,7 @@ fn exec_helper(
         }
     }
     for (flag, fd) in namespaces {
-        if let Err(e) = nix::sched::setns(fd, *flag) {
+        if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
             fail(format!("entering the container's {flag:?} namespace: {e}"));
         }
     }
@@ -652,7 +660,7 @@ fn exec_helper(
                     fail(format!("setting up the terminal: {e}"));
                 }
             }
-            let f = finish_and_exec(ps);
+            let f = finish_and_exec(&super::sys::RealSys, ps);
             report_failure(err_w.as_fd(), &f);
             // SAFETY: see above.
             unsafe { libc::_exit(f.exit_code()) }

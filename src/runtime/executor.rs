@@ -8,7 +8,7 @@ use crate::cgroups::Cgroup;
 use crate::container::clone::{fork_into, Forked};
 use crate::container::init::{child_main, Console, Gate, InitArgs};
 use crate::container::protocol;
-use crate::rootfs::mount::Overlay;
+use crate::rootfs::mount::{Overlay, RootSwitch};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -21,6 +21,7 @@ pub struct SpawnOptions {
     pub gate: Gate,
     pub cgroup: Cgroup,
     pub preserve_fds: u32,
+    pub root_switch: RootSwitch,
 }
 
 pub struct Spawned {
@@ -97,6 +98,7 @@ pub unsafe fn spawn(
                     join,
                     new_cgroupns: plan.cgroupns,
                     preserve_fds: opts.preserve_fds,
+                    root_switch: opts.root_switch,
                 };
                 child_main(&args)
             }))

@@ -12,5 +12,6 @@ pub mod mounts;
 pub mod resources;
 pub mod spec;
 pub mod state;
+pub mod sys;
 
 pub use executor::{spawn, SpawnOptions, Spawned};

@@ -312,6 +312,7 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
         if l.intel_rdt().is_some() {
             return no("linux.intelRdt");
         }
+        crate::rootfs::mount::root_propagation(spec)?;
         if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         {

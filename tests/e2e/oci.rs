@@ -608,3 +608,59 @@ fn pause_resume_update_list_features_spec() {
     o.ok(&["delete", "--force", "pz"]);
     o.assert_gone("pz", None);
 }
+
+/// Runs bundle `b` as `id` with `extra` create flags to its end and returns
+/// what it printed (the init keeps create's stdio).
+fn run_to_end(o: &OciHost, id: &str, b: &Path, extra: &[&str]) -> String {
+    let out = o.work.join(format!("{id}.out"));
+    let f = std::fs::File::create(&out).unwrap();
+    let mut args = vec!["create", "-b", b.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(id);
+    let status = o
+        .command(&args)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    o.ok(&["start", id]);
+    wait_for("stopped", Duration::from_secs(5), || {
+        o.status(id) == "stopped"
+    });
+    o.ok(&["delete", id]);
+    o.assert_gone(id, None);
+    std::fs::read_to_string(&out).unwrap()
+}
+
+#[test]
+fn no_pivot_and_mount_propagation_are_honoured() {
+    let o = OciHost::new();
+    let data = o.work.join("shared-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let script = "cat /marker; ls /; grep -E ' /(shared|private) ' /proc/self/mountinfo";
+    let b = o.bundle("nopivot", &["sh", "-c", script], |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (dest, prop) in [("/shared", "rshared"), ("/private", "rprivate")] {
+            mounts.push(json!({"destination": dest, "type": "bind",
+                "source": data, "options": ["rbind", prop]}));
+        }
+    });
+    std::fs::write(b.join("rootfs/marker"), "inside-the-rootfs\n").unwrap();
+    let text = run_to_end(&o, "nopivot", &b, &["--no-pivot"]);
+    assert!(text.contains("inside-the-rootfs"), "{text}");
+    // `/` is the bundle's rootfs, not the bundle (whose config.json sits beside it).
+    assert!(!text.contains("config.json"), "{text}");
+    let line = |dest: &str| {
+        text.lines()
+            .find(|l| l.split(' ').nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("no {dest} in {text}"))
+            .to_string()
+    };
+    assert!(line("/shared").contains(" shared:"), "{text}");
+    assert!(!line("/private").contains(" shared:"), "{text}");
+}
