@@ -9,10 +9,10 @@
 //! to the host's reaper (the helper lives in the host pid namespace), as Docker's exec'd processes
 //! belong to the shim, so the container's init need not reap it.
 
-use super::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
-use super::pty::{self, RawMode};
 use super::ContainerError;
-use nix::fcntl::OFlag;
+use crate::runtime::process::{finish_and_exec, ChildFailure, ProcessSpec};
+use crate::runtime::protocol::{self, send_failure, Outcome};
+use crate::runtime::pty::{self, RawMode};
 use nix::sched::CloneFlags;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -20,6 +20,16 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+impl From<ChildFailure> for ContainerError {
+    fn from(f: ChildFailure) -> Self {
+        match f {
+            ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
+            ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
+            ChildFailure::Other(m) => ContainerError::Runtime(m),
+        }
+    }
+}
 
 /// Where the exec'd process's stdio goes; None = minirt's own fd. With a tty, stdin/stdout are
 /// the ends the relay uses instead of minirt's and stderr is unused (the pty merges it).
@@ -197,8 +207,8 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
         };
         ChildIo::Fds([stdin, raw(&req.stdio.stdout), raw(&req.stdio.stderr)])
     };
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| runtime(format!("create the error pipe: {e}")))?;
+    let (err_r, err_w) =
+        protocol::channel().map_err(|e| runtime(format!("create the sync socket: {e}")))?;
     let prepared = Prepared {
         namespaces,
         cgroup_procs: req.cgroup_procs.clone(),
@@ -225,17 +235,16 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
         },
         _ => None,
     };
-    let failure = read_failure(err_r);
-    let failure = match failure {
-        Ok(f) => f,
+    match protocol::await_exec(&err_r) {
+        Ok(Outcome::Execed { .. }) => {}
+        Ok(Outcome::Failed(f)) => {
+            let _ = wait_exit(helper);
+            return Err(f.into());
+        }
         Err(e) => {
             let _ = wait_exit(helper);
-            return Err(runtime(format!("read the exec error pipe: {e}")));
+            return Err(runtime(format!("wait for the exec process: {e}")));
         }
-    };
-    if let Some(f) = failure {
-        let _ = wait_exit(helper);
-        return Err(f.into());
     }
     if req.detach {
         wait_exit(helper)?;
@@ -281,7 +290,7 @@ fn wait_exit(pid: Pid) -> Result<i32, ContainerError> {
 }
 
 fn helper_fail(err_w: BorrowedFd<'_>, msg: String) -> ! {
-    report_failure(err_w, &super::process::ChildFailure::Other(msg));
+    send_failure(err_w, &ChildFailure::Other(msg));
     // SAFETY: _exit in a forked child skips the parent's atexit handlers and buffers.
     unsafe { libc::_exit(125) }
 }
@@ -407,8 +416,8 @@ fn child_main(p: &Prepared, slave: Option<&OwnedFd>, spec: &ProcessSpec) -> ! {
     if let Err(e) = io_result {
         helper_fail(err_w, format!("set up the exec process's stdio: {e}"));
     }
-    let failure = finish_and_exec(&crate::runtime::sys::RealSys, spec);
-    report_failure(err_w, &failure);
+    let failure = finish_and_exec(&crate::runtime::sys::RealSys, spec, err_w);
+    send_failure(err_w, &failure);
     // SAFETY: see helper_fail.
     unsafe { libc::_exit(failure.exit_code()) }
 }
@@ -435,6 +444,20 @@ fn dup_stdio(fds: &[Option<RawFd>; 3]) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_map_to_container_errors() {
+        let f = ChildFailure::NotFound("x".into());
+        assert_eq!(ContainerError::from(f).exit_code(), 127);
+        assert_eq!(
+            ContainerError::from(ChildFailure::CannotExecute("y".into())).exit_code(),
+            126
+        );
+        assert_eq!(
+            ContainerError::from(ChildFailure::Other("z".into())).exit_code(),
+            125
+        );
+    }
 
     #[test]
     fn join_plan_skips_shared_namespaces_and_keeps_order() {
@@ -558,7 +581,7 @@ mod tests {
 
     /// Run with stdout+stderr on a pipe; (result, output).
     fn run(mut req: ExecRequest) -> (Result<i32, ContainerError>, String) {
-        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         req.stdio.stdout = Some(w.try_clone().unwrap());
         req.stdio.stderr = Some(w);
         let res = exec_in(&req);
@@ -681,7 +704,7 @@ mod tests {
         let t = Target::start();
         let mask = format!(
             "{:016x}",
-            super::super::process::capability_mask(&None).unwrap()
+            crate::runtime::caps::capability_mask(&None).unwrap()
         );
         let script = "busybox id -u; busybox id -g; busybox cat /proc/self/status";
 
@@ -726,7 +749,7 @@ mod tests {
         let (res, out) = run(ExecRequest::new(t.pid, s));
         assert_eq!(res.unwrap(), 0, "{out}");
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let home = super::super::process::parse_passwd(&passwd)
+        let home = crate::runtime::user::parse_passwd(&passwd)
             .into_iter()
             .find(|p| p.name == "nobody")
             .map(|p| p.home)
@@ -787,7 +810,7 @@ mod tests {
             return;
         }
         let t = Target::start();
-        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         nix::unistd::write(&in_w, b"echo $((6*7)); busybox tty; exit 5\n").unwrap();
         drop(in_w);
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
@@ -853,7 +876,7 @@ mod tests {
         let setup = "mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && \
                      mount --bind /dev/pts/ptmx /dev/ptmx && exec busybox sleep 100";
         let t = Target::start_with(&["sh", "-c", setup]);
-        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         nix::unistd::write(&in_w, b"busybox tty; busybox ls /dev/pts; exit\n").unwrap();
         drop(in_w);
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));

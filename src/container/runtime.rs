@@ -3,13 +3,12 @@
 //! child; then wait for the exit and tear everything down.
 
 use super::config::ContainerConfig;
-use super::init::{Console, Gate};
-use super::process::ChildFailure;
-use super::protocol::{recv_msg_fd, send_msg, ToChild, ToParent};
 use super::spec::{self, EtcFiles};
 use super::ContainerError;
 use crate::cgroups::Cgroup;
 use crate::rootfs::{image, mount};
+use crate::runtime::init::{Console, Gate};
+use crate::runtime::protocol::{await_exec, send_msg, Outcome, ToChild};
 use crate::store::{containers, Store};
 use crate::{network, util, Error, Instance, Result};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -251,35 +250,22 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     util::fault_point("after-network");
     let release_span = info_span!("release").entered();
     let _ = send_msg(&parent_sock, &ToChild::Continue);
-    let mut pty_master = None;
-    loop {
-        match recv_msg_fd::<ToParent>(&parent_sock) {
-            Ok(None) => break, // CLOEXEC closed it: execve succeeded.
-            Ok(Some((ToParent::Console, fd))) => {
-                pty_master = fd.filter(|f| super::pty::is_pty_master(f.as_fd()));
-                if pty_master.is_none() {
-                    let msg = "the container sent no usable terminal";
-                    return Err(ContainerError::Runtime(msg.into()).into());
-                }
-            }
-            Ok(Some((ToParent::Ready, _))) => {
-                let msg = "the container's init used the OCI start gate";
+    // Ready then end-of-file (CLOEXEC closed it): execve succeeded.
+    let pty_master = match await_exec(&parent_sock) {
+        Ok(Outcome::Execed { console }) => match console {
+            None => None,
+            Some(fd) if crate::runtime::pty::is_pty_master(fd.as_fd()) => Some(fd),
+            Some(_) => {
+                let msg = "the container sent no usable terminal";
                 return Err(ContainerError::Runtime(msg.into()).into());
             }
-            Ok(Some((ToParent::Failed(f), _))) => {
-                return Err(match f {
-                    ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
-                    ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
-                    ChildFailure::Other(m) => ContainerError::Runtime(m),
-                }
-                .into())
-            }
-            Err(e) => {
-                let msg = format!("waiting for the container: {e}");
-                return Err(ContainerError::Runtime(msg).into());
-            }
+        },
+        Ok(Outcome::Failed(f)) => return Err(ContainerError::from(f).into()),
+        Err(e) => {
+            let msg = format!("waiting for the container: {e}");
+            return Err(ContainerError::Runtime(msg).into());
         }
-    }
+    };
 
     drop(release_span);
 

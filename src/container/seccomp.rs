@@ -1050,7 +1050,7 @@ mod tests {
     }
 
     fn default_caps() -> Vec<String> {
-        crate::container::process::default_capabilities()
+        crate::runtime::caps::default_capabilities()
             .iter()
             .map(|c| c.to_string())
             .collect()

@@ -3,8 +3,8 @@
 //! executor (`init.rs`) runs from this Spec alone.
 
 use super::config::{ContainerConfig, SeccompMode};
-use super::process::{adjust_capabilities, default_capabilities};
 use super::seccomp;
+use crate::runtime::caps::{adjust_capabilities, default_capabilities};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,

@@ -4,13 +4,14 @@
 //! library call; `src/cli/oci.rs` only parses and prints.
 
 use super::executor::{spawn, SpawnOptions};
+use super::init::{Console, Gate};
+use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
+use super::protocol::{self, recv_msg_fd, send_failure, Outcome, ToParent};
+use super::pty;
 use super::state::{self, OciState, Record, Status, EXEC_FIFO};
 use super::{hooks, resources, spec as rspec};
 use crate::cgroups::Cgroup;
-use crate::container::init::{Console, Gate};
-use crate::container::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
-use crate::container::protocol::{recv_msg_fd, ToParent};
-use crate::container::{exec as cexec, pty};
+use crate::container::exec as cexec;
 use crate::rootfs::mount::RootSwitch;
 use crate::util;
 use nix::fcntl::OFlag;
@@ -285,9 +286,11 @@ impl Runtime {
         let pid = spawned.pid;
         undo.push(move || kill_and_reap(pid));
         match recv_msg_fd::<ToParent>(&spawned.sync) {
-            Ok(Some((ToParent::Ready, _))) => {}
+            Ok(Some((ToParent::Created, _))) => {}
             Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),
-            Ok(Some((ToParent::Console, _))) => return Err(err("unexpected console message")),
+            Ok(Some((ToParent::Console | ToParent::Ready, _))) => {
+                return Err(err("the container's init skipped its start gate"))
+            }
             Ok(None) => return Err(err("the container's init exited during create")),
             Err(e) => return Err(io("waiting for the container's init", &e)),
         }
@@ -532,8 +535,7 @@ impl Runtime {
         };
         let namespaces = open_namespaces_of(rec.pid)?;
         let procs = Self::cgroup(&rec).procs_files();
-        let (err_r, err_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err(format!("pipe: {e}")))?;
+        let (err_r, err_w) = protocol::channel().map_err(|e| err(format!("socketpair: {e}")))?;
         let (pid_r, pid_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err(format!("pipe: {e}")))?;
         // SAFETY: single-threaded CLI; the helper only makes syscalls and
@@ -560,8 +562,9 @@ impl Runtime {
         drop(console);
         let mut buf = String::new();
         let _ = std::fs::File::from(pid_r).read_to_string(&mut buf);
-        let failure = read_failure(err_r).map_err(|e| err(format!("exec: {e}")))?;
-        if let Some(f) = failure {
+        if let Outcome::Failed(f) =
+            protocol::await_exec(&err_r).map_err(|e| err(format!("exec: {e}")))?
+        {
             let _ = nix::sys::wait::waitpid(helper, None);
             return Err(err(f.to_string()));
         }
@@ -629,10 +632,7 @@ fn exec_helper(
     detach: bool,
 ) -> ! {
     let fail = |msg: String| -> ! {
-        report_failure(
-            err_w.as_fd(),
-            &crate::container::process::ChildFailure::Other(msg),
-        );
+        send_failure(err_w.as_fd(), &ChildFailure::Other(msg));
         // SAFETY: leaves the forked helper without running the parent's destructors.
         unsafe { libc::_exit(125) }
     };
@@ -660,8 +660,8 @@ fn exec_helper(
                     fail(format!("setting up the terminal: {e}"));
                 }
             }
-            let f = finish_and_exec(&super::sys::RealSys, ps);
-            report_failure(err_w.as_fd(), &f);
+            let f = finish_and_exec(&super::sys::RealSys, ps, err_w.as_fd());
+            send_failure(err_w.as_fd(), &f);
             // SAFETY: see above.
             unsafe { libc::_exit(f.exit_code()) }
         }

@@ -1,13 +1,13 @@
 //! The one executor: a spec (plus, for minirt's own containers, an overlay
 //! to mount) in, a cloned container init blocked at its start gate out.
 //! minirt's `run` and the OCI `create` both come through here; the child's
-//! side is `container::init`.
+//! side is `init`.
 
+use super::clone::{fork_into, Forked};
+use super::init::{child_main, Console, Gate, InitArgs};
+use super::protocol;
 use super::spec::{ns_plan, NsPlan};
 use crate::cgroups::Cgroup;
-use crate::container::clone::{fork_into, Forked};
-use crate::container::init::{child_main, Console, Gate, InitArgs};
-use crate::container::protocol;
 use crate::rootfs::mount::{Overlay, RootSwitch};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;

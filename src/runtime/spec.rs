@@ -3,7 +3,7 @@
 //! devices, and the parts this runtime cannot honour (refused by name, never
 //! dropped). Pure but for the three `apply_*` helpers the child calls.
 
-use crate::container::process::{CapSets, ProcessSpec, Rlimit};
+use super::process::{CapSets, ProcessSpec, Rlimit};
 use crate::container::spec::{spec_capabilities, DEFAULT_DEVICES, USER_ANNOTATION};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{

@@ -126,7 +126,7 @@ fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
             let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
             ps.preserve_fds = args.preserve_fds;
             super::process::preflight(&ps)?;
-            send_msg(&args.sync, &ToParent::Ready).map_err(|e| other("sync", &e))?;
+            send_msg(&args.sync, &ToParent::Created).map_err(|e| other("sync", &e))?;
             wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
         }
     }
@@ -144,7 +144,7 @@ fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
 
     let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
     ps.preserve_fds = args.preserve_fds;
-    Err(finish_and_exec(sys, &ps))
+    Err(finish_and_exec(sys, &ps, args.sync.as_fd()))
 }
 
 /// Blocks until `start` opens the FIFO for reading, then tells it we go.
