@@ -219,10 +219,23 @@ impl Runtime {
     ) -> Result<()> {
         let io = |what: &str, e: &dyn std::fmt::Display| err(format!("{what}: {e}"));
         let spec_json = serde_json::to_vec(&spec).map_err(|e| io("spec", &e))?;
+        let new_userns = rspec::ns_plan(&spec)
+            .map(|p| p.clone.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
+            .map_err(err)?;
+        let id_maps = super::userns::plan(&spec, new_userns).map_err(err)?;
         std::fs::write(dir.join(SPEC_COPY), &spec_json).map_err(|e| io("saving the spec", &e))?;
         let fifo = dir.join(EXEC_FIFO);
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| io("making exec.fifo", &e))?;
+        if let Some(maps) = &id_maps {
+            // The init opens it for writing as the container's root.
+            nix::unistd::chown(
+                &fifo,
+                maps.root.0.map(nix::unistd::Uid::from_raw),
+                maps.root.1.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| io("exec.fifo", &e))?;
+        }
         let fifo_fd: OwnedFd =
             nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(|e| io("opening exec.fifo", &e))?;
@@ -285,6 +298,12 @@ impl Runtime {
         let spawned = unsafe { spawn(spec, sopts, || {}) }.map_err(err)?;
         let pid = spawned.pid;
         undo.push(move || kill_and_reap(pid));
+        if let Some(maps) = &id_maps {
+            super::userns::write_maps(pid.as_raw(), maps)
+                .map_err(|e| err(format!("user namespace: {e}")))?;
+            protocol::send_msg(&spawned.sync, &protocol::ToChild::Mapped)
+                .map_err(|e| io("releasing the init", &e))?;
+        }
         match recv_msg_fd::<ToParent>(&spawned.sync) {
             Ok(Some((ToParent::Created, _))) => {}
             Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),

@@ -99,6 +99,7 @@ pub unsafe fn spawn(
                     new_cgroupns: plan.cgroupns,
                     preserve_fds: opts.preserve_fds,
                     root_switch: opts.root_switch,
+                    userns: plan.clone.contains(CloneFlags::CLONE_NEWUSER),
                 };
                 child_main(&args)
             }))

@@ -58,18 +58,23 @@ pub struct InitArgs {
     pub preserve_fds: u32,
     /// pivot_root, or (`--no-pivot`) a move over / and chroot.
     pub root_switch: RootSwitch,
+    /// Cloned into a new user namespace: wait for the parent to write its
+    /// maps (`ToChild::Mapped`), then become its root.
+    pub userns: bool,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
 pub fn child_main(args: &InitArgs) -> isize {
-    let failure = match run(&RealSys, args) {
+    let created = std::cell::Cell::new(false);
+    let failure = match run(&RealSys, args, &created) {
         Ok(never) => match never {},
         Err(f) => f,
     };
     let code = failure.exit_code();
-    if send_msg(&args.sync, &ToParent::Failed(failure.clone())).is_err() {
-        // After an OCI start nobody listens on the socket: the container's
-        // stderr is where runc users look.
+    // Past the OCI create nobody listens on the socket (the create process
+    // is gone, or about to go): the container's stderr is where runc users
+    // look.
+    if send_msg(&args.sync, &ToParent::Failed(failure.clone())).is_err() || created.get() {
         eprintln!("minirt: {failure}");
     }
     code as isize
@@ -77,7 +82,11 @@ pub fn child_main(args: &InitArgs) -> isize {
 
 enum Never {}
 
-fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
+fn run(
+    sys: &impl Sys,
+    args: &InitArgs,
+    created: &std::cell::Cell<bool>,
+) -> Result<Never, ChildFailure> {
     let other = |what: &str, e: &dyn std::fmt::Display| ChildFailure::Other(format!("{what}: {e}"));
     let spec = &args.spec;
     // Into the cgroup before anything is charged to the runtime's.
@@ -87,6 +96,23 @@ fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
     for (flag, fd) in &args.join {
         sys.setns(fd.as_fd(), *flag)
             .map_err(|e| other(&format!("joining {flag:?}"), &e))?;
+    }
+    if args.userns {
+        match recv_msg::<ToChild>(&args.sync) {
+            Ok(Some(ToChild::Mapped)) => {}
+            Ok(_) => {
+                return Err(ChildFailure::Other(
+                    "the user namespace was not mapped".into(),
+                ))
+            }
+            Err(e) => return Err(other("sync", &e)),
+        }
+        // Root of the new namespace: files it makes belong to the host ids
+        // the spec maps 0 to.
+        sys.setresgid(0)
+            .map_err(|e| other("setgid 0 in the user namespace", &e))?;
+        sys.setresuid(0)
+            .map_err(|e| other("setuid 0 in the user namespace", &e))?;
     }
     // Through the host's /proc, before pivot_root and the read-only /proc/sys:
     // namespaced sysctls act on the writer's namespaces, which are ours now.
@@ -119,6 +145,9 @@ fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
     match &args.gate {
         Gate::Parent => match recv_msg::<ToChild>(&args.sync) {
             Ok(Some(ToChild::Continue)) => {}
+            Ok(Some(ToChild::Mapped)) => {
+                return Err(ChildFailure::Other("unexpected sync message".into()))
+            }
             Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),
             Err(e) => return Err(other("sync", &e)),
         },
@@ -127,6 +156,7 @@ fn run(sys: &impl Sys, args: &InitArgs) -> Result<Never, ChildFailure> {
             ps.preserve_fds = args.preserve_fds;
             super::process::preflight(&ps)?;
             send_msg(&args.sync, &ToParent::Created).map_err(|e| other("sync", &e))?;
+            created.set(true);
             wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
         }
     }

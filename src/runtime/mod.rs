@@ -24,5 +24,6 @@ pub mod spec;
 pub mod state;
 pub mod sys;
 pub mod user;
+pub mod userns;
 
 pub use executor::{spawn, SpawnOptions, Spawned};

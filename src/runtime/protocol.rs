@@ -16,6 +16,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub enum ToChild {
     /// The parent has put the child in its cgroup and wired its network.
     Continue,
+    /// The parent has written the maps of the child's new user namespace.
+    Mapped,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

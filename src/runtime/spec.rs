@@ -45,7 +45,8 @@ fn ns_flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-        LinuxNamespaceType::User | LinuxNamespaceType::Time => return None,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => return None,
     })
 }
 
@@ -66,13 +67,18 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
         if !seen.insert(name.clone()) {
             return Err(format!("namespace {name} is listed twice"));
         }
-        let flag = ns_flag(ns.typ()).ok_or_else(|| {
-            format!("not implemented: {name} namespaces (uid/gid mappings) are not supported yet")
-        })?;
+        let flag =
+            ns_flag(ns.typ()).ok_or_else(|| format!("not implemented: {name} namespaces"))?;
         match ns.path() {
             Some(p) if flag == CloneFlags::CLONE_NEWNS => {
                 return Err(format!(
                     "not implemented: joining a mount namespace ({})",
+                    p.display()
+                ))
+            }
+            Some(p) if flag == CloneFlags::CLONE_NEWUSER => {
+                return Err(format!(
+                    "not implemented: joining a user namespace ({})",
                     p.display()
                 ))
             }
@@ -81,6 +87,13 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
             None if flag == CloneFlags::CLONE_NEWCGROUP => plan.cgroupns = true,
             None => plan.clone |= flag,
         }
+    }
+    if plan.clone.contains(CloneFlags::CLONE_NEWUSER) && !plan.join.is_empty() {
+        // The init would join them after it left the host's user namespace,
+        // without the capabilities setns needs there.
+        return Err(
+            "not implemented: joining namespaces by path together with a new user namespace".into(),
+        );
     }
     if !plan.clone.contains(CloneFlags::CLONE_NEWNS) {
         return Err(
@@ -313,11 +326,6 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
             return no("linux.intelRdt");
         }
         crate::rootfs::mount::root_propagation(spec)?;
-        if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        {
-            return no("uid/gid mappings (user namespaces)");
-        }
         if let Some(r) = l.resources() {
             if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
                 return no("linux.resources.hugepageLimits");

@@ -528,12 +528,12 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
         .fails(&["create", "-b", b.to_str().unwrap(), "nouts"])
         .contains("UTS namespace"));
 
+    // A user namespace without mappings.
     let b = o.bundle("userns", &["true"], |c| {
-        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "user"}]);
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "user"}]);
     });
-    assert!(o
-        .fails(&["create", "-b", b.to_str().unwrap(), "userns"])
-        .contains("not implemented"));
+    let e = o.fails(&["create", "-b", b.to_str().unwrap(), "userns"]);
+    assert!(e.contains("needs linux.uidMappings"), "{e}");
 
     // --log-format json: the line is JSON, and lands in --log too.
     let logf = o.work.join("log.json");
@@ -628,7 +628,13 @@ fn run_to_end(o: &OciHost, id: &str, b: &Path, extra: &[&str]) -> String {
         "{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
-    o.ok(&["start", id]);
+    let started = o.run(&["start", id]);
+    assert!(
+        started.status.success(),
+        "start: {}\ncontainer: {}",
+        stderr(&started),
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
     wait_for("stopped", Duration::from_secs(5), || {
         o.status(id) == "stopped"
     });
@@ -663,4 +669,52 @@ fn no_pivot_and_mount_propagation_are_honoured() {
     };
     assert!(line("/shared").contains(" shared:"), "{text}");
     assert!(!line("/private").contains(" shared:"), "{text}");
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_the_host_ids_of_the_spec() {
+    use std::os::unix::fs::MetadataExt;
+    const HOST_UID: u32 = 231_072;
+    const HOST_GID: u32 = 231_073;
+    let o = OciHost::new();
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /created";
+    let b = o.bundle("userns", &["sh", "-c", script], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_UID, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_GID, "size": 65536}]);
+    });
+    // As with runc, the rootfs is the user's to prepare: owned by the host
+    // ids the container's root maps to.
+    let rootfs = b.join("rootfs");
+    let o2 = cmd(
+        "chown",
+        &[
+            "-R",
+            &format!("{HOST_UID}:{HOST_GID}"),
+            rootfs.to_str().unwrap(),
+        ],
+    );
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let text = run_to_end(&o, "userns", &b, &[]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0", &HOST_UID.to_string(), "65536"], "{text}");
+    assert_eq!(lines[1], ["0", &HOST_GID.to_string(), "65536"], "{text}");
+    assert_eq!(lines[2], ["0"], "{text}");
+    let meta = std::fs::metadata(rootfs.join("created")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (HOST_UID, HOST_GID));
+
+    // Mappings without a user namespace: refused, nothing left.
+    let b = o.bundle("nouserns", &["true"], |c| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_UID, "size": 1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_GID, "size": 1}]);
+    });
+    let e = o.fails(&["create", "-b", b.to_str().unwrap(), "nouserns"]);
+    assert!(e.contains("need a new user namespace"), "{e}");
+    o.assert_gone("nouserns", None);
 }
