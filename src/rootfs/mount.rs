@@ -261,11 +261,21 @@ pub fn setup_container_rootfs(
     overlay: Option<&Overlay>,
     switch: RootSwitch,
 ) -> Result<()> {
-    let root_path = spec
-        .root()
+    prepare_rootfs(sys, spec, overlay)?;
+    switch_root(sys, spec, switch)
+}
+
+fn root_path(spec: &Spec) -> Result<PathBuf> {
+    spec.root()
         .as_ref()
         .map(|r| r.path().clone())
-        .ok_or_else(|| RootfsError::Mount("spec has no root".into()))?;
+        .ok_or_else(|| RootfsError::Mount("spec has no root".into()))
+}
+
+/// The first half of `setup_container_rootfs`: everything before the root
+/// switch (where the OCI createRuntime and createContainer hooks run).
+pub fn prepare_rootfs(sys: &impl Sys, spec: &Spec, overlay: Option<&Overlay>) -> Result<()> {
+    let root_path = root_path(spec)?;
 
     // Nothing we mount may propagate back to the host.
     let root_prop = root_propagation(spec).map_err(RootfsError::Mount)?;
@@ -316,7 +326,13 @@ pub fn setup_container_rootfs(
         }
     }
     drop(root);
+    Ok(())
+}
 
+/// The second half: the root switch, then masked paths, read-only paths
+/// and a read-only root.
+pub fn switch_root(sys: &impl Sys, spec: &Spec, switch: RootSwitch) -> Result<()> {
+    let root_path = root_path(spec)?;
     match switch {
         RootSwitch::Pivot => pivot_into(sys, &root_path)?,
         RootSwitch::Move => move_into(sys, &root_path)?,

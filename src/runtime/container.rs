@@ -4,7 +4,7 @@
 //! library call; `src/cli/oci.rs` only parses and prints.
 
 use super::executor::{spawn, SpawnOptions};
-use super::init::{Console, Gate};
+use super::init::{Console, Gate, InitHooks};
 use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
 use super::protocol::{self, recv_msg_fd, send_failure, Outcome, ToParent};
 use super::pty;
@@ -282,10 +282,36 @@ impl Runtime {
             .unwrap_or(false);
         let hooks_spec = spec.hooks().clone();
         let annotations = spec.annotations().clone().unwrap_or_default();
+        let created = util::rfc3339(util::now_nanos());
+        let hook_state = |pid: Option<i32>| OciState {
+            oci_version: state::OCI_VERSION.to_string(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid,
+            bundle: bundle.to_path_buf(),
+            annotations: annotations.clone(),
+            created: created.clone(),
+        };
+        let list = |v: &Option<Vec<oci_spec::runtime::Hook>>| v.clone().unwrap_or_default();
+        let (runtime_hooks, prestart) = match &hooks_spec {
+            Some(h) => (list(h.create_runtime()), list(h.prestart())),
+            None => (Vec::new(), Vec::new()),
+        };
+        let init_hooks = hooks_spec.as_ref().map(|h| {
+            Box::new(InitHooks {
+                state: hook_state(None),
+                parent_hooks: !runtime_hooks.is_empty() || !prestart.is_empty(),
+                create_container: list(h.create_container()),
+                start_container: list(h.start_container()),
+            })
+        });
         let sopts = SpawnOptions {
             overlay: None,
             console,
-            gate: Gate::Fifo(fifo_fd),
+            gate: Gate::Fifo {
+                fifo: fifo_fd,
+                hooks: init_hooks,
+            },
             cgroup,
             preserve_fds: opts.preserve_fds,
             root_switch: if opts.no_pivot {
@@ -304,21 +330,32 @@ impl Runtime {
             protocol::send_msg(&spawned.sync, &protocol::ToChild::Mapped)
                 .map_err(|e| io("releasing the init", &e))?;
         }
-        match recv_msg_fd::<ToParent>(&spawned.sync) {
-            Ok(Some((ToParent::Created, _))) => {}
-            Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),
-            Ok(Some((ToParent::Console | ToParent::Ready, _))) => {
-                return Err(err("the container's init skipped its start gate"))
+        loop {
+            match recv_msg_fd::<ToParent>(&spawned.sync) {
+                Ok(Some((ToParent::Created, _))) => break,
+                Ok(Some((ToParent::Mounted, _))) => {
+                    // In the runtime's namespaces, before the root switch.
+                    let st = serde_json::to_vec(&hook_state(Some(pid.as_raw())))
+                        .map_err(|e| io("state", &e))?;
+                    hooks::run_all("createRuntime", &runtime_hooks, &st).map_err(err)?;
+                    hooks::run_all("prestart", &prestart, &st).map_err(err)?;
+                    protocol::send_msg(&spawned.sync, &protocol::ToChild::Continue)
+                        .map_err(|e| io("releasing the init", &e))?;
+                }
+                Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),
+                Ok(Some((ToParent::Console | ToParent::Ready, _))) => {
+                    return Err(err("the container's init skipped its start gate"))
+                }
+                Ok(None) => return Err(err("the container's init exited during create")),
+                Err(e) => return Err(io("waiting for the container's init", &e)),
             }
-            Ok(None) => return Err(err("the container's init exited during create")),
-            Err(e) => return Err(io("waiting for the container's init", &e)),
         }
         let rec = Record {
             id: id.to_string(),
             pid: pid.as_raw(),
             pid_start: util::process_start_time(pid.as_raw()).unwrap_or(0),
             bundle: bundle.to_path_buf(),
-            created: util::rfc3339(util::now_nanos()),
+            created,
             annotations,
             cgroup_parent: parent,
             cgroup_name: name,
@@ -326,18 +363,6 @@ impl Runtime {
             hooks: hooks_spec.clone(),
         };
         state::save(dir, &rec).map_err(|e| io("saving the state", &e))?;
-        if let Some(h) = &hooks_spec {
-            let st =
-                serde_json::to_vec(&state::oci_state(&rec, Status::Created)).unwrap_or_default();
-            hooks::run_all(
-                "createRuntime",
-                h.create_runtime().as_deref().unwrap_or_default(),
-                &st,
-            )
-            .map_err(err)?;
-            hooks::run_all("prestart", h.prestart().as_deref().unwrap_or_default(), &st)
-                .map_err(err)?;
-        }
         if let Some(p) = &opts.pid_file {
             write_atomic(p, pid.as_raw().to_string().as_bytes())
                 .map_err(|e| err(format!("pid file {}: {e}", p.display())))?;

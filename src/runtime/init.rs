@@ -8,8 +8,9 @@
 use super::process::{finish_and_exec, ChildFailure};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
+use super::state::OciState;
 use crate::cgroups::Cgroup;
-use crate::rootfs::mount::{setup_container_rootfs, Overlay, RootSwitch};
+use crate::rootfs::mount::{prepare_rootfs, switch_root, Overlay, RootSwitch};
 use crate::runtime::spec as rspec;
 use crate::runtime::sys::{RealSys, Sys};
 use nix::sched::CloneFlags;
@@ -30,10 +31,28 @@ pub enum Console {
 pub enum Gate {
     /// A `Continue` message from the parent on the sync socket (network wired).
     Parent,
-    /// The OCI create/start split: report `Ready`, then block opening this
-    /// FIFO (an O_PATH fd, reopened through /proc/self/fd after pivot_root)
-    /// for writing until `start` opens it for reading.
-    Fifo(OwnedFd),
+    /// The OCI create/start split: report `Created`, then block opening
+    /// `fifo` (an O_PATH fd, reopened through /proc/self/fd after
+    /// pivot_root) for writing until `start` opens it for reading.
+    Fifo {
+        fifo: OwnedFd,
+        hooks: Option<Box<InitHooks>>,
+    },
+}
+
+/// The OCI hooks at the init's own steps.
+pub struct InitHooks {
+    /// What the hooks get on stdin; the init fills in its host pid.
+    pub state: OciState,
+    /// createRuntime or prestart hooks (the parent's, in the runtime's
+    /// namespaces): before the root switch, report `Mounted` and wait for
+    /// `Continue`.
+    pub parent_hooks: bool,
+    /// Run by the init in the container's namespaces after the mounts,
+    /// before the root switch (paths of the runtime's filesystem).
+    pub create_container: Vec<oci_spec::runtime::Hook>,
+    /// Run by the init in the container after `start`, before the process.
+    pub start_container: Vec<oci_spec::runtime::Hook>,
 }
 
 /// Everything the child needs, prepared by the parent before clone.
@@ -71,11 +90,14 @@ pub fn child_main(args: &InitArgs) -> isize {
         Err(f) => f,
     };
     let code = failure.exit_code();
-    // Past the OCI create nobody listens on the socket (the create process
-    // is gone, or about to go): the container's stderr is where runc users
-    // look.
-    if send_msg(&args.sync, &ToParent::Failed(failure.clone())).is_err() || created.get() {
+    // Past the OCI create nobody reads the socket (the create process is
+    // gone, or about to go): the container's stderr is where runc users
+    // look. Before that, a parent that stopped listening has its own error
+    // to tell.
+    if created.get() {
         eprintln!("minirt: {failure}");
+    } else {
+        let _ = send_msg(&args.sync, &ToParent::Failed(failure.clone()));
     }
     code as isize
 }
@@ -118,8 +140,29 @@ fn run(
     // namespaced sysctls act on the writer's namespaces, which are ours now.
     rspec::apply_sysctls(spec).map_err(ChildFailure::Other)?;
     rspec::apply_oom_score_adj(spec).map_err(ChildFailure::Other)?;
-    setup_container_rootfs(sys, spec, args.overlay.as_ref(), args.root_switch)
+    prepare_rootfs(sys, spec, args.overlay.as_ref())
         .map_err(|e| ChildFailure::Other(e.to_string()))?;
+    let hooks = match &args.gate {
+        Gate::Fifo { hooks: Some(h), .. } => Some(hook_state(h)?),
+        _ => None,
+    };
+    if let Some((h, state)) = &hooks {
+        if h.parent_hooks {
+            send_msg(&args.sync, &ToParent::Mounted).map_err(|e| other("sync", &e))?;
+            match recv_msg::<ToChild>(&args.sync) {
+                Ok(Some(ToChild::Continue)) => {}
+                Ok(_) => {
+                    return Err(ChildFailure::Other(
+                        "the runtime's hooks did not finish".into(),
+                    ))
+                }
+                Err(e) => return Err(other("sync", &e)),
+            }
+        }
+        super::hooks::run_all("createContainer", &h.create_container, state)
+            .map_err(ChildFailure::Other)?;
+    }
+    switch_root(sys, spec, args.root_switch).map_err(|e| ChildFailure::Other(e.to_string()))?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         sys.sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
@@ -142,28 +185,38 @@ fn run(
         }
     };
 
-    match &args.gate {
+    let start = match &args.gate {
         Gate::Parent => match recv_msg::<ToChild>(&args.sync) {
-            Ok(Some(ToChild::Continue)) => {}
+            Ok(Some(ToChild::Continue)) => None,
             Ok(Some(ToChild::Mapped)) => {
                 return Err(ChildFailure::Other("unexpected sync message".into()))
             }
             Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),
             Err(e) => return Err(other("sync", &e)),
         },
-        Gate::Fifo(fifo) => {
+        Gate::Fifo { fifo, .. } => {
             let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
             ps.preserve_fds = args.preserve_fds;
             super::process::preflight(&ps)?;
             send_msg(&args.sync, &ToParent::Created).map_err(|e| other("sync", &e))?;
             created.set(true);
-            wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
+            Some(wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?)
         }
-    }
+    };
     if args.new_cgroupns {
         // Now that we are in our cgroup, make it the root of our cgroup view.
         sys.unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| other("unshare cgroup namespace", &e))?;
+    }
+    if let Some((h, state)) = &hooks {
+        super::hooks::run_all("startContainer", &h.start_container, state)
+            .map_err(ChildFailure::Other)?;
+    }
+    if let Some(mut fifo) = start {
+        // `start` returns (and runs poststart) once this byte is there.
+        use std::io::Write;
+        fifo.write_all(b"0")
+            .map_err(|e| other("telling start", &e))?;
     }
 
     if let Some(slave) = &console {
@@ -177,12 +230,22 @@ fn run(
     Err(finish_and_exec(sys, &ps, args.sync.as_fd()))
 }
 
-/// Blocks until `start` opens the FIFO for reading, then tells it we go.
-fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<()> {
-    use std::io::Write;
+/// The hooks and the state JSON they get: the init's pid as the host sees
+/// it (the host's /proc is still mounted here, before the root switch).
+fn hook_state(h: &InitHooks) -> Result<(&InitHooks, Vec<u8>), ChildFailure> {
+    let mut state = h.state.clone();
+    state.pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()));
+    let json = serde_json::to_vec(&state).map_err(|e| ChildFailure::Other(e.to_string()))?;
+    Ok((h, json))
+}
+
+/// Blocks until `start` opens the FIFO for reading; the byte that lets it
+/// return is written after the startContainer hooks.
+fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<std::fs::File> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    f.write_all(b"0")
+    std::fs::OpenOptions::new().write(true).open(path)
 }
 
 /// Opens a pty pair on the (already pivoted) container's /dev/ptmx.

@@ -31,6 +31,9 @@ pub enum ToParent {
     Created,
     /// Everything done; execve is the next call.
     Ready,
+    /// Mounts done, before the root switch: the parent runs the OCI
+    /// createRuntime and prestart hooks now, then sends `Continue`.
+    Mounted,
 }
 
 /// How a child's last steps ended, as the parent sees them.
@@ -86,7 +89,7 @@ pub fn await_exec(fd: &OwnedFd) -> std::io::Result<Outcome> {
             Some((ToParent::Ready, _)) => ready = true,
             Some((ToParent::Console, fd)) => console = fd,
             Some((ToParent::Failed(f), _)) => return Ok(Outcome::Failed(f)),
-            Some((ToParent::Created, _)) => {
+            Some((ToParent::Created | ToParent::Mounted, _)) => {
                 return Ok(Outcome::Failed(ChildFailure::Other(
                     "the container's init stopped at the OCI start gate".into(),
                 )))

@@ -344,14 +344,6 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
             }
         }
     }
-    if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            return no("createContainer hooks");
-        }
-        if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            return no("startContainer hooks");
-        }
-    }
     if let Some(p) = spec.process() {
         if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
             return no("process.apparmorProfile");
@@ -423,10 +415,23 @@ mod tests {
     }
 
     #[test]
-    fn user_namespaces_and_no_mount_namespace_are_refused() {
+    fn joined_user_namespaces_and_no_mount_namespace_are_refused() {
         let s = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "user"}, {"type": "mount"}]}}));
-        assert!(ns_plan(&s).unwrap_err().contains("not implemented"));
+        assert!(ns_plan(&s)
+            .unwrap()
+            .clone
+            .contains(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS));
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "user", "path": "/proc/1/ns/user"}, {"type": "mount"}]}}));
+        assert!(ns_plan(&s)
+            .unwrap_err()
+            .contains("joining a user namespace"));
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "user"}, {"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]}}));
+        assert!(ns_plan(&s)
+            .unwrap_err()
+            .contains("together with a new user namespace"));
         let s = spec(serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}}));
         assert!(ns_plan(&s).unwrap_err().contains("mount namespace"));
         let s = spec(serde_json::json!({"linux": {"namespaces": [
@@ -510,10 +515,10 @@ mod tests {
     fn what_is_not_implemented_is_named() {
         let s = spec(serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}));
         assert!(check_unsupported(&s).unwrap_err().contains("personality"));
-        let s = spec(serde_json::json!({"hooks": {"startContainer": [{"path": "/x"}]}}));
+        let s = spec(serde_json::json!({"linux": {"rootfsPropagation": "shared"}}));
         assert!(check_unsupported(&s)
             .unwrap_err()
-            .contains("startContainer"));
+            .contains("rootfsPropagation"));
         assert!(check_unsupported(&Spec::default()).is_ok());
     }
 }

@@ -458,7 +458,7 @@ fn hooks_get_the_state_and_a_failing_one_removes_the_container() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(states[0]["status"], "created");
+    assert_eq!(states[0]["status"], "creating");
     assert_eq!(states[0]["id"], "hooked");
     assert_eq!(states[2]["status"], "stopped");
 
@@ -717,4 +717,69 @@ fn a_user_namespace_maps_root_to_the_host_ids_of_the_spec() {
     let e = o.fails(&["create", "-b", b.to_str().unwrap(), "nouserns"]);
     assert!(e.contains("need a new user namespace"), "{e}");
     o.assert_gone("nouserns", None);
+}
+
+#[test]
+fn each_hook_runs_at_its_time_and_where_the_spec_says() {
+    let o = OciHost::new();
+    let shared = o.work.join("hooklog");
+    std::fs::create_dir_all(&shared).unwrap();
+    let log = shared.join("log");
+    let sh = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    let pid_of = r#"pid=$(grep -o '"pid":[0-9]*' | cut -d: -f2)"#;
+    let b = o.bundle("timed", &["sh", "-c", "echo process >> /hooklog/log"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/hooklog", "type": "bind", "source": shared, "options": ["rbind"]}),
+        );
+        c["hooks"] = json!({
+            // The runtime's namespaces, the init not yet in its root.
+            "createRuntime": [sh(format!(
+                "{pid_of}; echo createRuntime $(readlink /proc/$pid/root) >> {}",
+                log.display()
+            ))],
+            // The container's mount namespace with its mounts, before the
+            // root switch (the host's paths still reach the log).
+            "createContainer": [sh(format!(
+                "echo createContainer $(grep -c ' /hooklog ' /proc/self/mountinfo; grep -c '/rootfs/hooklog ' /proc/self/mountinfo) >> {}",
+                log.display()
+            ))],
+            // Inside the container: /hooklog is its path, not the host's.
+            "startContainer": [sh("echo startContainer >> /hooklog/log".into())],
+            "poststart": [sh(format!("echo poststart >> {}", log.display()))],
+            "poststop": [sh(format!("echo poststop >> {}", log.display()))],
+        });
+    });
+    let b_str = b.to_str().unwrap().to_string();
+    o.ok(&["create", "-b", &b_str, "timed"]);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        read().lines().collect::<Vec<_>>(),
+        ["createRuntime /", "createContainer 0 1"],
+        "after create"
+    );
+    o.ok(&["start", "timed"]);
+    wait_for("stopped", Duration::from_secs(5), || {
+        o.status("timed") == "stopped"
+    });
+    let after_start: Vec<String> = read().lines().map(String::from).collect();
+    // startContainer before the process; poststart after start, which may
+    // come before or after the process's own line.
+    assert_eq!(after_start[2], "startContainer", "{after_start:?}");
+    let mut rest = after_start[3..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["poststart", "process"], "{after_start:?}");
+    assert!(
+        !after_start.contains(&"poststop".to_string()),
+        "{after_start:?}"
+    );
+    o.ok(&["delete", "timed"]);
+    assert_eq!(read().lines().last(), Some("poststop"));
+
+    // A failing createContainer hook fails the create and leaves nothing.
+    let b = o.bundle("badcc", &["true"], |c| {
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    });
+    let line = o.fails(&["create", "-b", b.to_str().unwrap(), "badcc"]);
+    assert!(line.contains("createContainer hook"), "{line}");
+    o.assert_gone("badcc", None);
 }
