@@ -783,3 +783,74 @@ fn each_hook_runs_at_its_time_and_where_the_spec_says() {
     assert!(line.contains("createContainer hook"), "{line}");
     o.assert_gone("badcc", None);
 }
+
+/// A call with fd 3 and fd 4 open on files (the caller's extra fds, as an
+/// engine passes a socket), stdout and stderr into `out`.
+fn with_fds(o: &OciHost, fd3: &Path, fd4: &Path, out: &Path, args: &[&str]) -> bool {
+    let c = o.command(args);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"exec 3>>"$1" 4>>"$2"; shift 2; exec "$@""#)
+        .arg("sh")
+        .arg(fd3)
+        .arg(fd4)
+        .arg(c.get_program())
+        .args(c.get_args())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::fs::File::create(out.with_extension("err")).unwrap());
+    sh.status().unwrap().success()
+}
+
+#[test]
+fn preserve_fds_passes_exactly_that_many_extra_fds() {
+    let o = OciHost::new();
+    let (fd3, fd4) = (o.work.join("fd3"), o.work.join("fd4"));
+    let out = o.work.join("pf.out");
+    let script = "echo from-init >&3; echo leaked >&4; ls /proc/self/fd; sleep 1000";
+    let b = o.bundle("pf", &["sh", "-c", script], |_| {});
+    let b_str = b.to_str().unwrap().to_string();
+    assert!(with_fds(
+        &o,
+        &fd3,
+        &fd4,
+        &out,
+        &["create", "--preserve-fds", "1", "-b", &b_str, "pf"]
+    ));
+    o.ok(&["start", "pf"]);
+    wait_for("the init's line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&fd3).unwrap_or_default() == "from-init\n"
+    });
+    let exec_out = o.work.join("pf-exec.out");
+    assert!(with_fds(
+        &o,
+        &fd3,
+        &fd4,
+        &exec_out,
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            "pf",
+            "sh",
+            "-c",
+            "echo from-exec >&3; echo leaked >&4; ls /proc/self/fd"
+        ]
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&fd3).unwrap(),
+        "from-init\nfrom-exec\n"
+    );
+    // fd 4 was not preserved: nothing reached it, and only 0-3 (and ls's own
+    // directory fd) were open.
+    assert_eq!(std::fs::read_to_string(&fd4).unwrap(), "");
+    let fds: Vec<String> = std::fs::read_to_string(&exec_out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(fds.len(), 5, "{fds:?}");
+    assert_eq!(fds[..4], ["0", "1", "2", "3"], "{fds:?}");
+    o.ok(&["delete", "--force", "pf"]);
+    o.assert_gone("pf", None);
+}
