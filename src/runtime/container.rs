@@ -223,6 +223,7 @@ impl Runtime {
             .map(|p| p.clone.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
             .map_err(err)?;
         let id_maps = super::userns::plan(&spec, new_userns).map_err(err)?;
+        let rlimits = rspec::process_spec(&spec).map_err(err)?.rlimits;
         std::fs::write(dir.join(SPEC_COPY), &spec_json).map_err(|e| io("saving the spec", &e))?;
         let fifo = dir.join(EXEC_FIFO);
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
@@ -327,6 +328,7 @@ impl Runtime {
         if let Some(maps) = &id_maps {
             super::userns::write_maps(pid.as_raw(), maps)
                 .map_err(|e| err(format!("user namespace: {e}")))?;
+            super::userns::set_rlimits(pid.as_raw(), &rlimits).map_err(err)?;
             protocol::send_msg(&spawned.sync, &protocol::ToChild::Mapped)
                 .map_err(|e| io("releasing the init", &e))?;
         }

@@ -129,6 +129,17 @@ fn set_rlimit(r: &Rlimit) -> Result<(), ChildFailure> {
         rlim_cur: r.soft,
         rlim_max: r.hard,
     };
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    let held = unsafe { libc::getrlimit(r.resource as _, &mut now) } == 0;
+    if held && now.rlim_cur == lim.rlim_cur && now.rlim_max == lim.rlim_max {
+        // Set already (by the parent, for an init in a user namespace,
+        // which may not raise a hard limit itself).
+        return Ok(());
+    }
     // SAFETY: setrlimit reads one valid rlimit struct.
     let rc = unsafe { libc::setrlimit(r.resource as _, &lim) };
     if rc != 0 {

@@ -67,6 +67,30 @@ pub fn plan(spec: &Spec, new_userns: bool) -> Result<Option<IdMaps>, String> {
     }))
 }
 
+/// Parent side: the spec's rlimits on process `pid` (in a user namespace,
+/// where it may not raise a hard limit itself), as runc sets them.
+pub fn set_rlimits(pid: i32, rlimits: &[super::process::Rlimit]) -> Result<(), String> {
+    for r in rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: prlimit reads one valid rlimit struct and writes nothing
+        // (null old-limit pointer).
+        let rc = unsafe { libc::prlimit(pid, r.resource as _, &lim, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(format!(
+                "rlimit {} to {}:{}: {}",
+                r.resource,
+                r.soft,
+                r.hard,
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parent side: writes the maps of process `pid` (in its new user
 /// namespace, waiting for them). setgroups stays allowed: the parent is
 /// root, and the container's process calls setgroups for its user.
