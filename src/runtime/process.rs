@@ -337,46 +337,7 @@ fn prepare_and_exec(
     if !spec.no_new_privs {
         crate::container::seccomp::install(&filters).map_err(|e| other(e.to_string()))?;
     }
-    drop_bounding(sys, mask)?;
-    let switching = user.uid != 0;
-    if switching {
-        // Keep permitted caps across setuid; the capset below then trims them to the mask.
-        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 1, "set keepcaps")?;
-    }
-    switch_user(sys, &user)?;
-    if switching {
-        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
-    }
-    match &spec.cap_sets {
-        None => set_process_caps(sys, mask, mask, 0)?,
-        Some(sets) => {
-            let held = permitted_mask();
-            let m = |names: &Vec<String>| -> Result<u64, ChildFailure> {
-                Ok(capability_mask(&Some(names.clone())).map_err(|e| other(e.to_string()))? & held)
-            };
-            set_process_caps(
-                sys,
-                m(&sets.effective)?,
-                m(&sets.permitted)?,
-                m(&sets.inheritable)?,
-            )?;
-            for name in &sets.ambient {
-                for c in parse_capability(name).map_err(|e| other(e.to_string()))? {
-                    sys.prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE as u64,
-                        c.index() as u64,
-                    )
-                    .map_err(|e| {
-                        other(format!("raise ambient capability {c}: {}", errno_text(e)))
-                    })?;
-                }
-            }
-        }
-    }
-    if spec.no_new_privs {
-        prctl_flag(sys, libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
-    }
+    drop_privileges(sys, spec, &user, mask)?;
 
     let env = env_with_home(&spec.env, &user.home);
     // After the user switch, so execute permission is judged for the target user.
@@ -411,9 +372,118 @@ fn prepare_and_exec(
     })
 }
 
+/// The bounding set, the user switch and the capability sets, then
+/// no_new_privs: in this order, because dropping from the bounding set
+/// needs CAP_SETPCAP and the switch needs CAP_SETUID/CAP_SETGID, and
+/// KEEPCAPS carries the permitted set across a switch away from root.
+fn drop_privileges(
+    sys: &impl Sys,
+    spec: &ProcessSpec,
+    user: &super::user::ResolvedUser,
+    mask: u64,
+) -> Result<(), ChildFailure> {
+    drop_bounding(sys, mask)?;
+    let switching = user.uid != 0;
+    if switching {
+        // Keep permitted caps across setuid; the capset below then trims them to the mask.
+        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 1, "set keepcaps")?;
+    }
+    switch_user(sys, user)?;
+    if switching {
+        prctl_flag(sys, libc::PR_SET_KEEPCAPS, 0, "clear keepcaps")?;
+    }
+    match &spec.cap_sets {
+        None => set_process_caps(sys, mask, mask, 0)?,
+        Some(sets) => {
+            let held = permitted_mask();
+            let m = |names: &Vec<String>| -> Result<u64, ChildFailure> {
+                Ok(capability_mask(&Some(names.clone())).map_err(|e| other(e.to_string()))? & held)
+            };
+            set_process_caps(
+                sys,
+                m(&sets.effective)?,
+                m(&sets.permitted)?,
+                m(&sets.inheritable)?,
+            )?;
+            for name in &sets.ambient {
+                for c in parse_capability(name).map_err(|e| other(e.to_string()))? {
+                    sys.prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as u64,
+                        c.index() as u64,
+                    )
+                    .map_err(|e| {
+                        other(format!("raise ambient capability {c}: {}", errno_text(e)))
+                    })?;
+                }
+            }
+        }
+    }
+    if spec.no_new_privs {
+        prctl_flag(sys, libc::PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::sys::{Call, Recorder};
+
+    fn prctl(option: libc::c_int, arg2: u64) -> Call {
+        Call::Prctl {
+            option,
+            arg2,
+            arg3: 0,
+        }
+    }
+
+    #[test]
+    fn privileges_drop_bounding_first_then_user_then_caps_then_no_new_privs() {
+        let base = tempfile::tempdir().unwrap();
+        let sys = Recorder::new(base.path());
+        let spec = ProcessSpec {
+            capabilities: Some(vec!["CAP_KILL".into(), "CAP_CHOWN".into()]),
+            no_new_privs: true,
+            ..Default::default()
+        };
+        let user = super::super::user::ResolvedUser {
+            uid: 1000,
+            gid: 1001,
+            additional_gids: vec![27],
+            home: "/home/u".into(),
+        };
+        let mask = capability_mask(&spec.capabilities).unwrap();
+        drop_privileges(&sys, &spec, &user, mask).unwrap();
+        let calls = sys.calls();
+        let drops = calls
+            .iter()
+            .take_while(
+                |c| matches!(c, Call::Prctl { option, .. } if *option == libc::PR_CAPBSET_DROP),
+            )
+            .count();
+        // Every capability but the two kept leaves the bounding set.
+        assert!(drops > 30, "{calls:?}");
+        assert!(!calls[..drops].contains(&prctl(libc::PR_CAPBSET_DROP, 5)));
+        assert!(!calls[..drops].contains(&prctl(libc::PR_CAPBSET_DROP, 0)));
+        assert_eq!(
+            calls[drops..],
+            [
+                prctl(libc::PR_SET_KEEPCAPS, 1),
+                Call::Setgroups(vec![27]),
+                Call::Setresgid(1001),
+                Call::Setresuid(1000),
+                prctl(libc::PR_SET_KEEPCAPS, 0),
+                Call::Capset {
+                    effective: mask,
+                    permitted: mask,
+                    inheritable: 0
+                },
+                prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as u64),
+                prctl(libc::PR_SET_NO_NEW_PRIVS, 1),
+            ]
+        );
+    }
 
     #[test]
     fn failures_keep_their_class_across_the_wire() {
