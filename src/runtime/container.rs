@@ -11,7 +11,6 @@ use super::pty;
 use super::state::{self, OciState, Record, Status, EXEC_FIFO};
 use super::{hooks, resources, spec as rspec};
 use crate::cgroups::Cgroup;
-use crate::container::exec as cexec;
 use crate::rootfs::mount::RootSwitch;
 use crate::util;
 use nix::fcntl::OFlag;
@@ -625,7 +624,7 @@ impl Runtime {
         let code = loop {
             match nix::sys::wait::waitpid(helper, None) {
                 Ok(st) => {
-                    if let Some(c) = cexec::exit_code(st) {
+                    if let Some(c) = super::exec::exit_code(st) {
                         break c;
                     }
                 }
@@ -643,7 +642,7 @@ fn open_namespaces_of(pid: i32) -> Result<Vec<(nix::sched::CloneFlags, OwnedFd)>
     let id = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let mut target = Vec::new();
     let mut own = Vec::new();
-    for (name, _) in cexec::NAMESPACES {
+    for (name, _) in super::exec::NAMESPACES {
         if let Some(t) = id(&format!("/proc/{pid}/ns/{name}")) {
             target.push((name, t));
         }
@@ -652,8 +651,8 @@ fn open_namespaces_of(pid: i32) -> Result<Vec<(nix::sched::CloneFlags, OwnedFd)>
         }
     }
     let mut out = Vec::new();
-    for name in cexec::join_plan(&target, &own) {
-        let flag = cexec::NAMESPACES
+    for name in super::exec::join_plan(&target, &own) {
+        let flag = super::exec::NAMESPACES
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, f)| *f)
@@ -725,7 +724,7 @@ fn exec_helper(
             let code = loop {
                 match nix::sys::wait::waitpid(child, None) {
                     Ok(st) => {
-                        if let Some(c) = cexec::exit_code(st) {
+                        if let Some(c) = super::exec::exit_code(st) {
                             break c;
                         }
                     }

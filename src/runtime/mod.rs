@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod clone;
 pub mod container;
+pub mod exec;
 pub mod executor;
 pub mod features;
 pub mod hooks;
