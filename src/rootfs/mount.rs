@@ -296,7 +296,7 @@ pub fn prepare_rootfs(sys: &impl Sys, spec: &Spec, overlay: Option<&Overlay>) ->
     let root = sys.open_root(&root_path).map_err(in_root)?;
 
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(sys, &root, m)?;
+        mount_one(sys, &root, m, root_prop)?;
     }
     if let Some(linux) = spec.linux() {
         for d in linux.devices().as_deref().unwrap_or_default() {
@@ -416,13 +416,23 @@ fn readonly_root(sys: &impl Sys, root: &Root) -> Result<()> {
 }
 
 /// One mount of the spec, then the propagation its options name (runc's
-/// order: the mount, its read-only remount, its propagation).
-fn mount_one(sys: &impl Sys, root: &Root, m: &oci_spec::runtime::Mount) -> Result<()> {
+/// order: the mount, its read-only remount, its propagation). A private
+/// one under a recursively private `/` is what the mount is already.
+fn mount_one(
+    sys: &impl Sys,
+    root: &Root,
+    m: &oci_spec::runtime::Mount,
+    root_prop: MsFlags,
+) -> Result<()> {
     mount_plain(sys, root, m)?;
     let options = m.options().as_deref().unwrap_or_default();
     let Some(prop) = options.iter().rev().find_map(|o| propagation(o)) else {
         return Ok(());
     };
+    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    if root_prop == private && (prop - MsFlags::MS_REC) == MsFlags::MS_PRIVATE {
+        return Ok(());
+    }
     let dest = m.destination();
     let typ = m.typ().clone().unwrap_or_default();
     let top = root.resolve(dest, links_for(dest, &typ)).map_err(in_root)?;
@@ -729,12 +739,10 @@ mod tests {
             "mount shm /rootfs/dev/shm tmpfs NOSUID|NODEV|NOEXEC mode=1777,size=65536k",
             "mount mqueue /rootfs/dev/mqueue mqueue NOSUID|NODEV|NOEXEC",
             "mount sysfs /rootfs/sys sysfs RDONLY|NOSUID|NODEV|NOEXEC",
+            // rprivate under an rprivate `/`: no propagation call.
             "mount /hosts /rootfs/etc/hosts - BIND|REC",
-            "mount - /rootfs/etc/hosts - REC|PRIVATE",
             "mount /hosts /rootfs/etc/resolv.conf - BIND|REC",
-            "mount - /rootfs/etc/resolv.conf - REC|PRIVATE",
             "mount /hosts /rootfs/etc/hostname - BIND|REC",
-            "mount - /rootfs/etc/hostname - REC|PRIVATE",
             "mknod /rootfs/dev/null 666 1:3",
             "chmod /rootfs/dev/null 666",
             "mknod /rootfs/dev/zero 666 1:5",
