@@ -332,15 +332,13 @@ fn run(cli: OciCli) -> Result<i32, String> {
     let e = |e: minirt::runtime::container::OciError| e.to_string();
     match cli.command {
         OciCommand::Create(a) => {
-            if a.no_pivot {
-                return Err("not implemented: --no-pivot (minirt always uses pivot_root)".into());
-            }
             // --no-new-keyring: minirt never makes a session keyring anyway.
             let opts = CreateOptions {
                 bundle: a.bundle,
                 pid_file: a.pid_file,
                 console_socket: a.console_socket,
                 preserve_fds: a.preserve_fds,
+                no_pivot: a.no_pivot,
             };
             rt.create(&a.id, &opts).map_err(e)?;
         }

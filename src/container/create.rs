@@ -242,7 +242,7 @@ pub fn assemble(
         all_devices: opts.privileged,
     };
     for c in opts.cap_add.iter().chain(&opts.cap_drop) {
-        super::process::parse_capability(c).map_err(|e| invalid(e.to_string()))?;
+        crate::runtime::caps::parse_capability(c).map_err(|e| invalid(e.to_string()))?;
     }
     let security =
         super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))

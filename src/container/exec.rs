@@ -9,17 +9,29 @@
 //! to the host's reaper (the helper lives in the host pid namespace), as Docker's exec'd processes
 //! belong to the shim, so the container's init need not reap it.
 
-use super::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
-use super::pty::{self, RawMode};
 use super::ContainerError;
-use nix::fcntl::OFlag;
+pub use crate::runtime::exec::{exit_code, join_plan, NAMESPACES};
+use crate::runtime::exec::{helper_main, ChildIo, Prepared};
+use crate::runtime::process::{ChildFailure, ProcessSpec};
+use crate::runtime::protocol::{self, Outcome};
+use crate::runtime::pty::{self, RawMode};
 use nix::sched::CloneFlags;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+impl From<ChildFailure> for ContainerError {
+    fn from(f: ChildFailure) -> Self {
+        match f {
+            ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
+            ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
+            ChildFailure::Other(m) => ContainerError::Runtime(m),
+        }
+    }
+}
 
 /// Where the exec'd process's stdio goes; None = minirt's own fd. With a tty, stdin/stdout are
 /// the ends the relay uses instead of minirt's and stderr is unused (the pty merges it).
@@ -55,41 +67,6 @@ impl ExecRequest {
             detach: false,
             stdio: ExecStdio::default(),
         }
-    }
-}
-
-/// The namespaces `exec` joins, in the order it joins them: user first (it owns the others),
-/// mnt last (after it, /proc paths of the host are gone).
-pub const NAMESPACES: [(&str, CloneFlags); 7] = [
-    ("user", CloneFlags::CLONE_NEWUSER),
-    ("ipc", CloneFlags::CLONE_NEWIPC),
-    ("uts", CloneFlags::CLONE_NEWUTS),
-    ("net", CloneFlags::CLONE_NEWNET),
-    ("pid", CloneFlags::CLONE_NEWPID),
-    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-    ("mnt", CloneFlags::CLONE_NEWNS),
-];
-
-/// Which namespaces to join: those whose identity (dev, inode) differs from ours, in
-/// [`NAMESPACES`] order. Joining one we are already in is pointless, and for user it is EINVAL.
-pub fn join_plan(target: &[(&str, (u64, u64))], own: &[(&str, (u64, u64))]) -> Vec<&'static str> {
-    NAMESPACES
-        .iter()
-        .filter(|(name, _)| {
-            let t = target.iter().find(|(n, _)| n == name).map(|(_, id)| id);
-            let o = own.iter().find(|(n, _)| n == name).map(|(_, id)| id);
-            matches!((t, o), (Some(t), Some(o)) if t != o) || matches!((t, o), (Some(_), None))
-        })
-        .map(|(name, _)| *name)
-        .collect()
-}
-
-/// Docker's exit code for a wait status: the code, or 128 + signal.
-pub fn exit_code(status: WaitStatus) -> Option<i32> {
-    match status {
-        WaitStatus::Exited(_, c) => Some(c),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
-        _ => None,
     }
 }
 
@@ -132,25 +109,6 @@ fn open_namespaces(pid: i32) -> Result<Vec<(CloneFlags, OwnedFd)>, ContainerErro
         fds.push((flag, OwnedFd::from(file)));
     }
     Ok(fds)
-}
-
-/// Everything the helper needs, prepared before fork.
-struct Prepared {
-    namespaces: Vec<(CloneFlags, OwnedFd)>,
-    cgroup_procs: Vec<PathBuf>,
-    err_w: OwnedFd,
-    /// Child stdio: (stdin, stdout, stderr) fds to dup2 onto 0/1/2, or the pty slave.
-    child_io: ChildIo,
-}
-
-enum ChildIo {
-    /// A host pty slave to fall back on, and the socket the container's own pty master goes
-    /// back on when the helper can open one inside the container.
-    Pty {
-        fallback: OwnedFd,
-        sock: OwnedFd,
-    },
-    Fds([Option<RawFd>; 3]),
 }
 
 /// Run `req.process` inside the container; the exit code of the process (0 at once when
@@ -197,8 +155,8 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
         };
         ChildIo::Fds([stdin, raw(&req.stdio.stdout), raw(&req.stdio.stderr)])
     };
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| runtime(format!("create the error pipe: {e}")))?;
+    let (err_r, err_w) =
+        protocol::channel().map_err(|e| runtime(format!("create the sync socket: {e}")))?;
     let prepared = Prepared {
         namespaces,
         cgroup_procs: req.cgroup_procs.clone(),
@@ -225,17 +183,16 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
         },
         _ => None,
     };
-    let failure = read_failure(err_r);
-    let failure = match failure {
-        Ok(f) => f,
+    match protocol::await_exec(&err_r) {
+        Ok(Outcome::Execed { .. }) => {}
+        Ok(Outcome::Failed(f)) => {
+            let _ = wait_exit(helper);
+            return Err(f.into());
+        }
         Err(e) => {
             let _ = wait_exit(helper);
-            return Err(runtime(format!("read the exec error pipe: {e}")));
+            return Err(runtime(format!("wait for the exec process: {e}")));
         }
-    };
-    if let Some(f) = failure {
-        let _ = wait_exit(helper);
-        return Err(f.into());
     }
     if req.detach {
         wait_exit(helper)?;
@@ -280,159 +237,24 @@ fn wait_exit(pid: Pid) -> Result<i32, ContainerError> {
     }
 }
 
-fn helper_fail(err_w: BorrowedFd<'_>, msg: String) -> ! {
-    report_failure(err_w, &super::process::ChildFailure::Other(msg));
-    // SAFETY: _exit in a forked child skips the parent's atexit handlers and buffers.
-    unsafe { libc::_exit(125) }
-}
-
-/// Close every fd the helper does not need: fds inherited from other threads of the caller
-/// (pipes, ptys) would otherwise be held open in the container until the process exits.
-fn close_fds_except(keep: &[RawFd]) {
-    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(dir) => dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing fds we own in a single-threaded forked child.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
-    let err_w = p.err_w.as_fd();
-    let mut keep: Vec<RawFd> = p.namespaces.iter().map(|(_, f)| f.as_raw_fd()).collect();
-    keep.push(p.err_w.as_raw_fd());
-    match &p.child_io {
-        ChildIo::Pty { fallback, sock } => keep.extend([fallback.as_raw_fd(), sock.as_raw_fd()]),
-        ChildIo::Fds(fds) => keep.extend(fds.iter().flatten()),
-    }
-    close_fds_except(&keep);
-
-    // Cgroups first, while the host's cgroupfs is still what we see. This
-    // helper is single-threaded: it moves itself (no global lock, see
-    // cgroups::join_self).
-    for procs in &p.cgroup_procs {
-        if let Err(e) = crate::cgroups::join_self(procs) {
-            helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
-        }
-    }
-    for (flag, fd) in &p.namespaces {
-        if let Err(e) = nix::sched::setns(fd, *flag) {
-            helper_fail(
-                err_w,
-                format!("enter the container's {flag:?} namespace: {e}"),
-            );
-        }
-    }
-
-    let slave = match &p.child_io {
-        ChildIo::Pty { fallback, sock } => {
-            let own = container_pty();
-            let sent = own
-                .as_ref()
-                .is_some_and(|(m, _)| pty::send_fd(sock.as_fd(), Some(m.as_fd())).is_ok());
-            if !sent {
-                let _ = pty::send_fd(sock.as_fd(), None);
-            }
-            // SAFETY: our copy of the socket is not needed past this point.
-            unsafe { libc::close(sock.as_raw_fd()) };
-            match own {
-                Some((m, s)) if sent => {
-                    drop(m);
-                    Some(s)
-                }
-                _ => fallback.try_clone().ok(),
-            }
-        }
-        ChildIo::Fds(_) => None,
-    };
-
-    // SAFETY: as above; the child execs or _exits.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => child_main(p, slave.as_ref(), spec),
-        Ok(ForkResult::Parent { child }) => {
-            // SAFETY: raw close of our copies; the Prepared values are never dropped here
-            // because this function never returns.
-            unsafe { libc::close(p.err_w.as_raw_fd()) };
-            if let ChildIo::Pty { fallback, .. } = &p.child_io {
-                // SAFETY: as above, our copy of the fallback fd.
-                unsafe { libc::close(fallback.as_raw_fd()) };
-            }
-            drop(slave);
-            if detach {
-                // SAFETY: leaves without running destructors the exec'd
-                // process does not share.
-                unsafe { libc::_exit(0) };
-            }
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(st) => {
-                        if let Some(c) = exit_code(st) {
-                            break c;
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 125,
-                }
-            };
-            // SAFETY: see helper_fail.
-            unsafe { libc::_exit(code) }
-        }
-        Err(e) => helper_fail(err_w, format!("fork inside the container: {e}")),
-    }
-}
-
-/// A pty opened inside the container (its /dev/ptmx, after setns into its mount namespace),
-/// checked to really be one, since the container controls what /dev/ptmx is.
-fn container_pty() -> Option<(OwnedFd, OwnedFd)> {
-    let (m, s) = pty::open_pty().ok()?;
-    (pty::is_pty_master(m.as_fd()) && pty::is_tty(s.as_fd())).then_some((m, s))
-}
-
-fn child_main(p: &Prepared, slave: Option<&OwnedFd>, spec: &ProcessSpec) -> ! {
-    let err_w = p.err_w.as_fd();
-    let io_result = match (&p.child_io, slave) {
-        (ChildIo::Pty { .. }, Some(slave)) => pty::make_controlling_terminal(slave),
-        (ChildIo::Pty { .. }, None) => Err(nix::errno::Errno::EBADF),
-        (ChildIo::Fds(fds), _) => dup_stdio(fds),
-    };
-    if let Err(e) = io_result {
-        helper_fail(err_w, format!("set up the exec process's stdio: {e}"));
-    }
-    let failure = finish_and_exec(spec);
-    report_failure(err_w, &failure);
-    // SAFETY: see helper_fail.
-    unsafe { libc::_exit(failure.exit_code()) }
-}
-
-/// dup2 the chosen fds onto 0/1/2. Sources may themselves be 0..2, so dup them above 2 first.
-fn dup_stdio(fds: &[Option<RawFd>; 3]) -> nix::Result<()> {
-    let mut high = [None; 3];
-    for (i, fd) in fds.iter().enumerate() {
-        if let Some(fd) = fd {
-            // SAFETY: F_DUPFD_CLOEXEC on an fd we hold.
-            let r = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
-            high[i] = Some(nix::errno::Errno::result(r)?);
-        }
-    }
-    for (target, fd) in high.iter().enumerate() {
-        if let Some(fd) = fd {
-            // SAFETY: dup2 onto a standard fd number; the result is not CLOEXEC.
-            nix::errno::Errno::result(unsafe { libc::dup2(*fd, target as RawFd) })?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::wait::WaitStatus;
+
+    #[test]
+    fn failures_map_to_container_errors() {
+        let f = ChildFailure::NotFound("x".into());
+        assert_eq!(ContainerError::from(f).exit_code(), 127);
+        assert_eq!(
+            ContainerError::from(ChildFailure::CannotExecute("y".into())).exit_code(),
+            126
+        );
+        assert_eq!(
+            ContainerError::from(ChildFailure::Other("z".into())).exit_code(),
+            125
+        );
+    }
 
     #[test]
     fn join_plan_skips_shared_namespaces_and_keeps_order() {
@@ -556,7 +378,7 @@ mod tests {
 
     /// Run with stdout+stderr on a pipe; (result, output).
     fn run(mut req: ExecRequest) -> (Result<i32, ContainerError>, String) {
-        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         req.stdio.stdout = Some(w.try_clone().unwrap());
         req.stdio.stderr = Some(w);
         let res = exec_in(&req);
@@ -679,7 +501,7 @@ mod tests {
         let t = Target::start();
         let mask = format!(
             "{:016x}",
-            super::super::process::capability_mask(&None).unwrap()
+            crate::runtime::caps::capability_mask(&None).unwrap()
         );
         let script = "busybox id -u; busybox id -g; busybox cat /proc/self/status";
 
@@ -724,7 +546,7 @@ mod tests {
         let (res, out) = run(ExecRequest::new(t.pid, s));
         assert_eq!(res.unwrap(), 0, "{out}");
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let home = super::super::process::parse_passwd(&passwd)
+        let home = crate::runtime::user::parse_passwd(&passwd)
             .into_iter()
             .find(|p| p.name == "nobody")
             .map(|p| p.home)
@@ -785,7 +607,7 @@ mod tests {
             return;
         }
         let t = Target::start();
-        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         nix::unistd::write(&in_w, b"echo $((6*7)); busybox tty; exit 5\n").unwrap();
         drop(in_w);
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
@@ -851,7 +673,7 @@ mod tests {
         let setup = "mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && \
                      mount --bind /dev/pts/ptmx /dev/ptmx && exec busybox sleep 100";
         let t = Target::start_with(&["sh", "-c", setup]);
-        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         nix::unistd::write(&in_w, b"busybox tty; busybox ls /dev/pts; exit\n").unwrap();
         drop(in_w);
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));

@@ -200,7 +200,7 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
     };
     forward_signals(started.pid);
     if let Some(master) = started.pty {
-        if let Err(e) = super::pty::relay(master, interactive) {
+        if let Err(e) = crate::runtime::pty::relay(master, interactive) {
             warn!("terminal relay: {e}");
         }
     }
@@ -361,7 +361,7 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
                 .append(true)
                 .open(log)
             {
-                let _ = super::pty::relay_to_writer(master, f);
+                let _ = crate::runtime::pty::relay_to_writer(master, f);
             }
         })
     });

@@ -34,14 +34,9 @@ impl ContainerError {
         }
     }
 }
-pub mod clone;
 pub mod create;
-pub mod init;
 pub mod inspect;
 pub mod lifecycle;
-pub mod process;
-pub mod protocol;
-pub mod pty;
 pub mod runtime;
 pub mod spec;
 pub mod waiter;

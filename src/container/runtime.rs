@@ -6,13 +6,12 @@
 //! `runtime::start` and `runtime::finish`).
 
 use super::config::ContainerConfig;
-use super::init::{Console, Gate};
-use super::process::ChildFailure;
-use super::protocol::{recv_msg_fd, send_msg, ToChild, ToParent};
 use super::spec::{self, EtcFiles};
 use super::ContainerError;
 use crate::cgroups::Cgroup;
 use crate::rootfs::{image, mount};
+use crate::runtime::init::{Console, Gate};
+use crate::runtime::protocol::{await_exec, send_msg, Outcome, ToChild};
 use crate::store::{containers, Store};
 use crate::undo::Undo;
 use crate::{network, util, Error, Instance, Result};
@@ -246,6 +245,7 @@ fn clone_child(
         gate: Gate::Parent,
         cgroup,
         preserve_fds: 0,
+        root_switch: crate::rootfs::mount::RootSwitch::Pivot,
     };
     let ChildStdio { devnull, log } = child_stdio;
     // Point stdio where it belongs before anything else.
@@ -320,38 +320,25 @@ fn wire_network(
 }
 
 /// Tells the child to go on and waits for its execve (span `release`):
-/// end-of-file on the CLOEXEC socket is success; a typed failure becomes
-/// Docker's exit code. Returns the pty master when the child sent one.
+/// `Ready` then end-of-file on the CLOEXEC socket is success; a typed
+/// failure becomes Docker's exit code. Returns the pty master when the
+/// child sent one.
 fn release_child(parent_sock: &OwnedFd) -> Result<Option<OwnedFd>> {
     let _span = info_span!("release").entered();
     let _ = send_msg(parent_sock, &ToChild::Continue);
-    let mut pty_master = None;
-    loop {
-        match recv_msg_fd::<ToParent>(parent_sock) {
-            Ok(None) => return Ok(pty_master), // CLOEXEC closed it: execve succeeded.
-            Ok(Some((ToParent::Console, fd))) => {
-                pty_master = fd.filter(|f| super::pty::is_pty_master(f.as_fd()));
-                if pty_master.is_none() {
-                    let msg = "the container sent no usable terminal";
-                    return Err(ContainerError::Runtime(msg.into()).into());
-                }
+    match await_exec(parent_sock) {
+        Ok(Outcome::Execed { console }) => match console {
+            None => Ok(None),
+            Some(fd) if crate::runtime::pty::is_pty_master(fd.as_fd()) => Ok(Some(fd)),
+            Some(_) => {
+                let msg = "the container sent no usable terminal";
+                Err(ContainerError::Runtime(msg.into()).into())
             }
-            Ok(Some((ToParent::Ready, _))) => {
-                let msg = "the container's init used the OCI start gate";
-                return Err(ContainerError::Runtime(msg.into()).into());
-            }
-            Ok(Some((ToParent::Failed(f), _))) => {
-                return Err(match f {
-                    ChildFailure::NotFound(m) => ContainerError::CommandNotFound(m),
-                    ChildFailure::CannotExecute(m) => ContainerError::CannotExecute(m),
-                    ChildFailure::Other(m) => ContainerError::Runtime(m),
-                }
-                .into())
-            }
-            Err(e) => {
-                let msg = format!("waiting for the container: {e}");
-                return Err(ContainerError::Runtime(msg).into());
-            }
+        },
+        Ok(Outcome::Failed(f)) => Err(ContainerError::from(f).into()),
+        Err(e) => {
+            let msg = format!("waiting for the container: {e}");
+            Err(ContainerError::Runtime(msg).into())
         }
     }
 }

@@ -3,7 +3,7 @@
 //! executor (`init.rs`) runs from this Spec alone.
 
 use super::config::{ContainerConfig, SeccompMode};
-use super::process::{adjust_capabilities, default_capabilities};
+use crate::runtime::caps::{adjust_capabilities, default_capabilities};
 use crate::runtime::seccomp;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,

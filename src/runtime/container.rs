@@ -4,13 +4,14 @@
 //! library call; `src/cli/oci.rs` only parses and prints.
 
 use super::executor::{spawn, SpawnOptions};
+use super::init::{Console, Gate, InitHooks};
+use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
+use super::protocol::{self, recv_msg_fd, send_failure, Outcome, ToParent};
+use super::pty;
 use super::state::{self, OciState, Record, Status, EXEC_FIFO};
 use super::{hooks, resources, spec as rspec};
 use crate::cgroups::Cgroup;
-use crate::container::init::{Console, Gate};
-use crate::container::process::{finish_and_exec, read_failure, report_failure, ProcessSpec};
-use crate::container::protocol::{recv_msg_fd, ToParent};
-use crate::container::{exec as cexec, pty};
+use crate::rootfs::mount::RootSwitch;
 use crate::util;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
@@ -43,6 +44,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--no-pivot`: move the root over / and chroot instead of pivot_root.
+    pub no_pivot: bool,
 }
 
 #[derive(Debug, Default)]
@@ -215,10 +218,24 @@ impl Runtime {
     ) -> Result<()> {
         let io = |what: &str, e: &dyn std::fmt::Display| err(format!("{what}: {e}"));
         let spec_json = serde_json::to_vec(&spec).map_err(|e| io("spec", &e))?;
+        let new_userns = rspec::ns_plan(&spec)
+            .map(|p| p.clone.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
+            .map_err(err)?;
+        let id_maps = super::userns::plan(&spec, new_userns).map_err(err)?;
+        let rlimits = rspec::process_spec(&spec).map_err(err)?.rlimits;
         std::fs::write(dir.join(SPEC_COPY), &spec_json).map_err(|e| io("saving the spec", &e))?;
         let fifo = dir.join(EXEC_FIFO);
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| io("making exec.fifo", &e))?;
+        if let Some(maps) = &id_maps {
+            // The init opens it for writing as the container's root.
+            nix::unistd::chown(
+                &fifo,
+                maps.root.0.map(nix::unistd::Uid::from_raw),
+                maps.root.1.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| io("exec.fifo", &e))?;
+        }
         let fifo_fd: OwnedFd =
             nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(|e| io("opening exec.fifo", &e))?;
@@ -265,30 +282,81 @@ impl Runtime {
             .unwrap_or(false);
         let hooks_spec = spec.hooks().clone();
         let annotations = spec.annotations().clone().unwrap_or_default();
+        let created = util::rfc3339(util::now_nanos());
+        let hook_state = |pid: Option<i32>| OciState {
+            oci_version: state::OCI_VERSION.to_string(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid,
+            bundle: bundle.to_path_buf(),
+            annotations: annotations.clone(),
+            created: created.clone(),
+        };
+        let list = |v: &Option<Vec<oci_spec::runtime::Hook>>| v.clone().unwrap_or_default();
+        let (runtime_hooks, prestart) = match &hooks_spec {
+            Some(h) => (list(h.create_runtime()), list(h.prestart())),
+            None => (Vec::new(), Vec::new()),
+        };
+        let init_hooks = hooks_spec.as_ref().map(|h| {
+            Box::new(InitHooks {
+                state: hook_state(None),
+                parent_hooks: !runtime_hooks.is_empty() || !prestart.is_empty(),
+                create_container: list(h.create_container()),
+                start_container: list(h.start_container()),
+            })
+        });
         let sopts = SpawnOptions {
             overlay: None,
             console,
-            gate: Gate::Fifo(fifo_fd),
+            gate: Gate::Fifo {
+                fifo: fifo_fd,
+                hooks: init_hooks,
+            },
             cgroup,
             preserve_fds: opts.preserve_fds,
+            root_switch: if opts.no_pivot {
+                RootSwitch::Move
+            } else {
+                RootSwitch::Pivot
+            },
         };
         // SAFETY: the OCI CLI is single-threaded here; the child ends in _exit.
         let spawned = unsafe { spawn(spec, sopts, || {}) }.map_err(err)?;
         let pid = spawned.pid;
         undo.push(move || kill_and_reap(pid));
-        match recv_msg_fd::<ToParent>(&spawned.sync) {
-            Ok(Some((ToParent::Ready, _))) => {}
-            Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),
-            Ok(Some((ToParent::Console, _))) => return Err(err("unexpected console message")),
-            Ok(None) => return Err(err("the container's init exited during create")),
-            Err(e) => return Err(io("waiting for the container's init", &e)),
+        if let Some(maps) = &id_maps {
+            super::userns::write_maps(pid.as_raw(), maps)
+                .map_err(|e| err(format!("user namespace: {e}")))?;
+            super::userns::set_rlimits(pid.as_raw(), &rlimits).map_err(err)?;
+            protocol::send_msg(&spawned.sync, &protocol::ToChild::Mapped)
+                .map_err(|e| io("releasing the init", &e))?;
+        }
+        loop {
+            match recv_msg_fd::<ToParent>(&spawned.sync) {
+                Ok(Some((ToParent::Created, _))) => break,
+                Ok(Some((ToParent::Mounted, _))) => {
+                    // In the runtime's namespaces, before the root switch.
+                    let st = serde_json::to_vec(&hook_state(Some(pid.as_raw())))
+                        .map_err(|e| io("state", &e))?;
+                    hooks::run_all("createRuntime", &runtime_hooks, &st).map_err(err)?;
+                    hooks::run_all("prestart", &prestart, &st).map_err(err)?;
+                    protocol::send_msg(&spawned.sync, &protocol::ToChild::Continue)
+                        .map_err(|e| io("releasing the init", &e))?;
+                }
+                Ok(Some((ToParent::Failed(f), _))) => return Err(err(f.to_string())),
+                Ok(Some((ToParent::Console | ToParent::Ready, _))) => {
+                    return Err(err("the container's init skipped its start gate"))
+                }
+                Ok(None) => return Err(err("the container's init exited during create")),
+                Err(e) => return Err(io("waiting for the container's init", &e)),
+            }
         }
         let rec = Record {
             id: id.to_string(),
             pid: pid.as_raw(),
             pid_start: util::process_start_time(pid.as_raw()).unwrap_or(0),
             bundle: bundle.to_path_buf(),
-            created: util::rfc3339(util::now_nanos()),
+            created,
             annotations,
             cgroup_parent: parent,
             cgroup_name: name,
@@ -296,18 +364,6 @@ impl Runtime {
             hooks: hooks_spec.clone(),
         };
         state::save(dir, &rec).map_err(|e| io("saving the state", &e))?;
-        if let Some(h) = &hooks_spec {
-            let st =
-                serde_json::to_vec(&state::oci_state(&rec, Status::Created)).unwrap_or_default();
-            hooks::run_all(
-                "createRuntime",
-                h.create_runtime().as_deref().unwrap_or_default(),
-                &st,
-            )
-            .map_err(err)?;
-            hooks::run_all("prestart", h.prestart().as_deref().unwrap_or_default(), &st)
-                .map_err(err)?;
-        }
         if let Some(p) = &opts.pid_file {
             write_atomic(p, pid.as_raw().to_string().as_bytes())
                 .map_err(|e| err(format!("pid file {}: {e}", p.display())))?;
@@ -524,8 +580,7 @@ impl Runtime {
         };
         let namespaces = open_namespaces_of(rec.pid)?;
         let procs = Self::cgroup(&rec).procs_files();
-        let (err_r, err_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err(format!("pipe: {e}")))?;
+        let (err_r, err_w) = protocol::channel().map_err(|e| err(format!("socketpair: {e}")))?;
         let (pid_r, pid_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err(format!("pipe: {e}")))?;
         // SAFETY: single-threaded CLI; the helper only makes syscalls and
@@ -552,8 +607,9 @@ impl Runtime {
         drop(console);
         let mut buf = String::new();
         let _ = std::fs::File::from(pid_r).read_to_string(&mut buf);
-        let failure = read_failure(err_r).map_err(|e| err(format!("exec: {e}")))?;
-        if let Some(f) = failure {
+        if let Outcome::Failed(f) =
+            protocol::await_exec(&err_r).map_err(|e| err(format!("exec: {e}")))?
+        {
             let _ = nix::sys::wait::waitpid(helper, None);
             return Err(err(f.to_string()));
         }
@@ -568,7 +624,7 @@ impl Runtime {
         let code = loop {
             match nix::sys::wait::waitpid(helper, None) {
                 Ok(st) => {
-                    if let Some(c) = cexec::exit_code(st) {
+                    if let Some(c) = super::exec::exit_code(st) {
                         break c;
                     }
                 }
@@ -586,7 +642,7 @@ fn open_namespaces_of(pid: i32) -> Result<Vec<(nix::sched::CloneFlags, OwnedFd)>
     let id = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let mut target = Vec::new();
     let mut own = Vec::new();
-    for (name, _) in cexec::NAMESPACES {
+    for (name, _) in super::exec::NAMESPACES {
         if let Some(t) = id(&format!("/proc/{pid}/ns/{name}")) {
             target.push((name, t));
         }
@@ -595,8 +651,8 @@ fn open_namespaces_of(pid: i32) -> Result<Vec<(nix::sched::CloneFlags, OwnedFd)>
         }
     }
     let mut out = Vec::new();
-    for name in cexec::join_plan(&target, &own) {
-        let flag = cexec::NAMESPACES
+    for name in super::exec::join_plan(&target, &own) {
+        let flag = super::exec::NAMESPACES
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, f)| *f)
@@ -621,10 +677,7 @@ fn exec_helper(
     detach: bool,
 ) -> ! {
     let fail = |msg: String| -> ! {
-        report_failure(
-            err_w.as_fd(),
-            &crate::container::process::ChildFailure::Other(msg),
-        );
+        send_failure(err_w.as_fd(), &ChildFailure::Other(msg));
         // SAFETY: leaves the forked helper without running the parent's destructors.
         unsafe { libc::_exit(125) }
     };
@@ -634,7 +687,7 @@ fn exec_helper(
         }
     }
     for (flag, fd) in namespaces {
-        if let Err(e) = nix::sched::setns(fd, *flag) {
+        if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
             fail(format!("entering the container's {flag:?} namespace: {e}"));
         }
     }
@@ -652,8 +705,8 @@ fn exec_helper(
                     fail(format!("setting up the terminal: {e}"));
                 }
             }
-            let f = finish_and_exec(ps);
-            report_failure(err_w.as_fd(), &f);
+            let f = finish_and_exec(&super::sys::RealSys, ps, err_w.as_fd());
+            send_failure(err_w.as_fd(), &f);
             // SAFETY: see above.
             unsafe { libc::_exit(f.exit_code()) }
         }
@@ -671,7 +724,7 @@ fn exec_helper(
             let code = loop {
                 match nix::sys::wait::waitpid(child, None) {
                     Ok(st) => {
-                        if let Some(c) = cexec::exit_code(st) {
+                        if let Some(c) = super::exec::exit_code(st) {
                             break c;
                         }
                     }

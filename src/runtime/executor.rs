@@ -1,14 +1,14 @@
 //! The one executor: a spec (plus, for minirt's own containers, an overlay
 //! to mount) in, a cloned container init blocked at its start gate out.
 //! minirt's `run` and the OCI `create` both come through here; the child's
-//! side is `container::init`.
+//! side is `init`.
 
+use super::clone::{fork_into, Forked};
+use super::init::{child_main, Console, Gate, InitArgs};
+use super::protocol;
 use super::spec::{ns_plan, NsPlan};
 use crate::cgroups::Cgroup;
-use crate::container::clone::{fork_into, Forked};
-use crate::container::init::{child_main, Console, Gate, InitArgs};
-use crate::container::protocol;
-use crate::rootfs::mount::Overlay;
+use crate::rootfs::mount::{Overlay, RootSwitch};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -21,6 +21,7 @@ pub struct SpawnOptions {
     pub gate: Gate,
     pub cgroup: Cgroup,
     pub preserve_fds: u32,
+    pub root_switch: RootSwitch,
 }
 
 pub struct Spawned {
@@ -97,6 +98,8 @@ pub unsafe fn spawn(
                     join,
                     new_cgroupns: plan.cgroupns,
                     preserve_fds: opts.preserve_fds,
+                    root_switch: opts.root_switch,
+                    userns: plan.clone.contains(CloneFlags::CLONE_NEWUSER),
                 };
                 child_main(&args)
             }))

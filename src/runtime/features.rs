@@ -19,7 +19,7 @@ pub fn document() -> Value {
             "relatime", "noatime", "private", "rprivate", "shared", "rshared", "slave", "rslave"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": false, "systemd": false, "systemdUser": false},
             "seccomp": {
@@ -50,7 +50,7 @@ mod tests {
         let f: oci_spec::runtime::Features = serde_json::from_value(document()).unwrap();
         assert_eq!(f.oci_version_max(), OCI_VERSION);
         let linux = f.linux().as_ref().unwrap();
-        assert!(linux.namespaces().as_ref().unwrap().len() == 6);
+        assert!(linux.namespaces().as_ref().unwrap().len() == 7);
         assert!(linux
             .capabilities()
             .as_ref()

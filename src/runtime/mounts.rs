@@ -3,8 +3,12 @@
 //! container's own directory per hierarchy (what runc builds), and on a
 //! v2 host a cgroup2 mount of the container's namespace.
 
+use super::sys::Sys;
 use crate::cgroups::{Layout, Mode};
-use nix::mount::{mount, MsFlags};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Our cgroup path in each hierarchy from /proc/self/cgroup text
@@ -48,7 +52,12 @@ pub fn cgroup_binds(layout: &Layout, own: &[(String, String)]) -> Vec<(PathBuf, 
 
 /// Mounts the container's cgroups at `dest` (a path under the rootfs, before
 /// pivot_root). `flags` are the mount's own (nosuid...), `readonly` its ro.
-pub fn mount_cgroup(dest: &Path, flags: MsFlags, readonly: bool) -> Result<(), String> {
+pub fn mount_cgroup(
+    sys: &impl Sys,
+    dest: &Path,
+    flags: MsFlags,
+    readonly: bool,
+) -> Result<(), String> {
     let fail = |what: String, e: nix::Error| format!("{what}: {e}");
     std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
     let layout = Layout::detect().map_err(|e| e.to_string())?;
@@ -58,43 +67,56 @@ pub fn mount_cgroup(dest: &Path, flags: MsFlags, readonly: bool) -> Result<(), S
         MsFlags::empty()
     };
     if layout.mode == Mode::Unified {
-        return mount(
-            Some("cgroup2"),
-            dest,
-            Some("cgroup2"),
-            flags | ro,
-            None::<&str>,
-        )
-        .map_err(|e| fail(format!("mounting cgroup2 on {}", dest.display()), e));
+        return sys
+            .mount(
+                Some(Path::new("cgroup2")),
+                dest,
+                Some("cgroup2"),
+                flags | ro,
+                None,
+            )
+            .map_err(|e| fail(format!("mounting cgroup2 on {}", dest.display()), e));
     }
     let own = own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
-    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, Some("mode=755"))
-        .map_err(|e| fail(format!("mounting tmpfs on {}", dest.display()), e))?;
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .map_err(|e| fail(format!("mounting tmpfs on {}", dest.display()), e))?;
     for (src, name) in cgroup_binds(&layout, &own) {
         let target = dest.join(&name);
         std::fs::create_dir_all(&target)
             .map_err(|e| format!("creating {}: {e}", target.display()))?;
-        mount(
+        sys.mount(
             Some(&src),
             &target,
-            None::<&str>,
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
+            None,
         )
         .map_err(|e| fail(format!("binding {}", src.display()), e))?;
         let re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
-        mount(None::<&str>, &target, None::<&str>, re, None::<&str>)
+        sys.mount(None, &target, None, re, None)
             .map_err(|e| fail(format!("remounting {}", target.display()), e))?;
         // "cpu" and "cpuacct" lead to "cpu,cpuacct", as on the host.
         if name.contains(',') {
+            let dir = nix::fcntl::open(
+                dest,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| fail(format!("opening {}", dest.display()), e))?;
             for part in name.split(',') {
-                let _ = std::os::unix::fs::symlink(&name, dest.join(part));
+                let _ = sys.symlinkat(Path::new(&name), dir.as_fd(), OsStr::new(part));
             }
         }
     }
     if readonly {
         let re = MsFlags::MS_REMOUNT | flags | MsFlags::MS_RDONLY;
-        mount(None::<&str>, dest, None::<&str>, re, None::<&str>)
+        sys.mount(None, dest, None, re, None)
             .map_err(|e| fail(format!("read-only {}", dest.display()), e))?;
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! devices, and the parts this runtime cannot honour (refused by name, never
 //! dropped). Pure but for the three `apply_*` helpers the child calls.
 
-use crate::container::process::{CapSets, ProcessSpec, Rlimit};
+use super::process::{CapSets, ProcessSpec, Rlimit};
 use crate::container::spec::{spec_capabilities, DEFAULT_DEVICES, USER_ANNOTATION};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
@@ -45,7 +45,8 @@ fn ns_flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-        LinuxNamespaceType::User | LinuxNamespaceType::Time => return None,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => return None,
     })
 }
 
@@ -66,13 +67,18 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
         if !seen.insert(name.clone()) {
             return Err(format!("namespace {name} is listed twice"));
         }
-        let flag = ns_flag(ns.typ()).ok_or_else(|| {
-            format!("not implemented: {name} namespaces (uid/gid mappings) are not supported yet")
-        })?;
+        let flag =
+            ns_flag(ns.typ()).ok_or_else(|| format!("not implemented: {name} namespaces"))?;
         match ns.path() {
             Some(p) if flag == CloneFlags::CLONE_NEWNS => {
                 return Err(format!(
                     "not implemented: joining a mount namespace ({})",
+                    p.display()
+                ))
+            }
+            Some(p) if flag == CloneFlags::CLONE_NEWUSER => {
+                return Err(format!(
+                    "not implemented: joining a user namespace ({})",
                     p.display()
                 ))
             }
@@ -81,6 +87,13 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
             None if flag == CloneFlags::CLONE_NEWCGROUP => plan.cgroupns = true,
             None => plan.clone |= flag,
         }
+    }
+    if plan.clone.contains(CloneFlags::CLONE_NEWUSER) && !plan.join.is_empty() {
+        // The init would join them after it left the host's user namespace,
+        // without the capabilities setns needs there.
+        return Err(
+            "not implemented: joining namespaces by path together with a new user namespace".into(),
+        );
     }
     if !plan.clone.contains(CloneFlags::CLONE_NEWNS) {
         return Err(
@@ -312,11 +325,7 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
         if l.intel_rdt().is_some() {
             return no("linux.intelRdt");
         }
-        if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        {
-            return no("uid/gid mappings (user namespaces)");
-        }
+        crate::rootfs::mount::root_propagation(spec)?;
         if let Some(r) = l.resources() {
             if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
                 return no("linux.resources.hugepageLimits");
@@ -333,14 +342,6 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
             if r.unified().as_ref().is_some_and(|m| !m.is_empty()) {
                 return no("linux.resources.unified (cgroup v2 keys)");
             }
-        }
-    }
-    if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            return no("createContainer hooks");
-        }
-        if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            return no("startContainer hooks");
         }
     }
     if let Some(p) = spec.process() {
@@ -414,10 +415,23 @@ mod tests {
     }
 
     #[test]
-    fn user_namespaces_and_no_mount_namespace_are_refused() {
+    fn joined_user_namespaces_and_no_mount_namespace_are_refused() {
         let s = spec(serde_json::json!({"linux": {"namespaces": [
             {"type": "user"}, {"type": "mount"}]}}));
-        assert!(ns_plan(&s).unwrap_err().contains("not implemented"));
+        assert!(ns_plan(&s)
+            .unwrap()
+            .clone
+            .contains(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS));
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "user", "path": "/proc/1/ns/user"}, {"type": "mount"}]}}));
+        assert!(ns_plan(&s)
+            .unwrap_err()
+            .contains("joining a user namespace"));
+        let s = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "user"}, {"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]}}));
+        assert!(ns_plan(&s)
+            .unwrap_err()
+            .contains("together with a new user namespace"));
         let s = spec(serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}}));
         assert!(ns_plan(&s).unwrap_err().contains("mount namespace"));
         let s = spec(serde_json::json!({"linux": {"namespaces": [
@@ -501,10 +515,10 @@ mod tests {
     fn what_is_not_implemented_is_named() {
         let s = spec(serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}));
         assert!(check_unsupported(&s).unwrap_err().contains("personality"));
-        let s = spec(serde_json::json!({"hooks": {"startContainer": [{"path": "/x"}]}}));
+        let s = spec(serde_json::json!({"linux": {"rootfsPropagation": "shared"}}));
         assert!(check_unsupported(&s)
             .unwrap_err()
-            .contains("startContainer"));
+            .contains("rootfsPropagation"));
         assert!(check_unsupported(&Spec::default()).is_ok());
     }
 }

@@ -458,7 +458,7 @@ fn hooks_get_the_state_and_a_failing_one_removes_the_container() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(states[0]["status"], "created");
+    assert_eq!(states[0]["status"], "creating");
     assert_eq!(states[0]["id"], "hooked");
     assert_eq!(states[2]["status"], "stopped");
 
@@ -528,12 +528,12 @@ fn bad_inputs_are_one_line_exit_1_and_leave_nothing() {
         .fails(&["create", "-b", b.to_str().unwrap(), "nouts"])
         .contains("UTS namespace"));
 
+    // A user namespace without mappings.
     let b = o.bundle("userns", &["true"], |c| {
-        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "user"}]);
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "user"}]);
     });
-    assert!(o
-        .fails(&["create", "-b", b.to_str().unwrap(), "userns"])
-        .contains("not implemented"));
+    let e = o.fails(&["create", "-b", b.to_str().unwrap(), "userns"]);
+    assert!(e.contains("needs linux.uidMappings"), "{e}");
 
     // --log-format json: the line is JSON, and lands in --log too.
     let logf = o.work.join("log.json");
@@ -607,4 +607,250 @@ fn pause_resume_update_list_features_spec() {
         .contains("exists"));
     o.ok(&["delete", "--force", "pz"]);
     o.assert_gone("pz", None);
+}
+
+/// Runs bundle `b` as `id` with `extra` create flags to its end and returns
+/// what it printed (the init keeps create's stdio).
+fn run_to_end(o: &OciHost, id: &str, b: &Path, extra: &[&str]) -> String {
+    let out = o.work.join(format!("{id}.out"));
+    let f = std::fs::File::create(&out).unwrap();
+    let mut args = vec!["create", "-b", b.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(id);
+    let status = o
+        .command(&args)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    let started = o.run(&["start", id]);
+    assert!(
+        started.status.success(),
+        "start: {}\ncontainer: {}",
+        stderr(&started),
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    wait_for("stopped", Duration::from_secs(5), || {
+        o.status(id) == "stopped"
+    });
+    o.ok(&["delete", id]);
+    o.assert_gone(id, None);
+    std::fs::read_to_string(&out).unwrap()
+}
+
+#[test]
+fn no_pivot_and_mount_propagation_are_honoured() {
+    let o = OciHost::new();
+    let data = o.work.join("shared-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let script = "cat /marker; ls /; grep -E ' /(shared|private) ' /proc/self/mountinfo";
+    let b = o.bundle("nopivot", &["sh", "-c", script], |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (dest, prop) in [("/shared", "rshared"), ("/private", "rprivate")] {
+            mounts.push(json!({"destination": dest, "type": "bind",
+                "source": data, "options": ["rbind", prop]}));
+        }
+    });
+    std::fs::write(b.join("rootfs/marker"), "inside-the-rootfs\n").unwrap();
+    let text = run_to_end(&o, "nopivot", &b, &["--no-pivot"]);
+    assert!(text.contains("inside-the-rootfs"), "{text}");
+    // `/` is the bundle's rootfs, not the bundle (whose config.json sits beside it).
+    assert!(!text.contains("config.json"), "{text}");
+    let line = |dest: &str| {
+        text.lines()
+            .find(|l| l.split(' ').nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("no {dest} in {text}"))
+            .to_string()
+    };
+    assert!(line("/shared").contains(" shared:"), "{text}");
+    assert!(!line("/private").contains(" shared:"), "{text}");
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_the_host_ids_of_the_spec() {
+    use std::os::unix::fs::MetadataExt;
+    const HOST_UID: u32 = 231_072;
+    const HOST_GID: u32 = 231_073;
+    let o = OciHost::new();
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /created";
+    let b = o.bundle("userns", &["sh", "-c", script], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_UID, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_GID, "size": 65536}]);
+    });
+    // As with runc, the rootfs is the user's to prepare: owned by the host
+    // ids the container's root maps to.
+    let rootfs = b.join("rootfs");
+    let o2 = cmd(
+        "chown",
+        &[
+            "-R",
+            &format!("{HOST_UID}:{HOST_GID}"),
+            rootfs.to_str().unwrap(),
+        ],
+    );
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let text = run_to_end(&o, "userns", &b, &[]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0", &HOST_UID.to_string(), "65536"], "{text}");
+    assert_eq!(lines[1], ["0", &HOST_GID.to_string(), "65536"], "{text}");
+    assert_eq!(lines[2], ["0"], "{text}");
+    let meta = std::fs::metadata(rootfs.join("created")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (HOST_UID, HOST_GID));
+
+    // Mappings without a user namespace: refused, nothing left.
+    let b = o.bundle("nouserns", &["true"], |c| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": HOST_UID, "size": 1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": HOST_GID, "size": 1}]);
+    });
+    let e = o.fails(&["create", "-b", b.to_str().unwrap(), "nouserns"]);
+    assert!(e.contains("need a new user namespace"), "{e}");
+    o.assert_gone("nouserns", None);
+}
+
+#[test]
+fn each_hook_runs_at_its_time_and_where_the_spec_says() {
+    let o = OciHost::new();
+    let shared = o.work.join("hooklog");
+    std::fs::create_dir_all(&shared).unwrap();
+    let log = shared.join("log");
+    let sh = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    let pid_of = r#"pid=$(grep -o '"pid":[0-9]*' | cut -d: -f2)"#;
+    let b = o.bundle("timed", &["sh", "-c", "echo process >> /hooklog/log"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/hooklog", "type": "bind", "source": shared, "options": ["rbind"]}),
+        );
+        c["hooks"] = json!({
+            // The runtime's namespaces, the init not yet in its root.
+            "createRuntime": [sh(format!(
+                "{pid_of}; echo createRuntime $(readlink /proc/$pid/root) >> {}",
+                log.display()
+            ))],
+            // The container's mount namespace with its mounts, before the
+            // root switch (the host's paths still reach the log).
+            "createContainer": [sh(format!(
+                "echo createContainer $(grep -c ' /hooklog ' /proc/self/mountinfo; grep -c '/rootfs/hooklog ' /proc/self/mountinfo) >> {}",
+                log.display()
+            ))],
+            // Inside the container: /hooklog is its path, not the host's.
+            "startContainer": [sh("echo startContainer >> /hooklog/log".into())],
+            "poststart": [sh(format!("echo poststart >> {}", log.display()))],
+            "poststop": [sh(format!("echo poststop >> {}", log.display()))],
+        });
+    });
+    let b_str = b.to_str().unwrap().to_string();
+    o.ok(&["create", "-b", &b_str, "timed"]);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        read().lines().collect::<Vec<_>>(),
+        ["createRuntime /", "createContainer 0 1"],
+        "after create"
+    );
+    o.ok(&["start", "timed"]);
+    wait_for("stopped", Duration::from_secs(5), || {
+        o.status("timed") == "stopped"
+    });
+    let after_start: Vec<String> = read().lines().map(String::from).collect();
+    // startContainer before the process; poststart after start, which may
+    // come before or after the process's own line.
+    assert_eq!(after_start[2], "startContainer", "{after_start:?}");
+    let mut rest = after_start[3..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["poststart", "process"], "{after_start:?}");
+    assert!(
+        !after_start.contains(&"poststop".to_string()),
+        "{after_start:?}"
+    );
+    o.ok(&["delete", "timed"]);
+    assert_eq!(read().lines().last(), Some("poststop"));
+
+    // A failing createContainer hook fails the create and leaves nothing.
+    let b = o.bundle("badcc", &["true"], |c| {
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    });
+    let line = o.fails(&["create", "-b", b.to_str().unwrap(), "badcc"]);
+    assert!(line.contains("createContainer hook"), "{line}");
+    o.assert_gone("badcc", None);
+}
+
+/// A call with fd 3 and fd 4 open on files (the caller's extra fds, as an
+/// engine passes a socket), stdout and stderr into `out`.
+fn with_fds(o: &OciHost, fd3: &Path, fd4: &Path, out: &Path, args: &[&str]) -> bool {
+    let c = o.command(args);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"exec 3>>"$1" 4>>"$2"; shift 2; exec "$@""#)
+        .arg("sh")
+        .arg(fd3)
+        .arg(fd4)
+        .arg(c.get_program())
+        .args(c.get_args())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::fs::File::create(out.with_extension("err")).unwrap());
+    sh.status().unwrap().success()
+}
+
+#[test]
+fn preserve_fds_passes_exactly_that_many_extra_fds() {
+    let o = OciHost::new();
+    let (fd3, fd4) = (o.work.join("fd3"), o.work.join("fd4"));
+    let out = o.work.join("pf.out");
+    let script = "echo from-init >&3; echo leaked >&4; ls /proc/self/fd; sleep 1000";
+    let b = o.bundle("pf", &["sh", "-c", script], |_| {});
+    let b_str = b.to_str().unwrap().to_string();
+    assert!(with_fds(
+        &o,
+        &fd3,
+        &fd4,
+        &out,
+        &["create", "--preserve-fds", "1", "-b", &b_str, "pf"]
+    ));
+    o.ok(&["start", "pf"]);
+    wait_for("the init's line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&fd3).unwrap_or_default() == "from-init\n"
+    });
+    let exec_out = o.work.join("pf-exec.out");
+    assert!(with_fds(
+        &o,
+        &fd3,
+        &fd4,
+        &exec_out,
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            "pf",
+            "sh",
+            "-c",
+            "echo from-exec >&3; echo leaked >&4; ls /proc/self/fd"
+        ]
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&fd3).unwrap(),
+        "from-init\nfrom-exec\n"
+    );
+    // fd 4 was not preserved: nothing reached it, and only 0-3 (and ls's own
+    // directory fd) were open.
+    assert_eq!(std::fs::read_to_string(&fd4).unwrap(), "");
+    let fds: Vec<String> = std::fs::read_to_string(&exec_out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(fds.len(), 5, "{fds:?}");
+    assert_eq!(fds[..4], ["0", "1", "2", "3"], "{fds:?}");
+    o.ok(&["delete", "--force", "pf"]);
+    o.assert_gone("pf", None);
 }

@@ -293,3 +293,29 @@ fn run_network_with_a_published_port() {
     assert!(got, "port map did not answer: {body:?}");
     p.ok(&["rm", "-f", "-t", "0", "srv"]);
 }
+
+#[test]
+fn run_with_a_uid_map_runs_in_a_user_namespace() {
+    let Some(p) = Podman::new() else { return };
+    let cg = p.cgroup_parent();
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        &cg,
+        "--network",
+        "none",
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u",
+    ]);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines, [vec!["0", "100000", "65536"], vec!["0"]], "{out}");
+}

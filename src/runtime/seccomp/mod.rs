@@ -27,7 +27,7 @@ type Result<T> = std::result::Result<T, SeccompError>;
 /// Docker's default capability set as names, the set most tests compile the profile for.
 #[cfg(test)]
 fn default_caps() -> Vec<String> {
-    crate::container::process::default_capabilities()
+    crate::runtime::caps::default_capabilities()
         .iter()
         .map(|c| c.to_string())
         .collect()

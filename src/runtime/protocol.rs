@@ -1,6 +1,8 @@
 //! The parent/child protocol: typed messages over a SOCK_SEQPACKET socketpair
-//! (one message per packet, JSON). The child's end is CLOEXEC, so a
-//! successful execve shows up in the parent as end-of-file.
+//! (one message per packet, JSON), the one channel for the container's init
+//! and for `exec`. The child's end is CLOEXEC, so a successful execve shows
+//! up in the parent as end-of-file after `Ready`; end-of-file without `Ready`
+//! is a child that died before it got there.
 
 use super::process::ChildFailure;
 use nix::sys::socket::{
@@ -8,12 +10,14 @@ use nix::sys::socket::{
     MsgFlags, SockFlag, SockType,
 };
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
     /// The parent has put the child in its cgroup and wired its network.
     Continue,
+    /// The parent has written the maps of the child's new user namespace.
+    Mapped,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,7 +28,23 @@ pub enum ToParent {
     /// Something failed before execve.
     Failed(ChildFailure),
     /// Set up and blocked at its start gate (the OCI `create` is done).
+    Created,
+    /// Everything done; execve is the next call.
     Ready,
+    /// Mounts done, before the root switch: the parent runs the OCI
+    /// createRuntime and prestart hooks now, then sends `Continue`.
+    Mounted,
+}
+
+/// How a child's last steps ended, as the parent sees them.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It reached execve (`Ready`, then end-of-file); the terminal master if
+    /// it sent one.
+    Execed {
+        console: Option<OwnedFd>,
+    },
+    Failed(ChildFailure),
 }
 
 pub fn channel() -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -37,10 +57,45 @@ pub fn channel() -> nix::Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn send_msg<T: Serialize>(fd: &OwnedFd, msg: &T) -> std::io::Result<()> {
+    send_to(fd.as_fd(), msg)
+}
+
+pub fn send_to<T: Serialize>(fd: BorrowedFd<'_>, msg: &T) -> std::io::Result<()> {
     let buf = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     // MSG_NOSIGNAL: a peer that already died must not SIGPIPE us.
     send(fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
     Ok(())
+}
+
+/// Child side: the failure, best effort (the exit code still carries its
+/// class when nobody listens).
+pub fn send_failure(fd: BorrowedFd<'_>, failure: &ChildFailure) {
+    let _ = send_to(fd, &ToParent::Failed(failure.clone()));
+}
+
+/// Parent side: reads until end-of-file and tells what happened. A
+/// `Created` here is an error (only the OCI create waits for it).
+pub fn await_exec(fd: &OwnedFd) -> std::io::Result<Outcome> {
+    let mut ready = false;
+    let mut console = None;
+    loop {
+        match recv_msg_fd::<ToParent>(fd)? {
+            None if ready => return Ok(Outcome::Execed { console }),
+            None => {
+                return Ok(Outcome::Failed(ChildFailure::Other(
+                    "the container's process ended before exec without a report".into(),
+                )))
+            }
+            Some((ToParent::Ready, _)) => ready = true,
+            Some((ToParent::Console, fd)) => console = fd,
+            Some((ToParent::Failed(f), _)) => return Ok(Outcome::Failed(f)),
+            Some((ToParent::Created | ToParent::Mounted, _)) => {
+                return Ok(Outcome::Failed(ChildFailure::Other(
+                    "the container's init stopped at the OCI start gate".into(),
+                )))
+            }
+        }
+    }
 }
 
 /// Sends `msg` with `attach` passed along as SCM_RIGHTS.
@@ -137,5 +192,34 @@ mod tests {
         drop(a);
         let got: Option<ToParent> = recv_msg(&b).unwrap();
         assert!(got.is_none());
+    }
+
+    #[test]
+    fn ready_then_eof_is_an_exec_and_eof_alone_is_a_death() {
+        let (a, b) = channel().unwrap();
+        send_msg(&a, &ToParent::Ready).unwrap();
+        drop(a);
+        assert!(matches!(
+            await_exec(&b).unwrap(),
+            Outcome::Execed { console: None }
+        ));
+
+        let (a, b) = channel().unwrap();
+        drop(a);
+        match await_exec(&b).unwrap() {
+            Outcome::Failed(ChildFailure::Other(m)) => assert!(m.contains("before exec"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        // A failure after Ready (the exec itself) is still the answer.
+        let (a, b) = channel().unwrap();
+        send_msg(&a, &ToParent::Ready).unwrap();
+        let f = ChildFailure::CannotExecute("exec: \"/etc\": permission denied".into());
+        send_failure(a.as_fd(), &f);
+        drop(a);
+        match await_exec(&b).unwrap() {
+            Outcome::Failed(got) => assert_eq!(got, f),
+            other => panic!("{other:?}"),
+        }
     }
 }

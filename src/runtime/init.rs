@@ -8,9 +8,11 @@
 use super::process::{finish_and_exec, ChildFailure};
 use super::protocol::{recv_msg, send_msg, send_msg_with_fd, ToChild, ToParent};
 use super::pty::make_controlling_terminal;
+use super::state::OciState;
 use crate::cgroups::Cgroup;
-use crate::rootfs::mount::{setup_container_rootfs, Overlay};
+use crate::rootfs::mount::{prepare_rootfs, switch_root, Overlay, RootSwitch};
 use crate::runtime::spec as rspec;
+use crate::runtime::sys::{RealSys, Sys};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -29,10 +31,28 @@ pub enum Console {
 pub enum Gate {
     /// A `Continue` message from the parent on the sync socket (network wired).
     Parent,
-    /// The OCI create/start split: report `Ready`, then block opening this
-    /// FIFO (an O_PATH fd, reopened through /proc/self/fd after pivot_root)
-    /// for writing until `start` opens it for reading.
-    Fifo(OwnedFd),
+    /// The OCI create/start split: report `Created`, then block opening
+    /// `fifo` (an O_PATH fd, reopened through /proc/self/fd after
+    /// pivot_root) for writing until `start` opens it for reading.
+    Fifo {
+        fifo: OwnedFd,
+        hooks: Option<Box<InitHooks>>,
+    },
+}
+
+/// The OCI hooks at the init's own steps.
+pub struct InitHooks {
+    /// What the hooks get on stdin; the init fills in its host pid.
+    pub state: OciState,
+    /// createRuntime or prestart hooks (the parent's, in the runtime's
+    /// namespaces): before the root switch, report `Mounted` and wait for
+    /// `Continue`.
+    pub parent_hooks: bool,
+    /// Run by the init in the container's namespaces after the mounts,
+    /// before the root switch (paths of the runtime's filesystem).
+    pub create_container: Vec<oci_spec::runtime::Hook>,
+    /// Run by the init in the container after `start`, before the process.
+    pub start_container: Vec<oci_spec::runtime::Hook>,
 }
 
 /// Everything the child needs, prepared by the parent before clone.
@@ -55,26 +75,40 @@ pub struct InitArgs {
     pub new_cgroupns: bool,
     /// fds 3..3+N are passed on to the process.
     pub preserve_fds: u32,
+    /// pivot_root, or (`--no-pivot`) a move over / and chroot.
+    pub root_switch: RootSwitch,
+    /// Cloned into a new user namespace: wait for the parent to write its
+    /// maps (`ToChild::Mapped`), then become its root.
+    pub userns: bool,
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
 pub fn child_main(args: &InitArgs) -> isize {
-    let failure = match run(args) {
+    let created = std::cell::Cell::new(false);
+    let failure = match run(&RealSys, args, &created) {
         Ok(never) => match never {},
         Err(f) => f,
     };
     let code = failure.exit_code();
-    if send_msg(&args.sync, &ToParent::Failed(failure.clone())).is_err() {
-        // After an OCI start nobody listens on the socket: the container's
-        // stderr is where runc users look.
+    // Past the OCI create nobody reads the socket (the create process is
+    // gone, or about to go): the container's stderr is where runc users
+    // look. Before that, a parent that stopped listening has its own error
+    // to tell.
+    if created.get() {
         eprintln!("minirt: {failure}");
+    } else {
+        let _ = send_msg(&args.sync, &ToParent::Failed(failure.clone()));
     }
     code as isize
 }
 
 enum Never {}
 
-fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
+fn run(
+    sys: &impl Sys,
+    args: &InitArgs,
+    created: &std::cell::Cell<bool>,
+) -> Result<Never, ChildFailure> {
     let other = |what: &str, e: &dyn std::fmt::Display| ChildFailure::Other(format!("{what}: {e}"));
     let spec = &args.spec;
     // Into the cgroup before anything is charged to the runtime's.
@@ -82,16 +116,55 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
         .join_self(args.born_in_v2)
         .map_err(|e| other("joining the cgroup", &e))?;
     for (flag, fd) in &args.join {
-        nix::sched::setns(fd, *flag).map_err(|e| other(&format!("joining {flag:?}"), &e))?;
+        sys.setns(fd.as_fd(), *flag)
+            .map_err(|e| other(&format!("joining {flag:?}"), &e))?;
+    }
+    if args.userns {
+        match recv_msg::<ToChild>(&args.sync) {
+            Ok(Some(ToChild::Mapped)) => {}
+            Ok(_) => {
+                return Err(ChildFailure::Other(
+                    "the user namespace was not mapped".into(),
+                ))
+            }
+            Err(e) => return Err(other("sync", &e)),
+        }
+        // Root of the new namespace: files it makes belong to the host ids
+        // the spec maps 0 to.
+        sys.setresgid(0)
+            .map_err(|e| other("setgid 0 in the user namespace", &e))?;
+        sys.setresuid(0)
+            .map_err(|e| other("setuid 0 in the user namespace", &e))?;
     }
     // Through the host's /proc, before pivot_root and the read-only /proc/sys:
     // namespaced sysctls act on the writer's namespaces, which are ours now.
     rspec::apply_sysctls(spec).map_err(ChildFailure::Other)?;
     rspec::apply_oom_score_adj(spec).map_err(ChildFailure::Other)?;
-    setup_container_rootfs(spec, args.overlay.as_ref())
+    prepare_rootfs(sys, spec, args.overlay.as_ref())
         .map_err(|e| ChildFailure::Other(e.to_string()))?;
+    let hooks = match &args.gate {
+        Gate::Fifo { hooks: Some(h), .. } => Some(hook_state(h)?),
+        _ => None,
+    };
+    if let Some((h, state)) = &hooks {
+        if h.parent_hooks {
+            send_msg(&args.sync, &ToParent::Mounted).map_err(|e| other("sync", &e))?;
+            match recv_msg::<ToChild>(&args.sync) {
+                Ok(Some(ToChild::Continue)) => {}
+                Ok(_) => {
+                    return Err(ChildFailure::Other(
+                        "the runtime's hooks did not finish".into(),
+                    ))
+                }
+                Err(e) => return Err(other("sync", &e)),
+            }
+        }
+        super::hooks::run_all("createContainer", &h.create_container, state)
+            .map_err(ChildFailure::Other)?;
+    }
+    switch_root(sys, spec, args.root_switch).map_err(|e| ChildFailure::Other(e.to_string()))?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(h).map_err(|e| other("sethostname", &e))?;
+        sys.sethostname(h).map_err(|e| other("sethostname", &e))?;
     }
     // The terminal comes from the container's own devpts (so `tty` names a
     // path that exists inside).
@@ -112,24 +185,38 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
         }
     };
 
-    match &args.gate {
+    let start = match &args.gate {
         Gate::Parent => match recv_msg::<ToChild>(&args.sync) {
-            Ok(Some(ToChild::Continue)) => {}
+            Ok(Some(ToChild::Continue)) => None,
+            Ok(Some(ToChild::Mapped)) => {
+                return Err(ChildFailure::Other("unexpected sync message".into()))
+            }
             Ok(None) => return Err(ChildFailure::Other("parent went away before start".into())),
             Err(e) => return Err(other("sync", &e)),
         },
-        Gate::Fifo(fifo) => {
+        Gate::Fifo { fifo, .. } => {
             let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
             ps.preserve_fds = args.preserve_fds;
             super::process::preflight(&ps)?;
-            send_msg(&args.sync, &ToParent::Ready).map_err(|e| other("sync", &e))?;
-            wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?;
+            send_msg(&args.sync, &ToParent::Created).map_err(|e| other("sync", &e))?;
+            created.set(true);
+            Some(wait_for_start(fifo).map_err(|e| other("waiting for start", &e))?)
         }
-    }
+    };
     if args.new_cgroupns {
         // Now that we are in our cgroup, make it the root of our cgroup view.
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+        sys.unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| other("unshare cgroup namespace", &e))?;
+    }
+    if let Some((h, state)) = &hooks {
+        super::hooks::run_all("startContainer", &h.start_container, state)
+            .map_err(ChildFailure::Other)?;
+    }
+    if let Some(mut fifo) = start {
+        // `start` returns (and runs poststart) once this byte is there.
+        use std::io::Write;
+        fifo.write_all(b"0")
+            .map_err(|e| other("telling start", &e))?;
     }
 
     if let Some(slave) = &console {
@@ -140,15 +227,25 @@ fn run(args: &InitArgs) -> Result<Never, ChildFailure> {
 
     let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
     ps.preserve_fds = args.preserve_fds;
-    Err(finish_and_exec(&ps))
+    Err(finish_and_exec(sys, &ps, args.sync.as_fd()))
 }
 
-/// Blocks until `start` opens the FIFO for reading, then tells it we go.
-fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<()> {
-    use std::io::Write;
+/// The hooks and the state JSON they get: the init's pid as the host sees
+/// it (the host's /proc is still mounted here, before the root switch).
+fn hook_state(h: &InitHooks) -> Result<(&InitHooks, Vec<u8>), ChildFailure> {
+    let mut state = h.state.clone();
+    state.pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()));
+    let json = serde_json::to_vec(&state).map_err(|e| ChildFailure::Other(e.to_string()))?;
+    Ok((h, json))
+}
+
+/// Blocks until `start` opens the FIFO for reading; the byte that lets it
+/// return is written after the startContainer hooks.
+fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<std::fs::File> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    f.write_all(b"0")
+    std::fs::OpenOptions::new().write(true).open(path)
 }
 
 /// Opens a pty pair on the (already pivoted) container's /dev/ptmx.
