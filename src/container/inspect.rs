@@ -43,7 +43,10 @@ pub fn port_bindings(publish: &[String]) -> Map<String, Value> {
             continue;
         };
         for m in maps {
-            let host_ip = if m.host_ip.is_unspecified() && !spec.starts_with("0.0.0.0:") {
+            let host_ip = if m.host_ip.is_unspecified()
+                && !spec.starts_with("0.0.0.0:")
+                && !spec.starts_with("[::]:")
+            {
                 String::new()
             } else {
                 m.host_ip.to_string()

@@ -705,6 +705,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             created: 0,
+            subnet6: String::new(),
+            gateway6: String::new(),
         }
     }
 
@@ -718,6 +720,7 @@ mod tests {
             mac: String::new(),
             host_veth: format!("mrv{id}"),
             aliases: vec![],
+            ip6: None,
         }
     }
 

@@ -6,8 +6,8 @@ use super::undo::Undo;
 use super::{ipam, rules, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 /// The netlink socket of minirt's own (host) network namespace.
@@ -30,6 +30,28 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
         ))
     })?;
     Ok((subnet, gw))
+}
+
+/// IPv6 subnet and gateway of a stored network, None when it has no IPv6.
+pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
+    if net.subnet6.is_empty() {
+        return Ok(None);
+    }
+    let bad = |what: &str, v: &str| {
+        NetworkError::Invalid(format!(
+            "network {} has a bad IPv6 {what} {v:?} in the store",
+            net.name
+        ))
+    };
+    let subnet = net
+        .subnet6
+        .parse()
+        .map_err(|_| bad("subnet", &net.subnet6))?;
+    let gw = net
+        .gateway6
+        .parse()
+        .map_err(|_| bad("gateway", &net.gateway6))?;
+    Ok(Some((subnet, gw)))
 }
 
 /// Creates the network's bridge (gateway address, MTU, pinned MAC, up), its
@@ -76,6 +98,15 @@ pub fn ensure(
             Err(e) if e.errno() == Some(libc::EEXIST) => fresh = false,
             Err(e) => return Err(e.into()),
         }
+        if fresh {
+            if let Some((subnet6, gw6)) = addressing6(net)? {
+                // Before the first port brings carrier and a link-local.
+                netlink::disable_dad(&net.bridge)?;
+                let addr = Ipv6Net::new(gw6, subnet6.prefix_len())
+                    .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
+                nl.add_address6(&net.bridge, addr)?;
+            }
+        }
     }
     // A network whose bridge and table both survived has its rules: skip
     // the nft call (`network reload` repairs anything else).
@@ -84,6 +115,9 @@ pub fn ensure(
     }
     if !net.internal {
         netlink::enable_ip_forward()?;
+        if !net.subnet6.is_empty() {
+            netlink::enable_ipv6_forward()?;
+        }
     }
     netlink::enable_route_localnet(&net.bridge)?;
     Ok(())
@@ -130,7 +164,24 @@ pub fn connect(
     let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
         .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
     let route = (default_route && !net.internal).then_some(gw);
+    let v6 = match (addressing6(net)?, ep.ip6) {
+        (Some((subnet6, gw6)), Some(ip6)) => Some((subnet6, gw6, ip6)),
+        _ => None,
+    };
+    if v6.is_some() {
+        // Before the interface comes up: its link-local is usable at once.
+        let ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+        netlink::set_sysctl_in(&ns, &format!("net.ipv6.conf.{}.accept_dad", ep.ifname), "0")?;
+    }
     ctr.configure_container_if(&ep.ifname, addr, route)?;
+    if let Some((subnet6, gw6, ip6)) = v6 {
+        let addr6 = Ipv6Net::new(ip6, subnet6.prefix_len())
+            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        ctr.add_address6(&ep.ifname, addr6)?;
+        if route.is_some() {
+            ctr.add_default_route6(gw6)?;
+        }
+    }
     if !ports.is_empty() {
         let _span = tracing::info_span!("net-ports").entered();
         rules::add_ports(inst, net, ep, ports, undo)?;

@@ -5,12 +5,12 @@ use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::portspec::{self, HostBinding};
 use super::undo::Undo;
-use super::{bridge, etc, ipam, manage, rules, NetworkError, NetworkRequest};
+use super::{bridge, etc, ipam, ipam6, manage, rules, NetworkError, NetworkRequest};
 use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
 use rusqlite::{Connection, Transaction};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One of a container's networks, for `ps` and `inspect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,12 @@ impl EndpointInfo {
     pub fn ps_label(&self) -> String {
         format!("{}={}", self.network_name, self.ip)
     }
+}
+
+fn parse_ip6(s: &str) -> Result<Ipv6Addr, NetworkError> {
+    s.parse().map_err(|_| {
+        NetworkError::Invalid(format!("invalid --ip6 {s:?}: expected an IPv6 address"))
+    })
 }
 
 fn parse_ip(s: &str) -> Result<Ipv4Addr, NetworkError> {
@@ -60,9 +66,10 @@ pub fn allocate(
                 "conflicting options: port publishing and --net {mode}"
             )));
         }
-        if req.ip.is_some() {
+        if req.ip.is_some() || req.ip6.is_some() {
             return Err(NetworkError::Invalid(format!(
-                "conflicting options: --ip and --net {mode}"
+                "conflicting options: --ip{} and --net {mode}",
+                if req.ip.is_some() { "" } else { "6" }
             )));
         }
         return Ok(());
@@ -73,7 +80,8 @@ pub fn allocate(
         manage::find(tx, mode)?
     };
     let ip = req.ip.as_deref().map(parse_ip).transpose()?;
-    let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
+    let ip6 = req.ip6.as_deref().map(parse_ip6).transpose()?;
+    let ep = new_endpoint(tx, &net, container_id, ip, ip6, &req.aliases)?;
     allocate_ports(
         tx,
         container_id,
@@ -91,6 +99,7 @@ fn new_endpoint(
     net: &NetworkRow,
     container_id: &str,
     requested: Option<Ipv4Addr>,
+    requested6: Option<Ipv6Addr>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
     let (subnet, gw) = bridge::addressing(net)?;
@@ -124,6 +133,7 @@ fn new_endpoint(
         }
     };
     rows::set_last_ip(c, &net.id, ip)?;
+    let ip6 = allocate_ip6(c, net, requested6)?;
     let n = (0..)
         .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
         .unwrap_or(0);
@@ -137,9 +147,80 @@ fn new_endpoint(
         ip,
         mac: ipam::format_mac(ipam::mac_for(ip)),
         aliases: aliases.to_vec(),
+        ip6,
     };
     rows::insert_endpoint(c, &ep)?;
     Ok(ep)
+}
+
+/// The endpoint's IPv6 address on a network with IPv6 (`--ip6` checked, or
+/// the next free one after the network's cursor); None without IPv6.
+fn allocate_ip6(
+    c: &Connection,
+    net: &NetworkRow,
+    requested: Option<Ipv6Addr>,
+) -> Result<Option<Ipv6Addr>, NetworkError> {
+    let Some((subnet, gw)) = bridge::addressing6(net)? else {
+        return match requested {
+            Some(ip) => Err(NetworkError::Invalid(format!(
+                "invalid --ip6 {ip}: network {} has no IPv6 (create it with --ipv6)",
+                net.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let used = rows::used_ips6(c, &net.id)?;
+    let ip = match requested {
+        Some(ip) => {
+            ipam6::check_requested_ip(subnet, gw, ip)?;
+            if used.binary_search(&u128::from(ip)).is_ok() {
+                return Err(NetworkError::Conflict(format!(
+                    "address {ip} is already in use on network {}",
+                    net.name
+                )));
+            }
+            ip
+        }
+        None => {
+            let after = rows::last_ip6(c, &net.id)?;
+            ipam6::next_free(subnet, gw, &used, after).ok_or_else(|| {
+                NetworkError::Conflict(format!(
+                    "no free IPv6 address left on network {} ({})",
+                    net.name, net.subnet6
+                ))
+            })?
+        }
+    };
+    rows::set_last_ip6(c, &net.id, ip)?;
+    Ok(Some(ip))
+}
+
+/// A port published on an IPv6 host address is forwarded by the kernel to
+/// the container's IPv6 address: a container without one is refused
+/// (Docker would need its userland proxy for that), and so is `[::1]` on a
+/// host whose loopback has no IPv6.
+fn check_v6_publish(spec: &str, host: Ipv6Addr, ep: &EndpointRow) -> Result<(), NetworkError> {
+    if ep.ip6.is_none() {
+        return Err(NetworkError::Invalid(format!(
+            "invalid port mapping {spec:?}: an IPv6 host address needs an IPv6 address in the \
+             container (create the network with --ipv6)"
+        )));
+    }
+    if host.is_loopback() && !host_has_ipv6_loopback() {
+        return Err(NetworkError::Invalid(format!(
+            "invalid port mapping {spec:?}: this host's loopback has no IPv6 address"
+        )));
+    }
+    Ok(())
+}
+
+fn host_has_ipv6_loopback() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6")
+        .map(|t| {
+            t.lines()
+                .any(|l| l.starts_with("00000000000000000000000000000001 "))
+        })
+        .unwrap_or(false)
 }
 
 fn binding_of(b: &PortBindingRow) -> Option<HostBinding> {
@@ -167,10 +248,14 @@ fn allocate_ports(
     let range = portspec::ephemeral_ports()?;
     for spec in publish {
         // `-p 8080:80` on a network with host_binding_ipv4 binds there.
-        let names_ip = spec.split('/').next().unwrap_or("").matches(':').count() == 2;
+        let names_ip =
+            spec.starts_with('[') || spec.split('/').next().unwrap_or("").matches(':').count() == 2;
         for mut m in portspec::parse_publish(spec)? {
             if let (false, Some(ip)) = (names_ip, default_host_ip) {
-                m.host_ip = ip;
+                m.host_ip = ip.into();
+            }
+            if let std::net::IpAddr::V6(h) = m.host_ip {
+                check_v6_publish(spec, h, ep)?;
             }
             let host_port = match m.host_port {
                 Some(p) => {
@@ -436,6 +521,7 @@ pub fn connect(
     network: &str,
     container: &str,
     ip: Option<&str>,
+    ip6: Option<&str>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
     for a in aliases {
@@ -460,7 +546,8 @@ pub fn connect(
             )));
         }
         let ip = ip.map(parse_ip).transpose()?;
-        let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
+        let ip6 = ip6.map(parse_ip6).transpose()?;
+        let ep = new_endpoint(tx, &net, &ctr.id, ip, ip6, aliases)?;
         crate::fault::point("connect-after-row");
         intent = Some(
             crate::intent::begin(
@@ -741,6 +828,8 @@ mod tests {
             mtu: 1500,
             options: Default::default(),
             created: 0,
+            subnet6: String::new(),
+            gateway6: String::new(),
         };
         rows::insert_network(store.conn(), &row).unwrap();
         (dir, inst, store)
@@ -1122,12 +1211,12 @@ mod tests {
             e.to_string(),
             "cannot remove network testbr: in use by containers web, client"
         );
-        let ep = connect(&inst, &mut store, "other", "web", None, &[]).unwrap();
+        let ep = connect(&inst, &mut store, "other", "web", None, None, &[]).unwrap();
         assert_eq!(
             (ep.ifname.as_str(), ep.ip),
             ("eth1", Ipv4Addr::new(10, 89, 0, 2))
         );
-        let e = connect(&inst, &mut store, "other", "web", None, &[]).unwrap_err();
+        let e = connect(&inst, &mut store, "other", "web", None, None, &[]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "container web is already connected to network other"

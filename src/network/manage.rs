@@ -5,15 +5,15 @@ use super::bridge;
 use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::undo::Undo;
-use super::{ipam, pool, rules, NetworkError};
+use super::{ipam, ipam6, pool, rules, NetworkError};
 use crate::store::networks::{self as rows, NetworkRow};
 use crate::store::Store;
 use crate::{util, Instance};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What `network create` asked for.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,13 @@ pub struct CreateRequest {
     pub internal: bool,
     /// Raw `-o KEY=VALUE` options.
     pub options: Vec<String>,
+    /// `--ipv6`: the network gets an IPv6 subnet too.
+    pub ipv6: bool,
+    /// `--ipv4=false` (IPv6-only networks are not implemented).
+    pub no_ipv4: bool,
+    /// `--subnet` / `--gateway` values that are IPv6.
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 /// Everything about a new network that can be decided before touching the
@@ -39,6 +46,52 @@ struct Plan {
     extra_options: BTreeMap<String, String>,
     /// `-o minirt.antispoof=false` (kept in the row's options).
     antispoof: Option<bool>,
+    /// IPv6: None = none; Some(None) = a /64 from the ULA pool.
+    ipv6: Option<Option<Ipv6Net>>,
+    gateway6: Option<Ipv6Addr>,
+    host_routes6: Vec<Ipv6Net>,
+}
+
+/// The IPv6 part of `network create`, validated before anything is made.
+fn plan_ipv6(
+    req: &CreateRequest,
+) -> Result<(Option<Option<Ipv6Net>>, Option<Ipv6Addr>), NetworkError> {
+    if req.no_ipv4 {
+        return Err(NetworkError::Invalid(
+            "not implemented: IPv6-only networks (--ipv4=false); use --ipv6 for a dual-stack network"
+                .into(),
+        ));
+    }
+    if !req.ipv6 {
+        if req.subnet6.is_some() || req.gateway6.is_some() {
+            return Err(NetworkError::Invalid(
+                "an IPv6 --subnet or --gateway needs --ipv6".into(),
+            ));
+        }
+        return Ok((None, None));
+    }
+    let subnet = req
+        .subnet6
+        .as_deref()
+        .map(ipam6::parse_subnet)
+        .transpose()?;
+    let gateway = match &req.gateway6 {
+        None => None,
+        Some(g) => {
+            let gw: Ipv6Addr = g.parse().map_err(|_| {
+                NetworkError::Invalid(format!("invalid gateway {g:?}: expected an IPv6 address"))
+            })?;
+            let Some(net) = subnet else {
+                return Err(NetworkError::Invalid(
+                    "an IPv6 --gateway needs an IPv6 --subnet (the gateway must lie inside it)"
+                        .into(),
+                ));
+            };
+            ipam6::check_gateway(net, gw)?;
+            Some(gw)
+        }
+    };
+    Ok((Some(subnet), gateway))
 }
 
 fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
@@ -51,6 +104,7 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         )));
     }
     let opts = names::parse_options(&req.options)?;
+    let (ipv6, gateway6) = plan_ipv6(req)?;
     let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
     let gateway = match &req.gateway {
         None => None,
@@ -86,6 +140,14 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         extra_options.insert(names::OPT_HOST_BINDING.to_string(), ip.to_string());
     }
     let host_routes = host_routes(nl)?;
+    let host_routes6 = match ipv6 {
+        Some(_) => nl
+            .ipv6_routes()?
+            .into_iter()
+            .filter(|r| r.prefix_len() > 0)
+            .collect(),
+        None => vec![],
+    };
     let mtu = match opts.mtu {
         Some(m) => m,
         None => nl.default_route_mtu()?.unwrap_or(1500),
@@ -98,6 +160,9 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         host_routes,
         extra_options,
         antispoof: opts.antispoof,
+        ipv6,
+        gateway6,
+        host_routes6,
     })
 }
 
@@ -165,6 +230,14 @@ fn new_row(
         }
     };
     let gateway = p.gateway.unwrap_or_else(|| ipam::default_gateway(subnet));
+    let (subnet6, gateway6) = match p.ipv6 {
+        None => (String::new(), String::new()),
+        Some(want) => {
+            let s6 = pick_subnet6(c, want, &p.host_routes6)?;
+            let gw6 = p.gateway6.unwrap_or_else(|| ipam6::default_gateway(s6));
+            (s6.to_string(), gw6.to_string())
+        }
+    };
     let id = util::new_id();
     let bridge = bridge.unwrap_or_else(|| names::bridge_name(&id));
     let mut options = p.extra_options.clone();
@@ -189,6 +262,39 @@ fn new_row(
         mtu: p.mtu,
         options,
         created: util::now_nanos(),
+        subnet6,
+        gateway6,
+    })
+}
+
+/// The IPv6 subnet of a new network: the requested one when it overlaps no
+/// other network's (a host route is the user's call, as for IPv4), else a
+/// /64 of the ULA pool overlapping neither networks nor host routes.
+fn pick_subnet6(
+    c: &Connection,
+    want: Option<Ipv6Net>,
+    host_routes6: &[Ipv6Net],
+) -> Result<Ipv6Net, NetworkError> {
+    let others: Vec<(String, Ipv6Net)> = rows::ipv6_subnets(c)?
+        .into_iter()
+        .filter_map(|(n, s)| Some((n, s.parse().ok()?)))
+        .collect();
+    if let Some(s) = want {
+        if let Some((name, o)) = others.iter().find(|(_, o)| ipam6::overlaps(s, *o)) {
+            return Err(NetworkError::Conflict(format!(
+                "invalid subnet {s}: it overlaps with network {name} ({o})"
+            )));
+        }
+        return Ok(s);
+    }
+    let mut taken: Vec<Ipv6Net> = others.iter().map(|(_, s)| *s).collect();
+    taken.extend(host_routes6.iter().copied());
+    let pool = ipam6::ula_pool()?;
+    let draws = std::iter::repeat_with(rand::random::<u128>).take(16);
+    ipam6::pick_ula(pool, &taken, draws).ok_or_else(|| {
+        NetworkError::Conflict(format!(
+            "no free IPv6 /64 found in the pool {pool}: give one with --subnet"
+        ))
     })
 }
 
@@ -264,6 +370,9 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
         host_routes: host_routes(&nl)?,
         extra_options: BTreeMap::new(),
         antispoof: None,
+        ipv6: None,
+        gateway6: None,
+        host_routes6: vec![],
     };
     let row = new_row(
         c,
@@ -321,6 +430,11 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         .parse::<Ipv4Net>()
         .map(|s| s.prefix_len())
         .unwrap_or(32);
+    let prefix6 = n
+        .subnet6
+        .parse::<Ipv6Net>()
+        .map(|s| s.prefix_len())
+        .unwrap_or(128);
     let mut containers = Map::new();
     for (ep, name) in rows::endpoints_of_network(c, &n.id)? {
         containers.insert(
@@ -330,9 +444,13 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
                 "IPv4Address": format!("{}/{prefix}", ep.ip),
-                "IPv6Address": "",
+                "IPv6Address": ep.ip6.map(|a| format!("{a}/{prefix6}")).unwrap_or_default(),
             }),
         );
+    }
+    let mut config = vec![json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+    if !n.subnet6.is_empty() {
+        config.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
     }
     Ok(json!({
         "Name": n.name,
@@ -340,11 +458,12 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         "Created": util::rfc3339(n.created),
         "Scope": "local",
         "Driver": n.driver,
-        "EnableIPv6": false,
+        "EnableIPv4": true,
+        "EnableIPv6": !n.subnet6.is_empty(),
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}],
+            "Config": config,
         },
         "Internal": n.internal,
         "Attachable": false,

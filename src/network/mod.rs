@@ -25,6 +25,7 @@ pub mod antispoof;
 pub mod firewall;
 pub mod guard;
 pub mod ipam;
+pub mod ipam6;
 pub mod nfnl;
 pub mod nft;
 pub mod pool;
@@ -76,6 +77,9 @@ pub struct NetworkRequest {
     /// Additional networks beyond the first (not used by `run` today).
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: the IPv6 address on the first network.
+    #[serde(default)]
+    pub ip6: Option<String>,
     #[serde(default)]
     pub dns: Vec<String>,
     #[serde(default)]

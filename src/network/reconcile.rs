@@ -38,6 +38,8 @@ pub fn intended_row(
         mtu: 0,
         options: BTreeMap::new(),
         created: 0,
+        subnet6: String::new(),
+        gateway6: String::new(),
     }
 }
 

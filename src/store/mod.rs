@@ -129,6 +129,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX image_digests_image ON image_digests(image_id);
     "#,
+    // IPv6 (issue 16): a network's v6 subnet, gateway and allocator cursor
+    // ('' when it has none); an endpoint's v6 address (NULL when none),
+    // unique per network like the IPv4 address.
+    r#"
+    ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE networks ADD COLUMN last_ip6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
+    CREATE UNIQUE INDEX endpoints_network_ip6 ON endpoints(network_id, ip6);
+    "#,
 ];
 
 pub struct Store {

@@ -4,7 +4,7 @@
 use super::{is_unique_violation, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkRow {
@@ -21,6 +21,10 @@ pub struct NetworkRow {
     pub mtu: u32,
     pub options: BTreeMap<String, String>,
     pub created: i64,
+    /// IPv6 CIDR, "" when the network has no IPv6.
+    pub subnet6: String,
+    /// IPv6 gateway, "" when the network has no IPv6.
+    pub gateway6: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +37,7 @@ pub struct EndpointRow {
     pub mac: String,
     pub host_veth: String,
     pub aliases: Vec<String>,
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,8 +61,8 @@ pub struct ContainerRef {
     pub config: String,
 }
 
-const NET_COLS: &str =
-    "id, name, driver, subnet, net_start, net_end, gateway, bridge, internal, mtu, options, created";
+const NET_COLS: &str = "id, name, driver, subnet, net_start, net_end, gateway, bridge, internal, \
+     mtu, options, created, subnet6, gateway6";
 
 fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
     let options: String = r.get(10)?;
@@ -74,6 +79,8 @@ fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
         mtu: r.get::<_, i64>(9)? as u32,
         options: serde_json::from_str(&options).unwrap_or_default(),
         created: r.get(11)?,
+        subnet6: r.get(12)?,
+        gateway6: r.get(13)?,
     })
 }
 
@@ -82,7 +89,8 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
     let options = serde_json::to_string(&n.options)?;
     let r = c.execute(
         &format!(
-            "INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+            "INSERT INTO networks ({NET_COLS}) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
         ),
         params![
             n.id,
@@ -96,7 +104,9 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
             n.internal as i64,
             n.mtu as i64,
             options,
-            n.created
+            n.created,
+            n.subnet6,
+            n.gateway6
         ],
     );
     match r {
@@ -164,7 +174,7 @@ pub fn delete_network(c: &Connection, id: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0)
 }
 
-const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_veth, aliases";
+const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_veth, aliases, ip6";
 
 fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
     let aliases: String = r.get(7)?;
@@ -177,6 +187,7 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
         mac: r.get(5)?,
         host_veth: r.get(6)?,
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        ip6: r.get::<_, Option<String>>(8)?.and_then(|s| s.parse().ok()),
     })
 }
 
@@ -220,6 +231,47 @@ pub fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()>
     Ok(())
 }
 
+/// The IPv6 address last handed out on a network (0: none yet).
+pub fn last_ip6(c: &Connection, network_id: &str) -> Result<u128> {
+    let v: String = c.query_row(
+        "SELECT last_ip6 FROM networks WHERE id = ?1",
+        [network_id],
+        |r| r.get(0),
+    )?;
+    Ok(v.parse::<Ipv6Addr>().map(u128::from).unwrap_or(0))
+}
+
+pub fn set_last_ip6(c: &Connection, network_id: &str, ip: Ipv6Addr) -> Result<()> {
+    c.execute(
+        "UPDATE networks SET last_ip6 = ?2 WHERE id = ?1",
+        params![network_id, ip.to_string()],
+    )?;
+    Ok(())
+}
+
+/// IPv6 addresses in use on a network, ascending (for ipam6).
+pub fn used_ips6(c: &Connection, network_id: &str) -> Result<Vec<u128>> {
+    let mut st =
+        c.prepare("SELECT ip6 FROM endpoints WHERE network_id = ?1 AND ip6 IS NOT NULL")?;
+    let rows = st.query_map([network_id], |r| r.get::<_, String>(0))?;
+    let mut v: Vec<u128> = rows
+        .collect::<rusqlite::Result<Vec<String>>>()?
+        .iter()
+        .filter_map(|s| s.parse::<Ipv6Addr>().ok())
+        .map(u128::from)
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Networks with an IPv6 subnet (for overlap checks).
+pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st =
+        c.prepare("SELECT name, subnet6 FROM networks WHERE subnet6 != '' ORDER BY name")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Addresses in use on a network, ascending (for the ipam functions).
 pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
     let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
@@ -233,7 +285,7 @@ pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
 pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
     let aliases = serde_json::to_string(&e.aliases)?;
     let r = c.execute(
-        &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+        &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
         params![
             e.id,
             e.container_id,
@@ -242,13 +294,20 @@ pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
             u32::from(e.ip) as i64,
             e.mac,
             e.host_veth,
-            aliases
+            aliases,
+            e.ip6.map(|a| a.to_string())
         ],
     );
     match r {
         Ok(_) => Ok(()),
         Err(err) if is_unique_violation(&err) => {
             let msg = match err.to_string() {
+                m if m.contains("endpoints.network_id, endpoints.ip6") => {
+                    format!(
+                        "address {} is already in use",
+                        e.ip6.map(|a| a.to_string()).unwrap_or_default()
+                    )
+                }
                 m if m.contains("endpoints.network_id, endpoints.ip") => {
                     format!("address {} is already in use", e.ip)
                 }
@@ -290,11 +349,11 @@ pub fn endpoints_of_network(
 ) -> Result<Vec<(EndpointRow, String)>> {
     let mut st = c.prepare(
         "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_veth, e.aliases, \
-         COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
+         e.ip6, COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
          WHERE e.network_id = ?1 ORDER BY e.ip",
     )?;
     let rows = st.query_map([network_id], |r| {
-        Ok((endpoint_row(r)?, r.get::<_, String>(8)?))
+        Ok((endpoint_row(r)?, r.get::<_, String>(9)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -419,6 +478,8 @@ mod tests {
             mtu: 1500,
             options: BTreeMap::new(),
             created: 1,
+            subnet6: String::new(),
+            gateway6: String::new(),
         }
     }
 
@@ -447,6 +508,7 @@ mod tests {
             mac: "02:42:0a:58:00:02".into(),
             host_veth: format!("mrv{id}"),
             aliases: vec![],
+            ip6: None,
         }
     }
 
@@ -555,6 +617,41 @@ mod tests {
             dying_links_before(c, 1000).unwrap(),
             vec!["mrvold".to_string()]
         );
+    }
+
+    #[test]
+    fn ipv6_columns_round_trip_and_are_unique_per_network() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        let mut n = net("n6", "six", "10.88.0.0/24", 1, 2);
+        n.subnet6 = "fd00:1::/64".into();
+        n.gateway6 = "fd00:1::1".into();
+        insert_network(c, &n).unwrap();
+        assert_eq!(find_network(c, "six").unwrap(), Some(n.clone()));
+        assert_eq!(
+            ipv6_subnets(c).unwrap(),
+            [("six".into(), "fd00:1::/64".into())]
+        );
+        assert_eq!(last_ip6(c, "n6").unwrap(), 0);
+        set_last_ip6(c, "n6", "fd00:1::7".parse().unwrap()).unwrap();
+        assert_eq!(
+            last_ip6(c, "n6").unwrap(),
+            u128::from("fd00:1::7".parse::<Ipv6Addr>().unwrap())
+        );
+        container(c, "c1", "a");
+        container(c, "c2", "b");
+        container(c, "c3", "c");
+        let mut e1 = ep("e1", "c1", "n6", "10.88.0.2");
+        e1.ip6 = Some("fd00:1::2".parse().unwrap());
+        insert_endpoint(c, &e1).unwrap();
+        // Two endpoints without IPv6 do not collide.
+        insert_endpoint(c, &ep("e2", "c2", "n6", "10.88.0.3")).unwrap();
+        let mut e3 = ep("e3", "c3", "n6", "10.88.0.4");
+        e3.ip6 = e1.ip6;
+        let e = insert_endpoint(c, &e3).unwrap_err().to_string();
+        assert_eq!(e, "address fd00:1::2 is already in use");
+        assert_eq!(endpoints_of_container(c, "c1").unwrap(), [e1.clone()]);
+        assert_eq!(used_ips6(c, "n6").unwrap(), [u128::from(e1.ip6.unwrap())]);
     }
 
     #[test]
