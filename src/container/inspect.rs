@@ -126,9 +126,9 @@ pub fn document(f: &Facts) -> Value {
                 "Gateway": e.gateway.to_string(),
                 "IPAddress": e.ip.to_string(),
                 "IPPrefixLen": e.prefix_len,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": e.ip6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": e.ip6.map(|(a, ..)| a.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": e.ip6.map(|(_, p, _)| p).unwrap_or(0),
             }),
         );
     }
@@ -228,6 +228,9 @@ pub fn document(f: &Facts) -> Value {
             "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
             "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
             "IPPrefixLen": first.map(|e| e.prefix_len).unwrap_or(0),
+            "IPv6Gateway": first.and_then(|e| e.ip6).map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+            "GlobalIPv6Address": first.and_then(|e| e.ip6).map(|(a, ..)| a.to_string()).unwrap_or_default(),
+            "GlobalIPv6PrefixLen": first.and_then(|e| e.ip6).map(|(_, p, _)| p).unwrap_or(0),
             "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
             "Networks": nets,
         },
@@ -307,6 +310,7 @@ mod tests {
             prefix_len: 24,
             gateway: "10.88.0.1".parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
+            ip6: None,
         }
     }
 
@@ -319,6 +323,43 @@ mod tests {
             host_port,
             container_port: port,
         }
+    }
+
+    #[test]
+    fn ipv6_fields_in_dockers_shape() {
+        let mut e = endpoint();
+        e.ip6 = Some((
+            "fd00:1::2".parse().unwrap(),
+            64,
+            "fd00:1::1".parse().unwrap(),
+        ));
+        let (r, c, eps) = (row(), cfg(), vec![e]);
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &eps,
+            bindings: &[],
+            running: true,
+            log_path: "/l".into(),
+        });
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["GlobalIPv6Address"], "fd00:1::2");
+        assert_eq!(n["GlobalIPv6PrefixLen"], 64);
+        assert_eq!(n["IPv6Gateway"], "fd00:1::1");
+        assert_eq!(d["NetworkSettings"]["GlobalIPv6Address"], "fd00:1::2");
+        assert_eq!(eps[0].ps_label(), "testbr=10.88.0.2,fd00:1::2");
+        let (r, c, eps) = (row(), cfg(), vec![endpoint()]);
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &eps,
+            bindings: &[],
+            running: true,
+            log_path: "/l".into(),
+        });
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["GlobalIPv6Address"], "");
+        assert_eq!(n["GlobalIPv6PrefixLen"], 0);
     }
 
     #[test]

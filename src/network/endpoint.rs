@@ -23,12 +23,18 @@ pub struct EndpointInfo {
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
     pub mac: String,
+    /// On a network with IPv6: address, prefix length and gateway.
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
 impl EndpointInfo {
-    /// `testbr=10.88.0.2`, the `ps` NETWORKS column.
+    /// `testbr=10.88.0.2` (`testbr=10.88.0.2,fd00:1::2` with IPv6), the `ps`
+    /// NETWORKS column.
     pub fn ps_label(&self) -> String {
-        format!("{}={}", self.network_name, self.ip)
+        match self.ip6 {
+            Some((ip6, ..)) => format!("{}={},{ip6}", self.network_name, self.ip),
+            None => format!("{}={}", self.network_name, self.ip),
+        }
     }
 }
 
@@ -650,6 +656,10 @@ pub fn container_networks(
             prefix_len: subnet.prefix_len(),
             gateway,
             mac: ep.mac.clone(),
+            ip6: match (bridge::addressing6(&net)?, ep.ip6) {
+                (Some((s6, gw6)), Some(ip6)) => Some((ip6, s6.prefix_len(), gw6)),
+                _ => None,
+            },
         });
     }
     Ok(out)
@@ -703,13 +713,19 @@ pub fn etc_files(
     req: &NetworkRequest,
 ) -> Result<(String, String), NetworkError> {
     let nets = container_networks(store, container_id)?;
-    let ips: Vec<Ipv4Addr> = nets.iter().map(|e| e.ip).collect();
+    let ips: Vec<std::net::IpAddr> = nets
+        .iter()
+        .flat_map(|e| std::iter::once(e.ip.into()).chain(e.ip6.map(|(ip6, ..)| ip6.into())))
+        .collect();
     let host_resolv = std::fs::read_to_string(super::dns::host_resolv_conf()).unwrap_or_default();
     // On a user-defined network the responder on the gateway answers (it
     // knows the peers and forwards the rest), unless --dns says otherwise.
     let dns = match nets.first() {
         Some(n) if req.dns.is_empty() && n.network_name != DEFAULT_NETWORK => {
-            vec![n.gateway.to_string()]
+            // Both families: the responder listens on either gateway.
+            std::iter::once(n.gateway.to_string())
+                .chain(n.ip6.map(|(_, _, gw6)| gw6.to_string()))
+                .collect()
         }
         _ => req.dns.clone(),
     };

@@ -32,6 +32,12 @@ fn log_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.log")
 }
 
+fn gateway6(net: &rows::NetworkRow) -> Result<Option<std::net::Ipv6Addr>, DnsError> {
+    Ok(bridge::addressing6(net)
+        .map_err(|e| DnsError::Network(e.to_string()))?
+        .map(|(_, gw)| gw))
+}
+
 /// Every container on a user-defined network, as the records need them.
 pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     let c = store.conn();
@@ -42,6 +48,7 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
         }
         let (_, gateway) =
             bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        let gw6 = gateway6(&net)?;
         for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
             out.push(Member {
                 gateway,
@@ -49,6 +56,7 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
                 name,
                 container_id: ep.container_id,
                 aliases: ep.aliases,
+                v6: gw6.zip(ep.ip6),
             });
         }
     }
@@ -79,6 +87,7 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
             name: ctr.name.clone(),
             container_id: ep.container_id,
             aliases: ep.aliases,
+            v6: gateway6(&net)?.zip(ep.ip6),
         });
     }
     Ok(out)
