@@ -130,6 +130,14 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
         }
         extra_options.insert(names::OPT_GATEWAY_MODE.to_string(), m.as_str().to_string());
     }
+    if let Some(m) = opts.gateway_mode6 {
+        if ipv6.is_none() {
+            return Err(NetworkError::Invalid(
+                "gateway_mode_ipv6 needs --ipv6".into(),
+            ));
+        }
+        extra_options.insert(names::OPT_GATEWAY_MODE6.to_string(), m.as_str().to_string());
+    }
     if !opts.trusted_interfaces.is_empty() {
         extra_options.insert(
             names::OPT_TRUSTED_IFS.to_string(),

@@ -374,6 +374,7 @@ mod root_tests {
             internal,
             mode: GatewayMode::Nat,
             trusted: vec![],
+            v6: None,
         }
     }
     fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
@@ -476,12 +477,28 @@ mod root_tests {
             if i == 0 {
                 n.trusted = vec!["eth3".into(), "vxlan.1".into()];
             }
+            // Dual-stack: NAT66 on the first, routed IPv6 on the second,
+            // and the isolated one's IPv6 side.
+            if i != 2 {
+                n.v6 = Some(crate::network::firewall::FwV6 {
+                    subnet: format!("fd00:9{i}::/64").parse().unwrap(),
+                    gateway: format!("fd00:9{i}::1").parse().unwrap(),
+                    mode: if i == 1 {
+                        GatewayMode::Routed
+                    } else {
+                        GatewayMode::Nat
+                    },
+                });
+            }
             nets.push(n);
         }
         let mut ports = vec![
             port(Proto::Tcp, "0.0.0.0", 8080, "10.90.0.2", 80),
             port(Proto::Udp, "127.0.0.1", 5353, "10.90.0.2", 53),
             port(Proto::Tcp, "198.51.100.1", 8081, "10.90.0.3", 80),
+            port(Proto::Tcp, "::", 8080, "fd00:90::2", 80),
+            port(Proto::Udp, "::1", 5353, "fd00:90::2", 53),
+            port(Proto::Tcp, "2001:db8::1", 8081, "fd00:90::3", 80),
         ];
         let mut routed = port(Proto::Tcp, "0.0.0.0", 8082, "10.92.0.2", 80);
         routed.routed = true;

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     let bad = |what: &str, v: &str| {
@@ -36,6 +36,17 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
         None => vec![],
         Some(t) => names::parse_trusted_interfaces(t)?,
     };
+    let v6 = match super::bridge::addressing6(net)? {
+        None => None,
+        Some((subnet, gateway)) => Some(firewall::FwV6 {
+            subnet,
+            gateway,
+            mode: match net.options.get(names::OPT_GATEWAY_MODE6) {
+                None => GatewayMode::Nat,
+                Some(m) => GatewayMode::parse(m).ok_or_else(|| bad("IPv6 gateway mode", m))?,
+            },
+        }),
+    };
     Ok(FwNetwork {
         id: net.id.clone(),
         bridge: net.bridge.clone(),
@@ -44,6 +55,7 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
         internal: net.internal,
         mode,
         trusted,
+        v6,
     })
 }
 
@@ -52,26 +64,58 @@ pub fn is_routed(net: &NetworkRow) -> bool {
     net.options.get(names::OPT_GATEWAY_MODE).map(String::as_str) == Some("routed")
 }
 
+/// The same for the network's IPv6 side (`gateway_mode_ipv6=routed`).
+pub fn is_routed6(net: &NetworkRow) -> bool {
+    net.options
+        .get(names::OPT_GATEWAY_MODE6)
+        .map(String::as_str)
+        == Some("routed")
+}
+
+/// The firewall's view of an endpoint's bindings: an IPv4 host address maps
+/// to the container's IPv4 address, an IPv6 one to its IPv6 address, and
+/// the 0.0.0.0 wildcard (`-p 8080:80`) to both when the container has IPv6
+/// (Docker publishes on both families by default). `routed6`: the IPv6 side
+/// of the network is routed (no DNAT there).
 pub fn fw_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
     routed: bool,
+    routed6: bool,
 ) -> Result<Vec<FwPort>, NetworkError> {
-    ports
-        .iter()
-        .map(|p| {
-            Ok(FwPort {
-                proto: p.proto.parse()?,
-                host_ip: p.host_ip.parse().map_err(|_| {
-                    NetworkError::Invalid(format!("bad host address {:?} in the store", p.host_ip))
-                })?,
-                host_port: p.host_port,
-                ctr_ip: ep.ip,
-                ctr_port: p.container_port,
-                routed,
-            })
-        })
-        .collect()
+    let mut out = vec![];
+    for p in ports {
+        let host_ip: IpAddr = p.host_ip.parse().map_err(|_| {
+            NetworkError::Invalid(format!("bad host address {:?} in the store", p.host_ip))
+        })?;
+        let proto = p.proto.parse()?;
+        let port = |host_ip: IpAddr, ctr_ip: IpAddr, routed: bool| FwPort {
+            proto,
+            host_ip,
+            host_port: p.host_port,
+            ctr_ip,
+            ctr_port: p.container_port,
+            routed,
+        };
+        match host_ip {
+            IpAddr::V4(_) => {
+                out.push(port(host_ip, ep.ip.into(), routed));
+                if let (true, Some(ip6)) = (host_ip.is_unspecified(), ep.ip6) {
+                    out.push(port(Ipv6Addr::UNSPECIFIED.into(), ip6.into(), routed6));
+                }
+            }
+            IpAddr::V6(_) => {
+                let ip6 = ep.ip6.ok_or_else(|| {
+                    NetworkError::Invalid(format!(
+                        "port {} on {host_ip} needs an IPv6 address in the container",
+                        p.host_port
+                    ))
+                })?;
+                out.push(port(host_ip, ip6.into(), routed6));
+            }
+        }
+    }
+    Ok(out)
 }
 
 // ------------------------------------------------------------------ the lock
@@ -299,17 +343,17 @@ pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<
 fn store_state(c: &Connection) -> Result<(Vec<FwNetwork>, Vec<FwPort>), NetworkError> {
     let nets = rows::list_networks(c)?;
     let mut fw = vec![];
-    let mut eps: HashMap<String, (EndpointRow, bool)> = HashMap::new();
+    let mut eps: HashMap<String, (EndpointRow, bool, bool)> = HashMap::new();
     for n in &nets {
         fw.push(fw_network(n)?);
         for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
-            eps.insert(ep.id.clone(), (ep, is_routed(n)));
+            eps.insert(ep.id.clone(), (ep, is_routed(n), is_routed6(n)));
         }
     }
     let mut ports = vec![];
     for b in rows::all_port_bindings(c)? {
-        if let Some((ep, routed)) = eps.get(&b.endpoint_id) {
-            ports.extend(fw_ports(ep, std::slice::from_ref(&b), *routed)?);
+        if let Some((ep, routed, routed6)) = eps.get(&b.endpoint_id) {
+            ports.extend(fw_ports(ep, std::slice::from_ref(&b), *routed, *routed6)?);
         }
     }
     Ok((fw, ports))
@@ -448,7 +492,7 @@ pub fn add_ports(
     undo: &mut Undo,
 ) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let fw = fw_ports(ep, ports, is_routed(net))?;
+    let fw = fw_ports(ep, ports, is_routed(net), is_routed6(net))?;
     // One nfnetlink batch (no nft process); nft stays the fallback so any
     // surprise there never costs a working port mapping.
     if let Err(e) = nfnl::add_port_elements(&table, &fw) {
@@ -480,7 +524,7 @@ pub fn remove_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
 ) -> Result<(), NetworkError> {
-    del_ports(&inst.nft_table(), &fw_ports(ep, ports, false)?)
+    del_ports(&inst.nft_table(), &fw_ports(ep, ports, false, false)?)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
@@ -616,6 +660,7 @@ mod tests {
             internal: false,
             mode,
             trusted: vec![],
+            v6: None,
         }
     }
 
@@ -643,7 +688,7 @@ mod tests {
     fn structure_and_element_differences_are_found_both_ways() {
         let port = FwPort {
             proto: crate::network::portspec::Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port: 8080,
             ctr_ip: "10.77.0.2".parse().unwrap(),
             ctr_port: 80,
