@@ -198,7 +198,14 @@ fn create(inst: &Instance, store: &mut Store, a: CreateArgs) -> CliResult {
         subnet6,
         gateway6,
     };
-    let row = manage::create(inst, store, &req).map_err(fail)?;
+    // What minirt does not build is a usage error (125), as for other commands.
+    let row = manage::create(inst, store, &req).map_err(|e| {
+        let mut err = fail(e);
+        if err.message.starts_with("not implemented") {
+            err.code = 125;
+        }
+        err
+    })?;
     println!("{}", row.id);
     Ok(0)
 }

@@ -203,30 +203,25 @@ fn allocate_ip6(
 
 /// A port published on an IPv6 host address is forwarded by the kernel to
 /// the container's IPv6 address: a container without one is refused
-/// (Docker would need its userland proxy for that), and so is `[::1]` on a
-/// host whose loopback has no IPv6.
+/// (Docker would need its userland proxy for that). `[::1]` is refused
+/// too: IPv6 has no route_localnet, so the kernel never routes a packet
+/// with the source ::1 out of `lo` to a container (Docker serves it only
+/// through its userland proxy), and a mapping that cannot work is worse
+/// than a clear error.
 fn check_v6_publish(spec: &str, host: Ipv6Addr, ep: &EndpointRow) -> Result<(), NetworkError> {
+    if host.is_loopback() {
+        return Err(NetworkError::Invalid(format!(
+            "not implemented: publishing on [::1] ({spec:?}): the kernel does not forward \
+             IPv6 loopback traffic to a container; publish on 127.0.0.1 or [::] instead"
+        )));
+    }
     if ep.ip6.is_none() {
         return Err(NetworkError::Invalid(format!(
             "invalid port mapping {spec:?}: an IPv6 host address needs an IPv6 address in the \
              container (create the network with --ipv6)"
         )));
     }
-    if host.is_loopback() && !host_has_ipv6_loopback() {
-        return Err(NetworkError::Invalid(format!(
-            "invalid port mapping {spec:?}: this host's loopback has no IPv6 address"
-        )));
-    }
     Ok(())
-}
-
-fn host_has_ipv6_loopback() -> bool {
-    std::fs::read_to_string("/proc/net/if_inet6")
-        .map(|t| {
-            t.lines()
-                .any(|l| l.starts_with("00000000000000000000000000000001 "))
-        })
-        .unwrap_or(false)
 }
 
 fn binding_of(b: &PortBindingRow) -> Option<HostBinding> {

@@ -16,6 +16,7 @@ mod fw_races;
 mod gateway_modes;
 mod hostile;
 mod images;
+mod ipv6;
 mod lan;
 mod limits;
 mod network;
