@@ -1,11 +1,12 @@
 //! Endpoints, a container's place on a network: allocated inside the
 //! container's store transaction, plugged in by attach, torn down by detach.
 
+use super::driver::{DriverKind, DriverSet, Drivers, NetworkMode, Plug, Sandbox};
 use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::portspec::{self, HostBinding};
 use super::undo::Undo;
-use super::{bridge, etc, ipam, manage, rules, NetworkError, NetworkRequest};
+use super::{bridge, etc, fwbackend, ipam, manage, rules, NetworkError, NetworkRequest};
 use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
@@ -53,8 +54,9 @@ pub fn allocate(
     for h in &req.add_hosts {
         etc::parse_add_host(h)?;
     }
-    let mode = req.mode.as_str();
-    if mode == "none" || mode == "host" {
+    let mode = NetworkMode::parse(&req.mode);
+    if !mode.has_endpoints() {
+        let mode = mode.as_str();
         if !req.publish.is_empty() {
             return Err(NetworkError::Invalid(format!(
                 "conflicting options: port publishing and --net {mode}"
@@ -67,11 +69,11 @@ pub fn allocate(
         }
         return Ok(());
     }
-    let net = if mode.is_empty() || mode == DEFAULT_NETWORK {
-        manage::default_network_row(inst, tx)?
-    } else {
-        manage::find(tx, mode)?
+    let net = match &mode {
+        NetworkMode::Named(name) => manage::find(tx, name)?,
+        _ => manage::default_network_row(inst, tx)?,
     };
+    check_publish(&net, &req.publish)?;
     let ip = req.ip.as_deref().map(parse_ip).transpose()?;
     let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
     allocate_ports(
@@ -81,6 +83,28 @@ pub fn allocate(
         &req.publish,
         rules::default_host_ip(&net),
     )?;
+    Ok(())
+}
+
+/// Refuses published ports where they cannot work: on a macvlan network
+/// (no NAT: the container is reached on its own address), or with the
+/// `none` firewall backend. Pure but for the environment.
+fn check_publish(net: &NetworkRow, publish: &[String]) -> Result<(), NetworkError> {
+    if publish.is_empty() {
+        return Ok(());
+    }
+    if DriverKind::of(net)? == DriverKind::Macvlan {
+        return Err(NetworkError::Invalid(format!(
+            "port publishing is not supported on macvlan network {}: its containers \
+             are reached on their own addresses",
+            net.name
+        )));
+    }
+    if fwbackend::choose(std::env::var("MINIRT_FIREWALL").ok().as_deref())? == "none" {
+        return Err(NetworkError::Invalid(
+            "port publishing needs a firewall: MINIRT_FIREWALL=none maps no ports".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -129,7 +153,7 @@ fn new_endpoint(
         .unwrap_or(0);
     let id = util::new_id();
     let ep = EndpointRow {
-        host_veth: names::host_veth_name(&id),
+        host_ifname: names::host_veth_name(&id),
         id,
         container_id: container_id.to_string(),
         network_id: net.id.clone(),
@@ -236,9 +260,39 @@ fn network_of(c: &Connection, ep: &EndpointRow) -> Result<NetworkRow, NetworkErr
         .ok_or_else(|| NetworkError::NotFound(format!("network {} not found", ep.network_id)))
 }
 
-/// After clone, before the child runs: bridges and rules ensured, a veth per
-/// endpoint into the netns of `pid`, addresses, routes (default route only
-/// via the first network), port mappings. On failure everything is undone.
+/// One endpoint with its network and port bindings, as the drivers take it.
+pub(crate) struct Wired {
+    pub net: NetworkRow,
+    pub ep: EndpointRow,
+    pub ports: Vec<PortBindingRow>,
+}
+
+/// The container's endpoints with their networks and bindings.
+fn wired(c: &Connection, container_id: &str) -> Result<Vec<Wired>, NetworkError> {
+    let eps = rows::endpoints_of_container(c, container_id)?;
+    if eps.is_empty() {
+        return Ok(vec![]);
+    }
+    let bindings = rows::port_bindings_of_container(c, container_id)?;
+    eps.into_iter()
+        .map(|ep| {
+            Ok(Wired {
+                net: network_of(c, &ep)?,
+                ports: bindings
+                    .iter()
+                    .filter(|b| b.endpoint_id == ep.id)
+                    .cloned()
+                    .collect(),
+                ep,
+            })
+        })
+        .collect()
+}
+
+/// After clone, before the child runs: each endpoint's network ensured and
+/// the endpoint plugged in by its driver (interface, address, routes: the
+/// default route only via eth0; port mappings). On failure everything is
+/// undone.
 pub fn attach(
     inst: &Instance,
     store: &mut Store,
@@ -246,45 +300,61 @@ pub fn attach(
     pid: i32,
 ) -> Result<(), NetworkError> {
     let c = store.conn();
-    let eps = rows::endpoints_of_container(c, container_id)?;
-    if eps.is_empty() {
+    let wired = wired(c, container_id)?;
+    if wired.is_empty() {
         return Ok(());
     }
-    let bindings = rows::port_bindings_of_container(c, container_id)?;
     let span = tracing::info_span!("net-open").entered();
-    let nl = bridge::host_netlink()?;
-    let ctr = Netlink::open_in_pid(pid)?;
+    let drivers = Drivers::open(inst)?;
+    let sb = Sandbox::new(pid);
+    sb.netlink()?;
     drop(span);
-    let mut undo = Undo::new();
     let _fw = rules::lock(inst)?;
-    for ep in &eps {
-        let net = network_of(c, ep)?;
+    plug_all(&drivers, c, &wired, &sb)
+}
+
+/// Plugs every endpoint in, in order; a failure undoes everything done so
+/// far, newest first.
+pub(crate) fn plug_all(
+    drivers: &dyn DriverSet,
+    c: &Connection,
+    wired: &[Wired],
+    sb: &Sandbox,
+) -> Result<(), NetworkError> {
+    let mut undo = Undo::new();
+    for w in wired {
+        let d = drivers.of(&w.net)?;
         let span = tracing::info_span!("net-ensure").entered();
-        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        d.ensure(&w.net, false, &mut undo)?;
         drop(span);
         let _span = tracing::info_span!("net-connect").entered();
-        // Before the veth exists, so its first frame is already checked.
-        super::antispoof::plug(inst, c, &net, ep, &mut undo)?;
-        crate::util::fault_point("after-antispoof");
-        let ports: Vec<PortBindingRow> = bindings
-            .iter()
-            .filter(|b| b.endpoint_id == ep.id)
-            .cloned()
-            .collect();
-        bridge::connect(
-            &nl,
-            &ctr,
-            inst,
-            &net,
-            ep,
-            &ports,
-            pid,
-            ep.ifname == "eth0",
-            &mut undo,
-        )?;
+        let plug = Plug {
+            store: c,
+            net: &w.net,
+            ep: &w.ep,
+            ports: &w.ports,
+            default_route: w.ep.ifname == "eth0",
+        };
+        d.connect(&plug, sb, &mut undo)?;
     }
     undo.commit();
     Ok(())
+}
+
+/// Unplugs every endpoint, past errors; returns them all.
+pub(crate) fn unplug_all(
+    drivers: &dyn DriverSet,
+    wired: &[Wired],
+    sb: Option<&Sandbox>,
+) -> Vec<String> {
+    let mut errors = vec![];
+    for w in wired {
+        match drivers.of(&w.net) {
+            Ok(d) => errors.extend(d.disconnect(&w.net, &w.ep, &w.ports, sb)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    errors
 }
 
 /// Teardown: port mappings, host veths, then the endpoint and binding rows
@@ -313,34 +383,32 @@ fn detach_inner(
     container_id: &str,
     delete_veths: bool,
 ) -> Result<(), NetworkError> {
-    let eps = rows::endpoints_of_container(store.conn(), container_id)?;
-    if eps.is_empty() {
+    let wired = wired(store.conn(), container_id)?;
+    if wired.is_empty() {
         return Ok(());
     }
-    let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
     let mut errors = vec![];
     // Held from the elements' removal until their rows are gone: a heal in
     // between would restore mappings that then outlive their container.
     let _fw = rules::lock(inst)?;
-    let nl = if delete_veths {
-        Netlink::open().map_err(|e| errors.push(e.to_string())).ok()
-    } else {
-        None
+    let sb = match delete_veths {
+        true => {
+            let pid = rows::find_container(store.conn(), container_id)?.map_or(0, |c| c.pid);
+            Some(Sandbox::new(pid))
+        }
+        false => None,
     };
-    for ep in &eps {
-        let ports: Vec<PortBindingRow> = bindings
-            .iter()
-            .filter(|b| b.endpoint_id == ep.id)
-            .cloned()
-            .collect();
-        errors.extend(bridge::disconnect(nl.as_ref(), inst, ep, &ports));
+    match Drivers::open(inst) {
+        Ok(drivers) => errors.extend(unplug_all(&drivers, &wired, sb.as_ref())),
+        Err(e) => errors.push(e.to_string()),
     }
     let now = util::now_nanos();
     let released = store.write(|tx| {
-        for ep in &eps {
-            rows::delete_endpoint(tx, &ep.id)?;
-            if !delete_veths {
-                rows::add_dying_link(tx, &ep.host_veth, now)?;
+        for w in &wired {
+            rows::delete_endpoint(tx, &w.ep.id)?;
+            // Only a bridge endpoint has a host-side device to watch.
+            if !delete_veths && matches!(DriverKind::of(&w.net), Ok(DriverKind::Bridge)) {
+                rows::add_dying_link(tx, &w.ep.host_ifname, now)?;
             }
         }
         Ok::<_, NetworkError>(())
@@ -416,13 +484,14 @@ fn running_container(c: &Connection, key: &str) -> Result<ContainerRef, NetworkE
         .and_then(|v| {
             v.pointer("/network/mode")
                 .and_then(|m| m.as_str())
-                .map(str::to_string)
+                .map(NetworkMode::parse)
         })
-        .unwrap_or_default();
-    if mode == "host" || mode == "none" {
+        .unwrap_or(NetworkMode::Default);
+    if !mode.has_endpoints() {
         return Err(NetworkError::Invalid(format!(
-            "container {} runs with --net {mode} and cannot join other networks",
-            ctr.name
+            "container {} runs with --net {} and cannot join other networks",
+            ctr.name,
+            mode.as_str()
         )));
     }
     Ok(ctr)
@@ -441,7 +510,7 @@ pub fn connect(
     for a in aliases {
         crate::validate::domain_name(a).map_err(NetworkError::Invalid)?;
     }
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
     // Before `undo`: dropped after it (see manage::create).
     let mut intent = None;
     let mut undo = Undo::new();
@@ -466,25 +535,21 @@ pub fn connect(
             crate::intent::begin(
                 inst,
                 &crate::intent::Intent::Connect {
-                    host_veth: ep.host_veth.clone(),
+                    host_veth: ep.host_ifname.clone(),
                 },
             )
             .map_err(|e| NetworkError::Invalid(format!("cannot record the connection: {e}")))?,
         );
-        bridge::ensure(&nl, inst, &net, &mut undo)?;
-        super::antispoof::plug(inst, tx, &net, &ep, &mut undo)?;
-        let cnl = Netlink::open_in_pid(ctr.pid)?;
-        bridge::connect(
-            &nl,
-            &cnl,
-            inst,
-            &net,
-            &ep,
-            &[],
-            ctr.pid,
-            ep.ifname == "eth0",
-            &mut undo,
-        )?;
+        let d = drivers.of(&net)?;
+        d.ensure(&net, false, &mut undo)?;
+        let plug = Plug {
+            store: tx,
+            net: &net,
+            ep: &ep,
+            ports: &[],
+            default_route: ep.ifname == "eth0",
+        };
+        d.connect(&plug, &Sandbox::new(ctr.pid), &mut undo)?;
         crate::fault::point("connect-after-address");
         Ok(ep)
     })?;
@@ -502,7 +567,7 @@ pub fn disconnect(
     container: &str,
     force: bool,
 ) -> Result<(), NetworkError> {
-    let nl = Netlink::open()?;
+    let drivers = Drivers::open(inst)?;
     let mut intent = None;
     let _fw = rules::lock(inst)?;
     store.write(|tx| {
@@ -532,7 +597,8 @@ pub fn disconnect(
             )
             .map_err(|e| NetworkError::Invalid(format!("cannot record the disconnection: {e}")))?,
         );
-        let errors = bridge::disconnect(Some(&nl), inst, &ep, &ports);
+        let sb = Sandbox::new(ctr.pid);
+        let errors = drivers.of(&net)?.disconnect(&net, &ep, &ports, Some(&sb));
         if !errors.is_empty() && !force {
             return Err(NetworkError::Netlink(errors.join("; ")));
         }
@@ -590,7 +656,7 @@ pub fn prepare(
     store: &mut Store,
     req: &NetworkRequest,
 ) -> Result<(), NetworkError> {
-    if req.mode.is_empty() || req.mode == DEFAULT_NETWORK {
+    if NetworkMode::parse(&req.mode) == NetworkMode::Default {
         manage::ensure_default(inst, store)?;
     }
     Ok(())
@@ -736,7 +802,7 @@ mod tests {
             net_start: u32::from(net.network()),
             net_end: u32::from(net.broadcast()),
             gateway: ipam::default_gateway(net).to_string(),
-            bridge: "mrb-test".into(),
+            device: "mrb-test".into(),
             internal: false,
             mtu: 1500,
             options: Default::default(),
@@ -1157,7 +1223,7 @@ mod tests {
         assert!(rows::used_ips(store.conn(), &testbr.id).unwrap().is_empty());
         assert_eq!(
             links(&host),
-            vec![testbr.bridge.clone(), other.bridge.clone()]
+            vec![testbr.device.clone(), other.device.clone()]
         );
         let table = crate::network::nft::list_table(&inst.nft_table()).unwrap();
         assert!(
