@@ -301,6 +301,7 @@ mod tests {
             prefix_len: 24,
             gateway: "10.88.0.1".parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
+            served_by_dns: true,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct EndpointInfo {
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
     pub mac: String,
+    /// Whether minirt's DNS responder serves this network (a user-defined
+    /// bridge network: it listens on the bridge's gateway address).
+    pub served_by_dns: bool,
 }
 
 impl EndpointInfo {
@@ -629,6 +632,8 @@ pub fn container_networks(
             prefix_len: subnet.prefix_len(),
             gateway,
             mac: ep.mac.clone(),
+            served_by_dns: net.name != DEFAULT_NETWORK
+                && matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)),
         });
     }
     Ok(out)
@@ -684,10 +689,10 @@ pub fn etc_files(
     let nets = container_networks(store, container_id)?;
     let ips: Vec<Ipv4Addr> = nets.iter().map(|e| e.ip).collect();
     let host_resolv = std::fs::read_to_string(super::dns::host_resolv_conf()).unwrap_or_default();
-    // On a user-defined network the responder on the gateway answers (it
-    // knows the peers and forwards the rest), unless --dns says otherwise.
+    // On a user-defined bridge network the responder on the gateway answers
+    // (it knows the peers and forwards the rest), unless --dns says otherwise.
     let dns = match nets.first() {
-        Some(n) if req.dns.is_empty() && n.network_name != DEFAULT_NETWORK => {
+        Some(n) if req.dns.is_empty() && n.served_by_dns => {
             vec![n.gateway.to_string()]
         }
         _ => req.dns.clone(),
@@ -696,6 +701,179 @@ pub fn etc_files(
         etc::etc_hosts(hostname, name, &ips, &req.add_hosts),
         etc::resolv_conf(&dns, &host_resolv),
     ))
+}
+
+/// The orchestration (plug_all / unplug_all) against a driver that only
+/// records what it is asked: no root, no kernel.
+#[cfg(test)]
+mod orchestration {
+    use super::*;
+    use crate::network::driver::{DriverPlan, NetworkDriver};
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    #[derive(Default)]
+    struct Recording {
+        log: Rc<RefCell<Vec<String>>>,
+        fail_connect: Option<&'static str>,
+        fail_disconnect: Vec<&'static str>,
+    }
+
+    impl Recording {
+        fn note(&self, s: String) {
+            self.log.borrow_mut().push(s);
+        }
+    }
+
+    impl NetworkDriver for Recording {
+        fn kind(&self) -> DriverKind {
+            DriverKind::Bridge
+        }
+        fn plan(&self, _: &[String], _: bool) -> Result<DriverPlan, NetworkError> {
+            Ok(DriverPlan::default())
+        }
+        fn ensure(&self, net: &NetworkRow, _: bool, undo: &mut Undo) -> Result<(), NetworkError> {
+            self.note(format!("ensure {}", net.name));
+            let (log, name) = (self.log.clone(), net.name.clone());
+            undo.push(format!("network {name}"), move || {
+                log.borrow_mut().push(format!("undo ensure {name}"));
+                Ok(())
+            });
+            Ok(())
+        }
+        fn remove(&self, net: &NetworkRow) -> Result<(), NetworkError> {
+            self.note(format!("remove {}", net.name));
+            Ok(())
+        }
+        fn connect(&self, p: &Plug, _: &Sandbox, undo: &mut Undo) -> Result<(), NetworkError> {
+            if self.fail_connect == Some(p.ep.id.as_str()) {
+                self.note(format!("connect {} failed", p.ep.id));
+                return Err(NetworkError::Netlink(format!("cannot plug {}", p.ep.id)));
+            }
+            self.note(format!(
+                "connect {} route={} ports={}",
+                p.ep.id,
+                p.default_route,
+                p.ports.len()
+            ));
+            let (log, id) = (self.log.clone(), p.ep.id.clone());
+            undo.push(format!("endpoint {id}"), move || {
+                log.borrow_mut().push(format!("undo connect {id}"));
+                // An undo step that fails must not stop the others.
+                Err("boom".into())
+            });
+            Ok(())
+        }
+        fn disconnect(
+            &self,
+            _: &NetworkRow,
+            ep: &EndpointRow,
+            _: &[PortBindingRow],
+            sb: Option<&Sandbox>,
+        ) -> Vec<String> {
+            self.note(format!("disconnect {} links={}", ep.id, sb.is_some()));
+            match self.fail_disconnect.contains(&ep.id.as_str()) {
+                true => vec![format!("{}: busy", ep.id)],
+                false => vec![],
+            }
+        }
+    }
+
+    impl DriverSet for Recording {
+        fn driver(&self, _: DriverKind) -> &dyn NetworkDriver {
+            self
+        }
+    }
+
+    fn wired(n: usize) -> Vec<Wired> {
+        (1..=n)
+            .map(|i| Wired {
+                net: NetworkRow {
+                    id: format!("n{i}"),
+                    name: format!("net{i}"),
+                    driver: "bridge".into(),
+                    subnet: format!("10.{i}.0.0/24"),
+                    net_start: 0,
+                    net_end: 0,
+                    gateway: format!("10.{i}.0.1"),
+                    device: format!("br{i}"),
+                    internal: false,
+                    mtu: 1500,
+                    options: BTreeMap::new(),
+                    created: 0,
+                },
+                ep: EndpointRow {
+                    id: format!("e{i}"),
+                    container_id: "c".into(),
+                    network_id: format!("n{i}"),
+                    ifname: names::container_ifname(i - 1),
+                    ip: std::net::Ipv4Addr::new(10, i as u8, 0, 2),
+                    mac: String::new(),
+                    host_ifname: format!("v{i}"),
+                    aliases: vec![],
+                },
+                ports: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_midway_undoes_everything_done_newest_first() {
+        let store = Store::open_in_memory().unwrap();
+        let d = Recording {
+            fail_connect: Some("e3"),
+            ..Default::default()
+        };
+        let e = plug_all(&d, store.conn(), &wired(3), &Sandbox::new(0)).unwrap_err();
+        assert_eq!(e.to_string(), "cannot plug e3");
+        assert_eq!(
+            *d.log.borrow(),
+            [
+                "ensure net1",
+                "connect e1 route=true ports=0",
+                "ensure net2",
+                "connect e2 route=false ports=0",
+                "ensure net3",
+                "connect e3 failed",
+                "undo ensure net3",
+                "undo connect e2",
+                "undo ensure net2",
+                "undo connect e1",
+                "undo ensure net1",
+            ]
+        );
+        // Success keeps everything.
+        let ok = Recording::default();
+        plug_all(&ok, store.conn(), &wired(2), &Sandbox::new(0)).unwrap();
+        assert!(!ok.log.borrow().iter().any(|l| l.starts_with("undo")));
+    }
+
+    #[test]
+    fn teardown_keeps_going_past_errors_and_returns_them_all() {
+        let d = Recording {
+            fail_disconnect: vec!["e1", "e2"],
+            ..Default::default()
+        };
+        let errors = unplug_all(&d, &wired(3), None);
+        assert_eq!(errors, ["e1: busy", "e2: busy"]);
+        assert_eq!(
+            *d.log.borrow(),
+            [
+                "disconnect e1 links=false",
+                "disconnect e2 links=false",
+                "disconnect e3 links=false"
+            ]
+        );
+        // An unknown driver is one more error, not a stop.
+        let mut w = wired(2);
+        w[0].net.driver = "overlay".into();
+        let d = Recording::default();
+        let errors = unplug_all(&d, &w, Some(&Sandbox::new(0)));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("invalid driver"), "{errors:?}");
+        assert_eq!(*d.log.borrow(), ["disconnect e2 links=true"]);
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod hostile;
 mod images;
 mod lan;
 mod limits;
+mod macvlan;
 mod network;
 mod oci;
 mod podman;
