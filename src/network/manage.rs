@@ -438,11 +438,19 @@ pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
     let fw = super::fwbackend::for_instance(inst)?;
     let mut undo = Undo::new();
     let _fw = rules::lock(inst)?;
+    // A network that cannot be made again (a macvlan whose parent is gone)
+    // does not keep the others from theirs, nor the firewall rebuild.
+    let mut errors = vec![];
     for n in rows::list_networks(store.conn())? {
-        drivers.of(&n)?.ensure(&n, false, &mut undo)?;
+        if let Err(e) = drivers.of(&n).and_then(|d| d.ensure(&n, false, &mut undo)) {
+            errors.push(format!("network {}: {e}", n.name));
+        }
     }
     fw.rebuild(&desired::snapshot(store.conn())?)?;
     super::antispoof::rebuild(inst, store.conn())?;
     undo.commit();
-    Ok(())
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(NetworkError::Netlink(errors.join("; "))),
+    }
 }
