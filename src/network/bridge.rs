@@ -3,7 +3,7 @@
 //! against spoofing (antispoof.rs) and with its published ports mapped by the
 //! firewall backend.
 
-use super::driver::{DriverKind, DriverPlan, NetworkDriver, Plug, Sandbox};
+use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
 use super::fwbackend::FirewallBackend;
 use super::netlink::{self, Netlink, Netns};
 use super::undo::Undo;
@@ -34,12 +34,12 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
 
 pub struct BridgeDriver {
     inst: Instance,
-    nl: Rc<Netlink>,
+    nl: Rc<HostNetlink>,
     fw: Rc<dyn FirewallBackend>,
 }
 
 impl BridgeDriver {
-    pub fn new(inst: &Instance, nl: Rc<Netlink>, fw: Rc<dyn FirewallBackend>) -> BridgeDriver {
+    pub fn new(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> BridgeDriver {
         BridgeDriver {
             inst: inst.clone(),
             nl,
@@ -47,8 +47,8 @@ impl BridgeDriver {
         }
     }
 
-    pub fn netlink(&self) -> &Netlink {
-        &self.nl
+    pub fn netlink(&self) -> Result<Rc<Netlink>, NetworkError> {
+        self.nl.get()
     }
 }
 
@@ -92,7 +92,7 @@ impl NetworkDriver for BridgeDriver {
     /// the anti-spoofing table, the network's rules and sysctls; with
     /// `fresh` an existing device is refused.
     fn ensure(&self, net: &NetworkRow, fresh: bool, undo: &mut Undo) -> Result<(), NetworkError> {
-        let nl = &self.nl;
+        let nl = &self.nl.get()?;
         if fresh && nl.link(&net.device)?.is_some() {
             return Err(NetworkError::Conflict(format!(
                 "bridge name {} is already in use by a device on this host",
@@ -136,7 +136,7 @@ impl NetworkDriver for BridgeDriver {
     fn remove(&self, net: &NetworkRow) -> Result<(), NetworkError> {
         self.fw.del_network(&rules::fw_network(net)?)?;
         crate::fault::point("bridge-rm-after-rules");
-        self.nl.delete_link(&net.device)?;
+        self.nl.get()?.delete_link(&net.device)?;
         Ok(())
     }
 
@@ -150,7 +150,8 @@ impl NetworkDriver for BridgeDriver {
         crate::util::fault_point("after-antispoof");
         let (subnet, gw) = addressing(net)?;
         let mac = ipam::mac_for(ep.ip);
-        self.nl.create_veth(
+        let nl = self.nl.get()?;
+        nl.create_veth(
             &ep.host_ifname,
             &net.device,
             &ep.ifname,
@@ -158,7 +159,7 @@ impl NetworkDriver for BridgeDriver {
             mac,
             net.mtu,
         )?;
-        let (nl2, hv) = (self.nl.clone(), ep.host_ifname.clone());
+        let (nl2, hv) = (nl.clone(), ep.host_ifname.clone());
         undo.push(format!("veth {hv}"), move || {
             nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
         });
@@ -197,7 +198,11 @@ impl NetworkDriver for BridgeDriver {
         }
         if sb.is_some() {
             let _span = tracing::info_span!("net-veth-del").entered();
-            if let Err(e) = self.nl.delete_link(&ep.host_ifname) {
+            if let Err(e) = self
+                .nl
+                .get()
+                .and_then(|nl| Ok(nl.delete_link(&ep.host_ifname)?))
+            {
                 errors.push(e.to_string());
             }
         }

@@ -183,6 +183,21 @@ pub trait DriverSet {
     }
 }
 
+/// The host's netlink socket, opened on first use: a teardown that leaves
+/// the interfaces to the dying namespace never needs one.
+#[derive(Default)]
+pub struct HostNetlink(OnceCell<Rc<Netlink>>);
+
+impl HostNetlink {
+    pub fn get(&self) -> Result<Rc<Netlink>, NetworkError> {
+        if let Some(nl) = self.0.get() {
+            return Ok(nl.clone());
+        }
+        let nl = Rc::new(Netlink::open()?);
+        Ok(self.0.get_or_init(|| nl).clone())
+    }
+}
+
 /// The host's drivers, sharing one netlink socket and one firewall backend.
 pub struct Drivers {
     bridge: super::bridge::BridgeDriver,
@@ -191,12 +206,11 @@ pub struct Drivers {
 
 impl Drivers {
     pub fn open(inst: &Instance) -> Result<Drivers, NetworkError> {
-        let nl = Rc::new(Netlink::open()?);
         let fw = super::fwbackend::for_instance(inst)?;
-        Ok(Drivers::with(inst, nl, fw))
+        Ok(Drivers::with(inst, Rc::default(), fw))
     }
 
-    pub fn with(inst: &Instance, nl: Rc<Netlink>, fw: Rc<dyn FirewallBackend>) -> Drivers {
+    pub fn with(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> Drivers {
         Drivers {
             bridge: super::bridge::BridgeDriver::new(inst, nl.clone(), fw),
             macvlan: super::macvlan::MacvlanDriver::new(nl),
@@ -204,7 +218,7 @@ impl Drivers {
     }
 
     /// The host's netlink socket the drivers use.
-    pub fn netlink(&self) -> &Netlink {
+    pub fn netlink(&self) -> Result<Rc<Netlink>, NetworkError> {
         self.bridge.netlink()
     }
 }

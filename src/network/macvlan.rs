@@ -9,7 +9,7 @@
 //! between a macvlan parent and its children).
 
 use super::bridge::addressing;
-use super::driver::{DriverKind, DriverPlan, NetworkDriver, Plug, Sandbox};
+use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
 use super::netlink::{MacVlanMode, Netlink, Netns};
 use super::undo::Undo;
 use super::{ipam, names, NetworkError};
@@ -37,11 +37,11 @@ pub fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
 }
 
 pub struct MacvlanDriver {
-    nl: Rc<Netlink>,
+    nl: Rc<HostNetlink>,
 }
 
 impl MacvlanDriver {
-    pub fn new(nl: Rc<Netlink>) -> MacvlanDriver {
+    pub fn new(nl: Rc<HostNetlink>) -> MacvlanDriver {
         MacvlanDriver { nl }
     }
 }
@@ -134,7 +134,7 @@ impl NetworkDriver for MacvlanDriver {
 
     /// Nothing to make in the host: the parent must exist.
     fn ensure(&self, net: &NetworkRow, _fresh: bool, _undo: &mut Undo) -> Result<(), NetworkError> {
-        if self.nl.link(parent_of(net))?.is_none() {
+        if self.nl.get()?.link(parent_of(net))?.is_none() {
             return Err(NetworkError::NotFound(format!(
                 "parent interface {} of network {} does not exist",
                 parent_of(net),
@@ -151,7 +151,7 @@ impl NetworkDriver for MacvlanDriver {
     fn connect(&self, p: &Plug, sb: &Sandbox, undo: &mut Undo) -> Result<(), NetworkError> {
         let (net, ep) = (p.net, p.ep);
         let (subnet, gw) = addressing(net)?;
-        self.nl.create_macvlan(
+        self.nl.get()?.create_macvlan(
             &ep.ifname,
             parent_of(net),
             mode_of(net)?,

@@ -52,7 +52,7 @@ fn plan(drivers: &Drivers, req: &CreateRequest) -> Result<Plan, NetworkError> {
             "the {kind} driver needs --subnet (the addresses of the parent's segment)"
         )));
     }
-    let nl = drivers.netlink();
+    let nl = &*drivers.netlink()?;
     if kind == DriverKind::Macvlan {
         if let Some(parent) = &dp.device {
             if nl.link(parent)?.is_none() {
@@ -211,7 +211,7 @@ pub fn create(
         crate::fault::point("net-create-after-row");
         // Checked before the intent, so a crash never makes healing delete
         // a device that was someone else's (the driver checks it again).
-        if p.driver == DriverKind::Bridge && drivers.netlink().link(&row.device)?.is_some() {
+        if p.driver == DriverKind::Bridge && drivers.netlink()?.link(&row.device)?.is_some() {
             return Err(NetworkError::Conflict(format!(
                 "bridge name {} is already in use by a device on this host",
                 row.device
