@@ -103,10 +103,7 @@ pub fn document(f: &Facts) -> Value {
         .unwrap_or(0)
         .min(cfg.args.len());
     let (entrypoint, cmd) = cfg.args.split_at(entry_len);
-    let mode = match cfg.network.mode.as_str() {
-        "" => "bridge".to_string(),
-        m => m.to_string(),
-    };
+    let mode = cfg.network.network_mode().as_str().to_string();
     let exposed: Map<String, Value> = port_bindings(&cfg.network.publish)
         .keys()
         .map(|k| (k.clone(), json!({})))
@@ -310,6 +307,7 @@ mod tests {
             prefix_len: 24,
             gateway: "10.88.0.1".parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
+            served_by_dns: true,
             ip6: None,
         }
     }

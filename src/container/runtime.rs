@@ -132,7 +132,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
 
     // 2. /etc files and the OCI spec (stored as config.json).
     let span = info_span!("spec").entered();
-    let etc = if cfg.network.mode == "host" {
+    let etc = if cfg.network.network_mode() == network::NetworkMode::Host {
         None
     } else {
         Some(write_etc_files(inst, &mut store, id, &cfg)?)
@@ -309,7 +309,7 @@ fn sync_dns(inst: &Instance, id: &str) {
 }
 
 pub fn uses_network(cfg: &ContainerConfig) -> bool {
-    !matches!(cfg.network.mode.as_str(), "none" | "host")
+    cfg.network.network_mode().has_endpoints()
 }
 
 fn write_etc_files(

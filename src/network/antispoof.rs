@@ -81,14 +81,15 @@ impl Guard {
 
 /// Whether the network's containers are guarded (the default).
 pub fn enabled(net: &NetworkRow) -> bool {
-    net.options.get(OPTION).map(String::as_str) != Some("false")
+    net.driver == super::driver::DriverKind::Bridge.as_str()
+        && net.options.get(OPTION).map(String::as_str) != Some("false")
 }
 
 /// The guard of an endpoint: its MAC is the one `bridge::connect` gives the
 /// container's interface.
 pub fn guard_of(ep: &EndpointRow) -> Guard {
     Guard {
-        port: ep.host_veth.clone(),
+        port: ep.host_ifname.clone(),
         mac: ipam::mac_for(ep.ip),
         ip: ep.ip,
         ip6: ep.ip6,
@@ -475,8 +476,12 @@ pub fn rebuild(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
 /// Makes the (empty) table when a network is made or used and it is
 /// missing, so the table lives exactly as long as the instance has networks
 /// (what `heal` checks). The undo deletes it only while the store holds no
-/// network (read afresh when the undo runs), like `rules::ensure_base`.
-pub fn ensure_table(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
+/// network (`in_use`, asked when the undo runs), like `rules::ensure_base`.
+pub fn ensure_table(
+    inst: &Instance,
+    undo: &mut Undo,
+    in_use: super::fwbackend::InUse,
+) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     if let Ok(true) = nft::table_exists_in("bridge", &table) {
         return Ok(());
@@ -484,11 +489,7 @@ pub fn ensure_table(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError
     nft::apply(&render_table(&table))?;
     let inst = inst.clone();
     undo.push(format!("nftables table bridge {table}"), move || {
-        let store = crate::store::Store::open(&inst.db_path()).map_err(|e| e.to_string())?;
-        if rows::list_networks(store.conn())
-            .map_err(|e| e.to_string())?
-            .is_empty()
-        {
+        if !in_use() {
             drop_table(&inst).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -764,7 +765,7 @@ mod tests {
             net_start: 0,
             net_end: 0,
             gateway: "10.77.0.1".into(),
-            bridge: format!("mrb-{id}"),
+            device: format!("mrb-{id}"),
             internal: false,
             mtu: 1500,
             options: options
@@ -785,7 +786,7 @@ mod tests {
             ifname: "eth0".into(),
             ip: ip.parse().unwrap(),
             mac: String::new(),
-            host_veth: format!("mrv{id}"),
+            host_ifname: format!("mrv{id}"),
             aliases: vec![],
             ip6: None,
         }

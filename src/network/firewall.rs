@@ -680,13 +680,13 @@ pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
     const T: &str = "minirt_1a2b3c4d";
 
-    fn golden(name: &str, got: &str) {
+    pub(crate) fn golden(name: &str, got: &str) {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("src/network/testdata")
             .join(format!("{name}.nft"));
@@ -909,6 +909,72 @@ mod tests {
             .map(|p| FwPort { routed: true, ..p })
             .collect();
         golden("ports_routed_add", &render_ports_add(T, &routed));
+    }
+
+    /// The cross product moby's nftabler tests cover: internal or not ×
+    /// no ports / a wildcard port / a port on one host address / a udp port
+    /// × one or two networks; each golden holds the additions, then the
+    /// removals in reverse order.
+    #[test]
+    fn golden_cross_product_of_options() {
+        let ip = |s: &str| s.parse().unwrap();
+        let port = |proto, host: &str, hp, ctr: &str| FwPort {
+            proto,
+            host_ip: ip(host),
+            host_port: hp,
+            ctr_ip: ip(ctr),
+            ctr_port: 80,
+            routed: false,
+        };
+        for internal in [false, true] {
+            for (pname, ports) in [
+                ("noports", vec![]),
+                (
+                    "wildcard",
+                    vec![port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2")],
+                ),
+                (
+                    "hostip",
+                    vec![port(Proto::Tcp, "198.51.100.1", 8080, "10.77.0.2")],
+                ),
+                ("udp", vec![port(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2")]),
+            ] {
+                for two in [false, true] {
+                    let mut nets = vec![FwNetwork {
+                        internal,
+                        ..net_a()
+                    }];
+                    let mut ports = ports.clone();
+                    if two {
+                        nets.push(FwNetwork {
+                            internal,
+                            ..net_b()
+                        });
+                        ports.extend(ports.clone().into_iter().map(|p| FwPort {
+                            host_port: p.host_port + 1,
+                            ctr_ip: ip("10.78.0.2"),
+                            ..p
+                        }));
+                    }
+                    let mut s = String::new();
+                    for n in &nets {
+                        s += &render_network_add(T, n);
+                    }
+                    s += &render_ports_add(T, &ports);
+                    s += "# removal\n";
+                    s += &render_ports_del(T, &ports);
+                    for n in nets.iter().rev() {
+                        s += &render_network_del(T, n);
+                    }
+                    let name = format!(
+                        "cross_{}_{pname}_{}",
+                        if internal { "internal" } else { "external" },
+                        if two { "two" } else { "one" }
+                    );
+                    golden(&name, &s);
+                }
+            }
+        }
     }
 
     #[test]

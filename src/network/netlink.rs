@@ -6,7 +6,9 @@ use futures::TryStreamExt;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+pub use netlink_packet_route::link::MacVlanMode;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -268,6 +270,31 @@ impl Netlink {
         self.rt
             .block_on(self.handle.link().add(msg).execute())
             .map_err(wrap(format!("cannot create veth pair {host}/{peer}")))
+    }
+
+    /// One request: macvlan `name` on `parent` (a device of this
+    /// namespace), created directly inside `netns` with `mac` and `mtu`
+    /// (0: the parent's), down; it never exists in this namespace.
+    pub fn create_macvlan(
+        &self,
+        name: &str,
+        parent: &str,
+        mode: MacVlanMode,
+        netns: Netns,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<()> {
+        let parent_index = self.index(parent)?;
+        let mut msg = LinkMacVlan::new(name, parent_index, mode).address(mac.to_vec());
+        match netns {
+            Netns::Pid(pid) => msg = msg.setns_by_pid(pid as u32),
+        }
+        if mtu > 0 {
+            msg = msg.mtu(mtu);
+        }
+        self.rt
+            .block_on(self.handle.link().add(msg.build()).execute())
+            .map_err(wrap(format!("cannot create macvlan {name} on {parent}")))
     }
 
     pub fn add_address(&self, name: &str, addr: Ipv4Net) -> Result<()> {

@@ -11,7 +11,7 @@
 use super::firewall::FwPort;
 use super::portspec::Proto;
 use super::NetworkError;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -255,40 +255,10 @@ fn os_err(what: &str) -> NetworkError {
     ))
 }
 
+/// The kernel answers inside sendmsg; the timeout only guards against a
+/// kernel that never answers (we then fall back to nft).
 pub(super) fn open_socket() -> Result<OwnedFd, NetworkError> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    if fd < 0 {
-        return Err(os_err("socket"));
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The kernel answers inside sendmsg; the timeout only guards against a
-    // kernel that never answers (we then fall back to nft).
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a pointer to a live timeval of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(os_err("setsockopt"));
-    }
-    Ok(fd)
+    super::nlsock::open(0, 5)
 }
 
 /// Sends one batch and returns each element's errno (0 = done). Any nonzero

@@ -16,7 +16,9 @@ pub struct NetworkRow {
     pub net_start: u32,
     pub net_end: u32,
     pub gateway: String,
-    pub bridge: String,
+    /// The host-side device the network lives on: its bridge (bridge
+    /// driver) or the parent interface (macvlan).
+    pub device: String,
     pub internal: bool,
     pub mtu: u32,
     pub options: BTreeMap<String, String>,
@@ -35,7 +37,10 @@ pub struct EndpointRow {
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub mac: String,
-    pub host_veth: String,
+    /// The endpoint's host-side interface name: the host end of the veth
+    /// (bridge), or the name a macvlan device is made under in the host
+    /// before it moves into the container.
+    pub host_ifname: String,
     pub aliases: Vec<String>,
     pub ip6: Option<Ipv6Addr>,
 }
@@ -61,7 +66,7 @@ pub struct ContainerRef {
     pub config: String,
 }
 
-const NET_COLS: &str = "id, name, driver, subnet, net_start, net_end, gateway, bridge, internal, \
+const NET_COLS: &str = "id, name, driver, subnet, net_start, net_end, gateway, device, internal, \
      mtu, options, created, subnet6, gateway6";
 
 fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
@@ -74,7 +79,7 @@ fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
         net_start: r.get::<_, i64>(4)? as u32,
         net_end: r.get::<_, i64>(5)? as u32,
         gateway: r.get(6)?,
-        bridge: r.get(7)?,
+        device: r.get(7)?,
         internal: r.get::<_, i64>(8)? != 0,
         mtu: r.get::<_, i64>(9)? as u32,
         options: serde_json::from_str(&options).unwrap_or_default(),
@@ -100,7 +105,7 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
             n.net_start as i64,
             n.net_end as i64,
             n.gateway,
-            n.bridge,
+            n.device,
             n.internal as i64,
             n.mtu as i64,
             options,
@@ -122,7 +127,7 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
             } else {
                 format!(
                     "bridge name {} is already used by another network",
-                    n.bridge
+                    n.device
                 )
             }))
         }
@@ -174,7 +179,7 @@ pub fn delete_network(c: &Connection, id: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0)
 }
 
-const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_veth, aliases, ip6";
+const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_ifname, aliases, ip6";
 
 fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
     let aliases: String = r.get(7)?;
@@ -185,7 +190,7 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
         ifname: r.get(3)?,
         ip: Ipv4Addr::from(r.get::<_, i64>(4)? as u32),
         mac: r.get(5)?,
-        host_veth: r.get(6)?,
+        host_ifname: r.get(6)?,
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
         ip6: r.get::<_, Option<String>>(8)?.and_then(|s| s.parse().ok()),
     })
@@ -293,7 +298,7 @@ pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
             e.ifname,
             u32::from(e.ip) as i64,
             e.mac,
-            e.host_veth,
+            e.host_ifname,
             aliases,
             e.ip6.map(|a| a.to_string())
         ],
@@ -331,11 +336,12 @@ pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// True when an endpoint row names this host veth (a committed endpoint).
-pub fn veth_has_endpoint(c: &Connection, host_veth: &str) -> Result<bool> {
+/// True when an endpoint row names this host-side interface (a committed
+/// endpoint).
+pub fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
     Ok(c.query_row(
-        "SELECT 1 FROM endpoints WHERE host_veth = ?1",
-        [host_veth],
+        "SELECT 1 FROM endpoints WHERE host_ifname = ?1",
+        [host_ifname],
         |_| Ok(()),
     )
     .optional()?
@@ -348,7 +354,7 @@ pub fn endpoints_of_network(
     network_id: &str,
 ) -> Result<Vec<(EndpointRow, String)>> {
     let mut st = c.prepare(
-        "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_veth, e.aliases, \
+        "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_ifname, e.aliases, \
          e.ip6, COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
          WHERE e.network_id = ?1 ORDER BY e.ip",
     )?;
@@ -473,7 +479,7 @@ mod tests {
             net_start: start,
             net_end: end,
             gateway: "10.88.0.1".into(),
-            bridge: format!("mrb-{id}"),
+            device: format!("mrb-{id}"),
             internal: false,
             mtu: 1500,
             options: BTreeMap::new(),
@@ -506,7 +512,7 @@ mod tests {
             ifname: "eth0".into(),
             ip: ip.parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
-            host_veth: format!("mrv{id}"),
+            host_ifname: format!("mrv{id}"),
             aliases: vec![],
             ip6: None,
         }
@@ -534,7 +540,7 @@ mod tests {
         let e = insert_network(c, &dup).unwrap_err().to_string();
         assert_eq!(e, "network with name alpha already exists");
         dup.name = "other".into();
-        dup.bridge = a.bridge.clone();
+        dup.device = a.device.clone();
         let e = insert_network(c, &dup).unwrap_err().to_string();
         assert!(e.contains("bridge name"), "{e}");
         let over = overlapping_networks(c, 0x0a580080, 0x0a5900ff).unwrap();

@@ -19,6 +19,7 @@ mod images;
 mod ipv6;
 mod lan;
 mod limits;
+mod macvlan;
 mod network;
 mod oci;
 mod podman;

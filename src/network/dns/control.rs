@@ -5,6 +5,7 @@ use super::records::Member;
 use super::DnsError;
 use crate::network::bridge;
 use crate::network::names::DEFAULT_NETWORK;
+use crate::network::DriverKind;
 use crate::store::networks as rows;
 use crate::store::Store;
 use crate::Instance;
@@ -43,7 +44,9 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     let c = store.conn();
     let mut out = vec![];
     for net in rows::list_networks(c)? {
-        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+        // The responder serves on the host's bridge address: a macvlan
+        // network's gateway is a router of the LAN, not this host.
+        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
         let (_, gateway) =
@@ -76,7 +79,9 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         let Some(net) = rows::find_network(c, &ep.network_id)? else {
             continue;
         };
-        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+        // The responder serves on the host's bridge address: a macvlan
+        // network's gateway is a router of the LAN, not this host.
+        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
         let (_, gateway) =
