@@ -459,7 +459,7 @@ mod tests {
                     .iter()
                     .map(|n| pool[n % pool.len()].to_string())
                     .collect(),
-                v6: (i % 2 == 0).then(|| {
+                v6: i.is_multiple_of(2).then(|| {
                     let gw6 = Ipv6Addr::new(0xfd00, u16::from(gw.octets()[1]), 0, 0, 0, 0, 0, 1);
                     (
                         gw6,
