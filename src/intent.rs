@@ -29,6 +29,10 @@ pub enum Intent {
     NetworkCreate {
         id: String,
         name: String,
+        /// The network's driver (older records, from before macvlan: bridge).
+        #[serde(default = "bridge_driver")]
+        driver: String,
+        /// The network's host-side device (network::driver).
         bridge: String,
         subnet: String,
         gateway: String,
@@ -60,6 +64,10 @@ impl Intent {
             Intent::Layer { .. } => "layer",
         }
     }
+}
+
+fn bridge_driver() -> String {
+    "bridge".into()
 }
 
 /// The journal directory of an instance.

@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// IPv4 address on the network.
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on the network (one created with --ipv6).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// DNS servers.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -303,6 +306,7 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         network: NetworkRequest {
             mode: a.net.unwrap_or_default(),
             ip: a.ip,
+            ip6: a.ip6,
             dns: a.dns,
             add_hosts: a.add_host,
             publish: a.publish,

@@ -35,12 +35,18 @@ pub struct CreateArgs {
     /// Driver (only `bridge`).
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
-    /// Subnet in CIDR form.
+    /// Subnet in CIDR form; once for IPv4 and once for IPv6 (with --ipv6).
     #[arg(long)]
-    pub subnet: Option<String>,
-    /// Gateway address (default: first address of the subnet).
+    pub subnet: Vec<String>,
+    /// Gateway address (default: first address of the subnet), one per family.
     #[arg(long)]
-    pub gateway: Option<String>,
+    pub gateway: Vec<String>,
+    /// Give the network IPv6 too (a /64 from the ULA pool without an IPv6 --subnet).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub ipv6: bool,
+    /// IPv4 on the network (--ipv4=false: IPv6-only, not implemented).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    pub ipv4: bool,
     /// Restrict external access to the network.
     #[arg(long)]
     pub internal: bool,
@@ -87,6 +93,8 @@ pub struct PruneArgs {
 pub struct ConnectArgs {
     #[arg(long)]
     pub ip: Option<String>,
+    #[arg(long)]
+    pub ip6: Option<String>,
     #[arg(long)]
     pub alias: Vec<String>,
     pub network: String,
@@ -138,6 +146,7 @@ pub fn dispatch(inst: &Instance, c: NetworkCommand) -> CliResult {
                 &a.network,
                 &a.container,
                 a.ip.as_deref(),
+                a.ip6.as_deref(),
                 &a.alias,
             )
             .map_err(fail)?;
@@ -158,16 +167,45 @@ pub fn dispatch(inst: &Instance, c: NetworkCommand) -> CliResult {
     }
 }
 
+/// Splits repeated `--subnet` / `--gateway` values by family: at most one
+/// of each.
+fn by_family(
+    flag: &str,
+    values: Vec<String>,
+) -> Result<(Option<String>, Option<String>), CliError> {
+    let (v6, v4): (Vec<String>, Vec<String>) = values.into_iter().partition(|v| v.contains(':'));
+    if v4.len() > 1 || v6.len() > 1 {
+        return Err(CliError {
+            code: 125,
+            message: format!("--{flag} may be given once for IPv4 and once for IPv6"),
+        });
+    }
+    Ok((v4.into_iter().next(), v6.into_iter().next()))
+}
+
 fn create(inst: &Instance, store: &mut Store, a: CreateArgs) -> CliResult {
+    let (subnet, subnet6) = by_family("subnet", a.subnet)?;
+    let (gateway, gateway6) = by_family("gateway", a.gateway)?;
     let req = manage::CreateRequest {
         name: a.name,
         driver: a.driver,
-        subnet: a.subnet,
-        gateway: a.gateway,
+        subnet,
+        gateway,
         internal: a.internal,
         options: a.opts,
+        ipv6: a.ipv6,
+        no_ipv4: !a.ipv4,
+        subnet6,
+        gateway6,
     };
-    let row = manage::create(inst, store, &req).map_err(fail)?;
+    // What minirt does not build is a usage error (125), as for other commands.
+    let row = manage::create(inst, store, &req).map_err(|e| {
+        let mut err = fail(e);
+        if err.message.starts_with("not implemented") {
+            err.code = 125;
+        }
+        err
+    })?;
     println!("{}", row.id);
     Ok(0)
 }
@@ -216,7 +254,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                 "Name": n.name,
                 "Driver": n.driver,
                 "Scope": "local",
-                "IPv6": "false",
+                "IPv6": (!n.subnet6.is_empty()).to_string(),
                 "Internal": n.internal.to_string(),
                 "Labels": "",
                 "CreatedAt": super::format::docker_time(&minirt::util::rfc3339(n.created)),

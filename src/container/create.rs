@@ -249,7 +249,7 @@ pub fn assemble(
             .map_err(invalid)?;
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
-        network.mode = "bridge".into();
+        network.mode = crate::network::NetworkMode::Default.as_str().into();
     }
     Ok(ContainerConfig {
         image: opts.image.clone(),

@@ -43,7 +43,10 @@ pub fn port_bindings(publish: &[String]) -> Map<String, Value> {
             continue;
         };
         for m in maps {
-            let host_ip = if m.host_ip.is_unspecified() && !spec.starts_with("0.0.0.0:") {
+            let host_ip = if m.host_ip.is_unspecified()
+                && !spec.starts_with("0.0.0.0:")
+                && !spec.starts_with("[::]:")
+            {
                 String::new()
             } else {
                 m.host_ip.to_string()
@@ -100,10 +103,7 @@ pub fn document(f: &Facts) -> Value {
         .unwrap_or(0)
         .min(cfg.args.len());
     let (entrypoint, cmd) = cfg.args.split_at(entry_len);
-    let mode = match cfg.network.mode.as_str() {
-        "" => "bridge".to_string(),
-        m => m.to_string(),
-    };
+    let mode = cfg.network.network_mode().as_str().to_string();
     let exposed: Map<String, Value> = port_bindings(&cfg.network.publish)
         .keys()
         .map(|k| (k.clone(), json!({})))
@@ -123,9 +123,9 @@ pub fn document(f: &Facts) -> Value {
                 "Gateway": e.gateway.to_string(),
                 "IPAddress": e.ip.to_string(),
                 "IPPrefixLen": e.prefix_len,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": e.ip6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": e.ip6.map(|(a, ..)| a.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": e.ip6.map(|(_, p, _)| p).unwrap_or(0),
             }),
         );
     }
@@ -225,6 +225,9 @@ pub fn document(f: &Facts) -> Value {
             "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
             "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
             "IPPrefixLen": first.map(|e| e.prefix_len).unwrap_or(0),
+            "IPv6Gateway": first.and_then(|e| e.ip6).map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+            "GlobalIPv6Address": first.and_then(|e| e.ip6).map(|(a, ..)| a.to_string()).unwrap_or_default(),
+            "GlobalIPv6PrefixLen": first.and_then(|e| e.ip6).map(|(_, p, _)| p).unwrap_or(0),
             "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
             "Networks": nets,
         },
@@ -304,6 +307,8 @@ mod tests {
             prefix_len: 24,
             gateway: "10.88.0.1".parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
+            served_by_dns: true,
+            ip6: None,
         }
     }
 
@@ -316,6 +321,43 @@ mod tests {
             host_port,
             container_port: port,
         }
+    }
+
+    #[test]
+    fn ipv6_fields_in_dockers_shape() {
+        let mut e = endpoint();
+        e.ip6 = Some((
+            "fd00:1::2".parse().unwrap(),
+            64,
+            "fd00:1::1".parse().unwrap(),
+        ));
+        let (r, c, eps) = (row(), cfg(), vec![e]);
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &eps,
+            bindings: &[],
+            running: true,
+            log_path: "/l".into(),
+        });
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["GlobalIPv6Address"], "fd00:1::2");
+        assert_eq!(n["GlobalIPv6PrefixLen"], 64);
+        assert_eq!(n["IPv6Gateway"], "fd00:1::1");
+        assert_eq!(d["NetworkSettings"]["GlobalIPv6Address"], "fd00:1::2");
+        assert_eq!(eps[0].ps_label(), "testbr=10.88.0.2,fd00:1::2");
+        let (r, c, eps) = (row(), cfg(), vec![endpoint()]);
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &eps,
+            bindings: &[],
+            running: true,
+            log_path: "/l".into(),
+        });
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["GlobalIPv6Address"], "");
+        assert_eq!(n["GlobalIPv6PrefixLen"], 0);
     }
 
     #[test]

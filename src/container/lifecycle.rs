@@ -106,13 +106,16 @@ pub fn heal_intents(inst: &Instance) {
             Intent::NetworkCreate {
                 id,
                 name,
+                driver,
                 bridge,
                 subnet,
                 gateway,
                 internal,
             } => network::reconcile::undo_create(
                 inst,
-                &network::reconcile::intended_row(id, name, bridge, subnet, gateway, *internal),
+                &network::reconcile::intended_row(
+                    id, name, driver, bridge, subnet, gateway, *internal,
+                ),
             )
             .map_err(Into::into),
             Intent::NetworkRemove { id } => {

@@ -164,7 +164,7 @@ fn write_spec(
     cfg: &ContainerConfig,
 ) -> Result<oci_spec::runtime::Spec> {
     let _span = info_span!("spec").entered();
-    let etc = if cfg.network.mode == "host" {
+    let etc = if cfg.network.network_mode() == network::NetworkMode::Host {
         None
     } else {
         Some(write_etc_files(inst, store, id, cfg)?)
@@ -368,7 +368,7 @@ pub(super) fn sync_dns(inst: &Instance, id: &str) {
 }
 
 pub fn uses_network(cfg: &ContainerConfig) -> bool {
-    !matches!(cfg.network.mode.as_str(), "none" | "host")
+    cfg.network.network_mode().has_endpoints()
 }
 
 fn write_etc_files(

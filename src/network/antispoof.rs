@@ -18,12 +18,17 @@
 //! | `ports`     | host veth (the guarded bridge ports)            |
 //! | `allow_ip`  | host veth . MAC . IPv4 source                   |
 //! | `allow_arp` | host veth . MAC . ARP sender MAC . sender IPv4  |
+//! | `allow_ip6` | host veth . MAC . IPv6 source (own, link-local)  |
 //!
 //! A port not in `ports` (an endpoint of a network created with
 //! `-o minirt.antispoof=false`, or a device that is not ours) is not looked
-//! at. IPv6 from a guarded port is dropped: minirt gives containers no IPv6,
-//! and a container's router advertisements or neighbour advertisements would
-//! be exactly the spoofing this stops (the CVE-2020-13401 class).
+//! at. IPv6 from a guarded port passes only from the endpoint's own IPv6
+//! address or its link-local one (EUI-64 of its MAC), so neighbour discovery
+//! comes only from those; router advertisements and redirects are dropped
+//! whatever their source (a container announcing itself as a router is the
+//! CVE-2020-13401 class). An endpoint without IPv6 sends no IPv6 at all.
+//! Not checked: the target address and link-layer option inside a
+//! neighbour advertisement (nft 1.0.6 cannot match them against a set).
 //!
 //! Pure: the script (`render_*`), the nfnetlink elements, the wanted state
 //! from store rows, and the integrity check of an `nft -j` listing. Effects:
@@ -39,7 +44,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The network option (`network create -o minirt.antispoof=false`) that
 /// leaves a network's containers unguarded (a container that routes for
@@ -60,20 +65,34 @@ pub struct Guard {
     pub port: String,
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
+    /// The endpoint's IPv6 address, on a network with IPv6.
+    pub ip6: Option<Ipv6Addr>,
+}
+
+impl Guard {
+    /// The IPv6 sources the endpoint may use: link-local first, then its own.
+    fn sources6(&self) -> Vec<Ipv6Addr> {
+        match self.ip6 {
+            Some(ip6) => vec![super::ipam6::link_local(self.mac), ip6],
+            None => vec![],
+        }
+    }
 }
 
 /// Whether the network's containers are guarded (the default).
 pub fn enabled(net: &NetworkRow) -> bool {
-    net.options.get(OPTION).map(String::as_str) != Some("false")
+    net.driver == super::driver::DriverKind::Bridge.as_str()
+        && net.options.get(OPTION).map(String::as_str) != Some("false")
 }
 
 /// The guard of an endpoint: its MAC is the one `bridge::connect` gives the
 /// container's interface.
 pub fn guard_of(ep: &EndpointRow) -> Guard {
     Guard {
-        port: ep.host_veth.clone(),
+        port: ep.host_ifname.clone(),
         mac: ipam::mac_for(ep.ip),
         ip: ep.ip,
+        ip6: ep.ip6,
     }
 }
 
@@ -99,14 +118,24 @@ pub fn wanted(nets: &[NetworkRow], eps: &[EndpointRow]) -> Option<Vec<Guard>> {
 }
 
 /// Each set's element for `g`, as `nft` lists the parts of a concatenation.
-fn set_elements(g: &Guard) -> [(&'static str, Vec<String>); 3] {
+fn set_elements(g: &Guard) -> Vec<(&'static str, Vec<String>)> {
     let mac = ipam::format_mac(g.mac);
     let ip = g.ip.to_string();
-    [
+    let mut v = vec![
         ("ports", vec![g.port.clone()]),
         ("allow_ip", vec![g.port.clone(), mac.clone(), ip.clone()]),
-        ("allow_arp", vec![g.port.clone(), mac.clone(), mac, ip]),
-    ]
+        (
+            "allow_arp",
+            vec![g.port.clone(), mac.clone(), mac.clone(), ip],
+        ),
+    ];
+    for a in g.sources6() {
+        v.push((
+            "allow_ip6",
+            vec![g.port.clone(), mac.clone(), a.to_string()],
+        ));
+    }
+    v
 }
 
 const SETS: &[(&str, &[&str])] = &[
@@ -116,6 +145,7 @@ const SETS: &[(&str, &[&str])] = &[
         "allow_arp",
         &["ifname", "ether_addr", "ether_addr", "ipv4_addr"],
     ),
+    ("allow_ip6", &["ifname", "ether_addr", "ipv6_addr"]),
 ];
 
 /// The rules, in the form `nft` lists them (the script uses the same text).
@@ -125,6 +155,15 @@ const RULES: &[(&str, &str)] = &[
     (
         "guard",
         "iifname . ether saddr . arp saddr ether . arp saddr ip @allow_arp accept",
+    ),
+    // Before the IPv6 source check: not even from a container's own address.
+    (
+        "guard",
+        "icmpv6 type { nd-router-advert, nd-redirect } drop",
+    ),
+    (
+        "guard",
+        "iifname . ether saddr . ip6 saddr @allow_ip6 accept",
     ),
     // No counter: its values would make every listing of the ruleset differ
     // with traffic (containers' own IPv6 chatter is dropped here too).
@@ -190,7 +229,10 @@ pub fn elements(g: &Guard) -> Vec<Element> {
     let mut mac = g.mac.to_vec();
     mac.resize(8, 0);
     let ip = g.ip.octets();
-    let what = format!("{} ({} {})", g.port, ipam::format_mac(g.mac), g.ip);
+    let what = match g.ip6 {
+        Some(ip6) => format!("{} ({} {} {ip6})", g.port, ipam::format_mac(g.mac), g.ip),
+        None => format!("{} ({} {})", g.port, ipam::format_mac(g.mac), g.ip),
+    };
     let el = |set: &str, parts: &[&[u8]]| Element {
         family: FAMILY,
         map: set.to_string(),
@@ -198,11 +240,15 @@ pub fn elements(g: &Guard) -> Vec<Element> {
         data: vec![],
         what: what.clone(),
     };
-    vec![
+    let mut v = vec![
         el("ports", &[&ifname]),
         el("allow_ip", &[&ifname, &mac, &ip]),
         el("allow_arp", &[&ifname, &mac, &mac, &ip]),
-    ]
+    ];
+    for a in g.sources6() {
+        v.push(el("allow_ip6", &[&ifname, &mac, &a.octets()]));
+    }
+    v
 }
 
 /// A chain as the integrity check compares it.
@@ -290,7 +336,7 @@ pub fn parse_listing(text: &str) -> Result<Listing, String> {
 }
 
 /// The rules' `expr` as `nft -j` lists them (nft 1.0.6).
-fn rule_exprs() -> [(&'static str, Value); 4] {
+fn rule_exprs() -> [(&'static str, Value); 6] {
     let iif = json!({ "meta": { "key": "iifname" } });
     let pl = |p: &str, f: &str| json!({ "payload": { "protocol": p, "field": f } });
     [
@@ -317,6 +363,23 @@ fn rule_exprs() -> [(&'static str, Value); 4] {
                     "left": { "concat": [iif, pl("ether", "saddr"),
                                          pl("arp", "saddr ether"), pl("arp", "saddr ip")] },
                     "right": "@allow_arp" } },
+                { "accept": null }
+            ]),
+        ),
+        (
+            "guard",
+            json!([
+                { "match": { "op": "==", "left": pl("icmpv6", "type"),
+                    "right": { "set": ["nd-router-advert", "nd-redirect"] } } },
+                { "drop": null }
+            ]),
+        ),
+        (
+            "guard",
+            json!([
+                { "match": { "op": "==",
+                    "left": { "concat": [iif, pl("ether", "saddr"), pl("ip6", "saddr")] },
+                    "right": "@allow_ip6" } },
                 { "accept": null }
             ]),
         ),
@@ -413,8 +476,12 @@ pub fn rebuild(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
 /// Makes the (empty) table when a network is made or used and it is
 /// missing, so the table lives exactly as long as the instance has networks
 /// (what `heal` checks). The undo deletes it only while the store holds no
-/// network (read afresh when the undo runs), like `rules::ensure_base`.
-pub fn ensure_table(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError> {
+/// network (`in_use`, asked when the undo runs), like `rules::ensure_base`.
+pub fn ensure_table(
+    inst: &Instance,
+    undo: &mut Undo,
+    in_use: super::fwbackend::InUse,
+) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     if let Ok(true) = nft::table_exists_in("bridge", &table) {
         return Ok(());
@@ -422,11 +489,7 @@ pub fn ensure_table(inst: &Instance, undo: &mut Undo) -> Result<(), NetworkError
     nft::apply(&render_table(&table))?;
     let inst = inst.clone();
     undo.push(format!("nftables table bridge {table}"), move || {
-        let store = crate::store::Store::open(&inst.db_path()).map_err(|e| e.to_string())?;
-        if rows::list_networks(store.conn())
-            .map_err(|e| e.to_string())?
-            .is_empty()
-        {
+        if !in_use() {
             drop_table(&inst).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -542,7 +605,11 @@ pub fn check_key(identity: &str, generation: u32, guards: &[Guard]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for g in guards {
-        h.update(format!("{} {} {}\n", g.port, ipam::format_mac(g.mac), g.ip));
+        h.update(format!("{} {} {}", g.port, ipam::format_mac(g.mac), g.ip));
+        if let Some(ip6) = g.ip6 {
+            h.update(format!(" {ip6}"));
+        }
+        h.update("\n");
     }
     format!(
         "{identity} gen {generation} guards {}",
@@ -685,6 +752,7 @@ mod tests {
             port: port.into(),
             mac: ipam::mac_for(ip),
             ip,
+            ip6: None,
         }
     }
 
@@ -697,7 +765,7 @@ mod tests {
             net_start: 0,
             net_end: 0,
             gateway: "10.77.0.1".into(),
-            bridge: format!("mrb-{id}"),
+            device: format!("mrb-{id}"),
             internal: false,
             mtu: 1500,
             options: options
@@ -705,6 +773,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             created: 0,
+            subnet6: String::new(),
+            gateway6: String::new(),
         }
     }
 
@@ -716,8 +786,9 @@ mod tests {
             ifname: "eth0".into(),
             ip: ip.parse().unwrap(),
             mac: String::new(),
-            host_veth: format!("mrv{id}"),
+            host_ifname: format!("mrv{id}"),
             aliases: vec![],
+            ip6: None,
         }
     }
 
@@ -730,6 +801,32 @@ mod tests {
         ];
         golden("antispoof_add", &render_guards(T, "add", &g));
         golden("antispoof_rebuild", &render_rebuild(T, &g));
+    }
+
+    #[test]
+    fn ipv6_endpoints_may_send_from_their_own_and_link_local_addresses() {
+        let mut g = guard("mrv0123456789ab", "10.77.0.2");
+        g.ip6 = Some("fd00:1::2".parse().unwrap());
+        golden("antispoof_add_ipv6", &render_guards(T, "add", &[g.clone()]));
+        let e = elements(&g);
+        let names: Vec<&str> = e.iter().map(|e| e.map.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ports", "allow_ip", "allow_arp", "allow_ip6", "allow_ip6"]
+        );
+        let ifname = b"mrv0123456789ab\0".to_vec();
+        let mac = [0x02, 0x42, 10, 77, 0, 2, 0, 0];
+        let ll: Ipv6Addr = "fe80::42:aff:fe4d:2".parse().unwrap();
+        assert_eq!(e[3].key, [&ifname[..], &mac, &ll.octets()].concat());
+        let own: Ipv6Addr = "fd00:1::2".parse().unwrap();
+        assert_eq!(e[4].key, [&ifname[..], &mac, &own.octets()].concat());
+        // The listing of a table holding it is what the check expects.
+        let l = expected(std::slice::from_ref(&g));
+        assert_eq!(l.sets["allow_ip6"].1.len(), 2);
+        // Without IPv6: no IPv6 element, so no IPv6 frame passes.
+        let v4 = guard("mrv0123456789ab", "10.77.0.2");
+        assert!(elements(&v4).iter().all(|e| e.map != "allow_ip6"));
+        assert_ne!(check_key("h", 1, &[g]), check_key("h", 1, &[v4]));
     }
 
     #[test]
@@ -878,11 +975,14 @@ mod tests {
         {"set": {"family": "bridge", "name": "ports", "table": "minirt_x", "type": "ifname", "handle": 3, "elem": ["mrv123"]}},
         {"set": {"family": "bridge", "name": "allow_ip", "table": "minirt_x", "type": ["ifname", "ether_addr", "ipv4_addr"], "handle": 4, "elem": [{"concat": ["mrv123", "02:42:0a:00:00:02", "10.0.0.2"]}]}},
         {"set": {"family": "bridge", "name": "allow_arp", "table": "minirt_x", "type": ["ifname", "ether_addr", "ether_addr", "ipv4_addr"], "handle": 5, "elem": [{"concat": ["mrv123", "02:42:0a:00:00:02", "02:42:0a:00:00:02", "10.0.0.2"]}]}},
+        {"set": {"family": "bridge", "name": "allow_ip6", "table": "minirt_x", "type": ["ifname", "ether_addr", "ipv6_addr"], "handle": 7}},
         {"chain": {"family": "bridge", "table": "minirt_x", "name": "prerouting", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}},
         {"chain": {"family": "bridge", "table": "minirt_x", "name": "guard", "handle": 2}},
         {"rule": {"family": "bridge", "table": "minirt_x", "chain": "prerouting", "handle": 6, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "@ports"}}, {"jump": {"target": "guard"}}]}},
         {"rule": {"family": "bridge", "table": "minirt_x", "chain": "guard", "handle": 10, "expr": [{"match": {"op": "==", "left": {"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "ether", "field": "saddr"}}, {"payload": {"protocol": "ip", "field": "saddr"}}]}, "right": "@allow_ip"}}, {"accept": null}]}},
         {"rule": {"family": "bridge", "table": "minirt_x", "chain": "guard", "handle": 11, "expr": [{"match": {"op": "==", "left": {"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "ether", "field": "saddr"}}, {"payload": {"protocol": "arp", "field": "saddr ether"}}, {"payload": {"protocol": "arp", "field": "saddr ip"}}]}, "right": "@allow_arp"}}, {"accept": null}]}},
+        {"rule": {"family": "bridge", "table": "minirt_x", "chain": "guard", "handle": 13, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}}, "right": {"set": ["nd-router-advert", "nd-redirect"]}}}, {"drop": null}]}},
+        {"rule": {"family": "bridge", "table": "minirt_x", "chain": "guard", "handle": 14, "expr": [{"match": {"op": "==", "left": {"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "ether", "field": "saddr"}}, {"payload": {"protocol": "ip6", "field": "saddr"}}]}, "right": "@allow_ip6"}}, {"accept": null}]}},
         {"rule": {"family": "bridge", "table": "minirt_x", "chain": "guard", "handle": 12, "expr": [{"drop": null}]}}]}"#
             .to_string()
     }

@@ -1,19 +1,19 @@
 //! The bridge driver: a network is a Linux bridge plus its firewall rules; an
-//! endpoint is a veth pair whose peer lives in the container's netns.
+//! endpoint is a veth pair whose peer lives in the container's netns, guarded
+//! against spoofing (antispoof.rs) and with its published ports mapped by the
+//! firewall backend.
 
+use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
+use super::fwbackend::FirewallBackend;
 use super::netlink::{self, Netlink, Netns};
 use super::undo::Undo;
-use super::{ipam, rules, NetworkError};
+use super::{antispoof, desired, ipam, names, rules, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
-
-/// The netlink socket of minirt's own (host) network namespace.
-pub fn host_netlink() -> Result<Rc<Netlink>, NetworkError> {
-    Ok(Rc::new(Netlink::open()?))
-}
 
 /// Subnet and gateway of a stored network.
 pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
@@ -32,137 +32,237 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
     Ok((subnet, gw))
 }
 
-/// Creates the network's bridge (gateway address, MTU, pinned MAC, up), its
-/// firewall rules and sysctls. Refuses when the device already exists.
-pub fn create(
-    nl: &Rc<Netlink>,
-    inst: &Instance,
-    net: &NetworkRow,
-    undo: &mut Undo,
-) -> Result<(), NetworkError> {
-    if nl.link(&net.bridge)?.is_some() {
-        return Err(NetworkError::Conflict(format!(
-            "bridge name {} is already in use by a device on this host",
-            net.bridge
-        )));
+/// IPv6 subnet and gateway of a stored network, None when it has no IPv6.
+pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
+    if net.subnet6.is_empty() {
+        return Ok(None);
     }
-    ensure(nl, inst, net, undo)
+    let bad = |what: &str, v: &str| {
+        NetworkError::Invalid(format!(
+            "network {} has a bad IPv6 {what} {v:?} in the store",
+            net.name
+        ))
+    };
+    let subnet = net
+        .subnet6
+        .parse()
+        .map_err(|_| bad("subnet", &net.subnet6))?;
+    let gw = net
+        .gateway6
+        .parse()
+        .map_err(|_| bad("gateway", &net.gateway6))?;
+    Ok(Some((subnet, gw)))
 }
 
-/// Makes sure the network's bridge and rules exist (re-created when missing,
-/// e.g. after a reboot); everything it creates is registered in `undo`.
-pub fn ensure(
-    nl: &Rc<Netlink>,
-    inst: &Instance,
-    net: &NetworkRow,
-    undo: &mut Undo,
-) -> Result<(), NetworkError> {
-    let (subnet, gw) = addressing(net)?;
-    let new_table = rules::ensure_base(inst, undo)?;
-    super::antispoof::ensure_table(inst, undo)?;
-    let mut fresh = nl.link(&net.bridge)?.is_none();
-    if fresh {
-        let addr = Ipv4Net::new(gw, subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
-        match nl.create_bridge(&net.bridge, net.mtu, addr) {
-            Ok(()) => {
-                let (nl2, br) = (nl.clone(), net.bridge.clone());
-                undo.push(format!("bridge {br}"), move || {
-                    nl2.delete_link(&br).map(|_| ()).map_err(|e| e.to_string())
-                });
-                crate::fault::point("bridge-after-link");
+pub struct BridgeDriver {
+    inst: Instance,
+    nl: Rc<HostNetlink>,
+    fw: Rc<dyn FirewallBackend>,
+}
+
+impl BridgeDriver {
+    pub fn new(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> BridgeDriver {
+        BridgeDriver {
+            inst: inst.clone(),
+            nl,
+            fw,
+        }
+    }
+
+    pub fn netlink(&self) -> Result<Rc<Netlink>, NetworkError> {
+        self.nl.get()
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Bridge
+    }
+
+    fn plan(&self, options: &[String], internal: bool) -> Result<DriverPlan, NetworkError> {
+        let opts = names::parse_options(options)?;
+        let mut extra = BTreeMap::new();
+        if let Some(m) = opts.gateway_mode {
+            if m == super::firewall::GatewayMode::Isolated && !internal {
+                return Err(NetworkError::Invalid(
+                    "gateway_mode_ipv4=isolated needs --internal".into(),
+                ));
             }
-            // Another minirt process re-created it a moment ago: it is theirs to undo.
-            Err(e) if e.errno() == Some(libc::EEXIST) => fresh = false,
-            Err(e) => return Err(e.into()),
+            extra.insert(names::OPT_GATEWAY_MODE.to_string(), m.as_str().to_string());
         }
+        if !opts.trusted_interfaces.is_empty() {
+            extra.insert(
+                names::OPT_TRUSTED_IFS.to_string(),
+                opts.trusted_interfaces.join(":"),
+            );
+        }
+        if let Some(ip) = opts.host_binding {
+            extra.insert(names::OPT_HOST_BINDING.to_string(), ip.to_string());
+        }
+        if let Some(on) = opts.antispoof {
+            extra.insert(antispoof::OPTION.to_string(), on.to_string());
+        }
+        if let Some(m) = opts.gateway_mode6 {
+            extra.insert(names::OPT_GATEWAY_MODE6.to_string(), m.as_str().to_string());
+        }
+        Ok(DriverPlan {
+            device: opts.bridge_name,
+            mtu: opts.mtu,
+            options: extra,
+            needs_subnet: false,
+        })
     }
-    // A network whose bridge and table both survived has its rules: skip
-    // the nft call (`network reload` repairs anything else).
-    if fresh || new_table {
-        rules::ensure_network(inst, net, fresh, undo)?;
-    }
-    if !net.internal {
-        netlink::enable_ip_forward()?;
-    }
-    netlink::enable_route_localnet(&net.bridge)?;
-    Ok(())
-}
 
-/// Deletes the network's rules and bridge (idempotent: missing parts are fine).
-pub fn remove(nl: &Netlink, inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
-    rules::remove_network(inst, net)?;
-    crate::fault::point("bridge-rm-after-rules");
-    nl.delete_link(&net.bridge)?;
-    Ok(())
-}
-
-/// Plugs an endpoint into the container whose init is `pid`: veth pair with
-/// the peer created inside the container netns, address, lo/eth up, and the
-/// default route when `default_route` (only the first, non-internal network).
-#[allow(clippy::too_many_arguments)]
-pub fn connect(
-    nl: &Rc<Netlink>,
-    ctr: &Netlink,
-    inst: &Instance,
-    net: &NetworkRow,
-    ep: &EndpointRow,
-    ports: &[PortBindingRow],
-    pid: i32,
-    default_route: bool,
-    undo: &mut Undo,
-) -> Result<(), NetworkError> {
-    let (subnet, gw) = addressing(net)?;
-    let mac = ipam::mac_for(ep.ip);
-    nl.create_veth(
-        &ep.host_veth,
-        &net.bridge,
-        &ep.ifname,
-        Netns::Pid(pid),
-        mac,
-        net.mtu,
-    )?;
-    let (nl2, hv) = (nl.clone(), ep.host_veth.clone());
-    undo.push(format!("veth {hv}"), move || {
-        nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
-    });
-    crate::util::fault_point("after-veth");
-    let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
-        .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
-    let route = (default_route && !net.internal).then_some(gw);
-    ctr.configure_container_if(&ep.ifname, addr, route)?;
-    if !ports.is_empty() {
-        let _span = tracing::info_span!("net-ports").entered();
-        rules::add_ports(inst, net, ep, ports, undo)?;
-        crate::util::fault_point("after-rules");
+    /// The bridge (gateway address, MTU, pinned MAC, up), the base firewall,
+    /// the anti-spoofing table, the network's rules and sysctls; with
+    /// `fresh` an existing device is refused.
+    fn ensure(&self, net: &NetworkRow, fresh: bool, undo: &mut Undo) -> Result<(), NetworkError> {
+        let nl = &self.nl.get()?;
+        if fresh && nl.link(&net.device)?.is_some() {
+            return Err(NetworkError::Conflict(format!(
+                "bridge name {} is already in use by a device on this host",
+                net.device
+            )));
+        }
+        let (subnet, gw) = addressing(net)?;
+        let in_use = desired::networks_in_use(&self.inst);
+        let new_table = self.fw.ensure_base(undo, in_use.clone())?;
+        antispoof::ensure_table(&self.inst, undo, in_use)?;
+        let mut made = nl.link(&net.device)?.is_none();
+        if made {
+            let addr = Ipv4Net::new(gw, subnet.prefix_len())
+                .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
+            match nl.create_bridge(&net.device, net.mtu, addr) {
+                Ok(()) => {
+                    let (nl2, br) = (nl.clone(), net.device.clone());
+                    undo.push(format!("bridge {br}"), move || {
+                        nl2.delete_link(&br).map(|_| ()).map_err(|e| e.to_string())
+                    });
+                    crate::fault::point("bridge-after-link");
+                }
+                // Another minirt process re-created it a moment ago: it is theirs to undo.
+                Err(e) if e.errno() == Some(libc::EEXIST) => made = false,
+                Err(e) => return Err(e.into()),
+            }
+            if made {
+                if let Some((subnet6, gw6)) = addressing6(net)? {
+                    // Before the first port brings carrier and a link-local.
+                    netlink::disable_dad(&net.device)?;
+                    let addr = Ipv6Net::new(gw6, subnet6.prefix_len())
+                        .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
+                    nl.add_address6(&net.device, addr)?;
+                }
+            }
+        }
+        // A network whose bridge and table both survived has its rules: skip
+        // the nft call (`network reload` repairs anything else).
+        if made || new_table {
+            self.fw.add_network(&rules::fw_network(net)?, made, undo)?;
+        }
+        if !net.internal {
+            netlink::enable_ip_forward()?;
+            if !net.subnet6.is_empty() {
+                netlink::enable_ipv6_forward()?;
+            }
+        }
+        netlink::enable_route_localnet(&net.device)?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// Unplugs an endpoint: its port mappings, then the host veth (which takes
-/// the peer with it). Keeps going past errors and returns them all.
-pub fn disconnect(
-    nl: Option<&Netlink>,
-    inst: &Instance,
-    ep: &EndpointRow,
-    ports: &[PortBindingRow],
-) -> Vec<String> {
-    let mut errors = vec![];
-    if !ports.is_empty() {
-        let _span = tracing::info_span!("net-ports-del").entered();
-        if let Err(e) = rules::remove_ports(inst, ep, ports) {
+    /// The network's rules, then its bridge (missing parts are fine).
+    fn remove(&self, net: &NetworkRow) -> Result<(), NetworkError> {
+        self.fw.del_network(&rules::fw_network(net)?)?;
+        crate::fault::point("bridge-rm-after-rules");
+        self.nl.get()?.delete_link(&net.device)?;
+        Ok(())
+    }
+
+    /// Anti-spoofing elements first (so the veth's first frame is checked),
+    /// the veth pair with its peer made inside the container's netns,
+    /// address, lo/eth up, the default route when asked (never on an
+    /// internal network), port mappings.
+    fn connect(&self, p: &Plug, sb: &Sandbox, undo: &mut Undo) -> Result<(), NetworkError> {
+        let (net, ep) = (p.net, p.ep);
+        antispoof::plug(&self.inst, p.store, net, ep, undo)?;
+        crate::util::fault_point("after-antispoof");
+        let (subnet, gw) = addressing(net)?;
+        let mac = ipam::mac_for(ep.ip);
+        let nl = self.nl.get()?;
+        nl.create_veth(
+            &ep.host_ifname,
+            &net.device,
+            &ep.ifname,
+            Netns::Pid(sb.pid),
+            mac,
+            net.mtu,
+        )?;
+        let (nl2, hv) = (nl.clone(), ep.host_ifname.clone());
+        undo.push(format!("veth {hv}"), move || {
+            nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
+        });
+        crate::util::fault_point("after-veth");
+        let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
+            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        let route = (p.default_route && !net.internal).then_some(gw);
+        let v6 = match (addressing6(net)?, ep.ip6) {
+            (Some((subnet6, gw6)), Some(ip6)) => Some((subnet6, gw6, ip6)),
+            _ => None,
+        };
+        if v6.is_some() {
+            // Before the interface comes up: its link-local is usable at once.
+            let ns = std::path::PathBuf::from(format!("/proc/{}/ns/net", sb.pid));
+            netlink::set_sysctl_in(&ns, &format!("net.ipv6.conf.{}.accept_dad", ep.ifname), "0")?;
+        }
+        let ctr = sb.netlink()?;
+        ctr.configure_container_if(&ep.ifname, addr, route)?;
+        if let Some((subnet6, gw6, ip6)) = v6 {
+            let addr6 = Ipv6Net::new(ip6, subnet6.prefix_len())
+                .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+            ctr.add_address6(&ep.ifname, addr6)?;
+            if route.is_some() {
+                ctr.add_default_route6(gw6)?;
+            }
+        }
+        if !p.ports.is_empty() {
+            let _span = tracing::info_span!("net-ports").entered();
+            let fw = rules::fw_ports(ep, p.ports, rules::is_routed(net), rules::is_routed6(net))?;
+            self.fw.add_ports(&fw, &ep.host_ifname, undo)?;
+            crate::util::fault_point("after-rules");
+        }
+        Ok(())
+    }
+
+    /// Port mappings, then the host veth (which takes the peer with it),
+    /// then the anti-spoofing elements (until the veth is gone its frames
+    /// must stay guarded).
+    fn disconnect(
+        &self,
+        _net: &NetworkRow,
+        ep: &EndpointRow,
+        ports: &[PortBindingRow],
+        sb: Option<&Sandbox>,
+    ) -> Vec<String> {
+        let mut errors = vec![];
+        if !ports.is_empty() {
+            let _span = tracing::info_span!("net-ports-del").entered();
+            let fw = rules::fw_ports(ep, ports, false, false);
+            if let Err(e) = fw.and_then(|fw| self.fw.del_ports(&fw)) {
+                errors.push(e.to_string());
+            }
+        }
+        if sb.is_some() {
+            let _span = tracing::info_span!("net-veth-del").entered();
+            if let Err(e) = self
+                .nl
+                .get()
+                .and_then(|nl| Ok(nl.delete_link(&ep.host_ifname)?))
+            {
+                errors.push(e.to_string());
+            }
+        }
+        if let Err(e) = antispoof::unplug(&self.inst, ep) {
             errors.push(e.to_string());
         }
+        errors
     }
-    if let Some(nl) = nl {
-        let _span = tracing::info_span!("net-veth-del").entered();
-        if let Err(e) = nl.delete_link(&ep.host_veth) {
-            errors.push(e.to_string());
-        }
-    }
-    // After the veth: until it is gone its frames must stay guarded.
-    if let Err(e) = super::antispoof::unplug(inst, ep) {
-        errors.push(e.to_string());
-    }
-    errors
 }

@@ -1,16 +1,17 @@
 //! Endpoints, a container's place on a network: allocated inside the
 //! container's store transaction, plugged in by attach, torn down by detach.
 
+use super::driver::{DriverKind, DriverSet, Drivers, NetworkMode, Plug, Sandbox};
 use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::portspec::{self, HostBinding};
 use super::undo::Undo;
-use super::{bridge, etc, ipam, manage, rules, NetworkError, NetworkRequest};
+use super::{bridge, etc, fwbackend, ipam, ipam6, manage, rules, NetworkError, NetworkRequest};
 use crate::store::networks::{self as rows, ContainerRef, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
 use rusqlite::{Connection, Transaction};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One of a container's networks, for `ps` and `inspect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +24,28 @@ pub struct EndpointInfo {
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
     pub mac: String,
+    /// Whether minirt's DNS responder serves this network (a user-defined
+    /// bridge network: it listens on the bridge's gateway address).
+    pub served_by_dns: bool,
+    /// On a network with IPv6: address, prefix length and gateway.
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
 impl EndpointInfo {
-    /// `testbr=10.88.0.2`, the `ps` NETWORKS column.
+    /// `testbr=10.88.0.2` (`testbr=10.88.0.2,fd00:1::2` with IPv6), the `ps`
+    /// NETWORKS column.
     pub fn ps_label(&self) -> String {
-        format!("{}={}", self.network_name, self.ip)
+        match self.ip6 {
+            Some((ip6, ..)) => format!("{}={},{ip6}", self.network_name, self.ip),
+            None => format!("{}={}", self.network_name, self.ip),
+        }
     }
+}
+
+fn parse_ip6(s: &str) -> Result<Ipv6Addr, NetworkError> {
+    s.parse().map_err(|_| {
+        NetworkError::Invalid(format!("invalid --ip6 {s:?}: expected an IPv6 address"))
+    })
 }
 
 fn parse_ip(s: &str) -> Result<Ipv4Addr, NetworkError> {
@@ -53,27 +69,30 @@ pub fn allocate(
     for h in &req.add_hosts {
         etc::parse_add_host(h)?;
     }
-    let mode = req.mode.as_str();
-    if mode == "none" || mode == "host" {
+    let mode = NetworkMode::parse(&req.mode);
+    if !mode.has_endpoints() {
+        let mode = mode.as_str();
         if !req.publish.is_empty() {
             return Err(NetworkError::Invalid(format!(
                 "conflicting options: port publishing and --net {mode}"
             )));
         }
-        if req.ip.is_some() {
+        if req.ip.is_some() || req.ip6.is_some() {
             return Err(NetworkError::Invalid(format!(
-                "conflicting options: --ip and --net {mode}"
+                "conflicting options: --ip{} and --net {mode}",
+                if req.ip.is_some() { "" } else { "6" }
             )));
         }
         return Ok(());
     }
-    let net = if mode.is_empty() || mode == DEFAULT_NETWORK {
-        manage::default_network_row(inst, tx)?
-    } else {
-        manage::find(tx, mode)?
+    let net = match &mode {
+        NetworkMode::Named(name) => manage::find(tx, name)?,
+        _ => manage::default_network_row(inst, tx)?,
     };
+    check_publish(&net, &req.publish)?;
     let ip = req.ip.as_deref().map(parse_ip).transpose()?;
-    let ep = new_endpoint(tx, &net, container_id, ip, &req.aliases)?;
+    let ip6 = req.ip6.as_deref().map(parse_ip6).transpose()?;
+    let ep = new_endpoint(tx, &net, container_id, ip, ip6, &req.aliases)?;
     allocate_ports(
         tx,
         container_id,
@@ -84,6 +103,28 @@ pub fn allocate(
     Ok(())
 }
 
+/// Refuses published ports where they cannot work: on a macvlan network
+/// (no NAT: the container is reached on its own address), or with the
+/// `none` firewall backend. Pure but for the environment.
+fn check_publish(net: &NetworkRow, publish: &[String]) -> Result<(), NetworkError> {
+    if publish.is_empty() {
+        return Ok(());
+    }
+    if DriverKind::of(net)? == DriverKind::Macvlan {
+        return Err(NetworkError::Invalid(format!(
+            "port publishing is not supported on macvlan network {}: its containers \
+             are reached on their own addresses",
+            net.name
+        )));
+    }
+    if fwbackend::choose(std::env::var("MINIRT_FIREWALL").ok().as_deref())? == "none" {
+        return Err(NetworkError::Invalid(
+            "port publishing needs a firewall: MINIRT_FIREWALL=none maps no ports".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Picks (or checks) the address, the interface name and the veth name, and
 /// inserts the endpoint row; UNIQUE constraints catch concurrent allocations.
 fn new_endpoint(
@@ -91,6 +132,7 @@ fn new_endpoint(
     net: &NetworkRow,
     container_id: &str,
     requested: Option<Ipv4Addr>,
+    requested6: Option<Ipv6Addr>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
     let (subnet, gw) = bridge::addressing(net)?;
@@ -124,12 +166,13 @@ fn new_endpoint(
         }
     };
     rows::set_last_ip(c, &net.id, ip)?;
+    let ip6 = allocate_ip6(c, net, requested6)?;
     let n = (0..)
         .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
         .unwrap_or(0);
     let id = util::new_id();
     let ep = EndpointRow {
-        host_veth: names::host_veth_name(&id),
+        host_ifname: names::host_veth_name(&id),
         id,
         container_id: container_id.to_string(),
         network_id: net.id.clone(),
@@ -137,9 +180,75 @@ fn new_endpoint(
         ip,
         mac: ipam::format_mac(ipam::mac_for(ip)),
         aliases: aliases.to_vec(),
+        ip6,
     };
     rows::insert_endpoint(c, &ep)?;
     Ok(ep)
+}
+
+/// The endpoint's IPv6 address on a network with IPv6 (`--ip6` checked, or
+/// the next free one after the network's cursor); None without IPv6.
+fn allocate_ip6(
+    c: &Connection,
+    net: &NetworkRow,
+    requested: Option<Ipv6Addr>,
+) -> Result<Option<Ipv6Addr>, NetworkError> {
+    let Some((subnet, gw)) = bridge::addressing6(net)? else {
+        return match requested {
+            Some(ip) => Err(NetworkError::Invalid(format!(
+                "invalid --ip6 {ip}: network {} has no IPv6 (create it with --ipv6)",
+                net.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let used = rows::used_ips6(c, &net.id)?;
+    let ip = match requested {
+        Some(ip) => {
+            ipam6::check_requested_ip(subnet, gw, ip)?;
+            if used.binary_search(&u128::from(ip)).is_ok() {
+                return Err(NetworkError::Conflict(format!(
+                    "address {ip} is already in use on network {}",
+                    net.name
+                )));
+            }
+            ip
+        }
+        None => {
+            let after = rows::last_ip6(c, &net.id)?;
+            ipam6::next_free(subnet, gw, &used, after).ok_or_else(|| {
+                NetworkError::Conflict(format!(
+                    "no free IPv6 address left on network {} ({})",
+                    net.name, net.subnet6
+                ))
+            })?
+        }
+    };
+    rows::set_last_ip6(c, &net.id, ip)?;
+    Ok(Some(ip))
+}
+
+/// A port published on an IPv6 host address is forwarded by the kernel to
+/// the container's IPv6 address: a container without one is refused
+/// (Docker would need its userland proxy for that). `[::1]` is refused
+/// too: IPv6 has no route_localnet, so the kernel never routes a packet
+/// with the source ::1 out of `lo` to a container (Docker serves it only
+/// through its userland proxy), and a mapping that cannot work is worse
+/// than a clear error.
+fn check_v6_publish(spec: &str, host: Ipv6Addr, ep: &EndpointRow) -> Result<(), NetworkError> {
+    if host.is_loopback() {
+        return Err(NetworkError::Invalid(format!(
+            "not implemented: publishing on [::1] ({spec:?}): the kernel does not forward \
+             IPv6 loopback traffic to a container; publish on 127.0.0.1 or [::] instead"
+        )));
+    }
+    if ep.ip6.is_none() {
+        return Err(NetworkError::Invalid(format!(
+            "invalid port mapping {spec:?}: an IPv6 host address needs an IPv6 address in the \
+             container (create the network with --ipv6)"
+        )));
+    }
+    Ok(())
 }
 
 fn binding_of(b: &PortBindingRow) -> Option<HostBinding> {
@@ -167,10 +276,14 @@ fn allocate_ports(
     let range = portspec::ephemeral_ports()?;
     for spec in publish {
         // `-p 8080:80` on a network with host_binding_ipv4 binds there.
-        let names_ip = spec.split('/').next().unwrap_or("").matches(':').count() == 2;
+        let names_ip =
+            spec.starts_with('[') || spec.split('/').next().unwrap_or("").matches(':').count() == 2;
         for mut m in portspec::parse_publish(spec)? {
             if let (false, Some(ip)) = (names_ip, default_host_ip) {
-                m.host_ip = ip;
+                m.host_ip = ip.into();
+            }
+            if let std::net::IpAddr::V6(h) = m.host_ip {
+                check_v6_publish(spec, h, ep)?;
             }
             let host_port = match m.host_port {
                 Some(p) => {
@@ -236,9 +349,39 @@ fn network_of(c: &Connection, ep: &EndpointRow) -> Result<NetworkRow, NetworkErr
         .ok_or_else(|| NetworkError::NotFound(format!("network {} not found", ep.network_id)))
 }
 
-/// After clone, before the child runs: bridges and rules ensured, a veth per
-/// endpoint into the netns of `pid`, addresses, routes (default route only
-/// via the first network), port mappings. On failure everything is undone.
+/// One endpoint with its network and port bindings, as the drivers take it.
+pub(crate) struct Wired {
+    pub net: NetworkRow,
+    pub ep: EndpointRow,
+    pub ports: Vec<PortBindingRow>,
+}
+
+/// The container's endpoints with their networks and bindings.
+fn wired(c: &Connection, container_id: &str) -> Result<Vec<Wired>, NetworkError> {
+    let eps = rows::endpoints_of_container(c, container_id)?;
+    if eps.is_empty() {
+        return Ok(vec![]);
+    }
+    let bindings = rows::port_bindings_of_container(c, container_id)?;
+    eps.into_iter()
+        .map(|ep| {
+            Ok(Wired {
+                net: network_of(c, &ep)?,
+                ports: bindings
+                    .iter()
+                    .filter(|b| b.endpoint_id == ep.id)
+                    .cloned()
+                    .collect(),
+                ep,
+            })
+        })
+        .collect()
+}
+
+/// After clone, before the child runs: each endpoint's network ensured and
+/// the endpoint plugged in by its driver (interface, address, routes: the
+/// default route only via eth0; port mappings). On failure everything is
+/// undone.
 pub fn attach(
     inst: &Instance,
     store: &mut Store,
@@ -246,45 +389,61 @@ pub fn attach(
     pid: i32,
 ) -> Result<(), NetworkError> {
     let c = store.conn();
-    let eps = rows::endpoints_of_container(c, container_id)?;
-    if eps.is_empty() {
+    let wired = wired(c, container_id)?;
+    if wired.is_empty() {
         return Ok(());
     }
-    let bindings = rows::port_bindings_of_container(c, container_id)?;
     let span = tracing::info_span!("net-open").entered();
-    let nl = bridge::host_netlink()?;
-    let ctr = Netlink::open_in_pid(pid)?;
+    let drivers = Drivers::open(inst)?;
+    let sb = Sandbox::new(pid);
+    sb.netlink()?;
     drop(span);
-    let mut undo = Undo::new();
     let _fw = rules::lock(inst)?;
-    for ep in &eps {
-        let net = network_of(c, ep)?;
+    plug_all(&drivers, c, &wired, &sb)
+}
+
+/// Plugs every endpoint in, in order; a failure undoes everything done so
+/// far, newest first.
+pub(crate) fn plug_all(
+    drivers: &dyn DriverSet,
+    c: &Connection,
+    wired: &[Wired],
+    sb: &Sandbox,
+) -> Result<(), NetworkError> {
+    let mut undo = Undo::new();
+    for w in wired {
+        let d = drivers.of(&w.net)?;
         let span = tracing::info_span!("net-ensure").entered();
-        bridge::ensure(&nl, inst, &net, &mut undo)?;
+        d.ensure(&w.net, false, &mut undo)?;
         drop(span);
         let _span = tracing::info_span!("net-connect").entered();
-        // Before the veth exists, so its first frame is already checked.
-        super::antispoof::plug(inst, c, &net, ep, &mut undo)?;
-        crate::util::fault_point("after-antispoof");
-        let ports: Vec<PortBindingRow> = bindings
-            .iter()
-            .filter(|b| b.endpoint_id == ep.id)
-            .cloned()
-            .collect();
-        bridge::connect(
-            &nl,
-            &ctr,
-            inst,
-            &net,
-            ep,
-            &ports,
-            pid,
-            ep.ifname == "eth0",
-            &mut undo,
-        )?;
+        let plug = Plug {
+            store: c,
+            net: &w.net,
+            ep: &w.ep,
+            ports: &w.ports,
+            default_route: w.ep.ifname == "eth0",
+        };
+        d.connect(&plug, sb, &mut undo)?;
     }
     undo.commit();
     Ok(())
+}
+
+/// Unplugs every endpoint, past errors; returns them all.
+pub(crate) fn unplug_all(
+    drivers: &dyn DriverSet,
+    wired: &[Wired],
+    sb: Option<&Sandbox>,
+) -> Vec<String> {
+    let mut errors = vec![];
+    for w in wired {
+        match drivers.of(&w.net) {
+            Ok(d) => errors.extend(d.disconnect(&w.net, &w.ep, &w.ports, sb)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    errors
 }
 
 /// Teardown: port mappings, host veths, then the endpoint and binding rows
@@ -313,34 +472,32 @@ fn detach_inner(
     container_id: &str,
     delete_veths: bool,
 ) -> Result<(), NetworkError> {
-    let eps = rows::endpoints_of_container(store.conn(), container_id)?;
-    if eps.is_empty() {
+    let wired = wired(store.conn(), container_id)?;
+    if wired.is_empty() {
         return Ok(());
     }
-    let bindings = rows::port_bindings_of_container(store.conn(), container_id)?;
     let mut errors = vec![];
     // Held from the elements' removal until their rows are gone: a heal in
     // between would restore mappings that then outlive their container.
     let _fw = rules::lock(inst)?;
-    let nl = if delete_veths {
-        Netlink::open().map_err(|e| errors.push(e.to_string())).ok()
-    } else {
-        None
+    let sb = match delete_veths {
+        true => {
+            let pid = rows::find_container(store.conn(), container_id)?.map_or(0, |c| c.pid);
+            Some(Sandbox::new(pid))
+        }
+        false => None,
     };
-    for ep in &eps {
-        let ports: Vec<PortBindingRow> = bindings
-            .iter()
-            .filter(|b| b.endpoint_id == ep.id)
-            .cloned()
-            .collect();
-        errors.extend(bridge::disconnect(nl.as_ref(), inst, ep, &ports));
+    match Drivers::open(inst) {
+        Ok(drivers) => errors.extend(unplug_all(&drivers, &wired, sb.as_ref())),
+        Err(e) => errors.push(e.to_string()),
     }
     let now = util::now_nanos();
     let released = store.write(|tx| {
-        for ep in &eps {
-            rows::delete_endpoint(tx, &ep.id)?;
-            if !delete_veths {
-                rows::add_dying_link(tx, &ep.host_veth, now)?;
+        for w in &wired {
+            rows::delete_endpoint(tx, &w.ep.id)?;
+            // Only a bridge endpoint has a host-side device to watch.
+            if !delete_veths && matches!(DriverKind::of(&w.net), Ok(DriverKind::Bridge)) {
+                rows::add_dying_link(tx, &w.ep.host_ifname, now)?;
             }
         }
         Ok::<_, NetworkError>(())
@@ -416,13 +573,14 @@ fn running_container(c: &Connection, key: &str) -> Result<ContainerRef, NetworkE
         .and_then(|v| {
             v.pointer("/network/mode")
                 .and_then(|m| m.as_str())
-                .map(str::to_string)
+                .map(NetworkMode::parse)
         })
-        .unwrap_or_default();
-    if mode == "host" || mode == "none" {
+        .unwrap_or(NetworkMode::Default);
+    if !mode.has_endpoints() {
         return Err(NetworkError::Invalid(format!(
-            "container {} runs with --net {mode} and cannot join other networks",
-            ctr.name
+            "container {} runs with --net {} and cannot join other networks",
+            ctr.name,
+            mode.as_str()
         )));
     }
     Ok(ctr)
@@ -436,12 +594,13 @@ pub fn connect(
     network: &str,
     container: &str,
     ip: Option<&str>,
+    ip6: Option<&str>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
     for a in aliases {
         crate::validate::domain_name(a).map_err(NetworkError::Invalid)?;
     }
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
     // Before `undo`: dropped after it (see manage::create).
     let mut intent = None;
     let mut undo = Undo::new();
@@ -460,31 +619,28 @@ pub fn connect(
             )));
         }
         let ip = ip.map(parse_ip).transpose()?;
-        let ep = new_endpoint(tx, &net, &ctr.id, ip, aliases)?;
+        let ip6 = ip6.map(parse_ip6).transpose()?;
+        let ep = new_endpoint(tx, &net, &ctr.id, ip, ip6, aliases)?;
         crate::fault::point("connect-after-row");
         intent = Some(
             crate::intent::begin(
                 inst,
                 &crate::intent::Intent::Connect {
-                    host_veth: ep.host_veth.clone(),
+                    host_veth: ep.host_ifname.clone(),
                 },
             )
             .map_err(|e| NetworkError::Invalid(format!("cannot record the connection: {e}")))?,
         );
-        bridge::ensure(&nl, inst, &net, &mut undo)?;
-        super::antispoof::plug(inst, tx, &net, &ep, &mut undo)?;
-        let cnl = Netlink::open_in_pid(ctr.pid)?;
-        bridge::connect(
-            &nl,
-            &cnl,
-            inst,
-            &net,
-            &ep,
-            &[],
-            ctr.pid,
-            ep.ifname == "eth0",
-            &mut undo,
-        )?;
+        let d = drivers.of(&net)?;
+        d.ensure(&net, false, &mut undo)?;
+        let plug = Plug {
+            store: tx,
+            net: &net,
+            ep: &ep,
+            ports: &[],
+            default_route: ep.ifname == "eth0",
+        };
+        d.connect(&plug, &Sandbox::new(ctr.pid), &mut undo)?;
         crate::fault::point("connect-after-address");
         Ok(ep)
     })?;
@@ -502,7 +658,7 @@ pub fn disconnect(
     container: &str,
     force: bool,
 ) -> Result<(), NetworkError> {
-    let nl = Netlink::open()?;
+    let drivers = Drivers::open(inst)?;
     let mut intent = None;
     let _fw = rules::lock(inst)?;
     store.write(|tx| {
@@ -532,7 +688,8 @@ pub fn disconnect(
             )
             .map_err(|e| NetworkError::Invalid(format!("cannot record the disconnection: {e}")))?,
         );
-        let errors = bridge::disconnect(Some(&nl), inst, &ep, &ports);
+        let sb = Sandbox::new(ctr.pid);
+        let errors = drivers.of(&net)?.disconnect(&net, &ep, &ports, Some(&sb));
         if !errors.is_empty() && !force {
             return Err(NetworkError::Netlink(errors.join("; ")));
         }
@@ -563,6 +720,12 @@ pub fn container_networks(
             prefix_len: subnet.prefix_len(),
             gateway,
             mac: ep.mac.clone(),
+            ip6: match (bridge::addressing6(&net)?, ep.ip6) {
+                (Some((s6, gw6)), Some(ip6)) => Some((ip6, s6.prefix_len(), gw6)),
+                _ => None,
+            },
+            served_by_dns: net.name != DEFAULT_NETWORK
+                && matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)),
         });
     }
     Ok(out)
@@ -590,7 +753,7 @@ pub fn prepare(
     store: &mut Store,
     req: &NetworkRequest,
 ) -> Result<(), NetworkError> {
-    if req.mode.is_empty() || req.mode == DEFAULT_NETWORK {
+    if NetworkMode::parse(&req.mode) == NetworkMode::Default {
         manage::ensure_default(inst, store)?;
     }
     Ok(())
@@ -616,13 +779,19 @@ pub fn etc_files(
     req: &NetworkRequest,
 ) -> Result<(String, String), NetworkError> {
     let nets = container_networks(store, container_id)?;
-    let ips: Vec<Ipv4Addr> = nets.iter().map(|e| e.ip).collect();
+    let ips: Vec<std::net::IpAddr> = nets
+        .iter()
+        .flat_map(|e| std::iter::once(e.ip.into()).chain(e.ip6.map(|(ip6, ..)| ip6.into())))
+        .collect();
     let host_resolv = std::fs::read_to_string(super::dns::host_resolv_conf()).unwrap_or_default();
-    // On a user-defined network the responder on the gateway answers (it
-    // knows the peers and forwards the rest), unless --dns says otherwise.
+    // On a user-defined bridge network the responder on the gateway answers
+    // (it knows the peers and forwards the rest), unless --dns says otherwise.
     let dns = match nets.first() {
-        Some(n) if req.dns.is_empty() && n.network_name != DEFAULT_NETWORK => {
-            vec![n.gateway.to_string()]
+        Some(n) if req.dns.is_empty() && n.served_by_dns => {
+            // Both families: the responder listens on either gateway.
+            std::iter::once(n.gateway.to_string())
+                .chain(n.ip6.map(|(_, _, gw6)| gw6.to_string()))
+                .collect()
         }
         _ => req.dns.clone(),
     };
@@ -630,6 +799,182 @@ pub fn etc_files(
         etc::etc_hosts(hostname, name, &ips, &req.add_hosts),
         etc::resolv_conf(&dns, &host_resolv),
     ))
+}
+
+/// The orchestration (plug_all / unplug_all) against a driver that only
+/// records what it is asked: no root, no kernel.
+#[cfg(test)]
+mod orchestration {
+    use super::*;
+    use crate::network::driver::{DriverPlan, NetworkDriver};
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    #[derive(Default)]
+    struct Recording {
+        log: Rc<RefCell<Vec<String>>>,
+        fail_connect: Option<&'static str>,
+        fail_disconnect: Vec<&'static str>,
+    }
+
+    impl Recording {
+        fn note(&self, s: String) {
+            self.log.borrow_mut().push(s);
+        }
+    }
+
+    impl NetworkDriver for Recording {
+        fn kind(&self) -> DriverKind {
+            DriverKind::Bridge
+        }
+        fn plan(&self, _: &[String], _: bool) -> Result<DriverPlan, NetworkError> {
+            Ok(DriverPlan::default())
+        }
+        fn ensure(&self, net: &NetworkRow, _: bool, undo: &mut Undo) -> Result<(), NetworkError> {
+            self.note(format!("ensure {}", net.name));
+            let (log, name) = (self.log.clone(), net.name.clone());
+            undo.push(format!("network {name}"), move || {
+                log.borrow_mut().push(format!("undo ensure {name}"));
+                Ok(())
+            });
+            Ok(())
+        }
+        fn remove(&self, net: &NetworkRow) -> Result<(), NetworkError> {
+            self.note(format!("remove {}", net.name));
+            Ok(())
+        }
+        fn connect(&self, p: &Plug, _: &Sandbox, undo: &mut Undo) -> Result<(), NetworkError> {
+            if self.fail_connect == Some(p.ep.id.as_str()) {
+                self.note(format!("connect {} failed", p.ep.id));
+                return Err(NetworkError::Netlink(format!("cannot plug {}", p.ep.id)));
+            }
+            self.note(format!(
+                "connect {} route={} ports={}",
+                p.ep.id,
+                p.default_route,
+                p.ports.len()
+            ));
+            let (log, id) = (self.log.clone(), p.ep.id.clone());
+            undo.push(format!("endpoint {id}"), move || {
+                log.borrow_mut().push(format!("undo connect {id}"));
+                // An undo step that fails must not stop the others.
+                Err("boom".into())
+            });
+            Ok(())
+        }
+        fn disconnect(
+            &self,
+            _: &NetworkRow,
+            ep: &EndpointRow,
+            _: &[PortBindingRow],
+            sb: Option<&Sandbox>,
+        ) -> Vec<String> {
+            self.note(format!("disconnect {} links={}", ep.id, sb.is_some()));
+            match self.fail_disconnect.contains(&ep.id.as_str()) {
+                true => vec![format!("{}: busy", ep.id)],
+                false => vec![],
+            }
+        }
+    }
+
+    impl DriverSet for Recording {
+        fn driver(&self, _: DriverKind) -> &dyn NetworkDriver {
+            self
+        }
+    }
+
+    fn wired(n: usize) -> Vec<Wired> {
+        (1..=n)
+            .map(|i| Wired {
+                net: NetworkRow {
+                    id: format!("n{i}"),
+                    name: format!("net{i}"),
+                    driver: "bridge".into(),
+                    subnet: format!("10.{i}.0.0/24"),
+                    net_start: 0,
+                    net_end: 0,
+                    gateway: format!("10.{i}.0.1"),
+                    device: format!("br{i}"),
+                    internal: false,
+                    mtu: 1500,
+                    options: BTreeMap::new(),
+                    created: 0,
+                    subnet6: String::new(),
+                    gateway6: String::new(),
+                },
+                ep: EndpointRow {
+                    id: format!("e{i}"),
+                    container_id: "c".into(),
+                    network_id: format!("n{i}"),
+                    ifname: names::container_ifname(i - 1),
+                    ip: std::net::Ipv4Addr::new(10, i as u8, 0, 2),
+                    mac: String::new(),
+                    host_ifname: format!("v{i}"),
+                    aliases: vec![],
+                    ip6: None,
+                },
+                ports: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_midway_undoes_everything_done_newest_first() {
+        let store = Store::open_in_memory().unwrap();
+        let d = Recording {
+            fail_connect: Some("e3"),
+            ..Default::default()
+        };
+        let e = plug_all(&d, store.conn(), &wired(3), &Sandbox::new(0)).unwrap_err();
+        assert_eq!(e.to_string(), "cannot plug e3");
+        assert_eq!(
+            *d.log.borrow(),
+            [
+                "ensure net1",
+                "connect e1 route=true ports=0",
+                "ensure net2",
+                "connect e2 route=false ports=0",
+                "ensure net3",
+                "connect e3 failed",
+                "undo ensure net3",
+                "undo connect e2",
+                "undo ensure net2",
+                "undo connect e1",
+                "undo ensure net1",
+            ]
+        );
+        // Success keeps everything.
+        let ok = Recording::default();
+        plug_all(&ok, store.conn(), &wired(2), &Sandbox::new(0)).unwrap();
+        assert!(!ok.log.borrow().iter().any(|l| l.starts_with("undo")));
+    }
+
+    #[test]
+    fn teardown_keeps_going_past_errors_and_returns_them_all() {
+        let d = Recording {
+            fail_disconnect: vec!["e1", "e2"],
+            ..Default::default()
+        };
+        let errors = unplug_all(&d, &wired(3), None);
+        assert_eq!(errors, ["e1: busy", "e2: busy"]);
+        assert_eq!(
+            *d.log.borrow(),
+            [
+                "disconnect e1 links=false",
+                "disconnect e2 links=false",
+                "disconnect e3 links=false"
+            ]
+        );
+        // An unknown driver is one more error, not a stop.
+        let mut w = wired(2);
+        w[0].net.driver = "overlay".into();
+        let d = Recording::default();
+        let errors = unplug_all(&d, &w, Some(&Sandbox::new(0)));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("invalid driver"), "{errors:?}");
+        assert_eq!(*d.log.borrow(), ["disconnect e2 links=true"]);
+    }
 }
 
 #[cfg(test)]
@@ -736,11 +1081,13 @@ mod tests {
             net_start: u32::from(net.network()),
             net_end: u32::from(net.broadcast()),
             gateway: ipam::default_gateway(net).to_string(),
-            bridge: "mrb-test".into(),
+            device: "mrb-test".into(),
             internal: false,
             mtu: 1500,
             options: Default::default(),
             created: 0,
+            subnet6: String::new(),
+            gateway6: String::new(),
         };
         rows::insert_network(store.conn(), &row).unwrap();
         (dir, inst, store)
@@ -1122,12 +1469,12 @@ mod tests {
             e.to_string(),
             "cannot remove network testbr: in use by containers web, client"
         );
-        let ep = connect(&inst, &mut store, "other", "web", None, &[]).unwrap();
+        let ep = connect(&inst, &mut store, "other", "web", None, None, &[]).unwrap();
         assert_eq!(
             (ep.ifname.as_str(), ep.ip),
             ("eth1", Ipv4Addr::new(10, 89, 0, 2))
         );
-        let e = connect(&inst, &mut store, "other", "web", None, &[]).unwrap_err();
+        let e = connect(&inst, &mut store, "other", "web", None, None, &[]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "container web is already connected to network other"
@@ -1157,7 +1504,7 @@ mod tests {
         assert!(rows::used_ips(store.conn(), &testbr.id).unwrap().is_empty());
         assert_eq!(
             links(&host),
-            vec![testbr.bridge.clone(), other.bridge.clone()]
+            vec![testbr.device.clone(), other.device.clone()]
         );
         let table = crate::network::nft::list_table(&inst.nft_table()).unwrap();
         assert!(

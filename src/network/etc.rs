@@ -2,7 +2,7 @@
 //! validation of the --add-host / --dns values they are built from.
 
 use super::NetworkError;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// Docker's public fallback when the host has only loopback resolvers
 /// (which a container in its own netns cannot reach).
@@ -30,7 +30,7 @@ pub fn parse_dns(s: &str) -> Result<IpAddr, NetworkError> {
 /// /etc/hosts: localhost lines, the --add-host entries, then each own address
 /// with the hostname (and the container name when it differs).
 /// Malformed --add-host entries are skipped (they are refused at allocation).
-pub fn etc_hosts(hostname: &str, name: &str, own_ips: &[Ipv4Addr], add_hosts: &[String]) -> String {
+pub fn etc_hosts(hostname: &str, name: &str, own_ips: &[IpAddr], add_hosts: &[String]) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n\
          ::1\tlocalhost ip6-localhost ip6-loopback\n\

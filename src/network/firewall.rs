@@ -53,10 +53,10 @@
 //! error (nft 1.0.6 has no `destroy`). `nft -f` applies a script atomically.
 
 use super::portspec::Proto;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Docker 28's `com.docker.network.bridge.gateway_mode_ipv4`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,16 +103,29 @@ pub struct FwNetwork {
     pub mode: GatewayMode,
     /// Host interfaces allowed to route to published container ports directly.
     pub trusted: Vec<String>,
+    /// The network's IPv6 side, when it has one.
+    pub v6: Option<FwV6>,
+}
+
+/// A dual-stack network's IPv6 subnet, gateway and gateway mode
+/// (`gateway_mode_ipv6`: nat masquerades (NAT66), routed does not and lets
+/// only published ports in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwV6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub mode: GatewayMode,
 }
 
 /// One published port, with the host port and container address resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FwPort {
     pub proto: Proto,
-    /// 0.0.0.0 = every local address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 = every local IPv4 address, `::` every IPv6 one; the family
+    /// is the container address's.
+    pub host_ip: IpAddr,
     pub host_port: u16,
-    pub ctr_ip: Ipv4Addr,
+    pub ctr_ip: IpAddr,
     pub ctr_port: u16,
     /// On a `routed` network: no DNAT, the container port is reached directly.
     pub routed: bool,
@@ -144,12 +157,32 @@ const MAPS: &[(&str, &str)] = &[
     ("post_src", "type ipv4_addr : verdict; flags interval;"),
     ("guard_dst", "type ipv4_addr : verdict; flags interval;"),
     ("guard_iif", "type ifname : verdict;"),
+    (
+        "pm6_tcp",
+        "type ipv6_addr . inet_service : ipv6_addr . inet_service;",
+    ),
+    (
+        "pm6_udp",
+        "type ipv6_addr . inet_service : ipv6_addr . inet_service;",
+    ),
+    (
+        "pm6_any_tcp",
+        "type inet_service : ipv6_addr . inet_service;",
+    ),
+    (
+        "pm6_any_udp",
+        "type inet_service : ipv6_addr . inet_service;",
+    ),
+    ("post_src6", "type ipv6_addr : verdict; flags interval;"),
+    ("guard_dst6", "type ipv6_addr : verdict; flags interval;"),
 ];
 
 const SETS: &[(&str, &str)] = &[
     ("bridges", "type ifname;"),
     ("pub_tcp", "type ipv4_addr . inet_service;"),
     ("pub_udp", "type ipv4_addr . inet_service;"),
+    ("pub6_tcp", "type ipv6_addr . inet_service;"),
+    ("pub6_udp", "type ipv6_addr . inet_service;"),
 ];
 
 /// Every set and map of the table (what the heal check compares elements of).
@@ -171,16 +204,23 @@ fn base_rules() -> Vec<(&'static str, &'static str)> {
     vec![
         ("guard", "iifname \"lo\" accept"),
         ("guard", "ip daddr 127.0.0.0/8 drop"),
+        ("guard", "ip6 daddr ::1 drop"),
         ("guard", "iifname vmap @guard_iif"),
         ("guard", "ip daddr vmap @guard_dst"),
+        ("guard", "ip6 daddr vmap @guard_dst6"),
         ("prerouting", "fib daddr type local jump ports"),
         ("output", "fib daddr type local jump ports"),
         ("ports", "dnat ip to ip daddr . tcp dport map @pm_tcp"),
         ("ports", "dnat ip to ip daddr . udp dport map @pm_udp"),
         ("ports", "dnat ip to tcp dport map @pm_any_tcp"),
         ("ports", "dnat ip to udp dport map @pm_any_udp"),
+        ("ports", "dnat ip6 to ip6 daddr . tcp dport map @pm6_tcp"),
+        ("ports", "dnat ip6 to ip6 daddr . udp dport map @pm6_udp"),
+        ("ports", "dnat ip6 to tcp dport map @pm6_any_tcp"),
+        ("ports", "dnat ip6 to udp dport map @pm6_any_udp"),
         ("postrouting", "ct status dnat oifname vmap @post_dnat_oif"),
         ("postrouting", "ip saddr vmap @post_src"),
+        ("postrouting", "ip6 saddr vmap @post_src6"),
         ("forward", "jump user"),
         ("forward", "iifname vmap @fwd_iif"),
         ("forward", "oifname vmap @fwd_oif"),
@@ -294,14 +334,36 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
         "ip daddr . tcp dport @pub_tcp accept",
         "ip daddr . udp dport @pub_udp accept",
     ];
+    let pub6_ok = [
+        "ip6 daddr . tcp dport @pub6_tcp accept",
+        "ip6 daddr . udp dport @pub6_udp accept",
+    ];
+    let mode6 = n.v6.as_ref().map(|v| {
+        if n.internal && v.mode != GatewayMode::Isolated {
+            GatewayMode::Nat
+        } else {
+            v.mode
+        }
+    });
     let in_rules: Vec<String> = if n.internal {
         vec!["drop".into()]
     } else {
         let mut r = vec!["ct state established,related accept".to_string()];
+        // An IPv6 side routed while IPv4 is not: its published ports
+        // directly (the IPv4 rules below never match IPv6).
+        let routed6_only = mode6 == Some(GatewayMode::Routed) && mode != GatewayMode::Routed;
+        if routed6_only {
+            r.extend(pub6_ok.iter().map(|s| s.to_string()));
+        }
         match mode {
             GatewayMode::NatUnprotected => r.push("accept".into()),
             GatewayMode::Routed => {
                 r.extend(pub_ok.iter().map(|s| s.to_string()));
+                if n.v6.is_some() && mode6 == Some(GatewayMode::Routed) {
+                    r.extend(pub6_ok.iter().map(|s| s.to_string()));
+                } else if n.v6.is_some() {
+                    r.push("ct status dnat accept".into());
+                }
                 r.push("drop".into());
             }
             _ => {
@@ -309,6 +371,9 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
                 r.push("ct status dnat accept".into());
                 if let Some(t) = &trusted {
                     r.extend(pub_ok.iter().map(|s| format!("iifname {t} {s}")));
+                    if n.v6.is_some() {
+                        r.extend(pub6_ok.iter().map(|s| format!("iifname {t} {s}")));
+                    }
                 }
                 r.push("drop".into());
             }
@@ -318,26 +383,32 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     chains.push((inb.clone(), in_rules));
     // DNATed into this bridge from its own subnet (hairpin) or from the host's
     // 127.0.0.1 (route_localnet): the reply must come back through the host.
-    chains.push((
-        hairpin.clone(),
-        vec![format!(
-            "ip saddr {{ {}, 127.0.0.0/8 }} masquerade",
-            n.subnet
-        )],
-    ));
+    let mut hairpin_rules = vec![format!(
+        "ip saddr {{ {}, 127.0.0.0/8 }} masquerade",
+        n.subnet
+    )];
+    if let Some(v6) = &n.v6 {
+        hairpin_rules.push(format!("ip6 saddr {{ {}, ::1 }} masquerade", v6.subnet));
+    }
+    chains.push((hairpin.clone(), hairpin_rules));
     let masquerades = !n.internal && mode != GatewayMode::Routed;
-    if masquerades {
+    let masquerades6 = !n.internal && mode6.is_some_and(|m| m != GatewayMode::Routed);
+    if masquerades || masquerades6 {
         chains.push((masq.clone(), vec![format!("oifname != {br} masquerade")]));
     }
     // Direct routing into the subnet from elsewhere (raw prerouting).
     let guarded = matches!(mode, GatewayMode::Nat | GatewayMode::Isolated);
-    if guarded {
+    let guarded6 = matches!(mode6, Some(GatewayMode::Nat | GatewayMode::Isolated));
+    if guarded || guarded6 {
         let mut r = vec![format!("iifname {br} return")];
         if let Some(t) = &trusted {
             r.push(format!("iifname {t} return"));
         }
         if mode != GatewayMode::Isolated {
             r.push(format!("ip daddr {} return", n.gateway));
+        }
+        if let (Some(v6), true) = (&n.v6, mode6 != Some(GatewayMode::Isolated)) {
+            r.push(format!("ip6 daddr {} return", v6.gateway));
         }
         r.push("drop".into());
         chains.push((guard.clone(), r));
@@ -348,16 +419,26 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
         // container instead). Replies to the host are dropped too, so the
         // host cannot talk to the network either.
         let gw = n.gateway;
-        chains.push((
-            iso.clone(),
-            vec![
-                format!("ip daddr {gw} udp dport 53 return"),
-                format!("ip daddr {gw} tcp dport 53 return"),
-                format!("ip daddr {gw} drop"),
-                format!("ip daddr {} return", n.subnet),
-                "drop".into(),
-            ],
-        ));
+        let mut r = vec![
+            format!("ip daddr {gw} udp dport 53 return"),
+            format!("ip daddr {gw} tcp dport 53 return"),
+            format!("ip daddr {gw} drop"),
+            format!("ip daddr {} return", n.subnet),
+        ];
+        if let Some(v6) = &n.v6 {
+            let gw6 = v6.gateway;
+            r.extend([
+                format!("ip6 daddr {gw6} udp dport 53 return"),
+                format!("ip6 daddr {gw6} tcp dport 53 return"),
+                format!("ip6 daddr {gw6} drop"),
+                format!("ip6 daddr {} return", v6.subnet),
+                // Neighbour discovery with the bridge (link-local).
+                "ip6 daddr fe80::/10 return".into(),
+                "ip6 daddr ff02::/16 return".into(),
+            ]);
+        }
+        r.push("drop".into());
+        chains.push((iso.clone(), r));
     }
     // Routed networks may be reached from other networks (Docker's rule).
     if mode != GatewayMode::Routed {
@@ -371,6 +452,14 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     }
     if guarded {
         elements.push(("guard_dst", format!("{} : jump {guard}", n.subnet)));
+    }
+    if let Some(v6) = &n.v6 {
+        if masquerades6 {
+            elements.push(("post_src6", format!("{} : jump {masq}", v6.subnet)));
+        }
+        if guarded6 {
+            elements.push(("guard_dst6", format!("{} : jump {guard}", v6.subnet)));
+        }
     }
     if mode == GatewayMode::Isolated {
         elements.push(("guard_iif", format!("{br} : jump {iso}")));
@@ -423,22 +512,23 @@ pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
 /// networks) and its container address . port in `pub_*`.
 pub fn port_elements(p: &FwPort) -> Vec<(String, String)> {
     let proto = p.proto.to_string();
+    let six = if p.ctr_ip.is_ipv6() { "6" } else { "" };
     let value = format!("{} . {}", p.ctr_ip, p.ctr_port);
     let mut v = vec![];
     if !p.routed {
         if p.host_ip.is_unspecified() {
             v.push((
-                format!("pm_any_{proto}"),
+                format!("pm{six}_any_{proto}"),
                 format!("{} : {value}", p.host_port),
             ));
         } else {
             v.push((
-                format!("pm_{proto}"),
+                format!("pm{six}_{proto}"),
                 format!("{} . {} : {value}", p.host_ip, p.host_port),
             ));
         }
     }
-    v.push((format!("pub_{proto}"), value));
+    v.push((format!("pub{six}_{proto}"), value));
     v
 }
 
@@ -590,13 +680,13 @@ pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
     const T: &str = "minirt_1a2b3c4d";
 
-    fn golden(name: &str, got: &str) {
+    pub(crate) fn golden(name: &str, got: &str) {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("src/network/testdata")
             .join(format!("{name}.nft"));
@@ -626,6 +716,7 @@ mod tests {
             internal: false,
             mode: GatewayMode::Nat,
             trusted: vec![],
+            v6: None,
         }
     }
     pub(crate) fn net_b() -> FwNetwork {
@@ -637,6 +728,7 @@ mod tests {
             internal: false,
             mode: GatewayMode::Nat,
             trusted: vec![],
+            v6: None,
         }
     }
     pub(crate) fn net_internal() -> FwNetwork {
@@ -648,6 +740,7 @@ mod tests {
             internal: true,
             mode: GatewayMode::Nat,
             trusted: vec![],
+            v6: None,
         }
     }
     pub(crate) fn ports() -> Vec<FwPort> {
@@ -691,6 +784,71 @@ mod tests {
     #[test]
     fn golden_base() {
         golden("base", &render_base(T));
+    }
+
+    pub(crate) fn net_dual(mode6: GatewayMode) -> FwNetwork {
+        FwNetwork {
+            v6: Some(FwV6 {
+                subnet: "fd00:77::/64".parse().unwrap(),
+                gateway: "fd00:77::1".parse().unwrap(),
+                mode: mode6,
+            }),
+            ..net_a()
+        }
+    }
+
+    pub(crate) fn ports6() -> Vec<FwPort> {
+        let ip = |s: &str| s.parse().unwrap();
+        let p = |host: &str, hp: u16, ctr: &str| FwPort {
+            proto: Proto::Tcp,
+            host_ip: ip(host),
+            host_port: hp,
+            ctr_ip: ip(ctr),
+            ctr_port: 80,
+            routed: false,
+        };
+        vec![
+            p("::", 8080, "fd00:77::2"),
+            p("::1", 8081, "fd00:77::2"),
+            p("2001:db8::1", 8082, "fd00:77::3"),
+        ]
+    }
+
+    #[test]
+    fn golden_dual_stack_networks_and_ipv6_ports() {
+        golden(
+            "dual_add",
+            &render_network_add(T, &net_dual(GatewayMode::Nat)),
+        );
+        golden(
+            "dual_del",
+            &render_network_del(T, &net_dual(GatewayMode::Nat)),
+        );
+        golden(
+            "dual_routed6_add",
+            &render_network_add(T, &net_dual(GatewayMode::Routed)),
+        );
+        let iso = FwNetwork {
+            internal: true,
+            mode: GatewayMode::Isolated,
+            ..net_dual(GatewayMode::Isolated)
+        };
+        golden("dual_isolated_add", &render_network_add(T, &iso));
+        golden("ports6_add", &render_ports_add(T, &ports6()));
+        golden("ports6_del", &render_ports_del(T, &ports6()));
+        // NAT66 only where IPv6 is not routed; the guard only where it is not.
+        let d = desired(&[net_dual(GatewayMode::Nat)], &ports6());
+        assert_eq!(d.elements["post_src6"].len(), 1);
+        assert_eq!(d.elements["guard_dst6"].len(), 1);
+        assert_eq!(d.elements["pm6_any_tcp"].len(), 1);
+        assert_eq!(d.elements["pm6_tcp"].len(), 2);
+        assert_eq!(d.elements["pub6_tcp"].len(), 2);
+        let d = desired(&[net_dual(GatewayMode::Routed)], &[]);
+        assert!(d.elements["post_src6"].is_empty());
+        assert!(d.elements["guard_dst6"].is_empty());
+        assert_eq!(d.elements["post_src"].len(), 1, "IPv4 still masquerades");
+        // A network without IPv6 renders exactly as before.
+        assert!(!render_network_add(T, &net_a()).contains("ip6"));
     }
 
     #[test]
@@ -751,6 +909,72 @@ mod tests {
             .map(|p| FwPort { routed: true, ..p })
             .collect();
         golden("ports_routed_add", &render_ports_add(T, &routed));
+    }
+
+    /// The cross product moby's nftabler tests cover: internal or not ×
+    /// no ports / a wildcard port / a port on one host address / a udp port
+    /// × one or two networks; each golden holds the additions, then the
+    /// removals in reverse order.
+    #[test]
+    fn golden_cross_product_of_options() {
+        let ip = |s: &str| s.parse().unwrap();
+        let port = |proto, host: &str, hp, ctr: &str| FwPort {
+            proto,
+            host_ip: ip(host),
+            host_port: hp,
+            ctr_ip: ip(ctr),
+            ctr_port: 80,
+            routed: false,
+        };
+        for internal in [false, true] {
+            for (pname, ports) in [
+                ("noports", vec![]),
+                (
+                    "wildcard",
+                    vec![port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2")],
+                ),
+                (
+                    "hostip",
+                    vec![port(Proto::Tcp, "198.51.100.1", 8080, "10.77.0.2")],
+                ),
+                ("udp", vec![port(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2")]),
+            ] {
+                for two in [false, true] {
+                    let mut nets = vec![FwNetwork {
+                        internal,
+                        ..net_a()
+                    }];
+                    let mut ports = ports.clone();
+                    if two {
+                        nets.push(FwNetwork {
+                            internal,
+                            ..net_b()
+                        });
+                        ports.extend(ports.clone().into_iter().map(|p| FwPort {
+                            host_port: p.host_port + 1,
+                            ctr_ip: ip("10.78.0.2"),
+                            ..p
+                        }));
+                    }
+                    let mut s = String::new();
+                    for n in &nets {
+                        s += &render_network_add(T, n);
+                    }
+                    s += &render_ports_add(T, &ports);
+                    s += "# removal\n";
+                    s += &render_ports_del(T, &ports);
+                    for n in nets.iter().rev() {
+                        s += &render_network_del(T, n);
+                    }
+                    let name = format!(
+                        "cross_{}_{pname}_{}",
+                        if internal { "internal" } else { "external" },
+                        if two { "two" } else { "one" }
+                    );
+                    golden(&name, &s);
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::NetworkError;
 use crate::{util, Instance};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -71,61 +71,8 @@ fn first_attr_is(mut attrs: &[u8], table: &str) -> bool {
 }
 
 fn subscribe() -> Result<OwnedFd, NetworkError> {
-    let err = |what: &str| {
-        NetworkError::Firewall(format!(
-            "nftables notifications ({what}): {}",
-            std::io::Error::last_os_error()
-        ))
-    };
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    if fd < 0 {
-        return Err(err("socket"));
-    }
-    // SAFETY: fd is fresh and nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Bound with the group in nl_groups: a socket that only joins the group
-    // by setsockopt, unbound, is not sent the notifications (measured).
-    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    addr.nl_groups = 1 << (NFNLGRP_NFTABLES - 1);
-    // SAFETY: bind with a pointer to a live sockaddr_nl of the right size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(err("bind"));
-    }
-    // Wakes up now and then to see whether it is still needed.
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a pointer to a live timeval of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(err("timeout"));
-    }
-    Ok(fd)
+    // Wakes up every 5 s to see whether it is still needed.
+    super::nlsock::open(1 << (NFNLGRP_NFTABLES - 1), 5)
 }
 
 /// Whether the instance still has a network (and so needs guarding).

@@ -1,19 +1,19 @@
 //! Network lifecycle: create (validated before anything is made, undone on
 //! failure), list, inspect as Docker-shaped JSON, remove, prune, reload.
 
-use super::bridge;
+use super::driver::{DriverKind, DriverSet, Drivers};
 use super::names::{self, DEFAULT_NETWORK};
 use super::netlink::Netlink;
 use super::undo::Undo;
-use super::{ipam, pool, rules, NetworkError};
+use super::{desired, ipam, ipam6, pool, rules, NetworkError};
 use crate::store::networks::{self as rows, NetworkRow};
 use crate::store::Store;
 use crate::{util, Instance};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What `network create` asked for.
 #[derive(Debug, Clone, Default)]
@@ -25,32 +25,102 @@ pub struct CreateRequest {
     pub internal: bool,
     /// Raw `-o KEY=VALUE` options.
     pub options: Vec<String>,
+    /// `--ipv6`: the network gets an IPv6 subnet too.
+    pub ipv6: bool,
+    /// `--ipv4=false` (IPv6-only networks are not implemented).
+    pub no_ipv4: bool,
+    /// `--subnet` / `--gateway` values that are IPv6.
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 /// Everything about a new network that can be decided before touching the
 /// host: validated inputs, plus the host facts the choice depends on.
 struct Plan {
+    driver: DriverKind,
     subnet: Option<Ipv4Net>,
     gateway: Option<Ipv4Addr>,
     mtu: u32,
-    bridge: Option<String>,
+    /// The host-side device the options name (bridge_name=, parent=).
+    device: Option<String>,
     host_routes: Vec<Ipv4Net>,
-    /// Docker 28 options kept in the row's options (see names::OPT_*).
+    /// The driver's options kept in the row (Docker 28's bridge options,
+    /// minirt.antispoof, macvlan's parent and mode).
     extra_options: BTreeMap<String, String>,
-    /// `-o minirt.antispoof=false` (kept in the row's options).
-    antispoof: Option<bool>,
+    /// IPv6: None = none; Some(None) = a /64 from the ULA pool.
+    ipv6: Option<Option<Ipv6Net>>,
+    gateway6: Option<Ipv6Addr>,
+    host_routes6: Vec<Ipv6Net>,
 }
 
-fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
+/// The IPv6 part of `network create`, validated before anything is made.
+fn plan_ipv6(
+    req: &CreateRequest,
+) -> Result<(Option<Option<Ipv6Net>>, Option<Ipv6Addr>), NetworkError> {
+    if req.no_ipv4 {
+        return Err(NetworkError::Invalid(
+            "not implemented: IPv6-only networks (--ipv4=false); use --ipv6 for a dual-stack network"
+                .into(),
+        ));
+    }
+    if !req.ipv6 {
+        if req.subnet6.is_some() || req.gateway6.is_some() {
+            return Err(NetworkError::Invalid(
+                "an IPv6 --subnet or --gateway needs --ipv6".into(),
+            ));
+        }
+        return Ok((None, None));
+    }
+    let subnet = req
+        .subnet6
+        .as_deref()
+        .map(ipam6::parse_subnet)
+        .transpose()?;
+    let gateway = match &req.gateway6 {
+        None => None,
+        Some(g) => {
+            let gw: Ipv6Addr = g.parse().map_err(|_| {
+                NetworkError::Invalid(format!("invalid gateway {g:?}: expected an IPv6 address"))
+            })?;
+            let Some(net) = subnet else {
+                return Err(NetworkError::Invalid(
+                    "an IPv6 --gateway needs an IPv6 --subnet (the gateway must lie inside it)"
+                        .into(),
+                ));
+            };
+            ipam6::check_gateway(net, gw)?;
+            Some(gw)
+        }
+    };
+    Ok((Some(subnet), gateway))
+}
+
+fn plan(drivers: &Drivers, req: &CreateRequest) -> Result<Plan, NetworkError> {
     names::validate_name(&req.name)?;
     crate::validate::network_name_not_reserved(&req.name).map_err(NetworkError::Invalid)?;
-    if req.driver != "bridge" {
+    let kind = DriverKind::parse(&req.driver)?;
+    let dp = drivers.driver(kind).plan(&req.options, req.internal)?;
+    if dp.needs_subnet && req.subnet.is_none() {
         return Err(NetworkError::Invalid(format!(
-            "invalid driver {:?}: only bridge is supported",
-            req.driver
+            "the {kind} driver needs --subnet (the addresses of the parent's segment)"
         )));
     }
-    let opts = names::parse_options(&req.options)?;
+    let nl = &*drivers.netlink()?;
+    if kind == DriverKind::Macvlan {
+        if let Some(parent) = &dp.device {
+            if nl.link(parent)?.is_none() {
+                return Err(NetworkError::NotFound(format!(
+                    "parent interface {parent} does not exist"
+                )));
+            }
+        }
+    }
+    let (ipv6, gateway6) = plan_ipv6(req)?;
+    if ipv6.is_some() && kind != DriverKind::Bridge {
+        return Err(NetworkError::Invalid(format!(
+            "not implemented: --ipv6 with the {kind} driver"
+        )));
+    }
     let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
     let gateway = match &req.gateway {
         None => None,
@@ -67,37 +137,37 @@ fn plan(nl: &Netlink, req: &CreateRequest) -> Result<Plan, NetworkError> {
             Some(gw)
         }
     };
-    let mut extra_options = BTreeMap::new();
-    if let Some(m) = opts.gateway_mode {
-        if m == super::firewall::GatewayMode::Isolated && !req.internal {
-            return Err(NetworkError::Invalid(
-                "gateway_mode_ipv4=isolated needs --internal".into(),
-            ));
-        }
-        extra_options.insert(names::OPT_GATEWAY_MODE.to_string(), m.as_str().to_string());
-    }
-    if !opts.trusted_interfaces.is_empty() {
-        extra_options.insert(
-            names::OPT_TRUSTED_IFS.to_string(),
-            opts.trusted_interfaces.join(":"),
-        );
-    }
-    if let Some(ip) = opts.host_binding {
-        extra_options.insert(names::OPT_HOST_BINDING.to_string(), ip.to_string());
+    if dp.options.contains_key(names::OPT_GATEWAY_MODE6) && ipv6.is_none() {
+        return Err(NetworkError::Invalid(
+            "gateway_mode_ipv6 needs --ipv6".into(),
+        ));
     }
     let host_routes = host_routes(nl)?;
-    let mtu = match opts.mtu {
-        Some(m) => m,
-        None => nl.default_route_mtu()?.unwrap_or(1500),
+    let host_routes6 = match ipv6 {
+        Some(_) => nl
+            .ipv6_routes()?
+            .into_iter()
+            .filter(|r| r.prefix_len() > 0)
+            .collect(),
+        None => vec![],
+    };
+    let mtu = match (dp.mtu, kind) {
+        (Some(m), _) => m,
+        // A macvlan takes its parent's MTU.
+        (None, DriverKind::Macvlan) => 0,
+        (None, DriverKind::Bridge) => nl.default_route_mtu()?.unwrap_or(1500),
     };
     Ok(Plan {
+        driver: kind,
         subnet,
         gateway,
         mtu,
-        bridge: opts.bridge_name,
+        device: dp.device,
         host_routes,
-        extra_options,
-        antispoof: opts.antispoof,
+        extra_options: dp.options,
+        ipv6,
+        gateway6,
+        host_routes6,
     })
 }
 
@@ -117,7 +187,7 @@ fn new_row(
     name: &str,
     internal: bool,
     p: &Plan,
-    bridge: Option<String>,
+    device: Option<String>,
 ) -> Result<NetworkRow, NetworkError> {
     let existing = rows::list_networks(c)?;
     if existing.iter().any(|n| n.name == name) {
@@ -165,30 +235,72 @@ fn new_row(
         }
     };
     let gateway = p.gateway.unwrap_or_else(|| ipam::default_gateway(subnet));
+    let (subnet6, gateway6) = match p.ipv6 {
+        None => (String::new(), String::new()),
+        Some(want) => {
+            let s6 = pick_subnet6(c, want, &p.host_routes6)?;
+            let gw6 = p.gateway6.unwrap_or_else(|| ipam6::default_gateway(s6));
+            (s6.to_string(), gw6.to_string())
+        }
+    };
     let id = util::new_id();
-    let bridge = bridge.unwrap_or_else(|| names::bridge_name(&id));
+    let device = device.unwrap_or_else(|| names::bridge_name(&id));
     let mut options = p.extra_options.clone();
-    options.insert("com.docker.network.bridge.name".to_string(), bridge.clone());
-    options.insert(
-        "com.docker.network.driver.mtu".to_string(),
-        p.mtu.to_string(),
-    );
-    if let Some(on) = p.antispoof {
-        options.insert(super::antispoof::OPTION.to_string(), on.to_string());
+    if p.driver == DriverKind::Bridge {
+        options.insert("com.docker.network.bridge.name".to_string(), device.clone());
+    }
+    if p.mtu > 0 {
+        options.insert(
+            "com.docker.network.driver.mtu".to_string(),
+            p.mtu.to_string(),
+        );
     }
     Ok(NetworkRow {
         id,
         name: name.to_string(),
-        driver: "bridge".into(),
+        driver: p.driver.as_str().into(),
         subnet: subnet.to_string(),
         net_start: u32::from(subnet.network()),
         net_end: u32::from(subnet.broadcast()),
         gateway: gateway.to_string(),
-        bridge,
+        device,
         internal,
         mtu: p.mtu,
         options,
         created: util::now_nanos(),
+        subnet6,
+        gateway6,
+    })
+}
+
+/// The IPv6 subnet of a new network: the requested one when it overlaps no
+/// other network's (a host route is the user's call, as for IPv4), else a
+/// /64 of the ULA pool overlapping neither networks nor host routes.
+fn pick_subnet6(
+    c: &Connection,
+    want: Option<Ipv6Net>,
+    host_routes6: &[Ipv6Net],
+) -> Result<Ipv6Net, NetworkError> {
+    let others: Vec<(String, Ipv6Net)> = rows::ipv6_subnets(c)?
+        .into_iter()
+        .filter_map(|(n, s)| Some((n, s.parse().ok()?)))
+        .collect();
+    if let Some(s) = want {
+        if let Some((name, o)) = others.iter().find(|(_, o)| ipam6::overlaps(s, *o)) {
+            return Err(NetworkError::Conflict(format!(
+                "invalid subnet {s}: it overlaps with network {name} ({o})"
+            )));
+        }
+        return Ok(s);
+    }
+    let mut taken: Vec<Ipv6Net> = others.iter().map(|(_, s)| *s).collect();
+    taken.extend(host_routes6.iter().copied());
+    let pool = ipam6::ula_pool()?;
+    let draws = std::iter::repeat_with(rand::random::<u128>).take(16);
+    ipam6::pick_ula(pool, &taken, draws).ok_or_else(|| {
+        NetworkError::Conflict(format!(
+            "no free IPv6 /64 found in the pool {pool}: give one with --subnet"
+        ))
     })
 }
 
@@ -199,8 +311,9 @@ pub fn create(
     store: &mut Store,
     req: &CreateRequest,
 ) -> Result<NetworkRow, NetworkError> {
-    let nl = bridge::host_netlink()?;
-    let p = plan(&nl, req)?;
+    let drivers = Drivers::open(inst)?;
+    let p = plan(&drivers, req)?;
+    let driver = drivers.driver(p.driver);
     // Declared before `undo`: dropped after it, so a failure's undo runs
     // while the intent still names this live process.
     let mut intent = None;
@@ -209,19 +322,19 @@ pub fn create(
     // the store does not own yet and remove them.
     let _fw = rules::lock(inst)?;
     let row = store.write(|tx| {
-        let row = new_row(tx, &req.name, req.internal, &p, p.bridge.clone())?;
+        let row = new_row(tx, &req.name, req.internal, &p, p.device.clone())?;
         rows::insert_network(tx, &row)?;
         crate::fault::point("net-create-after-row");
         // Checked before the intent, so a crash never makes healing delete
-        // a device that was someone else's (bridge::create checks it again).
-        if nl.link(&row.bridge)?.is_some() {
+        // a device that was someone else's (the driver checks it again).
+        if p.driver == DriverKind::Bridge && drivers.netlink()?.link(&row.device)?.is_some() {
             return Err(NetworkError::Conflict(format!(
                 "bridge name {} is already in use by a device on this host",
-                row.bridge
+                row.device
             )));
         }
         intent = Some(begin_create(inst, &row)?);
-        bridge::create(&nl, inst, &row, &mut undo)?;
+        driver.ensure(&row, true, &mut undo)?;
         crate::fault::point("net-create-after-rules");
         Ok::<_, NetworkError>(row)
     })?;
@@ -238,7 +351,8 @@ fn begin_create(inst: &Instance, row: &NetworkRow) -> Result<crate::intent::Held
         &crate::intent::Intent::NetworkCreate {
             id: row.id.clone(),
             name: row.name.clone(),
-            bridge: row.bridge.clone(),
+            driver: row.driver.clone(),
+            bridge: row.device.clone(),
             subnet: row.subnet.clone(),
             gateway: row.gateway.clone(),
             internal: row.internal,
@@ -257,13 +371,16 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
     }
     let nl = Netlink::open()?;
     let p = Plan {
+        driver: DriverKind::Bridge,
         subnet: None,
         gateway: None,
         mtu: nl.default_route_mtu()?.unwrap_or(1500),
-        bridge: None,
+        device: None,
         host_routes: host_routes(&nl)?,
         extra_options: BTreeMap::new(),
-        antispoof: None,
+        ipv6: None,
+        gateway6: None,
+        host_routes6: vec![],
     };
     let row = new_row(
         c,
@@ -280,7 +397,7 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
 /// does not exist yet. Optional: `allocate` inserts the row by itself and
 /// `attach` makes the device, so callers need not call this first.
 pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, NetworkError> {
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
     let mut intent = None;
     let mut undo = Undo::new();
     let _fw = rules::lock(inst)?;
@@ -292,7 +409,7 @@ pub fn ensure_default(inst: &Instance, store: &mut Store) -> Result<NetworkRow, 
         if !known {
             intent = Some(begin_create(inst, &row)?);
         }
-        bridge::ensure(&nl, inst, &row, &mut undo)?;
+        drivers.of(&row)?.ensure(&row, false, &mut undo)?;
         Ok::<_, NetworkError>(row)
     })?;
     undo.commit();
@@ -321,6 +438,11 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         .parse::<Ipv4Net>()
         .map(|s| s.prefix_len())
         .unwrap_or(32);
+    let prefix6 = n
+        .subnet6
+        .parse::<Ipv6Net>()
+        .map(|s| s.prefix_len())
+        .unwrap_or(128);
     let mut containers = Map::new();
     for (ep, name) in rows::endpoints_of_network(c, &n.id)? {
         containers.insert(
@@ -330,9 +452,13 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
                 "IPv4Address": format!("{}/{prefix}", ep.ip),
-                "IPv6Address": "",
+                "IPv6Address": ep.ip6.map(|a| format!("{a}/{prefix6}")).unwrap_or_default(),
             }),
         );
+    }
+    let mut config = vec![json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+    if !n.subnet6.is_empty() {
+        config.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
     }
     Ok(json!({
         "Name": n.name,
@@ -340,11 +466,12 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         "Created": util::rfc3339(n.created),
         "Scope": "local",
         "Driver": n.driver,
-        "EnableIPv6": false,
+        "EnableIPv4": true,
+        "EnableIPv6": !n.subnet6.is_empty(),
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}],
+            "Config": config,
         },
         "Internal": n.internal,
         "Attachable": false,
@@ -369,7 +496,7 @@ fn remove_any(
     key: &str,
     default_too: bool,
 ) -> Result<NetworkRow, NetworkError> {
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
     let mut intent = None;
     // Held until the row is gone: a heal in between would restore the rules.
     let _fw = rules::lock(inst)?;
@@ -412,10 +539,10 @@ fn remove_any(
         );
         rows::delete_network(tx, &n.id)?;
         crate::fault::point("net-rm-after-row");
-        bridge::remove(&nl, inst, &n)?;
+        drivers.of(&n)?.remove(&n)?;
         crate::fault::point("net-rm-after-bridge");
         if rows::list_networks(tx)?.is_empty() {
-            rules::drop_table(inst)?;
+            super::fwbackend::for_instance(inst)?.rebuild(&Default::default())?;
             super::antispoof::drop_table(inst)?;
         }
         Ok(n)
@@ -436,14 +563,23 @@ pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkE
 /// `network reload`: bridges re-created where missing, then the whole
 /// firewall table rebuilt from the store in one batch.
 pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
+    let fw = super::fwbackend::for_instance(inst)?;
     let mut undo = Undo::new();
     let _fw = rules::lock(inst)?;
+    // A network that cannot be made again (a macvlan whose parent is gone)
+    // does not keep the others from theirs, nor the firewall rebuild.
+    let mut errors = vec![];
     for n in rows::list_networks(store.conn())? {
-        bridge::ensure(&nl, inst, &n, &mut undo)?;
+        if let Err(e) = drivers.of(&n).and_then(|d| d.ensure(&n, false, &mut undo)) {
+            errors.push(format!("network {}: {e}", n.name));
+        }
     }
-    rules::reload(inst, store.conn())?;
+    fw.rebuild(&desired::snapshot(store.conn())?)?;
     super::antispoof::rebuild(inst, store.conn())?;
     undo.commit();
-    Ok(())
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(NetworkError::Netlink(errors.join("; "))),
+    }
 }

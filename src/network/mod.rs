@@ -1,5 +1,6 @@
-//! Networks, endpoints, IPAM, the bridge driver, the nftables firewall and
-//! port mapping. The run path's contract (all in this module's namespace):
+//! Networks, endpoints, IPAM, the network drivers (driver.rs: bridge,
+//! macvlan), the firewall backends (fwbackend.rs: nftables, none) and port
+//! mapping. The run path's contract (all in this module's namespace):
 //!
 //! - `NetworkRequest`: what `run` asked for (--net, --ip, --dns, --add-host, -p)
 //! - `prepare(inst, store, &req)`: before the container's transaction; makes
@@ -22,9 +23,14 @@
 //! - `container_networks` / `container_ports`: for `ps` and `inspect`
 
 pub mod antispoof;
+pub mod desired;
+pub mod driver;
 pub mod firewall;
+pub mod fwbackend;
 pub mod guard;
 pub mod ipam;
+pub mod ipam6;
+pub mod macvlan;
 pub mod nfnl;
 pub mod nft;
 pub mod pool;
@@ -39,12 +45,14 @@ pub mod etc;
 pub mod manage;
 pub mod names;
 pub mod netlink;
+pub mod nlsock;
 pub mod reconcile;
 pub mod rules;
 #[cfg(test)]
 mod testns;
 pub mod undo;
 
+pub use driver::{DriverKind, NetworkMode};
 pub use endpoint::{
     allocate, attach, connect, container_networks, container_ports, detach, detach_exited,
     detach_rows, disconnect, etc_files, prepare, EndpointInfo,
@@ -71,11 +79,15 @@ pub enum NetworkError {
 /// The network part of a container's configuration, as the user asked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NetworkRequest {
-    /// "none", "host", "bridge" (the default network) or a network name.
+    /// "none", "host", "bridge" (the default network) or a network name
+    /// (see `NetworkMode`, `network_mode()`).
     pub mode: String,
     /// Additional networks beyond the first (not used by `run` today).
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: the IPv6 address on the first network.
+    #[serde(default)]
+    pub ip6: Option<String>,
     #[serde(default)]
     pub dns: Vec<String>,
     #[serde(default)]
@@ -85,6 +97,12 @@ pub struct NetworkRequest {
     pub publish: Vec<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+}
+
+impl NetworkRequest {
+    pub fn network_mode(&self) -> NetworkMode {
+        NetworkMode::parse(&self.mode)
+    }
 }
 
 impl From<netlink::NetlinkError> for NetworkError {
@@ -102,14 +120,17 @@ pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     }
     // Both tables under the firewall lock: a plug or unplug in between
     // would otherwise look like damage (or be undone by a rebuild).
+    let backend = fwbackend::for_instance(inst)?;
     let fw = rules::lock(inst)?;
-    let rebuilt = rules::heal(inst, store.conn());
+    let rebuilt = desired::snapshot(store.conn()).and_then(|want| backend.heal(&want));
     let guarded = antispoof::heal(inst, store.conn());
     drop(fw);
     let healed = rebuilt? | guarded?;
     // While there are networks, the guardian restores a flushed table at
     // once instead of at the next command.
-    if !crate::store::networks::list_networks(store.conn())?.is_empty() {
+    if backend.name() == "nftables"
+        && !crate::store::networks::list_networks(store.conn())?.is_empty()
+    {
         guard::ensure(inst)?;
     }
     Ok(healed)

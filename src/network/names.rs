@@ -89,6 +89,7 @@ pub fn validate_bridge_name(name: &str) -> Result<(), NetworkError> {
 pub const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
 pub const OPT_TRUSTED_IFS: &str = "com.docker.network.bridge.trusted_host_interfaces";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+pub const OPT_GATEWAY_MODE6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
 /// Driver options of `network create -o`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +97,8 @@ pub struct BridgeOptions {
     pub mtu: Option<u32>,
     pub bridge_name: Option<String>,
     pub gateway_mode: Option<GatewayMode>,
+    /// `gateway_mode_ipv6`: nat (NAT66) or routed, for the IPv6 side.
+    pub gateway_mode6: Option<GatewayMode>,
     /// Host interfaces allowed to route to published container ports directly.
     pub trusted_interfaces: Vec<String>,
     /// Host address `-p` binds to when the spec names none.
@@ -159,6 +162,16 @@ pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
                 })?;
                 out.gateway_mode = Some(m);
             }
+            OPT_GATEWAY_MODE6 => {
+                let m = GatewayMode::parse(v)
+                    .filter(|m| matches!(m, GatewayMode::Nat | GatewayMode::Routed))
+                    .ok_or_else(|| {
+                        NetworkError::Invalid(format!(
+                            "invalid gateway_mode_ipv6 {v:?}: expected nat or routed"
+                        ))
+                    })?;
+                out.gateway_mode6 = Some(m);
+            }
             OPT_TRUSTED_IFS => out.trusted_interfaces = parse_trusted_interfaces(v)?,
             OPT_HOST_BINDING => {
                 let ip: Ipv4Addr = v.parse().map_err(|_| {
@@ -182,7 +195,8 @@ pub fn parse_options(opts: &[String]) -> Result<BridgeOptions, NetworkError> {
             _ => {
                 return Err(NetworkError::Invalid(format!(
                     "unknown option {k:?}: the bridge driver knows mtu, bridge_name, \
-                     {OPT_GATEWAY_MODE}, {OPT_TRUSTED_IFS}, {OPT_HOST_BINDING} and minirt.antispoof"
+                     {OPT_GATEWAY_MODE}, {OPT_GATEWAY_MODE6}, {OPT_TRUSTED_IFS}, {OPT_HOST_BINDING} \
+                     and minirt.antispoof"
                 )))
             }
         }
@@ -310,6 +324,12 @@ mod gateway_option_tests {
             let o = parse_options(&[format!("{OPT_GATEWAY_MODE}={m}")]).unwrap();
             assert_eq!(o.gateway_mode.map(GatewayMode::as_str), Some(m));
         }
+        let o = parse_options(&[format!("{OPT_GATEWAY_MODE6}=routed")]).unwrap();
+        assert_eq!(o.gateway_mode6, Some(GatewayMode::Routed));
+        assert!(parse_options(&[format!("{OPT_GATEWAY_MODE6}=isolated")])
+            .unwrap_err()
+            .to_string()
+            .contains("expected nat or routed"));
         assert!(parse_trusted_interfaces("eth0:").unwrap() == vec!["eth0"]);
         assert!(parse_trusted_interfaces("a:sixteen-chars-xx").is_err());
     }

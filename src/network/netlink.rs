@@ -3,11 +3,13 @@
 //! No policy here: callers decide names, addresses and what to undo.
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
-use std::net::Ipv4Addr;
+use rtnetlink::{Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+pub use netlink_packet_route::link::MacVlanMode;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +272,31 @@ impl Netlink {
             .map_err(wrap(format!("cannot create veth pair {host}/{peer}")))
     }
 
+    /// One request: macvlan `name` on `parent` (a device of this
+    /// namespace), created directly inside `netns` with `mac` and `mtu`
+    /// (0: the parent's), down; it never exists in this namespace.
+    pub fn create_macvlan(
+        &self,
+        name: &str,
+        parent: &str,
+        mode: MacVlanMode,
+        netns: Netns,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<()> {
+        let parent_index = self.index(parent)?;
+        let mut msg = LinkMacVlan::new(name, parent_index, mode).address(mac.to_vec());
+        match netns {
+            Netns::Pid(pid) => msg = msg.setns_by_pid(pid as u32),
+        }
+        if mtu > 0 {
+            msg = msg.mtu(mtu);
+        }
+        self.rt
+            .block_on(self.handle.link().add(msg.build()).execute())
+            .map_err(wrap(format!("cannot create macvlan {name} on {parent}")))
+    }
+
     pub fn add_address(&self, name: &str, addr: Ipv4Net) -> Result<()> {
         let index = self.index(name)?;
         let req = self
@@ -289,6 +316,55 @@ impl Netlink {
         self.rt
             .block_on(self.handle.route().add(msg).execute())
             .map_err(wrap(format!("cannot add a default route via {gateway}")))
+    }
+
+    /// Adds an IPv6 address without duplicate address detection (IFA_F_NODAD:
+    /// minirt's IPAM already made it unique, and DAD would keep it tentative,
+    /// unusable, for a second).
+    pub fn add_address6(&self, name: &str, addr: Ipv6Net) -> Result<()> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let index = self.index(name)?;
+        let mut req = self
+            .handle
+            .address()
+            .add(index, addr.addr().into(), addr.prefix_len());
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.rt
+            .block_on(req.execute())
+            .map_err(wrap(format!("cannot add address {addr} to {name}")))
+    }
+
+    /// IPv6 default route via `gateway` (out of whichever device reaches it).
+    pub fn add_default_route6(&self, gateway: Ipv6Addr) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.rt
+            .block_on(self.handle.route().add(msg).execute())
+            .map_err(wrap(format!("cannot add a default route via {gateway}")))
+    }
+
+    /// IPv6 routes of the main table (destination prefixes).
+    pub fn ipv6_routes(&self) -> Result<Vec<Ipv6Net>> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new().build();
+        let req = self.handle.route().get(msg).execute();
+        let all: Vec<RouteMessage> = self
+            .rt
+            .block_on(req.try_collect())
+            .map_err(wrap("cannot list IPv6 routes"))?;
+        Ok(all
+            .iter()
+            .filter(|r| route_table(r) == RouteHeader::RT_TABLE_MAIN as u32)
+            .filter_map(|r| {
+                let addr = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(*a),
+                    _ => None,
+                })?;
+                Ipv6Net::new(addr, r.header.destination_prefix_length).ok()
+            })
+            .collect())
     }
 
     /// IPv4 routes of the main table (destination prefixes).
@@ -401,6 +477,44 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<()> {
         return Ok(());
     }
     std::fs::write(&path, value).map_err(|source| NetlinkError::Sysctl { path, source })
+}
+
+/// Writes a sysctl in the network namespace at `ns_path`: /proc/sys/net
+/// belongs to the netns of the thread that opens it, so a short-lived
+/// thread joins the namespace for the write (as `Netlink::open_in`).
+pub fn set_sysctl_in(ns_path: &Path, key: &str, value: &str) -> Result<()> {
+    let path = ns_path.to_path_buf();
+    let (key, value) = (key.to_string(), value.to_string());
+    let what = format!("cannot enter {}", path.display());
+    let joined = std::thread::spawn(move || -> std::result::Result<Result<()>, std::io::Error> {
+        let f = std::fs::File::open(&path)?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        Ok(set_sysctl(&key, &value))
+    })
+    .join();
+    match joined {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(NetlinkError::Request { what, source: e }),
+        Err(_) => Err(NetlinkError::Protocol {
+            what,
+            msg: "thread panicked".into(),
+        }),
+    }
+}
+
+/// Turns duplicate address detection off on `dev` (its link-local and any
+/// address added later are usable at once; Docker 28 does the same on its
+/// bridges). Device names may contain dots, so the path is built directly.
+pub fn disable_dad(dev: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{dev}/accept_dad");
+    std::fs::write(&path, "0").map_err(|source| NetlinkError::Sysctl { path, source })
+}
+
+/// IPv6 routing between the bridges and the uplink, switched on only when
+/// an IPv6 network exists; the host's other IPv6 policy is left alone.
+pub fn enable_ipv6_forward() -> Result<()> {
+    set_sysctl("net.ipv6.conf.all.forwarding", "1")
 }
 
 /// Routing between the bridges and the uplink.

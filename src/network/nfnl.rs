@@ -11,7 +11,7 @@
 use super::firewall::FwPort;
 use super::portspec::Proto;
 use super::NetworkError;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -64,18 +64,34 @@ pub fn port_elements(p: &FwPort) -> Vec<Element> {
     vec![port_element(p), published]
 }
 
+fn octets(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// "6" for the IPv6 maps and sets (`pm6_tcp`, `pub6_udp`, ...).
+fn six(p: &FwPort) -> &'static str {
+    if p.ctr_ip.is_ipv6() {
+        "6"
+    } else {
+        ""
+    }
+}
+
 /// The container address . port in `pub_tcp`/`pub_udp`. Pure.
 pub fn published_element(p: &FwPort) -> Element {
     let proto = match p.proto {
         Proto::Tcp => "tcp",
         Proto::Udp => "udp",
     };
-    let mut key = p.ctr_ip.octets().to_vec();
+    let mut key = octets(p.ctr_ip);
     let b = p.ctr_port.to_be_bytes();
     key.extend_from_slice(&[b[0], b[1], 0, 0]);
     Element {
         family: libc::NFPROTO_INET as u8,
-        map: format!("pub_{proto}"),
+        map: format!("pub{}_{proto}", six(p)),
         key,
         data: vec![],
         what: format!("{proto} {}:{} (published)", p.ctr_ip, p.ctr_port),
@@ -92,17 +108,18 @@ pub fn port_element(p: &FwPort) -> Element {
         let b = port.to_be_bytes();
         [b[0], b[1], 0, 0]
     };
-    let mut data = p.ctr_ip.octets().to_vec();
+    let mut data = octets(p.ctr_ip);
     data.extend_from_slice(&padded_port(p.ctr_port));
+    let six = six(p);
     let (map, key) = if p.host_ip.is_unspecified() {
         (
-            format!("pm_any_{proto}"),
+            format!("pm{six}_any_{proto}"),
             p.host_port.to_be_bytes().to_vec(),
         )
     } else {
-        let mut k = p.host_ip.octets().to_vec();
+        let mut k = octets(p.host_ip);
         k.extend_from_slice(&padded_port(p.host_port));
-        (format!("pm_{proto}"), k)
+        (format!("pm{six}_{proto}"), k)
     };
     Element {
         family: libc::NFPROTO_INET as u8,
@@ -238,40 +255,10 @@ fn os_err(what: &str) -> NetworkError {
     ))
 }
 
+/// The kernel answers inside sendmsg; the timeout only guards against a
+/// kernel that never answers (we then fall back to nft).
 pub(super) fn open_socket() -> Result<OwnedFd, NetworkError> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    if fd < 0 {
-        return Err(os_err("socket"));
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The kernel answers inside sendmsg; the timeout only guards against a
-    // kernel that never answers (we then fall back to nft).
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a pointer to a live timeval of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(os_err("setsockopt"));
-    }
-    Ok(fd)
+    super::nlsock::open(0, 5)
 }
 
 /// Sends one batch and returns each element's errno (0 = done). Any nonzero
@@ -648,6 +635,10 @@ mod root_tests {
             port(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2", 53),
             port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81),
             port(Proto::Udp, "127.0.0.1", 6000, "10.77.0.3", 60),
+            port(Proto::Tcp, "::", 8080, "fd00:77::2", 80),
+            port(Proto::Udp, "::", 5353, "fd00:77::2", 53),
+            port(Proto::Tcp, "::1", 8082, "fd00:77::3", 82),
+            port(Proto::Udp, "2001:db8::1", 6001, "fd00:77::3", 61),
         ]
     }
 
@@ -662,6 +653,8 @@ mod root_tests {
             nft::apply(&render_ports_add(T, &ports)).unwrap();
             let by_nft = nft::list_table(T).unwrap();
             assert!(by_nft.contains("198.51.100.1 . 8081 : 10.77.0.3 . 81"));
+            assert!(by_nft.contains("::1 . 8082 : fd00:77::3 . 82"));
+            assert!(by_nft.contains("8080 : fd00:77::2 . 80"));
             del_port_elements(T, &ports).unwrap();
             assert_eq!(nft::list_table(T).unwrap(), empty, "nfnl left elements");
 

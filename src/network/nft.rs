@@ -374,6 +374,7 @@ mod root_tests {
             internal,
             mode: GatewayMode::Nat,
             trusted: vec![],
+            v6: None,
         }
     }
     fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
@@ -449,6 +450,43 @@ mod root_tests {
         });
     }
 
+    /// After the networks and ports of the widest cross-product case are
+    /// added and deleted again, the kernel lists exactly the base table
+    /// (golden `cleaned`, the kernel's own `nft list table` output).
+    #[test]
+    fn adding_then_deleting_everything_leaves_the_base_table() {
+        let ns = Ns::new("clean");
+        let a = net("aaaa1111", "br0", "10.77.0.0/24", false);
+        let b = net("bbbb2222", "br1", "10.78.0.0/24", true);
+        let ports = [
+            port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
+            port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.2", 80),
+            port(Proto::Udp, "0.0.0.0", 5353, "10.78.0.2", 53),
+        ];
+        let (base, cleaned) = ns.run(|| {
+            apply(&render_base(T)).unwrap();
+            let base = list_table(T).unwrap();
+            apply(
+                &(render_network_add(T, &a)
+                    + &render_network_add(T, &b)
+                    + &render_ports_add(T, &ports)),
+            )
+            .unwrap();
+            assert!(list_table(T).unwrap().contains("10.78.0.2 . 53"));
+            apply(
+                &(render_ports_del(T, &ports)
+                    + &render_network_del(T, &b)
+                    + &render_network_del(T, &a)),
+            )
+            .unwrap();
+            let cleaned = list_table(T).unwrap();
+            delete_table(T).unwrap();
+            (base, cleaned)
+        });
+        assert_eq!(cleaned, base);
+        crate::network::firewall::tests::golden("cleaned", &cleaned);
+    }
+
     /// What `desired` says is exactly what the kernel lists back, for every
     /// gateway mode, trusted interfaces and every kind of port mapping: the
     /// heal check finds nothing to do on a table minirt itself built.
@@ -476,12 +514,28 @@ mod root_tests {
             if i == 0 {
                 n.trusted = vec!["eth3".into(), "vxlan.1".into()];
             }
+            // Dual-stack: NAT66 on the first, routed IPv6 on the second,
+            // and the isolated one's IPv6 side.
+            if i != 2 {
+                n.v6 = Some(crate::network::firewall::FwV6 {
+                    subnet: format!("fd00:9{i}::/64").parse().unwrap(),
+                    gateway: format!("fd00:9{i}::1").parse().unwrap(),
+                    mode: if i == 1 {
+                        GatewayMode::Routed
+                    } else {
+                        GatewayMode::Nat
+                    },
+                });
+            }
             nets.push(n);
         }
         let mut ports = vec![
             port(Proto::Tcp, "0.0.0.0", 8080, "10.90.0.2", 80),
             port(Proto::Udp, "127.0.0.1", 5353, "10.90.0.2", 53),
             port(Proto::Tcp, "198.51.100.1", 8081, "10.90.0.3", 80),
+            port(Proto::Tcp, "::", 8080, "fd00:90::2", 80),
+            port(Proto::Udp, "::1", 5353, "fd00:90::2", 53),
+            port(Proto::Tcp, "2001:db8::1", 8081, "fd00:90::3", 80),
         ];
         let mut routed = port(Proto::Tcp, "0.0.0.0", 8082, "10.92.0.2", 80);
         routed.routed = true;

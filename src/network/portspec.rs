@@ -4,7 +4,7 @@
 use super::NetworkError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
@@ -40,8 +40,9 @@ impl FromStr for Proto {
 /// One published port as the user asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// 0.0.0.0 = every host address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 = every host address (IPv6 ones too when the container has
+    /// an IPv6 address); `::` = every IPv6 host address.
+    pub host_ip: IpAddr,
     /// None = pick a free ephemeral port at allocation time.
     pub host_port: Option<u16>,
     pub container_port: u16,
@@ -52,12 +53,12 @@ pub struct PortMapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HostBinding {
     pub proto: Proto,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
-impl From<(Proto, Ipv4Addr, u16)> for HostBinding {
-    fn from((proto, host_ip, host_port): (Proto, Ipv4Addr, u16)) -> HostBinding {
+impl From<(Proto, IpAddr, u16)> for HostBinding {
+    fn from((proto, host_ip, host_port): (Proto, IpAddr, u16)) -> HostBinding {
         HostBinding {
             proto,
             host_ip,
@@ -112,7 +113,8 @@ pub fn ephemeral_ports() -> Result<RangeInclusive<u16>, NetworkError> {
 }
 
 /// Two bindings collide when protocol and port match and the addresses are
-/// equal or either one is the 0.0.0.0 wildcard (which takes every address).
+/// equal or either one is a wildcard (0.0.0.0 takes every address of both
+/// families, `::` is refused next to it for the same reason).
 pub fn conflicts(a: HostBinding, b: HostBinding) -> bool {
     a.proto == b.proto
         && a.host_port == b.host_port
@@ -155,21 +157,43 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, NetworkError> {
         Some((body, p)) => (body, p.parse::<Proto>().map_err(|e| bad(e.to_string()))?),
         None => (spec, Proto::Tcp),
     };
-    if body.starts_with('[') || body.matches(':').count() > 2 {
-        return Err(bad("IPv6 host addresses are not supported yet".into()));
+    // `[V6]:HOSTPORT:CTRPORT` and `[V6]::CTRPORT`: the brackets keep the
+    // address's colons apart from the separators.
+    let (v6, body) = match body.strip_prefix('[') {
+        Some(rest) => {
+            let (a, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("missing ']' after the IPv6 address".into()))?;
+            let ip = a
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad(format!("{a:?} is not an IPv6 address")))?;
+            let tail = tail
+                .strip_prefix(':')
+                .ok_or_else(|| bad("expected ':' after ']'".into()))?;
+            (Some(ip), tail)
+        }
+        None => (None, body),
+    };
+    if v6.is_none() && body.matches(':').count() > 2 {
+        return Err(bad(
+            "an IPv6 host address goes in brackets: [::1]:8080:80".into()
+        ));
     }
     let parts: Vec<&str> = body.split(':').collect();
-    let (ip_s, host_s, ctr_s) = match parts.as_slice() {
-        [c] => (None, None, *c),
-        [h, c] => (None, Some(*h), *c),
-        [i, h, c] => (Some(*i), Some(*h), *c),
+    let (ip_s, host_s, ctr_s) = match (v6, parts.as_slice()) {
+        (None, [c]) => (None, None, *c),
+        (None, [h, c]) => (None, Some(*h), *c),
+        (None, [i, h, c]) => (Some(*i), Some(*h), *c),
+        (Some(_), [h, c]) => (None, Some(*h), *c),
         _ => return Err(bad("too many ':'".into())),
     };
-    let host_ip = match ip_s {
-        None => Ipv4Addr::UNSPECIFIED,
-        Some(s) => s
-            .parse::<Ipv4Addr>()
-            .map_err(|_| bad(format!("{s:?} is not an IPv4 address")))?,
+    let host_ip = match (v6, ip_s) {
+        (Some(ip), _) => IpAddr::V6(ip),
+        (None, None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (None, Some(s)) => IpAddr::V4(
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| bad(format!("{s:?} is not an IPv4 address")))?,
+        ),
     };
     let ctr = parse_range(ctr_s, "container").map_err(bad)?;
     let host = match host_s {
@@ -254,6 +278,33 @@ mod tests {
     }
 
     #[test]
+    fn parses_ipv6_host_addresses_in_brackets() {
+        use Proto::*;
+        assert_eq!(
+            parse_publish("[::]:8080:80").unwrap(),
+            [pm("::", Some(8080), 80, Tcp)]
+        );
+        assert_eq!(
+            parse_publish("[::1]:8080:80/udp").unwrap(),
+            [pm("::1", Some(8080), 80, Udp)]
+        );
+        assert_eq!(
+            parse_publish("[2001:db8::5]::80").unwrap(),
+            [pm("2001:db8::5", None, 80, Tcp)]
+        );
+        assert_eq!(
+            parse_publish("[::]:8000-8001:80-81").unwrap(),
+            [pm("::", Some(8000), 80, Tcp), pm("::", Some(8001), 81, Tcp)]
+        );
+        let b = |ip: &str| HostBinding::from((Tcp, ip.parse::<IpAddr>().unwrap(), 80));
+        assert!(conflicts(b("::"), b("::1")));
+        assert!(conflicts(b("0.0.0.0"), b("::")));
+        assert!(conflicts(b("0.0.0.0"), b("::1")));
+        assert!(!conflicts(b("::1"), b("127.0.0.1")));
+        assert!(!conflicts(b("::1"), b("2001:db8::1")));
+    }
+
+    #[test]
     fn proto_text_and_serde() {
         assert_eq!(Proto::Tcp.to_string(), "tcp");
         assert_eq!(Proto::Udp.to_string(), "udp");
@@ -320,8 +371,12 @@ mod tests {
         assert!(err("8080:").contains("missing container port"));
         assert!(err("80/sctp").contains("expected tcp or udp"));
         assert!(err("300.1.1.1:80:80").contains("not an IPv4 address"));
-        assert!(err("[::1]:80:80").contains("IPv6"));
-        assert!(err("::1:80:80").contains("IPv6"));
+        assert!(err("::1:80:80").contains("goes in brackets"));
+        assert!(err("[::1:80:80").contains("missing ']'"));
+        assert!(err("[::1]80:80").contains("expected ':' after ']'"));
+        assert!(err("[10.0.0.1]:80:80").contains("not an IPv6 address"));
+        assert!(err("[::1]:1:80:80").contains("too many"));
+        assert!(err("[::1]:80").contains("too many") || err("[::1]:80").contains("missing"));
         // Errors name the spec so the user sees which -p was wrong.
         assert!(err("x:80").starts_with("invalid port mapping \"x:80\": "));
     }
@@ -403,7 +458,7 @@ mod tests {
             let proto = if udp { Proto::Udp } else { Proto::Tcp };
             let got = parse_publish(&format!("{ip}:{h}:{c}/{proto}")).unwrap();
             prop_assert_eq!(got, vec![PortMapping {
-                host_ip: ip, host_port: Some(h), container_port: c, proto
+                host_ip: IpAddr::V4(ip), host_port: Some(h), container_port: c, proto
             }]);
         }
 

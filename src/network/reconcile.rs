@@ -7,7 +7,7 @@
 //! veth go, and the table with the last network); removals roll forward
 //! (their row is still there: the removal is finished).
 
-use super::bridge;
+use super::driver::{DriverSet, Drivers};
 use super::netlink::Netlink;
 use super::{manage, rules, NetworkError};
 use crate::store::networks::{self as rows, NetworkRow};
@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 pub fn intended_row(
     id: &str,
     name: &str,
-    bridge: &str,
+    driver: &str,
+    device: &str,
     subnet: &str,
     gateway: &str,
     internal: bool,
@@ -28,22 +29,24 @@ pub fn intended_row(
     NetworkRow {
         id: id.into(),
         name: name.into(),
-        driver: "bridge".into(),
+        driver: driver.into(),
         subnet: subnet.into(),
         net_start: 0,
         net_end: 0,
         gateway: gateway.into(),
-        bridge: bridge.into(),
+        device: device.into(),
         internal,
         mtu: 0,
         options: BTreeMap::new(),
         created: 0,
+        subnet6: String::new(),
+        gateway6: String::new(),
     }
 }
 
 /// Rolls a killed `network create` back unless its row got committed.
 pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
-    let nl = bridge::host_netlink()?;
+    let drivers = Drivers::open(inst)?;
     // The firewall lock before the store's, the order every firewall change
     // takes (the other order could wait on a process that waits on us).
     let _fw = rules::lock(inst)?;
@@ -52,10 +55,10 @@ pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError
         if rows::find_network(tx, &net.id)?.is_some_and(|n| n.id == net.id) {
             return Ok(());
         }
-        bridge::remove(&nl, inst, net)?;
+        drivers.of(net)?.remove(net)?;
         // The table it may have made first goes with the last network.
         if rows::list_networks(tx)?.is_empty() {
-            rules::drop_table(inst)?;
+            super::fwbackend::for_instance(inst)?.rebuild(&Default::default())?;
             super::antispoof::drop_table(inst)?;
         }
         Ok(())
@@ -75,13 +78,13 @@ pub fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
 
 /// Rolls a killed `network connect` back: its veth goes unless its endpoint
 /// row got committed (deleting the host end takes the container's end too).
-pub fn undo_connect(inst: &Instance, host_veth: &str) -> Result<(), NetworkError> {
+pub fn undo_connect(inst: &Instance, host_ifname: &str) -> Result<(), NetworkError> {
     let nl = Netlink::open()?;
     let _fw = rules::lock(inst)?;
     let mut store = Store::open(&inst.db_path())?;
     store.write(|tx| {
-        if !rows::veth_has_endpoint(tx, host_veth)? {
-            nl.delete_link(host_veth)?;
+        if !rows::ifname_has_endpoint(tx, host_ifname)? {
+            nl.delete_link(host_ifname)?;
         }
         Ok(())
     })

@@ -1,20 +1,20 @@
-//! Glue between stored networks / port bindings and the firewall renderer:
-//! builds FwNetwork / FwPort values and applies the scripts with nft.rs
+//! The nftables backend (fwbackend.rs) and its glue: builds FwNetwork /
+//! FwPort values from rows and applies the scripts with nft.rs
 //! (port mappings go over nfnetlink, nfnl.rs, with nft.rs as the fallback),
 //! serialises every firewall change of an instance behind one lock, and
 //! heals the live table by structure (`nft -j` compared with `Desired`).
 
 use super::firewall::{self, Desired, FwNetwork, FwPort, GatewayMode};
+use super::fwbackend::{FwSnapshot, InUse};
 use super::names;
 use super::undo::Undo;
 use super::{nfnl, nft, NetworkError};
-use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
+use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
-use rusqlite::Connection;
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     let bad = |what: &str, v: &str| {
@@ -36,14 +36,26 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
         None => vec![],
         Some(t) => names::parse_trusted_interfaces(t)?,
     };
+    let v6 = match super::bridge::addressing6(net)? {
+        None => None,
+        Some((subnet, gateway)) => Some(firewall::FwV6 {
+            subnet,
+            gateway,
+            mode: match net.options.get(names::OPT_GATEWAY_MODE6) {
+                None => GatewayMode::Nat,
+                Some(m) => GatewayMode::parse(m).ok_or_else(|| bad("IPv6 gateway mode", m))?,
+            },
+        }),
+    };
     Ok(FwNetwork {
         id: net.id.clone(),
-        bridge: net.bridge.clone(),
+        bridge: net.device.clone(),
         subnet,
         gateway,
         internal: net.internal,
         mode,
         trusted,
+        v6,
     })
 }
 
@@ -52,26 +64,58 @@ pub fn is_routed(net: &NetworkRow) -> bool {
     net.options.get(names::OPT_GATEWAY_MODE).map(String::as_str) == Some("routed")
 }
 
+/// The same for the network's IPv6 side (`gateway_mode_ipv6=routed`).
+pub fn is_routed6(net: &NetworkRow) -> bool {
+    net.options
+        .get(names::OPT_GATEWAY_MODE6)
+        .map(String::as_str)
+        == Some("routed")
+}
+
+/// The firewall's view of an endpoint's bindings: an IPv4 host address maps
+/// to the container's IPv4 address, an IPv6 one to its IPv6 address, and
+/// the 0.0.0.0 wildcard (`-p 8080:80`) to both when the container has IPv6
+/// (Docker publishes on both families by default). `routed6`: the IPv6 side
+/// of the network is routed (no DNAT there).
 pub fn fw_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
     routed: bool,
+    routed6: bool,
 ) -> Result<Vec<FwPort>, NetworkError> {
-    ports
-        .iter()
-        .map(|p| {
-            Ok(FwPort {
-                proto: p.proto.parse()?,
-                host_ip: p.host_ip.parse().map_err(|_| {
-                    NetworkError::Invalid(format!("bad host address {:?} in the store", p.host_ip))
-                })?,
-                host_port: p.host_port,
-                ctr_ip: ep.ip,
-                ctr_port: p.container_port,
-                routed,
-            })
-        })
-        .collect()
+    let mut out = vec![];
+    for p in ports {
+        let host_ip: IpAddr = p.host_ip.parse().map_err(|_| {
+            NetworkError::Invalid(format!("bad host address {:?} in the store", p.host_ip))
+        })?;
+        let proto = p.proto.parse()?;
+        let port = |host_ip: IpAddr, ctr_ip: IpAddr, routed: bool| FwPort {
+            proto,
+            host_ip,
+            host_port: p.host_port,
+            ctr_ip,
+            ctr_port: p.container_port,
+            routed,
+        };
+        match host_ip {
+            IpAddr::V4(_) => {
+                out.push(port(host_ip, ep.ip.into(), routed));
+                if let (true, Some(ip6)) = (host_ip.is_unspecified(), ep.ip6) {
+                    out.push(port(Ipv6Addr::UNSPECIFIED.into(), ip6.into(), routed6));
+                }
+            }
+            IpAddr::V6(_) => {
+                let ip6 = ep.ip6.ok_or_else(|| {
+                    NetworkError::Invalid(format!(
+                        "port {} on {host_ip} needs an IPv6 address in the container",
+                        p.host_port
+                    ))
+                })?;
+                out.push(port(host_ip, ip6.into(), routed6));
+            }
+        }
+    }
+    Ok(out)
 }
 
 // ------------------------------------------------------------------ the lock
@@ -295,36 +339,16 @@ pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<
     (add, del)
 }
 
-/// Every network and published port the store holds, as the firewall sees them.
-fn store_state(c: &Connection) -> Result<(Vec<FwNetwork>, Vec<FwPort>), NetworkError> {
-    let nets = rows::list_networks(c)?;
-    let mut fw = vec![];
-    let mut eps: HashMap<String, (EndpointRow, bool)> = HashMap::new();
-    for n in &nets {
-        fw.push(fw_network(n)?);
-        for (ep, _) in rows::endpoints_of_network(c, &n.id)? {
-            eps.insert(ep.id.clone(), (ep, is_routed(n)));
-        }
-    }
-    let mut ports = vec![];
-    for b in rows::all_port_bindings(c)? {
-        if let Some((ep, routed)) = eps.get(&b.endpoint_id) {
-            ports.extend(fw_ports(ep, std::slice::from_ref(&b), *routed)?);
-        }
-    }
-    Ok((fw, ports))
-}
-
 /// Self-healing: compares the live table with what the store says, by
 /// structure, and repairs it: missing or extra elements one by one, anything
 /// else (table gone, a chain flushed, deleted or added, a base chain's hook
 /// or policy changed) by a rebuild; bridges that only a stale table still
 /// names go too. Returns whether anything had to change. Costs one
 /// `nft -j list` when all is well.
-pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
+pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     let _lock = lock(inst)?;
     let table = inst.nft_table();
-    let (nets, ports) = store_state(c)?;
+    let (nets, ports) = (&snap.networks, &snap.ports);
     if nets.is_empty() {
         // A killed `network rm` of the last network can leave the table.
         if let Ok(true) = nft::table_exists(&table) {
@@ -333,18 +357,18 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
         }
         return Ok(false);
     }
-    let want = firewall::desired(&nets, &ports);
+    let want = firewall::desired(nets, ports);
     let live = match nft::list_table_json(&table).and_then(|j| parse_live(&j)) {
         Ok(l) => l,
         Err(_) => {
-            reload_locked(inst, c)?;
+            reload_locked(inst, snap)?;
             return Ok(true);
         }
     };
     if let Some(why) = structure_differs(&want, &live) {
         tracing::info!("rebuilding firewall table {table}: {why}");
         let stale: Vec<String> = stale_bridges(&want, &live);
-        reload_locked(inst, c)?;
+        reload_locked(inst, snap)?;
         if !stale.is_empty() {
             let nl = super::netlink::Netlink::open()?;
             for b in stale {
@@ -362,6 +386,20 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
     Ok(true)
 }
 
+/// Whether the live table is exactly what `snap` asks for (read only).
+pub fn is_intact(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
+    let table = inst.nft_table();
+    if snap.networks.is_empty() {
+        return Ok(!nft::table_exists(&table)?);
+    }
+    let want = firewall::desired(&snap.networks, &snap.ports);
+    let Ok(live) = nft::list_table_json(&table).and_then(|j| parse_live(&j)) else {
+        return Ok(false);
+    };
+    let (add, del) = element_diff(&want, &live);
+    Ok(structure_differs(&want, &live).is_none() && add.is_empty() && del.is_empty())
+}
+
 /// Bridges the live table forwards for but the store has no network for.
 fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
     let keys = |d: &Desired| -> BTreeSet<String> {
@@ -376,11 +414,11 @@ fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
 }
 
 /// Creates the instance's table, maps and base chains if missing. The undo
-/// deletes the table only while the store holds no network (read afresh when
-/// the undo runs, after the failed transaction rolled back), so a concurrent
-/// minirt process that also uses the table never loses it.
+/// deletes the table only while `in_use` says the instance has no network
+/// (asked when the undo runs, after the failed transaction rolled back), so
+/// a concurrent minirt process that also uses the table never loses it.
 /// Returns whether the table had to be created.
-pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkError> {
+pub fn ensure_base(inst: &Instance, undo: &mut Undo, in_use: InUse) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
     // Whoever makes or uses a network makes sure the guardian watches it
     // (one pid file read when it runs).
@@ -394,13 +432,8 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkErro
     }
     let _lock = lock(inst)?;
     nft::apply(&firewall::render_base(&table))?;
-    let db = inst.db_path();
     undo.push(format!("nftables table {table}"), move || {
-        let store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
-        if rows::list_networks(store.conn())
-            .map_err(|e| e.to_string())?
-            .is_empty()
-        {
+        if !in_use() {
             nft::delete_table(&table).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -413,49 +446,45 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo) -> Result<bool, NetworkErro
 /// network in use must never remove them on a later failure.
 pub fn ensure_network(
     inst: &Instance,
-    net: &NetworkRow,
+    fw: &FwNetwork,
     fresh: bool,
     undo: &mut Undo,
 ) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let fw = fw_network(net)?;
-    nft::apply(&firewall::render_network_add(&table, &fw))?;
+    nft::apply(&firewall::render_network_add(&table, fw))?;
     if fresh {
-        undo.push(format!("firewall rules of {}", net.name), move || {
+        let fw = fw.clone();
+        undo.push(format!("firewall rules of {}", fw.bridge), move || {
             nft::apply(&firewall::render_network_del(&table, &fw)).map_err(|e| e.to_string())
         });
     }
     Ok(())
 }
 
-pub fn remove_network(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
+pub fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkError> {
     // Deletes are written as add-then-delete (idempotent); on a missing table
     // that would re-declare it without its base rules. Nothing to remove then.
     if let Ok(false) = nft::table_exists(&inst.nft_table()) {
         return Ok(());
     }
-    nft::apply(&firewall::render_network_del(
-        &inst.nft_table(),
-        &fw_network(net)?,
-    ))
+    nft::apply(&firewall::render_network_del(&inst.nft_table(), fw))
 }
 
 pub fn add_ports(
     inst: &Instance,
-    net: &NetworkRow,
-    ep: &EndpointRow,
-    ports: &[PortBindingRow],
+    fw: &[FwPort],
+    what: &str,
     undo: &mut Undo,
 ) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let fw = fw_ports(ep, ports, is_routed(net))?;
+    let fw = fw.to_vec();
     // One nfnetlink batch (no nft process); nft stays the fallback so any
     // surprise there never costs a working port mapping.
     if let Err(e) = nfnl::add_port_elements(&table, &fw) {
         tracing::warn!("{e}; retrying with nft");
         nft::apply(&firewall::render_ports_add(&table, &fw))?;
     }
-    undo.push(format!("port mappings of {}", ep.host_veth), move || {
+    undo.push(format!("port mappings of {what}"), move || {
         del_ports(&table, &fw).map_err(|e| e.to_string())
     });
     Ok(())
@@ -474,26 +503,23 @@ fn del_ports(table: &str, fw: &[FwPort]) -> Result<(), NetworkError> {
     nft::apply(&firewall::render_ports_del(table, fw))
 }
 
-/// Removes the mappings of an endpoint, whatever its network's mode.
-pub fn remove_ports(
-    inst: &Instance,
-    ep: &EndpointRow,
-    ports: &[PortBindingRow],
-) -> Result<(), NetworkError> {
-    del_ports(&inst.nft_table(), &fw_ports(ep, ports, false)?)
+/// Removes port mappings (whatever their network's mode: the element keys
+/// do not depend on it).
+pub fn remove_ports(inst: &Instance, fw: &[FwPort]) -> Result<(), NetworkError> {
+    del_ports(&inst.nft_table(), fw)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
 /// mapping, after the old table is deleted; the user's chain is carried
 /// over. With no network left the table goes away.
-pub fn reload(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
+pub fn reload(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
     let _lock = lock(inst)?;
-    reload_locked(inst, c)
+    reload_locked(inst, snap)
 }
 
-fn reload_locked(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
+fn reload_locked(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
     let table = inst.nft_table();
-    let (nets, ports) = store_state(c)?;
+    let (nets, ports) = (&snap.networks, &snap.ports);
     if nets.is_empty() {
         return nft::delete_table(&table);
     }
@@ -506,10 +532,10 @@ fn reload_locked(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
     // the interval map post_src: nft fails with ENOENT when both share a batch.
     nft::apply(&firewall::render_base(&table))?;
     let mut script = String::new();
-    for n in &nets {
+    for n in nets {
         script += &firewall::render_network_add(&table, n);
     }
-    script += &firewall::render_ports_add(&table, &ports);
+    script += &firewall::render_ports_add(&table, ports);
     nft::apply(&script)?;
     if let Some(user) = user {
         // The user's rules may name things that are gone: theirs to fix, ours
@@ -616,6 +642,7 @@ mod tests {
             internal: false,
             mode,
             trusted: vec![],
+            v6: None,
         }
     }
 
@@ -643,7 +670,7 @@ mod tests {
     fn structure_and_element_differences_are_found_both_ways() {
         let port = FwPort {
             proto: crate::network::portspec::Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port: 8080,
             ctr_ip: "10.77.0.2".parse().unwrap(),
             ctr_port: 80,

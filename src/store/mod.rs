@@ -130,6 +130,81 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX image_digests_image ON image_digests(image_id);
     "#,
+    // v5: a driver-neutral schema. `networks.bridge` becomes `device` (the
+    // host-side device the network lives on: the bridge, or a macvlan's
+    // parent) and is unique only among bridge networks (two macvlan networks
+    // may share a parent); `endpoints.host_veth` becomes `host_ifname` (the
+    // host side of the endpoint, when the driver has one). SQLite cannot
+    // drop a column constraint in place, so the three tables are rebuilt
+    // children-first and renamed, which rewrites the foreign keys.
+    r#"
+    CREATE TABLE networks_v5 (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        driver      TEXT NOT NULL,             -- bridge | macvlan
+        subnet      TEXT NOT NULL,             -- CIDR
+        net_start   INTEGER NOT NULL,          -- first address, as u32
+        net_end     INTEGER NOT NULL,          -- last address, as u32
+        gateway     TEXT NOT NULL,
+        device      TEXT NOT NULL,             -- bridge name, or macvlan parent
+        internal    INTEGER NOT NULL DEFAULT 0,
+        mtu         INTEGER NOT NULL DEFAULT 0,
+        options     TEXT NOT NULL DEFAULT '{}',
+        created     INTEGER NOT NULL,
+        last_ip     INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO networks_v5 (id, name, driver, subnet, net_start, net_end, gateway, device,
+                             internal, mtu, options, created, last_ip)
+        SELECT id, name, driver, subnet, net_start, net_end, gateway, bridge,
+               internal, mtu, options, created, last_ip FROM networks;
+    CREATE TABLE endpoints_v5 (
+        id          TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id  TEXT NOT NULL REFERENCES networks_v5(id),
+        ifname      TEXT NOT NULL,             -- eth0, eth1, ... inside the container
+        ip          INTEGER NOT NULL,          -- IPv4 as u32
+        mac         TEXT NOT NULL,
+        host_ifname TEXT NOT NULL UNIQUE,      -- host-side veth, or the name a
+                                               -- macvlan is made under before it moves
+        aliases     TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (container_id, network_id),
+        UNIQUE (container_id, ifname),
+        UNIQUE (network_id, ip)
+    );
+    INSERT INTO endpoints_v5 (id, container_id, network_id, ifname, ip, mac, host_ifname, aliases)
+        SELECT id, container_id, network_id, ifname, ip, mac, host_veth, aliases FROM endpoints;
+    CREATE TABLE port_bindings_v5 (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        endpoint_id TEXT NOT NULL REFERENCES endpoints_v5(id) ON DELETE CASCADE,
+        proto       TEXT NOT NULL,             -- tcp | udp
+        host_ip     TEXT NOT NULL,             -- 0.0.0.0 = every address
+        host_port   INTEGER NOT NULL,
+        container_port INTEGER NOT NULL,
+        UNIQUE (proto, host_ip, host_port)
+    );
+    INSERT INTO port_bindings_v5 SELECT container_id, endpoint_id, proto, host_ip, host_port,
+        container_port FROM port_bindings;
+    DROP TABLE port_bindings;
+    DROP TABLE endpoints;
+    DROP TABLE networks;
+    ALTER TABLE networks_v5 RENAME TO networks;
+    ALTER TABLE endpoints_v5 RENAME TO endpoints;
+    ALTER TABLE port_bindings_v5 RENAME TO port_bindings;
+    CREATE UNIQUE INDEX networks_bridge_device ON networks(device) WHERE driver = 'bridge';
+    CREATE INDEX endpoints_network ON endpoints(network_id);
+    CREATE INDEX port_bindings_container ON port_bindings(container_id);
+    CREATE INDEX port_bindings_port ON port_bindings(proto, host_port);
+    "#,
+    // v6: IPv6 (issue 16): a network's v6 subnet, gateway and allocator cursor
+    // ('' when it has none); an endpoint's v6 address (NULL when none),
+    // unique per network like the IPv4 address.
+    r#"
+    ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE networks ADD COLUMN last_ip6 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
+    CREATE UNIQUE INDEX endpoints_network_ip6 ON endpoints(network_id, ip6);
+    "#,
 ];
 
 pub struct Store {
@@ -333,5 +408,81 @@ mod tests {
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
         assert!(matches!(Store::open(&p), Err(StoreError::TooNew(99))));
+    }
+
+    #[test]
+    fn v5_makes_a_v4_database_driver_neutral_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("minirt.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for sql in &MIGRATIONS[..4] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 4).unwrap();
+            c.execute_batch(
+                "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0);
+                 INSERT INTO containers (id, name, image, image_id, command, config, status, created)
+                     VALUES ('c1', 'web', 'busybox', 'img', '[]', '{}', 'running', 0);
+                 INSERT INTO networks (id, name, driver, subnet, net_start, net_end, gateway,
+                     bridge, options, created, last_ip)
+                     VALUES ('n1', 'front', 'bridge', '10.88.0.0/24', 1, 2, '10.88.0.1',
+                     'mrb-n1', '{\"com.docker.network.bridge.name\":\"mrb-n1\"}', 7, 5);
+                 INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_veth)
+                     VALUES ('e1', 'c1', 'n1', 'eth0', 5, '02:42:0a:58:00:05', 'mrve1');
+                 INSERT INTO port_bindings VALUES ('c1', 'e1', 'tcp', '0.0.0.0', 8080, 80);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let c = s.conn();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let n = networks::find_network(c, "front").unwrap().unwrap();
+        assert_eq!((n.device.as_str(), n.driver.as_str()), ("mrb-n1", "bridge"));
+        assert_eq!(n.options["com.docker.network.bridge.name"], "mrb-n1");
+        assert_eq!(networks::last_ip(c, "n1").unwrap(), 5);
+        let eps = networks::endpoints_of_container(c, "c1").unwrap();
+        assert_eq!(eps[0].host_ifname, "mrve1");
+        assert_eq!(
+            networks::port_bindings_of_container(c, "c1").unwrap().len(),
+            1
+        );
+        // The foreign keys and cascades still hold after the rebuild.
+        assert!(c
+            .execute(
+                "INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_ifname)
+                 VALUES ('e2', 'c1', 'nosuch', 'eth1', 6, 'm', 'x')",
+                [],
+            )
+            .is_err());
+        let fk: Vec<String> = c
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(fk.is_empty(), "{fk:?}");
+        c.execute("DELETE FROM containers WHERE id = 'c1'", [])
+            .unwrap();
+        assert!(networks::all_port_bindings(c).unwrap().is_empty());
+        assert!(networks::used_ips(c, "n1").unwrap().is_empty());
+        // Bridge names stay unique, macvlan parents may be shared.
+        let mut row = n.clone();
+        row.id = "n2".into();
+        row.name = "again".into();
+        row.net_start = 10;
+        assert!(networks::insert_network(c, &row).is_err());
+        for (id, name) in [("m1", "lan1"), ("m2", "lan2")] {
+            row.id = id.into();
+            row.name = name.into();
+            row.driver = "macvlan".into();
+            row.device = "eth0".into();
+            networks::insert_network(c, &row).unwrap();
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::{is_unique_violation, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkRow {
@@ -16,11 +16,17 @@ pub struct NetworkRow {
     pub net_start: u32,
     pub net_end: u32,
     pub gateway: String,
-    pub bridge: String,
+    /// The host-side device the network lives on: its bridge (bridge
+    /// driver) or the parent interface (macvlan).
+    pub device: String,
     pub internal: bool,
     pub mtu: u32,
     pub options: BTreeMap<String, String>,
     pub created: i64,
+    /// IPv6 CIDR, "" when the network has no IPv6.
+    pub subnet6: String,
+    /// IPv6 gateway, "" when the network has no IPv6.
+    pub gateway6: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +37,12 @@ pub struct EndpointRow {
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub mac: String,
-    pub host_veth: String,
+    /// The endpoint's host-side interface name: the host end of the veth
+    /// (bridge), or the name a macvlan device is made under in the host
+    /// before it moves into the container.
+    pub host_ifname: String,
     pub aliases: Vec<String>,
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,8 +66,8 @@ pub struct ContainerRef {
     pub config: String,
 }
 
-const NET_COLS: &str =
-    "id, name, driver, subnet, net_start, net_end, gateway, bridge, internal, mtu, options, created";
+const NET_COLS: &str = "id, name, driver, subnet, net_start, net_end, gateway, device, internal, \
+     mtu, options, created, subnet6, gateway6";
 
 fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
     let options: String = r.get(10)?;
@@ -69,11 +79,13 @@ fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
         net_start: r.get::<_, i64>(4)? as u32,
         net_end: r.get::<_, i64>(5)? as u32,
         gateway: r.get(6)?,
-        bridge: r.get(7)?,
+        device: r.get(7)?,
         internal: r.get::<_, i64>(8)? != 0,
         mtu: r.get::<_, i64>(9)? as u32,
         options: serde_json::from_str(&options).unwrap_or_default(),
         created: r.get(11)?,
+        subnet6: r.get(12)?,
+        gateway6: r.get(13)?,
     })
 }
 
@@ -82,7 +94,8 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
     let options = serde_json::to_string(&n.options)?;
     let r = c.execute(
         &format!(
-            "INSERT INTO networks ({NET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+            "INSERT INTO networks ({NET_COLS}) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
         ),
         params![
             n.id,
@@ -92,11 +105,13 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
             n.net_start as i64,
             n.net_end as i64,
             n.gateway,
-            n.bridge,
+            n.device,
             n.internal as i64,
             n.mtu as i64,
             options,
-            n.created
+            n.created,
+            n.subnet6,
+            n.gateway6
         ],
     );
     match r {
@@ -112,7 +127,7 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
             } else {
                 format!(
                     "bridge name {} is already used by another network",
-                    n.bridge
+                    n.device
                 )
             }))
         }
@@ -164,7 +179,7 @@ pub fn delete_network(c: &Connection, id: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0)
 }
 
-const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_veth, aliases";
+const EP_COLS: &str = "id, container_id, network_id, ifname, ip, mac, host_ifname, aliases, ip6";
 
 fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
     let aliases: String = r.get(7)?;
@@ -175,8 +190,9 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
         ifname: r.get(3)?,
         ip: Ipv4Addr::from(r.get::<_, i64>(4)? as u32),
         mac: r.get(5)?,
-        host_veth: r.get(6)?,
+        host_ifname: r.get(6)?,
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        ip6: r.get::<_, Option<String>>(8)?.and_then(|s| s.parse().ok()),
     })
 }
 
@@ -220,6 +236,47 @@ pub fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()>
     Ok(())
 }
 
+/// The IPv6 address last handed out on a network (0: none yet).
+pub fn last_ip6(c: &Connection, network_id: &str) -> Result<u128> {
+    let v: String = c.query_row(
+        "SELECT last_ip6 FROM networks WHERE id = ?1",
+        [network_id],
+        |r| r.get(0),
+    )?;
+    Ok(v.parse::<Ipv6Addr>().map(u128::from).unwrap_or(0))
+}
+
+pub fn set_last_ip6(c: &Connection, network_id: &str, ip: Ipv6Addr) -> Result<()> {
+    c.execute(
+        "UPDATE networks SET last_ip6 = ?2 WHERE id = ?1",
+        params![network_id, ip.to_string()],
+    )?;
+    Ok(())
+}
+
+/// IPv6 addresses in use on a network, ascending (for ipam6).
+pub fn used_ips6(c: &Connection, network_id: &str) -> Result<Vec<u128>> {
+    let mut st =
+        c.prepare("SELECT ip6 FROM endpoints WHERE network_id = ?1 AND ip6 IS NOT NULL")?;
+    let rows = st.query_map([network_id], |r| r.get::<_, String>(0))?;
+    let mut v: Vec<u128> = rows
+        .collect::<rusqlite::Result<Vec<String>>>()?
+        .iter()
+        .filter_map(|s| s.parse::<Ipv6Addr>().ok())
+        .map(u128::from)
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Networks with an IPv6 subnet (for overlap checks).
+pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
+    let mut st =
+        c.prepare("SELECT name, subnet6 FROM networks WHERE subnet6 != '' ORDER BY name")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Addresses in use on a network, ascending (for the ipam functions).
 pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
     let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
@@ -233,7 +290,7 @@ pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
 pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
     let aliases = serde_json::to_string(&e.aliases)?;
     let r = c.execute(
-        &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+        &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
         params![
             e.id,
             e.container_id,
@@ -241,14 +298,21 @@ pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
             e.ifname,
             u32::from(e.ip) as i64,
             e.mac,
-            e.host_veth,
-            aliases
+            e.host_ifname,
+            aliases,
+            e.ip6.map(|a| a.to_string())
         ],
     );
     match r {
         Ok(_) => Ok(()),
         Err(err) if is_unique_violation(&err) => {
             let msg = match err.to_string() {
+                m if m.contains("endpoints.network_id, endpoints.ip6") => {
+                    format!(
+                        "address {} is already in use",
+                        e.ip6.map(|a| a.to_string()).unwrap_or_default()
+                    )
+                }
                 m if m.contains("endpoints.network_id, endpoints.ip") => {
                     format!("address {} is already in use", e.ip)
                 }
@@ -272,11 +336,12 @@ pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// True when an endpoint row names this host veth (a committed endpoint).
-pub fn veth_has_endpoint(c: &Connection, host_veth: &str) -> Result<bool> {
+/// True when an endpoint row names this host-side interface (a committed
+/// endpoint).
+pub fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
     Ok(c.query_row(
-        "SELECT 1 FROM endpoints WHERE host_veth = ?1",
-        [host_veth],
+        "SELECT 1 FROM endpoints WHERE host_ifname = ?1",
+        [host_ifname],
         |_| Ok(()),
     )
     .optional()?
@@ -289,12 +354,12 @@ pub fn endpoints_of_network(
     network_id: &str,
 ) -> Result<Vec<(EndpointRow, String)>> {
     let mut st = c.prepare(
-        "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_veth, e.aliases, \
-         COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
+        "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_ifname, e.aliases, \
+         e.ip6, COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
          WHERE e.network_id = ?1 ORDER BY e.ip",
     )?;
     let rows = st.query_map([network_id], |r| {
-        Ok((endpoint_row(r)?, r.get::<_, String>(8)?))
+        Ok((endpoint_row(r)?, r.get::<_, String>(9)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -397,11 +462,13 @@ mod tests {
             net_start: start,
             net_end: end,
             gateway: "10.88.0.1".into(),
-            bridge: format!("mrb-{id}"),
+            device: format!("mrb-{id}"),
             internal: false,
             mtu: 1500,
             options: BTreeMap::new(),
             created: 1,
+            subnet6: String::new(),
+            gateway6: String::new(),
         }
     }
 
@@ -428,8 +495,9 @@ mod tests {
             ifname: "eth0".into(),
             ip: ip.parse().unwrap(),
             mac: "02:42:0a:58:00:02".into(),
-            host_veth: format!("mrv{id}"),
+            host_ifname: format!("mrv{id}"),
             aliases: vec![],
+            ip6: None,
         }
     }
 
@@ -455,7 +523,7 @@ mod tests {
         let e = insert_network(c, &dup).unwrap_err().to_string();
         assert_eq!(e, "network with name alpha already exists");
         dup.name = "other".into();
-        dup.bridge = a.bridge.clone();
+        dup.device = a.device.clone();
         let e = insert_network(c, &dup).unwrap_err().to_string();
         assert!(e.contains("bridge name"), "{e}");
         let over = overlapping_networks(c, 0x0a580080, 0x0a5900ff).unwrap();
@@ -538,6 +606,41 @@ mod tests {
             dying_links_before(c, 1000).unwrap(),
             vec!["mrvold".to_string()]
         );
+    }
+
+    #[test]
+    fn ipv6_columns_round_trip_and_are_unique_per_network() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        let mut n = net("n6", "six", "10.88.0.0/24", 1, 2);
+        n.subnet6 = "fd00:1::/64".into();
+        n.gateway6 = "fd00:1::1".into();
+        insert_network(c, &n).unwrap();
+        assert_eq!(find_network(c, "six").unwrap(), Some(n.clone()));
+        assert_eq!(
+            ipv6_subnets(c).unwrap(),
+            [("six".into(), "fd00:1::/64".into())]
+        );
+        assert_eq!(last_ip6(c, "n6").unwrap(), 0);
+        set_last_ip6(c, "n6", "fd00:1::7".parse().unwrap()).unwrap();
+        assert_eq!(
+            last_ip6(c, "n6").unwrap(),
+            u128::from("fd00:1::7".parse::<Ipv6Addr>().unwrap())
+        );
+        container(c, "c1", "a");
+        container(c, "c2", "b");
+        container(c, "c3", "c");
+        let mut e1 = ep("e1", "c1", "n6", "10.88.0.2");
+        e1.ip6 = Some("fd00:1::2".parse().unwrap());
+        insert_endpoint(c, &e1).unwrap();
+        // Two endpoints without IPv6 do not collide.
+        insert_endpoint(c, &ep("e2", "c2", "n6", "10.88.0.3")).unwrap();
+        let mut e3 = ep("e3", "c3", "n6", "10.88.0.4");
+        e3.ip6 = e1.ip6;
+        let e = insert_endpoint(c, &e3).unwrap_err().to_string();
+        assert_eq!(e, "address fd00:1::2 is already in use");
+        assert_eq!(endpoints_of_container(c, "c1").unwrap(), [e1.clone()]);
+        assert_eq!(used_ips6(c, "n6").unwrap(), [u128::from(e1.ip6.unwrap())]);
     }
 
     #[test]

@@ -239,7 +239,10 @@ fn bad_inputs_fail_with_one_clear_line_and_leave_nothing() {
         ),
         (vec!["-o", "mtu=12", "x"], "invalid mtu"),
         (vec!["-o", "color=red", "x"], "unknown option"),
-        (vec!["-d", "overlay", "x"], "only bridge"),
+        (
+            vec!["-d", "overlay", "x"],
+            "bridge and macvlan are supported",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["network", "create"];
@@ -782,5 +785,54 @@ fn udp_port_mapping_and_default_network() {
     );
     // `network rm bridge` is refused (a pre-defined network); prune takes it.
     h.ok(&["network", "prune", "-f"]);
+    assert_network_state_clean(&h);
+}
+
+/// `MINIRT_FIREWALL=none`: minirt makes no inet table and refuses `-p`;
+/// containers still get their bridge and reach each other.
+#[test]
+fn the_none_firewall_backend_leaves_the_host_firewall_alone() {
+    let h = TestHost::new();
+    let none = |args: &[&str]| {
+        h.command(args)
+            .env("MINIRT_FIREWALL", "none")
+            .output()
+            .expect("run minirt")
+    };
+    let o = none(&["network", "create", "--subnet", "10.88.0.0/24", "testbr"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = none(&[
+        "run", "-d", "--name", "web", "--net", "testbr", "busybox", "sh", "-c", WEB,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        table(&h).is_none(),
+        "an inet table was made: {:?}",
+        table(&h)
+    );
+    let o = none(&[
+        "run",
+        "--rm",
+        "--net",
+        "testbr",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://10.88.0.2/",
+    ]);
+    assert_eq!(stdout(&o), "hello-web\n", "{}", stderr(&o));
+    let o = none(&[
+        "run", "-d", "--net", "testbr", "-p", "8080:80", "busybox", "sleep", "60",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        one_line(&stderr(&o)).contains("port publishing needs a firewall"),
+        "{}",
+        stderr(&o)
+    );
+    let o = none(&["rm", "-f", "web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = none(&["network", "rm", "testbr"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_network_state_clean(&h);
 }

@@ -5,6 +5,7 @@ use super::records::Member;
 use super::DnsError;
 use crate::network::bridge;
 use crate::network::names::DEFAULT_NETWORK;
+use crate::network::DriverKind;
 use crate::store::networks as rows;
 use crate::store::Store;
 use crate::Instance;
@@ -32,16 +33,25 @@ fn log_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.log")
 }
 
+fn gateway6(net: &rows::NetworkRow) -> Result<Option<std::net::Ipv6Addr>, DnsError> {
+    Ok(bridge::addressing6(net)
+        .map_err(|e| DnsError::Network(e.to_string()))?
+        .map(|(_, gw)| gw))
+}
+
 /// Every container on a user-defined network, as the records need them.
 pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     let c = store.conn();
     let mut out = vec![];
     for net in rows::list_networks(c)? {
-        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+        // The responder serves on the host's bridge address: a macvlan
+        // network's gateway is a router of the LAN, not this host.
+        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
         let (_, gateway) =
             bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        let gw6 = gateway6(&net)?;
         for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
             out.push(Member {
                 gateway,
@@ -49,6 +59,7 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
                 name,
                 container_id: ep.container_id,
                 aliases: ep.aliases,
+                v6: gw6.zip(ep.ip6),
             });
         }
     }
@@ -68,7 +79,9 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         let Some(net) = rows::find_network(c, &ep.network_id)? else {
             continue;
         };
-        if net.name == DEFAULT_NETWORK || net.driver != "bridge" {
+        // The responder serves on the host's bridge address: a macvlan
+        // network's gateway is a router of the LAN, not this host.
+        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
         let (_, gateway) =
@@ -79,6 +92,7 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
             name: ctr.name.clone(),
             container_id: ep.container_id,
             aliases: ep.aliases,
+            v6: gateway6(&net)?.zip(ep.ip6),
         });
     }
     Ok(out)

@@ -2,10 +2,10 @@
 //! on which network (keyed by the gateway the query arrived on), and the reply.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Answers never outlive a container: resolvers must ask again every time.
 const TTL: u32 = 0;
@@ -18,12 +18,19 @@ pub struct Member {
     pub name: String,
     pub container_id: String,
     pub aliases: Vec<String>,
+    /// The network's IPv6 gateway and the member's IPv6 address (AAAA),
+    /// on a network with IPv6.
+    pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
-/// Every network's names: gateway -> lowercase name -> addresses.
+/// Every network's names: gateway -> lowercase name -> addresses (both
+/// families; A and AAAA pick theirs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
-    zones: BTreeMap<Ipv4Addr, HashMap<String, Vec<Ipv4Addr>>>,
+    zones: BTreeMap<Ipv4Addr, HashMap<String, Vec<IpAddr>>>,
+    /// A network's IPv6 gateway -> its zone (the IPv4 gateway) and how many
+    /// members with IPv6 it has (served while there is one).
+    zones6: BTreeMap<Ipv6Addr, (Ipv4Addr, usize)>,
     /// The containers' search domains: `web.lan` is tried as `web` too,
     /// since resolvers try the search list before the bare name.
     search: Vec<String>,
@@ -57,15 +64,29 @@ impl Records {
             .filter(|n| !n.is_empty())
     }
 
+    fn addresses_of(m: &Member) -> Vec<IpAddr> {
+        let mut v = vec![IpAddr::V4(m.ip)];
+        if let Some((_, ip6)) = m.v6 {
+            v.push(IpAddr::V6(ip6));
+        }
+        v
+    }
+
     /// Adds `members`: the cost is theirs alone, not the other members'.
     pub fn add(&mut self, members: &[Member]) {
         for m in members {
             let zone = self.zones.entry(m.gateway).or_default();
+            let own = Records::addresses_of(m);
             for n in Records::names_of(m) {
                 let ips = zone.entry(n).or_default();
-                if let Err(at) = ips.binary_search(&m.ip) {
-                    ips.insert(at, m.ip);
+                for ip in &own {
+                    if let Err(at) = ips.binary_search(ip) {
+                        ips.insert(at, *ip);
+                    }
                 }
+            }
+            if let Some((gw6, _)) = m.v6 {
+                self.zones6.entry(gw6).or_insert((m.gateway, 0)).1 += 1;
             }
         }
     }
@@ -74,12 +95,21 @@ impl Records {
     /// containers' addresses under the same names stay).
     pub fn remove(&mut self, members: &[Member]) {
         for m in members {
+            if let Some((gw6, _)) = m.v6 {
+                if let Some(e) = self.zones6.get_mut(&gw6) {
+                    e.1 = e.1.saturating_sub(1);
+                    if e.1 == 0 {
+                        self.zones6.remove(&gw6);
+                    }
+                }
+            }
             let Some(zone) = self.zones.get_mut(&m.gateway) else {
                 continue;
             };
+            let own = Records::addresses_of(m);
             for n in Records::names_of(m) {
                 if let Some(ips) = zone.get_mut(&n) {
-                    ips.retain(|ip| *ip != m.ip);
+                    ips.retain(|ip| !own.contains(ip));
                     if ips.is_empty() {
                         zone.remove(&n);
                     }
@@ -110,11 +140,27 @@ impl Records {
         self.zones.keys().copied().collect()
     }
 
+    /// The IPv6 gateways to serve on (networks with IPv6 and a member).
+    pub fn gateways6(&self) -> Vec<Ipv6Addr> {
+        self.zones6.keys().copied().collect()
+    }
+
+    /// Every address to serve on, both families.
+    pub fn listen_addresses(&self) -> Vec<IpAddr> {
+        let v4 = self.gateways().into_iter().map(IpAddr::V4);
+        v4.chain(self.gateways6().into_iter().map(IpAddr::V6))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty()
     }
 
-    pub fn lookup(&self, gateway: Ipv4Addr, name: &str) -> Option<&[Ipv4Addr]> {
+    pub fn lookup(&self, gateway: IpAddr, name: &str) -> Option<&[IpAddr]> {
+        let gateway = match gateway {
+            IpAddr::V4(g) => g,
+            IpAddr::V6(g) => self.zones6.get(&g)?.0,
+        };
         let zone = self.zones.get(&gateway)?;
         let name = normalize(name);
         if let Some(ips) = zone.get(&name) {
@@ -144,11 +190,12 @@ fn response_to(query: &Message, code: ResponseCode) -> Message {
     m
 }
 
-/// The reply to `query` arriving on `gateway`: a member's name answers its
-/// address (A) or an empty NOERROR (other types); an unknown single-label
+/// The reply to `query` arriving on `gateway` (either of a network's
+/// gateways): a member's name answers its addresses (A, AAAA) or an empty
+/// NOERROR (other types, or a family it has no address of); an unknown single-label
 /// name is NXDOMAIN (it can only have meant a container); anything else is
 /// forwarded.
-pub fn reply(records: &Records, gateway: Ipv4Addr, query: &Message) -> Reply {
+pub fn reply(records: &Records, gateway: IpAddr, query: &Message) -> Reply {
     if query.metadata.message_type != MessageType::Query {
         return Reply::Local(response_to(query, ResponseCode::FormErr));
     }
@@ -163,13 +210,14 @@ pub fn reply(records: &Records, gateway: Ipv4Addr, query: &Message) -> Reply {
         Some(ips) => {
             let mut m = response_to(query, ResponseCode::NoError);
             m.metadata.authoritative = true;
-            if q.query_type() == RecordType::A && q.query_class() == DNSClass::IN {
+            if q.query_class() == DNSClass::IN {
                 for ip in ips {
-                    m.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        TTL,
-                        RData::A(A::from(*ip)),
-                    ));
+                    let rdata = match (q.query_type(), ip) {
+                        (RecordType::A, IpAddr::V4(a)) => RData::A(A::from(*a)),
+                        (RecordType::AAAA, IpAddr::V6(a)) => RData::AAAA(AAAA::from(*a)),
+                        _ => continue,
+                    };
+                    m.add_answer(Record::from_rdata(q.name().clone(), TTL, rdata));
                 }
             }
             Reply::Local(m)
@@ -199,7 +247,7 @@ pub fn search_domains(resolv_conf: &str) -> Vec<String> {
 /// The nameservers of a resolv.conf, in order, minus our own gateways
 /// (forwarding to ourselves would loop). Loopback ones are kept: the
 /// responder runs in the host's network namespace and can reach them.
-pub fn upstreams(resolv_conf: &str, gateways: &[Ipv4Addr]) -> Vec<IpAddr> {
+pub fn upstreams(resolv_conf: &str, gateways: &[IpAddr]) -> Vec<IpAddr> {
     resolv_conf
         .lines()
         .filter_map(|l| {
@@ -210,7 +258,7 @@ pub fn upstreams(resolv_conf: &str, gateways: &[Ipv4Addr]) -> Vec<IpAddr> {
                 .and_then(|ip| ip.split('%').next())
                 .and_then(|ip| ip.parse::<IpAddr>().ok())
         })
-        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if gateways.contains(v4)))
+        .filter(|ip| !gateways.contains(ip))
         .collect()
 }
 
@@ -222,6 +270,8 @@ mod tests {
 
     const GW1: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
     const GW2: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
+    const G1: IpAddr = IpAddr::V4(GW1);
+    const G2: IpAddr = IpAddr::V4(GW2);
 
     fn member(gw: Ipv4Addr, ip: [u8; 4], name: &str, id: &str, aliases: &[&str]) -> Member {
         Member {
@@ -230,6 +280,7 @@ mod tests {
             name: name.into(),
             container_id: id.into(),
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            v6: None,
         }
     }
 
@@ -250,7 +301,7 @@ mod tests {
         m
     }
 
-    fn answers(r: Reply) -> (ResponseCode, Vec<Ipv4Addr>) {
+    fn answers(r: Reply) -> (ResponseCode, Vec<IpAddr>) {
         let Reply::Local(m) = r else {
             panic!("forwarded")
         };
@@ -258,7 +309,8 @@ mod tests {
             .answers
             .iter()
             .map(|a| match &a.data {
-                RData::A(a) => a.0,
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -269,41 +321,76 @@ mod tests {
     fn names_aliases_and_short_ids_answer_per_network() {
         let r = sample();
         assert_eq!(r.gateways(), vec![GW1, GW2]);
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        assert_eq!(r.lookup(GW1, "web."), Some(&[ip("10.88.0.2")][..]));
-        assert_eq!(r.lookup(GW2, "WEB"), Some(&[ip("10.89.0.5")][..]));
-        assert_eq!(r.lookup(GW1, "www"), Some(&[ip("10.88.0.2")][..]));
-        assert_eq!(r.lookup(GW1, "0123456789ab"), Some(&[ip("10.88.0.2")][..]));
-        assert_eq!(r.lookup(GW1, "0123456789abcdef"), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(r.lookup(G1, "web."), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(G2, "WEB"), Some(&[ip("10.89.0.5")][..]));
+        assert_eq!(r.lookup(G1, "www"), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(G1, "0123456789ab"), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(G1, "0123456789abcdef"), None);
         // A shared alias answers every holder on that network, and only there.
         assert_eq!(
-            r.lookup(GW1, "api"),
+            r.lookup(G1, "api"),
             Some(&[ip("10.88.0.2"), ip("10.88.0.3")][..])
         );
-        assert_eq!(r.lookup(GW2, "api"), Some(&[ip("10.89.0.6")][..]));
-        assert_eq!(r.lookup(GW1, "db"), None, "no leak between networks");
-        assert_eq!(r.lookup(Ipv4Addr::new(10, 90, 0, 1), "web"), None);
+        assert_eq!(r.lookup(G2, "api"), Some(&[ip("10.89.0.6")][..]));
+        assert_eq!(r.lookup(G1, "db"), None, "no leak between networks");
+        assert_eq!(r.lookup("10.90.0.1".parse().unwrap(), "web"), None);
         // Search domains: web.lan is web; other suffixes are not stripped.
-        assert_eq!(r.lookup(GW1, "web.lan."), None);
+        assert_eq!(r.lookup(G1, "web.lan."), None);
         let r = r.with_search(search_domains("search corp.test Lan.\n"));
-        assert_eq!(r.lookup(GW1, "web.lan."), Some(&[ip("10.88.0.2")][..]));
-        assert_eq!(r.lookup(GW1, "web.corp.test"), Some(&[ip("10.88.0.2")][..]));
-        assert_eq!(r.lookup(GW1, "web.other.test"), None);
-        assert_eq!(r.lookup(GW1, "xweb.lan"), None);
-        assert_eq!(r.lookup(GW1, "db.lan"), None);
+        assert_eq!(r.lookup(G1, "web.lan."), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(G1, "web.corp.test"), Some(&[ip("10.88.0.2")][..]));
+        assert_eq!(r.lookup(G1, "web.other.test"), None);
+        assert_eq!(r.lookup(G1, "xweb.lan"), None);
+        assert_eq!(r.lookup(G1, "db.lan"), None);
         assert!(Records::build(&[]).is_empty());
+    }
+
+    #[test]
+    fn aaaa_answers_on_either_gateway_of_a_dual_stack_network() {
+        let gw6: Ipv6Addr = "fd00:1::1".parse().unwrap();
+        let mut web = member(GW1, [10, 88, 0, 2], "web", &"1".repeat(64), &["api"]);
+        web.v6 = Some((gw6, "fd00:1::2".parse().unwrap()));
+        let old = member(GW1, [10, 88, 0, 3], "old", &"2".repeat(64), &["api"]);
+        let mut r = Records::build(&[web.clone(), old.clone()]);
+        assert_eq!(r.gateways6(), [gw6]);
+        assert_eq!(r.listen_addresses(), [IpAddr::V4(GW1), IpAddr::V6(gw6)]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for gw in [IpAddr::V4(GW1), IpAddr::V6(gw6)] {
+            assert_eq!(
+                answers(reply(&r, gw, &query("web", RecordType::AAAA))),
+                (ResponseCode::NoError, vec![ip("fd00:1::2")])
+            );
+            assert_eq!(
+                answers(reply(&r, gw, &query("web", RecordType::A))),
+                (ResponseCode::NoError, vec![ip("10.88.0.2")])
+            );
+            // A member without IPv6: an empty AAAA answer.
+            assert_eq!(
+                answers(reply(&r, gw, &query("old", RecordType::AAAA))),
+                (ResponseCode::NoError, vec![])
+            );
+            assert_eq!(
+                answers(reply(&r, gw, &query("api", RecordType::AAAA))),
+                (ResponseCode::NoError, vec![ip("fd00:1::2")])
+            );
+        }
+        // An unknown IPv6 gateway has no zone.
+        assert!(r.lookup(ip("fd00:9::1"), "web").is_none());
+        r.remove(&[web, old]);
+        assert!(r.is_empty() && r.gateways6().is_empty());
     }
 
     #[test]
     fn replies_answer_refuse_or_forward() {
         let r = sample();
         let q = query("web.", RecordType::A);
-        let (code, ips) = answers(reply(&r, GW1, &q));
+        let (code, ips) = answers(reply(&r, G1, &q));
         assert_eq!(
             (code, ips),
             (ResponseCode::NoError, vec!["10.88.0.2".parse().unwrap()])
         );
-        let Reply::Local(m) = reply(&r, GW1, &q) else {
+        let Reply::Local(m) = reply(&r, G1, &q) else {
             panic!()
         };
         assert_eq!(m.metadata.id, q.metadata.id);
@@ -312,26 +399,26 @@ mod tests {
         assert_eq!(m.queries, q.queries);
         // Known name, no IPv6: empty NOERROR so resolvers fall back to A.
         assert_eq!(
-            answers(reply(&r, GW1, &query("web", RecordType::AAAA))),
+            answers(reply(&r, G1, &query("web", RecordType::AAAA))),
             (ResponseCode::NoError, vec![])
         );
         // Gone or foreign single-label names: NXDOMAIN, never forwarded.
         assert_eq!(
-            answers(reply(&r, GW1, &query("db", RecordType::A))),
+            answers(reply(&r, G1, &query("db", RecordType::A))),
             (ResponseCode::NXDomain, vec![])
         );
         assert!(matches!(
-            reply(&r, GW1, &query("upstream.test.", RecordType::A)),
+            reply(&r, G1, &query("upstream.test.", RecordType::A)),
             Reply::Forward
         ));
         let mut bad = query("web", RecordType::A);
         bad.queries.clear();
-        assert_eq!(answers(reply(&r, GW1, &bad)).0, ResponseCode::FormErr);
+        assert_eq!(answers(reply(&r, G1, &bad)).0, ResponseCode::FormErr);
         let mut resp = query("web", RecordType::A);
         resp.metadata.message_type = MessageType::Response;
-        assert_eq!(answers(reply(&r, GW1, &resp)).0, ResponseCode::FormErr);
+        assert_eq!(answers(reply(&r, G1, &resp)).0, ResponseCode::FormErr);
         // Round trip through the wire format.
-        let Reply::Local(m) = reply(&r, GW1, &q) else {
+        let Reply::Local(m) = reply(&r, G1, &q) else {
             panic!()
         };
         let back = Message::from_vec(&m.to_vec().unwrap()).unwrap();
@@ -343,7 +430,7 @@ mod tests {
         let conf = "# x\nnameserver 127.0.0.53\nnameserver 10.88.0.1\nsearch lan\n\
                     nameserver fe80::1%eth0\nnameserver bogus\nnameserver 198.51.100.53\n";
         assert_eq!(
-            upstreams(conf, &[GW1]),
+            upstreams(conf, &[IpAddr::V4(GW1)]),
             vec![
                 "127.0.0.53".parse::<IpAddr>().unwrap(),
                 "fe80::1".parse().unwrap(),
@@ -372,6 +459,22 @@ mod tests {
                     .iter()
                     .map(|n| pool[n % pool.len()].to_string())
                     .collect(),
+                v6: i.is_multiple_of(2).then(|| {
+                    let gw6 = Ipv6Addr::new(0xfd00, u16::from(gw.octets()[1]), 0, 0, 0, 0, 0, 1);
+                    (
+                        gw6,
+                        Ipv6Addr::new(
+                            0xfd00,
+                            u16::from(gw.octets()[1]),
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            2 + i as u16,
+                        ),
+                    )
+                }),
             })
             .collect()
     }

@@ -136,7 +136,7 @@ fn try_leave(inst: &Instance) -> bool {
 async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
     std::fs::write(pid_path(inst), format!("{}\n", std::process::id()))?;
     let shared: Shared = Arc::default();
-    let mut served: BTreeMap<Ipv4Addr, Served> = BTreeMap::new();
+    let mut served: BTreeMap<IpAddr, Served> = BTreeMap::new();
     let linger = linger();
     let mut idle = false;
     // Every member, by container: a reload replaces it all, an update one
@@ -239,7 +239,7 @@ fn rebuild(shared: &Shared, members: &BTreeMap<String, Vec<Member>>) {
     let resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
     let all: Vec<Member> = members.values().flatten().cloned().collect();
     let records = Records::build(&all).with_search(search_domains(&resolv));
-    let gateways = records.gateways();
+    let gateways = records.listen_addresses();
     let state = Arc::new(State {
         upstreams: upstreams(&resolv, &gateways),
         records,
@@ -263,17 +263,17 @@ fn update(shared: &Shared, old: &[Member], new: &[Member]) {
     state.records.remove(old);
     state.records.add(new);
     state.records.set_search(search_domains(&resolv));
-    state.upstreams = upstreams(&resolv, &state.records.gateways());
+    state.upstreams = upstreams(&resolv, &state.records.listen_addresses());
 }
 
 /// Opens sockets on the records' new gateways and closes those of networks
 /// left empty. False when nothing is left to serve.
 async fn serve_gateways(
     shared: &Shared,
-    served: &mut BTreeMap<Ipv4Addr, Served>,
+    served: &mut BTreeMap<IpAddr, Served>,
 ) -> Result<bool, DnsError> {
-    let gateways = snapshot(shared).records.gateways();
-    let gone: Vec<Ipv4Addr> = served
+    let gateways = snapshot(shared).records.listen_addresses();
+    let gone: Vec<IpAddr> = served
         .keys()
         .filter(|g| !gateways.contains(g))
         .copied()
@@ -301,10 +301,13 @@ async fn serve_gateways(
     Ok(!gateways.is_empty())
 }
 
-async fn bind(gw: Ipv4Addr, shared: &Shared) -> std::io::Result<Served> {
+async fn bind(gw: IpAddr, shared: &Shared) -> std::io::Result<Served> {
     let addr = SocketAddr::from((gw, 53));
     let udp = UdpSocket::bind(addr).await?;
-    let tcp = TcpSocket::new_v4()?;
+    let tcp = match gw {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
     tcp.set_reuseaddr(true)?;
     tcp.bind(addr)?;
     let tcp = tcp.listen(128)?;
@@ -329,7 +332,7 @@ fn servfail(query: &Message) -> Option<Vec<u8>> {
 }
 
 /// The wire reply to one wire query, or None for garbage (dropped).
-async fn answer(raw: Vec<u8>, gw: Ipv4Addr, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
+async fn answer(raw: Vec<u8>, gw: IpAddr, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
     let query = Message::from_vec(&raw).ok()?;
     let state = snapshot(shared);
     match reply(&state.records, gw, &query) {
@@ -398,7 +401,7 @@ async fn read_framed(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 /// Each query is answered in its own task (a slow upstream holds up no
 /// one); replies come back over a channel so only this loop owns the socket
 /// and closing the loop closes it at once.
-async fn udp_loop(sock: UdpSocket, gw: Ipv4Addr, shared: Shared) {
+async fn udp_loop(sock: UdpSocket, gw: IpAddr, shared: Shared) {
     let (tx, mut rx) = mpsc::unbounded::<(Vec<u8>, SocketAddr)>();
     let mut buf = vec![0u8; 65535];
     loop {
@@ -421,7 +424,7 @@ async fn udp_loop(sock: UdpSocket, gw: Ipv4Addr, shared: Shared) {
     }
 }
 
-async fn tcp_loop(listener: TcpListener, gw: Ipv4Addr, shared: Shared) {
+async fn tcp_loop(listener: TcpListener, gw: IpAddr, shared: Shared) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;

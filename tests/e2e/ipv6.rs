@@ -1,0 +1,507 @@
+//! IPv6 (issue 16): dual-stack networks seen from inside the containers,
+//! from each other by name, and from a fake LAN/upstream neighbour with
+//! addresses from the documentation prefixes (2001:db8::/32, 203.0.113.0/24):
+//! published ports over both families, NAT66 and routed IPv6, teardown.
+
+use crate::common::*;
+use crate::lan::{Proc, TWO_PORTS};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A neighbour namespace on a veth to the test host: 203.0.113.2 and
+/// 2001:db8:66::2 (the host side has .1 and ::1 of each), its default
+/// routes via the host, so it can also try to reach container subnets.
+struct Lan {
+    ns: String,
+}
+
+const HOST4: &str = "203.0.113.1";
+const HOST6: &str = "2001:db8:66::1";
+const LAN6: &str = "2001:db8:66::2";
+
+impl Lan {
+    fn new(h: &TestHost) -> Lan {
+        let ns = format!("{}-lan6", h.ns);
+        let _ = cmd("ip", &["netns", "del", &ns]);
+        let o = cmd("ip", &["netns", "add", &ns]);
+        assert!(o.status.success(), "netns add: {}", stderr(&o));
+        let lan = Lan { ns };
+        let run = |args: &[&str]| {
+            let o = cmd("ip", args);
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        let (hn, ln) = (h.ns.as_str(), lan.ns.as_str());
+        run(&[
+            "link", "add", "vlan6", "netns", hn, "type", "veth", "peer", "name", "eth0", "netns",
+            ln,
+        ]);
+        run(&[
+            "-n",
+            hn,
+            "addr",
+            "add",
+            &format!("{HOST4}/24"),
+            "dev",
+            "vlan6",
+        ]);
+        run(&[
+            "-n",
+            hn,
+            "addr",
+            "add",
+            &format!("{HOST6}/64"),
+            "dev",
+            "vlan6",
+            "nodad",
+        ]);
+        run(&["-n", hn, "link", "set", "vlan6", "up"]);
+        run(&["-n", ln, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+        run(&[
+            "-n",
+            ln,
+            "addr",
+            "add",
+            &format!("{LAN6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        run(&["-n", ln, "link", "set", "eth0", "up"]);
+        run(&["-n", ln, "link", "set", "lo", "up"]);
+        run(&["-n", ln, "route", "add", "default", "via", HOST4]);
+        run(&["-n", ln, "-6", "route", "add", "default", "via", HOST6]);
+        lan
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["netns", "exec", &self.ns, program];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// One bounded HTTP GET (`-g`: brackets are an IPv6 literal).
+    fn get(&self, url: &str) -> Option<String> {
+        let o = self.run("curl", &["-sfg", "--max-time", "2", url]);
+        o.status.success().then(|| stdout(&o))
+    }
+
+    fn wait_get(&self, url: &str) -> String {
+        let mut page = None;
+        wait_for(
+            &format!("{url} from the LAN"),
+            Duration::from_secs(20),
+            || {
+                page = self.get(url);
+                page.is_some()
+            },
+        );
+        page.unwrap_or_default()
+    }
+
+    /// An HTTP server on [::]:9000 in the LAN, with nft counters of the
+    /// source addresses that reach it: what the upstream sees.
+    fn server(&self, sources: &[&str]) -> Proc {
+        let mut script =
+            "table inet seen {\n chain input {\n  type filter hook input priority 0;\n".to_string();
+        for s in sources {
+            script += &format!("  ip6 saddr {s} tcp dport 9000 counter\n");
+        }
+        script += " }\n}\n";
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft");
+        use std::io::Write;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+        let dir = format!("/tmp/{}-www", self.ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/index.html"), "upstream\n").unwrap();
+        let p = Proc(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "busybox",
+                    "httpd",
+                    "-f",
+                    "-p",
+                    "[::]:9000",
+                ])
+                .args(["-h", &dir])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("httpd"),
+        );
+        wait_for("the upstream server", Duration::from_secs(10), || {
+            self.get(&format!("http://[{LAN6}]:9000/")).is_some()
+        });
+        p
+    }
+
+    /// Packets counted for each source given to `server`, in order.
+    fn seen(&self) -> Vec<u64> {
+        let o = self.run("nft", &["list", "chain", "inet", "seen", "input"]);
+        stdout(&o)
+            .lines()
+            .filter_map(|l| l.split("packets ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/tmp/{}-www", self.ns));
+        let _ = cmd("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).expect("json")
+}
+
+/// Everything of the host namespace that names `needle` (addresses, routes,
+/// nftables): empty once a network and its containers are gone.
+fn leftovers(h: &TestHost, needle: &str) -> Vec<String> {
+    let mut out = vec![];
+    for args in [
+        &["ip", "-6", "addr"][..],
+        &["ip", "-6", "route"],
+        &["nft", "list", "ruleset"],
+    ] {
+        let o = h.in_ns(args[0], &args[1..]);
+        out.extend(
+            stdout(&o)
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(|l| format!("{}: {}", args.join(" "), l.trim())),
+        );
+    }
+    out
+}
+
+#[test]
+fn dual_stack_network_names_ports_nat66_and_teardown() {
+    let h = TestHost::new();
+    let lan = Lan::new(&h);
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:66::/64",
+        "--subnet",
+        "10.66.0.0/24",
+        "ds",
+    ]);
+    let n = json(&h.ok(&["network", "inspect", "ds"]));
+    assert_eq!(n[0]["EnableIPv6"], true);
+    assert_eq!(n[0]["IPAM"]["Config"][1]["Subnet"], "fd00:66::/64");
+    assert_eq!(n[0]["IPAM"]["Config"][1]["Gateway"], "fd00:66::1");
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "ds", "-p", "8080:80", "busybox", "sh", "-c",
+        TWO_PORTS,
+    ]);
+
+    // What the container and inspect show.
+    let d = json(&h.ok(&["inspect", "web"]));
+    let ep = &d[0]["NetworkSettings"]["Networks"]["ds"];
+    assert_eq!(ep["GlobalIPv6Address"], "fd00:66::2");
+    assert_eq!(ep["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(ep["IPv6Gateway"], "fd00:66::1");
+    assert_eq!(ep["IPAddress"], "10.66.0.2");
+    let addrs = h.ok(&["exec", "web", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(
+        addrs.contains("inet6 fd00:66::2/64 scope global"),
+        "{addrs}"
+    );
+    assert!(addrs.contains("inet6 fe80::"), "{addrs}");
+    assert!(!addrs.contains("tentative"), "DAD left on: {addrs}");
+    let routes = h.ok(&["exec", "web", "ip", "-6", "route"]);
+    assert!(
+        routes.contains("default via fd00:66::1 dev eth0"),
+        "{routes}"
+    );
+    let files = h.ok(&["exec", "web", "cat", "/etc/hosts", "/etc/resolv.conf"]);
+    assert!(files.contains("fd00:66::2\t"), "{files}");
+    assert!(files.contains("nameserver 10.66.0.1"), "{files}");
+    assert!(files.contains("nameserver fd00:66::1"), "{files}");
+    let v = n[0]["IPAM"]["Config"].clone();
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+    let members = json(&h.ok(&["network", "inspect", "ds"]));
+    let c = members[0]["Containers"].as_object().unwrap();
+    assert_eq!(
+        c.values().next().unwrap()["IPv6Address"],
+        "fd00:66::2/64",
+        "{c:?}"
+    );
+
+    // Another container reaches it by name over both families: AAAA and A
+    // from the responder on either gateway, ping and TCP over IPv6.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "ds",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup -type=aaaa web fd00:66::1 && nslookup -type=a web 10.66.0.1 && \
+         ping -6 -c1 -W5 web && wget -qO- http://[fd00:66::2]/ && wget -qO- http://10.66.0.2/",
+    ]);
+    assert!(out.contains("Address: fd00:66::2"), "{out}");
+    assert!(out.contains("Address: 10.66.0.2"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    assert_eq!(out.matches("hello-80").count(), 2, "{out}");
+
+    // The published port from the LAN over both families; an unpublished
+    // container port routed at directly is not reachable.
+    assert_eq!(lan.wait_get(&format!("http://{HOST4}:8080/")), "hello-80\n");
+    assert_eq!(
+        lan.wait_get(&format!("http://[{HOST6}]:8080/")),
+        "hello-80\n"
+    );
+    assert_eq!(lan.get("http://[fd00:66::2]:81/"), None, "unpublished port");
+    assert_eq!(
+        lan.get("http://[fd00:66::2]:80/"),
+        None,
+        "container address"
+    );
+
+    // NAT66: the upstream sees the host's address, never the container's.
+    let _srv = lan.server(&[HOST6, "fd00:66::/64"]);
+    let page = h.ok(&[
+        "exec",
+        "web",
+        "wget",
+        "-qO-",
+        &format!("http://[{LAN6}]:9000/"),
+    ]);
+    assert_eq!(page, "upstream\n");
+    let seen = lan.seen();
+    assert!(seen.len() == 2 && seen[0] > 0 && seen[1] == 0, "{seen:?}");
+
+    // connect / disconnect with both families, --ip6 honoured.
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:67::/64",
+        "--subnet",
+        "10.67.0.0/24",
+        "ds2",
+    ]);
+    h.ok(&["network", "connect", "--ip6", "fd00:67::99", "ds2", "web"]);
+    let eth1 = h.ok(&["exec", "web", "ip", "addr", "show", "eth1"]);
+    assert!(eth1.contains("inet6 fd00:67::99/64"), "{eth1}");
+    assert!(eth1.contains("inet 10.67.0.2/24"), "{eth1}");
+    let e = h
+        .fails(&["network", "connect", "--ip6", "fd00:67::99", "ds2", "web"])
+        .1;
+    assert!(e.contains("already connected"), "{e}");
+    h.ok(&["network", "disconnect", "ds2", "web"]);
+    let o = h.minirt(&["exec", "web", "ip", "addr", "show", "eth1"]);
+    assert!(!o.status.success(), "eth1 still there");
+
+    // The default network stays IPv4.
+    h.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "600"]);
+    let d = json(&h.ok(&["inspect", "plain"]));
+    assert_eq!(
+        d[0]["NetworkSettings"]["Networks"]["bridge"]["GlobalIPv6Address"],
+        ""
+    );
+    let a = h.ok(&["exec", "plain", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(!a.contains("scope global"), "{a}");
+
+    // Nothing left after rm and network rm: addresses, routes, rules, rows.
+    h.ok(&["rm", "-f", "web"]);
+    h.ok(&["network", "rm", "ds", "ds2"]);
+    for needle in ["fd00:66:", "fd00:67:"] {
+        let left = leftovers(&h, needle);
+        assert!(left.is_empty(), "{left:#?}");
+    }
+    let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.contains("ds"), "{ls}");
+    h.ok(&["rm", "-f", "plain"]);
+}
+
+#[test]
+fn routed_ipv6_reaches_published_ports_directly_and_nothing_else() {
+    let h = TestHost::new();
+    let lan = Lan::new(&h);
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "2001:db8:77::/64",
+        "-o",
+        "com.docker.network.bridge.gateway_mode_ipv6=routed",
+        "direct6",
+    ]);
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "direct6", "-p", "8080:80", "busybox", "sh", "-c",
+        TWO_PORTS,
+    ]);
+    // The published container port at the container's own IPv6 address.
+    assert_eq!(lan.wait_get("http://[2001:db8:77::2]:80/"), "hello-80\n");
+    assert_eq!(lan.get("http://[2001:db8:77::2]:81/"), None, "unpublished");
+    // IPv4 keeps NAT: the published port on the host's IPv4 address.
+    assert_eq!(lan.wait_get(&format!("http://{HOST4}:8080/")), "hello-80\n");
+    // No NAT66: the upstream sees the container's address.
+    let _srv = lan.server(&["2001:db8:77::2", HOST6]);
+    let page = h.ok(&[
+        "exec",
+        "web",
+        "wget",
+        "-qO-",
+        &format!("http://[{LAN6}]:9000/"),
+    ]);
+    assert_eq!(page, "upstream\n");
+    let seen = lan.seen();
+    assert!(seen.len() == 2 && seen[0] > 0 && seen[1] == 0, "{seen:?}");
+}
+
+#[test]
+fn bad_ipv6_inputs_are_refused_clearly() {
+    let h = TestHost::new();
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:88::/64",
+        "six",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.89.0.0/24", "four"]);
+    // Docker's codes: `network` commands fail with 1 (a daemon error),
+    // `run` and what is not implemented with 125.
+    let refused = |args: &[&str], want: &str| {
+        let (code, e) = h.fails(args);
+        let daemon = args[0] == "network" && !want.contains("not implemented");
+        assert_eq!(code, if daemon { 1 } else { 125 }, "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    };
+    let create = |extra: &[&str]| {
+        let mut a = vec!["network", "create", "--ipv6"];
+        a.extend_from_slice(extra);
+        a.push("bad");
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--subnet", "fd00:88:0:0:1::/80"],
+            "overlaps with network six",
+        ),
+        (
+            &["--subnet", "fd00:99::/64", "--gateway", "fd00:98::1"],
+            "not inside subnet",
+        ),
+        (&["--subnet", "fd00:99::/121"], "smaller than one network"),
+        (&["--subnet", "fd00::/47"], "larger than one network"),
+        (&["--ipv4=false"], "not implemented"),
+    ];
+    for (extra, want) in cases {
+        let a = create(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        refused(&a, want);
+    }
+    refused(
+        &["network", "create", "--subnet", "fd00:99::/64", "nov6"],
+        "needs --ipv6",
+    );
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "six",
+            "--ip6",
+            "fd00:77::5",
+            "busybox",
+            "true",
+        ],
+        "not inside subnet",
+    );
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "four",
+            "--ip6",
+            "fd00:88::5",
+            "busybox",
+            "true",
+        ],
+        "has no IPv6",
+    );
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "four",
+            "-p",
+            "[::]:8080:80",
+            "busybox",
+            "true",
+        ],
+        "needs an IPv6 address in the container",
+    );
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "six",
+            "-p",
+            "[::1]:8080:80",
+            "busybox",
+            "true",
+        ],
+        "not implemented: publishing on [::1]",
+    );
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--net",
+        "six",
+        "--ip6",
+        "fd00:88::5",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "six",
+            "--ip6",
+            "fd00:88::5",
+            "busybox",
+            "true",
+        ],
+        "already in use",
+    );
+    // Nothing was left by the refusals: the failed runs have no rows.
+    let ps = h.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "a");
+    let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.contains("bad") && !ls.contains("nov6"), "{ls}");
+}
