@@ -4,7 +4,8 @@
 //! published ports over both families, NAT66 and routed IPv6, teardown.
 
 use crate::common::*;
-use crate::lan::{Proc, TWO_PORTS};
+use crate::common::Proc;
+use crate::lan::TWO_PORTS;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;

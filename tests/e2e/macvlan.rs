@@ -4,7 +4,7 @@
 //! parent, its peer lives in a second namespace standing for a LAN host.
 
 use crate::common::*;
-use crate::lan::Proc;
+use crate::common::Proc;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
