@@ -29,6 +29,13 @@ pub struct RunOptions {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// `--restart` as typed (None = "no").
+    pub restart: Option<String>,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: super::health::HealthFlags,
+    /// `--stop-signal`, `--stop-timeout`.
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
     pub network: NetworkRequest,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -257,6 +264,22 @@ pub fn assemble(
     let security =
         super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))
             .map_err(invalid)?;
+    let restart = super::restart::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))
+        .map_err(invalid)?;
+    if opts.auto_remove && !restart.is_none() {
+        return Err(invalid(
+            "Conflicting options: --restart and --rm",
+        ));
+    }
+    let healthcheck =
+        super::health::resolve(img.config.healthcheck.as_ref(), &opts.health).map_err(invalid)?;
+    let stop_signal = opts
+        .stop_signal
+        .clone()
+        .or_else(|| img.config.stop_signal.clone());
+    if let Some(sig) = &stop_signal {
+        super::lifecycle::parse_signal(sig)?;
+    }
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
         network.mode = "bridge".into();
@@ -273,6 +296,10 @@ pub fn assemble(
         tty: opts.tty,
         interactive: opts.interactive,
         auto_remove: opts.auto_remove,
+        restart,
+        healthcheck,
+        stop_signal,
+        stop_timeout: opts.stop_timeout,
         mounts,
         resources,
         network,

@@ -4,6 +4,7 @@
 pub mod bpf;
 pub mod config;
 pub mod exec;
+pub mod health;
 
 pub use config::{BindMount, ContainerConfig};
 
@@ -39,8 +40,10 @@ pub mod create;
 pub mod init;
 pub mod inspect;
 pub mod lifecycle;
+pub mod monitor;
 pub mod process;
 pub mod protocol;
+pub mod restart;
 pub mod pty;
 pub mod runtime;
 pub mod seccomp;
