@@ -793,7 +793,9 @@ pub fn stop(inst: &Instance, a: StopArgs) -> CliResult {
         .map(lifecycle::parse_signal)
         .transpose()
         .map_err(minirt::Error::from)?;
-    each(&a.containers, |c| lifecycle::stop_with(inst, c, a.time, signal))
+    each(&a.containers, |c| {
+        lifecycle::stop_with(inst, c, a.time, signal)
+    })
 }
 
 pub fn kill(inst: &Instance, a: KillArgs) -> CliResult {

@@ -34,7 +34,14 @@ fn run(inst: &Instance, a: HealthcheckRunArgs) -> CliResult {
         Ok((status, false)) => {
             // Podman prints the status the failure left ("unhealthy", or
             // "starting" inside the start period).
-            println!("{}", if status == health::HEALTHY { health::UNHEALTHY } else { &status });
+            println!(
+                "{}",
+                if status == health::HEALTHY {
+                    health::UNHEALTHY
+                } else {
+                    &status
+                }
+            );
             Ok(1)
         }
         Err(e) => Err(CliError {

@@ -267,9 +267,7 @@ pub fn assemble(
     let restart = super::restart::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))
         .map_err(invalid)?;
     if opts.auto_remove && !restart.is_none() {
-        return Err(invalid(
-            "Conflicting options: --restart and --rm",
-        ));
+        return Err(invalid("Conflicting options: --restart and --rm"));
     }
     let healthcheck =
         super::health::resolve(img.config.healthcheck.as_ref(), &opts.health).map_err(invalid)?;

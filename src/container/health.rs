@@ -97,19 +97,24 @@ pub fn resolve(
             vec!["CMD-SHELL".into(), cmd.clone()]
         };
     }
-    let dur = |flag: &str, v: &Option<String>, min: Option<Duration>| -> Result<Option<i64>, String> {
-        let Some(v) = v else { return Ok(None) };
-        let d = parse_go_duration(v).map_err(|e| format!("invalid argument \"{v}\" for \"--{flag}\" flag: {e}"))?;
-        if d < 0 {
-            return Err(format!("--{flag} cannot be negative"));
-        }
-        if let Some(min) = min {
-            if d != 0 && (d as u128) < min.as_nanos() {
-                return Err(format!("--{flag} cannot be less than {}", format_go_duration(min.as_nanos() as i64)));
+    let dur =
+        |flag: &str, v: &Option<String>, min: Option<Duration>| -> Result<Option<i64>, String> {
+            let Some(v) = v else { return Ok(None) };
+            let d = parse_go_duration(v)
+                .map_err(|e| format!("invalid argument \"{v}\" for \"--{flag}\" flag: {e}"))?;
+            if d < 0 {
+                return Err(format!("--{flag} cannot be negative"));
             }
-        }
-        Ok(Some(d))
-    };
+            if let Some(min) = min {
+                if d != 0 && (d as u128) < min.as_nanos() {
+                    return Err(format!(
+                        "--{flag} cannot be less than {}",
+                        format_go_duration(min.as_nanos() as i64)
+                    ));
+                }
+            }
+            Ok(Some(d))
+        };
     let ms = Some(Duration::from_millis(1));
     if let Some(d) = dur("health-interval", &flags.interval, ms)? {
         hc.interval = d;
@@ -132,7 +137,10 @@ pub fn resolve(
     match hc.test.first().map(String::as_str) {
         None => {
             if flags.any_option() {
-                return Err("--health-* options need a health check command (--health-cmd or the image's)".into());
+                return Err(
+                    "--health-* options need a health check command (--health-cmd or the image's)"
+                        .into(),
+                );
             }
             Ok(None)
         }
@@ -349,7 +357,8 @@ pub fn reset(inst: &Instance, id: &str) {
 /// Runs the container's health check once and records the result; returns
 /// the recorded status ("healthy", "unhealthy", "starting").
 pub fn check_and_record(inst: &Instance, id: &str) -> Result<(String, bool), ContainerError> {
-    let store = crate::store::Store::open(&inst.db_path()).map_err(|e| ContainerError::Runtime(e.to_string()))?;
+    let store = crate::store::Store::open(&inst.db_path())
+        .map_err(|e| ContainerError::Runtime(e.to_string()))?;
     let row = crate::store::containers::lookup(store.conn(), id).map_err(|e| match e {
         crate::store::StoreError::NotFound(_) => ContainerError::NotFound(id.to_string()),
         e => ContainerError::Runtime(e.to_string()),
@@ -428,7 +437,9 @@ fn run_check(
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let mut f = std::fs::File::from(r);
-        let _ = (&mut f).take(MAX_OUTPUT_LEN as u64 + 4).read_to_end(&mut buf);
+        let _ = (&mut f)
+            .take(MAX_OUTPUT_LEN as u64 + 4)
+            .read_to_end(&mut buf);
         // Drain the rest so the check never blocks on a full pipe.
         let _ = std::io::copy(&mut f, &mut std::io::sink());
         buf
@@ -492,7 +503,10 @@ fn kill_descendants(pid: i32) {
         };
         for t in tasks.flatten() {
             let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            for c in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
                 found.push(c);
                 todo.push(c);
             }
@@ -524,7 +538,9 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s").unwrap(), 1_500_000_000);
         assert_eq!(parse_go_duration("0").unwrap(), 0);
         assert_eq!(parse_go_duration("-1s").unwrap(), -1_000_000_000);
-        assert!(parse_go_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_go_duration("10")
+            .unwrap_err()
+            .contains("missing unit"));
         assert!(parse_go_duration("3x").is_err());
         assert!(parse_go_duration("").is_err());
         assert_eq!(format_go_duration(200_000_000), "200ms");
@@ -541,7 +557,9 @@ mod tests {
             retries: 7,
             ..Default::default()
         };
-        let hc = resolve(Some(&image), &HealthFlags::default()).unwrap().unwrap();
+        let hc = resolve(Some(&image), &HealthFlags::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(hc, image);
         let f = HealthFlags {
             interval: Some("200ms".into()),
@@ -550,7 +568,9 @@ mod tests {
         let hc = resolve(Some(&image), &f).unwrap().unwrap();
         assert_eq!((hc.interval, hc.retries), (200_000_000, 7));
         assert_eq!(hc.argv(), ["/ok"]);
-        let hc = resolve(Some(&image), &flags("test -f /x")).unwrap().unwrap();
+        let hc = resolve(Some(&image), &flags("test -f /x"))
+            .unwrap()
+            .unwrap();
         assert_eq!(hc.test, ["CMD-SHELL", "test -f /x"]);
         assert_eq!(hc.argv(), ["/bin/sh", "-c", "test -f /x"]);
         let none = HealthFlags {
@@ -563,7 +583,10 @@ mod tests {
             test: vec!["NONE".into()],
             ..Default::default()
         };
-        assert_eq!(resolve(Some(&disabled), &HealthFlags::default()).unwrap(), None);
+        assert_eq!(
+            resolve(Some(&disabled), &HealthFlags::default()).unwrap(),
+            None
+        );
         assert_eq!(resolve(None, &HealthFlags::default()).unwrap(), None);
     }
 
@@ -603,13 +626,20 @@ mod tests {
     fn results_drive_the_status_like_docker() {
         let mut s = HealthState::default();
         record(&mut s, result(1), true, 2);
-        assert_eq!((s.status.as_str(), s.failing_streak), (STARTING, 0), "start period");
+        assert_eq!(
+            (s.status.as_str(), s.failing_streak),
+            (STARTING, 0),
+            "start period"
+        );
         record(&mut s, result(1), false, 2);
         assert_eq!((s.status.as_str(), s.failing_streak), (STARTING, 1));
         record(&mut s, result(0), false, 2);
         assert_eq!((s.status.as_str(), s.failing_streak), (HEALTHY, 0));
         record(&mut s, result(1), true, 2);
-        assert_eq!(s.failing_streak, 1, "the start period ends with the first success");
+        assert_eq!(
+            s.failing_streak, 1,
+            "the start period ends with the first success"
+        );
         record(&mut s, result(1), false, 2);
         assert_eq!((s.status.as_str(), s.failing_streak), (UNHEALTHY, 2));
         for i in 0..5 {

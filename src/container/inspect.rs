@@ -266,8 +266,8 @@ pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
         .to_string_lossy()
         .into_owned();
     let restart = super::restart::read(inst, &row.id);
-    let restarting = row.status == containers::EXITED
-        && super::restart::is_restarting(inst, &row.id).is_some();
+    let restarting =
+        row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some();
     let health = super::health::read(inst, &row.id, &cfg);
     Ok(document(&Facts {
         row: &row,

@@ -174,9 +174,7 @@ pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration
 pub fn schedule_of(inst: &Instance, id: &str) -> Option<health::Schedule> {
     let s = Store::open(&inst.db_path()).ok()?;
     let row = containers::get(s.conn(), id).ok()??;
-    lifecycle::config_of(&row)
-        .healthcheck
-        .map(|h| h.schedule())
+    lifecycle::config_of(&row).healthcheck.map(|h| h.schedule())
 }
 
 /// After a foreground run (or a reconcile that found init and monitor
@@ -249,13 +247,8 @@ fn adopt(inst: &Instance, id: &str) {
     {
         return;
     }
-    let claimed = containers::hand_over(
-        s.conn(),
-        id,
-        (row.monitor_pid, row.monitor_start),
-        me(),
-    )
-    .unwrap_or(false);
+    let claimed = containers::hand_over(s.conn(), id, (row.monitor_pid, row.monitor_start), me())
+        .unwrap_or(false);
     drop(s);
     if !claimed {
         return;

@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn policies_parse_like_docker() {
         assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
-        assert_eq!(RestartPolicy::parse("always").unwrap(), RestartPolicy::Always);
+        assert_eq!(
+            RestartPolicy::parse("always").unwrap(),
+            RestartPolicy::Always
+        );
         assert_eq!(
             RestartPolicy::parse("unless-stopped").unwrap(),
             RestartPolicy::UnlessStopped
@@ -328,7 +331,11 @@ mod tests {
         let p = RestartPolicy::OnFailure(2);
         let short = Duration::from_millis(5);
         let mut s = RestartState::default();
-        assert_eq!(decide(p, 0, &s, short), None, "a clean exit is not a failure");
+        assert_eq!(
+            decide(p, 0, &s, short),
+            None,
+            "a clean exit is not a failure"
+        );
         assert_eq!(decide(p, 1, &s, short), Some(BACKOFF_START));
         s.count = 1;
         s.backoff_ms = 100;
@@ -371,7 +378,12 @@ mod tests {
             assert_eq!(decide(p, 1, &s, Duration::ZERO), None);
         }
         assert_eq!(
-            decide(RestartPolicy::No, 1, &RestartState::default(), Duration::ZERO),
+            decide(
+                RestartPolicy::No,
+                1,
+                &RestartState::default(),
+                Duration::ZERO
+            ),
             None
         );
     }
@@ -381,7 +393,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("minirt-restart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("restart.json");
-        assert_eq!(update_json::<RestartState, _>(&p, false, |_| ()).unwrap(), None);
+        assert_eq!(
+            update_json::<RestartState, _>(&p, false, |_| ()).unwrap(),
+            None
+        );
         update_json(&p, true, |s: &mut RestartState| s.count = 3).unwrap();
         update_json(&p, true, |s: &mut RestartState| s.restarting = true).unwrap();
         let s: RestartState = read_json(&p);

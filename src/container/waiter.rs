@@ -25,8 +25,7 @@ pub const HEALTH_ARG: &str = "__health";
 pub fn run_if_waiter() -> Option<i32> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let arg1 = args.get(1).map(|a| a.as_bytes());
-    if arg1 == Some(HEALTH_ARG.as_bytes()) || arg1 == Some(super::monitor::MONITOR_ARG.as_bytes())
-    {
+    if arg1 == Some(HEALTH_ARG.as_bytes()) || arg1 == Some(super::monitor::MONITOR_ARG.as_bytes()) {
         return Some(internal(&args));
     }
     if arg1 != Some(WAIT_ARG.as_bytes()) {
@@ -52,7 +51,12 @@ pub fn run_if_waiter() -> Option<i32> {
     .iter()
     .filter_map(|a| CString::new(*a).ok())
     .collect::<Vec<_>>();
-    let code = wait_container(pid, schedule.as_ref(), || spawn_exe(&check_argv));
+    // Starting a check faults code pages back in; they are dropped again
+    // before the next one, so between checks the waiter stays as small.
+    let code = wait_container(pid, schedule.as_ref(), || {
+        release_clean_file_pages();
+        spawn_exe(&check_argv)
+    });
     let argv = [
         exe.as_bytes(),
         b"--root",

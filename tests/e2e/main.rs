@@ -25,6 +25,7 @@ mod podman_compat;
 mod refused;
 mod registry;
 mod registry_server;
+mod restart_health;
 mod robustness;
 mod security;
 mod soak;
