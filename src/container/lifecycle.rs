@@ -381,8 +381,7 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
     let _ = report.write_all(&serde_json::to_vec(&StartReport::Started).unwrap_or_default());
     drop(report);
     if let Some(delay) = super::monitor::supervise(inst, id, started) {
-        std::thread::sleep(delay);
-        super::monitor::restart_and_supervise(inst, id);
+        super::monitor::backoff_and_restart(inst, id, delay);
     }
     0
 }
@@ -487,6 +486,10 @@ pub fn stop_with(
     super::restart::stop_by_user(inst, &row.id);
     let row = settle(inst, row)?;
     if !is_running(&row) {
+        if row.status == containers::RUNNING && monitor_alive(&row) {
+            // It has just exited and its monitor is recording that.
+            await_finished(inst, &row.id, 255)?;
+        }
         return Ok(());
     }
     let cfg = config_of(&row);

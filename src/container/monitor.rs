@@ -61,10 +61,28 @@ pub fn finish_exit(
 /// (this process becomes its waiter again; returns only when it is over).
 pub fn after_exit(inst: &Instance, id: &str, code: i32) -> Result<()> {
     if let Some(delay) = finish_exit(inst, id, code, Some(me()))? {
-        std::thread::sleep(delay);
-        restart_and_supervise(inst, id);
+        backoff_and_restart(inst, id, delay);
     }
     Ok(())
+}
+
+/// The policy restarts the container: wait, then start and supervise it.
+pub fn backoff_and_restart(inst: &Instance, id: &str, delay: Duration) {
+    backoff(inst, id, delay);
+    restart_and_supervise(inst, id);
+}
+
+/// Waits out a back-off; returns early when the restart is called off
+/// (a user's stop, start or rm), so the monitor leaves at once.
+fn backoff(inst: &Instance, id: &str, delay: Duration) {
+    let end = std::time::Instant::now() + delay;
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !restart::read(inst, id).restarting {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// Takes a pending restart (the state says restarting and names this
@@ -91,7 +109,7 @@ pub fn restart_and_supervise(inst: &Instance, id: &str) {
         let code = match start_again(inst, id, me) {
             Ok(Some(started)) => match supervise(inst, id, started) {
                 Some(delay) => {
-                    std::thread::sleep(delay);
+                    backoff(inst, id, delay);
                     continue;
                 }
                 None => return,
@@ -104,7 +122,7 @@ pub fn restart_and_supervise(inst: &Instance, id: &str) {
         };
         // The start failed: that is an exit too (Docker counts it).
         match finish_exit(inst, id, code, Some(me)) {
-            Ok(Some(delay)) => std::thread::sleep(delay),
+            Ok(Some(delay)) => backoff(inst, id, delay),
             _ => return,
         }
     }
@@ -259,8 +277,7 @@ fn adopt(inst: &Instance, id: &str) {
         super::waiter::spawn_check(inst, id)
     });
     if let Ok(Some(delay)) = finish_exit(inst, id, code, Some(me())) {
-        std::thread::sleep(delay);
-        restart_and_supervise(inst, id);
+        backoff_and_restart(inst, id, delay);
     }
 }
 

@@ -276,8 +276,17 @@ fn cancel_waiting(inst: &crate::Instance, id: &str, f: impl FnOnce(&mut RestartS
         owner
     })
     .flatten();
+    // Only a monitor sleeping out its back-off (the row says exited) is
+    // killed: one still recording the exit is left to finish its teardown;
+    // it finds the restart called off when it wakes.
+    let exited = || {
+        crate::store::Store::open(&inst.db_path())
+            .ok()
+            .and_then(|s| crate::store::containers::get(s.conn(), id).ok().flatten())
+            .is_some_and(|r| r.status == crate::store::containers::EXITED)
+    };
     if let Some((pid, start)) = waiting {
-        if util::process_alive(pid, start) {
+        if util::process_alive(pid, start) && exited() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
