@@ -412,6 +412,57 @@ mod tests {
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn stop_signal_health_check_and_restart_come_from_image_and_flags() {
+        use crate::container::health::{HealthConfig, HealthFlags};
+        use crate::container::restart::RestartPolicy;
+        let mut image = img();
+        image.config.stop_signal = Some("SIGQUIT".into());
+        image.config.healthcheck = Some(HealthConfig {
+            test: vec!["CMD".into(), "/check".into()],
+            retries: 4,
+            ..Default::default()
+        });
+        let opts = RunOptions {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        let c = assemble(&image, &opts, ID).unwrap();
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(c.healthcheck.as_ref().unwrap().retries, 4);
+        assert_eq!(c.restart, RestartPolicy::No);
+        let opts = RunOptions {
+            image: "busybox".into(),
+            stop_signal: Some("USR1".into()),
+            stop_timeout: Some(2),
+            restart: Some("on-failure:2".into()),
+            health: HealthFlags {
+                none: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = assemble(&image, &opts, ID).unwrap();
+        assert_eq!(c.stop_signal.as_deref(), Some("USR1"));
+        assert_eq!(c.stop_timeout, Some(2));
+        assert_eq!(c.restart, RestartPolicy::OnFailure(2));
+        assert_eq!(c.healthcheck, None);
+        let conflict = RunOptions {
+            image: "busybox".into(),
+            auto_remove: true,
+            restart: Some("always".into()),
+            ..Default::default()
+        };
+        let e = assemble(&image, &conflict, ID).unwrap_err().to_string();
+        assert_eq!(e, "Conflicting options: --restart and --rm");
+        let bad = RunOptions {
+            image: "busybox".into(),
+            stop_signal: Some("SIGNOPE".into()),
+            ..Default::default()
+        };
+        assert!(assemble(&image, &bad, ID).is_err());
+    }
+
+    #[test]
     fn image_defaults_and_overrides() {
         let opts = RunOptions {
             image: "busybox".into(),

@@ -436,4 +436,77 @@ mod tests {
             "8080"
         );
     }
+
+    #[test]
+    fn restarting_state_policy_health_and_stop_settings_are_shown() {
+        use crate::container::health::{HealthConfig, HealthResult, HealthState};
+        use crate::container::restart::RestartPolicy;
+        let mut r = row();
+        r.status = containers::EXITED.into();
+        r.exit_code = 1;
+        let mut c = cfg();
+        c.restart = RestartPolicy::OnFailure(5);
+        c.stop_signal = Some("SIGQUIT".into());
+        c.stop_timeout = Some(3);
+        c.healthcheck = Some(HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 200_000_000,
+            ..Default::default()
+        });
+        let health = HealthState {
+            status: "unhealthy".into(),
+            failing_streak: 3,
+            log: vec![HealthResult {
+                exit_code: 1,
+                output: "no".into(),
+                ..Default::default()
+            }],
+        };
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &[],
+            bindings: &[],
+            running: false,
+            log_path: String::new(),
+            restart_count: 2,
+            restarting: true,
+            health: Some(health),
+        });
+        assert_eq!(d["State"]["Status"], "restarting");
+        assert_eq!(d["State"]["Restarting"], true);
+        assert_eq!(
+            d["State"]["Running"], true,
+            "Docker counts a restarting container as running"
+        );
+        assert_eq!(d["State"]["Pid"], 0);
+        assert_eq!(d["RestartCount"], 2);
+        assert_eq!(
+            d["HostConfig"]["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 5})
+        );
+        assert_eq!(d["State"]["Health"]["Status"], "unhealthy");
+        assert_eq!(d["State"]["Health"]["FailingStreak"], 3);
+        assert_eq!(d["State"]["Health"]["Log"][0]["Output"], "no");
+        assert_eq!(
+            d["Config"]["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 200_000_000})
+        );
+        assert_eq!(d["Config"]["StopSignal"], "SIGQUIT");
+        assert_eq!(d["Config"]["StopTimeout"], 3);
+        let plain = document(&Facts {
+            row: &row(),
+            cfg: &cfg(),
+            endpoints: &[],
+            bindings: &[],
+            running: true,
+            log_path: String::new(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
+        });
+        assert!(plain["State"].get("Health").is_none());
+        assert!(plain["Config"].get("Healthcheck").is_none());
+        assert_eq!(plain["HostConfig"]["RestartPolicy"]["Name"], "no");
+    }
 }

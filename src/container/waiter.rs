@@ -359,6 +359,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_health_schedule_travels_as_one_argument() {
+        let s = crate::container::health::HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            interval: 200_000_000,
+            start_period: 1_000_000_000,
+            ..Default::default()
+        }
+        .schedule();
+        let arg = schedule_arg(&s);
+        assert_eq!(arg, "200,1000,5000");
+        let back = parse_schedule_arg(&arg).unwrap();
+        assert_eq!(
+            (back.interval, back.start_period, back.start_interval),
+            (s.interval, s.start_period, s.start_interval)
+        );
+        assert!(parse_schedule_arg("200,x,1").is_none());
+        assert!(parse_schedule_arg("200").is_none());
+    }
+
+    /// The waiter's loop with a fake check: checks run on the schedule while
+    /// the process lives, and the exit code comes back.
+    #[test]
+    fn checks_run_while_the_process_lives_and_its_code_is_returned() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; exit 7"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut stdin = child.stdin.take();
+        let sched = crate::container::health::Schedule {
+            interval: Duration::from_millis(20),
+            timeout: Duration::ZERO,
+            start_period: Duration::ZERO,
+            start_interval: Duration::from_millis(20),
+            retries: 1,
+        };
+        let mut checks = 0;
+        let code = wait_container(pid, Some(&sched), || {
+            checks += 1;
+            if checks == 3 {
+                stdin.take();
+            }
+            std::process::Command::new("true")
+                .spawn()
+                .ok()
+                .map(|c| c.id() as i32)
+        });
+        assert_eq!(code, 7);
+        assert!(checks >= 3);
+    }
+
+    #[test]
     fn only_clean_readonly_file_mappings_are_released() {
         let smaps = "\
 00200000-005b8000 r--p 00000000 fe:00 10010634   /usr/local/bin/minirt
