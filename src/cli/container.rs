@@ -496,7 +496,11 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     let no_labels = std::collections::BTreeMap::new();
     let mut docs = vec![];
     let mut ids = vec![];
-    for r in rows.iter().filter(|r| all || lifecycle::is_running(r)) {
+    // Docker lists a restarting container with the running ones.
+    let shown = |r: &&containers::ContainerRow| {
+        all || lifecycle::is_running(r) || lifecycle::state_word(inst, r) == "restarting"
+    };
+    for r in rows.iter().filter(shown) {
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
         let state = lifecycle::state_word(inst, r);
         let facts = PsFacts {

@@ -539,11 +539,10 @@ pub fn parse_signal(s: &str) -> std::result::Result<Signal, ContainerError> {
 pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
     reconcile(inst)?;
     let row = lookup(inst, key)?;
-    if let Some(r) = super::restart::is_restarting(inst, &row.id) {
-        if super::restart::live_owner(&r).is_some() {
-            super::restart::stop_by_user(inst, &row.id);
-            return Ok(());
-        }
+    if row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some() {
+        // As Docker: killing a restarting container calls the restart off.
+        super::restart::stop_by_user(inst, &row.id);
+        return Ok(());
     }
     if !is_running(&row) {
         return Err(
