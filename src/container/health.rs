@@ -147,6 +147,11 @@ pub fn resolve(
         Some("NONE") => Ok(None),
         Some("CMD") if hc.test.len() > 1 => Ok(Some(hc)),
         Some("CMD-SHELL") if hc.test.len() == 2 => Ok(Some(hc)),
+        // A malformed check in an image does not keep it from running.
+        _ if flags.cmd.is_none() && !flags.any_option() => {
+            tracing::warn!("ignoring the image's malformed HEALTHCHECK {:?}", hc.test);
+            Ok(None)
+        }
         _ => Err(format!("unsupported health check test: {:?}", hc.test)),
     }
 }
@@ -588,6 +593,14 @@ mod tests {
             None
         );
         assert_eq!(resolve(None, &HealthFlags::default()).unwrap(), None);
+        let broken = HealthConfig {
+            test: vec!["CMD".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(Some(&broken), &HealthFlags::default()).unwrap(),
+            None
+        );
     }
 
     #[test]
