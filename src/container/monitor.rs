@@ -43,7 +43,11 @@ pub fn finish_exit(
         None
     } else {
         restart::update(inst, id, |s: &mut RestartState| {
-            let d = restart::decide(cfg.restart, code, s, ran_for)?;
+            let Some(d) = restart::decide(cfg.restart, code, s, ran_for) else {
+                s.restarting = false;
+                s.owner = None;
+                return None;
+            };
             s.count += 1;
             s.backoff_ms = d.as_millis() as u64;
             s.restarting = true;
@@ -91,30 +95,42 @@ fn backoff(inst: &Instance, id: &str, delay: Duration) {
 pub fn restart_and_supervise(inst: &Instance, id: &str) {
     let me = me();
     loop {
+        // The row is claimed inside the restart state's lock: a user's
+        // stop before this has called the restart off; one after it finds a
+        // start in progress (its row "created", owned by this live process)
+        // and waits for it before stopping it.
         let claimed = restart::update(inst, id, |s| {
             if !s.restarting || s.manually_stopped {
-                return false;
+                return None;
             }
             if s.owner.is_some_and(|o| o != me) && restart::live_owner(s).is_some() {
-                return false;
+                return None;
             }
-            s.restarting = false;
-            s.owner = Some(me);
-            true
+            let res = claim_row(inst, id, me);
+            if matches!(res, Ok(Some(_))) {
+                s.restarting = false;
+                s.owner = Some(me);
+            }
+            Some(res)
         })
-        .unwrap_or(false);
-        if !claimed {
-            return;
-        }
-        let code = match start_again(inst, id, me) {
-            Ok(Some(started)) => match supervise(inst, id, started) {
+        .flatten();
+        let started = match claimed {
+            None | Some(Ok(None)) => return,
+            Some(Ok(Some(tty))) => {
+                health::reset(inst, id);
+                let stdio = if tty { Stdio::Tty } else { Stdio::Log };
+                runtime::start(inst, id, stdio)
+            }
+            Some(Err(e)) => Err(e),
+        };
+        let code = match started {
+            Ok(started) => match supervise(inst, id, started) {
                 Some(delay) => {
                     backoff(inst, id, delay);
                     continue;
                 }
                 None => return,
             },
-            Ok(None) => return,
             Err(e) => {
                 warn!("restarting {id}: {e}");
                 e.exit_code()
@@ -128,9 +144,10 @@ pub fn restart_and_supervise(inst: &Instance, id: &str) {
     }
 }
 
-/// Starts an exited container again with this process as its monitor:
+/// Makes an exited container's row this process's start in progress (a
+/// fresh network allocation, as `start` does); Some(tty) when claimed,
 /// None when it is not exited any more (the user started or removed it).
-fn start_again(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<Started>> {
+fn claim_row(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<bool>> {
     let mut s = Store::open(&inst.db_path())?;
     let Some(row) = containers::get(s.conn(), id)? else {
         return Ok(None);
@@ -146,10 +163,7 @@ fn start_again(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<Start
         network::allocate(tx, inst, id, &cfg.network)?;
         Ok(())
     })?;
-    drop(s);
-    health::reset(inst, id);
-    let stdio = if cfg.tty { Stdio::Tty } else { Stdio::Log };
-    Ok(Some(runtime::start(inst, id, stdio)?))
+    Ok(Some(cfg.tty))
 }
 
 /// Watches a running container (this process started it): without a tty

@@ -243,8 +243,11 @@ fn a_restart_in_back_off_shows_restarting_and_stop_or_rm_ends_it() {
     );
     let count = inspect(&h, "loop1")["RestartCount"].clone();
 
-    wait_for("loop2 restarting", Duration::from_secs(30), || {
-        status(&h, "loop2").starts_with("Restarting")
+    // After 6 restarts the back-off is 3.2 s: time enough for the next
+    // command to meet it still restarting.
+    wait_for("loop2 in a long back-off", Duration::from_secs(30), || {
+        let d = inspect(&h, "loop2");
+        d["State"]["Status"] == "restarting" && d["RestartCount"].as_u64().unwrap() >= 6
     });
     let (code, err) = h.fails(&["rm", "loop2"]);
     assert_eq!(code, 1);
