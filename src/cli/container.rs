@@ -37,6 +37,36 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Command to run to check health ("none" disables the image's).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy (default 3).
+    #[arg(long, allow_negative_numbers = true)]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Time between checks during the start period (ms|s|m|h) (default 5s).
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Signal to stop the container (default the image's, else SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the container to stop before killing it (default 10).
+    #[arg(long, allow_negative_numbers = true)]
+    pub stop_timeout: Option<i64>,
     /// Container name.
     #[arg(long)]
     pub name: Option<String>,
@@ -240,9 +270,12 @@ pub struct RestartArgs {
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait before killing.
-    #[arg(short, long, default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+    #[arg(short, long, allow_negative_numbers = true)]
+    pub time: Option<i64>,
+    /// Signal to send (default: the container's stop signal).
+    #[arg(short, long)]
+    pub signal: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -303,6 +336,18 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         tty: a.tty,
         interactive: a.interactive,
         auto_remove: a.rm,
+        restart: a.restart,
+        health: minirt::container::health::HealthFlags {
+            cmd: a.health_cmd,
+            interval: a.health_interval,
+            timeout: a.health_timeout,
+            retries: a.health_retries,
+            start_period: a.health_start_period,
+            start_interval: a.health_start_interval,
+            none: a.no_healthcheck,
+        },
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         network: NetworkRequest {
             mode: a.net.unwrap_or_default(),
             ip: a.ip,
@@ -455,14 +500,13 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     let no_labels = std::collections::BTreeMap::new();
     let mut docs = vec![];
     let mut ids = vec![];
-    for r in rows.iter().filter(|r| all || lifecycle::is_running(r)) {
+    // Docker lists a restarting container with the running ones.
+    let shown = |r: &&containers::ContainerRow| {
+        all || lifecycle::is_running(r) || lifecycle::state_word(inst, r) == "restarting"
+    };
+    for r in rows.iter().filter(shown) {
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
-        let running = lifecycle::is_running(r);
-        let state = match r.status.as_str() {
-            containers::RUNNING if running => "running",
-            containers::CREATED => "created",
-            _ => "exited",
-        };
+        let state = lifecycle::state_word(inst, r);
         let facts = PsFacts {
             id: &r.id,
             name: &r.name,
@@ -514,7 +558,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "Command": command,
             "CreatedAt": docker_time(&util::rfc3339(r.created)),
             "RunningFor": format!("{} ago", util::human_duration((now - r.created) / 1_000_000_000)),
-            "Status": lifecycle::status_text(r, now),
+            "Status": lifecycle::status_line(inst, r, now),
             "State": state,
             "Ports": ports.join(", "),
             "Names": r.name,
@@ -751,8 +795,14 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> minirt::Result<()>) -> CliRe
 }
 
 pub fn stop(inst: &Instance, a: StopArgs) -> CliResult {
+    let signal = a
+        .signal
+        .as_deref()
+        .map(lifecycle::parse_signal)
+        .transpose()
+        .map_err(minirt::Error::from)?;
     each(&a.containers, |c| {
-        lifecycle::stop(inst, c, Duration::from_secs(a.time))
+        lifecycle::stop_with(inst, c, a.time, signal)
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod container;
 mod format;
+mod healthcheck;
 mod image;
 mod network;
 pub mod oci;
@@ -112,6 +113,9 @@ pub enum Command {
     Top(container::TopArgs),
     /// Restart containers.
     Restart(container::RestartArgs),
+    /// Run a container's health check now (Podman's command).
+    #[command(subcommand)]
+    Healthcheck(healthcheck::HealthcheckCommand),
     /// Show the minirt version.
     Version(system::VersionArgs),
     /// Display system-wide information.
@@ -393,10 +397,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Top(a) => container::top(&inst, a),
         Command::Restart(a) => container::restart(&inst, a),
         Command::Info(a) => system::info(&inst, a),
+        Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),
         Command::Finish { id, code } => {
-            minirt::container::runtime::finish(&inst, &id, code)?;
+            minirt::container::monitor::after_exit(&inst, &id, code)?;
             Ok(0)
         }
         Command::FwGuard => minirt::network::guard::run(&inst)

@@ -32,6 +32,19 @@ pub struct ContainerConfig {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// `--restart`: what the monitor does when the container exits.
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
+    /// The health check the monitor runs (image's HEALTHCHECK with the
+    /// `--health-*` flags laid over it); None = none.
+    #[serde(default)]
+    pub healthcheck: Option<super::health::HealthConfig>,
+    /// `--stop-signal` or the image's StopSignal ("SIGTERM" when neither).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (10 when unset; -1 waits forever).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
     pub mounts: Vec<BindMount>,
     pub resources: Resources,
     pub network: NetworkRequest,

@@ -29,6 +29,13 @@ pub struct RunOptions {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// `--restart` as typed (None = "no").
+    pub restart: Option<String>,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: super::health::HealthFlags,
+    /// `--stop-signal`, `--stop-timeout`.
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
     pub network: NetworkRequest,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -247,6 +254,20 @@ pub fn assemble(
     let security =
         super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))
             .map_err(invalid)?;
+    let restart = super::restart::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))
+        .map_err(invalid)?;
+    if opts.auto_remove && !restart.is_none() {
+        return Err(invalid("Conflicting options: --restart and --rm"));
+    }
+    let healthcheck =
+        super::health::resolve(img.config.healthcheck.as_ref(), &opts.health).map_err(invalid)?;
+    let stop_signal = opts
+        .stop_signal
+        .clone()
+        .or_else(|| img.config.stop_signal.clone());
+    if let Some(sig) = &stop_signal {
+        super::lifecycle::parse_signal(sig)?;
+    }
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
         network.mode = crate::network::NetworkMode::Default.as_str().into();
@@ -263,6 +284,10 @@ pub fn assemble(
         tty: opts.tty,
         interactive: opts.interactive,
         auto_remove: opts.auto_remove,
+        restart,
+        healthcheck,
+        stop_signal,
+        stop_timeout: opts.stop_timeout,
         mounts,
         resources,
         network,
@@ -375,6 +400,57 @@ mod tests {
         }
     }
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn stop_signal_health_check_and_restart_come_from_image_and_flags() {
+        use crate::container::health::{HealthConfig, HealthFlags};
+        use crate::container::restart::RestartPolicy;
+        let mut image = img();
+        image.config.stop_signal = Some("SIGQUIT".into());
+        image.config.healthcheck = Some(HealthConfig {
+            test: vec!["CMD".into(), "/check".into()],
+            retries: 4,
+            ..Default::default()
+        });
+        let opts = RunOptions {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        let c = assemble(&image, &opts, ID).unwrap();
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(c.healthcheck.as_ref().unwrap().retries, 4);
+        assert_eq!(c.restart, RestartPolicy::No);
+        let opts = RunOptions {
+            image: "busybox".into(),
+            stop_signal: Some("USR1".into()),
+            stop_timeout: Some(2),
+            restart: Some("on-failure:2".into()),
+            health: HealthFlags {
+                none: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = assemble(&image, &opts, ID).unwrap();
+        assert_eq!(c.stop_signal.as_deref(), Some("USR1"));
+        assert_eq!(c.stop_timeout, Some(2));
+        assert_eq!(c.restart, RestartPolicy::OnFailure(2));
+        assert_eq!(c.healthcheck, None);
+        let conflict = RunOptions {
+            image: "busybox".into(),
+            auto_remove: true,
+            restart: Some("always".into()),
+            ..Default::default()
+        };
+        let e = assemble(&image, &conflict, ID).unwrap_err().to_string();
+        assert_eq!(e, "Conflicting options: --restart and --rm");
+        let bad = RunOptions {
+            image: "busybox".into(),
+            stop_signal: Some("SIGNOPE".into()),
+            ..Default::default()
+        };
+        assert!(assemble(&image, &bad, ID).is_err());
+    }
 
     #[test]
     fn image_defaults_and_overrides() {

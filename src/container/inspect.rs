@@ -23,6 +23,11 @@ pub struct Facts<'a> {
     /// Its init process is alive.
     pub running: bool,
     pub log_path: String,
+    /// Restarts done by the policy, and whether one is pending now.
+    pub restart_count: u32,
+    pub restarting: bool,
+    /// The recorded health (None: no health check).
+    pub health: Option<super::health::HealthState>,
 }
 
 /// Go's nil slice: Docker prints `null` for an empty list in most fields.
@@ -85,7 +90,10 @@ pub fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
 }
 
 /// Docker's State.Status word for a row.
-fn status_word(row: &ContainerRow, running: bool) -> &'static str {
+fn status_word(row: &ContainerRow, running: bool, restarting: bool) -> &'static str {
+    if restarting {
+        return "restarting";
+    }
     match row.status.as_str() {
         containers::RUNNING if running => "running",
         containers::RUNNING | containers::EXITED => "exited",
@@ -146,28 +154,33 @@ pub fn document(f: &Facts) -> Value {
             })
         })
         .collect();
-    json!({
+    // Docker: a container waiting to be restarted counts as running.
+    let mut state = json!({
+        "Status": status_word(row, f.running, f.restarting),
+        "Running": f.running || f.restarting,
+        "Paused": false,
+        "Restarting": f.restarting,
+        "OOMKilled": row.oom_killed,
+        "Dead": false,
+        "Pid": if f.running { row.pid } else { 0 },
+        "ExitCode": row.exit_code,
+        "Error": "",
+        "StartedAt": util::rfc3339(row.started_at),
+        "FinishedAt": util::rfc3339(row.finished_at),
+    });
+    if let Some(h) = &f.health {
+        state["Health"] = json!(h);
+    }
+    let mut doc = json!({
         "Id": row.id,
         "Created": util::rfc3339(row.created),
         "Path": row.command.first().cloned().unwrap_or_default(),
         "Args": row.command.iter().skip(1).collect::<Vec<_>>(),
-        "State": {
-            "Status": status_word(row, f.running),
-            "Running": f.running,
-            "Paused": false,
-            "Restarting": false,
-            "OOMKilled": row.oom_killed,
-            "Dead": false,
-            "Pid": if f.running { row.pid } else { 0 },
-            "ExitCode": row.exit_code,
-            "Error": "",
-            "StartedAt": util::rfc3339(row.started_at),
-            "FinishedAt": util::rfc3339(row.finished_at),
-        },
+        "State": state,
         "Image": format!("sha256:{}", row.image_id),
         "LogPath": f.log_path,
         "Name": format!("/{}", row.name),
-        "RestartCount": 0,
+        "RestartCount": f.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
@@ -176,7 +189,10 @@ pub fn document(f: &Facts) -> Value {
             )).collect::<Vec<_>>()),
             "NetworkMode": mode,
             "PortBindings": port_bindings(&cfg.network.publish),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {
+                "Name": cfg.restart.name(),
+                "MaximumRetryCount": cfg.restart.max_retries(),
+            },
             "AutoRemove": cfg.auto_remove,
             "CapAdd": list_or_null(&cfg.cap_add),
             "CapDrop": list_or_null(&cfg.cap_drop),
@@ -214,7 +230,7 @@ pub fn document(f: &Facts) -> Value {
             "WorkingDir": cfg.workdir,
             "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
             "Labels": {},
-            "StopSignal": "SIGTERM",
+            "StopSignal": cfg.stop_signal.as_deref().unwrap_or("SIGTERM"),
         },
         "NetworkSettings": {
             "Bridge": "",
@@ -231,7 +247,14 @@ pub fn document(f: &Facts) -> Value {
             "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
             "Networks": nets,
         },
-    })
+    });
+    if let Some(t) = cfg.stop_timeout {
+        doc["Config"]["StopTimeout"] = json!(t);
+    }
+    if let Some(hc) = &cfg.healthcheck {
+        doc["Config"]["Healthcheck"] = json!(hc);
+    }
+    doc
 }
 
 /// Gathers the rows of one container (by id, name or prefix) and builds its
@@ -245,6 +268,10 @@ pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
     let log_path = super::runtime::log_path(inst, &row.id)
         .to_string_lossy()
         .into_owned();
+    let restart = super::restart::read(inst, &row.id);
+    let restarting =
+        row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some();
+    let health = super::health::read(inst, &row.id, &cfg);
     Ok(document(&Facts {
         row: &row,
         cfg: &cfg,
@@ -252,6 +279,9 @@ pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
         bindings: &bindings,
         running,
         log_path,
+        restart_count: restart.count,
+        restarting,
+        health,
     }))
 }
 
@@ -374,6 +404,9 @@ mod tests {
             bindings: &b,
             running: true,
             log_path: "/l".into(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
         });
         assert_eq!(d["State"]["Status"], "running");
         assert_eq!(d["State"]["Pid"], 4242);
@@ -426,6 +459,9 @@ mod tests {
             bindings: &[],
             running: false,
             log_path: String::new(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
         });
         assert_eq!(d["State"]["Status"], "exited");
         assert_eq!(d["State"]["Running"], false);
@@ -441,5 +477,78 @@ mod tests {
             d["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
             "8080"
         );
+    }
+
+    #[test]
+    fn restarting_state_policy_health_and_stop_settings_are_shown() {
+        use crate::container::health::{HealthConfig, HealthResult, HealthState};
+        use crate::container::restart::RestartPolicy;
+        let mut r = row();
+        r.status = containers::EXITED.into();
+        r.exit_code = 1;
+        let mut c = cfg();
+        c.restart = RestartPolicy::OnFailure(5);
+        c.stop_signal = Some("SIGQUIT".into());
+        c.stop_timeout = Some(3);
+        c.healthcheck = Some(HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 200_000_000,
+            ..Default::default()
+        });
+        let health = HealthState {
+            status: "unhealthy".into(),
+            failing_streak: 3,
+            log: vec![HealthResult {
+                exit_code: 1,
+                output: "no".into(),
+                ..Default::default()
+            }],
+        };
+        let d = document(&Facts {
+            row: &r,
+            cfg: &c,
+            endpoints: &[],
+            bindings: &[],
+            running: false,
+            log_path: String::new(),
+            restart_count: 2,
+            restarting: true,
+            health: Some(health),
+        });
+        assert_eq!(d["State"]["Status"], "restarting");
+        assert_eq!(d["State"]["Restarting"], true);
+        assert_eq!(
+            d["State"]["Running"], true,
+            "Docker counts a restarting container as running"
+        );
+        assert_eq!(d["State"]["Pid"], 0);
+        assert_eq!(d["RestartCount"], 2);
+        assert_eq!(
+            d["HostConfig"]["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 5})
+        );
+        assert_eq!(d["State"]["Health"]["Status"], "unhealthy");
+        assert_eq!(d["State"]["Health"]["FailingStreak"], 3);
+        assert_eq!(d["State"]["Health"]["Log"][0]["Output"], "no");
+        assert_eq!(
+            d["Config"]["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 200_000_000})
+        );
+        assert_eq!(d["Config"]["StopSignal"], "SIGQUIT");
+        assert_eq!(d["Config"]["StopTimeout"], 3);
+        let plain = document(&Facts {
+            row: &row(),
+            cfg: &cfg(),
+            endpoints: &[],
+            bindings: &[],
+            running: true,
+            log_path: String::new(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
+        });
+        assert!(plain["State"].get("Health").is_none());
+        assert!(plain["Config"].get("Healthcheck").is_none());
+        assert_eq!(plain["HostConfig"]["RestartPolicy"]["Name"], "no");
     }
 }

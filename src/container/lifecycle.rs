@@ -57,11 +57,20 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
     drop(s);
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
+    let mut orphans = vec![];
     for row in live {
         if monitor_alive(&row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {
+            // Its monitor was killed: with a restart policy (or a health
+            // check) someone must watch it, so a new monitor adopts it.
+            let cfg = config_of(&row);
+            if row.status == containers::RUNNING
+                && (!cfg.restart.is_none() || cfg.healthcheck.is_some())
+            {
+                orphans.push(row.id.clone());
+            }
             continue;
         }
         crate::fault::hold("reconcile-before-claim");
@@ -85,12 +94,15 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         let res = if row.status == containers::CREATED && row.started_at == 0 {
             discard(inst, &row.id)
         } else {
-            runtime::finish(inst, &row.id, 255)
+            // Finished here; its restart policy still applies (a new
+            // monitor does the restart, below).
+            super::monitor::finish_exit(inst, &row.id, 255, None).map(|_| ())
         };
         if let Err(e) = res {
             warn!("reconciling {}: {e}", row.id);
         }
     }
+    super::monitor::heal(inst, &orphans);
     Ok(())
 }
 
@@ -202,13 +214,31 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
         }
     };
     forward_signals(started.pid);
-    if let Some(master) = started.pty {
-        if let Err(e) = crate::runtime::pty::relay(master, interactive) {
-            warn!("terminal relay: {e}");
+    let schedule = super::monitor::schedule_of(inst, id);
+    let pid = started.pid;
+    let code = match started.pty {
+        Some(master) => {
+            // The relay holds this thread; checks run beside it.
+            let (inst2, id2) = (inst.clone(), id.to_string());
+            let waiter = std::thread::spawn(move || {
+                super::waiter::wait_container(pid, schedule.as_ref(), || {
+                    super::waiter::spawn_check(&inst2, &id2)
+                })
+            });
+            if let Err(e) = crate::runtime::pty::relay(master, interactive) {
+                warn!("terminal relay: {e}");
+            }
+            waiter.join().unwrap_or(255)
         }
+        None => super::waiter::wait_container(pid, schedule.as_ref(), || {
+            super::waiter::spawn_check(inst, id)
+        }),
+    };
+    // Docker's daemon restarts a foreground container too (the client has
+    // left by then): here a detached monitor does.
+    if super::monitor::finish_exit(inst, id, code, None)?.is_some() {
+        super::monitor::hand_off_restart(inst, id);
     }
-    let code = runtime::wait_exit(started.pid);
-    runtime::finish(inst, id, code)?;
     Ok(code)
 }
 
@@ -338,6 +368,7 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
         Err(e) => return fail(&mut report, e.exit_code(), e.to_string()),
     }
     let stdio = if tty { Stdio::Tty } else { Stdio::Log };
+    super::health::reset(inst, id);
     let started = match runtime::start(inst, id, stdio) {
         Ok(s) => s,
         Err(e) => {
@@ -352,28 +383,8 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
     };
     let _ = report.write_all(&serde_json::to_vec(&StartReport::Started).unwrap_or_default());
     drop(report);
-    if started.pty.is_none() {
-        let e = super::waiter::exec_waiter(inst, id, started.pid);
-        warn!("cannot exec the waiting monitor ({e}); waiting in place");
-    }
-    let relay = started.pty.map(|master| {
-        let log = runtime::log_path(inst, id);
-        std::thread::spawn(move || {
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = crate::runtime::pty::relay_to_writer(master, f);
-            }
-        })
-    });
-    let code = runtime::wait_exit(started.pid);
-    if let Some(t) = relay {
-        let _ = t.join();
-    }
-    if let Err(e) = runtime::finish(inst, id, code) {
-        warn!("finishing {id}: {e}");
+    if let Some(delay) = super::monitor::supervise(inst, id, started) {
+        super::monitor::backoff_and_restart(inst, id, delay);
     }
     0
 }
@@ -383,7 +394,9 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
 pub fn start(inst: &Instance, key: &str, attach: bool) -> Result<i32> {
     reconcile(inst)?;
     let row = lookup(inst, key)?;
-    if is_running(&row) {
+    super::restart::start_by_user(inst, &row.id);
+    let row = settle(inst, row)?;
+    if is_running(&row) || (row.status == containers::CREATED && monitor_alive(&row)) {
         return Ok(0);
     }
     let cfg = config_of(&row);
@@ -407,6 +420,22 @@ pub fn start(inst: &Instance, key: &str, attach: bool) -> Result<i32> {
 }
 
 // ---------------------------------------------------------------- stop / kill / rm
+
+/// Waits for a start in progress (a row in "created" whose owner lives: a
+/// monitor restarting it, another command starting it) to end; the row as
+/// it is then.
+fn settle(inst: &Instance, row: ContainerRow) -> Result<ContainerRow> {
+    if !(row.status == containers::CREATED && monitor_alive(&row)) {
+        return Ok(row);
+    }
+    wait_until(Duration::from_secs(30), || {
+        match store(inst).and_then(|s| Ok(containers::get(s.conn(), &row.id)?)) {
+            Ok(Some(r)) => r.status != containers::CREATED || !monitor_alive(&r),
+            _ => true,
+        }
+    });
+    lookup(inst, &row.id)
+}
 
 fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -442,16 +471,49 @@ fn await_finished(inst: &Instance, id: &str, default_code: i32) -> Result<()> {
 
 /// SIGTERM (or the image's stop signal), SIGKILL after `timeout`.
 pub fn stop(inst: &Instance, key: &str, timeout: Duration) -> Result<()> {
+    stop_with(inst, key, Some(timeout.as_secs() as i64), None)
+}
+
+/// `stop`: the container's stop signal (`--stop-signal`, the image's
+/// StopSignal, else SIGTERM) unless `signal` is given, then SIGKILL after
+/// `timeout` seconds (None: the container's `--stop-timeout`, else 10;
+/// negative: wait for ever). Its restart policy stops applying.
+pub fn stop_with(
+    inst: &Instance,
+    key: &str,
+    timeout: Option<i64>,
+    signal: Option<Signal>,
+) -> Result<()> {
     reconcile(inst)?;
     let row = lookup(inst, key)?;
+    super::restart::stop_by_user(inst, &row.id);
+    let row = settle(inst, row)?;
     if !is_running(&row) {
+        if row.status == containers::RUNNING && monitor_alive(&row) {
+            // It has just exited and its monitor is recording that.
+            await_finished(inst, &row.id, 255)?;
+        }
         return Ok(());
     }
+    let cfg = config_of(&row);
+    let signal = match signal {
+        Some(s) => s,
+        None => match &cfg.stop_signal {
+            Some(s) => parse_signal(s)?,
+            None => Signal::SIGTERM,
+        },
+    };
+    let secs = timeout.or(cfg.stop_timeout).unwrap_or(10);
     let pid = Pid::from_raw(row.pid);
-    let _ = send_signal(pid, Signal::SIGTERM);
+    let _ = send_signal(pid, signal);
     crate::fault::point("stop-after-term");
-    let mut code = 143;
-    if !wait_until(timeout, || !util::process_alive(row.pid, row.pid_start)) {
+    let mut code = 128 + signal as i32;
+    let grace = if secs < 0 {
+        Duration::MAX
+    } else {
+        Duration::from_secs(secs as u64)
+    };
+    if !wait_until(grace, || !util::process_alive(row.pid, row.pid_start)) {
         let _ = send_signal(pid, Signal::SIGKILL);
         crate::fault::point("stop-after-kill");
         code = 137;
@@ -480,11 +542,17 @@ pub fn parse_signal(s: &str) -> std::result::Result<Signal, ContainerError> {
 pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
     reconcile(inst)?;
     let row = lookup(inst, key)?;
+    if row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some() {
+        // As Docker: killing a restarting container calls the restart off.
+        super::restart::stop_by_user(inst, &row.id);
+        return Ok(());
+    }
     if !is_running(&row) {
         return Err(
             ContainerError::Conflict(format!("Container {} is not running", row.id)).into(),
         );
     }
+    super::restart::stop_by_user(inst, &row.id);
     send_signal(Pid::from_raw(row.pid), signal)
         .map_err(|e| ContainerError::Runtime(format!("sending {signal} to {}: {e}", row.id)))?;
     if signal == Signal::SIGKILL {
@@ -518,6 +586,16 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
         ))
         .into());
     }
+    if !force && super::restart::is_restarting(inst, &row.id).is_some() {
+        return Err(ContainerError::Conflict(format!(
+            "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+            row.id
+        ))
+        .into());
+    }
+    // The policy must not bring it back while it is taken apart.
+    super::restart::stop_by_user(inst, &row.id);
+    let row = settle(inst, row)?;
     // Finished by the next command should this one die half way.
     let _intent = crate::intent::begin(
         inst,
@@ -569,6 +647,34 @@ pub fn status_text(row: &ContainerRow, now: i64) -> String {
         containers::RUNNING => format!("Up {}", ago(row.started_at)),
         containers::EXITED => format!("Exited ({}) {} ago", row.exit_code, ago(row.finished_at)),
         _ => "Created".into(),
+    }
+}
+
+/// Docker's STATUS column with what only the state files know: a restart
+/// waiting out its back-off ("Restarting (1) 2 seconds ago") and the
+/// health of a running container ("Up 3 seconds (healthy)").
+pub fn status_line(inst: &Instance, row: &ContainerRow, now: i64) -> String {
+    if row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some() {
+        let ago = util::human_duration((now - row.finished_at) / 1_000_000_000);
+        return format!("Restarting ({}) {ago} ago", row.exit_code);
+    }
+    let mut text = status_text(row, now);
+    if is_running(row) {
+        if let Some(h) = super::health::read(inst, &row.id, &config_of(row)) {
+            text.push_str(&super::health::status_suffix(&h.status));
+        }
+    }
+    text
+}
+
+/// Docker's State.Status word: "restarting" for a container waiting out
+/// its back-off.
+pub fn state_word(inst: &Instance, row: &ContainerRow) -> &'static str {
+    match row.status.as_str() {
+        containers::RUNNING if is_running(row) => "running",
+        containers::CREATED => "created",
+        _ if super::restart::is_restarting(inst, &row.id).is_some() => "restarting",
+        _ => "exited",
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod exec;
 pub mod finish;
+pub mod health;
 
 pub use config::{BindMount, ContainerConfig};
 
@@ -37,6 +38,8 @@ impl ContainerError {
 pub mod create;
 pub mod inspect;
 pub mod lifecycle;
+pub mod monitor;
+pub mod restart;
 pub mod runtime;
 pub mod spec;
 pub mod waiter;

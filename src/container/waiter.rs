@@ -3,28 +3,60 @@
 //! that only sits in waitpid(2) touches a few pages, so a host with hundreds
 //! of containers does not pay a full runtime's memory for each. When the
 //! container exits it execs `minirt __finish` to record the exit and tear
-//! down (exec keeps the pid, so the monitor stays the container's parent).
+//! down (exec keeps the pid, so the monitor stays the container's parent),
+//! and to restart it when its policy says so (see monitor.rs). With a health
+//! check the waiter also keeps the check's schedule: it sleeps in poll(2) on
+//! the container's pidfd and starts a short-lived `minirt __health` process
+//! when a check is due, so the resident monitor does not grow with checks.
 
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
 
 pub const WAIT_ARG: &str = "__wait";
+/// One health check, started by the waiter (see health.rs).
+pub const HEALTH_ARG: &str = "__health";
 
 /// Entry point checked first thing in `main`: Some(exit code) when this
-/// process is a waiter, None otherwise (normal command line).
+/// process is one of the monitor's internal processes (waiter, health
+/// check, a monitor started by reconciliation), None otherwise.
 pub fn run_if_waiter() -> Option<i32> {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).map(|a| a.as_bytes()) != Some(WAIT_ARG.as_bytes()) {
+    let arg1 = args.get(1).map(|a| a.as_bytes());
+    if arg1 == Some(HEALTH_ARG.as_bytes()) || arg1 == Some(super::monitor::MONITOR_ARG.as_bytes()) {
+        return Some(internal(&args));
+    }
+    if arg1 != Some(WAIT_ARG.as_bytes()) {
         return None;
     }
-    let [exe, _, pid, root, run_root, id] = args.as_slice() else {
-        return Some(125);
+    let (exe, pid, root, run_root, id, health) = match args.as_slice() {
+        [exe, _, pid, root, run_root, id] => (exe, pid, root, run_root, id, None),
+        [exe, _, pid, root, run_root, id, h] => (exe, pid, root, run_root, id, Some(h)),
+        _ => return Some(125),
     };
     let Some(pid) = pid.to_str().and_then(|p| p.parse::<i32>().ok()) else {
         return Some(125);
     };
+    let schedule = health.and_then(|h| h.to_str()).and_then(parse_schedule_arg);
     release_clean_file_pages();
-    let code = super::runtime::wait_exit(pid);
+    let check_argv = [
+        b"minirt".as_slice(),
+        HEALTH_ARG.as_bytes(),
+        root.as_bytes(),
+        run_root.as_bytes(),
+        id.as_bytes(),
+    ]
+    .iter()
+    .filter_map(|a| CString::new(*a).ok())
+    .collect::<Vec<_>>();
+    // Starting a check faults code pages back in; they are dropped again
+    // before the next one, so between checks the waiter stays as small.
+    let code = wait_container(pid, schedule.as_ref(), || {
+        release_clean_file_pages();
+        spawn_exe(&check_argv)
+    });
     let argv = [
         exe.as_bytes(),
         b"--root",
@@ -44,11 +76,207 @@ pub fn run_if_waiter() -> Option<i32> {
     let inst =
         crate::Instance::new(std::path::Path::new(root), std::path::Path::new(run_root)).ok()?;
     Some(
-        match super::runtime::finish(&inst, &id.to_string_lossy(), code) {
+        match super::monitor::after_exit(&inst, &id.to_string_lossy(), code) {
             Ok(()) => 0,
             Err(_) => 1,
         },
     )
+}
+
+/// `__health ROOT RUNROOT ID` (exit 0 when the check passed, 1 when it
+/// failed, 125 when it could not run) and `__monitor ROOT RUNROOT ID MODE`.
+fn internal(args: &[OsString]) -> i32 {
+    let (Some(root), Some(run_root), Some(id)) = (args.get(2), args.get(3), args.get(4)) else {
+        return 125;
+    };
+    let Ok(inst) = crate::Instance::new(std::path::Path::new(root), std::path::Path::new(run_root))
+    else {
+        return 125;
+    };
+    let id = id.to_string_lossy();
+    if args.get(1).map(|a| a.as_bytes()) == Some(HEALTH_ARG.as_bytes()) {
+        return match super::health::check_and_record(&inst, &id) {
+            Ok((_, true)) => 0,
+            Ok((_, false)) => 1,
+            Err(_) => 125,
+        };
+    }
+    let mode = args.get(5).map(|m| m.to_string_lossy()).unwrap_or_default();
+    super::monitor::monitor_entry(&inst, &id, &mode)
+}
+
+/// The schedule as the waiter's last argument: "INTERVAL,START_PERIOD,START_INTERVAL" in ms.
+fn schedule_arg(s: &super::health::Schedule) -> String {
+    format!(
+        "{},{},{}",
+        s.interval.as_millis(),
+        s.start_period.as_millis(),
+        s.start_interval.as_millis()
+    )
+}
+
+fn parse_schedule_arg(s: &str) -> Option<super::health::Schedule> {
+    let mut it = s.split(',').map(|v| v.parse::<u64>().ok());
+    let (Some(Some(i)), Some(Some(sp)), Some(Some(si))) = (it.next(), it.next(), it.next()) else {
+        return None;
+    };
+    Some(super::health::Schedule {
+        interval: Duration::from_millis(i),
+        timeout: Duration::ZERO,
+        start_period: Duration::from_millis(sp),
+        start_interval: Duration::from_millis(si),
+        retries: 0,
+    })
+}
+
+/// fork + exec of this binary with `argv`; the child's pid.
+fn spawn_exe(argv: &[CString]) -> Option<i32> {
+    let path = CString::new("/proc/self/exe").ok()?;
+    // SAFETY: the child only calls execv (or _exit); the caller is the
+    // single-threaded waiter or a monitor whose other threads hold no lock
+    // the child needs (argv and path are built before the fork).
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
+            let _ = nix::unistd::execv(&path, argv);
+            // SAFETY: leave the failed child without running our destructors.
+            unsafe { libc::_exit(125) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Some(child.as_raw()),
+    }
+}
+
+/// Starts one health check of container `id` (`minirt __health`).
+pub fn spawn_check(inst: &crate::Instance, id: &str) -> Option<i32> {
+    let argv = [
+        b"minirt".as_slice(),
+        HEALTH_ARG.as_bytes(),
+        inst.root.as_os_str().as_bytes(),
+        inst.run_root.as_os_str().as_bytes(),
+        id.as_bytes(),
+    ]
+    .iter()
+    .filter_map(|a| CString::new(*a).ok())
+    .collect::<Vec<_>>();
+    spawn_exe(&argv)
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until `fd` (a pidfd) is readable (its process exited) or
+/// `timeout` passes (None = forever): true when it exited.
+fn pidfd_wait(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r >= 0 {
+            return r > 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return true;
+        }
+    }
+}
+
+/// The exit code of `pid`: reaped when it is our child; when it is not (a
+/// container adopted from a monitor that died), its exit is seen through a
+/// pidfd and its code is lost: 255, as reconciliation records it.
+fn reap(pid: i32) -> i32 {
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => super::runtime::wait_exit(pid),
+        Ok(WaitStatus::Exited(_, code)) => code,
+        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        Ok(_) => super::runtime::wait_exit(pid),
+        Err(_) => 255,
+    }
+}
+
+/// Waits for the container's init to exit, running health checks on their
+/// schedule meanwhile (one at a time, each a child started by `check`,
+/// which exits 0 when the check passed). Docker's schedule: every
+/// `start_interval` while in the start period and never healthy, else
+/// every `interval`, counted from the end of the previous check.
+pub fn wait_container(
+    pid: i32,
+    schedule: Option<&super::health::Schedule>,
+    mut check: impl FnMut() -> Option<i32>,
+) -> i32 {
+    let Some(container) = pidfd_open(pid) else {
+        return super::runtime::wait_exit(pid);
+    };
+    let Some(sched) = schedule else {
+        pidfd_wait(&container, None);
+        return reap(pid);
+    };
+    let t0 = Instant::now();
+    let mut passed_once = false;
+    let next_delay = |passed_once: bool| {
+        if !passed_once && t0.elapsed() < sched.start_period {
+            sched.start_interval
+        } else {
+            sched.interval
+        }
+    };
+    let mut due = Instant::now() + next_delay(false);
+    loop {
+        let wait = due.saturating_duration_since(Instant::now());
+        if pidfd_wait(&container, Some(wait)) {
+            return reap(pid);
+        }
+        let Some(check_pid) = check() else {
+            due = Instant::now() + next_delay(passed_once);
+            continue;
+        };
+        let check_fd = pidfd_open(check_pid);
+        // Both at once: the container may exit while its check runs.
+        let mut fds = [
+            libc::pollfd {
+                fd: container.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: check_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: two valid pollfds for the duration of the call.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if fds[0].revents != 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(check_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(check_pid), None);
+            return reap(pid);
+        }
+        let ok = matches!(
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(check_pid), None),
+            Ok(WaitStatus::Exited(_, 0))
+        );
+        passed_once |= ok;
+        due = Instant::now() + next_delay(passed_once);
+    }
 }
 
 /// Unmaps, from this process only, the pages of read-only file mappings
@@ -103,16 +331,19 @@ fn clean_readonly_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
 
 /// Replaces the monitor with a waiter for `pid`; returns only on failure.
 pub fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Error {
+    let schedule = super::monitor::schedule_of(inst, id).map(|s| schedule_arg(&s));
+    let pid = pid.to_string();
     let argv: Vec<CString> = [
         b"minirt".as_slice(),
         WAIT_ARG.as_bytes(),
-        pid.to_string().as_bytes(),
+        pid.as_bytes(),
         inst.root.as_os_str().as_bytes(),
         inst.run_root.as_os_str().as_bytes(),
         id.as_bytes(),
     ]
-    .iter()
-    .filter_map(|a| CString::new(*a).ok())
+    .into_iter()
+    .chain(schedule.as_deref().map(str::as_bytes))
+    .filter_map(|a| CString::new(a).ok())
     .collect();
     let Ok(path) = CString::new("/proc/self/exe") else {
         return nix::Error::EINVAL;
@@ -126,6 +357,61 @@ pub fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_health_schedule_travels_as_one_argument() {
+        let s = crate::container::health::HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            interval: 200_000_000,
+            start_period: 1_000_000_000,
+            ..Default::default()
+        }
+        .schedule();
+        let arg = schedule_arg(&s);
+        assert_eq!(arg, "200,1000,5000");
+        let back = parse_schedule_arg(&arg).unwrap();
+        assert_eq!(
+            (back.interval, back.start_period, back.start_interval),
+            (s.interval, s.start_period, s.start_interval)
+        );
+        assert!(parse_schedule_arg("200,x,1").is_none());
+        assert!(parse_schedule_arg("200").is_none());
+    }
+
+    /// The waiter's loop with a fake check: checks run on the schedule while
+    /// the process lives, and the exit code comes back.
+    #[test]
+    fn checks_run_while_the_process_lives_and_its_code_is_returned() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; exit 7"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut stdin = child.stdin.take();
+        let sched = crate::container::health::Schedule {
+            interval: Duration::from_millis(20),
+            timeout: Duration::ZERO,
+            start_period: Duration::ZERO,
+            start_interval: Duration::from_millis(20),
+            retries: 1,
+        };
+        let mut checks = 0;
+        let code = wait_container(pid, Some(&sched), || {
+            checks += 1;
+            if checks == 3 {
+                stdin.take();
+            }
+            std::process::Command::new("true")
+                .spawn()
+                .ok()
+                .map(|c| c.id() as i32)
+        });
+        assert_eq!(code, 7);
+        assert!(checks >= 3);
+        // Reaped by wait_container already: this only satisfies the type.
+        let _ = child.wait();
+    }
 
     #[test]
     fn only_clean_readonly_file_mappings_are_released() {

@@ -28,6 +28,7 @@ mod refused;
 mod registry;
 mod registry_push;
 mod registry_server;
+mod restart_health;
 mod robustness;
 mod security;
 mod soak;

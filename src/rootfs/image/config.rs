@@ -27,6 +27,10 @@ pub(super) struct RunConfig {
     working_dir: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    stop_signal: Option<String>,
+    #[serde(default)]
+    healthcheck: Option<crate::container::health::HealthConfig>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +59,8 @@ pub fn parse_config(raw: &[u8]) -> std::result::Result<ParsedConfig, String> {
         cmd: rc.cmd,
         working_dir: rc.working_dir.unwrap_or_default(),
         user: rc.user.unwrap_or_default(),
+        stop_signal: rc.stop_signal.filter(|s| !s.is_empty()),
+        healthcheck: rc.healthcheck,
     };
     let mut diff_ids = vec![];
     for d in f.rootfs.map(|r| r.diff_ids).unwrap_or_default() {

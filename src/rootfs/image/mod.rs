@@ -63,6 +63,10 @@ pub struct ImageConfig {
     pub working_dir: String,
     #[serde(default)]
     pub user: String,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub healthcheck: Option<crate::container::health::HealthConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -187,6 +187,12 @@ fn configs_and_times_parse() {
     assert!(parse_config(br#"{"rootfs":{"diff_ids":["md5:1"]}}"#).is_err());
     assert!(parse_config(b"not json").is_err());
     assert_eq!(parse_config(b"{}").unwrap().config, ImageConfig::default());
+    let p = parse_config(
+        br#"{"config":{"StopSignal":"SIGQUIT","Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}}}"#,
+    )
+    .unwrap();
+    assert_eq!(p.config.stop_signal.as_deref(), Some("SIGQUIT"));
+    assert_eq!(p.config.healthcheck.unwrap().interval, 1_000_000_000);
     assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
     assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
     assert_eq!(
