@@ -369,6 +369,9 @@ mod tests {
             bindings: &[],
             running: true,
             log_path: "/l".into(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
         });
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
         assert_eq!(n["GlobalIPv6Address"], "fd00:1::2");
@@ -384,6 +387,9 @@ mod tests {
             bindings: &[],
             running: true,
             log_path: "/l".into(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
         });
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
         assert_eq!(n["GlobalIPv6Address"], "");
