@@ -1,0 +1,204 @@
+//! `minirt run` and `start`: the run flags and starting containers.
+
+use super::cli_err;
+use crate::cli::CliResult;
+use clap::Args;
+use minirt::container::create::RunOptions;
+use minirt::container::lifecycle;
+use minirt::network::NetworkRequest;
+use minirt::Instance;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Keep STDIN open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Pull the image: missing (when not present), always, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Overwrite the image's entrypoint ("" clears it; the image's Cmd is dropped too).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Container hostname (a value with a leading '-' is taken as the
+    /// value, as Docker's flag parser does, and then refused as a name).
+    #[arg(short = 'h', long, allow_hyphen_values = true)]
+    pub hostname: Option<String>,
+    /// Set environment variables (K=V, or K to copy from the caller).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Bind mount HOSTDIR:CTRDIR[:ro].
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// UID[:GID] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Network: none, host, bridge or a network name.
+    #[arg(long, visible_alias = "network")]
+    pub net: Option<String>,
+    /// IPv4 address on the network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entries NAME:IP.
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Publish ports [HOSTIP:]HOSTPORT:CTRPORT[/PROTO] or CTRPORT.
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Extra DNS names on the network.
+    #[arg(long)]
+    pub network_alias: Vec<String>,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (CHOWN, ALL).
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Every capability and device, no seccomp, /proc and /sys unmasked.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Image, then command and arguments.
+    #[arg(required = true)]
+    pub image_and_cmd: Vec<String>,
+}
+
+pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
+    let mut it = a.image_and_cmd.into_iter();
+    let image = it
+        .next()
+        .ok_or_else(|| cli_err(125, "\"minirt run\" requires at least 1 argument"))?;
+    let mut env_files = vec![];
+    for f in &a.env_file {
+        env_files.push(
+            std::fs::read_to_string(f)
+                .map_err(|e| cli_err(125, format!("open {}: {e}", f.display())))?,
+        );
+    }
+    if a.detach && a.rm && a.interactive && a.tty {
+        // Fine: -dit --rm is allowed, like Docker.
+    }
+    let opts = RunOptions {
+        image,
+        cmd: it.collect(),
+        name: a.name,
+        hostname: a.hostname,
+        env: a.env,
+        env_files,
+        volumes: a.volume,
+        workdir: a.workdir,
+        user: a.user,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        tty: a.tty,
+        interactive: a.interactive,
+        auto_remove: a.rm,
+        network: NetworkRequest {
+            mode: a.net.unwrap_or_default(),
+            ip: a.ip,
+            dns: a.dns,
+            add_hosts: a.add_host,
+            publish: a.publish,
+            aliases: a.network_alias,
+        },
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        security_opt: a.security_opt,
+        read_only: a.read_only,
+        entrypoint: a.entrypoint,
+    };
+    let id = crate::cli::registry::create_pulling(inst, &opts, &a.pull)?;
+    let res = if a.detach {
+        lifecycle::start_detached(inst, &id, a.tty).map(|()| {
+            println!("{id}");
+            0
+        })
+    } else {
+        lifecycle::run_foreground(inst, &id, a.tty, a.interactive)
+    };
+    // A container that never started is not left behind (unlike Docker's
+    // "Created" leftovers): bad input leaves nothing.
+    res.map_err(|e| {
+        match lifecycle::rm(inst, &id, true) {
+            // With --rm the failed start has removed it already.
+            Ok(())
+            | Err(minirt::Error::Container(minirt::container::ContainerError::NotFound(_))) => {}
+            Err(rm) => tracing::warn!("removing {id} after a failed start: {rm}"),
+        }
+        e.into()
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it.
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
+    if a.attach && a.containers.len() > 1 {
+        return Err(cli_err(
+            125,
+            "you cannot start and attach multiple containers at once",
+        ));
+    }
+    let mut failed = None;
+    for c in &a.containers {
+        match lifecycle::start(inst, c, a.attach) {
+            Ok(code) if a.attach => return Ok(code),
+            Ok(_) => println!("{c}"),
+            Err(e) => {
+                eprintln!(
+                    "minirt: {}",
+                    minirt::validate::escape_controls(&e.to_string())
+                );
+                failed = Some(e.exit_code());
+            }
+        }
+    }
+    Ok(failed.unwrap_or(0))
+}
