@@ -108,6 +108,8 @@ pub enum Command {
     Top(container::TopArgs),
     /// Restart containers.
     Restart(container::RestartArgs),
+    /// Copy files between a container and the host (`-` for a tar stream).
+    Cp(container::CpArgs),
     /// Show the minirt version.
     Version(system::VersionArgs),
     /// Display system-wide information.
@@ -380,6 +382,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Rename(a) => container::rename(&inst, a),
         Command::Top(a) => container::top(&inst, a),
         Command::Restart(a) => container::restart(&inst, a),
+        Command::Cp(a) => container::cp(&inst, a),
         Command::Info(a) => system::info(&inst, a),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),

@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod config;
+pub mod copy;
 pub mod exec;
 
 pub use config::{BindMount, ContainerConfig};

@@ -9,6 +9,7 @@ mod antispoof;
 mod common;
 mod concurrency;
 mod container;
+mod cp;
 mod dns;
 mod docker_cli;
 mod faults;

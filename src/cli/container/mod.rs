@@ -2,6 +2,7 @@
 //! the shared error helpers and the `minirt container …` group.
 
 mod control;
+mod cp;
 mod exec;
 mod inspect;
 mod logs;
@@ -10,6 +11,7 @@ mod ps;
 mod run;
 
 pub use control::*;
+pub use cp::*;
 pub use exec::*;
 pub use inspect::*;
 pub use logs::*;
@@ -99,6 +101,8 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Display the running processes of a container.
     Top(TopArgs),
+    /// Copy files between a container and the host.
+    Cp(CpArgs),
     /// Remove all stopped containers.
     Prune(super::PruneArgs),
 }
@@ -125,6 +129,7 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
         ContainerCommand::Wait(a) => wait(inst, a),
         ContainerCommand::Rename(a) => rename(inst, a),
         ContainerCommand::Top(a) => top(inst, a),
+        ContainerCommand::Cp(a) => cp(inst, a),
         ContainerCommand::Prune(_) => {
             let removed = lifecycle::prune(inst)?;
             if !removed.is_empty() {
