@@ -55,6 +55,8 @@ pub struct Cli {
 pub enum Command {
     /// Create and start a container from an image.
     Run(container::RunArgs),
+    /// Create a container without starting it.
+    Create(container::RunArgs),
     /// Start one or more stopped containers.
     Start(container::StartArgs),
     /// Run a command in a running container.
@@ -110,6 +112,12 @@ pub enum Command {
     Restart(container::RestartArgs),
     /// Copy files between a container and the host (`-` for a tar stream).
     Cp(container::CpArgs),
+    /// Display resource usage of containers (--no-stream).
+    Stats(container::StatsArgs),
+    /// Pause all processes within containers.
+    Pause(container::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(container::PauseArgs),
     /// Show the minirt version.
     Version(system::VersionArgs),
     /// Display system-wide information.
@@ -314,6 +322,7 @@ fn prints_only(c: &Command) -> bool {
             | Command::Network(_)
             | Command::Port(_)
             | Command::Top(_)
+            | Command::Stats(_)
             | Command::Version(_)
             | Command::Info(_)
             | Command::Completion(_)
@@ -353,6 +362,7 @@ fn dispatch(cli: Cli) -> CliResult {
     let inst = instance(&cli)?;
     match cli.command {
         Command::Run(a) => container::run(&inst, a),
+        Command::Create(a) => container::create(&inst, a),
         Command::Start(a) => container::start(&inst, a),
         Command::Exec(a) => container::exec(&inst, a),
         Command::Ps(a) => container::ps(&inst, a),
@@ -383,6 +393,9 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Top(a) => container::top(&inst, a),
         Command::Restart(a) => container::restart(&inst, a),
         Command::Cp(a) => container::cp(&inst, a),
+        Command::Stats(a) => container::stats_cmd(&inst, a),
+        Command::Pause(a) => container::pause(&inst, a),
+        Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),

@@ -32,6 +32,22 @@ pub fn lookup(inst: &Instance, key: &str) -> Result<ContainerRow> {
     })
 }
 
+/// A container `minirt create` made and left for a later `start`: no
+/// owner, nothing to heal.
+fn created_unowned(row: &ContainerRow) -> bool {
+    row.status == containers::CREATED && row.monitor_pid == 0 && row.started_at == 0
+}
+
+/// Hands a just-created container over from this process to nobody, so it
+/// stays `Created` after this process exits (see `reconcile`).
+pub fn release_created(inst: &Instance, id: &str) -> Result<()> {
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    let s = store(inst)?;
+    containers::hand_over(s.conn(), id, (me, me_start), (0, 0))?;
+    Ok(())
+}
+
 /// True when the row's init process is alive.
 pub fn is_running(row: &ContainerRow) -> bool {
     row.status == containers::RUNNING && util::process_alive(row.pid, row.pid_start)
@@ -58,7 +74,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
     for row in live {
-        if monitor_alive(&row) {
+        if monitor_alive(&row) || created_unowned(&row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod antispoof;
+mod commands;
 mod common;
 mod concurrency;
 mod container;

@@ -3,7 +3,7 @@
 use super::{cli_err, each, lookup_1, store_err};
 use crate::cli::{CliError, CliResult};
 use clap::Args;
-use minirt::container::lifecycle;
+use minirt::container::{lifecycle, pause};
 use minirt::network;
 use minirt::store::{containers, Store};
 use minirt::util;
@@ -58,19 +58,54 @@ pub struct RenameArgs {
     pub new_name: String,
 }
 
+#[derive(Args, Debug)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// A frozen container cannot act on a signal: it is thawed first (a
+/// paused container stops, is killed or removed as Docker's would).
+fn thaw(inst: &Instance, key: &str) {
+    if let Ok(row) = lifecycle::lookup(inst, key) {
+        if lifecycle::is_running(&row) && pause::is_paused(inst, &row.id) {
+            if let Err(e) = pause::set_paused(inst, &row.id, false) {
+                tracing::warn!("unpausing {key}: {e}");
+            }
+        }
+    }
+}
+
 pub fn stop(inst: &Instance, a: StopArgs) -> CliResult {
     each(&a.containers, |c| {
+        thaw(inst, c);
         lifecycle::stop(inst, c, Duration::from_secs(a.time))
     })
 }
 
 pub fn kill(inst: &Instance, a: KillArgs) -> CliResult {
     let sig = lifecycle::parse_signal(&a.signal).map_err(minirt::Error::from)?;
-    each(&a.containers, |c| lifecycle::kill(inst, c, sig))
+    each(&a.containers, |c| {
+        thaw(inst, c);
+        lifecycle::kill(inst, c, sig)
+    })
 }
 
 pub fn rm(inst: &Instance, a: RmArgs) -> CliResult {
-    each(&a.containers, |c| lifecycle::rm(inst, c, a.force))
+    each(&a.containers, |c| {
+        if a.force {
+            thaw(inst, c);
+        }
+        lifecycle::rm(inst, c, a.force)
+    })
+}
+
+pub fn pause(inst: &Instance, a: PauseArgs) -> CliResult {
+    each(&a.containers, |c| pause::set_paused(inst, c, true))
+}
+
+pub fn unpause(inst: &Instance, a: PauseArgs) -> CliResult {
+    each(&a.containers, |c| pause::set_paused(inst, c, false))
 }
 
 pub fn system_prune(inst: &Instance) -> CliResult {

@@ -38,6 +38,15 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     if !lifecycle::is_running(&row) {
         return Err(cli_err(125, format!("Container {} is not running", row.id)));
     }
+    if minirt::container::pause::is_paused(inst, &row.id) {
+        return Err(cli_err(
+            1,
+            format!(
+                "Container {} is paused, unpause the container before exec",
+                row.id
+            ),
+        ));
+    }
     let cfg = lifecycle::config_of(&row);
     let mut env = cfg.env.clone();
     for e in &a.env {

@@ -9,6 +9,7 @@ mod logs;
 mod port;
 mod ps;
 mod run;
+mod stats;
 
 pub use control::*;
 pub use cp::*;
@@ -18,6 +19,7 @@ pub use logs::*;
 pub use port::*;
 pub use ps::*;
 pub use run::*;
+pub use stats::*;
 
 use super::{CliError, CliResult};
 use minirt::container::lifecycle;
@@ -76,6 +78,8 @@ pub enum ContainerCommand {
     Ls(PsArgs),
     /// Create and start a container from an image.
     Run(RunArgs),
+    /// Create a container without starting it.
+    Create(RunArgs),
     /// Start one or more stopped containers.
     Start(StartArgs),
     /// Stop running containers.
@@ -103,6 +107,12 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Copy files between a container and the host.
     Cp(CpArgs),
+    /// Display resource usage of containers.
+    Stats(StatsArgs),
+    /// Pause all processes within containers.
+    Pause(PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(PauseArgs),
     /// Remove all stopped containers.
     Prune(super::PruneArgs),
 }
@@ -111,6 +121,7 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
     match c {
         ContainerCommand::Ls(a) => ps(inst, a),
         ContainerCommand::Run(a) => run(inst, a),
+        ContainerCommand::Create(a) => create(inst, a),
         ContainerCommand::Start(a) => start(inst, a),
         ContainerCommand::Stop(a) => stop(inst, a),
         ContainerCommand::Restart(a) => restart(inst, a),
@@ -130,6 +141,9 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
         ContainerCommand::Rename(a) => rename(inst, a),
         ContainerCommand::Top(a) => top(inst, a),
         ContainerCommand::Cp(a) => cp(inst, a),
+        ContainerCommand::Stats(a) => stats_cmd(inst, a),
+        ContainerCommand::Pause(a) => pause(inst, a),
+        ContainerCommand::Unpause(a) => unpause(inst, a),
         ContainerCommand::Prune(_) => {
             let removed = lifecycle::prune(inst)?;
             if !removed.is_empty() {

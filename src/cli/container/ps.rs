@@ -77,7 +77,9 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     for r in rows.iter().filter(|r| all || lifecycle::is_running(r)) {
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
         let running = lifecycle::is_running(r);
+        let paused = running && minirt::container::pause::is_paused(inst, &r.id);
         let state = match r.status.as_str() {
+            containers::RUNNING if paused => "paused",
             containers::RUNNING if running => "running",
             containers::CREATED => "created",
             _ => "exited",
@@ -133,7 +135,11 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "Command": command,
             "CreatedAt": docker_time(&util::rfc3339(r.created)),
             "RunningFor": format!("{} ago", util::human_duration((now - r.created) / 1_000_000_000)),
-            "Status": lifecycle::status_text(r, now),
+            "Status": if paused {
+                format!("{} (Paused)", lifecycle::status_text(r, now))
+            } else {
+                lifecycle::status_text(r, now)
+            },
             "State": state,
             "Ports": ports.join(", "),
             "Names": r.name,

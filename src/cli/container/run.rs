@@ -1,7 +1,7 @@
 //! `minirt run` and `start`: the run flags and starting containers.
 
 use super::cli_err;
-use crate::cli::CliResult;
+use crate::cli::{CliError, CliResult};
 use clap::Args;
 use minirt::container::create::RunOptions;
 use minirt::container::lifecycle;
@@ -102,20 +102,21 @@ pub struct RunArgs {
     pub image_and_cmd: Vec<String>,
 }
 
-pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
+/// The options a `run` or `create` asks for, and its pull policy.
+fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
     let mut it = a.image_and_cmd.into_iter();
-    let image = it
-        .next()
-        .ok_or_else(|| cli_err(125, "\"minirt run\" requires at least 1 argument"))?;
+    let image = it.next().ok_or_else(|| {
+        cli_err(
+            125,
+            format!("\"minirt {cmd}\" requires at least 1 argument"),
+        )
+    })?;
     let mut env_files = vec![];
     for f in &a.env_file {
         env_files.push(
             std::fs::read_to_string(f)
                 .map_err(|e| cli_err(125, format!("open {}: {e}", f.display())))?,
         );
-    }
-    if a.detach && a.rm && a.interactive && a.tty {
-        // Fine: -dit --rm is allowed, like Docker.
     }
     let opts = RunOptions {
         image,
@@ -148,14 +149,20 @@ pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
         read_only: a.read_only,
         entrypoint: a.entrypoint,
     };
-    let id = crate::cli::registry::create_pulling(inst, &opts, &a.pull)?;
-    let res = if a.detach {
-        lifecycle::start_detached(inst, &id, a.tty).map(|()| {
+    Ok((opts, a.pull))
+}
+
+pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
+    let (detach, tty, interactive) = (a.detach, a.tty, a.interactive);
+    let (opts, pull) = options(a, "run")?;
+    let id = crate::cli::registry::create_pulling(inst, &opts, &pull)?;
+    let res = if detach {
+        lifecycle::start_detached(inst, &id, tty).map(|()| {
             println!("{id}");
             0
         })
     } else {
-        lifecycle::run_foreground(inst, &id, a.tty, a.interactive)
+        lifecycle::run_foreground(inst, &id, tty, interactive)
     };
     // A container that never started is not left behind (unlike Docker's
     // "Created" leftovers): bad input leaves nothing.
@@ -201,4 +208,21 @@ pub fn start(inst: &Instance, a: StartArgs) -> CliResult {
         }
     }
     Ok(failed.unwrap_or(0))
+}
+
+/// `minirt create`: everything `run` does but the start; the container
+/// stays `Created` (owned by nobody, so no later command takes it for a
+/// crashed `run`) until `start`.
+pub fn create(inst: &Instance, a: RunArgs) -> CliResult {
+    if a.detach {
+        return Err(cli_err(
+            125,
+            "unknown flag: --detach (see 'minirt create --help')",
+        ));
+    }
+    let (opts, pull) = options(a, "create")?;
+    let id = crate::cli::registry::create_pulling(inst, &opts, &pull)?;
+    lifecycle::release_created(inst, &id)?;
+    println!("{id}");
+    Ok(0)
 }

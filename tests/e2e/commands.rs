@@ -1,0 +1,123 @@
+//! Docker's container commands beyond run/stop as a user checks them:
+//! `create` then `start`, `pause`/`unpause` (status, exec refused),
+//! `stats --no-stream`, `diff`, `export`.
+
+use crate::common::*;
+use std::time::Duration;
+
+#[test]
+fn create_then_start_and_pause_unpause() {
+    let h = TestHost::new();
+    let id = h.ok(&[
+        "create", "--name", "c1", "--net", "none", "busybox", "sleep", "600",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    // Created survives later commands (it is not a crashed run).
+    assert_eq!(
+        h.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        "c1 Created\n"
+    );
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "c1"]),
+        "created\n"
+    );
+    assert_eq!(h.ok(&["ps", "-q"]), "");
+    h.ok(&["start", "c1"]);
+    assert!(h
+        .ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
+        .starts_with("c1 Up"));
+
+    assert_eq!(h.ok(&["pause", "c1"]), "c1\n");
+    let pid = h.ok(&["inspect", "-f", "{{.State.Pid}}", "c1"]);
+    let st = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap();
+    let state = st
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        matches!(state.as_str(), "D" | "S"),
+        "frozen task state {state}"
+    );
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "c1"]),
+        "paused true\n"
+    );
+    let line = h.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(line.trim_end().ends_with("(Paused)"), "{line}");
+    assert_eq!(h.ok(&["ps", "-q", "--filter", "status=paused"]).len(), 13);
+    let (code, err) = h.fails(&["exec", "c1", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is paused"), "{err}");
+    let (code, _) = h.fails(&["pause", "c1"]);
+    assert_eq!(code, 1);
+    assert_eq!(h.ok(&["unpause", "c1"]), "c1\n");
+    assert_eq!(h.ok(&["exec", "c1", "echo", "hi"]), "hi\n");
+    let (code, _) = h.fails(&["unpause", "c1"]);
+    assert_eq!(code, 1);
+    // A paused container still stops.
+    h.ok(&["pause", "c1"]);
+    h.ok(&["stop", "-t", "1", "c1"]);
+    assert!(h
+        .ok(&["ps", "-a", "--format", "{{.Status}}"])
+        .starts_with("Exited"));
+    let (code, _) = h.fails(&["pause", "nosuch"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn stats_no_stream_reads_the_cgroup() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--net",
+        "none",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 600 & sleep 600 & wait",
+    ]);
+    wait_for("three processes", Duration::from_secs(10), || {
+        h.ok(&["stats", "--no-stream", "--format", "{{.PIDs}}", "s1"]) == "3\n"
+    });
+    let out = h.ok(&["stats", "--no-stream"]);
+    let mut lines = out.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        head,
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS"
+        ]
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&h.ok(&["stats", "--no-stream", "--format", "json", "s1"])).unwrap();
+    assert_eq!(j["Name"], "s1");
+    assert!(j["MemUsage"].as_str().unwrap().ends_with(" / 64MiB"), "{j}");
+    assert!(j["CPUPerc"].as_str().unwrap().ends_with('%'), "{j}");
+    let (code, err) = h.fails(&["stats", "s1"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not implemented"), "{err}");
+    let (code, _) = h.fails(&["stats", "--no-stream", "nosuch"]);
+    assert_eq!(code, 1);
+}
