@@ -114,6 +114,10 @@ pub enum Command {
     Cp(container::CpArgs),
     /// Display resource usage of containers (--no-stream).
     Stats(container::StatsArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(container::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(container::ExportArgs),
     /// Pause all processes within containers.
     Pause(container::PauseArgs),
     /// Unpause all processes within containers.
@@ -323,6 +327,8 @@ fn prints_only(c: &Command) -> bool {
             | Command::Port(_)
             | Command::Top(_)
             | Command::Stats(_)
+            | Command::Diff(_)
+            | Command::Export(_)
             | Command::Version(_)
             | Command::Info(_)
             | Command::Completion(_)
@@ -394,6 +400,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Restart(a) => container::restart(&inst, a),
         Command::Cp(a) => container::cp(&inst, a),
         Command::Stats(a) => container::stats_cmd(&inst, a),
+        Command::Diff(a) => container::diff_cmd(&inst, a),
+        Command::Export(a) => container::export(&inst, a),
         Command::Pause(a) => container::pause(&inst, a),
         Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),

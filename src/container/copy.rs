@@ -225,6 +225,24 @@ fn open_entry(root: &Root, path: &Path, follow: bool) -> Result<Option<OwnedFd>>
 /// `top` (`.`: the directory's entries at the top). `follow` follows a last
 /// symlink (`-L`); below it nothing is followed.
 pub fn archive(root: &Root, path: &Path, follow: bool, top: &str, out: impl Write) -> Result<()> {
+    archive_with(root, path, follow, top, false, out)
+}
+
+/// The whole root filesystem as a tar stream (`export`): what is mounted
+/// over it (/proc, /sys, /dev, the /etc files, volumes) stays out, its
+/// mount point directories are kept empty.
+pub fn export(root: &Root, out: impl Write) -> Result<()> {
+    archive_with(root, Path::new("/"), true, ".", true, out)
+}
+
+fn archive_with(
+    root: &Root,
+    path: &Path,
+    follow: bool,
+    top: &str,
+    one_filesystem: bool,
+    out: impl Write,
+) -> Result<()> {
     let fd = open_entry(root, path, follow)?.ok_or_else(|| {
         CopyError(format!(
             "Could not find the file {} in container",
@@ -234,7 +252,15 @@ pub fn archive(root: &Root, path: &Path, follow: bool, top: &str, out: impl Writ
     let mut b = tar::Builder::new(out);
     let mut w = Walker {
         links: HashMap::new(),
+        dev: None,
     };
+    if one_filesystem {
+        w.dev = Some(
+            fstat(fd.as_fd())
+                .map_err(|e| err(path.display(), e))?
+                .st_dev,
+        );
+    }
     if top == "." {
         let st = fstat(fd.as_fd()).map_err(|e| err(path.display(), e))?;
         if kind_of(&st) != Kind::Dir {
@@ -253,6 +279,8 @@ pub fn archive(root: &Root, path: &Path, follow: bool, top: &str, out: impl Writ
 struct Walker {
     /// First archive name of each multiply-linked file, for hardlinks.
     links: HashMap<(u64, u64), String>,
+    /// Only entries on this device (`export`); mount points stay empty.
+    dev: Option<u64>,
 }
 
 fn header_for(st: &FileStat, kind: tar::EntryType) -> tar::Header {
@@ -270,6 +298,15 @@ impl Walker {
     fn entry<W: Write>(&mut self, b: &mut tar::Builder<W>, fd: OwnedFd, name: &str) -> Result<()> {
         let st = fstat(fd.as_fd()).map_err(|e| err(name, e))?;
         let io = |e: std::io::Error| err(format!("archiving {name}"), e);
+        if self.dev.is_some_and(|d| d != st.st_dev) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                let mut h = header_for(&st, tar::EntryType::Directory);
+                return b
+                    .append_data(&mut h, format!("{name}/"), std::io::empty())
+                    .map_err(io);
+            }
+            return Ok(());
+        }
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
                 let mut h = header_for(&st, tar::EntryType::Directory);

@@ -37,6 +37,7 @@ impl ContainerError {
 }
 pub mod clone;
 pub mod create;
+pub mod diff;
 pub mod init;
 pub mod inspect;
 pub mod lifecycle;

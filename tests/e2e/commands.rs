@@ -121,3 +121,52 @@ fn stats_no_stream_reads_the_cgroup() {
     let (code, _) = h.fails(&["stats", "--no-stream", "nosuch"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn diff_and_export_show_the_containers_filesystem() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run", "-d", "--name", "d1", "--net", "none", "busybox", "sleep", "600",
+    ]);
+    h.ok(&[
+        "exec",
+        "d1",
+        "sh",
+        "-c",
+        "echo x > /tmp/new && rm /etc/passwd && mkdir /newdir",
+    ]);
+    assert_eq!(
+        h.ok(&["diff", "d1"]),
+        "C /etc\nD /etc/passwd\nA /newdir\nC /tmp\nA /tmp/new\n"
+    );
+    let t = TempDir::new("export");
+    let list = |tar: &str| -> Vec<String> {
+        stdout(&cmd("tar", &["-tf", tar]))
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    // Running: what is mounted over the root (/proc, /etc/hostname) stays out.
+    let o = h
+        .command(&["export", "d1"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let running = format!("{}/running.tar", t.path());
+    std::fs::write(&running, &o.stdout).unwrap();
+    let names = list(&running);
+    assert!(names.contains(&"tmp/new".to_string()), "{names:?}");
+    assert!(names.contains(&"bin/busybox".to_string()));
+    assert!(names.contains(&"proc/".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("proc/") && n != "proc/"));
+    assert!(!names.contains(&"etc/passwd".to_string()));
+    // Stopped: the same files from the overlay, nothing left mounted.
+    h.ok(&["stop", "-t", "0", "d1"]);
+    let stopped = format!("{}/stopped.tar", t.path());
+    h.ok(&["export", "-o", &stopped, "d1"]);
+    assert!(list(&stopped).contains(&"tmp/new".to_string()));
+    assert!(h.mounts().is_empty(), "{:?}", h.mounts());
+    let (code, _) = h.fails(&["diff", "nosuch"]);
+    assert_eq!(code, 1);
+}

@@ -4,6 +4,7 @@
 mod control;
 mod cp;
 mod exec;
+mod fsys;
 mod inspect;
 mod logs;
 mod port;
@@ -14,6 +15,7 @@ mod stats;
 pub use control::*;
 pub use cp::*;
 pub use exec::*;
+pub use fsys::*;
 pub use inspect::*;
 pub use logs::*;
 pub use port::*;
@@ -109,6 +111,10 @@ pub enum ContainerCommand {
     Cp(CpArgs),
     /// Display resource usage of containers.
     Stats(StatsArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
     /// Pause all processes within containers.
     Pause(PauseArgs),
     /// Unpause all processes within containers.
@@ -142,6 +148,8 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
         ContainerCommand::Top(a) => top(inst, a),
         ContainerCommand::Cp(a) => cp(inst, a),
         ContainerCommand::Stats(a) => stats_cmd(inst, a),
+        ContainerCommand::Diff(a) => diff_cmd(inst, a),
+        ContainerCommand::Export(a) => export(inst, a),
         ContainerCommand::Pause(a) => pause(inst, a),
         ContainerCommand::Unpause(a) => unpause(inst, a),
         ContainerCommand::Prune(_) => {
