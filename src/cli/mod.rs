@@ -114,6 +114,8 @@ pub enum Command {
     Cp(container::CpArgs),
     /// Display resource usage of containers (--no-stream).
     Stats(container::StatsArgs),
+    /// Change the limits of containers (memory, CPUs, pids).
+    Update(container::UpdateArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(container::DiffArgs),
     /// Export a container's filesystem as a tar archive.
@@ -400,6 +402,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Restart(a) => container::restart(&inst, a),
         Command::Cp(a) => container::cp(&inst, a),
         Command::Stats(a) => container::stats_cmd(&inst, a),
+        Command::Update(a) => container::update_cmd(&inst, a),
         Command::Diff(a) => container::diff_cmd(&inst, a),
         Command::Export(a) => container::export(&inst, a),
         Command::Pause(a) => container::pause(&inst, a),

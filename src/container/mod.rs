@@ -49,4 +49,5 @@ pub mod runtime;
 pub mod seccomp;
 pub mod spec;
 pub mod stats;
+pub mod update;
 pub mod waiter;

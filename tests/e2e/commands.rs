@@ -170,3 +170,57 @@ fn diff_and_export_show_the_containers_filesystem() {
     let (code, _) = h.fails(&["diff", "nosuch"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn update_changes_the_limits_of_a_running_and_a_stopped_container() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run", "-d", "--name", "u1", "--net", "none", "-m", "64m", "busybox", "sleep", "600",
+    ]);
+    let mem = || h.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "u1"]);
+    assert!(mem().trim_end().ends_with("/ 64MiB"), "{}", mem());
+    assert_eq!(
+        h.ok(&[
+            "update",
+            "-m",
+            "128m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "u1"
+        ]),
+        "u1\n"
+    );
+    assert!(mem().trim_end().ends_with("/ 128MiB"), "{}", mem());
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}",
+            "u1"
+        ]),
+        "134217728 500000000 20\n"
+    );
+    // Ten more processes than allowed cannot start.
+    h.ok(&["update", "--pids-limit", "3", "u1"]);
+    let o = h.minirt(&[
+        "exec",
+        "u1",
+        "sh",
+        "-c",
+        "sleep 5 & sleep 5 & sleep 5 & wait",
+    ]);
+    assert!(!o.status.success(), "a fourth process started");
+    // Stopped: kept for the next start.
+    h.ok(&["stop", "-t", "0", "u1"]);
+    h.ok(&["update", "-m", "32m", "u1"]);
+    h.ok(&["start", "u1"]);
+    assert!(mem().trim_end().ends_with("/ 32MiB"), "{}", mem());
+    let (code, err) = h.fails(&["update", "u1"]);
+    assert_eq!(code, 125, "{err}");
+    let (code, _) = h.fails(&["update", "-m", "1k", "u1"]);
+    assert_eq!(code, 125);
+    let (code, _) = h.fails(&["update", "-m", "64m", "nosuch"]);
+    assert_eq!(code, 1);
+}

@@ -11,6 +11,7 @@ mod port;
 mod ps;
 mod run;
 mod stats;
+mod update;
 
 pub use control::*;
 pub use cp::*;
@@ -22,6 +23,7 @@ pub use port::*;
 pub use ps::*;
 pub use run::*;
 pub use stats::*;
+pub use update::*;
 
 use super::{CliError, CliResult};
 use minirt::container::lifecycle;
@@ -111,6 +113,8 @@ pub enum ContainerCommand {
     Cp(CpArgs),
     /// Display resource usage of containers.
     Stats(StatsArgs),
+    /// Change the limits of containers.
+    Update(UpdateArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(DiffArgs),
     /// Export a container's filesystem as a tar archive.
@@ -148,6 +152,7 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
         ContainerCommand::Top(a) => top(inst, a),
         ContainerCommand::Cp(a) => cp(inst, a),
         ContainerCommand::Stats(a) => stats_cmd(inst, a),
+        ContainerCommand::Update(a) => update_cmd(inst, a),
         ContainerCommand::Diff(a) => diff_cmd(inst, a),
         ContainerCommand::Export(a) => export(inst, a),
         ContainerCommand::Pause(a) => pause(inst, a),
