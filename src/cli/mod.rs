@@ -10,6 +10,7 @@ mod output;
 mod registry;
 mod system;
 mod template;
+mod volume;
 
 use clap::{Args, Parser, Subcommand};
 use minirt::Instance;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -394,6 +398,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
         Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
+        Command::Volume(c) => volume::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Port(a) => container::port(&inst, a),
         Command::Wait(a) => container::wait(&inst, a),

@@ -50,4 +50,5 @@ pub mod seccomp;
 pub mod spec;
 pub mod stats;
 pub mod update;
+pub mod volume;
 pub mod waiter;

@@ -5,6 +5,7 @@
 pub mod containers;
 pub mod images;
 pub mod networks;
+pub mod volumes;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::mem::ManuallyDrop;
@@ -128,6 +129,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (repository, digest)
     );
     CREATE INDEX image_digests_image ON image_digests(image_id);
+    "#,
+    // v5 (cmds): named and anonymous volumes (`volume create`, `-v NAME:/path`).
+    r#"
+    CREATE TABLE volumes (
+        name        TEXT PRIMARY KEY,
+        driver      TEXT NOT NULL DEFAULT 'local',
+        labels      TEXT NOT NULL DEFAULT '{}',  -- JSON object
+        anonymous   INTEGER NOT NULL DEFAULT 0,  -- made for `-v /path`, removed by `rm -v`
+        created     INTEGER NOT NULL             -- ns since the epoch
+    );
     "#,
 ];
 

@@ -32,3 +32,4 @@ mod security;
 mod soak;
 mod symlinks;
 mod timings;
+mod volumes;

@@ -42,6 +42,9 @@ pub struct RmArgs {
     /// Kill and remove a running container.
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the anonymous volumes of the container too.
+    #[arg(short, long)]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -96,7 +99,18 @@ pub fn rm(inst: &Instance, a: RmArgs) -> CliResult {
         if a.force {
             thaw(inst, c);
         }
-        lifecycle::rm(inst, c, a.force)
+        let anonymous = if a.volumes {
+            crate::cli::volume::anonymous_of(inst, c)
+        } else {
+            vec![]
+        };
+        lifecycle::rm(inst, c, a.force)?;
+        for v in anonymous {
+            if let Err(e) = minirt::container::volume::remove(inst, &v, false) {
+                tracing::warn!("removing volume {v}: {e}");
+            }
+        }
+        Ok(())
     })
 }
 

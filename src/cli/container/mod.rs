@@ -41,7 +41,7 @@ fn store_err(e: impl Into<minirt::Error>) -> CliError {
     e.into().into()
 }
 
-fn template_err(message: String) -> CliError {
+pub(crate) fn template_err(message: String) -> CliError {
     cli_err(125, message)
 }
 

@@ -155,7 +155,7 @@ fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
 pub fn run(inst: &Instance, a: RunArgs) -> CliResult {
     let (detach, tty, interactive) = (a.detach, a.tty, a.interactive);
     let (opts, pull) = options(a, "run")?;
-    let id = crate::cli::registry::create_pulling(inst, &opts, &pull)?;
+    let id = create_with_volumes(inst, opts, &pull)?;
     let res = if detach {
         lifecycle::start_detached(inst, &id, tty).map(|()| {
             println!("{id}");
@@ -221,8 +221,27 @@ pub fn create(inst: &Instance, a: RunArgs) -> CliResult {
         ));
     }
     let (opts, pull) = options(a, "create")?;
-    let id = crate::cli::registry::create_pulling(inst, &opts, &pull)?;
+    let id = create_with_volumes(inst, opts, &pull)?;
     lifecycle::release_created(inst, &id)?;
     println!("{id}");
     Ok(0)
+}
+
+/// The container made, with the volumes its `-v` values name (made and
+/// filled from the image on first use); nothing is left when it fails.
+fn create_with_volumes(
+    inst: &Instance,
+    mut opts: RunOptions,
+    pull: &str,
+) -> Result<String, CliError> {
+    use crate::cli::volume;
+    let vols = volume::prepare(inst, &mut opts.volumes)?;
+    let id =
+        crate::cli::registry::create_pulling(inst, &opts, pull).inspect_err(|_| vols.undo(inst))?;
+    if let Err(e) = vols.copy_up(inst, &id) {
+        let _ = lifecycle::rm(inst, &id, true);
+        vols.undo(inst);
+        return Err(e);
+    }
+    Ok(id)
 }
