@@ -17,6 +17,7 @@ mod faults;
 mod fw_races;
 mod gateway_modes;
 mod hostile;
+mod idioms;
 mod images;
 mod lan;
 mod limits;
