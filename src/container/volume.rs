@@ -83,6 +83,49 @@ pub fn classify(spec: &str) -> std::result::Result<VolumeSpec, String> {
     }
 }
 
+/// Docker's `--mount type=bind|volume,source=..,target=..[,readonly]` as
+/// the `-v` value it means (pure). tmpfs mounts and options minirt does not
+/// have are refused by name.
+pub fn mount_as_volume(spec: &str) -> std::result::Result<String, String> {
+    let (mut typ, mut src, mut dst, mut ro) = ("volume".to_string(), None, None, false);
+    for field in spec.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().to_string())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("type", Some(v)) => typ = v,
+            ("source" | "src", Some(v)) => src = Some(v),
+            ("target" | "destination" | "dst", Some(v)) => dst = Some(v),
+            ("readonly" | "ro", None) => ro = true,
+            ("readonly" | "ro", Some(v)) => {
+                ro = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("invalid value for readonly: {v}")),
+                }
+            }
+            (k, _) => return Err(format!("--mount option {k}: not implemented")),
+        }
+    }
+    let dst = dst.ok_or("--mount: target is required")?;
+    let mode = if ro { ":ro" } else { "" };
+    match (typ.as_str(), src) {
+        ("bind", Some(s)) if s.starts_with('/') => Ok(format!("{s}:{dst}{mode}")),
+        ("bind", Some(s)) => Err(format!(
+            "--mount: invalid bind source {s:?}: the host path must be absolute"
+        )),
+        ("bind", None) => Err("--mount: bind needs a source".into()),
+        ("volume", Some(s)) => {
+            validate_name(&s)?;
+            Ok(format!("{s}:{dst}{mode}"))
+        }
+        ("volume", None) if !ro => Ok(dst),
+        ("volume", None) => Err("--mount: a read-only anonymous volume is always empty".into()),
+        (t, _) => Err(format!("--mount type={t}: not implemented")),
+    }
+}
+
 pub fn data_dir(inst: &Instance, name: &str) -> PathBuf {
     inst.root.join("volumes").join(name).join("_data")
 }
@@ -323,6 +366,25 @@ mod tests {
             classify("relative").unwrap(),
             VolumeSpec::Bind("relative".into())
         );
+    }
+
+    #[test]
+    fn mount_flags_become_volume_values() {
+        assert_eq!(
+            mount_as_volume("type=bind,source=/srv,target=/data,readonly").unwrap(),
+            "/srv:/data:ro"
+        );
+        assert_eq!(
+            mount_as_volume("source=db,target=/var/lib/db").unwrap(),
+            "db:/var/lib/db"
+        );
+        assert_eq!(mount_as_volume("type=volume,dst=/cache").unwrap(), "/cache");
+        assert!(mount_as_volume("type=tmpfs,dst=/t")
+            .unwrap_err()
+            .contains("not implemented"));
+        assert!(mount_as_volume("type=bind,src=rel,dst=/x").is_err());
+        assert!(mount_as_volume("type=bind,src=/x").is_err());
+        assert!(mount_as_volume("type=bind,src=/x,dst=/y,bind-propagation=shared").is_err());
     }
 
     #[test]

@@ -122,3 +122,48 @@ fn anonymous_volumes_go_with_rm_v() {
     h.ok(&["volume", "prune", "-f"]);
     assert_eq!(h.ok(&["volume", "ls", "-q"]), "named\n");
 }
+
+#[test]
+fn mount_flag_binds_and_mounts_volumes() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--mount",
+        "type=volume,source=mv,target=/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo m > /d/f",
+    ]);
+    assert_eq!(
+        h.ok(&["run", "--rm", "--net", "none", "-v", "mv:/d", "busybox", "cat", "/d/f"]),
+        "m\n"
+    );
+    let t = TempDir::new("mountflag");
+    std::fs::write(t.0.join("x"), "host\n").unwrap();
+    let spec = format!("type=bind,source={},target=/h,readonly", t.path());
+    assert_eq!(
+        h.ok(&["run", "--rm", "--net", "none", "--mount", &spec, "busybox", "cat", "/h/x"]),
+        "host\n"
+    );
+    let o = h.minirt(&[
+        "run", "--rm", "--net", "none", "--mount", &spec, "busybox", "touch", "/h/y",
+    ]);
+    assert!(!o.status.success());
+    assert!(!t.0.join("y").exists());
+    let (code, err) = h.fails(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,target=/t",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not implemented"), "{err}");
+    assert_eq!(h.ok(&["ps", "-aq"]), "");
+    h.ok(&["volume", "rm", "mv"]);
+}

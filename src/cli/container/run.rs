@@ -46,9 +46,13 @@ pub struct RunArgs {
     /// Read environment variables from a file.
     #[arg(long)]
     pub env_file: Vec<PathBuf>,
-    /// Bind mount HOSTDIR:CTRDIR[:ro].
+    /// Bind mount HOSTDIR:CTRDIR[:ro], a named volume NAME:CTRDIR[:ro], or
+    /// an anonymous volume CTRDIR.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Mount: type=bind|volume,source=..,target=..[,readonly].
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -104,6 +108,16 @@ pub struct RunArgs {
 
 /// The options a `run` or `create` asks for, and its pull policy.
 fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
+    let mut a = a;
+    for m in std::mem::take(&mut a.mount) {
+        let v = minirt::container::volume::mount_as_volume(&m).map_err(|e| {
+            cli_err(
+                125,
+                format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"),
+            )
+        })?;
+        a.volume.push(v);
+    }
     let mut it = a.image_and_cmd.into_iter();
     let image = it.next().ok_or_else(|| {
         cli_err(
