@@ -48,6 +48,9 @@ pub struct ContainerConfig {
     /// `--read-only`: the root filesystem is mounted read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// `--label` / `-l` KEY=VALUE metadata.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Which seccomp filter the container's processes run under.

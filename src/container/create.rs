@@ -13,6 +13,8 @@ use std::path::Path;
 /// `minirt run` options, as parsed by the CLI (strings not yet validated).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// `--label` KEY[=VALUE] words.
+    pub labels: Vec<String>,
     pub image: String,
     pub cmd: Vec<String>,
     pub name: Option<String>,
@@ -281,6 +283,14 @@ pub fn assemble(
         privileged: opts.privileged,
         seccomp: security.seccomp,
         read_only: opts.read_only,
+        labels: opts
+            .labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l.clone(), String::new()),
+            })
+            .collect(),
     })
 }
 

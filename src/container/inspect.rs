@@ -213,7 +213,7 @@ pub fn document(f: &Facts) -> Value {
             "Volumes": null,
             "WorkingDir": cfg.workdir,
             "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
-            "Labels": {},
+            "Labels": cfg.labels,
             "StopSignal": "SIGTERM",
         },
         "NetworkSettings": {

@@ -224,3 +224,50 @@ fn update_changes_the_limits_of_a_running_and_a_stopped_container() {
     let (code, _) = h.fails(&["update", "-m", "64m", "nosuch"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn labels_are_shown_and_filtered() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run", "-d", "--name", "a", "--net", "none", "-l", "tier=web", "--label", "team=x",
+        "busybox", "sleep", "600",
+    ]);
+    h.ok(&[
+        "create", "--name", "b", "--net", "none", "--label", "tier=db", "busybox", "true",
+    ]);
+    assert_eq!(
+        h.ok(&[
+            "inspect",
+            "-f",
+            "{{.Config.Labels.tier}} {{index .Config.Labels \"team\"}}",
+            "a"
+        ]),
+        "web x\n"
+    );
+    assert_eq!(
+        h.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier=web",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "a\n"
+    );
+    assert_eq!(
+        h.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "b\na\n"
+    );
+    assert_eq!(
+        h.ok(&["ps", "--filter", "name=a", "--format", "{{.Labels}}"]),
+        "team=x,tier=web\n"
+    );
+}

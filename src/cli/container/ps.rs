@@ -71,12 +71,12 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     let rows = lifecycle::list(inst)?;
     let store = Store::open(&inst.db_path()).map_err(store_err)?;
     let now = util::now_nanos();
-    let no_labels = std::collections::BTreeMap::new();
     let mut docs = vec![];
     let mut ids = vec![];
     for r in rows.iter().filter(|r| all || lifecycle::is_running(r)) {
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
         let running = lifecycle::is_running(r);
+        let cfg = lifecycle::config_of(r);
         let paused = running && minirt::container::pause::is_paused(inst, &r.id);
         let state = match r.status.as_str() {
             containers::RUNNING if paused => "paused",
@@ -95,7 +95,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
                 .iter()
                 .map(|e| (e.network_name.clone(), e.network_id.clone()))
                 .collect(),
-            labels: &no_labels,
+            labels: &cfg.labels,
         };
         if !filter.matches(&facts) {
             continue;
@@ -143,7 +143,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "State": state,
             "Ports": ports.join(", "),
             "Names": r.name,
-            "Labels": "",
+            "Labels": cfg.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             "LocalVolumes": "0",
             "Mounts": mounts.join(","),
             "Size": size,

@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Mount: type=bind|volume,source=..,target=..[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Set metadata KEY=VALUE on the container.
+    #[arg(short = 'l', long)]
+    pub label: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -133,6 +136,7 @@ fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
         );
     }
     let opts = RunOptions {
+        labels: a.label,
         image,
         cmd: it.collect(),
         name: a.name,
