@@ -15,6 +15,10 @@ use std::path::Path;
 pub struct RunOptions {
     /// `--label` KEY[=VALUE] words.
     pub labels: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]` words.
+    pub ulimits: Vec<String>,
+    /// `--shm-size` as typed (e.g. 128m).
+    pub shm_size: Option<String>,
     pub image: String,
     pub cmd: Vec<String>,
     pub name: Option<String>,
@@ -259,6 +263,19 @@ pub fn assemble(
     let security =
         super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))
             .map_err(invalid)?;
+    let ulimits = opts
+        .ulimits
+        .iter()
+        .map(|u| super::ulimit::parse(u))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let shm_size = match opts.shm_size.as_deref() {
+        None => None,
+        Some(s) => match cgroups::parse_size(s) {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(invalid(format!("invalid size: '{s}'"))),
+        },
+    };
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
         network.mode = "bridge".into();
@@ -283,6 +300,8 @@ pub fn assemble(
         privileged: opts.privileged,
         seccomp: security.seccomp,
         read_only: opts.read_only,
+        ulimits,
+        shm_size,
         labels: opts
             .labels
             .iter()

@@ -250,6 +250,20 @@ pub fn build(
     cgroups_path: &str,
 ) -> Result<Spec, SpecError> {
     let mut mounts = base_mounts(cfg.privileged)?;
+    if let Some(size) = cfg.shm_size {
+        let size = format!("size={}k", (size + 1023) / 1024);
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/dev/shm"))
+        {
+            *m = mount(
+                "/dev/shm",
+                "tmpfs",
+                "shm",
+                &["nosuid", "noexec", "nodev", "mode=1777", &size],
+            )?;
+        }
+    }
     if let Some(etc) = etc {
         for (dest, src) in [
             ("/etc/hosts", &etc.hosts),
@@ -296,6 +310,13 @@ pub fn build(
         )
         .no_new_privileges(true)
         .capabilities(oci_capabilities(&caps)?)
+        .rlimits(
+            cfg.ulimits
+                .iter()
+                .map(super::ulimit::to_oci)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?,
+        )
         .build()
         .map_err(err)?;
 

@@ -271,3 +271,40 @@ fn labels_are_shown_and_filtered() {
         "team=x,tier=web\n"
     );
 }
+
+#[test]
+fn ulimit_and_shm_size_reach_the_container() {
+    let h = TestHost::new();
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "nproc=50",
+        "--shm-size",
+        "128m",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -u; df -k /dev/shm | tail -1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["100", "200", "50"], "{out}");
+    assert_eq!(lines[3].split_whitespace().nth(1), Some("131072"), "{out}");
+    for bad in [
+        ["--ulimit", "bogus=1"],
+        ["--ulimit", "nofile=10:5"],
+        ["--shm-size", "x"],
+    ] {
+        let mut args = vec!["run", "--rm", "--net", "none"];
+        args.extend(bad);
+        args.extend(["busybox", "true"]);
+        let (code, err) = h.fails(&args);
+        assert_eq!(code, 125, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(h.ok(&["ps", "-aq"]), "");
+}

@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// Set metadata KEY=VALUE on the container.
     #[arg(short = 'l', long)]
     pub label: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, ...).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm (e.g. 128m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -137,6 +143,8 @@ fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
     }
     let opts = RunOptions {
         labels: a.label,
+        ulimits: a.ulimit,
+        shm_size: a.shm_size,
         image,
         cmd: it.collect(),
         name: a.name,
