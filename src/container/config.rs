@@ -48,6 +48,9 @@ pub struct ContainerConfig {
     /// `--read-only`: the root filesystem is mounted read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// `--tmpfs` mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<super::tmpfs::Tmpfs>,
     /// `--ulimit` limits for the container's processes.
     #[serde(default)]
     pub ulimits: Vec<super::ulimit::Ulimit>,

@@ -15,6 +15,8 @@ use std::path::Path;
 pub struct RunOptions {
     /// `--label` KEY[=VALUE] words.
     pub labels: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]` words.
+    pub tmpfs: Vec<String>,
     /// `--ulimit NAME=SOFT[:HARD]` words.
     pub ulimits: Vec<String>,
     /// `--shm-size` as typed (e.g. 128m).
@@ -263,6 +265,12 @@ pub fn assemble(
     let security =
         super::config::parse_security_opts(&opts.security_opt, |p| std::fs::read_to_string(p))
             .map_err(invalid)?;
+    let tmpfs = opts
+        .tmpfs
+        .iter()
+        .map(|t| super::tmpfs::parse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(invalid)?;
     let ulimits = opts
         .ulimits
         .iter()
@@ -300,6 +308,7 @@ pub fn assemble(
         privileged: opts.privileged,
         seccomp: security.seccomp,
         read_only: opts.read_only,
+        tmpfs,
         ulimits,
         shm_size,
         labels: opts

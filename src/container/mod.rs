@@ -49,6 +49,7 @@ pub mod runtime;
 pub mod seccomp;
 pub mod spec;
 pub mod stats;
+pub mod tmpfs;
 pub mod ulimit;
 pub mod update;
 pub mod volume;

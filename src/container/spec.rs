@@ -290,6 +290,11 @@ pub fn build(
             &["rbind", "rprivate", mode],
         )?);
     }
+    for t in &cfg.tmpfs {
+        crate::validate::mount_destination(&t.destination).map_err(err)?;
+        let opts: Vec<&str> = t.options.iter().map(String::as_str).collect();
+        mounts.push(mount(&t.destination, "tmpfs", "tmpfs", &opts)?);
+    }
 
     let caps = capabilities(cfg)?;
     let process = ProcessBuilder::default()

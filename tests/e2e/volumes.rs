@@ -1,6 +1,6 @@
 //! Volumes as a Docker user keeps data: `volume create/ls/inspect/rm/prune`,
 //! `-v NAME:/path` made on first use and filled from the image, anonymous
-//! `-v /path` removed by `rm -v`.
+//! `-v /path` removed by `rm -v`, `--mount` and `--tmpfs`.
 
 use crate::common::*;
 
@@ -154,11 +154,35 @@ fn mount_flag_binds_and_mounts_volumes() {
     ]);
     assert!(!o.status.success());
     assert!(!t.0.join("y").exists());
+    // tmpfs: fresh, with Docker's defaults and the size asked for.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--tmpfs",
+        "/run:size=1m",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-mode=1700",
+        "busybox",
+        "grep",
+        "-E",
+        " /(run|t) ",
+        "/proc/mounts",
+    ]);
+    assert!(
+        out.contains("/run tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/t tmpfs rw,nosuid,nodev,noexec,relatime,mode=1700"),
+        "{out}"
+    );
     let (code, err) = h.fails(&[
         "run",
         "--rm",
         "--mount",
-        "type=tmpfs,target=/t",
+        "type=tmpfs,target=/t,tmpfs-bogus=1",
         "busybox",
         "true",
     ]);

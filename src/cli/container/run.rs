@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Set metadata KEY=VALUE on the container.
     #[arg(short = 'l', long)]
     pub label: Vec<String>,
+    /// Mount a tmpfs PATH[:OPTIONS] (size=64m, mode=1777, exec, ...).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, ...).
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -119,6 +122,16 @@ pub struct RunArgs {
 fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
     let mut a = a;
     for m in std::mem::take(&mut a.mount) {
+        if let Some(t) = minirt::container::tmpfs::from_mount(&m) {
+            let t = t.map_err(|e| {
+                cli_err(
+                    125,
+                    format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"),
+                )
+            })?;
+            a.tmpfs.push(t);
+            continue;
+        }
         let v = minirt::container::volume::mount_as_volume(&m).map_err(|e| {
             cli_err(
                 125,
@@ -144,6 +157,7 @@ fn options(a: RunArgs, cmd: &str) -> Result<(RunOptions, String), CliError> {
     let opts = RunOptions {
         labels: a.label,
         ulimits: a.ulimit,
+        tmpfs: a.tmpfs,
         shm_size: a.shm_size,
         image,
         cmd: it.collect(),
