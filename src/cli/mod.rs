@@ -11,6 +11,7 @@ mod output;
 mod registry;
 mod system;
 mod template;
+mod volume;
 
 use clap::{Args, Parser, Subcommand};
 use minirt::Instance;
@@ -56,6 +57,8 @@ pub struct Cli {
 pub enum Command {
     /// Create and start a container from an image.
     Run(container::RunArgs),
+    /// Create a container without starting it.
+    Create(container::RunArgs),
     /// Start one or more stopped containers.
     Start(container::StartArgs),
     /// Run a command in a running container.
@@ -100,6 +103,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Manage minirt itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -116,6 +122,20 @@ pub enum Command {
     /// Run a container's health check now (Podman's command).
     #[command(subcommand)]
     Healthcheck(healthcheck::HealthcheckCommand),
+    /// Copy files between a container and the host (`-` for a tar stream).
+    Cp(container::CpArgs),
+    /// Display resource usage of containers (--no-stream).
+    Stats(container::StatsArgs),
+    /// Change the limits of containers (memory, CPUs, pids).
+    Update(container::UpdateArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(container::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(container::ExportArgs),
+    /// Pause all processes within containers.
+    Pause(container::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(container::PauseArgs),
     /// Show the minirt version.
     Version(system::VersionArgs),
     /// Display system-wide information.
@@ -324,6 +344,9 @@ fn prints_only(c: &Command) -> bool {
             | Command::Network(_)
             | Command::Port(_)
             | Command::Top(_)
+            | Command::Stats(_)
+            | Command::Diff(_)
+            | Command::Export(_)
             | Command::Version(_)
             | Command::Info(_)
             | Command::Completion(_)
@@ -363,6 +386,7 @@ fn dispatch(cli: Cli) -> CliResult {
     let inst = instance(&cli)?;
     match cli.command {
         Command::Run(a) => container::run(&inst, a),
+        Command::Create(a) => container::create(&inst, a),
         Command::Start(a) => container::start(&inst, a),
         Command::Exec(a) => container::exec(&inst, a),
         Command::Ps(a) => container::ps(&inst, a),
@@ -390,12 +414,20 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
         Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
         Command::Network(c) => network::dispatch(&inst, c),
+        Command::Volume(c) => volume::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
         Command::Port(a) => container::port(&inst, a),
         Command::Wait(a) => container::wait(&inst, a),
         Command::Rename(a) => container::rename(&inst, a),
         Command::Top(a) => container::top(&inst, a),
         Command::Restart(a) => container::restart(&inst, a),
+        Command::Cp(a) => container::cp(&inst, a),
+        Command::Stats(a) => container::stats_cmd(&inst, a),
+        Command::Update(a) => container::update_cmd(&inst, a),
+        Command::Diff(a) => container::diff_cmd(&inst, a),
+        Command::Export(a) => container::export(&inst, a),
+        Command::Pause(a) => container::pause(&inst, a),
+        Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),
         Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
         Command::Container(c) => container::dispatch_group(&inst, c),
@@ -430,10 +462,10 @@ mod tests {
 
     #[test]
     fn an_unknown_flag_before_the_image_is_a_flag_error() {
-        let e = parse(&["run", "--mount", "type=bind", "busybox"]).unwrap_err();
+        let e = parse(&["run", "--bogus-flag", "x", "busybox"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnknownArgument);
         let line = usage_line(&e, &command_path(&["run".into()]));
-        assert_eq!(line, "unknown flag: --mount (see 'minirt run --help')");
+        assert_eq!(line, "unknown flag: --bogus-flag (see 'minirt run --help')");
     }
 
     #[test]

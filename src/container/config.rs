@@ -61,6 +61,18 @@ pub struct ContainerConfig {
     /// `--read-only`: the root filesystem is mounted read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// `--tmpfs` mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<super::tmpfs::Tmpfs>,
+    /// `--ulimit` limits for the container's processes.
+    #[serde(default)]
+    pub ulimits: Vec<super::ulimit::Ulimit>,
+    /// `--shm-size` of /dev/shm in bytes (Docker's 64 MiB when absent).
+    #[serde(default)]
+    pub shm_size: Option<i64>,
+    /// `--label` / `-l` KEY=VALUE metadata.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Which seccomp filter the container's processes run under.

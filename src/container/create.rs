@@ -13,6 +13,14 @@ use std::path::Path;
 /// `minirt run` options, as parsed by the CLI (strings not yet validated).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// `--label` KEY[=VALUE] words.
+    pub labels: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]` words.
+    pub tmpfs: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]` words.
+    pub ulimits: Vec<String>,
+    /// `--shm-size` as typed (e.g. 128m).
+    pub shm_size: Option<String>,
     pub image: String,
     pub cmd: Vec<String>,
     pub name: Option<String>,
@@ -268,6 +276,25 @@ pub fn assemble(
     if let Some(sig) = &stop_signal {
         super::lifecycle::parse_signal(sig)?;
     }
+    let tmpfs = opts
+        .tmpfs
+        .iter()
+        .map(|t| super::tmpfs::parse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let ulimits = opts
+        .ulimits
+        .iter()
+        .map(|u| super::ulimit::parse(u))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let shm_size = match opts.shm_size.as_deref() {
+        None => None,
+        Some(s) => match cgroups::parse_size(s) {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(invalid(format!("invalid size: '{s}'"))),
+        },
+    };
     let mut network = opts.network.clone();
     if network.mode.is_empty() {
         network.mode = crate::network::NetworkMode::Default.as_str().into();
@@ -296,6 +323,17 @@ pub fn assemble(
         privileged: opts.privileged,
         seccomp: security.seccomp,
         read_only: opts.read_only,
+        tmpfs,
+        ulimits,
+        shm_size,
+        labels: opts
+            .labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l.clone(), String::new()),
+            })
+            .collect(),
     })
 }
 

@@ -229,7 +229,7 @@ pub fn document(f: &Facts) -> Value {
             "Volumes": null,
             "WorkingDir": cfg.workdir,
             "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
-            "Labels": {},
+            "Labels": cfg.labels,
             "StopSignal": cfg.stop_signal.as_deref().unwrap_or("SIGTERM"),
         },
         "NetworkSettings": {

@@ -32,6 +32,22 @@ pub fn lookup(inst: &Instance, key: &str) -> Result<ContainerRow> {
     })
 }
 
+/// A container `minirt create` made and left for a later `start`: no
+/// owner, nothing to heal.
+fn created_unowned(row: &ContainerRow) -> bool {
+    row.status == containers::CREATED && row.monitor_pid == 0 && row.started_at == 0
+}
+
+/// Hands a just-created container over from this process to nobody, so it
+/// stays `Created` after this process exits (see `reconcile`).
+pub fn release_created(inst: &Instance, id: &str) -> Result<()> {
+    let me = std::process::id() as i32;
+    let me_start = util::process_start_time(me).unwrap_or(0);
+    let s = store(inst)?;
+    containers::hand_over(s.conn(), id, (me, me_start), (0, 0))?;
+    Ok(())
+}
+
 /// True when the row's init process is alive.
 pub fn is_running(row: &ContainerRow) -> bool {
     row.status == containers::RUNNING && util::process_alive(row.pid, row.pid_start)
@@ -59,7 +75,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
     let me_start = util::process_start_time(me).unwrap_or(0);
     let mut orphans = vec![];
     for row in live {
-        if monitor_alive(&row) {
+        if monitor_alive(&row) || created_unowned(&row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {
@@ -659,7 +675,9 @@ pub fn status_line(inst: &Instance, row: &ContainerRow, now: i64) -> String {
         return format!("Restarting ({}) {ago} ago", row.exit_code);
     }
     let mut text = status_text(row, now);
-    if is_running(row) {
+    if is_running(row) && super::pause::is_paused(inst, &row.id) {
+        text.push_str(" (Paused)");
+    } else if is_running(row) {
         if let Some(h) = super::health::read(inst, &row.id, &config_of(row)) {
             text.push_str(&super::health::status_suffix(&h.status));
         }
@@ -671,6 +689,9 @@ pub fn status_line(inst: &Instance, row: &ContainerRow, now: i64) -> String {
 /// its back-off.
 pub fn state_word(inst: &Instance, row: &ContainerRow) -> &'static str {
     match row.status.as_str() {
+        containers::RUNNING if is_running(row) && super::pause::is_paused(inst, &row.id) => {
+            "paused"
+        }
         containers::RUNNING if is_running(row) => "running",
         containers::CREATED => "created",
         _ if super::restart::is_restarting(inst, &row.id).is_some() => "restarting",

@@ -2,6 +2,7 @@
 //! the per-container monitor, and the parent/child protocol.
 
 pub mod config;
+pub mod copy;
 pub mod exec;
 pub mod finish;
 pub mod health;
@@ -36,10 +37,17 @@ impl ContainerError {
     }
 }
 pub mod create;
+pub mod diff;
 pub mod inspect;
 pub mod lifecycle;
 pub mod monitor;
+pub mod pause;
 pub mod restart;
 pub mod runtime;
 pub mod spec;
+pub mod stats;
+pub mod tmpfs;
+pub mod ulimit;
+pub mod update;
+pub mod volume;
 pub mod waiter;

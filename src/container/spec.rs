@@ -250,6 +250,20 @@ pub fn build(
     cgroups_path: &str,
 ) -> Result<Spec, SpecError> {
     let mut mounts = base_mounts(cfg.privileged)?;
+    if let Some(size) = cfg.shm_size {
+        let size = format!("size={}k", (size + 1023) / 1024);
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/dev/shm"))
+        {
+            *m = mount(
+                "/dev/shm",
+                "tmpfs",
+                "shm",
+                &["nosuid", "noexec", "nodev", "mode=1777", &size],
+            )?;
+        }
+    }
     if let Some(etc) = etc {
         for (dest, src) in [
             ("/etc/hosts", &etc.hosts),
@@ -276,6 +290,11 @@ pub fn build(
             &["rbind", "rprivate", mode],
         )?);
     }
+    for t in &cfg.tmpfs {
+        crate::validate::mount_destination(&t.destination).map_err(err)?;
+        let opts: Vec<&str> = t.options.iter().map(String::as_str).collect();
+        mounts.push(mount(&t.destination, "tmpfs", "tmpfs", &opts)?);
+    }
 
     let caps = capabilities(cfg)?;
     let process = ProcessBuilder::default()
@@ -296,6 +315,13 @@ pub fn build(
         )
         .no_new_privileges(true)
         .capabilities(oci_capabilities(&caps)?)
+        .rlimits(
+            cfg.ulimits
+                .iter()
+                .map(super::ulimit::to_oci)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?,
+        )
         .build()
         .map_err(err)?;
 

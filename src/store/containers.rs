@@ -208,6 +208,15 @@ pub fn set_exited(
     Ok(())
 }
 
+/// `update`: the container's stored configuration (JSON) replaced.
+pub fn set_config(c: &Connection, id: &str, config: &str) -> Result<()> {
+    c.execute(
+        "UPDATE containers SET config=?2 WHERE id=?1",
+        params![id, config],
+    )?;
+    Ok(())
+}
+
 /// `rename`: a taken name is a Conflict, like Docker's.
 pub fn rename(c: &Connection, id: &str, name: &str) -> Result<()> {
     match c.execute(

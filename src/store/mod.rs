@@ -6,6 +6,7 @@ pub mod containers;
 pub mod images;
 pub mod lookup;
 pub mod networks;
+pub mod volumes;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::mem::ManuallyDrop;
@@ -204,6 +205,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE networks ADD COLUMN last_ip6 TEXT NOT NULL DEFAULT '';
     ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
     CREATE UNIQUE INDEX endpoints_network_ip6 ON endpoints(network_id, ip6);
+    "#,
+    // v7: named and anonymous volumes (`volume create`, `-v NAME:/path`).
+    r#"
+    CREATE TABLE volumes (
+        name        TEXT PRIMARY KEY,
+        driver      TEXT NOT NULL DEFAULT 'local',
+        labels      TEXT NOT NULL DEFAULT '{}',  -- JSON object
+        anonymous   INTEGER NOT NULL DEFAULT 0,  -- made for `-v /path`, removed by `rm -v`
+        created     INTEGER NOT NULL             -- ns since the epoch
+    );
     "#,
 ];
 

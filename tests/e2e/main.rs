@@ -6,15 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod antispoof;
+mod commands;
 mod common;
 mod concurrency;
 mod container;
+mod cp;
 mod dns;
 mod docker_cli;
 mod faults;
 mod fw_races;
 mod gateway_modes;
 mod hostile;
+mod idioms;
 mod images;
 mod ipv6;
 mod lan;
@@ -34,3 +37,4 @@ mod security;
 mod soak;
 mod symlinks;
 mod timings;
+mod volumes;

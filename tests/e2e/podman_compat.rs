@@ -411,3 +411,93 @@ fn network_inspect_has_dockers_keys() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     assert_eq!(member["IPv4Address"], "10.88.0.2/24");
 }
+
+/// `volume inspect` has the keys and types of Podman's (Docker's shape),
+/// and `stats --no-stream` renders Docker's template fields as Podman does.
+#[test]
+fn volume_inspect_and_stats_fields_agree_with_podman() {
+    if cmd("podman", &["--version"]).status.code() != Some(0) {
+        panic!("podman is not installed (apt-get install podman crun conmon netavark iptables)");
+    }
+    let h = TestHost::new();
+    let p = Podman::new(&h);
+    p.ok(&["volume", "create", "--label", "a=b", "compatvol"]);
+    h.ok(&["volume", "create", "--label", "a=b", "compatvol"]);
+    let theirs: Value = serde_json::from_str(&p.ok(&["volume", "inspect", "compatvol"])).unwrap();
+    let ours: Value = serde_json::from_str(&h.ok(&["volume", "inspect", "compatvol"])).unwrap();
+    let paths = [
+        "Name",
+        "Driver",
+        "Mountpoint",
+        "CreatedAt",
+        "Labels",
+        "Labels.a",
+        "Scope",
+        "Options",
+    ];
+    let diffs = differences(&ours[0], &theirs[0], &paths);
+    let _ = p.run(&["volume", "rm", "-f", "compatvol"]);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    for (a, b) in [
+        (&ours[0]["Name"], &theirs[0]["Name"]),
+        (&ours[0]["Driver"], &theirs[0]["Driver"]),
+        (&ours[0]["Scope"], &theirs[0]["Scope"]),
+    ] {
+        assert_eq!(a, b);
+    }
+
+    let busybox = concat!(env!("CARGO_MANIFEST_DIR"), "/images/busybox.tar");
+    p.ok(&["load", "-i", busybox]);
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    h.ok(&[
+        "run", "-d", "--name", "st", "--net", "none", "busybox", "sleep", "300",
+    ]);
+    let fields =
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}";
+    let shape = |line: &str| -> Vec<String> {
+        line.trim()
+            .split('|')
+            .map(|f| {
+                // Numbers vary; the shape of each field must not.
+                f.chars()
+                    .map(|c| {
+                        if c.is_ascii_digit() || c == '.' {
+                            '9'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect::<String>()
+                    .split('9')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("9")
+            })
+            .collect()
+    };
+    let theirs = p.ok(&["stats", "--no-stream", "--format", fields, "st"]);
+    let ours = h.ok(&["stats", "--no-stream", "--format", fields, "st"]);
+    let (t, o) = (shape(&theirs), shape(&ours));
+    assert_eq!(o[0], "st");
+    assert_eq!(o.len(), t.len(), "{ours} vs {theirs}");
+    // CPU %, MEM %, PIDS: the same shape; sizes: both "N<unit> / N<unit>".
+    for i in [1, 3, 6] {
+        assert_eq!(o[i], t[i], "field {i}: {ours} vs {theirs}");
+    }
+    for i in [2, 4, 5] {
+        assert!(
+            o[i].contains(" / ") && t[i].contains(" / "),
+            "{ours} vs {theirs}"
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! `minirt exec`: a command in a running container.
+
+use super::cli_err;
+use crate::cli::CliResult;
+use clap::Args;
+use minirt::container::lifecycle;
+use minirt::Instance;
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container, then command and arguments.
+    #[arg(required = true, num_args = 2..)]
+    pub container_and_cmd: Vec<String>,
+}
+
+pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
+    use minirt::container::exec::{exec_in, ExecRequest};
+    use minirt::runtime::process::ProcessSpec;
+    use minirt::container::spec;
+    let mut it = a.container_and_cmd.into_iter();
+    let key = it.next().unwrap_or_default();
+    let args: Vec<String> = it.collect();
+    lifecycle::reconcile(inst)?;
+    let row = lifecycle::lookup(inst, &key)?;
+    if !lifecycle::is_running(&row) {
+        return Err(cli_err(125, format!("Container {} is not running", row.id)));
+    }
+    if minirt::container::pause::is_paused(inst, &row.id) {
+        return Err(cli_err(
+            1,
+            format!(
+                "Container {} is paused, unpause the container before exec",
+                row.id
+            ),
+        ));
+    }
+    let cfg = lifecycle::config_of(&row);
+    let mut env = cfg.env.clone();
+    for e in &a.env {
+        minirt::validate::env_entry(e).map_err(|m| cli_err(125, m))?;
+    }
+    for e in &a.env {
+        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
+        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
+        match e.split_once('=') {
+            Some(_) => env.push(e.clone()),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    env.push(format!("{e}={v}"));
+                }
+            }
+        }
+    }
+    // The container's own capabilities and seccomp filter, as its init got them.
+    let caps = spec::capabilities(&cfg).map_err(|e| cli_err(125, e.to_string()))?;
+    let seccomp = spec::seccomp_profile(&cfg, &caps);
+    let process = ProcessSpec {
+        args,
+        env,
+        cwd: a.workdir.unwrap_or(cfg.workdir),
+        user: a.user.unwrap_or(cfg.user),
+        capabilities: Some(caps),
+        no_new_privs: true,
+        seccomp,
+        ..Default::default()
+    };
+    let mut req = ExecRequest::new(row.pid, process);
+    req.cgroup_procs = minirt::container::runtime::cgroup_of(inst, &row.id).procs_files();
+    req.tty = a.tty;
+    req.interactive = a.interactive;
+    req.detach = a.detach;
+    Ok(exec_in(&req).map_err(minirt::Error::from)?)
+}
