@@ -107,15 +107,98 @@ pub fn oci_argv(argv: &[String], exists: impl Fn(&Path, &str) -> bool) -> Option
         i += 1;
     }
     let sub = argv.get(i)?.as_str();
-    let rest = &argv[i + 1..];
+    let (flags, first) = leading(&argv[i + 1..]);
     let yes = oci_global
         || OCI_ONLY.contains(&sub)
         || (SHARED.contains(&sub)
-            && (rest
-                .iter()
-                .any(|a| oci_only_flag(sub, a.split('=').next().unwrap_or("")))
-                || rest.iter().any(|a| !a.starts_with('-') && exists(&root, a))));
+            && (flags.iter().any(|f| oci_only_flag(sub, f))
+                || first.is_some_and(|id| exists(&root, id))));
     yes.then(|| argv.to_vec())
+}
+
+/// Flags of either command line's shared subcommands that take a value
+/// (the next argument, unless given as `--flag=value`).
+const VALUE_FLAGS: &[&str] = &[
+    "--bundle",
+    "-b",
+    "--console-socket",
+    "--pid-file",
+    "--preserve-fds",
+    "--process",
+    "-p",
+    "--cwd",
+    "--env",
+    "-e",
+    "--env-file",
+    "--user",
+    "-u",
+    "--workdir",
+    "-w",
+    "--additional-gids",
+    "-g",
+    "--process-label",
+    "--apparmor",
+    "--cap",
+    "-c",
+    "--cgroup",
+    "--detach-keys",
+    "--signal",
+    "-s",
+    "--format",
+    "-f",
+    "--resources",
+    "-r",
+    "--name",
+    "--volume",
+    "-v",
+    "--net",
+    "--network",
+    "--mount",
+    "--label",
+    "-l",
+    "--restart",
+    "--entrypoint",
+    "--memory",
+    "-m",
+    "--cpus",
+    "--ip",
+    "--ip6",
+    "--dns",
+    "--hostname",
+    "-h",
+    "--add-host",
+    "--tmpfs",
+    "--ulimit",
+    "--shm-size",
+    "--pull",
+    "--platform",
+    "--publish",
+    "--stop-signal",
+    "--stop-timeout",
+    "--health-cmd",
+];
+
+/// The flags before a subcommand's first positional argument, and that
+/// argument (the container id in both forms). What follows it is the
+/// container's command (`exec web mkdir -p /x`) and is never read as a flag.
+fn leading(rest: &[String]) -> (Vec<&str>, Option<&str>) {
+    let mut flags = vec![];
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return (flags, it.next().map(String::as_str));
+        }
+        if a.len() > 1 && a.starts_with('-') {
+            let name = a.split('=').next().unwrap_or("");
+            flags.push(name);
+            if !a.contains('=') && VALUE_FLAGS.contains(&name) {
+                it.next();
+            }
+            continue;
+        }
+        return (flags, Some(a.as_str()));
+    }
+    (flags, None)
 }
 
 #[derive(Parser, Debug)]
@@ -558,6 +641,15 @@ mod tests {
         assert!(oci_argv(&argv("minirt --root /r start c"), f).is_some());
         assert!(oci_argv(&argv("minirt --root=/r kill c 9"), f).is_some());
         assert!(oci_argv(&argv("minirt start c"), f).is_none());
+        // The container's command is not read as flags or ids.
+        let none = |_: &Path, _: &str| false;
+        assert!(oci_argv(&argv("minirt exec web mkdir -p /x"), none).is_none());
+        assert!(oci_argv(&argv("minirt exec -e A=1 web ls --pid-file"), none).is_none());
+        assert!(oci_argv(&argv("minirt exec -p proc.json c"), none).is_some());
+        assert!(oci_argv(&argv("minirt exec --cwd /x --preserve-fds 1 c ls"), none).is_some());
+        let only_c = |_: &Path, id: &str| id == "c";
+        assert!(oci_argv(&argv("minirt exec web cat c"), only_c).is_none());
+        assert!(oci_argv(&argv("minirt exec -u 0 c true"), only_c).is_some());
     }
 
     #[test]

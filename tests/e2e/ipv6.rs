@@ -3,8 +3,8 @@
 //! addresses from the documentation prefixes (2001:db8::/32, 203.0.113.0/24):
 //! published ports over both families, NAT66 and routed IPv6, teardown.
 
-use crate::common::*;
 use crate::common::Proc;
+use crate::common::*;
 use crate::lan::TWO_PORTS;
 use serde_json::Value;
 use std::process::{Command, Stdio};

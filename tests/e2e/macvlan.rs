@@ -3,8 +3,8 @@
 //! "LAN" is a veth pair made inside the test host's netns: `lan0` is the
 //! parent, its peer lives in a second namespace standing for a LAN host.
 
-use crate::common::*;
 use crate::common::Proc;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

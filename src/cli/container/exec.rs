@@ -28,8 +28,8 @@ pub struct ExecArgs {
 
 pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     use minirt::container::exec::{exec_in, ExecRequest};
-    use minirt::runtime::process::ProcessSpec;
     use minirt::container::spec;
+    use minirt::runtime::process::ProcessSpec;
     let mut it = a.container_and_cmd.into_iter();
     let key = it.next().unwrap_or_default();
     let args: Vec<String> = it.collect();

@@ -99,7 +99,6 @@ pub struct ImageSummary {
 static BUNDLED_BUSYBOX: &[u8] = include_bytes!("../../../images/busybox.tar");
 const BUNDLED_NAME: &str = "busybox:latest";
 
-
 mod api;
 mod config;
 mod export;
