@@ -333,7 +333,9 @@ fn instance(cli: &Cli) -> Result<Instance, CliError> {
 /// Commands that only print: output into a closed pipe (`| head -1`) ends
 /// them quietly by SIGPIPE, as it ends Docker's Go binary. Commands that own
 /// a container (run, start -a, exec) keep SIGPIPE ignored: a reader going
-/// away must not kill a container's monitor.
+/// away must not kill a container's monitor, and commands that feed `nft`
+/// on a pipe (network create/rm/connect) must see its early exit as an
+/// error, not die of it.
 fn prints_only(c: &Command) -> bool {
     matches!(
         c,
@@ -341,7 +343,8 @@ fn prints_only(c: &Command) -> bool {
             | Command::Inspect(_)
             | Command::Logs(_)
             | Command::Images(_)
-            | Command::Network(_)
+            | Command::Network(network::NetworkCommand::Ls(_))
+            | Command::Network(network::NetworkCommand::Inspect(_))
             | Command::Port(_)
             | Command::Top(_)
             | Command::Stats(_)
