@@ -232,6 +232,8 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
     forward_signals(started.pid);
     let schedule = super::monitor::schedule_of(inst, id);
     let pid = started.pid;
+    // The `wait` span of `--timings`: the container's own run time.
+    let wait_span = tracing::info_span!("wait").entered();
     let code = match started.pty {
         Some(master) => {
             // The relay holds this thread; checks run beside it.
@@ -250,6 +252,7 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
             super::waiter::spawn_check(inst, id)
         }),
     };
+    drop(wait_span);
     // Docker's daemon restarts a foreground container too (the client has
     // left by then): here a detached monitor does.
     if super::monitor::finish_exit(inst, id, code, None)?.is_some() {
