@@ -1,5 +1,6 @@
 //! tests/scripts/idioms.sh: everyday Docker idioms (inspect -f, ps
-//! --format, port, wait, cp, logs --tail, stats, pause, volume, create)
+//! --format, port, wait, cp, logs --tail, stats, pause, volume, create,
+//! --restart always, a health check going unhealthy)
 //! run unchanged with minirt as `docker`.
 
 use crate::common::*;
@@ -47,7 +48,7 @@ fn docker_idioms_script_runs_unchanged() {
     );
     assert_eq!(
         stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(),
-        11,
+        13,
         "{}",
         stdout(&o)
     );

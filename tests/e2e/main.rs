@@ -27,6 +27,7 @@ mod network;
 mod oci;
 mod podman;
 mod podman_compat;
+mod podman_host;
 mod refused;
 mod registry;
 mod registry_push;

@@ -2,109 +2,11 @@
 //! (a private CA) and Basic auth, and Podman pulling, loading and running
 //! what minirt pushed or saved.
 
-use crate::common::{cmd, layer_entries, mounts_under, podman_serial, stderr, stdout, TestHost};
+use crate::common::{layer_entries, stderr, stdout, TestHost};
+use crate::podman_host::Podman;
 use crate::registry::{assert_check_output, Client, CHECK_SCRIPT};
 use crate::registry_server::{build_layout, multi_layer_image, Auth, Registry, PASSWORD, USER};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-/// Host paths Podman creates whatever its --root says; removed on drop when
-/// this test created them.
-const PODMAN_HOST_PATHS: &[&str] = &["/run/containers", "/var/lib/containers"];
-
-/// Podman with private storage and config in the test's network namespace.
-struct Podman<'a> {
-    h: &'a TestHost,
-    dir: PathBuf,
-    conf: PathBuf,
-    preexisting: Vec<PathBuf>,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl<'a> Podman<'a> {
-    /// None (the test part is skipped with a note) without podman.
-    fn new(h: &'a TestHost) -> Option<Podman<'a>> {
-        if cmd("sh", &["-c", "command -v podman"]).stdout.is_empty() {
-            eprintln!("podman not installed: Podman part skipped (CI installs it)");
-            return None;
-        }
-        let serial = podman_serial();
-        let dir = h.root.parent().unwrap().join("podman");
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        let conf = dir.join("containers.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 events_logfile_path = \"{d}/events.log\"\nruntime = \"runc\"\n\
-                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{d}/net\"\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let preexisting = PODMAN_HOST_PATHS
-            .iter()
-            .map(PathBuf::from)
-            .filter(|p| p.exists())
-            .collect();
-        Some(Podman {
-            h,
-            dir,
-            conf,
-            preexisting,
-            _serial: serial,
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.h.netns_path()))
-            .arg("--")
-            .arg("podman")
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("run"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .arg("--storage-driver")
-            .arg("overlay")
-            .args(args)
-            .env("CONTAINERS_CONF", &self.conf)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "podman {args:?} failed: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
-    }
-}
-
-impl Drop for Podman<'_> {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-af", "-t", "0"]);
-        let _ = self.run(&["rmi", "-af"]);
-        for m in mounts_under(&self.dir) {
-            let _ = cmd("umount", &["-l", &m]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        for p in PODMAN_HOST_PATHS {
-            let p = PathBuf::from(p);
-            if !self.preexisting.contains(&p) {
-                let _ = std::fs::remove_dir_all(&p);
-            }
-        }
-    }
-}
+use std::process::Command;
 
 /// The local images, for "nothing changed" checks.
 fn images(c: &Client) -> String {
@@ -205,7 +107,7 @@ fn push_to_a_tls_registry_with_auth_then_podman_and_minirt_pull_it_back() {
     assert_check_output(&c.ok(&["run", "--rm", dst, "sh", "-c", CHECK_SCRIPT]));
 
     // Podman pulls and runs what minirt pushed.
-    if let Some(p) = Podman::new(&h) {
+    if let Some(p) = Podman::try_new(&h) {
         let cert_dir = reg.certs_d().join("127.0.0.1:5000");
         let creds = format!("{USER}:{PASSWORD}");
         p.ok(&[
@@ -297,7 +199,7 @@ fn save_round_trips_through_minirt_load_and_podman_load() {
         ok(&["rmi", "saved/bb:v1"]);
     }
 
-    if let Some(p) = Podman::new(&h) {
+    if let Some(p) = Podman::try_new(&h) {
         for archive in [&docker, &oci] {
             let out = p.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
             let name = out

@@ -8,6 +8,15 @@ set -euo pipefail
 
 docker() { minirt "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# Polls a condition (never a fixed sleep as synchronisation): up to 30 s.
+wait_until() {
+    local i
+    for i in $(seq 300); do
+        if eval "$1"; then return 0; fi
+        sleep 0.1
+    done
+    fail "timed out waiting for: $1"
+}
 
 docker network create --subnet 10.98.0.0/24 idioms >/dev/null
 docker run -d --name web --net idioms -p 8080:80 busybox httpd -f -p 80 >/dev/null
@@ -65,6 +74,23 @@ docker create --name later busybox echo created-then-started >/dev/null
 [ "$(docker ps -a --filter name=later --format '{{.Status}}')" = Created ] || fail "create status"
 [ "$(docker start -a later)" = created-then-started ] || fail "start -a"
 echo "ok create + start -a"
+
+docker run -d --name flaky --restart always busybox sh -c 'exit 1' >/dev/null
+wait_until '[ "$(docker inspect -f "{{.RestartCount}}" flaky)" -ge 2 ]'
+[ "$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' flaky)" = always ] || fail "RestartPolicy"
+docker stop flaky >/dev/null
+count=$(docker inspect -f '{{.RestartCount}}' flaky)
+[ "$(docker inspect -f '{{.State.Running}}' flaky)" = false ] || fail "stop ends restarts"
+[ "$(docker inspect -f '{{.RestartCount}}' flaky)" = "$count" ] || fail "restarted after stop"
+echo "ok --restart always"
+
+docker run -d --name checked --health-cmd 'test -f /tmp/ok' --health-interval 200ms \
+    --health-retries 1 busybox sh -c 'touch /tmp/ok; exec sleep 600' >/dev/null
+wait_until '[ "$(docker inspect -f "{{.State.Health.Status}}" checked)" = healthy ]'
+docker exec checked rm /tmp/ok
+wait_until '[ "$(docker inspect -f "{{.State.Health.Status}}" checked)" = unhealthy ]'
+case "$(docker ps --format '{{.Status}}' --filter name=checked)" in *"(unhealthy)") ;; *) fail "ps health" ;; esac
+echo "ok health check goes unhealthy"
 
 docker rm -f $(docker ps -aq) >/dev/null
 docker network rm idioms >/dev/null
