@@ -5,6 +5,7 @@
 use crate::common::*;
 use crate::limits::snapshot;
 use std::path::Path;
+use std::time::Duration;
 
 fn loaded() -> TestHost {
     let h = TestHost::new();
@@ -182,6 +183,13 @@ fn predefined_network_names_and_the_default_subnet_are_reserved() {
 fn the_default_network_is_not_removed_by_rm() {
     let h = loaded();
     h.ok(&["run", "--rm", "busybox", "true"]);
+    // The kernel removes the exited container's veth with its namespace a
+    // little later: the snapshot must not catch it on its way out.
+    wait_for(
+        "the exited container's veth to go",
+        Duration::from_secs(10),
+        || !links(&h).iter().any(|l| l.starts_with("mrv")),
+    );
     net_refused(&h, &["network", "rm", "bridge"], "pre-defined network");
     // Still there and in use at once; prune tidies it up with the rest.
     h.ok(&["run", "--rm", "busybox", "true"]);
