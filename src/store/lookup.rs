@@ -1,6 +1,6 @@
 //! Docker's lookup of an object by what a user typed: the full id, else the
 //! exact name, else a unique id prefix. One function for every table with
-//! `id` and `name` columns, so containers (and, when they adopt it, networks)
+//! `id` and `name` columns, so containers and networks
 //! are found by the same rule with the same ambiguity message.
 
 use super::{Result, StoreError};

@@ -142,28 +142,11 @@ pub fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// A network by exact name, full id, or unique id prefix (Docker's lookup order).
+/// A network by full id, else exact name, else unique id prefix (Docker's
+/// lookup order, the same rule and ambiguity message as containers).
 pub fn find_network(c: &Connection, key: &str) -> Result<Option<NetworkRow>> {
-    let q = format!("SELECT {NET_COLS} FROM networks WHERE name = ?1 OR id = ?1");
-    if let Some(n) = c.query_row(&q, [key], network_row).optional()? {
-        return Ok(Some(n));
-    }
-    if key.is_empty() || !key.chars().all(|ch| ch.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    let mut st = c.prepare(&format!(
-        "SELECT {NET_COLS} FROM networks WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
-    ))?;
-    let found: Vec<NetworkRow> = st
-        .query_map([key], network_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    match found.len() {
-        1 => Ok(found.into_iter().next()),
-        0 => Ok(None),
-        _ => Err(StoreError::Conflict(format!(
-            "network id prefix {key} is ambiguous: give more characters"
-        ))),
-    }
+    super::lookup::by_id_name_or_prefix(c, "networks", NET_COLS, key, network_row)?
+        .into_option("network", key)
 }
 
 /// Networks whose address range intersects [start, end].
@@ -514,10 +497,9 @@ mod tests {
         .unwrap();
         assert_eq!(find_network(c, "alpha").unwrap(), Some(a.clone()));
         assert_eq!(find_network(c, "aaaa1").unwrap(), Some(a.clone()));
-        assert!(matches!(
-            find_network(c, "aaaa"),
-            Err(StoreError::Conflict(_))
-        ));
+        let e = find_network(c, "aaaa").unwrap_err().to_string();
+        assert_eq!(e, "multiple networks found with provided prefix: aaaa");
+        assert_eq!(find_network(c, "aaaa1111").unwrap(), Some(a.clone()));
         assert_eq!(find_network(c, "gamma").unwrap(), None);
         let mut dup = net("bbbb", "alpha", "10.90.0.0/24", 1, 2);
         let e = insert_network(c, &dup).unwrap_err().to_string();
