@@ -123,8 +123,23 @@ fn free_from(
     used_sorted: impl IntoIterator<Item = u32>,
 ) -> Option<Ipv4Addr> {
     let last = u32::from(net.broadcast()).checked_sub(1)?;
-    let gw = u32::from(gw);
-    let skip_gw = |c: u32| if c == gw { c.checked_add(1) } else { Some(c) };
+    let used = used_sorted.into_iter().map(u128::from);
+    let found = lowest_unused(from.into(), last.into(), u32::from(gw).into(), used)?;
+    u32::try_from(found).ok().map(Ipv4Addr::from)
+}
+
+/// The lowest value in `from..=last` that is neither `gw` nor in
+/// `used_sorted` (ascending; values out of range and duplicates tolerated):
+/// the scan under both families' allocators (addresses as integers). O(u):
+/// the candidate only moves forward while the used list is walked once, and
+/// the walk stops at the first gap.
+pub(super) fn lowest_unused(
+    from: u128,
+    last: u128,
+    gw: u128,
+    used_sorted: impl IntoIterator<Item = u128>,
+) -> Option<u128> {
+    let skip_gw = |c: u128| if c == gw { c.checked_add(1) } else { Some(c) };
     let mut cand = skip_gw(from)?;
     for used in used_sorted {
         if cand > last {
@@ -138,7 +153,7 @@ fn free_from(
         }
         cand = skip_gw(cand.checked_add(1)?)?;
     }
-    (cand <= last).then(|| Ipv4Addr::from(cand))
+    (cand <= last).then_some(cand)
 }
 
 /// Docker-style locally administered MAC for a container address:

@@ -115,22 +115,8 @@ pub fn next_free(
 
 fn free_from(net: Ipv6Net, gw: Ipv6Addr, from: u128, used_sorted: &[u128]) -> Option<Ipv6Addr> {
     let last = u128::from(net.broadcast());
-    let gw = u128::from(gw);
-    let skip_gw = |c: u128| if c == gw { c.checked_add(1) } else { Some(c) };
-    let mut cand = skip_gw(from)?;
-    for &used in used_sorted {
-        if cand > last {
-            return None;
-        }
-        if used < cand {
-            continue;
-        }
-        if used > cand {
-            break;
-        }
-        cand = skip_gw(cand.checked_add(1)?)?;
-    }
-    (cand <= last).then(|| Ipv6Addr::from(cand))
+    let used = used_sorted.iter().copied();
+    super::ipam::lowest_unused(from, last, u128::from(gw), used).map(Ipv6Addr::from)
 }
 
 /// The pool unique local /64s are cut from when `network create --ipv6`
