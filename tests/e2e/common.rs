@@ -502,3 +502,28 @@ pub fn build_static_c(name: &str, source: &str) -> TempDir {
     );
     dir
 }
+
+/// Writes `dir/name`, a shell script that runs minirt with the host's roots
+/// inside its network namespace, and returns a PATH with `dir` first: how
+/// the script tests run a user's unchanged `docker`/`minirt` commands.
+pub fn minirt_shim(h: &TestHost, dir: &Path, name: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let shim = dir.join(name);
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nexec nsenter --net={} -- {BIN} --root {} --run-root {} \"$@\"\n",
+            h.netns_path(),
+            h.root.display(),
+            h.run_root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}

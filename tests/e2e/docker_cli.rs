@@ -430,27 +430,8 @@ fn completions_and_version_need_no_state() {
 #[test]
 fn docker_idioms_run_unchanged() {
     let h = TestHost::new();
-    let bin = h.root.parent().unwrap().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let docker = bin.join("docker");
-    std::fs::write(
-        &docker,
-        format!(
-            "#!/bin/sh\nexec nsenter --net={} -- {BIN} --root {} --run-root {} \"$@\"\n",
-            h.netns_path(),
-            h.root.display(),
-            h.run_root.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = minirt_shim(&h, &h.root.parent().unwrap().join("bin"), "docker");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-idioms.sh");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let o = std::process::Command::new("bash")
         .arg(script)
         .env("PATH", path)

@@ -9,29 +9,10 @@ use crate::common::*;
 fn docker_idioms_script_runs_unchanged() {
     let h = TestHost::new();
     let scratch = TempDir::new("idioms");
-    let bin = scratch.0.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let work = scratch.0.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let minirt = bin.join("minirt");
-    std::fs::write(
-        &minirt,
-        format!(
-            "#!/bin/sh\nexec nsenter --net={} -- {BIN} --root {} --run-root {} \"$@\"\n",
-            h.netns_path(),
-            h.root.display(),
-            h.run_root.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&minirt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = minirt_shim(&h, &scratch.0.join("bin"), "minirt");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/idioms.sh");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let o = std::process::Command::new("bash")
         .arg(script)
         .current_dir(&work)
