@@ -363,14 +363,12 @@ mod tests {
         cmd.spawn().expect("spawn busybox")
     }
 
-    #[test]
-    fn relay_runs_a_shell_on_a_pty_to_its_exit_code() {
-        let (master, slave) = open_pty().unwrap();
-        let mut child = spawn_on_pty(slave, &["sh"]);
-        // The slave went into the closure; Command dropped our copy after spawn.
+    /// Relays `input` (then end-of-file) into the pty and returns all the
+    /// program's output, as `run -i -t` with piped input does.
+    fn relay_input(master: OwnedFd, input: &[u8]) -> String {
         let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        nix::unistd::write(&in_w, b"echo hi; exit 3\n").unwrap();
+        nix::unistd::write(&in_w, input).unwrap();
         drop(in_w);
         let reader = std::thread::spawn(move || {
             let mut s = Vec::new();
@@ -379,7 +377,15 @@ mod tests {
         });
         relay_fds(master, Some(in_r.as_fd()), out_w.as_fd()).unwrap();
         drop(out_w);
-        let out = String::from_utf8_lossy(&reader.join().unwrap()).to_string();
+        String::from_utf8_lossy(&reader.join().unwrap()).to_string()
+    }
+
+    #[test]
+    fn relay_runs_a_shell_on_a_pty_to_its_exit_code() {
+        let (master, slave) = open_pty().unwrap();
+        let mut child = spawn_on_pty(slave, &["sh"]);
+        // The slave went into the closure; Command dropped our copy after spawn.
+        let out = relay_input(master, b"echo hi; exit 3\n");
         assert!(out.contains("\nhi\r\n"), "output was {out:?}");
         let st = child.wait().unwrap();
         assert_eq!(st.code(), Some(3), "status {st:?}, output {out:?}");
@@ -389,19 +395,8 @@ mod tests {
     fn piped_input_eof_ends_the_program_with_veof() {
         let (master, slave) = open_pty().unwrap();
         let mut child = spawn_on_pty(slave, &["cat"]);
-        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         // No trailing newline: needs VEOF twice.
-        nix::unistd::write(&in_w, b"partial").unwrap();
-        drop(in_w);
-        let reader = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            io::Read::read_to_end(&mut std::fs::File::from(out_r), &mut s).unwrap();
-            s
-        });
-        relay_fds(master, Some(in_r.as_fd()), out_w.as_fd()).unwrap();
-        drop(out_w);
-        let out = String::from_utf8_lossy(&reader.join().unwrap()).to_string();
+        let out = relay_input(master, b"partial");
         assert!(
             out.matches("partial").count() >= 2,
             "echo + cat output expected: {out:?}"
