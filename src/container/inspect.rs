@@ -290,6 +290,27 @@ mod tests {
     use super::*;
     use crate::container::config::BindMount;
 
+    /// The facts of one container with no restarts and no health check.
+    fn facts<'a>(
+        row: &'a ContainerRow,
+        cfg: &'a ContainerConfig,
+        endpoints: &'a [EndpointInfo],
+        bindings: &'a [PortBindingRow],
+        running: bool,
+    ) -> Facts<'a> {
+        Facts {
+            row,
+            cfg,
+            endpoints,
+            bindings,
+            running,
+            log_path: "/l".into(),
+            restart_count: 0,
+            restarting: false,
+            health: None,
+        }
+    }
+
     fn row() -> ContainerRow {
         ContainerRow {
             id: "ab".repeat(32),
@@ -362,17 +383,7 @@ mod tests {
             "fd00:1::1".parse().unwrap(),
         ));
         let (r, c, eps) = (row(), cfg(), vec![e]);
-        let d = document(&Facts {
-            row: &r,
-            cfg: &c,
-            endpoints: &eps,
-            bindings: &[],
-            running: true,
-            log_path: "/l".into(),
-            restart_count: 0,
-            restarting: false,
-            health: None,
-        });
+        let d = document(&facts(&r, &c, &eps, &[], true));
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
         assert_eq!(n["GlobalIPv6Address"], "fd00:1::2");
         assert_eq!(n["GlobalIPv6PrefixLen"], 64);
@@ -380,17 +391,7 @@ mod tests {
         assert_eq!(d["NetworkSettings"]["GlobalIPv6Address"], "fd00:1::2");
         assert_eq!(eps[0].ps_label(), "testbr=10.88.0.2,fd00:1::2");
         let (r, c, eps) = (row(), cfg(), vec![endpoint()]);
-        let d = document(&Facts {
-            row: &r,
-            cfg: &c,
-            endpoints: &eps,
-            bindings: &[],
-            running: true,
-            log_path: "/l".into(),
-            restart_count: 0,
-            restarting: false,
-            health: None,
-        });
+        let d = document(&facts(&r, &c, &eps, &[], true));
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
         assert_eq!(n["GlobalIPv6Address"], "");
         assert_eq!(n["GlobalIPv6PrefixLen"], 0);
@@ -403,17 +404,7 @@ mod tests {
             binding("0.0.0.0", 8080, 80, "tcp"),
             binding("127.0.0.1", 5353, 53, "udp"),
         ];
-        let d = document(&Facts {
-            row: &r,
-            cfg: &c,
-            endpoints: &eps,
-            bindings: &b,
-            running: true,
-            log_path: "/l".into(),
-            restart_count: 0,
-            restarting: false,
-            health: None,
-        });
+        let d = document(&facts(&r, &c, &eps, &b, true));
         assert_eq!(d["State"]["Status"], "running");
         assert_eq!(d["State"]["Pid"], 4242);
         assert_eq!(d["State"]["Paused"], false);
@@ -458,17 +449,7 @@ mod tests {
         c.entrypoint = None;
         c.args = vec!["sh".into()];
         c.network.mode = String::new();
-        let d = document(&Facts {
-            row: &r,
-            cfg: &c,
-            endpoints: &[],
-            bindings: &[],
-            running: false,
-            log_path: String::new(),
-            restart_count: 0,
-            restarting: false,
-            health: None,
-        });
+        let d = document(&facts(&r, &c, &[], &[], false));
         assert_eq!(d["State"]["Status"], "exited");
         assert_eq!(d["State"]["Running"], false);
         assert_eq!(d["State"]["Pid"], 0);
@@ -511,15 +492,10 @@ mod tests {
             }],
         };
         let d = document(&Facts {
-            row: &r,
-            cfg: &c,
-            endpoints: &[],
-            bindings: &[],
-            running: false,
-            log_path: String::new(),
             restart_count: 2,
             restarting: true,
             health: Some(health),
+            ..facts(&r, &c, &[], &[], false)
         });
         assert_eq!(d["State"]["Status"], "restarting");
         assert_eq!(d["State"]["Restarting"], true);
@@ -542,17 +518,7 @@ mod tests {
         );
         assert_eq!(d["Config"]["StopSignal"], "SIGQUIT");
         assert_eq!(d["Config"]["StopTimeout"], 3);
-        let plain = document(&Facts {
-            row: &row(),
-            cfg: &cfg(),
-            endpoints: &[],
-            bindings: &[],
-            running: true,
-            log_path: String::new(),
-            restart_count: 0,
-            restarting: false,
-            health: None,
-        });
+        let plain = document(&facts(&row(), &cfg(), &[], &[], true));
         assert!(plain["State"].get("Health").is_none());
         assert!(plain["Config"].get("Healthcheck").is_none());
         assert_eq!(plain["HostConfig"]["RestartPolicy"]["Name"], "no");
