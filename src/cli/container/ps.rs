@@ -121,11 +121,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
         } else {
             "0B".to_string()
         };
-        let mounts: Vec<String> = lifecycle::config_of(r)
-            .mounts
-            .iter()
-            .map(|m| m.source.clone())
-            .collect();
+        let mounts: Vec<String> = cfg.mounts.iter().map(|m| m.source.clone()).collect();
         docs.push(json!({
             "ID": id,
             "Image": r.image,
