@@ -216,6 +216,52 @@ const MIGRATIONS: &[&str] = &[
         created     INTEGER NOT NULL             -- ns since the epoch
     );
     "#,
+    // ipv6 branch: IPv6-only networks (issue 16). An endpoint may have no
+    // IPv4 address (`endpoints.ip` NULL; a v6-only network's row keeps
+    // `subnet`/`gateway` '' and net_start/net_end 0). SQLite cannot drop a
+    // NOT NULL in place: endpoints is rebuilt, and port_bindings with it
+    // (dropping the parent table would cascade-delete its bindings),
+    // children-first like v5, every constraint and index kept.
+    r#"
+    CREATE TABLE endpoints_v6only (
+        id          TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id  TEXT NOT NULL REFERENCES networks(id),
+        ifname      TEXT NOT NULL,             -- eth0, eth1, ... inside the container
+        ip          INTEGER,                   -- IPv4 as u32; NULL on an IPv6-only network
+        mac         TEXT NOT NULL,
+        host_ifname TEXT NOT NULL UNIQUE,      -- host-side veth, or the name a
+                                               -- macvlan is made under before it moves
+        aliases     TEXT NOT NULL DEFAULT '[]',
+        ip6         TEXT,                      -- NULL on a network without IPv6
+        UNIQUE (container_id, network_id),
+        UNIQUE (container_id, ifname),
+        UNIQUE (network_id, ip)
+    );
+    INSERT INTO endpoints_v6only (id, container_id, network_id, ifname, ip, mac, host_ifname,
+                                  aliases, ip6)
+        SELECT id, container_id, network_id, ifname, ip, mac, host_ifname, aliases, ip6
+        FROM endpoints;
+    CREATE TABLE port_bindings_v6only (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        endpoint_id TEXT NOT NULL REFERENCES endpoints_v6only(id) ON DELETE CASCADE,
+        proto       TEXT NOT NULL,             -- tcp | udp
+        host_ip     TEXT NOT NULL,             -- 0.0.0.0 / :: = every address
+        host_port   INTEGER NOT NULL,
+        container_port INTEGER NOT NULL,
+        UNIQUE (proto, host_ip, host_port)
+    );
+    INSERT INTO port_bindings_v6only SELECT container_id, endpoint_id, proto, host_ip,
+        host_port, container_port FROM port_bindings;
+    DROP TABLE port_bindings;
+    DROP TABLE endpoints;
+    ALTER TABLE endpoints_v6only RENAME TO endpoints;
+    ALTER TABLE port_bindings_v6only RENAME TO port_bindings;
+    CREATE INDEX endpoints_network ON endpoints(network_id);
+    CREATE UNIQUE INDEX endpoints_network_ip6 ON endpoints(network_id, ip6);
+    CREATE INDEX port_bindings_container ON port_bindings(container_id);
+    CREATE INDEX port_bindings_port ON port_bindings(proto, host_port);
+    "#,
 ];
 
 pub struct Store {
@@ -495,5 +541,105 @@ mod tests {
             row.device = "eth0".into();
             networks::insert_network(c, &row).unwrap();
         }
+    }
+
+    /// The ipv6 branch's migration (the last one): endpoints may lose their
+    /// IPv4 address; rows, foreign keys, cascades and indexes survive.
+    #[test]
+    fn ipv6_only_migration_keeps_rows_and_constraints() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("minirt.db");
+        let before = MIGRATIONS.len() - 1;
+        {
+            let c = Connection::open(&p).unwrap();
+            c.pragma_update(None, "foreign_keys", "ON").unwrap();
+            for sql in &MIGRATIONS[..before] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", before as i64).unwrap();
+            c.execute_batch(
+                "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0);
+                 INSERT INTO containers (id, name, image, image_id, command, config, status, created)
+                     VALUES ('c1', 'web', 'busybox', 'img', '[]', '{}', 'running', 0),
+                            ('c2', 'db', 'busybox', 'img', '[]', '{}', 'running', 0);
+                 INSERT INTO networks (id, name, driver, subnet, net_start, net_end, gateway,
+                     device, created, subnet6, gateway6)
+                     VALUES ('n1', 'front', 'bridge', '10.88.0.0/24', 1, 2, '10.88.0.1',
+                     'mrb-n1', 7, 'fd00:1::/64', 'fd00:1::1');
+                 INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac,
+                     host_ifname, aliases, ip6)
+                     VALUES ('e1', 'c1', 'n1', 'eth0', 5, '02:42:0a:58:00:05', 'mrve1',
+                     '[\"www\"]', 'fd00:1::2');
+                 INSERT INTO port_bindings VALUES ('c1', 'e1', 'tcp', '0.0.0.0', 8080, 80);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let c = s.conn();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let eps = networks::endpoints_of_container(c, "c1").unwrap();
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].ip, std::net::Ipv4Addr::from(5));
+        assert_eq!(eps[0].ip6, Some("fd00:1::2".parse().unwrap()));
+        assert_eq!(eps[0].aliases, ["www"]);
+        let pb = networks::port_bindings_of_container(c, "c1").unwrap();
+        assert_eq!((pb.len(), pb[0].host_port), (1, 8080));
+        // The same indexes as before, by name.
+        let idx: Vec<String> = c
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+                 AND tbl_name IN ('endpoints', 'port_bindings') ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            idx,
+            [
+                "endpoints_network",
+                "endpoints_network_ip6",
+                "port_bindings_container",
+                "port_bindings_port"
+            ]
+        );
+        // NULL IPv4 now allowed, several per network; the rest still unique.
+        let add = |id: &str, cid: &str, ifname: &str, ip: Option<i64>, ip6: &str, hv: &str| {
+            c.execute(
+                "INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_ifname, ip6)
+                 VALUES (?1, ?2, 'n1', ?3, ?4, 'm', ?5, ?6)",
+                rusqlite::params![id, cid, ifname, ip, hv, ip6],
+            )
+        };
+        add("e2", "c2", "eth0", None, "fd00:1::3", "mrve2").unwrap();
+        assert!(add("e3", "c2", "eth1", None, "fd00:1::4", "mrve3").is_err(), "one per network");
+        c.execute("DELETE FROM endpoints WHERE id = 'e2'", []).unwrap();
+        assert!(add("e4", "c2", "eth0", Some(5), "fd00:1::5", "mrve4").is_err(), "ip unique");
+        assert!(add("e5", "c2", "eth0", None, "fd00:1::2", "mrve5").is_err(), "ip6 unique");
+        assert!(add("e6", "c2", "eth0", None, "fd00:1::6", "mrve1").is_err(), "veth unique");
+        assert!(c
+            .execute(
+                "INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_ifname)
+                 VALUES ('e7', 'c2', 'nosuch', 'eth0', NULL, 'm', 'x')",
+                [],
+            )
+            .is_err());
+        let fk: Vec<String> = c
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(fk.is_empty(), "{fk:?}");
+        // Cascades: the container's endpoint and binding go with it.
+        c.execute("DELETE FROM containers WHERE id = 'c1'", [])
+            .unwrap();
+        assert!(networks::all_port_bindings(c).unwrap().is_empty());
+        assert!(networks::endpoints_of_network(c, "n1").unwrap().is_empty());
     }
 }

@@ -35,6 +35,7 @@ pub struct EndpointRow {
     pub container_id: String,
     pub network_id: String,
     pub ifname: String,
+    /// 0.0.0.0 (stored as NULL) on an IPv6-only network: see `ip4`.
     pub ip: Ipv4Addr,
     pub mac: String,
     /// The endpoint's host-side interface name: the host end of the veth
@@ -43,6 +44,20 @@ pub struct EndpointRow {
     pub host_ifname: String,
     pub aliases: Vec<String>,
     pub ip6: Option<Ipv6Addr>,
+}
+
+impl NetworkRow {
+    /// False on an IPv6-only network (`--ipv4=false`: subnet and gateway '').
+    pub fn has_ipv4(&self) -> bool {
+        !self.subnet.is_empty()
+    }
+}
+
+impl EndpointRow {
+    /// The IPv4 address, None on an IPv6-only network.
+    pub fn ip4(&self) -> Option<Ipv4Addr> {
+        (!self.ip.is_unspecified()).then_some(self.ip)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +167,8 @@ pub fn find_network(c: &Connection, key: &str) -> Result<Option<NetworkRow>> {
 /// Networks whose address range intersects [start, end].
 pub fn overlapping_networks(c: &Connection, start: u32, end: u32) -> Result<Vec<NetworkRow>> {
     let mut st = c.prepare(&format!(
-        "SELECT {NET_COLS} FROM networks WHERE net_start <= ?2 AND net_end >= ?1 ORDER BY name"
+        "SELECT {NET_COLS} FROM networks WHERE subnet != '' AND net_start <= ?2 AND net_end >= ?1 \
+         ORDER BY name"
     ))?;
     let rows = st.query_map(params![start as i64, end as i64], network_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -171,7 +187,7 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
         container_id: r.get(1)?,
         network_id: r.get(2)?,
         ifname: r.get(3)?,
-        ip: Ipv4Addr::from(r.get::<_, i64>(4)? as u32),
+        ip: Ipv4Addr::from(r.get::<_, Option<i64>>(4)?.unwrap_or(0) as u32),
         mac: r.get(5)?,
         host_ifname: r.get(6)?,
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
@@ -262,7 +278,7 @@ pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
 
 /// Addresses in use on a network, ascending (for the ipam functions).
 pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
-    let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
+    let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 AND ip IS NOT NULL ORDER BY ip")?;
     let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;
     Ok(rows
         .map(|r| r.map(|v| v as u32))
@@ -279,7 +295,7 @@ pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
             e.container_id,
             e.network_id,
             e.ifname,
-            u32::from(e.ip) as i64,
+            e.ip4().map(|ip| u32::from(ip) as i64),
             e.mac,
             e.host_ifname,
             aliases,
@@ -339,7 +355,7 @@ pub fn endpoints_of_network(
     let mut st = c.prepare(
         "SELECT e.id, e.container_id, e.network_id, e.ifname, e.ip, e.mac, e.host_ifname, e.aliases, \
          e.ip6, COALESCE(c.name, '') FROM endpoints e LEFT JOIN containers c ON c.id = e.container_id \
-         WHERE e.network_id = ?1 ORDER BY e.ip",
+         WHERE e.network_id = ?1 ORDER BY e.ip, e.ip6",
     )?;
     let rows = st.query_map([network_id], |r| {
         Ok((endpoint_row(r)?, r.get::<_, String>(9)?))
@@ -623,6 +639,36 @@ mod tests {
         assert_eq!(e, "address fd00:1::2 is already in use");
         assert_eq!(endpoints_of_container(c, "c1").unwrap(), [e1.clone()]);
         assert_eq!(used_ips6(c, "n6").unwrap(), [u128::from(e1.ip6.unwrap())]);
+    }
+
+    #[test]
+    fn ipv6_only_endpoints_have_no_ipv4_and_do_not_collide() {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.conn();
+        let mut n = net("n6", "six", "", 0, 0);
+        n.gateway = String::new();
+        n.subnet6 = "fd00:2::/64".into();
+        n.gateway6 = "fd00:2::1".into();
+        insert_network(c, &n).unwrap();
+        assert!(!n.has_ipv4());
+        // A v6-only network overlaps no IPv4 subnet, 0.0.0.0 included.
+        assert!(overlapping_networks(c, 0, u32::MAX).unwrap().is_empty());
+        container(c, "c1", "a");
+        container(c, "c2", "b");
+        let mut e1 = ep("e1", "c1", "n6", "0.0.0.0");
+        e1.ip6 = Some("fd00:2::2".parse().unwrap());
+        let mut e2 = ep("e2", "c2", "n6", "0.0.0.0");
+        e2.ip6 = Some("fd00:2::3".parse().unwrap());
+        insert_endpoint(c, &e1).unwrap();
+        insert_endpoint(c, &e2).unwrap();
+        let ip: Option<i64> = c
+            .query_row("SELECT ip FROM endpoints WHERE id = 'e1'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ip, None, "no IPv4 is NULL, not 0");
+        assert_eq!(endpoints_of_container(c, "c2").unwrap(), [e2.clone()]);
+        assert_eq!(e2.ip4(), None);
+        assert!(used_ips(c, "n6").unwrap().is_empty());
+        assert_eq!(endpoints_of_network(c, "n6").unwrap().len(), 2);
     }
 
     #[test]
