@@ -44,7 +44,7 @@ pub struct CreateArgs {
     /// Give the network IPv6 too (a /64 from the ULA pool without an IPv6 --subnet).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub ipv6: bool,
-    /// IPv4 on the network (--ipv4=false: IPv6-only, not implemented).
+    /// IPv4 on the network (--ipv4=false with --ipv6: an IPv6-only network).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
     pub ipv4: bool,
     /// Restrict external access to the network.
@@ -277,8 +277,14 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                         id_of(&n.id),
                         n.name.clone(),
                         n.driver.clone(),
-                        n.subnet.clone(),
-                        n.gateway.clone(),
+                        // An IPv6-only network shows its IPv6 side.
+                        if n.has_ipv4() { &n.subnet } else { &n.subnet6 }.clone(),
+                        if n.has_ipv4() {
+                            &n.gateway
+                        } else {
+                            &n.gateway6
+                        }
+                        .clone(),
                     ]
                 })
                 .collect();

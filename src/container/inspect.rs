@@ -128,8 +128,8 @@ pub fn document(f: &Facts) -> Value {
                 "DriverOpts": null,
                 "NetworkID": e.network_id,
                 "EndpointID": e.endpoint_id,
-                "Gateway": e.gateway.to_string(),
-                "IPAddress": e.ip.to_string(),
+                "Gateway": e.gateway4(),
+                "IPAddress": e.ip4(),
                 "IPPrefixLen": e.prefix_len,
                 "IPv6Gateway": e.ip6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
                 "GlobalIPv6Address": e.ip6.map(|(a, ..)| a.to_string()).unwrap_or_default(),
@@ -238,8 +238,8 @@ pub fn document(f: &Facts) -> Value {
             "SandboxKey": if f.running { format!("/proc/{}/ns/net", row.pid) } else { String::new() },
             "Ports": ports_map(f.bindings),
             "EndpointID": first.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
-            "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
-            "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
+            "Gateway": first.map(|e| e.gateway4()).unwrap_or_default(),
+            "IPAddress": first.map(|e| e.ip4()).unwrap_or_default(),
             "IPPrefixLen": first.map(|e| e.prefix_len).unwrap_or(0),
             "IPv6Gateway": first.and_then(|e| e.ip6).map(|(_, _, g)| g.to_string()).unwrap_or_default(),
             "GlobalIPv6Address": first.and_then(|e| e.ip6).map(|(a, ..)| a.to_string()).unwrap_or_default(),
@@ -395,6 +395,28 @@ mod tests {
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
         assert_eq!(n["GlobalIPv6Address"], "");
         assert_eq!(n["GlobalIPv6PrefixLen"], 0);
+    }
+
+    #[test]
+    fn ipv6_only_endpoint_has_empty_ipv4_fields() {
+        let mut e = endpoint();
+        e.ip = std::net::Ipv4Addr::UNSPECIFIED;
+        e.gateway = std::net::Ipv4Addr::UNSPECIFIED;
+        e.prefix_len = 0;
+        e.ip6 = Some((
+            "fd00:1::2".parse().unwrap(),
+            64,
+            "fd00:1::1".parse().unwrap(),
+        ));
+        let (r, c, eps) = (row(), cfg(), vec![e]);
+        let d = document(&facts(&r, &c, &eps, &[], true));
+        let n = &d["NetworkSettings"]["Networks"]["testbr"];
+        assert_eq!(n["IPAddress"], "");
+        assert_eq!(n["Gateway"], "");
+        assert_eq!(n["IPPrefixLen"], 0);
+        assert_eq!(n["GlobalIPv6Address"], "fd00:1::2");
+        assert_eq!(d["NetworkSettings"]["IPAddress"], "");
+        assert_eq!(eps[0].ps_label(), "testbr=fd00:1::2");
     }
 
     #[test]

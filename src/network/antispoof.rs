@@ -90,7 +90,7 @@ pub fn enabled(net: &NetworkRow) -> bool {
 pub fn guard_of(ep: &EndpointRow) -> Guard {
     Guard {
         port: ep.host_ifname.clone(),
-        mac: ipam::mac_for(ep.ip),
+        mac: super::ipam6::endpoint_mac(ep.ip, ep.ip6),
         ip: ep.ip,
         ip6: ep.ip6,
     }
@@ -121,14 +121,15 @@ pub fn wanted(nets: &[NetworkRow], eps: &[EndpointRow]) -> Option<Vec<Guard>> {
 fn set_elements(g: &Guard) -> Vec<(&'static str, Vec<String>)> {
     let mac = ipam::format_mac(g.mac);
     let ip = g.ip.to_string();
-    let mut v = vec![
-        ("ports", vec![g.port.clone()]),
-        ("allow_ip", vec![g.port.clone(), mac.clone(), ip.clone()]),
-        (
+    let mut v = vec![("ports", vec![g.port.clone()])];
+    // An IPv6-only endpoint (0.0.0.0) may send no IPv4 and no ARP at all.
+    if !g.ip.is_unspecified() {
+        v.push(("allow_ip", vec![g.port.clone(), mac.clone(), ip.clone()]));
+        v.push((
             "allow_arp",
             vec![g.port.clone(), mac.clone(), mac.clone(), ip],
-        ),
-    ];
+        ));
+    }
     for a in g.sources6() {
         v.push((
             "allow_ip6",
@@ -240,11 +241,11 @@ pub fn elements(g: &Guard) -> Vec<Element> {
         data: vec![],
         what: what.clone(),
     };
-    let mut v = vec![
-        el("ports", &[&ifname]),
-        el("allow_ip", &[&ifname, &mac, &ip]),
-        el("allow_arp", &[&ifname, &mac, &mac, &ip]),
-    ];
+    let mut v = vec![el("ports", &[&ifname])];
+    if !g.ip.is_unspecified() {
+        v.push(el("allow_ip", &[&ifname, &mac, &ip]));
+        v.push(el("allow_arp", &[&ifname, &mac, &mac, &ip]));
+    }
     for a in g.sources6() {
         v.push(el("allow_ip6", &[&ifname, &mac, &a.octets()]));
     }
@@ -827,6 +828,24 @@ mod tests {
         let v4 = guard("mrv0123456789ab", "10.77.0.2");
         assert!(elements(&v4).iter().all(|e| e.map != "allow_ip6"));
         assert_ne!(check_key("h", 1, &[g]), check_key("h", 1, &[v4]));
+    }
+
+    #[test]
+    fn ipv6_only_endpoints_may_send_no_ipv4_nor_arp() {
+        let ip6: Ipv6Addr = "fd00:1::2".parse().unwrap();
+        let mut e = ep("e1", "n1", "0.0.0.0");
+        e.ip6 = Some(ip6);
+        let g = guard_of(&e);
+        assert_eq!(g.mac, [0x02, 0x42, 0, 0, 0, 2]);
+        golden(
+            "antispoof_add_ipv6_only",
+            &render_guards(T, "add", std::slice::from_ref(&g)),
+        );
+        let names: Vec<String> = elements(&g).into_iter().map(|e| e.map).collect();
+        assert_eq!(names, ["ports", "allow_ip6", "allow_ip6"]);
+        let l = expected(std::slice::from_ref(&g));
+        assert!(l.sets["allow_ip"].1.is_empty());
+        assert!(l.sets["allow_arp"].1.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sa
 use super::fwbackend::FirewallBackend;
 use super::netlink::{self, Netlink, Netns};
 use super::undo::Undo;
-use super::{antispoof, desired, ipam, names, rules, NetworkError};
+use super::{antispoof, desired, names, rules, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -30,6 +30,14 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
         ))
     })?;
     Ok((subnet, gw))
+}
+
+/// IPv4 subnet and gateway of a stored network, None on an IPv6-only one.
+pub fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, NetworkError> {
+    match net.has_ipv4() {
+        true => addressing(net).map(Some),
+        false => Ok(None),
+    }
 }
 
 /// IPv6 subnet and gateway of a stored network, None when it has no IPv6.
@@ -124,13 +132,15 @@ impl NetworkDriver for BridgeDriver {
                 net.device
             )));
         }
-        let (subnet, gw) = addressing(net)?;
+        let v4 = addressing4(net)?;
         let in_use = desired::networks_in_use(&self.inst);
         let new_table = self.fw.ensure_base(undo, in_use.clone())?;
         antispoof::ensure_table(&self.inst, undo, in_use)?;
         let mut made = nl.link(&net.device)?.is_none();
         if made {
-            let addr = Ipv4Net::new(gw, subnet.prefix_len())
+            let addr = v4
+                .map(|(subnet, gw)| Ipv4Net::new(gw, subnet.prefix_len()))
+                .transpose()
                 .map_err(|e| NetworkError::Invalid(format!("network {}: {e}", net.name)))?;
             match nl.create_bridge(&net.device, net.mtu, addr) {
                 Ok(()) => {
@@ -160,12 +170,17 @@ impl NetworkDriver for BridgeDriver {
             self.fw.add_network(&rules::fw_network(net)?, made, undo)?;
         }
         if !net.internal {
-            netlink::enable_ip_forward()?;
+            if v4.is_some() {
+                netlink::enable_ip_forward()?;
+            }
             if !net.subnet6.is_empty() {
                 netlink::enable_ipv6_forward()?;
             }
         }
-        netlink::enable_route_localnet(&net.device)?;
+        // IPv4 loopback to published ports; an IPv6-only bridge has none.
+        if v4.is_some() {
+            netlink::enable_route_localnet(&net.device)?;
+        }
         Ok(())
     }
 
@@ -185,8 +200,8 @@ impl NetworkDriver for BridgeDriver {
         let (net, ep) = (p.net, p.ep);
         antispoof::plug(&self.inst, p.store, net, ep, undo)?;
         crate::util::fault_point("after-antispoof");
-        let (subnet, gw) = addressing(net)?;
-        let mac = ipam::mac_for(ep.ip);
+        let v4 = addressing4(net)?;
+        let mac = super::ipam6::endpoint_mac(ep.ip, ep.ip6);
         let nl = self.nl.get()?;
         nl.create_veth(
             &ep.host_ifname,
@@ -201,9 +216,7 @@ impl NetworkDriver for BridgeDriver {
             nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
         });
         crate::util::fault_point("after-veth");
-        let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
-        let route = (p.default_route && !net.internal).then_some(gw);
+        let want_route = p.default_route && !net.internal;
         let v6 = match (addressing6(net)?, ep.ip6) {
             (Some((subnet6, gw6)), Some(ip6)) => Some((subnet6, gw6, ip6)),
             _ => None,
@@ -214,12 +227,23 @@ impl NetworkDriver for BridgeDriver {
             netlink::set_sysctl_in(&ns, &format!("net.ipv6.conf.{}.accept_dad", ep.ifname), "0")?;
         }
         let ctr = sb.netlink()?;
-        ctr.configure_container_if(&ep.ifname, addr, route)?;
+        match (v4, ep.ip4()) {
+            (Some((subnet, gw)), Some(ip)) => {
+                let addr = Ipv4Net::new(ip, subnet.prefix_len())
+                    .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+                ctr.configure_container_if(&ep.ifname, addr, want_route.then_some(gw))?;
+            }
+            // IPv6-only: the interface up, its addresses below.
+            _ => {
+                ctr.set_up("lo")?;
+                ctr.set_up(&ep.ifname)?;
+            }
+        }
         if let Some((subnet6, gw6, ip6)) = v6 {
             let addr6 = Ipv6Net::new(ip6, subnet6.prefix_len())
                 .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
             ctr.add_address6(&ep.ifname, addr6)?;
-            if route.is_some() {
+            if want_route {
                 ctr.add_default_route6(gw6)?;
             }
         }

@@ -20,6 +20,8 @@ pub struct EndpointInfo {
     pub network_id: String,
     pub endpoint_id: String,
     pub ifname: String,
+    /// IPv4 address, prefix length and gateway: 0.0.0.0, 0 and 0.0.0.0 on
+    /// an IPv6-only network (see `has_ipv4`).
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
@@ -35,9 +37,32 @@ impl EndpointInfo {
     /// `testbr=10.88.0.2` (`testbr=10.88.0.2,fd00:1::2` with IPv6), the `ps`
     /// NETWORKS column.
     pub fn ps_label(&self) -> String {
-        match self.ip6 {
-            Some((ip6, ..)) => format!("{}={},{ip6}", self.network_name, self.ip),
-            None => format!("{}={}", self.network_name, self.ip),
+        match (self.has_ipv4(), self.ip6) {
+            (true, Some((ip6, ..))) => format!("{}={},{ip6}", self.network_name, self.ip),
+            (false, Some((ip6, ..))) => format!("{}={ip6}", self.network_name),
+            _ => format!("{}={}", self.network_name, self.ip),
+        }
+    }
+
+    /// False on an IPv6-only network.
+    pub fn has_ipv4(&self) -> bool {
+        !self.ip.is_unspecified()
+    }
+
+    /// The IPv4 address as `inspect` shows it ("" on an IPv6-only network,
+    /// like Docker's IPAddress).
+    pub fn ip4(&self) -> String {
+        match self.has_ipv4() {
+            true => self.ip.to_string(),
+            false => String::new(),
+        }
+    }
+
+    /// The IPv4 gateway as `inspect` shows it ("" on an IPv6-only network).
+    pub fn gateway4(&self) -> String {
+        match self.has_ipv4() {
+            true => self.gateway.to_string(),
+            false => String::new(),
         }
     }
 }
@@ -135,7 +160,7 @@ fn new_endpoint(
     requested6: Option<Ipv6Addr>,
     aliases: &[String],
 ) -> Result<EndpointRow, NetworkError> {
-    let (subnet, gw) = bridge::addressing(net)?;
+    let v4 = bridge::addressing4(net)?;
     let mine = rows::endpoints_of_container(c, container_id)?;
     if mine.iter().any(|e| e.network_id == net.id) {
         return Err(NetworkError::Conflict(format!(
@@ -143,6 +168,47 @@ fn new_endpoint(
             net.name
         )));
     }
+    let ip = match v4 {
+        Some((subnet, gw)) => allocate_ip4(c, net, subnet, gw, requested)?,
+        None => match requested {
+            Some(ip) => {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid --ip {ip}: network {} is IPv6-only (use --ip6)",
+                    net.name
+                )))
+            }
+            None => Ipv4Addr::UNSPECIFIED,
+        },
+    };
+    let ip6 = allocate_ip6(c, net, requested6)?;
+    let n = (0..)
+        .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
+        .unwrap_or(0);
+    let id = util::new_id();
+    let ep = EndpointRow {
+        host_ifname: names::host_veth_name(&id),
+        id,
+        container_id: container_id.to_string(),
+        network_id: net.id.clone(),
+        ifname: names::container_ifname(n),
+        ip,
+        mac: ipam::format_mac(ipam6::endpoint_mac(ip, ip6)),
+        aliases: aliases.to_vec(),
+        ip6,
+    };
+    rows::insert_endpoint(c, &ep)?;
+    Ok(ep)
+}
+
+/// The endpoint's IPv4 address (`--ip` checked, or the next free one after
+/// the network's cursor), the cursor moved to it.
+fn allocate_ip4(
+    c: &Connection,
+    net: &NetworkRow,
+    subnet: ipnet::Ipv4Net,
+    gw: Ipv4Addr,
+    requested: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, NetworkError> {
     let used = rows::used_ips(c, &net.id)?;
     let ip = match requested {
         Some(ip) => {
@@ -166,24 +232,7 @@ fn new_endpoint(
         }
     };
     rows::set_last_ip(c, &net.id, ip)?;
-    let ip6 = allocate_ip6(c, net, requested6)?;
-    let n = (0..)
-        .find(|n| !mine.iter().any(|e| e.ifname == names::container_ifname(*n)))
-        .unwrap_or(0);
-    let id = util::new_id();
-    let ep = EndpointRow {
-        host_ifname: names::host_veth_name(&id),
-        id,
-        container_id: container_id.to_string(),
-        network_id: net.id.clone(),
-        ifname: names::container_ifname(n),
-        ip,
-        mac: ipam::format_mac(ipam::mac_for(ip)),
-        aliases: aliases.to_vec(),
-        ip6,
-    };
-    rows::insert_endpoint(c, &ep)?;
-    Ok(ep)
+    Ok(ip)
 }
 
 /// The endpoint's IPv6 address on a network with IPv6 (`--ip6` checked, or
@@ -279,7 +328,21 @@ fn allocate_ports(
         let names_ip =
             spec.starts_with('[') || spec.split('/').next().unwrap_or("").matches(':').count() == 2;
         for mut m in portspec::parse_publish(spec)? {
-            if let (false, Some(ip)) = (names_ip, default_host_ip) {
+            if ep.ip4().is_none() {
+                // An IPv6-only container: `-p 8080:80` publishes on `::`
+                // alone; an IPv4 host address could never reach it.
+                match (names_ip, m.host_ip) {
+                    (false, _) => m.host_ip = Ipv6Addr::UNSPECIFIED.into(),
+                    (true, std::net::IpAddr::V4(h)) => {
+                        return Err(NetworkError::Invalid(format!(
+                            "invalid port mapping {spec:?}: the IPv4 host address {h} cannot \
+                             reach a container on an IPv6-only network (publish on [::] or an \
+                             IPv6 address)"
+                        )))
+                    }
+                    (true, std::net::IpAddr::V6(_)) => {}
+                }
+            } else if let (false, Some(ip)) = (names_ip, default_host_ip) {
                 m.host_ip = ip.into();
             }
             if let std::net::IpAddr::V6(h) = m.host_ip {
@@ -710,14 +773,17 @@ pub fn container_networks(
     let mut out = vec![];
     for ep in rows::endpoints_of_container(c, container_id)? {
         let net = network_of(c, &ep)?;
-        let (subnet, gateway) = bridge::addressing(&net)?;
+        let (prefix_len, gateway) = match bridge::addressing4(&net)? {
+            Some((subnet, gateway)) => (subnet.prefix_len(), gateway),
+            None => (0, Ipv4Addr::UNSPECIFIED),
+        };
         out.push(EndpointInfo {
             network_name: net.name.clone(),
             network_id: net.id.clone(),
             endpoint_id: ep.id.clone(),
             ifname: ep.ifname.clone(),
             ip: ep.ip,
-            prefix_len: subnet.prefix_len(),
+            prefix_len,
             gateway,
             mac: ep.mac.clone(),
             ip6: match (bridge::addressing6(&net)?, ep.ip6) {
@@ -781,7 +847,10 @@ pub fn etc_files(
     let nets = container_networks(store, container_id)?;
     let ips: Vec<std::net::IpAddr> = nets
         .iter()
-        .flat_map(|e| std::iter::once(e.ip.into()).chain(e.ip6.map(|(ip6, ..)| ip6.into())))
+        .flat_map(|e| {
+            let ip4 = e.has_ipv4().then_some(e.ip.into());
+            ip4.into_iter().chain(e.ip6.map(|(ip6, ..)| ip6.into()))
+        })
         .collect();
     let host_resolv = std::fs::read_to_string(super::dns::host_resolv_conf()).unwrap_or_default();
     // On a user-defined bridge network the responder on the gateway answers
@@ -789,7 +858,8 @@ pub fn etc_files(
     let dns = match nets.first() {
         Some(n) if req.dns.is_empty() && n.served_by_dns => {
             // Both families: the responder listens on either gateway.
-            std::iter::once(n.gateway.to_string())
+            let gw4 = n.has_ipv4().then(|| n.gateway.to_string());
+            gw4.into_iter()
                 .chain(n.ip6.map(|(_, _, gw6)| gw6.to_string()))
                 .collect()
         }

@@ -95,9 +95,8 @@ pub struct FwNetwork {
     pub id: String,
     /// Bridge interface name (what iifname/oifname match).
     pub bridge: String,
-    pub subnet: Ipv4Net,
-    /// The bridge's host address (reachable from outside like any host address).
-    pub gateway: Ipv4Addr,
+    /// The network's IPv4 side; None on an IPv6-only network (`--ipv4=false`).
+    pub v4: Option<FwV4>,
     /// Internal networks reach nothing beyond their own bridge.
     pub internal: bool,
     pub mode: GatewayMode,
@@ -105,6 +104,14 @@ pub struct FwNetwork {
     pub trusted: Vec<String>,
     /// The network's IPv6 side, when it has one.
     pub v6: Option<FwV6>,
+}
+
+/// A network's IPv4 subnet and gateway (the bridge's host address,
+/// reachable from outside like any host address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwV4 {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
 }
 
 /// A dual-stack network's IPv6 subnet, gateway and gateway mode
@@ -307,10 +314,17 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
         let t: Vec<String> = n.trusted.iter().map(|t| q(t)).collect();
         format!("{{ {} }}", t.join(", "))
     });
-    let mode = if n.internal && n.mode != GatewayMode::Isolated {
+    // An IPv6-only network: its IPv6 gateway mode decides for the shared
+    // chains, and no rule or element speaks IPv4.
+    let v4 = n.v4.as_ref();
+    let base_mode = match (v4, &n.v6) {
+        (None, Some(v6)) => v6.mode,
+        _ => n.mode,
+    };
+    let mode = if n.internal && base_mode != GatewayMode::Isolated {
         GatewayMode::Nat
     } else {
-        n.mode
+        base_mode
     };
     let mut chains = vec![];
     let mut elements: Vec<(&'static str, String)> = vec![];
@@ -330,10 +344,13 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     };
     chains.push((out.clone(), out_rules));
     // Packets going out to this bridge from elsewhere.
-    let pub_ok = [
-        "ip daddr . tcp dport @pub_tcp accept",
-        "ip daddr . udp dport @pub_udp accept",
-    ];
+    let pub_ok: &[&str] = match v4 {
+        Some(_) => &[
+            "ip daddr . tcp dport @pub_tcp accept",
+            "ip daddr . udp dport @pub_udp accept",
+        ],
+        None => &[],
+    };
     let pub6_ok = [
         "ip6 daddr . tcp dport @pub6_tcp accept",
         "ip6 daddr . udp dport @pub6_udp accept",
@@ -383,29 +400,29 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     chains.push((inb.clone(), in_rules));
     // DNATed into this bridge from its own subnet (hairpin) or from the host's
     // 127.0.0.1 (route_localnet): the reply must come back through the host.
-    let mut hairpin_rules = vec![format!(
-        "ip saddr {{ {}, 127.0.0.0/8 }} masquerade",
-        n.subnet
-    )];
+    let mut hairpin_rules: Vec<String> = v4
+        .map(|v4| format!("ip saddr {{ {}, 127.0.0.0/8 }} masquerade", v4.subnet))
+        .into_iter()
+        .collect();
     if let Some(v6) = &n.v6 {
         hairpin_rules.push(format!("ip6 saddr {{ {}, ::1 }} masquerade", v6.subnet));
     }
     chains.push((hairpin.clone(), hairpin_rules));
-    let masquerades = !n.internal && mode != GatewayMode::Routed;
+    let masquerades = v4.is_some() && !n.internal && mode != GatewayMode::Routed;
     let masquerades6 = !n.internal && mode6.is_some_and(|m| m != GatewayMode::Routed);
     if masquerades || masquerades6 {
         chains.push((masq.clone(), vec![format!("oifname != {br} masquerade")]));
     }
     // Direct routing into the subnet from elsewhere (raw prerouting).
-    let guarded = matches!(mode, GatewayMode::Nat | GatewayMode::Isolated);
+    let guarded = v4.is_some() && matches!(mode, GatewayMode::Nat | GatewayMode::Isolated);
     let guarded6 = matches!(mode6, Some(GatewayMode::Nat | GatewayMode::Isolated));
     if guarded || guarded6 {
         let mut r = vec![format!("iifname {br} return")];
         if let Some(t) = &trusted {
             r.push(format!("iifname {t} return"));
         }
-        if mode != GatewayMode::Isolated {
-            r.push(format!("ip daddr {} return", n.gateway));
+        if let (Some(v4), true) = (v4, mode != GatewayMode::Isolated) {
+            r.push(format!("ip daddr {} return", v4.gateway));
         }
         if let (Some(v6), true) = (&n.v6, mode6 != Some(GatewayMode::Isolated)) {
             r.push(format!("ip6 daddr {} return", v6.gateway));
@@ -418,13 +435,16 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
         // gateway keeps its address for it; Docker's resolver lives in the
         // container instead). Replies to the host are dropped too, so the
         // host cannot talk to the network either.
-        let gw = n.gateway;
-        let mut r = vec![
-            format!("ip daddr {gw} udp dport 53 return"),
-            format!("ip daddr {gw} tcp dport 53 return"),
-            format!("ip daddr {gw} drop"),
-            format!("ip daddr {} return", n.subnet),
-        ];
+        let mut r = vec![];
+        if let Some(v4) = v4 {
+            let gw = v4.gateway;
+            r.extend([
+                format!("ip daddr {gw} udp dport 53 return"),
+                format!("ip daddr {gw} tcp dport 53 return"),
+                format!("ip daddr {gw} drop"),
+                format!("ip daddr {} return", v4.subnet),
+            ]);
+        }
         if let Some(v6) = &n.v6 {
             let gw6 = v6.gateway;
             r.extend([
@@ -447,11 +467,13 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
     elements.push(("fwd_iif", format!("{br} : jump {out}")));
     elements.push(("fwd_oif", format!("{br} : jump {inb}")));
     elements.push(("post_dnat_oif", format!("{br} : jump {hairpin}")));
-    if masquerades {
-        elements.push(("post_src", format!("{} : jump {masq}", n.subnet)));
-    }
-    if guarded {
-        elements.push(("guard_dst", format!("{} : jump {guard}", n.subnet)));
+    if let Some(v4) = v4 {
+        if masquerades {
+            elements.push(("post_src", format!("{} : jump {masq}", v4.subnet)));
+        }
+        if guarded {
+            elements.push(("guard_dst", format!("{} : jump {guard}", v4.subnet)));
+        }
     }
     if let Some(v6) = &n.v6 {
         if masquerades6 {
@@ -711,8 +733,10 @@ pub(crate) mod tests {
         FwNetwork {
             id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
             bridge: "mrt-a1b2c3d4".into(),
-            subnet: "10.77.0.0/24".parse().unwrap(),
-            gateway: "10.77.0.1".parse().unwrap(),
+            v4: Some(FwV4 {
+                subnet: "10.77.0.0/24".parse().unwrap(),
+                gateway: "10.77.0.1".parse().unwrap(),
+            }),
             internal: false,
             mode: GatewayMode::Nat,
             trusted: vec![],
@@ -723,8 +747,10 @@ pub(crate) mod tests {
         FwNetwork {
             id: "ffee0011".into(),
             bridge: "mrt-ffee0011".into(),
-            subnet: "10.78.0.0/24".parse().unwrap(),
-            gateway: "10.78.0.1".parse().unwrap(),
+            v4: Some(FwV4 {
+                subnet: "10.78.0.0/24".parse().unwrap(),
+                gateway: "10.78.0.1".parse().unwrap(),
+            }),
             internal: false,
             mode: GatewayMode::Nat,
             trusted: vec![],
@@ -735,8 +761,10 @@ pub(crate) mod tests {
         FwNetwork {
             id: "0badcafe".into(),
             bridge: "mrt-0badcafe".into(),
-            subnet: "10.79.0.0/24".parse().unwrap(),
-            gateway: "10.79.0.1".parse().unwrap(),
+            v4: Some(FwV4 {
+                subnet: "10.79.0.0/24".parse().unwrap(),
+                gateway: "10.79.0.1".parse().unwrap(),
+            }),
             internal: true,
             mode: GatewayMode::Nat,
             trusted: vec![],
@@ -849,6 +877,52 @@ pub(crate) mod tests {
         assert_eq!(d.elements["post_src"].len(), 1, "IPv4 still masquerades");
         // A network without IPv6 renders exactly as before.
         assert!(!render_network_add(T, &net_a()).contains("ip6"));
+    }
+
+    pub(crate) fn net_v6only(mode6: GatewayMode) -> FwNetwork {
+        FwNetwork {
+            v4: None,
+            ..net_dual(mode6)
+        }
+    }
+
+    #[test]
+    fn golden_ipv6_only_networks_have_no_ipv4_parts() {
+        let nat = net_v6only(GatewayMode::Nat);
+        let routed = net_v6only(GatewayMode::Routed);
+        let iso = FwNetwork {
+            internal: true,
+            ..net_v6only(GatewayMode::Isolated)
+        };
+        golden("v6only_add", &render_network_add(T, &nat));
+        golden("v6only_del", &render_network_del(T, &nat));
+        golden("v6only_routed_add", &render_network_add(T, &routed));
+        golden("v6only_isolated_add", &render_network_add(T, &iso));
+        for n in [&nat, &routed, &iso] {
+            let text = render_network_add(T, n) + &render_network_del(T, n);
+            for v4 in [
+                " ip saddr",
+                " ip daddr",
+                "127.0.0.0/8",
+                "@pub_tcp",
+                "@pub_udp",
+            ] {
+                assert!(!text.contains(v4), "{v4} in\n{text}");
+            }
+            let d = desired(std::slice::from_ref(n), &ports6());
+            assert!(d.elements["post_src"].is_empty());
+            assert!(d.elements["guard_dst"].is_empty());
+        }
+        let d = desired(std::slice::from_ref(&nat), &ports6());
+        assert_eq!(d.elements["post_src6"].len(), 1, "NAT66");
+        assert_eq!(d.elements["guard_dst6"].len(), 1);
+        // The IPv6 mode decides: a routed v6-only network lets only its
+        // published ports in, and may be reached from other networks.
+        let d = desired(std::slice::from_ref(&routed), &[]);
+        assert!(d.elements["post_src6"].is_empty());
+        assert!(d.elements["bridges"].is_empty());
+        let inb = format!("{}_in", chain_prefix(&routed.id));
+        assert!(d.chains[&inb].iter().any(|r| r == "drop"));
     }
 
     #[test]

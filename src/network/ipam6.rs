@@ -179,6 +179,19 @@ pub fn pick_ula(
     None
 }
 
+/// The MAC of an endpoint: from its IPv4 address (`ipam::mac_for`), or on
+/// an IPv6-only network (IPv4 0.0.0.0) from the last 32 bits of its IPv6
+/// address, which IPAM hands out in order, so they differ on one bridge.
+pub fn endpoint_mac(ip: std::net::Ipv4Addr, ip6: Option<Ipv6Addr>) -> [u8; 6] {
+    match (ip.is_unspecified(), ip6) {
+        (true, Some(a)) => {
+            let o = a.octets();
+            [0x02, 0x42, o[12], o[13], o[14], o[15]]
+        }
+        _ => super::ipam::mac_for(ip),
+    }
+}
+
 /// The link-local address the kernel derives (EUI-64, addr_gen_mode 0) for
 /// an interface with `mac`: what a container's eth0 sends NDP from.
 pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
@@ -208,6 +221,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn endpoint_mac_comes_from_ipv4_else_from_the_ipv6_tail() {
+        let v4: std::net::Ipv4Addr = "10.88.0.5".parse().unwrap();
+        let v6: Ipv6Addr = "fd00:1::a:102".parse().unwrap();
+        assert_eq!(endpoint_mac(v4, Some(v6)), super::super::ipam::mac_for(v4));
+        assert_eq!(
+            endpoint_mac(std::net::Ipv4Addr::UNSPECIFIED, Some(v6)),
+            [0x02, 0x42, 0, 0x0a, 0x01, 0x02]
+        );
+    }
 
     fn net(s: &str) -> Ipv6Net {
         s.parse().unwrap()

@@ -27,7 +27,7 @@ pub struct CreateRequest {
     pub options: Vec<String>,
     /// `--ipv6`: the network gets an IPv6 subnet too.
     pub ipv6: bool,
-    /// `--ipv4=false` (IPv6-only networks are not implemented).
+    /// `--ipv4=false`: an IPv6-only network (needs `--ipv6`).
     pub no_ipv4: bool,
     /// `--subnet` / `--gateway` values that are IPv6.
     pub subnet6: Option<String>,
@@ -51,17 +51,32 @@ struct Plan {
     ipv6: Option<Option<Ipv6Net>>,
     gateway6: Option<Ipv6Addr>,
     host_routes6: Vec<Ipv6Net>,
+    /// `--ipv4=false`: the network has no IPv4 subnet.
+    no_ipv4: bool,
 }
 
 /// The IPv6 part of `network create`, validated before anything is made.
 fn plan_ipv6(
     req: &CreateRequest,
 ) -> Result<(Option<Option<Ipv6Net>>, Option<Ipv6Addr>), NetworkError> {
-    if req.no_ipv4 {
+    if req.no_ipv4 && !req.ipv6 {
         return Err(NetworkError::Invalid(
-            "not implemented: IPv6-only networks (--ipv4=false); use --ipv6 for a dual-stack network"
-                .into(),
+            "--ipv4=false needs --ipv6: IPv4 or IPv6 must be enabled".into(),
         ));
+    }
+    if req.no_ipv4 && (req.subnet.is_some() || req.gateway.is_some()) {
+        return Err(NetworkError::Invalid(format!(
+            "invalid --{} {:?}: the network has no IPv4 (--ipv4=false)",
+            if req.subnet.is_some() {
+                "subnet"
+            } else {
+                "gateway"
+            },
+            req.subnet
+                .as_deref()
+                .or(req.gateway.as_deref())
+                .unwrap_or_default()
+        )));
     }
     if !req.ipv6 {
         if req.subnet6.is_some() || req.gateway6.is_some() {
@@ -168,6 +183,7 @@ fn plan(drivers: &Drivers, req: &CreateRequest) -> Result<Plan, NetworkError> {
         ipv6,
         gateway6,
         host_routes6,
+        no_ipv4: req.no_ipv4,
     })
 }
 
@@ -196,6 +212,7 @@ fn new_row(
         )));
     }
     let subnet = match p.subnet {
+        _ if p.no_ipv4 => None,
         Some(s) => {
             let (start, end) = (u32::from(s.network()), u32::from(s.broadcast()));
             if let Some(o) = rows::overlapping_networks(c, start, end)?.first() {
@@ -218,7 +235,7 @@ fn new_row(
                     )));
                 }
             }
-            s
+            Some(s)
         }
         None => {
             let mut taken: Vec<Ipv4Net> = existing
@@ -226,15 +243,15 @@ fn new_row(
                 .filter_map(|n| n.subnet.parse().ok())
                 .collect();
             taken.extend(p.host_routes.iter().copied());
-            pool::pick_subnet(&taken).ok_or_else(|| {
+            Some(pool::pick_subnet(&taken).ok_or_else(|| {
                 NetworkError::Conflict(
                     "no free subnet left in the default address pools: give one with --subnet"
                         .into(),
                 )
-            })?
+            })?)
         }
     };
-    let gateway = p.gateway.unwrap_or_else(|| ipam::default_gateway(subnet));
+    let gateway = subnet.map(|s| p.gateway.unwrap_or_else(|| ipam::default_gateway(s)));
     let (subnet6, gateway6) = match p.ipv6 {
         None => (String::new(), String::new()),
         Some(want) => {
@@ -259,10 +276,11 @@ fn new_row(
         id,
         name: name.to_string(),
         driver: p.driver.as_str().into(),
-        subnet: subnet.to_string(),
-        net_start: u32::from(subnet.network()),
-        net_end: u32::from(subnet.broadcast()),
-        gateway: gateway.to_string(),
+        // An IPv6-only network: '' and 0 (no IPv4 range to overlap).
+        subnet: subnet.map(|s| s.to_string()).unwrap_or_default(),
+        net_start: subnet.map_or(0, |s| u32::from(s.network())),
+        net_end: subnet.map_or(0, |s| u32::from(s.broadcast())),
+        gateway: gateway.map(|g| g.to_string()).unwrap_or_default(),
         device,
         internal,
         mtu: p.mtu,
@@ -381,6 +399,7 @@ pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow
         ipv6: None,
         gateway6: None,
         host_routes6: vec![],
+        no_ipv4: false,
     };
     let row = new_row(
         c,
@@ -451,12 +470,15 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
                 "Name": name,
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
-                "IPv4Address": format!("{}/{prefix}", ep.ip),
+                "IPv4Address": ep.ip4().map(|a| format!("{a}/{prefix}")).unwrap_or_default(),
                 "IPv6Address": ep.ip6.map(|a| format!("{a}/{prefix6}")).unwrap_or_default(),
             }),
         );
     }
-    let mut config = vec![json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+    let mut config = vec![];
+    if n.has_ipv4() {
+        config.push(json!({"Subnet": n.subnet, "Gateway": n.gateway}));
+    }
     if !n.subnet6.is_empty() {
         config.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
     }
@@ -466,7 +488,7 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         "Created": util::rfc3339(n.created),
         "Scope": "local",
         "Driver": n.driver,
-        "EnableIPv4": true,
+        "EnableIPv4": n.has_ipv4(),
         "EnableIPv6": !n.subnet6.is_empty(),
         "IPAM": {
             "Driver": "default",

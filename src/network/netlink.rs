@@ -179,7 +179,7 @@ impl Netlink {
 
     /// Creates bridge `name` with `addr` (gateway/prefix), up, its MAC pinned.
     /// On failure nothing is left behind.
-    pub fn create_bridge(&self, name: &str, mtu: u32, addr: Ipv4Net) -> Result<()> {
+    pub fn create_bridge(&self, name: &str, mtu: u32, addr: Option<Ipv4Net>) -> Result<()> {
         let mut msg = LinkBridge::new(name);
         if mtu > 0 {
             msg = msg.mtu(mtu);
@@ -187,8 +187,9 @@ impl Netlink {
         self.rt
             .block_on(self.handle.link().add(msg.build()).execute())
             .map_err(wrap(format!("cannot create bridge {name}")))?;
-        let configured = self
-            .add_address(name, addr)
+        // No IPv4 address on an IPv6-only network's bridge.
+        let configured = addr
+            .map_or(Ok(()), |addr| self.add_address(name, addr))
             .and_then(|_| self.pin_mac(name))
             .and_then(|_| self.set_up(name));
         if let Err(e) = configured {
@@ -609,7 +610,7 @@ mod tests {
         let (host, nl) = host_ns();
         let ctr = NsProc::new();
         let gw: Ipv4Net = "10.77.0.1/24".parse().unwrap();
-        nl.create_bridge("mrb-test0", 1400, gw).unwrap();
+        nl.create_bridge("mrb-test0", 1400, Some(gw)).unwrap();
         let br = nl.link("mrb-test0").unwrap().unwrap();
         assert_eq!(br.mtu, 1400);
         assert!(br.up);
@@ -681,10 +682,10 @@ mod tests {
             return;
         }
         let (_host, nl) = host_ns();
-        nl.create_bridge("mrb-test1", 0, "10.78.0.1/24".parse().unwrap())
+        nl.create_bridge("mrb-test1", 0, Some("10.78.0.1/24".parse().unwrap()))
             .unwrap();
         let e = nl
-            .create_bridge("mrb-test1", 0, "10.79.0.1/24".parse().unwrap())
+            .create_bridge("mrb-test1", 0, Some("10.79.0.1/24".parse().unwrap()))
             .unwrap_err();
         assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
         assert!(e.to_string().contains("mrb-test1"), "{e}");

@@ -369,8 +369,10 @@ mod root_tests {
         FwNetwork {
             id: id.into(),
             bridge: bridge.into(),
-            subnet: subnet.parse().unwrap(),
-            gateway: subnet.replace(".0/24", ".1").parse().unwrap(),
+            v4: Some(crate::network::firewall::FwV4 {
+                subnet: subnet.parse().unwrap(),
+                gateway: subnet.replace(".0/24", ".1").parse().unwrap(),
+            }),
             internal,
             mode: GatewayMode::Nat,
             trusted: vec![],

@@ -23,11 +23,16 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
             net.name
         ))
     };
-    let subnet = net.subnet.parse().map_err(|_| bad("subnet", &net.subnet))?;
-    let gateway = net
-        .gateway
-        .parse()
-        .map_err(|_| bad("gateway", &net.gateway))?;
+    let v4 = match net.has_ipv4() {
+        false => None,
+        true => Some(firewall::FwV4 {
+            subnet: net.subnet.parse().map_err(|_| bad("subnet", &net.subnet))?,
+            gateway: net
+                .gateway
+                .parse()
+                .map_err(|_| bad("gateway", &net.gateway))?,
+        }),
+    };
     let mode = match net.options.get(names::OPT_GATEWAY_MODE) {
         None => GatewayMode::Nat,
         Some(m) => GatewayMode::parse(m).ok_or_else(|| bad("gateway mode", m))?,
@@ -50,8 +55,7 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     Ok(FwNetwork {
         id: net.id.clone(),
         bridge: net.device.clone(),
-        subnet,
-        gateway,
+        v4,
         internal: net.internal,
         mode,
         trusted,
@@ -637,8 +641,10 @@ mod tests {
         FwNetwork {
             id: id.into(),
             bridge: format!("mrb-{id}"),
-            subnet: "10.77.0.0/24".parse().unwrap(),
-            gateway: "10.77.0.1".parse().unwrap(),
+            v4: Some(firewall::FwV4 {
+                subnet: "10.77.0.0/24".parse().unwrap(),
+                gateway: "10.77.0.1".parse().unwrap(),
+            }),
             internal: false,
             mode,
             trusted: vec![],

@@ -556,7 +556,8 @@ mod tests {
             for sql in &MIGRATIONS[..before] {
                 c.execute_batch(sql).unwrap();
             }
-            c.pragma_update(None, "user_version", before as i64).unwrap();
+            c.pragma_update(None, "user_version", before as i64)
+                .unwrap();
             c.execute_batch(
                 "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0);
                  INSERT INTO containers (id, name, image, image_id, command, config, status, created)
@@ -616,11 +617,24 @@ mod tests {
             )
         };
         add("e2", "c2", "eth0", None, "fd00:1::3", "mrve2").unwrap();
-        assert!(add("e3", "c2", "eth1", None, "fd00:1::4", "mrve3").is_err(), "one per network");
-        c.execute("DELETE FROM endpoints WHERE id = 'e2'", []).unwrap();
-        assert!(add("e4", "c2", "eth0", Some(5), "fd00:1::5", "mrve4").is_err(), "ip unique");
-        assert!(add("e5", "c2", "eth0", None, "fd00:1::2", "mrve5").is_err(), "ip6 unique");
-        assert!(add("e6", "c2", "eth0", None, "fd00:1::6", "mrve1").is_err(), "veth unique");
+        assert!(
+            add("e3", "c2", "eth1", None, "fd00:1::4", "mrve3").is_err(),
+            "one per network"
+        );
+        c.execute("DELETE FROM endpoints WHERE id = 'e2'", [])
+            .unwrap();
+        assert!(
+            add("e4", "c2", "eth0", Some(5), "fd00:1::5", "mrve4").is_err(),
+            "ip unique"
+        );
+        assert!(
+            add("e5", "c2", "eth0", None, "fd00:1::2", "mrve5").is_err(),
+            "ip6 unique"
+        );
+        assert!(
+            add("e6", "c2", "eth0", None, "fd00:1::6", "mrve1").is_err(),
+            "veth unique"
+        );
         assert!(c
             .execute(
                 "INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_ifname)

@@ -278,7 +278,8 @@ pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
 
 /// Addresses in use on a network, ascending (for the ipam functions).
 pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
-    let mut st = c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 AND ip IS NOT NULL ORDER BY ip")?;
+    let mut st =
+        c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 AND ip IS NOT NULL ORDER BY ip")?;
     let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;
     Ok(rows
         .map(|r| r.map(|v| v as u32))

@@ -411,7 +411,10 @@ fn bad_ipv6_inputs_are_refused_clearly() {
         ),
         (&["--subnet", "fd00:99::/121"], "smaller than one network"),
         (&["--subnet", "fd00::/47"], "larger than one network"),
-        (&["--ipv4=false"], "not implemented"),
+        (
+            &["--ipv4=false", "--subnet", "10.90.0.0/24"],
+            "the network has no IPv4",
+        ),
     ];
     for (extra, want) in cases {
         let a = create(extra);
@@ -421,6 +424,25 @@ fn bad_ipv6_inputs_are_refused_clearly() {
     refused(
         &["network", "create", "--subnet", "fd00:99::/64", "nov6"],
         "needs --ipv6",
+    );
+    refused(
+        &["network", "create", "--ipv4=false", "nov6"],
+        "--ipv4=false needs --ipv6",
+    );
+    // The host's IPv6 address to an IPv4-only container: the kernel cannot
+    // translate between families (Docker needs its userland proxy).
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--net",
+            "four",
+            "-p",
+            "[2001:db8:66::1]:8080:80",
+            "busybox",
+            "true",
+        ],
+        "needs an IPv6 address in the container",
     );
     refused(
         &[
@@ -505,4 +527,162 @@ fn bad_ipv6_inputs_are_refused_clearly() {
     assert_eq!(ps.trim(), "a");
     let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!ls.contains("bad") && !ls.contains("nov6"), "{ls}");
+}
+
+#[test]
+fn ipv6_only_network_names_ports_connect_and_teardown() {
+    let h = TestHost::new();
+    let lan = Lan::new(&h);
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        "fd00:76::/64",
+        "v6only",
+    ]);
+    let n = json(&h.ok(&["network", "inspect", "v6only"]));
+    assert_eq!(n[0]["EnableIPv4"], false);
+    assert_eq!(n[0]["EnableIPv6"], true);
+    let cfg = n[0]["IPAM"]["Config"].as_array().unwrap().clone();
+    assert_eq!(cfg.len(), 1, "{cfg:?}");
+    assert_eq!(cfg[0]["Subnet"], "fd00:76::/64");
+    assert_eq!(cfg[0]["Gateway"], "fd00:76::1");
+    let bridge = n[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let br = stdout(&h.in_ns("ip", &["addr", "show", &bridge]));
+    assert!(br.contains("inet6 fd00:76::1/64"), "{br}");
+    assert!(!br.contains("inet "), "an IPv4 address on the bridge: {br}");
+
+    h.ok(&[
+        "run", "-d", "--name", "web", "--net", "v6only", "-p", "8080:80", "busybox", "sh", "-c",
+        TWO_PORTS,
+    ]);
+    let d = json(&h.ok(&["inspect", "web"]));
+    let ep = &d[0]["NetworkSettings"]["Networks"]["v6only"];
+    assert_eq!(ep["IPAddress"], "");
+    assert_eq!(ep["Gateway"], "");
+    assert_eq!(ep["GlobalIPv6Address"], "fd00:76::2");
+    assert_eq!(ep["IPv6Gateway"], "fd00:76::1");
+    assert_eq!(d[0]["NetworkSettings"]["IPAddress"], "");
+    // `-p 8080:80` publishes on :: only.
+    let ports = &d[0]["NetworkSettings"]["Ports"]["80/tcp"];
+    assert_eq!(ports[0]["HostIp"], "::", "{ports}");
+    assert_eq!(ports.as_array().map(Vec::len), Some(1), "{ports}");
+    let ps = json(&h.ok(&["ps", "--format", "json"]));
+    assert_eq!(ps["NetworkAddresses"], "v6only=fd00:76::2");
+    let members = json(&h.ok(&["network", "inspect", "v6only"]));
+    let c = members[0]["Containers"].as_object().unwrap();
+    let m = c.values().next().unwrap();
+    assert_eq!(
+        (&m["IPv4Address"], &m["IPv6Address"]),
+        (&"".into(), &"fd00:76::2/64".into())
+    );
+
+    // Inside: only IPv6 (and link-local), the default route over IPv6.
+    let a4 = h.ok(&["exec", "web", "ip", "-4", "addr", "show", "eth0"]);
+    assert!(!a4.contains("inet "), "{a4}");
+    let a6 = h.ok(&["exec", "web", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(a6.contains("inet6 fd00:76::2/64 scope global"), "{a6}");
+    assert!(a6.contains("inet6 fe80::"), "{a6}");
+    assert!(!a6.contains("tentative"), "{a6}");
+    let r4 = h.ok(&["exec", "web", "ip", "-4", "route"]);
+    assert_eq!(r4.trim(), "", "IPv4 routes: {r4}");
+    let r6 = h.ok(&["exec", "web", "ip", "-6", "route"]);
+    assert!(r6.contains("default via fd00:76::1 dev eth0"), "{r6}");
+    let hosts = h.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("fd00:76::2\t"), "{hosts}");
+    assert!(!hosts.contains("0.0.0.0"), "{hosts}");
+    let resolv = h.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
+    let ns: Vec<&str> = resolv
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(ns, ["nameserver fd00:76::1"], "{resolv}");
+
+    // Container to container by name over IPv6: AAAA from the responder on
+    // the IPv6 gateway, no A record, ping and TCP by name.
+    let out = h.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "v6only",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup -type=aaaa web && ping -6 -c1 -W5 web && wget -qO- http://web/ && \
+         ! nslookup -type=a web | grep -q 'Address: [0-9]*\\.'",
+    ]);
+    assert!(out.contains("Address: fd00:76::2"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    assert!(out.contains("hello-80"), "{out}");
+
+    // The LAN reaches the published port on the host's IPv6 address only.
+    assert_eq!(
+        lan.wait_get(&format!("http://[{HOST6}]:8080/")),
+        "hello-80\n"
+    );
+    assert_eq!(lan.get(&format!("http://{HOST4}:8080/")), None, "over IPv4");
+    assert_eq!(lan.get("http://[fd00:76::2]:81/"), None, "unpublished port");
+
+    // Bad input: --ip, an IPv4 host address.
+    let (code, e) = h.fails(&[
+        "run",
+        "--rm",
+        "--net",
+        "v6only",
+        "--ip",
+        "10.76.0.5",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{e}");
+    assert!(e.contains("is IPv6-only"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let (code, e) = h.fails(&[
+        "run",
+        "--rm",
+        "--net",
+        "v6only",
+        "-p",
+        "127.0.0.1:8081:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{e}");
+    assert!(
+        e.contains("cannot reach a container on an IPv6-only network"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // connect / disconnect: an IPv4 container gets an IPv6-only eth1.
+    h.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "600"]);
+    h.ok(&["network", "connect", "v6only", "plain"]);
+    let eth1 = h.ok(&["exec", "plain", "ip", "addr", "show", "eth1"]);
+    // The next address after the cursor (the `run --rm` above had ::3).
+    assert!(eth1.contains("inet6 fd00:76::4/64 scope global"), "{eth1}");
+    assert!(!eth1.contains("inet "), "{eth1}");
+    let ping = h.ok(&["exec", "plain", "ping", "-6", "-c1", "-W5", "fd00:76::2"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    h.ok(&["network", "disconnect", "v6only", "plain"]);
+    let o = h.minirt(&["exec", "plain", "ip", "addr", "show", "eth1"]);
+    assert!(!o.status.success(), "eth1 still there");
+
+    // Nothing left: device, addresses, routes, rules and elements, rows.
+    h.ok(&["rm", "-f", "web", "plain"]);
+    h.ok(&["network", "rm", "v6only"]);
+    let left = leftovers(&h, "fd00:76:");
+    assert!(left.is_empty(), "{left:#?}");
+    assert!(
+        !stdout(&h.in_ns("ip", &["link"])).contains(&bridge),
+        "bridge {bridge} left"
+    );
+    let rules = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+    assert!(!rules.contains(&bridge), "{rules}");
+    let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.contains("v6only"), "{ls}");
 }

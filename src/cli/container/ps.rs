@@ -137,7 +137,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "Mounts": mounts.join(","),
             "Size": size,
             "Networks": eps.iter().map(|e| e.network_name.as_str()).collect::<Vec<_>>().join(","),
-            "NetworkAddresses": eps.iter().map(|e| format!("{}={}", e.network_name, e.ip)).collect::<Vec<_>>().join(", "),
+            "NetworkAddresses": eps.iter().map(|e| e.ps_label()).collect::<Vec<_>>().join(", "),
         }));
     }
     let mut out = std::io::stdout().lock();

@@ -49,8 +49,10 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
         if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
-        let (_, gateway) =
-            bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
+        let gateway = bridge::addressing4(&net)
+            .map_err(|e| DnsError::Network(e.to_string()))?
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(_, gw)| gw);
         let gw6 = gateway6(&net)?;
         for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
             out.push(Member {
@@ -84,8 +86,10 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
             continue;
         }
-        let (_, gateway) =
-            bridge::addressing(&net).map_err(|e| DnsError::Network(e.to_string()))?;
+        // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
+        let gateway = bridge::addressing4(&net)
+            .map_err(|e| DnsError::Network(e.to_string()))?
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(_, gw)| gw);
         out.push(Member {
             gateway,
             ip: ep.ip,

@@ -13,6 +13,8 @@ const TTL: u32 = 0;
 /// One container on one user-defined network, as read from the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
+    /// The network's IPv4 gateway and the member's IPv4 address (A);
+    /// 0.0.0.0 on an IPv6-only network.
     pub gateway: Ipv4Addr,
     pub ip: Ipv4Addr,
     pub name: String,
@@ -23,14 +25,15 @@ pub struct Member {
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
-/// Every network's names: gateway -> lowercase name -> addresses (both
-/// families; A and AAAA pick theirs).
+/// Every network's names: zone -> lowercase name -> addresses (both
+/// families; A and AAAA pick theirs). A network's zone is keyed by its IPv4
+/// gateway, or by its IPv6 gateway on an IPv6-only network.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
-    zones: BTreeMap<Ipv4Addr, HashMap<String, Vec<IpAddr>>>,
-    /// A network's IPv6 gateway -> its zone (the IPv4 gateway) and how many
-    /// members with IPv6 it has (served while there is one).
-    zones6: BTreeMap<Ipv6Addr, (Ipv4Addr, usize)>,
+    zones: BTreeMap<IpAddr, HashMap<String, Vec<IpAddr>>>,
+    /// A network's IPv6 gateway -> its zone and how many members with IPv6
+    /// it has (served while there is one).
+    zones6: BTreeMap<Ipv6Addr, (IpAddr, usize)>,
     /// The containers' search domains: `web.lan` is tried as `web` too,
     /// since resolvers try the search list before the bare name.
     search: Vec<String>,
@@ -64,8 +67,20 @@ impl Records {
             .filter(|n| !n.is_empty())
     }
 
+    /// The zone of `m`'s network: its IPv4 gateway, else its IPv6 one.
+    fn zone_of(m: &Member) -> Option<IpAddr> {
+        match (m.gateway.is_unspecified(), m.v6) {
+            (false, _) => Some(IpAddr::V4(m.gateway)),
+            (true, Some((gw6, _))) => Some(IpAddr::V6(gw6)),
+            (true, None) => None,
+        }
+    }
+
     fn addresses_of(m: &Member) -> Vec<IpAddr> {
-        let mut v = vec![IpAddr::V4(m.ip)];
+        let mut v = vec![];
+        if !m.ip.is_unspecified() {
+            v.push(IpAddr::V4(m.ip));
+        }
         if let Some((_, ip6)) = m.v6 {
             v.push(IpAddr::V6(ip6));
         }
@@ -75,7 +90,10 @@ impl Records {
     /// Adds `members`: the cost is theirs alone, not the other members'.
     pub fn add(&mut self, members: &[Member]) {
         for m in members {
-            let zone = self.zones.entry(m.gateway).or_default();
+            let Some(key) = Records::zone_of(m) else {
+                continue;
+            };
+            let zone = self.zones.entry(key).or_default();
             let own = Records::addresses_of(m);
             for n in Records::names_of(m) {
                 let ips = zone.entry(n).or_default();
@@ -86,7 +104,7 @@ impl Records {
                 }
             }
             if let Some((gw6, _)) = m.v6 {
-                self.zones6.entry(gw6).or_insert((m.gateway, 0)).1 += 1;
+                self.zones6.entry(gw6).or_insert((key, 0)).1 += 1;
             }
         }
     }
@@ -103,7 +121,10 @@ impl Records {
                     }
                 }
             }
-            let Some(zone) = self.zones.get_mut(&m.gateway) else {
+            let Some(key) = Records::zone_of(m) else {
+                continue;
+            };
+            let Some(zone) = self.zones.get_mut(&key) else {
                 continue;
             };
             let own = Records::addresses_of(m);
@@ -116,7 +137,7 @@ impl Records {
                 }
             }
             if zone.is_empty() {
-                self.zones.remove(&m.gateway);
+                self.zones.remove(&key);
             }
         }
     }
@@ -137,7 +158,13 @@ impl Records {
 
     /// The gateways to serve on: networks with at least one member.
     pub fn gateways(&self) -> Vec<Ipv4Addr> {
-        self.zones.keys().copied().collect()
+        self.zones
+            .keys()
+            .filter_map(|k| match k {
+                IpAddr::V4(g) => Some(*g),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
     }
 
     /// The IPv6 gateways to serve on (networks with IPv6 and a member).
@@ -158,7 +185,7 @@ impl Records {
 
     pub fn lookup(&self, gateway: IpAddr, name: &str) -> Option<&[IpAddr]> {
         let gateway = match gateway {
-            IpAddr::V4(g) => g,
+            IpAddr::V4(g) => IpAddr::V4(g),
             IpAddr::V6(g) => self.zones6.get(&g)?.0,
         };
         let zone = self.zones.get(&gateway)?;
@@ -378,6 +405,34 @@ mod tests {
         // An unknown IPv6 gateway has no zone.
         assert!(r.lookup(ip("fd00:9::1"), "web").is_none());
         r.remove(&[web, old]);
+        assert!(r.is_empty() && r.gateways6().is_empty());
+    }
+
+    #[test]
+    fn ipv6_only_networks_each_have_their_own_zone() {
+        let (g6a, g6b): (Ipv6Addr, Ipv6Addr) =
+            ("fd00:a::1".parse().unwrap(), "fd00:b::1".parse().unwrap());
+        let none = Ipv4Addr::UNSPECIFIED;
+        let mut web = member(none, [0, 0, 0, 0], "web", &"1".repeat(64), &[]);
+        web.v6 = Some((g6a, "fd00:a::2".parse().unwrap()));
+        let mut db = member(none, [0, 0, 0, 0], "db", &"2".repeat(64), &[]);
+        db.v6 = Some((g6b, "fd00:b::2".parse().unwrap()));
+        let mut r = Records::build(&[web.clone(), db.clone()]);
+        assert!(r.gateways().is_empty(), "no IPv4 to listen on");
+        assert_eq!(r.listen_addresses(), [IpAddr::V6(g6a), IpAddr::V6(g6b)]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            answers(reply(&r, IpAddr::V6(g6a), &query("web", RecordType::AAAA))),
+            (ResponseCode::NoError, vec![ip("fd00:a::2")])
+        );
+        assert_eq!(
+            answers(reply(&r, IpAddr::V6(g6a), &query("web", RecordType::A))),
+            (ResponseCode::NoError, vec![]),
+            "no A record, and never 0.0.0.0"
+        );
+        assert!(r.lookup(IpAddr::V6(g6a), "db").is_none(), "no leak");
+        assert!(r.lookup(IpAddr::V4(none), "web").is_none());
+        r.remove(&[web, db]);
         assert!(r.is_empty() && r.gateways6().is_empty());
     }
 
