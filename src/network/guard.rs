@@ -10,6 +10,13 @@
 //! the guardian, the host stayed open from the flush until the next minirt
 //! command; now it stays open until the notification is read and one
 //! rebuild is applied (the e2e test measures that it comes back on its own).
+//!
+//! It reaps its children (the heal's `nfnl::release` forks one to close a
+//! socket), leaves when the instance has no network, its root is gone or
+//! nothing but itself keeps its network namespace (a bench or test that
+//! deleted its namespace and left its root behind), and is replaced by the
+//! next command when the minirt binary changed (its pid file records the
+//! binary's identity), so an upgrade never leaves the old rules healing.
 
 use super::NetworkError;
 use crate::{util, Instance};
@@ -77,7 +84,8 @@ fn subscribe() -> Result<OwnedFd, NetworkError> {
 
 /// Whether the instance still has a network (and so needs guarding).
 fn has_networks(inst: &Instance) -> bool {
-    if !inst.run_root.exists() {
+    // Checked first: opening a missing database would create it.
+    if !inst.run_root.exists() || !inst.db_path().exists() {
         return false;
     }
     crate::store::Store::open(&inst.db_path())
@@ -86,25 +94,67 @@ fn has_networks(inst: &Instance) -> bool {
         .is_some_and(|n| !n.is_empty())
 }
 
-fn running(inst: &Instance) -> bool {
-    let Ok(text) = std::fs::read_to_string(pid_path(inst)) else {
-        return false;
-    };
-    let mut it = text.split_whitespace();
-    let (Some(pid), Some(start)) = (
-        it.next().and_then(|p| p.parse().ok()),
-        it.next().and_then(|s| s.parse().ok()),
-    ) else {
-        return false;
-    };
-    util::process_alive(pid, start)
+/// What the pid file says: pid, start time and the identity of the binary
+/// the guardian runs ("" when the file predates identities). Pure.
+pub fn parse_pid_file(text: &str) -> Option<(i32, u64, &str)> {
+    let mut it = text.trim_end_matches('\n').splitn(3, ' ');
+    let pid = it.next()?.parse().ok()?;
+    let start = it.next()?.parse().ok()?;
+    Some((pid, start, it.next().unwrap_or("")))
 }
 
-/// Starts the guardian unless it runs (cheap: one pid file and one /proc
-/// read). Called by every command's heal check while networks exist.
+/// The running binary's identity: device, inode, size, mtime and path of
+/// /proc/self/exe. An upgrade (a new file, or the same path rewritten)
+/// changes it. None when it cannot be read.
+pub fn exe_identity() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::env::current_exe().ok()?;
+    let m = std::fs::metadata(&exe).ok()?;
+    Some(format!(
+        "{}:{} {} {}.{:09} {}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        exe.display()
+    ))
+}
+
+/// The live guardian of the instance: (pid, start time, binary identity).
+fn running(inst: &Instance) -> Option<(i32, u64, String)> {
+    let text = std::fs::read_to_string(pid_path(inst)).ok()?;
+    let (pid, start, id) = parse_pid_file(&text)?;
+    util::process_alive(pid, start).then(|| (pid, start, id.to_string()))
+}
+
+/// Stops a guardian that runs another binary (verified by its start time)
+/// and waits, briefly, until it is gone and its lock free.
+fn replace(pid: i32, start: u64) {
+    if !util::process_alive(pid, start) {
+        return;
+    }
+    // SAFETY: a signal to the pid the guardian's own pid file names, whose
+    // start time was just checked.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while util::process_alive(pid, start) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Starts the guardian unless it runs (cheap: one pid file, one /proc read
+/// and one stat). Called by every command's heal check while networks
+/// exist. A guardian of another binary (minirt was upgraded) is replaced.
 pub fn ensure(inst: &Instance) -> Result<(), NetworkError> {
-    if std::env::var_os("MINIRT_NO_FWGUARD").is_some() || running(inst) {
+    if std::env::var_os("MINIRT_NO_FWGUARD").is_some() {
         return Ok(());
+    }
+    if let Some((pid, start, id)) = running(inst) {
+        match exe_identity() {
+            Some(me) if me != id => replace(pid, start),
+            _ => return Ok(()),
+        }
     }
     let exe = std::env::current_exe()
         .map_err(|e| NetworkError::Firewall(format!("starting the firewall guardian: {e}")))?;
@@ -170,10 +220,14 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
     }
     let me = std::process::id() as i32;
     let start = util::process_start_time(me).unwrap_or(0);
-    let _ = std::fs::write(pid_path(inst), format!("{me} {start}\n"));
+    let id = exe_identity().unwrap_or_default();
+    let _ = std::fs::write(pid_path(inst), format!("{me} {start} {id}\n"));
     let table = inst.nft_table();
     let mut buf = vec![0u8; 64 * 1024];
+    let born = std::time::Instant::now();
+    let mut last_ns_check = born;
     loop {
+        reap_children();
         // SAFETY: recv into our own buffer.
         let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         let dirty = if n < 0 {
@@ -191,18 +245,106 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
                 tracing::warn!("restoring firewall rules: {e}");
             }
         }
-        if !has_networks(inst) {
+        // A young guardian may have been started by a `network create`
+        // whose row is not committed yet: it waits for it a while.
+        if !has_networks(inst) && born.elapsed() >= std::time::Duration::from_secs(10) {
             break;
         }
+        // At most every 5 s: a scan of /proc.
+        if last_ns_check.elapsed() >= std::time::Duration::from_secs(5) {
+            last_ns_check = std::time::Instant::now();
+            if netns_orphaned() {
+                break;
+            }
+        }
     }
+    reap_children();
     let _ = std::fs::remove_file(pid_path(inst));
     drop(lock);
     Ok(())
 }
 
+/// Reaps exited children without waiting (the heal's `nfnl::release`
+/// forks one per socket close and never waits for it). Only between heals,
+/// so no `Command` of the heal loses its child to it.
+fn reap_children() {
+    // SAFETY: waitpid on any child, without blocking, status not read.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+/// The parent of `pid`, from /proc/PID/stat.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether a mountinfo text holds a bind mount of namespace `ns`
+/// ("net:[4026532281]": the root field of an nsfs mount). Pure.
+pub fn mountinfo_has_ns(mountinfo: &str, ns: &str) -> bool {
+    mountinfo
+        .lines()
+        .any(|l| l.split_whitespace().nth(3) == Some(ns))
+}
+
+/// True when nothing but this process (and its children) keeps its network
+/// namespace: no bind mount of it (`ip netns add`) and no other process in
+/// it. The host's namespace always has init; a test's or bench's has its
+/// mount until it is deleted.
+fn netns_orphaned() -> bool {
+    let Ok(ns) = std::fs::read_link("/proc/self/ns/net") else {
+        return false;
+    };
+    let ns = ns.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo_has_ns(&mounts, &ns) {
+        return false;
+    }
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || parent_pid(pid) == Some(me) {
+            continue;
+        }
+        if std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == ns) {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pid_file_names_pid_start_and_binary() {
+        assert_eq!(
+            parse_pid_file("42 777 2049:13 9 1.000000002 /usr/bin/minirt x\n"),
+            Some((42, 777, "2049:13 9 1.000000002 /usr/bin/minirt x"))
+        );
+        // Written before identities: an empty one, which no binary has.
+        assert_eq!(parse_pid_file("42 777\n"), Some((42, 777, "")));
+        assert_eq!(parse_pid_file("x 777"), None);
+        assert_eq!(parse_pid_file(""), None);
+        let me = exe_identity().unwrap();
+        assert!(me.ends_with(&std::env::current_exe().unwrap().display().to_string()));
+        assert_eq!(exe_identity(), Some(me));
+    }
+
+    #[test]
+    fn a_bind_mount_of_the_namespace_keeps_it() {
+        let mi = "36 25 0:4 net:[4026532281] /run/netns/t1 rw shared:5 - nsfs nsfs rw\n\
+                  40 25 0:38 / /sys rw - sysfs sysfs rw\n";
+        assert!(mountinfo_has_ns(mi, "net:[4026532281]"));
+        assert!(!mountinfo_has_ns(mi, "net:[4026532282]"));
+        assert!(!mountinfo_has_ns("", "net:[1]"));
+    }
 
     fn msg(msg: u16, table: &str) -> Vec<u8> {
         let mut name = table.as_bytes().to_vec();

@@ -297,6 +297,15 @@ fn a_flushed_ruleset_is_restored_without_any_command() {
     assert!(!o.status.success(), "the stale bridge stayed");
     assert_eq!(guard_rules(&h), guard);
 
+    // The guardian reaped the children its heals forked (a socket closer
+    // per heal): none lingers as a zombie.
+    let (gpid, _, _) = guardian(&h).expect("a guardian");
+    wait_for(
+        "the guardian to reap its children",
+        Duration::from_secs(20),
+        || zombie_children(gpid).is_empty(),
+    );
+
     // The guardian leaves with the last network.
     h.ok(&["rm", "-f", "web"]);
     h.ok(&["network", "rm", "testbr"]);
@@ -310,4 +319,122 @@ fn a_flushed_ruleset_is_restored_without_any_command() {
             .code()
             != Some(0)
     );
+}
+
+/// The fields of /proc/PID/stat after the command name (state first).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// Alive (not a zombie) and still the process that started at `start`.
+fn alive(pid: i32, start: u64) -> bool {
+    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[19].parse() == Ok(start))
+}
+
+/// The instance's guardian from its pid file: pid, start time, binary.
+fn guardian(h: &TestHost) -> Option<(i32, u64, String)> {
+    let text = std::fs::read_to_string(h.run_root.join("fwguard.pid")).ok()?;
+    let mut it = text.trim_end().splitn(3, ' ');
+    let pid = it.next()?.parse().ok()?;
+    let start = it.next()?.parse().ok()?;
+    let (pid, start) = (pid, start);
+    alive(pid, start).then(|| (pid, start, it.next().unwrap_or("").to_string()))
+}
+
+fn zombie_children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|c| stat_fields(*c).is_some_and(|f| f[0] == "Z" && f[1] == pid.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A bench or test that deletes its namespace but leaves its root (and so
+/// its networks' rows) behind: the guardian is all that keeps the namespace,
+/// and it leaves, taking the namespace (bridge included) with it.
+#[test]
+fn the_guardian_leaves_when_only_it_keeps_its_namespace() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.93.0.0/24", "kept"]);
+    let mut g = None;
+    wait_for("the guardian", Duration::from_secs(10), || {
+        g = guardian(&h);
+        g.is_some()
+    });
+    let (pid, start, _) = g.unwrap_or_default();
+    let o = cmd("ip", &["netns", "del", &h.ns]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Still there right after: the namespace's other users are gone, the
+    // store (still naming the network) is not.
+    assert!(h.root.join("minirt.db").exists() || h.root.exists());
+    wait_for("the guardian to leave", Duration::from_secs(20), || {
+        !alive(pid, start)
+    });
+}
+
+/// An upgrade of the binary (a new file at the same path) makes the next
+/// command replace a guardian that still runs the old one.
+#[test]
+fn an_upgraded_binary_replaces_the_running_guardian() {
+    let bin_dir = TempDir::new("fwguard-bin");
+    let h = TestHost::new();
+    let bin = bin_dir.0.join("minirt");
+    let install = || {
+        let tmp = bin_dir.0.join("minirt.new");
+        std::fs::copy(BIN, &tmp).expect("copy minirt");
+        // A new file renamed over the old one, as package managers do.
+        std::fs::rename(&tmp, &bin).expect("install minirt");
+    };
+    let with = |args: &[&str]| {
+        let o = Command::new("nsenter")
+            .arg(format!("--net={}", h.netns_path()))
+            .arg("--")
+            .arg(&bin)
+            .arg("--root")
+            .arg(&h.root)
+            .arg("--run-root")
+            .arg(&h.run_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run minirt");
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    install();
+    with(&["network", "create", "--subnet", "10.94.0.0/24", "up"]);
+    let mut old = None;
+    wait_for("the guardian", Duration::from_secs(10), || {
+        old = guardian(&h).filter(|g| g.2.ends_with(&*bin.to_string_lossy()));
+        old.is_some()
+    });
+    let (old_pid, old_start, old_id) = old.unwrap_or_default();
+    // The same binary: the guardian stays.
+    with(&["ps"]);
+    assert_eq!(guardian(&h).map(|g| g.0), Some(old_pid));
+    install();
+    // Any command's heal check (`ps` here) notices the new binary.
+    with(&["ps"]);
+    assert!(!alive(old_pid, old_start), "the old guardian still runs");
+    let mut new = None;
+    wait_for("the new guardian", Duration::from_secs(10), || {
+        new = guardian(&h);
+        new.is_some()
+    });
+    let (new_pid, _, new_id) = new.unwrap_or_default();
+    assert_ne!(new_pid, old_pid);
+    assert_ne!(new_id, old_id, "the pid file names the new binary");
+    // And it guards: a flushed table comes back without a command.
+    let table = nft_table(&h);
+    let o = h.in_ns("nft", &["flush", "ruleset"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("the table to come back", Duration::from_secs(20), || {
+        h.in_ns("nft", &["list", "table", "inet", &table])
+            .status
+            .success()
+    });
 }
