@@ -247,7 +247,11 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
         }
         // A young guardian may have been started by a `network create`
         // whose row is not committed yet: it waits for it a while.
-        if !has_networks(inst) && born.elapsed() >= std::time::Duration::from_secs(10) {
+        // A root that is gone is never coming back.
+        let root_gone = !inst.run_root.exists() || !inst.db_path().exists();
+        if root_gone
+            || (!has_networks(inst) && born.elapsed() >= std::time::Duration::from_secs(10))
+        {
             break;
         }
         // At most every 5 s: a scan of /proc.
