@@ -686,3 +686,55 @@ fn ipv6_only_network_names_ports_connect_and_teardown() {
     let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!ls.contains("v6only"), "{ls}");
 }
+
+/// A `network create --ipv4=false` killed after its bridge and rules: the
+/// next command rolls it back to nothing, next to a dual-stack network that
+/// keeps its own rules.
+#[test]
+fn a_killed_ipv6_only_create_heals_to_nothing() {
+    let h = TestHost::new();
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:78::/64",
+        "stay",
+    ]);
+    for point in ["net-create-after-row", "net-create-after-rules"] {
+        let o = h
+            .command(&[
+                "network",
+                "create",
+                "--ipv4=false",
+                "--ipv6",
+                "--subnet",
+                "fd00:79::/64",
+                "killed",
+            ])
+            .env("MINIRT_FAULT", point)
+            .output()
+            .expect("run minirt");
+        assert!(!o.status.success(), "{point}: survived");
+        h.ok(&["ps"]);
+        let left = leftovers(&h, "fd00:79:");
+        assert!(left.is_empty(), "{point}: {left:#?}");
+        let ls = h.ok(&["network", "ls", "--format", "{{.Name}}"]);
+        assert!(!ls.contains("killed"), "{point}: {ls}");
+        // The surviving network's IPv6 rules are intact.
+        let rules = stdout(&h.in_ns("nft", &["list", "ruleset"]));
+        assert!(rules.contains("fd00:78::/64"), "{point}: {rules}");
+    }
+    // And it can be made for real afterwards.
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        "fd00:79::/64",
+        "killed",
+    ]);
+    h.ok(&["network", "rm", "killed", "stay"]);
+    assert!(leftovers(&h, "fd00:7").is_empty());
+}
