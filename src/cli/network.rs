@@ -301,8 +301,8 @@ fn inspect(store: &Store, a: InspectArgs) -> CliResult {
     let mut out = vec![];
     let mut failed = false;
     for key in &a.networks {
-        let found =
-            manage::find(store.conn(), key).and_then(|n| manage::inspect_json(store.conn(), &n));
+        let found = manage::find_any(store.conn(), key)
+            .and_then(|n| manage::inspect_json(store.conn(), &n));
         match found {
             Ok(v) => out.push(v),
             Err(e) => {
