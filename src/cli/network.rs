@@ -253,7 +253,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                 "ID": id_of(&n.id),
                 "Name": n.name,
                 "Driver": n.driver,
-                "Scope": "local",
+                "Scope": if n.driver == "overlay" { "global" } else { "local" },
                 "IPv6": (!n.subnet6.is_empty()).to_string(),
                 "Internal": n.internal.to_string(),
                 "Labels": "",

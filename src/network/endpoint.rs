@@ -732,7 +732,10 @@ pub fn container_networks(
                 _ => None,
             },
             served_by_dns: net.name != DEFAULT_NETWORK
-                && matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)),
+                && matches!(
+                    DriverKind::of(&net),
+                    Ok(DriverKind::Bridge | DriverKind::Overlay)
+                ),
         });
     }
     Ok(out)
@@ -769,7 +772,7 @@ pub fn prepare(
             if super::overlay::configured()
                 && rows::find_network(store.conn(), &name)?.is_none() =>
         {
-            super::overlay::join(inst, store, &name)?;
+            super::overlay::join(inst, store, &name, !req.publish.is_empty())?;
         }
         _ => {}
     }

@@ -13,7 +13,7 @@ pub struct EtcdCluster {
     members: Vec<Option<Proc>>,
     /// (netns, address) of each member.
     at: Vec<(String, String)>,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl EtcdCluster {
@@ -58,7 +58,7 @@ impl EtcdCluster {
         let c = EtcdCluster {
             members,
             at: at.to_vec(),
-            dir,
+            _dir: dir,
         };
         c.wait_healthy(c.alive().len());
         c

@@ -228,8 +228,8 @@ fn containers_on_three_hosts_talk_and_nothing_is_left() {
         "{web} {c1}"
     );
     assert_ne!(
-        web.rsplitn(2, '.').nth(1),
-        c1.rsplitn(2, '.').nth(1),
+        web.rsplit_once('.').map(|x| x.0),
+        c1.rsplit_once('.').map(|x| x.0),
         "one block per host"
     );
 
@@ -317,5 +317,272 @@ fn containers_on_three_hosts_talk_and_nothing_is_left() {
             c.agent_pid(i).is_none()
         });
     }
+    assert_eq!(c.keys(), Vec::<String>::new());
+}
+
+/// Names across hosts (part 4): a container on host 1 fetches a page from
+/// one on host 3 by name; the name goes when that container goes.
+#[test]
+fn names_resolve_across_hosts_and_go_with_their_container() {
+    let c = Hosts::new(3);
+    c.ok(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.77.0.0/16",
+            "ov",
+        ],
+    );
+    c.ok(
+        2,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--net",
+            "ov",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    c.ok(
+        0,
+        &[
+            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
+        ],
+    );
+    let web = c.ip_of(2, "web");
+    let mut page = String::new();
+    wait_for(
+        "the page of web (host 3) by name from host 1",
+        Duration::from_secs(20),
+        || {
+            let o = c.minirt(0, &["exec", "c", "wget", "-qO-", "http://web/"]);
+            page = stdout(&o);
+            o.status.success()
+        },
+    );
+    assert_eq!(page, "hello-by-name\n");
+    let o = c.ok(0, &["exec", "c", "nslookup", "web"]);
+    assert!(o.contains(&web), "{o}");
+    c.ok(2, &["rm", "-f", "web"]);
+    wait_for("web forgotten on host 1", Duration::from_secs(20), || {
+        let o = c.minirt(0, &["exec", "c", "nslookup", "web"]);
+        !stdout(&o).contains(&web)
+    });
+}
+
+/// 20 containers started at once on each host get unique addresses, and a
+/// start on a host that holds its block sends no request to etcd.
+#[test]
+fn parallel_starts_get_unique_addresses_without_etcd_requests() {
+    let c = Hosts::new(3);
+    c.ok(
+        0,
+        &["network", "create", "-d", "overlay", "-o", "block=26", "ov"],
+    );
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            for n in 0..20 {
+                let c = &c;
+                s.spawn(move || {
+                    c.ok(
+                        i,
+                        &[
+                            "run",
+                            "-d",
+                            "--name",
+                            &format!("p{n}"),
+                            "--net",
+                            "ov",
+                            "busybox",
+                            "sleep",
+                            "600",
+                        ],
+                    );
+                });
+            }
+        }
+    });
+    let mut ips = vec![];
+    for i in 0..3 {
+        let v: serde_json::Value =
+            serde_json::from_str(&c.ok(i, &["network", "inspect", "ov"])).unwrap();
+        let ctrs = v[0]["Containers"].as_object().unwrap();
+        assert_eq!(ctrs.len(), 20, "host {i}: {ctrs:?}");
+        ips.extend(
+            ctrs.values()
+                .map(|e| e["IPv4Address"].as_str().unwrap().to_string()),
+        );
+    }
+    let n = ips.len();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), n, "duplicate addresses: {ips:?}");
+    // The fast path: the block is held, the start asks etcd nothing.
+    let log = TempDir::new("etcd-requests");
+    let file = format!("{}/n", log.path());
+    let o = c.hosts[1]
+        .command(&["run", "--rm", "--net", "ov", "busybox", "true"])
+        .env("MINIRT_CLUSTER_STORE", c.etcd.store())
+        .env("MINIRT_ADVERTISE_ADDR", underlay_addr(1))
+        .env("MINIRT_ETCD_REQUESTS_LOG", &file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
+}
+
+/// Bad input: one clear line each, and nothing left in etcd, the kernel or
+/// the store. `network create` refusals exit 1 (Docker's daemon errors,
+/// like the other drivers'); refusals of `run` exit 125.
+#[test]
+fn bad_input_is_refused_cleanly() {
+    let c = Hosts::new(3);
+    let h = &c.hosts[0];
+    // No cluster store, no advertise address, an unreachable store.
+    let (code, e) = h.fails(&["network", "create", "-d", "overlay", "x"]);
+    assert_eq!(code, 1);
+    assert!(one_line(&e).contains("needs a cluster store"), "{e}");
+    let o = h
+        .command(&["network", "create", "-d", "overlay", "x"])
+        .env("MINIRT_CLUSTER_STORE", c.etcd.store())
+        .output()
+        .unwrap();
+    assert!(
+        one_line(&stderr(&o)).contains("--advertise-addr"),
+        "{}",
+        stderr(&o)
+    );
+    let o = h
+        .command(&[
+            "--cluster-store",
+            "etcd://127.0.0.1:1",
+            "--advertise-addr",
+            "198.51.100.1",
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        one_line(&stderr(&o)).contains("cannot reach the cluster store etcd://127.0.0.1:1"),
+        "{}",
+        stderr(&o)
+    );
+    // Two hosts creating the same name at once: one wins.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            c.minirt(
+                0,
+                &["network", "create", "-d", "overlay", "-o", "vni=5000", "ov"],
+            )
+        });
+        let b = s.spawn(|| {
+            c.minirt(
+                1,
+                &[
+                    "network",
+                    "create",
+                    "-d",
+                    "overlay",
+                    "--subnet",
+                    "10.50.0.0/16",
+                    "ov",
+                ],
+            )
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.status.success() != b.status.success(), "{a:?} {b:?}");
+    let lost = if a.status.success() { &b } else { &a };
+    assert!(
+        one_line(&stderr(lost)).contains("already exists"),
+        "{}",
+        stderr(lost)
+    );
+    let won_vni = a.status.success();
+    // Overlapping subnet, VNI taken, block larger than the subnet.
+    let overlap = if won_vni {
+        "10.42.128.0/17"
+    } else {
+        "10.50.128.0/17"
+    };
+    for (args, want) in [
+        (
+            vec!["--subnet", overlap],
+            "overlaps with overlay network ov",
+        ),
+        (
+            vec!["--subnet", "10.60.0.0/20", "-o", "block=16"],
+            "larger than the subnet",
+        ),
+        (
+            vec!["--subnet", "10.61.0.0/16", "-o", "vni=bad"],
+            "invalid vni",
+        ),
+    ] {
+        let mut all = vec!["network", "create", "-d", "overlay"];
+        all.extend(args.iter().copied());
+        all.push("other");
+        let o = c.minirt(2, &all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            one_line(&stderr(&o)).contains(want),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    if won_vni {
+        let o = c.minirt(
+            2,
+            &[
+                "network",
+                "create",
+                "-d",
+                "overlay",
+                "--subnet",
+                "10.62.0.0/16",
+                "-o",
+                "vni=5000",
+                "other",
+            ],
+        );
+        assert!(
+            one_line(&stderr(&o)).contains("vni 5000 is taken by overlay network ov"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // -p on an overlay network: not implemented, said so.
+    let e = c.refused(
+        0,
+        &[
+            "run", "--rm", "--net", "ov", "-p", "8080:80", "busybox", "true",
+        ],
+    );
+    assert!(
+        e.contains("not implemented: port publishing on overlay network ov"),
+        "{e}"
+    );
+    // Only the winner's config and VNI are in etcd; no host made anything.
+    let keys = c.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0].ends_with("/networks/ov"), "{keys:?}");
+    for h in &c.hosts {
+        assert_eq!(links(h), ["eth0"]);
+        assert!(!nft_tables(h).contains("minirt_ovl_"));
+    }
+    c.ok(1, &["network", "rm", "ov"]);
     assert_eq!(c.keys(), Vec::<String>::new());
 }

@@ -120,6 +120,49 @@ fn linger() -> Duration {
     )
 }
 
+/// A container of another host on an overlay network this host uses, as
+/// the DNS responder serves it (on this host's gateway of the network).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteName {
+    pub gateway: Ipv4Addr,
+    pub ip: Ipv4Addr,
+    pub name: String,
+    pub container_id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+fn names_path(inst: &Instance) -> PathBuf {
+    inst.run_root.join("overlay-names.json")
+}
+
+/// The remote names the agent last wrote (none when it never did).
+pub fn read_names(inst: &Instance) -> Vec<RemoteName> {
+    std::fs::read(names_path(inst))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the remote names (whole, by rename) and tells the DNS responder
+/// to re-read them, when they changed.
+fn write_names(inst: &Instance, names: &[RemoteName]) {
+    if read_names(inst) == names {
+        return;
+    }
+    let tmp = inst.run_root.join("overlay-names.json.tmp");
+    let body = serde_json::to_vec(names).unwrap_or_default();
+    if std::fs::write(&tmp, body)
+        .and_then(|_| std::fs::rename(&tmp, names_path(inst)))
+        .is_err()
+    {
+        return;
+    }
+    if let Err(e) = crate::network::dns::sync(inst) {
+        tracing::warn!("overlay agent: {e}");
+    }
+}
+
 /// What the agent remembers between rounds.
 #[derive(Default)]
 struct State {
@@ -231,6 +274,8 @@ fn converge(
     let nets = overlay_rows(&store)?;
     let Some(first) = nets.first() else {
         let _ = kernel::apply_table(&inst.tag, &[], &[]);
+        write_names(inst, &[]);
+        let _ = std::fs::remove_file(names_path(inst));
         return Ok(None);
     };
     let spec = local(first)
@@ -240,6 +285,7 @@ fn converge(
     let listed = etcd.list(keys::PREFIX);
     let mut fw = vec![];
     let mut peer_hosts = vec![];
+    let mut names = vec![];
     let drivers = crate::network::driver::Drivers::open(inst)
         .map_err(|e| OverlayError::Kernel(e.to_string()))?;
     let mut store = store;
@@ -326,6 +372,25 @@ fn converge(
                 ))
             })
             .collect();
+        // Other hosts' endpoint records: names served here.
+        let gw = plan::gateway(l.block);
+        for kv in kvs
+            .iter()
+            .filter(|kv| kv.key.starts_with(&keys::endpoints(&net.name)))
+        {
+            if keys::host_of_endpoint_key(&kv.key) == Some(l.advertise) {
+                continue;
+            }
+            if let Some(r) = parse::<EndpointRec>(&kv.value) {
+                names.push(RemoteName {
+                    gateway: gw,
+                    ip: r.ip,
+                    name: r.name,
+                    container_id: kv.key.rsplit('/').next().unwrap_or_default().to_string(),
+                    aliases: r.aliases,
+                });
+            }
+        }
         let mine = keys::host_endpoints(&net.name, l.advertise);
         let have: BTreeMap<&str, &Vec<u8>> = kvs
             .iter()
@@ -352,8 +417,9 @@ fn converge(
         kernel::apply_table(&inst.tag, &fw, &peer_hosts)?;
         st.table = table;
     }
-    if let Err(e) = listed {
-        tracing::warn!("overlay agent: {e}");
+    match listed {
+        Ok(_) => write_names(inst, &names),
+        Err(e) => tracing::warn!("overlay agent: {e}"),
     }
     Ok(Some(spec))
 }

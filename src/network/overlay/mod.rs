@@ -339,7 +339,12 @@ fn join_lock(inst: &Instance) -> Result<nix::fcntl::Flock<std::fs::File>, Networ
 /// no network NAME: when the store has an overlay network of that name,
 /// lease a block of it for this host, insert the local row and start the
 /// agent. Returns whether it joined (false: no such overlay network).
-pub fn join(inst: &Instance, st: &mut Store, name: &str) -> Result<bool, NetworkError> {
+pub fn join(
+    inst: &Instance,
+    st: &mut Store,
+    name: &str,
+    publish: bool,
+) -> Result<bool, NetworkError> {
     let _lock = join_lock(inst)?;
     if rows::find_network(st.conn(), name)?.is_some() {
         return Ok(true);
@@ -351,6 +356,13 @@ pub fn join(inst: &Instance, st: &mut Store, name: &str) -> Result<bool, Network
     let cfg: NetConfig = parse(&kv.value).ok_or_else(|| {
         NetworkError::Invalid(format!("overlay network {name}: bad config in the store"))
     })?;
+    // Refused before this host takes anything (allocate says it again).
+    if publish {
+        return Err(NetworkError::Invalid(format!(
+            "not implemented: port publishing on overlay network {name}: its containers \
+             are reached on their overlay addresses"
+        )));
+    }
     let (underlay, mtu) = kernel::underlay(c.advertise)?;
     let lease = c.etcd.grant(LEASE_TTL)?;
     let me = c.advertise;
