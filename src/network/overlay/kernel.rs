@@ -75,7 +75,7 @@ pub fn ensure_vxlan(
     }
     let (vni, port, mtu) = (vni.to_string(), VXLAN_PORT.to_string(), mtu.to_string());
     let local = local.to_string();
-    run(
+    let made = run(
         "ip",
         &[
             "link",
@@ -93,7 +93,13 @@ pub fn ensure_vxlan(
             &port,
             "nolearning",
         ],
-    )?;
+    );
+    match made {
+        Ok(_) => {}
+        // Another command made it a moment ago: theirs to configure.
+        Err(_) if link_exists(name) => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let rest = (|| {
         run(
             "ip",
