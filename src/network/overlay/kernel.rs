@@ -226,7 +226,9 @@ pub fn apply_table(
         .map_err(|e| OverlayError::Kernel(e.to_string()))
 }
 
-/// Whether the overlay's table is in place.
+/// Whether the overlay's table is in place with its rules (a flushed
+/// table keeps its chains but loses the VXLAN filter).
 pub fn table_exists(tag: &str) -> bool {
-    run("nft", &["list", "table", "inet", &plan::table_name(tag)]).is_ok()
+    run("nft", &["list", "table", "inet", &plan::table_name(tag)])
+        .is_ok_and(|t| t.contains(&format!("udp dport {VXLAN_PORT}")))
 }
