@@ -467,8 +467,3 @@ fn renew(
         .map_err(|e| OverlayError::Store(e.to_string()))?;
     Ok(lease)
 }
-
-/// Peers' underlay addresses, for tests of the table.
-pub fn peer_hosts(peers: &[plan::Peer]) -> Vec<Ipv4Addr> {
-    peers.iter().map(|p| p.host).collect()
-}
