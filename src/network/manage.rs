@@ -457,8 +457,13 @@ pub fn find_any(c: &Connection, key: &str) -> Result<NetworkRow, NetworkError> {
 
 /// `network inspect` for one network, shaped like Docker's.
 pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkError> {
-    let prefix = n
-        .subnet
+    // An overlay's local row holds this host's block; the network (and the
+    // containers' prefix) is the overlay's subnet.
+    let subnet = n
+        .options
+        .get(super::overlay::OPT_SUBNET)
+        .unwrap_or(&n.subnet);
+    let prefix = subnet
         .parse::<Ipv4Net>()
         .map(|s| s.prefix_len())
         .unwrap_or(32);
@@ -480,7 +485,7 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
             }),
         );
     }
-    let mut config = vec![json!({"Subnet": n.subnet, "Gateway": n.gateway})];
+    let mut config = vec![json!({"Subnet": subnet, "Gateway": n.gateway})];
     if !n.subnet6.is_empty() {
         config.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
     }

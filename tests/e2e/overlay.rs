@@ -223,6 +223,17 @@ fn containers_on_three_hosts_talk_and_nothing_is_left() {
     }
     let web = c.ip_of(2, "web");
     let c1 = c.ip_of(1, "c");
+    // A host's own view: the overlay's subnet, its block's gateway, its
+    // containers with the overlay's prefix.
+    let v: serde_json::Value =
+        serde_json::from_str(&c.ok(2, &["network", "inspect", "ov"])).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.42.0.0/16");
+    let ctrs = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(ctrs.len(), 1);
+    let a = ctrs.values().next().unwrap()["IPv4Address"]
+        .as_str()
+        .unwrap();
+    assert_eq!(a, format!("{web}/16"));
     assert!(
         web.starts_with("10.42.") && c1.starts_with("10.42."),
         "{web} {c1}"

@@ -645,6 +645,9 @@ impl NetworkDriver for OverlayDriver {
         let route = (p.default_route && !net.internal).then_some(plan::gateway(l.block));
         sb.netlink()?
             .configure_container_if(&ep.ifname, addr, route)?;
+        // The agent publishes the name now rather than at its next round
+        // (one datagram; no store request here).
+        agent::poke(&self.inst);
         Ok(())
     }
 
@@ -655,6 +658,7 @@ impl NetworkDriver for OverlayDriver {
         _ports: &[PortBindingRow],
         sb: Option<&Sandbox>,
     ) -> Vec<String> {
+        agent::poke(&self.inst);
         if sb.is_none() {
             return vec![];
         }
