@@ -14,6 +14,38 @@ pub struct EtcdCluster {
     /// (netns, address) of each member.
     at: Vec<(String, String)>,
     _dir: TempDir,
+    initial: String,
+    token: String,
+}
+
+/// Member `i` of the cluster (its data directory kept across restarts: a
+/// restarted member rejoins with its old identity).
+fn spawn(dir: &TempDir, at: &[(String, String)], i: usize, initial: &str, token: &str) -> Proc {
+    let (ns, a) = &at[i];
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.0.join(format!("m{i}.log")))
+        .unwrap();
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg("etcd")
+        .args(["--name", &format!("m{i}")])
+        .args(["--data-dir", &format!("{}/m{i}", dir.path())])
+        .args(["--listen-client-urls", &format!("http://{a}:2379")])
+        .args(["--advertise-client-urls", &format!("http://{a}:2379")])
+        .args(["--listen-peer-urls", &format!("http://{a}:2380")])
+        .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
+        .args(["--initial-cluster", initial])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--initial-cluster-token", token])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start etcd");
+    Proc(child)
 }
 
 impl EtcdCluster {
@@ -29,36 +61,16 @@ impl EtcdCluster {
             .map(|(i, (_, a))| format!("m{i}=http://{a}:2380"))
             .collect();
         let initial = initial.join(",");
-        let mut members = vec![];
-        for (i, (ns, a)) in at.iter().enumerate() {
-            let log = std::fs::File::create(dir.0.join(format!("m{i}.log"))).unwrap();
-            let child = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{ns}"))
-                .arg("--")
-                .arg("etcd")
-                .args(["--name", &format!("m{i}")])
-                .args(["--data-dir", &format!("{}/m{i}", dir.path())])
-                .args(["--listen-client-urls", &format!("http://{a}:2379")])
-                .args(["--advertise-client-urls", &format!("http://{a}:2379")])
-                .args(["--listen-peer-urls", &format!("http://{a}:2380")])
-                .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
-                .args(["--initial-cluster", &initial])
-                .args(["--initial-cluster-state", "new"])
-                .args([
-                    "--initial-cluster-token",
-                    &format!("minirt-{}-{n}", std::process::id()),
-                ])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start etcd");
-            members.push(Some(Proc(child)));
-        }
+        let token = format!("minirt-{}-{n}", std::process::id());
+        let members = (0..at.len())
+            .map(|i| Some(spawn(&dir, at, i, &initial, &token)))
+            .collect();
         let c = EtcdCluster {
             members,
             at: at.to_vec(),
             _dir: dir,
+            initial,
+            token,
         };
         c.wait_healthy(c.alive().len());
         c
@@ -122,6 +134,16 @@ impl EtcdCluster {
     /// Kills member `i` (SIGKILL by pid).
     pub fn kill(&mut self, i: usize) {
         self.members[i] = None;
+    }
+
+    /// Starts every killed member again and waits for the whole cluster.
+    pub fn restart_all(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].is_none() {
+                self.members[i] = Some(spawn(&self._dir, &self.at, i, &self.initial, &self.token));
+            }
+        }
+        self.wait_healthy(self.members.len());
     }
 
     /// Kills every member.

@@ -721,6 +721,19 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
     assert!(out.contains("1 packets received"), "{out}");
     let e = c.refused(2, &["run", "--rm", "--net", "ov2", "busybox", "true"]);
     assert!(e.contains("cannot reach the cluster store"), "{e}");
+
+    // The cluster back: the agents renew their leases (or take new ones
+    // and their blocks again, had they lapsed) and write what they could
+    // not: the container started during the outage gets its name on the
+    // other hosts.
+    c.etcd.restart_all();
+    let e_ip = c.ip_of(0, "e");
+    wait_for(
+        "the outage container's name on host 2",
+        Duration::from_secs(30),
+        || stdout(&c.minirt(1, &["exec", "c", "nslookup", "e"])).contains(&e_ip),
+    );
+    assert!(ping_ok(&c, 1, "c", &e_ip));
 }
 
 /// Part 5: a host that dies (its processes killed, its namespace deleted):
