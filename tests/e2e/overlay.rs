@@ -750,6 +750,12 @@ fn a_dead_hosts_block_and_names_leave_the_others() {
         ],
     );
     c.ok(
+        1,
+        &[
+            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
+        ],
+    );
+    c.ok(
         2,
         &[
             "run", "-d", "--name", "doomed", "--net", "ov", "busybox", "sleep", "600",
@@ -788,14 +794,40 @@ fn a_dead_hosts_block_and_names_leave_the_others() {
     wait_for("host 3's keys gone", Duration::from_secs(30), || {
         !c.keys()
             .iter()
-            .any(|k| k.contains("198.51.100.3") || k.contains("blocks/ov/10.42.1."))
+            .any(|k| k.contains("198.51.100.3") || k.contains("blocks/ov/10.42.2."))
     });
     wait_for(
         "host 3's block and name gone on host 1",
         Duration::from_secs(10),
         || {
-            !routes(&c).contains(" via ")
+            !routes(&c).contains("10.42.2.0/24")
                 && !stdout(&c.minirt(0, &["exec", "c", "nslookup", "doomed"])).contains(&ip)
         },
     );
+
+    // Host 1's agent dies and its lease lapses: the next command starts a
+    // new agent, which takes a new lease and the same block again, and
+    // host 2 reaches host 1's container again.
+    let c0 = c.ip_of(0, "c");
+    let agent = c.agent_pid(0).expect("host 1's agent");
+    // SAFETY: a signal to this test host's agent (its pid file, its cmdline).
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    wait_for("host 1's block lapsed", Duration::from_secs(30), || {
+        !c.keys()
+            .iter()
+            .any(|k| k.ends_with("blocks/ov/10.42.0.0-24"))
+    });
+    c.ok(0, &["run", "--rm", "--net", "ov", "busybox", "true"]);
+    wait_for(
+        "host 1's block taken again",
+        Duration::from_secs(15),
+        || {
+            c.keys()
+                .iter()
+                .any(|k| k.ends_with("blocks/ov/10.42.0.0-24"))
+        },
+    );
+    wait_for("host 2 -> host 1 again", Duration::from_secs(20), || {
+        ping_ok(&c, 1, "c", &c0)
+    });
 }
