@@ -5,7 +5,9 @@
 //! h2, tower) would be the largest dependency tree of the project for the
 //! seven calls the overlay makes (range, txn, put, delete, lease grant,
 //! keepalive, revoke, watch), each of which the gateway answers as one small
-//! JSON POST (measured: ~0.4 ms on loopback per request).
+//! JSON POST (measured on this 2-CPU VM, one member on loopback, kept-alive
+//! connection: range median 0.36 ms, a put txn median 0.9 ms, fsync
+//! included; none of them is on a container's start path).
 //!
 //! Endpoints are tried in order; one that cannot be reached is skipped
 //! (a member that is down), and the one that answered is tried first next
