@@ -341,4 +341,33 @@ mod tests {
         }
         assert_eq!(prefix_end("/a/"), b64(b"/a0"));
     }
+
+    #[test]
+    fn gateway_answers_decode() {
+        // As etcd 3.4's gateway answers a range: int64s as strings, bytes as base64.
+        let v: Value = serde_json::from_str(
+            r#"{"header":{"revision":"7"},"kvs":[{"key":"Zm9v","create_revision":"2",
+                "mod_revision":"5","version":"1","value":"YmFy","lease":"42"}],"count":"1"}"#,
+        )
+        .unwrap();
+        assert_eq!(num(&v["header"]["revision"]), 7);
+        assert_eq!(
+            kvs(&v),
+            vec![Kv {
+                key: "foo".into(),
+                value: b"bar".to_vec(),
+                mod_revision: 5,
+                lease: 42
+            }]
+        );
+        // No kvs (an empty range), no TTL (an expired lease's keepalive).
+        assert!(kvs(&serde_json::json!({"header": {}})).is_empty());
+        assert_eq!(
+            num(&serde_json::json!({"result": {"ID": "1"}})["result"]["TTL"]),
+            0
+        );
+        let c = unchanged_since("/p/", 9);
+        assert_eq!(c["mod_revision"], "10");
+        assert_eq!(c["result"], "LESS");
+    }
 }
