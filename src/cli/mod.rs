@@ -47,6 +47,12 @@ pub struct Cli {
     /// (env MINIRT_TIMINGS=1, or =/abs/path to append to a file).
     #[arg(long, global = true)]
     pub timings: bool,
+    /// The cluster store of overlay networks: etcd://HOST:PORT[,HOST:PORT...].
+    #[arg(long, global = true, env = "MINIRT_CLUSTER_STORE")]
+    pub cluster_store: Option<String>,
+    /// This host's underlay address for overlay networks (never guessed).
+    #[arg(long, global = true, env = "MINIRT_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -151,6 +157,9 @@ pub enum Command {
     /// The DNS responder of user-defined networks (started by minirt itself).
     #[command(name = "__dns", hide = true)]
     Dns,
+    /// The overlay agent: leases, watch, VXLAN peers (started by minirt).
+    #[command(name = "__overlay", hide = true)]
+    Overlay,
     /// Restores the firewall table when someone removes it (started by minirt).
     #[command(name = "__fwguard", hide = true)]
     FwGuard,
@@ -228,15 +237,48 @@ pub fn main() -> i32 {
     let timings =
         minirt::timings::sink_from(cli.timings, std::env::var("MINIRT_TIMINGS").ok().as_deref());
     init_tracing(&cli.log_level, timings);
+    overlay_env(&cli);
     let total = tracing::info_span!("total").entered();
     let res = dispatch(cli);
     drop(total);
+    overlay_requests_log();
     match res {
         Ok(code) => code,
         Err(e) => {
             // Whatever a user typed and the message repeats stays one line.
             eprintln!("minirt: {}", minirt::validate::escape_controls(&e.message));
             e.code
+        }
+    }
+}
+
+/// The overlay options reach the overlay code (and the agent it starts)
+/// through their environment variables.
+fn overlay_env(cli: &Cli) {
+    use minirt::network::overlay::{ADVERTISE_ENV, STORE_ENV};
+    for (key, v) in [
+        (STORE_ENV, &cli.cluster_store),
+        (ADVERTISE_ENV, &cli.advertise_addr),
+    ] {
+        if let Some(v) = v {
+            // Single-threaded here: nothing else reads the environment yet.
+            std::env::set_var(key, v);
+        }
+    }
+}
+
+/// `MINIRT_ETCD_REQUESTS_LOG=FILE`: appends how many requests this command
+/// sent to the cluster store (the bench counts them per container start).
+fn overlay_requests_log() {
+    if let Some(path) = std::env::var_os("MINIRT_ETCD_REQUESTS_LOG") {
+        use std::io::Write;
+        let n = minirt::network::overlay::store::requests();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{n}");
         }
     }
 }
@@ -440,6 +482,12 @@ fn dispatch(cli: Cli) -> CliResult {
             Ok(0)
         }
         Command::FwGuard => minirt::network::guard::run(&inst)
+            .map(|()| 0)
+            .map_err(|e| CliError {
+                code: 1,
+                message: e.to_string(),
+            }),
+        Command::Overlay => minirt::network::overlay::agent::run_agent(&inst)
             .map(|()| 0)
             .map_err(|e| CliError {
                 code: 1,

@@ -253,7 +253,7 @@ fn ls(store: &Store, a: LsArgs) -> CliResult {
                 "ID": id_of(&n.id),
                 "Name": n.name,
                 "Driver": n.driver,
-                "Scope": "local",
+                "Scope": if n.driver == "overlay" { "global" } else { "local" },
                 "IPv6": (!n.subnet6.is_empty()).to_string(),
                 "Internal": n.internal.to_string(),
                 "Labels": "",
@@ -307,8 +307,8 @@ fn inspect(store: &Store, a: InspectArgs) -> CliResult {
     let mut out = vec![];
     let mut failed = false;
     for key in &a.networks {
-        let found =
-            manage::find(store.conn(), key).and_then(|n| manage::inspect_json(store.conn(), &n));
+        let found = manage::find_any(store.conn(), key)
+            .and_then(|n| manage::inspect_json(store.conn(), &n));
         match found {
             Ok(v) => out.push(v),
             Err(e) => {

@@ -21,6 +21,7 @@ use std::rc::Rc;
 pub enum DriverKind {
     Bridge,
     Macvlan,
+    Overlay,
 }
 
 impl DriverKind {
@@ -28,8 +29,9 @@ impl DriverKind {
         match s {
             "bridge" => Ok(DriverKind::Bridge),
             "macvlan" => Ok(DriverKind::Macvlan),
+            "overlay" => Ok(DriverKind::Overlay),
             _ => Err(NetworkError::Invalid(format!(
-                "invalid driver {s:?}: bridge and macvlan are supported"
+                "invalid driver {s:?}: bridge, macvlan and overlay are supported"
             ))),
         }
     }
@@ -38,6 +40,7 @@ impl DriverKind {
         match self {
             DriverKind::Bridge => "bridge",
             DriverKind::Macvlan => "macvlan",
+            DriverKind::Overlay => "overlay",
         }
     }
 
@@ -202,6 +205,7 @@ impl HostNetlink {
 pub struct Drivers {
     bridge: super::bridge::BridgeDriver,
     macvlan: super::macvlan::MacvlanDriver,
+    overlay: super::overlay::OverlayDriver,
 }
 
 impl Drivers {
@@ -213,7 +217,8 @@ impl Drivers {
     pub fn with(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> Drivers {
         Drivers {
             bridge: super::bridge::BridgeDriver::new(inst, nl.clone(), fw),
-            macvlan: super::macvlan::MacvlanDriver::new(nl),
+            macvlan: super::macvlan::MacvlanDriver::new(nl.clone()),
+            overlay: super::overlay::OverlayDriver::new(inst, nl),
         }
     }
 
@@ -228,6 +233,7 @@ impl DriverSet for Drivers {
         match kind {
             DriverKind::Bridge => &self.bridge,
             DriverKind::Macvlan => &self.macvlan,
+            DriverKind::Overlay => &self.overlay,
         }
     }
 }
@@ -240,9 +246,10 @@ mod tests {
     fn kinds_and_modes_parse() {
         assert_eq!(DriverKind::parse("bridge").unwrap(), DriverKind::Bridge);
         assert_eq!(DriverKind::parse("macvlan").unwrap().as_str(), "macvlan");
+        assert_eq!(DriverKind::parse("overlay").unwrap(), DriverKind::Overlay);
         assert_eq!(
-            DriverKind::parse("overlay").unwrap_err().to_string(),
-            "invalid driver \"overlay\": bridge and macvlan are supported"
+            DriverKind::parse("vlan").unwrap_err().to_string(),
+            "invalid driver \"vlan\": bridge, macvlan and overlay are supported"
         );
         assert_eq!(NetworkMode::parse(""), NetworkMode::Default);
         assert_eq!(NetworkMode::parse("bridge"), NetworkMode::Default);

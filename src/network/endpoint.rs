@@ -135,6 +135,13 @@ fn check_publish(net: &NetworkRow, publish: &[String]) -> Result<(), NetworkErro
     if publish.is_empty() {
         return Ok(());
     }
+    if DriverKind::of(net)? == DriverKind::Overlay {
+        return Err(NetworkError::Invalid(format!(
+            "not implemented: port publishing on overlay network {}: its containers \
+             are reached on their overlay addresses",
+            net.name
+        )));
+    }
     if DriverKind::of(net)? == DriverKind::Macvlan {
         return Err(NetworkError::Invalid(format!(
             "port publishing is not supported on macvlan network {}: its containers \
@@ -791,7 +798,10 @@ pub fn container_networks(
                 _ => None,
             },
             served_by_dns: net.name != DEFAULT_NETWORK
-                && matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)),
+                && matches!(
+                    DriverKind::of(&net),
+                    Ok(DriverKind::Bridge | DriverKind::Overlay)
+                ),
         });
     }
     Ok(out)
@@ -819,8 +829,18 @@ pub fn prepare(
     store: &mut Store,
     req: &NetworkRequest,
 ) -> Result<(), NetworkError> {
-    if NetworkMode::parse(&req.mode) == NetworkMode::Default {
-        manage::ensure_default(inst, store)?;
+    match NetworkMode::parse(&req.mode) {
+        NetworkMode::Default => {
+            manage::ensure_default(inst, store)?;
+        }
+        // An overlay network's first use on this host: its row and block.
+        NetworkMode::Named(name)
+            if super::overlay::configured()
+                && rows::find_network(store.conn(), &name)?.is_none() =>
+        {
+            super::overlay::join(inst, store, &name, !req.publish.is_empty())?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -1038,7 +1058,7 @@ mod orchestration {
         );
         // An unknown driver is one more error, not a stop.
         let mut w = wired(2);
-        w[0].net.driver = "overlay".into();
+        w[0].net.driver = "vlan".into();
         let d = Recording::default();
         let errors = unplug_all(&d, &w, Some(&Sandbox::new(0)));
         assert_eq!(errors.len(), 1, "{errors:?}");

@@ -170,6 +170,8 @@ fn plan(drivers: &Drivers, req: &CreateRequest) -> Result<Plan, NetworkError> {
         (Some(m), _) => m,
         // A macvlan takes its parent's MTU.
         (None, DriverKind::Macvlan) => 0,
+        // Made by overlay::create, never through this plan.
+        (None, DriverKind::Overlay) => 0,
         (None, DriverKind::Bridge) => nl.default_route_mtu()?.unwrap_or(1500),
     };
     Ok(Plan {
@@ -329,6 +331,11 @@ pub fn create(
     store: &mut Store,
     req: &CreateRequest,
 ) -> Result<NetworkRow, NetworkError> {
+    // Scope global: the network lives in the cluster store; each host's
+    // row is made on its first use (overlay::join).
+    if req.driver == DriverKind::Overlay.as_str() {
+        return super::overlay::create(store, req);
+    }
     let drivers = Drivers::open(inst)?;
     let p = plan(&drivers, req)?;
     let driver = drivers.driver(p.driver);
@@ -447,13 +454,35 @@ pub fn find(c: &Connection, key: &str) -> Result<NetworkRow, NetworkError> {
 }
 
 pub fn list(store: &Store) -> Result<Vec<NetworkRow>, NetworkError> {
-    Ok(rows::list_networks(store.conn())?)
+    let mut nets = rows::list_networks(store.conn())?;
+    // Overlay networks this host has not used yet (scope global).
+    if super::overlay::configured() {
+        let remote = super::overlay::list_remote(&nets);
+        nets.extend(remote);
+    }
+    Ok(nets)
+}
+
+/// `find`, then an overlay network of the cluster store this host has not
+/// used yet (`network inspect`).
+pub fn find_any(c: &Connection, key: &str) -> Result<NetworkRow, NetworkError> {
+    match find(c, key) {
+        Err(NetworkError::NotFound(m)) if super::overlay::configured() => {
+            super::overlay::find_remote(key).ok_or(NetworkError::NotFound(m))
+        }
+        r => r,
+    }
 }
 
 /// `network inspect` for one network, shaped like Docker's.
 pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkError> {
-    let prefix = n
-        .subnet
+    // An overlay's local row holds this host's block; the network (and the
+    // containers' prefix) is the overlay's subnet.
+    let subnet = n
+        .options
+        .get(super::overlay::OPT_SUBNET)
+        .unwrap_or(&n.subnet);
+    let prefix = subnet
         .parse::<Ipv4Net>()
         .map(|s| s.prefix_len())
         .unwrap_or(32);
@@ -477,7 +506,7 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
     }
     let mut config = vec![];
     if n.has_ipv4() {
-        config.push(json!({"Subnet": n.subnet, "Gateway": n.gateway}));
+        config.push(json!({"Subnet": subnet, "Gateway": n.gateway}));
     }
     if !n.subnet6.is_empty() {
         config.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
@@ -486,7 +515,7 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
         "Name": n.name,
         "Id": n.id,
         "Created": util::rfc3339(n.created),
-        "Scope": "local",
+        "Scope": if n.driver == DriverKind::Overlay.as_str() { "global" } else { "local" },
         "Driver": n.driver,
         "EnableIPv4": n.has_ipv4(),
         "EnableIPv6": !n.subnet6.is_empty(),
@@ -507,6 +536,9 @@ pub fn inspect_json(c: &Connection, n: &NetworkRow) -> Result<Value, NetworkErro
 /// `network rm`: refused while containers are attached (naming them);
 /// rules and bridge go in the same transaction as the row.
 pub fn remove(inst: &Instance, store: &mut Store, key: &str) -> Result<NetworkRow, NetworkError> {
+    if let Some(n) = super::overlay::remove(inst, store, key)? {
+        return Ok(n);
+    }
     remove_any(inst, store, key, false)
 }
 
@@ -576,6 +608,13 @@ pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkE
     let mut removed = vec![];
     for n in rows::list_networks(store.conn())? {
         if rows::endpoints_of_network(store.conn(), &n.id)?.is_empty() {
+            // An overlay network stays in the cluster: this host's part goes.
+            if n.driver == DriverKind::Overlay.as_str() {
+                super::overlay::release(inst, store, &n)?;
+                super::overlay::agent::poke(inst);
+                removed.push(n.name);
+                continue;
+            }
             removed.push(remove_any(inst, store, &n.id, true)?.name);
         }
     }

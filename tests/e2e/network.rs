@@ -240,8 +240,8 @@ fn bad_inputs_fail_with_one_clear_line_and_leave_nothing() {
         (vec!["-o", "mtu=12", "x"], "invalid mtu"),
         (vec!["-o", "color=red", "x"], "unknown option"),
         (
-            vec!["-d", "overlay", "x"],
-            "bridge and macvlan are supported",
+            vec!["-d", "vlan", "x"],
+            "bridge, macvlan and overlay are supported",
         ),
     ];
     for (args, want) in cases {

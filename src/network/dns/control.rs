@@ -46,7 +46,12 @@ pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     for net in rows::list_networks(c)? {
         // The responder serves on the host's bridge address: a macvlan
         // network's gateway is a router of the LAN, not this host.
-        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
+        if net.name == DEFAULT_NETWORK
+            || !matches!(
+                DriverKind::of(&net),
+                Ok(DriverKind::Bridge | DriverKind::Overlay)
+            )
+        {
             continue;
         }
         // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
@@ -83,7 +88,12 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         };
         // The responder serves on the host's bridge address: a macvlan
         // network's gateway is a router of the LAN, not this host.
-        if net.name == DEFAULT_NETWORK || !matches!(DriverKind::of(&net), Ok(DriverKind::Bridge)) {
+        if net.name == DEFAULT_NETWORK
+            || !matches!(
+                DriverKind::of(&net),
+                Ok(DriverKind::Bridge | DriverKind::Overlay)
+            )
+        {
             continue;
         }
         // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
@@ -100,6 +110,23 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         });
     }
     Ok(out)
+}
+
+/// Containers of other hosts on this host's overlay networks, as the
+/// overlay agent last wrote them (`overlay-names.json` in --run-root),
+/// served on this host's gateway of each network.
+pub fn remote_members(inst: &Instance) -> Vec<Member> {
+    crate::network::overlay::agent::read_names(inst)
+        .into_iter()
+        .map(|r| Member {
+            gateway: r.gateway,
+            ip: r.ip,
+            name: r.name,
+            container_id: r.container_id,
+            aliases: r.aliases,
+            v6: None,
+        })
+        .collect()
 }
 
 /// One request over the control socket; the responder's one-line reply.
@@ -168,7 +195,7 @@ fn sync_request(inst: &Instance, what: &str) -> Result<(), DnsError> {
     let _ = std::fs::remove_file(socket_path(inst));
     let _ = std::fs::remove_file(pid_path(inst));
     let store = Store::open(&inst.db_path())?;
-    if members(&store)?.is_empty() {
+    if members(&store)?.is_empty() && remote_members(inst).is_empty() {
         return Ok(());
     }
     drop(store);

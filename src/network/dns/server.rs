@@ -221,7 +221,10 @@ async fn serve(inst: &Instance, control: UnixListener) -> Result<(), DnsError> {
 fn load_all(inst: &Instance) -> Result<BTreeMap<String, Vec<Member>>, DnsError> {
     let store = Store::open(&inst.db_path())?;
     let mut by_ctr: BTreeMap<String, Vec<Member>> = BTreeMap::new();
-    for m in members(&store)? {
+    for m in members(&store)?
+        .into_iter()
+        .chain(super::control::remote_members(inst))
+    {
         by_ctr.entry(m.container_id.clone()).or_default().push(m);
     }
     Ok(by_ctr)
