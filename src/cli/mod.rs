@@ -2,6 +2,7 @@
 //! exit codes; the work is done by library functions.
 
 mod container;
+mod events;
 mod format;
 mod healthcheck;
 mod image;
@@ -143,6 +144,8 @@ pub enum Command {
     /// Manage containers (Docker's management-group spelling).
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Get real time events (and past ones with --since/--until).
+    Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish ...).
     Completion(system::CompletionArgs),
     /// Writes man pages into a directory (used by scripts/setup).
@@ -353,6 +356,7 @@ fn prints_only(c: &Command) -> bool {
             | Command::Version(_)
             | Command::Info(_)
             | Command::Completion(_)
+            | Command::Events(_)
             | Command::Container(container::ContainerCommand::Ls(_))
             | Command::Container(container::ContainerCommand::Inspect(_))
             | Command::Container(container::ContainerCommand::Logs(_))
@@ -432,6 +436,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Pause(a) => container::pause(&inst, a),
         Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),
+        Command::Events(a) => events::events(&inst, a),
         Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),

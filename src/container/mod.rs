@@ -38,6 +38,7 @@ impl ContainerError {
 }
 pub mod create;
 pub mod diff;
+pub mod events;
 pub mod inspect;
 pub mod lifecycle;
 pub mod monitor;

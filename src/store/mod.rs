@@ -216,6 +216,19 @@ const MIGRATIONS: &[&str] = &[
         created     INTEGER NOT NULL             -- ns since the epoch
     );
     "#,
+    // cli branch: events
+    // v8: the event log `minirt events` reads (Docker's vocabulary), kept to
+    // the last 10 000 rows and one week (container::events::prune).
+    r#"
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,         -- rowid: the follow cursor
+        time_ns     INTEGER NOT NULL,            -- ns since the epoch
+        type        TEXT NOT NULL,               -- container | image | network | volume
+        action      TEXT NOT NULL,               -- start, die, "health_status: healthy" ...
+        actor       TEXT NOT NULL,               -- the object's id (or reference)
+        attributes  TEXT NOT NULL DEFAULT '{}'   -- JSON object of strings
+    );
+    "#,
 ];
 
 pub struct Store {

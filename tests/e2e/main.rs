@@ -13,6 +13,7 @@ mod container;
 mod cp;
 mod dns;
 mod docker_cli;
+mod events;
 mod faults;
 mod fw_races;
 mod gateway_modes;

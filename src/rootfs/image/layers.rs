@@ -232,6 +232,7 @@ pub(super) fn commit_images(
     store: &mut Store,
     layers: &[StoredLayer],
     images: &[NewImage],
+    event: &str,
 ) -> Result<()> {
     let now = util::now_nanos();
     store.write(|tx| {
@@ -249,6 +250,8 @@ pub(super) fn commit_images(
             for n in &img.names {
                 rows::set_tag(tx, n, &img.row.id)?;
             }
+            let id = format!("sha256:{}", img.row.id);
+            crate::container::events::record(tx, "image", event, &id, &[("name", &id)]);
         }
         Ok(())
     })
