@@ -1,6 +1,7 @@
 //! Command-line surface (clap derive). Only parses, prints and maps errors to
 //! exit codes; the work is done by library functions.
 
+mod commit;
 mod container;
 mod events;
 mod format;
@@ -144,6 +145,8 @@ pub enum Command {
     /// Manage containers (Docker's management-group spelling).
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Create a new image from a container's changes.
+    Commit(commit::CommitArgs),
     /// Get real time events (and past ones with --since/--until).
     Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish ...).
@@ -437,6 +440,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),
         Command::Events(a) => events::events(&inst, a),
+        Command::Commit(a) => commit::commit(&inst, a),
         Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),

@@ -64,16 +64,15 @@ pub fn prune(c: &Connection, seq: i64, now: i64) -> rusqlite::Result<usize> {
 /// Records an event of any type (inside the caller's transaction when `c`
 /// is one). Never fails the caller: a failure is logged.
 pub fn record(c: &Connection, kind: &str, action: &str, actor: &str, attrs: &[(&str, &str)]) {
-    let res = c.execute(
+    let res = c.prepare_cached(
         "INSERT INTO events (time_ns, type, action, actor, attributes) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
+    ).and_then(|mut st| st.execute(params![
             crate::util::now_nanos(),
             kind,
             action,
             actor,
             attrs_json(attrs)
-        ],
-    );
+        ]));
     match res {
         Ok(_) => after_insert(c),
         Err(e) => tracing::warn!("recording the event {kind} {action}: {e}"),
@@ -84,14 +83,22 @@ pub fn record(c: &Connection, kind: &str, action: &str, actor: &str, attrs: &[(&
 /// `image` and `name` (read from its row by the same statement), then
 /// `extra`. Call before the row is deleted.
 pub fn container(c: &Connection, id: &str, action: &str, extra: &[(&str, &str)]) {
-    let res = c.execute(
-        "INSERT INTO events (time_ns, type, action, actor, attributes)
+    let res = c
+        .prepare_cached(
+            "INSERT INTO events (time_ns, type, action, actor, attributes)
          SELECT ?1, 'container', ?2, id,
                 json_patch(json_patch(COALESCE(json_extract(config, '$.labels'), '{}'),
                                       json_object('image', image, 'name', name)), ?3)
          FROM containers WHERE id = ?4",
-        params![crate::util::now_nanos(), action, attrs_json(extra), id],
-    );
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                crate::util::now_nanos(),
+                action,
+                attrs_json(extra),
+                id
+            ])
+        });
     match res {
         Ok(1) => after_insert(c),
         Ok(_) => {}

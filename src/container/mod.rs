@@ -36,6 +36,7 @@ impl ContainerError {
         }
     }
 }
+pub mod commit;
 pub mod create;
 pub mod diff;
 pub mod events;

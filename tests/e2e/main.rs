@@ -7,6 +7,7 @@
 
 mod antispoof;
 mod commands;
+mod commit;
 mod common;
 mod concurrency;
 mod container;
