@@ -3,6 +3,7 @@
 
 mod commit;
 mod container;
+mod df;
 mod events;
 mod format;
 mod healthcheck;
@@ -188,6 +189,10 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Remove stopped containers, unused networks and dangling state.
     Prune(PruneArgs),
+    /// Show disk usage (images, containers, local volumes, build cache).
+    Df(df::DfArgs),
+    /// Get real time events (Docker's `system events`).
+    Events(events::EventsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -360,6 +365,8 @@ fn prints_only(c: &Command) -> bool {
             | Command::Info(_)
             | Command::Completion(_)
             | Command::Events(_)
+            | Command::System(SystemCommand::Df(_))
+            | Command::System(SystemCommand::Events(_))
             | Command::Container(container::ContainerCommand::Ls(_))
             | Command::Container(container::ContainerCommand::Inspect(_))
             | Command::Container(container::ContainerCommand::Logs(_))
@@ -426,6 +433,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Network(c) => network::dispatch(&inst, c),
         Command::Volume(c) => volume::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::System(SystemCommand::Df(a)) => df::df(&inst, a),
+        Command::System(SystemCommand::Events(a)) => events::events(&inst, a),
         Command::Port(a) => container::port(&inst, a),
         Command::Wait(a) => container::wait(&inst, a),
         Command::Rename(a) => container::rename(&inst, a),

@@ -39,5 +39,6 @@ mod robustness;
 mod security;
 mod soak;
 mod symlinks;
+mod system_df;
 mod timings;
 mod volumes;
