@@ -27,6 +27,7 @@ mod limits;
 mod macvlan;
 mod network;
 mod oci;
+mod parity;
 mod podman;
 mod podman_compat;
 mod podman_host;
