@@ -132,6 +132,26 @@ fn ps_filters_by_health() {
         names("unhealthy") == "bad\n"
     });
     assert_eq!(names("none"), "plain\n");
+    // Each change of health is an event (Docker's `health_status: ...`).
+    let ev = h.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Action}}",
+    ]);
+    assert!(
+        ev.lines().any(|l| l == "good health_status: healthy"),
+        "{ev}"
+    );
+    assert!(
+        ev.lines().any(|l| l == "bad health_status: unhealthy"),
+        "{ev}"
+    );
     assert_eq!(names("starting"), "");
     let (code, err) = h.fails(&["ps", "--filter", "health=sick"]);
     assert_eq!(code, 1);
