@@ -54,10 +54,9 @@ impl Row {
     /// Docker's "1.2MB (50%)" (no percentage when the size is 0).
     fn reclaimable_text(&self) -> String {
         let r = super::image::human_size(self.reclaimable as i64);
-        if self.size > 0 {
-            format!("{r} ({}%)", self.reclaimable * 100 / self.size)
-        } else {
-            r
+        match (self.reclaimable * 100).checked_div(self.size) {
+            Some(pct) => format!("{r} ({pct}%)"),
+            None => r,
         }
     }
 
