@@ -336,6 +336,10 @@ pub fn commit(inst: &Instance, key: &str, opts: &CommitOptions) -> crate::Result
         let f = std::fs::File::create(&tar_path)
             .map_err(|e| invalid(format!("cannot create {}: {e}", tar_path.display())))?;
         let upper = inst.container_dir(&row.id).join("upper");
+        // A container that never started has no upper dir yet (its start
+        // makes the same directory): an empty layer, as Docker commits it.
+        std::fs::create_dir_all(&upper)
+            .map_err(|e| invalid(format!("cannot create {}: {e}", upper.display())))?;
         image::write_layer_tar(&upper, std::io::BufWriter::new(f)).map_err(|e| {
             ContainerError::Runtime(format!("reading the changes of {}: {e}", row.id))
         })?;

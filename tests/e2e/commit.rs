@@ -128,6 +128,16 @@ fn committing_a_running_container_pauses_it_only_meanwhile() {
     // --pause=false is accepted.
     h.ok(&["commit", "--pause=false", "live"]);
     h.ok(&["rm", "-f", "live"]);
+    // A container that never ran commits as an empty layer.
+    h.ok(&[
+        "create", "--name", "fresh", "--net", "none", "busybox", "true",
+    ]);
+    h.ok(&["commit", "fresh", "fresh:snap"]);
+    assert_eq!(
+        h.ok(&["run", "--rm", "--net", "none", "fresh:snap", "echo", "ok"]),
+        "ok\n"
+    );
+    h.ok(&["rm", "fresh"]);
 }
 
 #[test]
