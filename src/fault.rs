@@ -65,6 +65,8 @@ pub const POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("import", &["layer-after-extract", "layer-after-rename"]),
+    // cli branch: commit
+    ("commit", &["layer-after-extract", "layer-after-rename"]),
 ];
 
 /// The points of one command (empty for a command that has none).

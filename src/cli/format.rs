@@ -16,6 +16,8 @@ pub struct PsFacts<'a> {
     /// (name, id) of each network.
     pub networks: Vec<(String, String)>,
     pub labels: &'a BTreeMap<String, String>,
+    /// State.Health.Status: starting, healthy, unhealthy, or none (no check).
+    pub health: &'a str,
 }
 
 /// `--filter KEY=VALUE` values: the same key ORs, different keys AND.
@@ -25,7 +27,7 @@ pub struct PsFilter {
 }
 
 const KEYS: &[&str] = &[
-    "name", "id", "label", "status", "network", "ancestor", "exited",
+    "name", "id", "label", "status", "network", "ancestor", "exited", "health",
 ];
 const STATUSES: &[&str] = &[
     "created",
@@ -70,6 +72,11 @@ impl PsFilter {
             if k == "status" && !STATUSES.contains(&v) {
                 return Err(daemon_err(format!("invalid filter 'status={v}'")));
             }
+            if k == "health" && !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                return Err(daemon_err(format!(
+                    "Unrecognised filter value for health: {v}"
+                )));
+            }
             if k == "exited" && v.parse::<i32>().is_err() {
                 return Err(daemon_err(format!("invalid filter 'exited={v}'")));
             }
@@ -104,6 +111,7 @@ impl PsFilter {
                     .any(|(name, id)| name == v || id.starts_with(v.as_str())),
                 "ancestor" => ancestor_matches(v, c.image, c.image_id),
                 "exited" => c.state == "exited" && v.parse::<i32>() == Ok(c.exit_code),
+                "health" => c.health == v,
                 _ => false,
             })
         })
@@ -201,6 +209,7 @@ mod tests {
             exit_code: 3,
             networks: vec![("testbr".into(), "aaaa1111".into())],
             labels,
+            health: "none",
         }
     }
 
@@ -276,5 +285,18 @@ mod tests {
         assert_eq!(parse_tail("all"), Ok(None));
         assert_eq!(parse_tail("3"), Ok(Some(3)));
         assert!(parse_tail("x").is_err());
+    }
+
+    #[test]
+    fn health_filters_match_the_checks_status() {
+        let labels = BTreeMap::new();
+        let mut c = facts(&labels);
+        assert!(f(&["health=none"]).matches(&c));
+        assert!(!f(&["health=healthy"]).matches(&c));
+        c.health = "unhealthy";
+        assert!(f(&["health=healthy", "health=unhealthy"]).matches(&c));
+        let e = PsFilter::parse(&["health=sick".to_string()]).unwrap_err();
+        assert_eq!(e.code, 1);
+        assert_eq!(e.message, "Unrecognised filter value for health: sick");
     }
 }

@@ -378,7 +378,7 @@ fn json_row(s: &ImageSummary, now: i64) -> serde_json::Value {
 }
 
 /// Docker's size wording: decimal units, four significant digits ("2.14MB").
-fn human_size(bytes: i64) -> String {
+pub(super) fn human_size(bytes: i64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes.max(0) as f64;
     let mut u = 0;

@@ -1,7 +1,10 @@
 //! Command-line surface (clap derive). Only parses, prints and maps errors to
 //! exit codes; the work is done by library functions.
 
+mod commit;
 mod container;
+mod df;
+mod events;
 mod format;
 mod healthcheck;
 mod image;
@@ -149,6 +152,10 @@ pub enum Command {
     /// Manage containers (Docker's management-group spelling).
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Create a new image from a container's changes.
+    Commit(commit::CommitArgs),
+    /// Get real time events (and past ones with --since/--until).
+    Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish ...).
     Completion(system::CompletionArgs),
     /// Writes man pages into a directory (used by scripts/setup).
@@ -191,6 +198,10 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Remove stopped containers, unused networks and dangling state.
     Prune(PruneArgs),
+    /// Show disk usage (images, containers, local volumes, build cache).
+    Df(df::DfArgs),
+    /// Get real time events (Docker's `system events`).
+    Events(events::EventsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -395,6 +406,9 @@ fn prints_only(c: &Command) -> bool {
             | Command::Version(_)
             | Command::Info(_)
             | Command::Completion(_)
+            | Command::Events(_)
+            | Command::System(SystemCommand::Df(_))
+            | Command::System(SystemCommand::Events(_))
             | Command::Container(container::ContainerCommand::Ls(_))
             | Command::Container(container::ContainerCommand::Inspect(_))
             | Command::Container(container::ContainerCommand::Logs(_))
@@ -461,6 +475,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Network(c) => network::dispatch(&inst, c),
         Command::Volume(c) => volume::dispatch(&inst, c),
         Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
+        Command::System(SystemCommand::Df(a)) => df::df(&inst, a),
+        Command::System(SystemCommand::Events(a)) => events::events(&inst, a),
         Command::Port(a) => container::port(&inst, a),
         Command::Wait(a) => container::wait(&inst, a),
         Command::Rename(a) => container::rename(&inst, a),
@@ -474,6 +490,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Pause(a) => container::pause(&inst, a),
         Command::Unpause(a) => container::unpause(&inst, a),
         Command::Info(a) => system::info(&inst, a),
+        Command::Events(a) => events::events(&inst, a),
+        Command::Commit(a) => commit::commit(&inst, a),
         Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
         Command::Container(c) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),

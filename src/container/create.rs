@@ -389,6 +389,7 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
             },
         )?;
         network::allocate(tx, inst, &id, &cfg.network)?;
+        super::events::container(tx, &id, "create", &[]);
         Ok(())
     })?;
     util::fault_point("after-create");

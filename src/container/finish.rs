@@ -77,9 +77,16 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     // The exit is recorded whatever failed above; what failed is logged.
     errors.warn_all();
     let _span = info_span!("store-update").entered();
-    containers::set_exited(store.conn(), id, exit_code, oom, util::now_nanos())?;
+    // The exit and its event in one transaction: whoever sees the row
+    // exited (a `stop` waiting) sees the `die` before its own event.
+    store.write(|tx| -> Result<()> {
+        containers::set_exited(tx, id, exit_code, oom, util::now_nanos())?;
+        super::events::container(tx, id, "die", &[("exitCode", &exit_code.to_string())]);
+        Ok(())
+    })?;
     if cfg.auto_remove {
         remove_files(inst, id);
+        super::events::container(store.conn(), id, "destroy", &[]);
         containers::delete(store.conn(), id)?;
     }
     drop(_span);

@@ -395,12 +395,16 @@ pub fn check_and_record(inst: &Instance, id: &str) -> Result<(String, bool), Con
         output: truncate_output(output),
     };
     let ok = exit_code == 0;
-    let status = update_json(&state_path(inst, &row.id), true, |s: &mut HealthState| {
+    let (before, status) = update_json(&state_path(inst, &row.id), true, |s: &mut HealthState| {
+        let before = s.status.clone();
         record(s, result, in_start_period, sched.retries);
-        s.status.clone()
+        (before, s.status.clone())
     })
     .map_err(|e| ContainerError::Runtime(format!("recording the health check: {e}")))?
     .unwrap_or_default();
+    if before != status && status != "starting" {
+        super::events::container_now(inst, &row.id, &format!("health_status: {status}"), &[]);
+    }
     Ok((status, ok))
 }
 

@@ -209,6 +209,7 @@ pub fn discard(inst: &Instance, id: &str) -> Result<()> {
     runtime::finish(inst, id, 255)?;
     runtime::remove_files(inst, id);
     let s = store(inst)?;
+    super::events::container(s.conn(), id, "destroy", &[]);
     containers::delete(s.conn(), id)?;
     Ok(())
 }
@@ -524,6 +525,12 @@ pub fn stop_with(
     };
     let secs = timeout.or(cfg.stop_timeout).unwrap_or(10);
     let pid = Pid::from_raw(row.pid);
+    super::events::container_now(
+        inst,
+        &row.id,
+        "kill",
+        &[("signal", &(signal as i32).to_string())],
+    );
     let _ = send_signal(pid, signal);
     crate::fault::point("stop-after-term");
     let mut code = 128 + signal as i32;
@@ -533,6 +540,7 @@ pub fn stop_with(
         Duration::from_secs(secs as u64)
     };
     if !wait_until(grace, || !util::process_alive(row.pid, row.pid_start)) {
+        super::events::container_now(inst, &row.id, "kill", &[("signal", "9")]);
         let _ = send_signal(pid, Signal::SIGKILL);
         crate::fault::point("stop-after-kill");
         code = 137;
@@ -540,7 +548,9 @@ pub fn stop_with(
             !util::process_alive(row.pid, row.pid_start)
         });
     }
-    await_finished(inst, &row.id, code)
+    await_finished(inst, &row.id, code)?;
+    super::events::container_now(inst, &row.id, "stop", &[]);
+    Ok(())
 }
 
 /// Parses "KILL", "SIGKILL", "9".
@@ -572,6 +582,12 @@ pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
         );
     }
     super::restart::stop_by_user(inst, &row.id);
+    super::events::container_now(
+        inst,
+        &row.id,
+        "kill",
+        &[("signal", &(signal as i32).to_string())],
+    );
     send_signal(Pid::from_raw(row.pid), signal)
         .map_err(|e| ContainerError::Runtime(format!("sending {signal} to {}: {e}", row.id)))?;
     if signal == Signal::SIGKILL {
@@ -639,6 +655,7 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
     let s = store(inst)?;
     runtime::remove_files(inst, &row.id);
     crate::fault::point("rm-after-files");
+    super::events::container(s.conn(), &row.id, "destroy", &[]);
     containers::delete(s.conn(), &row.id)?;
     Ok(())
 }

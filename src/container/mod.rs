@@ -36,8 +36,10 @@ impl ContainerError {
         }
     }
 }
+pub mod commit;
 pub mod create;
 pub mod diff;
+pub mod events;
 pub mod inspect;
 pub mod lifecycle;
 pub mod monitor;

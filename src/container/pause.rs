@@ -88,6 +88,7 @@ pub fn set_paused(inst: &Instance, key: &str, on: bool) -> crate::Result<()> {
             now.trim() == if on { "FROZEN" } else { "THAWED" }
         };
         if done {
+            super::events::container_now(inst, &row.id, if on { "pause" } else { "unpause" }, &[]);
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(10) {

@@ -346,8 +346,14 @@ fn release_child(parent_sock: &OwnedFd) -> Result<Option<OwnedFd>> {
 /// Records the container as running (span `running-tx`).
 fn record_running(store: &Store, id: &str, pid: Pid, claim: &Claim) -> Result<()> {
     let _span = info_span!("running-tx").entered();
+    // One transaction for the row and its `start` event (a single write
+    // statement first, so the deferred BEGIN cannot deadlock).
+    let tx = store
+        .conn()
+        .unchecked_transaction()
+        .map_err(crate::store::StoreError::from)?;
     containers::set_running(
-        store.conn(),
+        &tx,
         id,
         pid.as_raw(),
         util::process_start_time(pid.as_raw()).unwrap_or(0),
@@ -355,6 +361,8 @@ fn record_running(store: &Store, id: &str, pid: Pid, claim: &Claim) -> Result<()
         claim.me_start,
         util::now_nanos(),
     )?;
+    super::events::container(&tx, id, "start", &[]);
+    tx.commit().map_err(crate::store::StoreError::from)?;
     Ok(())
 }
 

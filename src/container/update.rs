@@ -19,6 +19,9 @@ pub struct Limits {
     pub nano_cpus: Option<i64>,
     /// Tasks; 0 or less removes the limit.
     pub pids_limit: Option<i64>,
+    /// `--restart`: the policy the monitor applies at the next exit (it
+    /// reads the stored configuration then).
+    pub restart: Option<super::restart::RestartPolicy>,
 }
 
 /// (file, value) writes for `new` on a v1 or v2 hierarchy. `raise` says
@@ -76,6 +79,13 @@ pub fn update(inst: &Instance, key: &str, new: &Limits) -> crate::Result<()> {
     let row = lifecycle::lookup(inst, key)?;
     let mut cfg = lifecycle::config_of(&row);
     let old_memory = cfg.resources.memory.unwrap_or(0);
+    if new.restart.is_some_and(|p| !p.is_none()) && cfg.auto_remove {
+        return Err(ContainerError::Invalid(
+            "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                .into(),
+        )
+        .into());
+    }
     if lifecycle::is_running(&row) {
         let cg = cgroup_of(inst, &row.id);
         let mut dirs = cg.paths();
@@ -111,6 +121,9 @@ pub fn update(inst: &Instance, key: &str, new: &Limits) -> crate::Result<()> {
     cfg.resources.memory = put(new.memory, cfg.resources.memory);
     cfg.resources.nano_cpus = put(new.nano_cpus, cfg.resources.nano_cpus);
     cfg.resources.pids_limit = put(new.pids_limit, cfg.resources.pids_limit);
+    if let Some(p) = new.restart {
+        cfg.restart = p;
+    }
     let json = serde_json::to_string(&cfg).map_err(crate::store::StoreError::from)?;
     let s = Store::open(&inst.db_path())?;
     containers::set_config(s.conn(), &row.id, &json)?;
@@ -143,6 +156,7 @@ mod tests {
             memory: None,
             nano_cpus: Some(500_000_000),
             pids_limit: Some(0),
+            restart: None,
         };
         assert_eq!(
             plan(&l, true, false),

@@ -164,6 +164,15 @@ pub fn create(
         }
         return Err(fail(125, format!("creating {}: {e}", dir.display())));
     }
+    if made {
+        super::events::record(
+            store.conn(),
+            "volume",
+            "create",
+            &name,
+            &[("driver", "local")],
+        );
+    }
     let row = volumes::get(store.conn(), &name)
         .map_err(store_fail)?
         .unwrap_or(row);
@@ -222,6 +231,13 @@ pub fn remove(inst: &Instance, name: &str, force: bool) -> Result<()> {
     }
     let store = Store::open(&inst.db_path()).map_err(store_fail)?;
     volumes::delete(store.conn(), name).map_err(store_fail)?;
+    super::events::record(
+        store.conn(),
+        "volume",
+        "destroy",
+        name,
+        &[("driver", "local")],
+    );
     drop(store);
     let dir = inst.root.join("volumes").join(name);
     std::fs::remove_dir_all(&dir)

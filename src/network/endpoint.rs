@@ -691,6 +691,17 @@ pub fn connect(
         let ip = ip.map(parse_ip).transpose()?;
         let ip6 = ip6.map(parse_ip6).transpose()?;
         let ep = new_endpoint(tx, &net, &ctr.id, ip, ip6, aliases)?;
+        crate::container::events::record(
+            tx,
+            "network",
+            "connect",
+            &net.id,
+            &[
+                ("container", &ctr.id),
+                ("name", &net.name),
+                ("type", &net.driver),
+            ],
+        );
         crate::fault::point("connect-after-row");
         intent = Some(
             crate::intent::begin(
@@ -765,6 +776,17 @@ pub fn disconnect(
         }
         crate::fault::point("disconnect-after-unplug");
         rows::delete_endpoint(tx, &ep.id)?;
+        crate::container::events::record(
+            tx,
+            "network",
+            "disconnect",
+            &net.id,
+            &[
+                ("container", &ctr.id),
+                ("name", &net.name),
+                ("type", &net.driver),
+            ],
+        );
         crate::fault::point("disconnect-after-row");
         Ok(())
     })

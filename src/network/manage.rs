@@ -349,6 +349,13 @@ pub fn create(
     let row = store.write(|tx| {
         let row = new_row(tx, &req.name, req.internal, &p, p.device.clone())?;
         rows::insert_network(tx, &row)?;
+        crate::container::events::record(
+            tx,
+            "network",
+            "create",
+            &row.id,
+            &[("name", &row.name), ("type", &row.driver)],
+        );
         crate::fault::point("net-create-after-row");
         // Checked before the intent, so a crash never makes healing delete
         // a device that was someone else's (the driver checks it again).
@@ -592,6 +599,13 @@ fn remove_any(
             })?,
         );
         rows::delete_network(tx, &n.id)?;
+        crate::container::events::record(
+            tx,
+            "network",
+            "destroy",
+            &n.id,
+            &[("name", &n.name), ("type", &n.driver)],
+        );
         crate::fault::point("net-rm-after-row");
         drivers.of(&n)?.remove(&n)?;
         crate::fault::point("net-rm-after-bridge");

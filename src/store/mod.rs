@@ -262,6 +262,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX port_bindings_container ON port_bindings(container_id);
     CREATE INDEX port_bindings_port ON port_bindings(proto, host_port);
     "#,
+    // cli branch: events
+    // v9: the event log `minirt events` reads (Docker's vocabulary), kept to
+    // the last 10 000 rows and one week (container::events::prune).
+    r#"
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,         -- rowid: the follow cursor
+        time_ns     INTEGER NOT NULL,            -- ns since the epoch
+        type        TEXT NOT NULL,               -- container | image | network | volume
+        action      TEXT NOT NULL,               -- start, die, "health_status: healthy" ...
+        actor       TEXT NOT NULL,               -- the object's id (or reference)
+        attributes  TEXT NOT NULL DEFAULT '{}'   -- JSON object of strings
+    );
+    "#,
 ];
 
 pub struct Store {
@@ -543,13 +556,13 @@ mod tests {
         }
     }
 
-    /// The ipv6 branch's migration (the last one): endpoints may lose their
+    /// The ipv6 branch's migration (v8): endpoints may lose their
     /// IPv4 address; rows, foreign keys, cascades and indexes survive.
     #[test]
     fn ipv6_only_migration_keeps_rows_and_constraints() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("minirt.db");
-        let before = MIGRATIONS.len() - 1;
+        let before = 7; // up to v7; v8 is the migration under test
         {
             let c = Connection::open(&p).unwrap();
             c.pragma_update(None, "foreign_keys", "ON").unwrap();

@@ -211,6 +211,7 @@ fn every_command_with_fault_points_is_in_the_matrix() {
         "stop",
         "load",
         "import",
+        "commit",
     ];
     for (command, _) in minirt::fault::POINTS {
         assert!(
@@ -654,4 +655,48 @@ fn a_reconcile_that_read_a_row_before_the_monitor_took_it_over_leaves_it_alone()
         "its port mapping went"
     );
     h.ok(&["rm", "-f", "victim"]);
+}
+
+/// `commit` killed after its layer is extracted or renamed into place:
+/// the next command removes the layer no row claims; no image is left, the
+/// container is untouched (not frozen), and the commit then works.
+#[test]
+fn commit_killed_anywhere_leaves_no_layer_and_the_container_as_it_was() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run",
+        "--name",
+        "c",
+        "--net",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /x",
+    ]);
+    h.ok(&[
+        "run", "-d", "--name", "live", "--net", "none", "busybox", "sleep", "600",
+    ]);
+    let before = snapshot(&h);
+    let images = h.ok(&["images", "-q"]);
+    for point in points("commit") {
+        for ctr in ["c", "live"] {
+            killed_at(&h, point, &["commit", ctr, "snap:1"]);
+            heals_quietly(&h, &["images"], point);
+            settles_to(&h, &before, &format!("commit {ctr} {point}"));
+            assert_eq!(
+                h.ok(&["images", "-q"]),
+                images,
+                "commit {point}: image left"
+            );
+            assert_eq!(
+                h.ok(&["inspect", "-f", "{{.State.Paused}}", "live"]),
+                "false\n"
+            );
+            h.ok(&["commit", ctr, "snap:1"]);
+            h.ok(&["rmi", "snap:1"]);
+            settles_to(&h, &before, &format!("commit {ctr} {point}, again"));
+        }
+    }
+    h.ok(&["rm", "-f", "c", "live"]);
 }

@@ -378,3 +378,62 @@ fn volume_inspect_and_stats_fields_agree_with_podman() {
         );
     }
 }
+
+/// State.Health after a check, against Podman's (Docker's shape): Status,
+/// FailingStreak and Log entries with Start/End/ExitCode/Output, of the same
+/// types and, for one passing check, the same values.
+#[test]
+fn health_state_agrees_with_podman() {
+    if cmd("podman", &["--version"]).status.code() != Some(0) {
+        panic!("podman is not installed (apt-get install podman crun conmon netavark iptables)");
+    }
+    let h = TestHost::new();
+    let p = Podman::new(&h);
+    let busybox = concat!(env!("CARGO_MANIFEST_DIR"), "/images/busybox.tar");
+    p.ok(&["load", "-i", busybox]);
+    let run = [
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--network",
+        "none",
+        "--health-cmd",
+        "echo ok",
+        "--health-interval",
+        "1h",
+        "busybox",
+        "sleep",
+        "1000",
+    ];
+    p.ok(&run);
+    h.ok(&run);
+    p.ok(&["healthcheck", "run", "hc"]);
+    h.ok(&["healthcheck", "run", "hc"]);
+    let theirs: Value = serde_json::from_str(&p.ok(&["inspect", "hc"])).unwrap();
+    let ours: Value = serde_json::from_str(&h.ok(&["inspect", "hc"])).unwrap();
+    let (ours, theirs) = (&ours[0]["State"]["Health"], &theirs[0]["State"]["Health"]);
+    let mut diffs = differences(ours, theirs, &["Status", "FailingStreak", "Log"]);
+    let (our_log, their_log) = (&ours["Log"][0], &theirs["Log"][0]);
+    diffs.extend(differences(
+        our_log,
+        their_log,
+        &["Start", "End", "ExitCode", "Output"],
+    ));
+    assert!(
+        diffs.is_empty(),
+        "State.Health differs from Podman's:\n{}\nminirt {ours}\npodman {theirs}",
+        diffs.join("\n")
+    );
+    for key in ["Status", "FailingStreak"] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    assert_eq!(our_log["ExitCode"], their_log["ExitCode"]);
+    // Docker keeps the check's output as printed; Podman 4.3 trims the newline.
+    assert_eq!(our_log["Output"], "ok\n");
+    assert_eq!(their_log["Output"], "ok");
+    let f = ["inspect", "-f", "{{.State.Health.Status}}", "hc"];
+    assert_eq!(h.ok(&f), p.ok(&f));
+    p.ok(&["rm", "-f", "hc"]);
+    h.ok(&["rm", "-f", "hc"]);
+}

@@ -3,7 +3,7 @@
 use super::{cli_err, each, lookup_1, store_err};
 use crate::cli::{CliError, CliResult};
 use clap::Args;
-use minirt::container::{lifecycle, pause};
+use minirt::container::{events, lifecycle, pause};
 use minirt::network;
 use minirt::store::{containers, Store};
 use minirt::util;
@@ -12,9 +12,9 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct RestartArgs {
-    /// Seconds to wait before killing.
-    #[arg(short, long, default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+    #[arg(short, long, allow_negative_numbers = true)]
+    pub time: Option<i64>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -194,6 +194,12 @@ pub fn rename(inst: &Instance, a: RenameArgs) -> CliResult {
     let store = Store::open(&inst.db_path()).map_err(store_err)?;
     containers::rename(store.conn(), &row.id, &a.new_name)
         .map_err(|e| cli_err(1, e.to_string()))?;
+    events::container(
+        store.conn(),
+        &row.id,
+        "rename",
+        &[("oldName", &format!("/{}", row.name))],
+    );
     drop(store);
     // Names on user networks follow the change.
     if let Err(e) = network::dns::sync(inst) {
@@ -204,7 +210,9 @@ pub fn rename(inst: &Instance, a: RenameArgs) -> CliResult {
 
 pub fn restart(inst: &Instance, a: RestartArgs) -> CliResult {
     each(&a.containers, |c| {
-        lifecycle::stop(inst, c, Duration::from_secs(a.time))?;
-        lifecycle::start(inst, c, false).map(|_| ())
+        lifecycle::stop_with(inst, c, a.time, None)?;
+        lifecycle::start(inst, c, false)?;
+        events::container_now(inst, &lifecycle::lookup(inst, c)?.id, "restart", &[]);
+        Ok(())
     })
 }

@@ -3,7 +3,7 @@
 use super::cli_err;
 use crate::cli::CliResult;
 use clap::Args;
-use minirt::container::lifecycle;
+use minirt::container::{events, lifecycle};
 use minirt::Instance;
 
 #[derive(Args, Debug)]
@@ -82,5 +82,17 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     req.tty = a.tty;
     req.interactive = a.interactive;
     req.detach = a.detach;
-    Ok(exec_in(&req).map_err(minirt::Error::from)?)
+    // Docker's exec events: the command line in the action, an exec id.
+    let exec_id = minirt::util::new_id();
+    let action = |what: &str| format!("{what}: {}", req.process.args.join(" "));
+    let id_attr = [("execID", exec_id.as_str())];
+    events::container_now(inst, &row.id, &action("exec_create"), &id_attr);
+    events::container_now(inst, &row.id, &action("exec_start"), &id_attr);
+    let res = exec_in(&req);
+    if let (Ok(code), false) = (&res, a.detach) {
+        let code = code.to_string();
+        let attrs = [("execID", exec_id.as_str()), ("exitCode", code.as_str())];
+        events::container_now(inst, &row.id, "exec_die", &attrs);
+    }
+    Ok(res.map_err(minirt::Error::from)?)
 }

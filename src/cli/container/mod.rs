@@ -125,6 +125,8 @@ pub enum ContainerCommand {
     Unpause(PauseArgs),
     /// Remove all stopped containers.
     Prune(super::PruneArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::cli::commit::CommitArgs),
 }
 
 pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
@@ -153,6 +155,7 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
         ContainerCommand::Cp(a) => cp(inst, a),
         ContainerCommand::Stats(a) => stats_cmd(inst, a),
         ContainerCommand::Update(a) => update_cmd(inst, a),
+        ContainerCommand::Commit(a) => crate::cli::commit::commit(inst, a),
         ContainerCommand::Diff(a) => diff_cmd(inst, a),
         ContainerCommand::Export(a) => export(inst, a),
         ContainerCommand::Pause(a) => pause(inst, a),

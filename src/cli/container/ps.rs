@@ -81,6 +81,8 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
         let cfg = lifecycle::config_of(r);
         let state = lifecycle::state_word(inst, r);
+        let health = minirt::container::health::read(inst, &r.id, &cfg)
+            .map_or_else(|| "none".to_string(), |h| h.status);
         let facts = PsFacts {
             id: &r.id,
             name: &r.name,
@@ -93,6 +95,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
                 .map(|e| (e.network_name.clone(), e.network_id.clone()))
                 .collect(),
             labels: &cfg.labels,
+            health: &health,
         };
         if !filter.matches(&facts) {
             continue;

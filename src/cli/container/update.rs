@@ -17,6 +17,9 @@ pub struct UpdateArgs {
     /// Maximum number of processes (0 or -1 removes the limit).
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Restart policy to apply when the container exits (no, on-failure[:N], always, unless-stopped).
+    #[arg(long)]
+    pub restart: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -37,6 +40,12 @@ pub fn update_cmd(inst: &Instance, a: UpdateArgs) -> CliResult {
             .transpose()
             .map_err(bad)?,
         pids_limit: a.pids_limit,
+        restart: a
+            .restart
+            .as_deref()
+            .map(minirt::container::restart::RestartPolicy::parse)
+            .transpose()
+            .map_err(|e| cli_err(125, e))?,
     };
     if limits == Limits::default() {
         return Err(cli_err(

@@ -39,6 +39,13 @@ pub(crate) fn commit_pulled(
         if let Some(t) = tag {
             rows::set_tag(tx, t, &row.id)?;
         }
+        crate::container::events::record(
+            tx,
+            "image",
+            "pull",
+            tag.unwrap_or(&row.id),
+            &[("name", strip_tag(tag.unwrap_or(&row.id)))],
+        );
         if let Some((repo, digest)) = repo_digest {
             rows::set_repo_digest(tx, repo, digest, &row.id)?;
         }
@@ -56,6 +63,13 @@ pub fn tag(inst: &Instance, store: &mut Store, source: &str, target: &str) -> Re
             return Err(ImageError::NoSuchImage(source.to_string()));
         }
         rows::set_tag(tx, &name, &img.id)?;
+        crate::container::events::record(
+            tx,
+            "image",
+            "tag",
+            &format!("sha256:{}", img.id),
+            &[("name", &name)],
+        );
         Ok(())
     })
 }
@@ -245,12 +259,26 @@ pub fn remove(inst: &Instance, store: &mut Store, name: &str) -> Result<Vec<Stri
         };
         for t in untag {
             rows::delete_tag(tx, &t)?;
+            crate::container::events::record(
+                tx,
+                "image",
+                "untag",
+                &format!("sha256:{id}"),
+                &[("name", &format!("sha256:{id}"))],
+            );
             lines.push(format!("Untagged: {t}"));
         }
         let mut doomed = vec![];
         if rows::tags_of(tx, &id)?.is_empty() {
             let row = rows::image(tx, &id)?;
             rows::delete_image(tx, &id)?;
+            crate::container::events::record(
+                tx,
+                "image",
+                "delete",
+                &format!("sha256:{id}"),
+                &[("name", &format!("sha256:{id}"))],
+            );
             lines.push(format!("Deleted: sha256:{id}"));
             for l in row.map(|r| r.layers).unwrap_or_default() {
                 if rows::layer_in_use(tx, &l)? {
@@ -276,4 +304,12 @@ pub fn remove(inst: &Instance, store: &mut Store, name: &str) -> Result<Vec<Stri
         }
     }
     Ok(lines)
+}
+
+/// "busybox:latest" -> "busybox" (an event's `name`); a registry's port stays.
+fn strip_tag(r: &str) -> &str {
+    match r.rfind(':') {
+        Some(i) if !r[i..].contains('/') => &r[..i],
+        _ => r,
+    }
 }

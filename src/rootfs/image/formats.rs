@@ -73,7 +73,7 @@ pub(super) struct OciManifest {
     layers: Vec<Descriptor>,
 }
 
-pub(super) fn sha256_hex(b: &[u8]) -> String {
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 

@@ -17,7 +17,7 @@ pub fn layer_dir(inst: &Instance, digest: &str) -> PathBuf {
     inst.layers_dir().join(strip_sha(digest))
 }
 
-pub(super) fn temp_name(kind: &str) -> String {
+pub(crate) fn temp_name(kind: &str) -> String {
     format!(".{kind}-{}-{}", std::process::id(), &util::new_id()[..12])
 }
 
@@ -71,10 +71,10 @@ pub(super) fn remove_any(p: &Path) -> io::Result<()> {
 }
 
 /// Removes a path on drop unless disarmed (temp dirs and files).
-pub(super) struct TempGuard(pub(super) Option<PathBuf>);
+pub(crate) struct TempGuard(pub(crate) Option<PathBuf>);
 
 impl TempGuard {
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.as_deref().unwrap_or(Path::new(""))
     }
     pub(super) fn disarm(&mut self) {
@@ -108,7 +108,7 @@ pub(crate) struct StoredLayer {
 
 /// Extracts a layer blob into the store unless it is there already.
 /// `expected` = (diff id, blob digest) when the archive states them.
-pub(super) fn ensure_layer<R: Read>(
+pub(crate) fn ensure_layer<R: Read>(
     inst: &Instance,
     store: &Store,
     blob: R,
@@ -218,20 +218,21 @@ pub(super) fn layer_error(inst: &Instance, source: &str, e: ImageError) -> Image
 }
 
 /// The rows of one load, written in one transaction.
-pub(super) struct NewImage {
-    pub(super) row: rows::ImageRow,
-    pub(super) names: Vec<String>,
+pub(crate) struct NewImage {
+    pub(crate) row: rows::ImageRow,
+    pub(crate) names: Vec<String>,
 }
 
 /// Raised inside the write transaction when a layer dir vanished (removed by
 /// a concurrent `rmi` or a failed load); the caller retries.
 pub(super) const VANISHED: &str = "layer vanished while loading";
 
-pub(super) fn commit_images(
+pub(crate) fn commit_images(
     inst: &Instance,
     store: &mut Store,
     layers: &[StoredLayer],
     images: &[NewImage],
+    event: &str,
 ) -> Result<()> {
     let now = util::now_nanos();
     store.write(|tx| {
@@ -248,6 +249,10 @@ pub(super) fn commit_images(
             rows::insert_image(tx, &img.row)?;
             for n in &img.names {
                 rows::set_tag(tx, n, &img.row.id)?;
+            }
+            let id = format!("sha256:{}", img.row.id);
+            if !event.is_empty() {
+                crate::container::events::record(tx, "image", event, &id, &[("name", &id)]);
             }
         }
         Ok(())

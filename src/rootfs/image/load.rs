@@ -61,7 +61,7 @@ pub(super) fn load_plan<R: Read + Seek>(
                 names: img.names.clone(),
             });
         }
-        commit_images(inst, store, layers, &images)?;
+        commit_images(inst, store, layers, &images, "load")?;
         Ok(images
             .iter()
             .flat_map(|i| {
@@ -205,7 +205,7 @@ pub fn import_rootfs(
             names: vec![name.clone()],
         };
         layers.push(l);
-        commit_images(inst, store, layers, std::slice::from_ref(&img))?;
+        commit_images(inst, store, layers, std::slice::from_ref(&img), "import")?;
         Ok(format!("sha256:{}", img.row.id))
     })
 }

@@ -117,6 +117,9 @@ pub fn save<W: Write>(
         SaveFormat::DockerArchive => write_docker(&mut b, &saved, &exported)?,
         SaveFormat::OciArchive => write_oci(&mut b, &saved, &exported)?,
     }
+    names.iter().for_each(|n| {
+        crate::container::events::record(store.conn(), "image", "save", n, &[("name", n)])
+    });
     b.into_inner().map_err(io_err)?.flush().map_err(io_err)
 }
 

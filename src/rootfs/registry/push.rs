@@ -129,6 +129,7 @@ pub fn push(inst: &Instance, store: &mut Store, name: &str, opts: &PushOptions) 
     let body = serde_json::to_vec(&manifest).map_err(|e| other(e.to_string()))?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
     s.put_manifest(&tag, &body)?;
+    crate::container::events::record(store.conn(), "image", "push", name, &[("name", name)]);
     Ok(Pushed {
         tag,
         digest,
