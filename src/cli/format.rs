@@ -1,6 +1,7 @@
 //! Pure pieces of Docker's list output: `ps --filter` parsing and matching,
 //! Docker's time and size words, `logs --tail` cutting.
 
+use minirt::store::containers::Status;
 use std::collections::BTreeMap;
 
 /// One container as `ps --filter` sees it.
@@ -10,8 +11,8 @@ pub struct PsFacts<'a> {
     /// As the user named it, and the image id (hex).
     pub image: &'a str,
     pub image_id: &'a str,
-    /// Docker's State word: created, running, exited.
-    pub state: &'a str,
+    /// Docker's State word.
+    pub state: Status,
     pub exit_code: i32,
     /// (name, id) of each network.
     pub networks: Vec<(String, String)>,
@@ -26,15 +27,6 @@ pub struct PsFilter {
 
 const KEYS: &[&str] = &[
     "name", "id", "label", "status", "network", "ancestor", "exited",
-];
-const STATUSES: &[&str] = &[
-    "created",
-    "restarting",
-    "running",
-    "removing",
-    "paused",
-    "exited",
-    "dead",
 ];
 
 /// Why a filter was refused, with the exit code Docker gives: 125 for a
@@ -67,7 +59,7 @@ impl PsFilter {
                 code: 1,
                 message: m,
             };
-            if k == "status" && !STATUSES.contains(&v) {
+            if k == "status" && v.parse::<Status>().is_err() {
                 return Err(daemon_err(format!("invalid filter 'status={v}'")));
             }
             if k == "exited" && v.parse::<i32>().is_err() {
@@ -97,13 +89,13 @@ impl PsFilter {
                     Some((lk, lv)) => c.labels.get(lk).is_some_and(|x| x == lv),
                     None => c.labels.contains_key(v.as_str()),
                 },
-                "status" => c.state == v,
+                "status" => c.state.as_str() == v,
                 "network" => c
                     .networks
                     .iter()
                     .any(|(name, id)| name == v || id.starts_with(v.as_str())),
                 "ancestor" => ancestor_matches(v, c.image, c.image_id),
-                "exited" => c.state == "exited" && v.parse::<i32>() == Ok(c.exit_code),
+                "exited" => c.state == Status::Exited && v.parse::<i32>() == Ok(c.exit_code),
                 _ => false,
             })
         })
@@ -197,7 +189,7 @@ mod tests {
             name: "web-1",
             image: "busybox",
             image_id: "feedbeef00",
-            state: "exited",
+            state: Status::Exited,
             exit_code: 3,
             networks: vec![("testbr".into(), "aaaa1111".into())],
             labels,

@@ -376,7 +376,7 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
                 image_id: img.id.clone(),
                 command: cfg.args.clone(),
                 config,
-                status: containers::CREATED.into(),
+                status: containers::Status::Created,
                 pid: 0,
                 pid_start: 0,
                 monitor_pid: me,

@@ -152,7 +152,7 @@ fn claim_row(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<bool>> 
     let Some(row) = containers::get(s.conn(), id)? else {
         return Ok(None);
     };
-    if row.status != containers::EXITED {
+    if row.status != containers::Status::Exited {
         return Ok(None);
     }
     let cfg = lifecycle::config_of(&row);
@@ -273,7 +273,7 @@ fn adopt(inst: &Instance, id: &str) {
     let Ok(Some(row)) = containers::get(s.conn(), id) else {
         return;
     };
-    if row.status != containers::RUNNING
+    if row.status != containers::Status::Running
         || util::process_alive(row.monitor_pid, row.monitor_start)
         || !util::process_alive(row.pid, row.pid_start)
     {

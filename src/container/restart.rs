@@ -283,7 +283,7 @@ fn cancel_waiting(inst: &crate::Instance, id: &str, f: impl FnOnce(&mut RestartS
         crate::store::Store::open(&inst.db_path())
             .ok()
             .and_then(|s| crate::store::containers::get(s.conn(), id).ok().flatten())
-            .is_some_and(|r| r.status == crate::store::containers::EXITED)
+            .is_some_and(|r| r.status == crate::store::containers::Status::Exited)
     };
     if let Some((pid, start)) = waiting {
         if util::process_alive(pid, start) && exited() {
