@@ -101,4 +101,3 @@ pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
         None => Ok(0),
     }
 }
-

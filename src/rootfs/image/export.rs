@@ -73,7 +73,7 @@ pub fn export_layer(inst: &Instance, diff_id: &str, gzip: bool) -> Result<Export
             "layer {diff_id} is missing from the store (remove the image and pull or load it again)"
         )));
     }
-    let guard = TempGuard(Some(inst.layers_dir().join(temp_name("tmp"))));
+    let guard = TempGuard::new(inst.layers_dir().join(temp_name("tmp")));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)

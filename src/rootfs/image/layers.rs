@@ -70,23 +70,30 @@ pub(super) fn remove_any(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes a path on drop unless disarmed (temp dirs and files).
-pub(super) struct TempGuard(pub(super) Option<PathBuf>);
-
-impl TempGuard {
-    pub(super) fn path(&self) -> &Path {
-        self.0.as_deref().unwrap_or(Path::new(""))
-    }
-    pub(super) fn disarm(&mut self) {
-        self.0 = None;
-    }
+/// A temp dir or file removed on drop unless committed: one
+/// [`crate::undo::Undo`] step with the path kept at hand.
+pub(super) struct TempGuard {
+    path: PathBuf,
+    undo: crate::undo::Undo,
 }
 
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = remove_any(&p);
-        }
+impl TempGuard {
+    pub(super) fn new(path: PathBuf) -> TempGuard {
+        let mut undo = crate::undo::Undo::new();
+        let p = path.clone();
+        undo.push(format!("temp {}", path.display()), move || {
+            remove_any(&p).map_err(|e| e.to_string())
+        });
+        TempGuard { path, undo }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path is kept (renamed into place).
+    pub(super) fn commit(self) {
+        self.undo.commit();
     }
 }
 
@@ -142,7 +149,7 @@ pub(crate) fn extract_new<R: Read>(
     expected_blob: Option<&str>,
 ) -> Result<StoredLayer> {
     let layers = inst.layers_dir();
-    let mut tmp = TempGuard(Some(layers.join(temp_name("tmp"))));
+    let tmp = TempGuard::new(layers.join(temp_name("tmp")));
     fs::create_dir(tmp.path()).map_err(io_other("cannot create", tmp.path()))?;
     let started = std::time::Instant::now();
     let x = extract::extract_layer(blob, tmp.path())?;
@@ -176,7 +183,7 @@ pub(crate) fn extract_new<R: Read>(
     ))?;
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => {
-            tmp.disarm();
+            tmp.commit();
             crate::fault::point("layer-after-rename");
             Ok(StoredLayer {
                 digest: x.diff_id,
