@@ -5,6 +5,7 @@
 use super::config::{ContainerConfig, SeccompMode};
 use crate::runtime::caps::{adjust_capabilities, default_capabilities};
 use crate::runtime::seccomp;
+use crate::runtime::spec::DEFAULT_DEVICES;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,
@@ -89,16 +90,6 @@ fn base_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
         )?,
     ])
 }
-
-/// (path, major, minor) of the device nodes every container gets.
-pub const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
 
 /// runc's default masked paths.
 pub const MASKED_PATHS: &[&str] = &[
@@ -348,21 +339,7 @@ pub fn build(
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(err)?);
     }
 
-    let mut devices = DEFAULT_DEVICES
-        .iter()
-        .map(|(path, major, minor)| {
-            LinuxDeviceBuilder::default()
-                .path(*path)
-                .typ(LinuxDeviceType::C)
-                .major(*major)
-                .minor(*minor)
-                .file_mode(0o666u32)
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .map_err(err)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut devices = crate::runtime::spec::default_devices().map_err(err)?;
     if cfg.privileged {
         devices.extend(host_devices(Path::new("/dev")));
     }

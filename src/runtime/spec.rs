@@ -4,10 +4,11 @@
 //! dropped). Pure but for the three `apply_*` helpers the child calls.
 
 use super::process::{CapSets, ProcessSpec, Rlimit};
-use crate::container::spec::{spec_capabilities, DEFAULT_DEVICES, USER_ANNOTATION};
+use crate::container::spec::{spec_capabilities, USER_ANNOTATION};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
-    Capabilities, LinuxDeviceBuilder, LinuxDeviceType, LinuxNamespaceType, PosixRlimitType, Spec,
+    Capabilities, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxNamespaceType,
+    PosixRlimitType, Spec,
 };
 use std::collections::BTreeSet;
 use std::os::fd::BorrowedFd;
@@ -287,18 +288,23 @@ pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
     })
 }
 
-/// runc's rule: every container gets the standard device nodes, whatever
-/// the spec lists (its own entries win for the same path).
-pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
-    let Some(linux) = spec.linux_mut() else {
-        return Ok(());
-    };
-    let mut devices = linux.devices().clone().unwrap_or_default();
-    for (path, major, minor) in DEFAULT_DEVICES {
-        if devices.iter().any(|d| d.path().as_os_str() == *path) {
-            continue;
-        }
-        devices.push(
+/// (path, major, minor) of the device nodes every container gets.
+pub const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// [`DEFAULT_DEVICES`] as spec entries: character devices, mode 0666,
+/// owned by root. minirt's own specs start from these; an OCI bundle's get
+/// them added by [`with_default_devices`].
+pub fn default_devices() -> Result<Vec<LinuxDevice>, String> {
+    DEFAULT_DEVICES
+        .iter()
+        .map(|(path, major, minor)| {
             LinuxDeviceBuilder::default()
                 .path(*path)
                 .typ(LinuxDeviceType::C)
@@ -308,8 +314,22 @@ pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
                 .uid(0u32)
                 .gid(0u32)
                 .build()
-                .map_err(|e| e.to_string())?,
-        );
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// runc's rule: every container gets the standard device nodes, whatever
+/// the spec lists (its own entries win for the same path).
+pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    for d in default_devices()? {
+        if !devices.iter().any(|have| have.path() == d.path()) {
+            devices.push(d);
+        }
     }
     linux.set_devices(Some(devices));
     Ok(())

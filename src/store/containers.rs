@@ -410,6 +410,9 @@ mod tests {
             assert_eq!(st.as_str().parse::<Status>(), Ok(st));
         }
         assert!("up".parse::<Status>().is_err());
-        assert!("Running".parse::<Status>().is_err(), "Docker's words are lower case");
+        assert!(
+            "Running".parse::<Status>().is_err(),
+            "Docker's words are lower case"
+        );
     }
 }
