@@ -136,6 +136,20 @@ pub fn parse_env_file(content: &str) -> Vec<String> {
         .collect()
 }
 
+/// Docker's `-e` rule for `run` and `exec` alike: each entry (checked)
+/// is set over `env`, replacing an existing entry of the same key in place;
+/// a bare `K` takes the caller's value, or is dropped when the caller has
+/// none (the value `env` had stays).
+pub fn apply_env(env: &mut Vec<String>, entries: &[String]) -> std::result::Result<(), ContainerError> {
+    for e in entries {
+        validate::env_entry(e).map_err(invalid)?;
+    }
+    for e in entries {
+        set_env(env, e);
+    }
+    Ok(())
+}
+
 /// Sets `kv` in `env`, replacing an existing entry of the same key. A bare
 /// `K` takes the caller's value (or is dropped when the caller has none).
 fn set_env(env: &mut Vec<String>, kv: &str) {
@@ -212,9 +226,7 @@ pub fn assemble(
             set_env(&mut env, &e);
         }
     }
-    for e in &opts.env {
-        set_env(&mut env, e);
-    }
+    apply_env(&mut env, &opts.env)?;
     let mut mounts = vec![];
     for v in &opts.volumes {
         let m = parse_volume(v)?;
@@ -639,6 +651,26 @@ mod tests {
         assert!(validate_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
         let g = generate_name(ID);
         assert!(validate_name(&g).is_ok(), "{g}");
+    }
+
+    #[test]
+    fn a_bare_env_name_takes_the_callers_value_or_leaves_the_entry_alone() {
+        let mut env = vec!["A=1".to_string(), "MINIRT_TEST_UNSET_VAR=image".into()];
+        let caller_path = std::env::var("PATH").unwrap();
+        apply_env(
+            &mut env,
+            &["A=2".into(), "MINIRT_TEST_UNSET_VAR".into(), "PATH".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            env,
+            vec![
+                "A=2".to_string(),
+                "MINIRT_TEST_UNSET_VAR=image".into(),
+                format!("PATH={caller_path}"),
+            ]
+        );
+        assert!(apply_env(&mut env, &["=x".into()]).is_err());
     }
 
     #[test]
