@@ -334,4 +334,3 @@ fn report(e: &NetworkError) {
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
-

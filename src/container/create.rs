@@ -140,7 +140,10 @@ pub fn parse_env_file(content: &str) -> Vec<String> {
 /// is set over `env`, replacing an existing entry of the same key in place;
 /// a bare `K` takes the caller's value, or is dropped when the caller has
 /// none (the value `env` had stays).
-pub fn apply_env(env: &mut Vec<String>, entries: &[String]) -> std::result::Result<(), ContainerError> {
+pub fn apply_env(
+    env: &mut Vec<String>,
+    entries: &[String],
+) -> std::result::Result<(), ContainerError> {
     for e in entries {
         validate::env_entry(e).map_err(invalid)?;
     }
