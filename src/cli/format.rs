@@ -74,7 +74,7 @@ impl PsFilter {
     pub fn wants_stopped(&self) -> bool {
         self.by
             .get("status")
-            .is_some_and(|v| v.iter().any(|s| s != "running"))
+            .is_some_and(|v| v.iter().any(|s| s != Status::Running.as_str()))
             || self.by.contains_key("exited")
     }
 

@@ -96,18 +96,24 @@ impl Runtime {
             write_atomic(p, inner.to_string().as_bytes())
                 .map_err(|e| err(format!("pid file {}: {e}", p.display())))?;
         }
-        let code = loop {
-            match nix::sys::wait::waitpid(helper, None) {
-                Ok(st) => {
-                    if let Some(c) = crate::runtime::exec::exit_code(st) {
-                        break c;
-                    }
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(err(format!("wait: {e}"))),
-            }
-        };
+        let code = wait_code(helper).map_err(|e| err(format!("wait: {e}")))?;
         Ok(if opts.detach { 0 } else { code })
+    }
+}
+
+/// Waits for `pid` to end: its exit code (128 + the signal for a killed
+/// one).
+fn wait_code(pid: nix::unistd::Pid) -> nix::Result<i32> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(st) => {
+                if let Some(c) = crate::runtime::exec::exit_code(st) {
+                    return Ok(c);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -198,17 +204,7 @@ fn exec_helper(
                 // SAFETY: see above.
                 unsafe { libc::_exit(0) }
             }
-            let code = loop {
-                match nix::sys::wait::waitpid(child, None) {
-                    Ok(st) => {
-                        if let Some(c) = crate::runtime::exec::exit_code(st) {
-                            break c;
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 255,
-                }
-            };
+            let code = wait_code(child).unwrap_or(255);
             // SAFETY: see above.
             unsafe { libc::_exit(code) }
         }
