@@ -55,7 +55,7 @@ pub struct RunOptions {
     pub entrypoint: Option<String>,
 }
 
-pub const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = 128;
 
 fn invalid(m: impl Into<String>) -> ContainerError {
     ContainerError::Invalid(m.into())
@@ -77,7 +77,7 @@ pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
 }
 
 /// A Docker-like generated name ("brave_turing"), from random bits.
-pub fn generate_name(seed: &str) -> String {
+pub(crate) fn generate_name(seed: &str) -> String {
     const ADJ: &[&str] = &[
         "admiring", "brave", "calm", "clever", "eager", "focused", "gentle", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender", "vivid",
@@ -95,7 +95,7 @@ pub fn generate_name(seed: &str) -> String {
 }
 
 /// Parses one `-v HOSTDIR:CTRDIR[:ro|rw]`.
-pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError> {
+pub(crate) fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, dst, mode) = match parts.as_slice() {
         [s, d] => (*s, *d, "rw"),
@@ -127,7 +127,7 @@ pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError
 }
 
 /// Lines of an --env-file: K=V, K (copied from the caller), comments.
-pub fn parse_env_file(content: &str) -> Vec<String> {
+pub(crate) fn parse_env_file(content: &str) -> Vec<String> {
     content
         .lines()
         .map(str::trim)
@@ -174,7 +174,7 @@ fn set_env(env: &mut Vec<String>, kv: &str) {
 }
 
 /// The config a container runs with: image defaults overridden by options.
-pub fn assemble(
+pub(crate) fn assemble(
     img: &Image,
     opts: &RunOptions,
     id: &str,

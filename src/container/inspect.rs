@@ -76,7 +76,7 @@ pub fn port_bindings(publish: &[String]) -> Map<String, Value> {
 
 /// Bound ports as NetworkSettings.Ports: `{"80/tcp": [{"HostIp": "0.0.0.0",
 /// "HostPort": "8080"}]}`.
-pub fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
+pub(crate) fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
     let mut out = Map::new();
     for b in bindings {
         let key = format!("{}/{}", b.container_port, b.proto);

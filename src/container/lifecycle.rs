@@ -184,7 +184,7 @@ pub fn heal_intents(inst: &Instance) {
 /// A DNS responder that was killed comes back at the next command, not
 /// only at the next start on a network: when its pid file names no live
 /// responder and some container needs names, it is started again.
-pub fn revive_dns(inst: &Instance) {
+pub(crate) fn revive_dns(inst: &Instance) {
     let pid_file = network::dns::control::pid_path(inst);
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         if let Ok(pid) = pid.trim().parse::<i32>() {
@@ -206,7 +206,7 @@ pub fn revive_dns(inst: &Instance) {
 }
 
 /// Releases everything of a container and deletes it (rows, dirs).
-pub fn discard(inst: &Instance, id: &str) -> Result<()> {
+pub(crate) fn discard(inst: &Instance, id: &str) -> Result<()> {
     runtime::finish(inst, id, 255)?;
     runtime::remove_files(inst, id);
     let s = store(inst)?;
@@ -661,7 +661,7 @@ pub fn prune(inst: &Instance) -> Result<Vec<String>> {
 // ---------------------------------------------------------------- views
 
 /// Docker's STATUS column from the row alone.
-pub fn status_text(row: &ContainerRow, now: i64) -> String {
+pub(crate) fn status_text(row: &ContainerRow, now: i64) -> String {
     let ago = |t: i64| util::human_duration((now - t) / 1_000_000_000);
     match row.status {
         Status::Running => format!("Up {}", ago(row.started_at)),

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Annotation carrying the `-u` value verbatim (names resolve inside the rootfs).
-pub const USER_ANNOTATION: &str = "io.minirt.user";
-pub const CPU_PERIOD: u64 = 100_000;
+pub(crate) const USER_ANNOTATION: &str = "io.minirt.user";
+pub(crate) const CPU_PERIOD: u64 = 100_000;
 
 /// Host-side files bind-mounted over /etc/hosts, /etc/resolv.conf, /etc/hostname.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ fn base_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
 }
 
 /// runc's default masked paths.
-pub const MASKED_PATHS: &[&str] = &[
+pub(crate) const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
     "/proc/kcore",
@@ -107,7 +107,7 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// runc's default read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
+pub(crate) const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
@@ -156,7 +156,7 @@ fn oci_capabilities(names: &[String]) -> Result<LinuxCapabilities, SpecError> {
 
 /// The names of the bounding set of a spec's process (what `init` applies); None when the
 /// spec does not say (the executor then uses Docker's default set).
-pub fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
+pub(crate) fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
     let bounding = spec
         .process()
         .as_ref()?
@@ -177,7 +177,7 @@ pub fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
 
 /// Every character and block device under `dev` (what `--privileged` gives), skipping the
 /// ones every container gets anyway and the pty/shm/mqueue mounts of its own.
-pub fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+pub(crate) fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut out = Vec::new();
     let mut dirs = vec![dev.to_path_buf()];

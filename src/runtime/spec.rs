@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 /// The spec versions this runtime reads: 1.x (the JSON layout is stable
 /// within a major version).
-pub fn check_version(v: &str) -> Result<(), String> {
+pub(crate) fn check_version(v: &str) -> Result<(), String> {
     let major = v.split('.').next().unwrap_or("");
     if major == "1" && v.split('.').count() >= 2 {
         Ok(())
@@ -29,7 +29,7 @@ pub fn check_version(v: &str) -> Result<(), String> {
 
 /// How the executor gets its namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NsPlan {
+pub(crate) struct NsPlan {
     /// New namespaces made by clone(2).
     pub clone: CloneFlags,
     /// Namespaces joined by path (setns), in spec order.
@@ -51,7 +51,7 @@ fn ns_flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
     })
 }
 
-pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
+pub(crate) fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
     let mut plan = NsPlan {
         clone: CloneFlags::empty(),
         join: Vec::new(),
@@ -106,7 +106,7 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
 }
 
 /// Sysctls a container may set: those of namespaces it has of its own.
-pub fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
+pub(crate) fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
@@ -150,7 +150,7 @@ pub fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
 
 /// A hostname needs a UTS namespace of the container's own: set in the
 /// host's, it would rename the host.
-pub fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
+pub(crate) fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
     let named = spec.hostname().as_ref().is_some_and(|h| !h.is_empty());
     let own = plan.clone.contains(CloneFlags::CLONE_NEWUTS)
         || plan
@@ -164,7 +164,7 @@ pub fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
 }
 
 /// Child side, before pivot_root: namespaced sysctls through /proc/sys.
-pub fn apply_sysctls(spec: &Spec) -> Result<(), String> {
+pub(crate) fn apply_sysctls(spec: &Spec) -> Result<(), String> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
@@ -175,7 +175,7 @@ pub fn apply_sysctls(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-pub fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
+pub(crate) fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
     let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) else {
         return Ok(());
     };
@@ -184,7 +184,7 @@ pub fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
 }
 
 /// `process.consoleSize` on a new pty; best effort (a zero size is no size).
-pub fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
+pub(crate) fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
     let Some(b) = spec.process().as_ref().and_then(|p| p.console_size()) else {
         return;
@@ -237,7 +237,7 @@ fn cap_names(set: &Option<Capabilities>) -> Vec<String> {
 /// The process the container's init becomes. minirt's own specs carry the
 /// user as typed (`-u name`, resolved inside the rootfs) in an annotation;
 /// any other spec gives numeric ids, additionalGids and umask.
-pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
+pub(crate) fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
     let process = spec
         .process()
         .as_ref()
@@ -289,7 +289,7 @@ pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
 }
 
 /// (path, major, minor) of the device nodes every container gets.
-pub const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
+pub(crate) const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
     ("/dev/null", 1, 3),
     ("/dev/zero", 1, 5),
     ("/dev/full", 1, 7),
@@ -301,7 +301,7 @@ pub const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
 /// [`DEFAULT_DEVICES`] as spec entries: character devices, mode 0666,
 /// owned by root. minirt's own specs start from these; an OCI bundle's get
 /// them added by [`with_default_devices`].
-pub fn default_devices() -> Result<Vec<LinuxDevice>, String> {
+pub(crate) fn default_devices() -> Result<Vec<LinuxDevice>, String> {
     DEFAULT_DEVICES
         .iter()
         .map(|(path, major, minor)| {
@@ -321,7 +321,7 @@ pub fn default_devices() -> Result<Vec<LinuxDevice>, String> {
 
 /// runc's rule: every container gets the standard device nodes, whatever
 /// the spec lists (its own entries win for the same path).
-pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
+pub(crate) fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
     let Some(linux) = spec.linux_mut() else {
         return Ok(());
     };
@@ -336,7 +336,7 @@ pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
 }
 
 /// Parts of a spec this runtime does not implement: one clear refusal each.
-pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
+pub(crate) fn check_unsupported(spec: &Spec) -> Result<(), String> {
     let no = |what: &str| Err(format!("not implemented: {what}"));
     if let Some(l) = spec.linux() {
         if l.personality().is_some() {

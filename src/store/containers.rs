@@ -216,7 +216,7 @@ pub fn list(c: &Connection) -> Result<Vec<ContainerRow>> {
 }
 
 /// Containers whose recorded state says a process may be alive.
-pub fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
+pub(crate) fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM containers WHERE status IN ('created','running')"
     ))?;
@@ -226,7 +226,7 @@ pub fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
     Ok(rows)
 }
 
-pub fn set_running(
+pub(crate) fn set_running(
     c: &Connection,
     id: &str,
     pid: i32,
@@ -251,7 +251,12 @@ pub fn set_running(
 }
 
 /// Marks the container as started-but-not-yet-running (a start in progress).
-pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u64) -> Result<()> {
+pub(crate) fn set_created(
+    c: &Connection,
+    id: &str,
+    monitor_pid: i32,
+    monitor_start: u64,
+) -> Result<()> {
     c.execute(
         "UPDATE containers SET status='created', pid=0, pid_start=0, monitor_pid=?2, monitor_start=?3 WHERE id=?1",
         params![id, monitor_pid, monitor_start as i64],
@@ -263,7 +268,12 @@ pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u6
 /// process to another in one statement: true when `from` still owned it.
 /// A monitor taking over from the CLI and a reconciler taking over from a
 /// dead owner both go through here, so at most one of them wins.
-pub fn hand_over(c: &Connection, id: &str, from: (i32, u64), to: (i32, u64)) -> Result<bool> {
+pub(crate) fn hand_over(
+    c: &Connection,
+    id: &str,
+    from: (i32, u64),
+    to: (i32, u64),
+) -> Result<bool> {
     let n = c.execute(
         "UPDATE containers SET monitor_pid=?4, monitor_start=?5 WHERE id=?1 \
          AND monitor_pid=?2 AND monitor_start=?3 AND status IN ('created','running')",
@@ -272,7 +282,7 @@ pub fn hand_over(c: &Connection, id: &str, from: (i32, u64), to: (i32, u64)) -> 
     Ok(n == 1)
 }
 
-pub fn set_exited(
+pub(crate) fn set_exited(
     c: &Connection,
     id: &str,
     exit_code: i32,
@@ -288,7 +298,7 @@ pub fn set_exited(
 }
 
 /// `update`: the container's stored configuration (JSON) replaced.
-pub fn set_config(c: &Connection, id: &str, config: &str) -> Result<()> {
+pub(crate) fn set_config(c: &Connection, id: &str, config: &str) -> Result<()> {
     c.execute(
         "UPDATE containers SET config=?2 WHERE id=?1",
         params![id, config],

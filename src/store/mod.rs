@@ -313,7 +313,8 @@ impl Store {
     }
 
     /// An in-memory store for unit tests.
-    pub fn open_in_memory() -> Result<Store> {
+    #[cfg(test)]
+    pub(crate) fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
@@ -373,7 +374,7 @@ impl Store {
 }
 
 /// True when a rusqlite error is a UNIQUE / PRIMARY KEY violation.
-pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The extracted layer with this digest ("sha256:" prefix optional).
-pub fn layer_dir(inst: &Instance, digest: &str) -> PathBuf {
+pub(crate) fn layer_dir(inst: &Instance, digest: &str) -> PathBuf {
     inst.layers_dir().join(strip_sha(digest))
 }
 
@@ -44,13 +44,13 @@ pub(super) fn clean_stale_temps(layers: &Path) {
 
 /// Healing at any command: what a killed load or rmi left in the layers
 /// dir (temp files and dirs of dead processes). One read of the dir.
-pub fn clean_stale(inst: &Instance) {
+pub(crate) fn clean_stale(inst: &Instance) {
     clean_stale_temps(&inst.layers_dir());
 }
 
 /// Rolls back a layer dir a killed load renamed into place: it goes unless
 /// its row got committed (checked under the write lock, like `undo_layers`).
-pub fn undo_orphan_layer(inst: &Instance, digest: &str) -> Result<()> {
+pub(crate) fn undo_orphan_layer(inst: &Instance, digest: &str) -> Result<()> {
     let mut store = Store::open(&inst.db_path())?;
     store.write(|tx| {
         if rows::layer_size(tx, digest)?.is_none() {
