@@ -87,13 +87,11 @@ pub fn point(name: &str) {
     let _ = name;
 }
 
-/// Hold points order two processes in a test (never a timed sleep there):
-/// with `MINIRT_HOLD=<point>` and `MINIRT_HOLD_RELEASE=<file>`, the process
+/// Waits here while a test holds this point: hold points order two
+/// processes in a test (never a timed sleep there): with
+/// `MINIRT_HOLD=<point>` and `MINIRT_HOLD_RELEASE=<file>`, the process
 /// creates `<file>.reached` when it gets here and waits until `<file>`
 /// exists. Compiled in only with the `fault-injection` feature.
-pub const HOLD_POINTS: &[&str] = &["monitor-before-hand-over", "reconcile-before-claim"];
-
-/// Waits here while a test holds this point (see [`HOLD_POINTS`]).
 pub fn hold(name: &str) {
     #[cfg(feature = "fault-injection")]
     if std::env::var("MINIRT_HOLD").as_deref() == Ok(name) {

@@ -32,7 +32,7 @@ impl Instance {
         self.root.join("minirt.db")
     }
     /// Content-addressed layer store: `layers/<sha256 hex>/` (extracted once).
-    pub fn layers_dir(&self) -> PathBuf {
+    pub(crate) fn layers_dir(&self) -> PathBuf {
         self.root.join("layers")
     }
     /// Persistent per-container dir: upper/, work/, log.
@@ -41,7 +41,7 @@ impl Instance {
     }
     /// Volatile per-container dir: the running container's config.json (its
     /// OCI spec), /etc files, rootfs mount point.
-    pub fn container_run_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_run_dir(&self, id: &str) -> PathBuf {
         self.run_root.join("containers").join(id)
     }
     /// Name of this instance's cgroup parent, in every hierarchy.
@@ -55,7 +55,7 @@ impl Instance {
 }
 
 /// 8 hex chars of sha256(root path): stable for a root, distinct between roots.
-pub fn instance_tag(root: &Path) -> String {
+pub(crate) fn instance_tag(root: &Path) -> String {
     let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
     hex::encode(&digest[..4])
 }

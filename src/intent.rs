@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 /// What a command is about to do, with what undoing or finishing it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Intent {
+pub(crate) enum Intent {
     /// `network create`: bridge and rules of a network whose row is in
     /// the same (uncommitted) transaction.
     NetworkCreate {
@@ -106,7 +106,7 @@ fn lock_err(e: nix::errno::Errno) -> io::Error {
 /// is written under a dot name and renamed, so a reader never sees it half
 /// written; the lock is taken before the rename, so it is never seen unlocked
 /// while its owner lives.
-pub fn begin(inst: &Instance, intent: &Intent) -> io::Result<Held> {
+pub(crate) fn begin(inst: &Instance, intent: &Intent) -> io::Result<Held> {
     let dir = dir(inst);
     fs::create_dir_all(&dir)?;
     let name = format!("{}-{}.json", intent.kind(), &util::new_id()[..16]);
@@ -138,7 +138,7 @@ pub fn begin(inst: &Instance, intent: &Intent) -> io::Result<Held> {
 }
 
 /// An intent whose owner died, claimed by this process (its lock held).
-pub struct Orphan {
+pub(crate) struct Orphan {
     pub intent: Intent,
     pub held: Held,
 }
@@ -149,7 +149,7 @@ const STALE_TEMP: Duration = Duration::from_secs(60);
 
 /// Claims every intent whose owner is gone. Cheap when there is none: one
 /// read of a (usually empty or missing) directory.
-pub fn orphans(inst: &Instance) -> Vec<Orphan> {
+pub(crate) fn orphans(inst: &Instance) -> Vec<Orphan> {
     let dir = dir(inst);
     let Ok(rd) = fs::read_dir(&dir) else {
         return vec![];

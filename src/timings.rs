@@ -39,12 +39,13 @@ pub fn sink_from(flag: bool, env: Option<&str>) -> Option<Sink> {
 }
 
 /// One output line, newline included.
-pub fn format_line(step: &str, micros: u128, pid: u32) -> String {
+pub(crate) fn format_line(step: &str, micros: u128, pid: u32) -> String {
     format!("timing {step} {micros} pid={pid}\n")
 }
 
 /// Parses a line written by [`format_line`] back into (step, microseconds).
-pub fn parse_line(line: &str) -> Option<(&str, u128)> {
+#[cfg(test)]
+pub(crate) fn parse_line(line: &str) -> Option<(&str, u128)> {
     let mut it = line.split_whitespace();
     if it.next()? != "timing" {
         return None;
@@ -62,7 +63,7 @@ enum Out {
 }
 
 /// The layer: remembers when each span was created and prints on close.
-pub struct TimingsLayer {
+pub(crate) struct TimingsLayer {
     out: Out,
 }
 
@@ -124,7 +125,7 @@ where
 }
 
 /// Only minirt's own spans are timed (not those of the libraries it uses).
-pub struct MinirtSpans;
+pub(crate) struct MinirtSpans;
 
 impl<S> Filter<S> for MinirtSpans {
     fn enabled(&self, meta: &tracing::Metadata<'_>, _cx: &Context<'_, S>) -> bool {

@@ -32,13 +32,13 @@ impl Undo {
     }
 
     /// Everything succeeded: forget the undo steps.
-    pub fn commit(mut self) {
+    pub(crate) fn commit(mut self) {
         self.steps.clear();
     }
 
     /// Runs every step, newest first, past failures; returns the failures
     /// ("undo WHAT: error").
-    pub fn rollback(&mut self) -> ErrorList {
+    pub(crate) fn rollback(&mut self) -> ErrorList {
         let mut errors = ErrorList::new();
         while let Some((what, f)) = self.steps.pop() {
             tracing::debug!("undo: {what}");
@@ -85,7 +85,7 @@ impl ErrorList {
 
     /// Logs each error as a warning (a teardown's errors do not fail the
     /// command that tore down).
-    pub fn warn_all(&self) {
+    pub(crate) fn warn_all(&self) {
         for e in &self.0 {
             tracing::warn!("{e}");
         }

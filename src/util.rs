@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// [`DEFAULT_PATH`] as an environment entry (`PATH=...`).
-pub fn default_path_env() -> String {
+pub(crate) fn default_path_env() -> String {
     format!("PATH={DEFAULT_PATH}")
 }
 
@@ -80,7 +80,7 @@ pub fn human_duration(secs: i64) -> String {
 
 /// Start time of a process (field 22 of /proc/PID/stat, in clock ticks since
 /// boot). A pid plus its start time names one process even after pid reuse.
-pub fn process_start_time(pid: i32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parens: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -106,7 +106,7 @@ pub fn process_alive(pid: i32, start: u64) -> bool {
 }
 
 /// Test-only crash switch at a run-path step; see [`crate::fault`].
-pub fn fault_point(point: &str) {
+pub(crate) fn fault_point(point: &str) {
     crate::fault::point(point);
 }
 

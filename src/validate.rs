@@ -26,7 +26,7 @@ pub fn escape_controls(s: &str) -> String {
 
 /// One `-e` / `--env-file` entry: `NAME=VALUE` or a bare `NAME`; the name
 /// must not be empty (Docker's rule; an empty name is no variable at all).
-pub fn env_entry(entry: &str) -> Result<(), String> {
+pub(crate) fn env_entry(entry: &str) -> Result<(), String> {
     let name = entry.split_once('=').map_or(entry, |(k, _)| k);
     if name.is_empty() {
         return Err(format!(
@@ -62,7 +62,7 @@ fn lexical(path: &str) -> PathBuf {
 /// `/sys` or anything under them (what is there belongs to the runtime and
 /// the kernel: a bind over /proc/self or /sys/fs would hand the container
 /// the host's view).
-pub fn mount_destination(dest: &str) -> Result<(), String> {
+pub(crate) fn mount_destination(dest: &str) -> Result<(), String> {
     if !dest.starts_with('/') {
         return Err(format!(
             "invalid mount destination {dest:?}: it must be an absolute path"
@@ -126,14 +126,14 @@ pub fn hostname(name: &str) -> Result<(), String> {
 }
 
 /// A domain name or network alias: an RFC 1123 name of at most 253 characters.
-pub fn domain_name(name: &str) -> Result<(), String> {
+pub(crate) fn domain_name(name: &str) -> Result<(), String> {
     dns_name("domain name", name, 253)
 }
 
 /// Why a name breaks Docker's rule for object names; each kind (container,
 /// network) words its own error from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameProblem {
+pub(crate) enum NameProblem {
     Empty,
     /// The first character is not a letter or digit.
     BadFirst,
@@ -145,7 +145,7 @@ pub enum NameProblem {
 
 /// Docker's rule for container and network names, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
 /// with a length limit of `max`. The characters are checked before the length.
-pub fn object_name(name: &str, max: usize) -> Result<(), NameProblem> {
+pub(crate) fn object_name(name: &str, max: usize) -> Result<(), NameProblem> {
     let mut chars = name.chars();
     match chars.next() {
         None => return Err(NameProblem::Empty),
@@ -164,7 +164,7 @@ pub fn object_name(name: &str, max: usize) -> Result<(), NameProblem> {
 /// Names `network create` must not take: the predefined networks' (`bridge`
 /// is the default network, made by minirt itself; `host` and `none` are
 /// network modes, so a network of that name could never be chosen).
-pub fn network_name_not_reserved(name: &str) -> Result<(), String> {
+pub(crate) fn network_name_not_reserved(name: &str) -> Result<(), String> {
     if matches!(name, "bridge" | "host" | "none") {
         return Err(format!(
             "network name {name:?} is reserved for the predefined network of that name"

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minirt::rootfs::archive::extract_layer;
+use minirt::rootfs::extract::extract_layer;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(tmp) = tempfile::tempdir() else {

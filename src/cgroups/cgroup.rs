@@ -129,7 +129,8 @@ impl Cgroup {
     }
 
     /// Moves process `pid` (all its threads) into the cgroup in every hierarchy.
-    pub fn add_task(&self, pid: i32) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn add_task(&self, pid: i32) -> Result<()> {
         self.usable()?;
         for d in &self.dirs {
             let f = d.path.join("cgroup.procs");
@@ -145,7 +146,7 @@ impl Cgroup {
 
     /// The cgroup2 directory, for a child born into it (clone3's
     /// CLONE_INTO_CGROUP) instead of moved there afterwards.
-    pub fn v2_dir(&self) -> Option<&Path> {
+    pub(crate) fn v2_dir(&self) -> Option<&Path> {
         self.dirs.iter().find(|d| d.v2).map(|d| d.path.as_path())
     }
 

@@ -16,10 +16,10 @@ use super::ebpf::{Alu, Insn, Jmp, R0, R1, R2, R3, R4, R5};
 use super::{CgroupError, Result};
 
 /// Accesses, with the kernel's bit values (`BPF_DEVCG_ACC_*`).
-pub const MKNOD: u8 = 1;
-pub const READ: u8 = 2;
-pub const WRITE: u8 = 4;
-pub const ALL_ACCESS: u8 = MKNOD | READ | WRITE;
+pub(crate) const MKNOD: u8 = 1;
+pub(crate) const READ: u8 = 2;
+pub(crate) const WRITE: u8 = 4;
+pub(crate) const ALL_ACCESS: u8 = MKNOD | READ | WRITE;
 
 /// Device types; block and char carry the kernel's `BPF_DEVCG_DEV_*` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl Kind {
 
 /// One line of a v1 device list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceRule {
+pub(crate) struct DeviceRule {
     pub allow: bool,
     pub kind: Kind,
     /// None is `*`.
@@ -115,6 +115,7 @@ impl DeviceRule {
         })
     }
 
+    #[cfg(test)]
     fn matches(&self, r: &Request) -> bool {
         (self.kind == Kind::All || self.kind == r.kind)
             && self.major.is_none_or(|m| m == r.major)
@@ -155,7 +156,8 @@ impl fmt::Display for DeviceRule {
 
 /// One device access the kernel asks about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request {
+#[cfg(test)]
+pub(crate) struct Request {
     /// Block or Char (the kernel never asks about All).
     pub kind: Kind,
     pub major: u32,
@@ -163,10 +165,11 @@ pub struct Request {
     pub access: u8,
 }
 
+#[cfg(test)]
 impl Request {
     /// The program's context, `struct bpf_cgroup_dev_ctx`: access_type
     /// (access << 16 | type), major, minor, each a native-endian u32.
-    pub fn context(&self) -> [u8; 12] {
+    pub(crate) fn context(&self) -> [u8; 12] {
         let access_type = (u32::from(self.access) << 16) | self.kind.code();
         let mut c = [0u8; 12];
         c[0..4].copy_from_slice(&access_type.to_ne_bytes());
@@ -178,14 +181,14 @@ impl Request {
 
 /// A default verdict and the rules that make exceptions to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DevicePolicy {
+pub(crate) struct DevicePolicy {
     pub default_allow: bool,
     pub rules: Vec<DeviceRule>,
 }
 
 /// Docker's default allow-list, after a deny of everything: mknod of any
 /// device (the image's /dev may need it), read/write only of harmless ones.
-pub const DEFAULT_ALLOW: &[&str] = &[
+pub(crate) const DEFAULT_ALLOW: &[&str] = &[
     "c *:* m",
     "b *:* m",
     "c 1:3 rwm",    // /dev/null
@@ -202,7 +205,7 @@ pub const DEFAULT_ALLOW: &[&str] = &[
 
 impl DevicePolicy {
     /// Docker's defaults, or every device for a privileged container.
-    pub fn for_container(all_devices: bool) -> Result<DevicePolicy> {
+    pub(crate) fn for_container(all_devices: bool) -> Result<DevicePolicy> {
         if all_devices {
             return Ok(DevicePolicy {
                 default_allow: true,
@@ -219,11 +222,12 @@ impl DevicePolicy {
     }
 
     /// Allows everything, so no filter is needed at all.
-    pub fn allows_everything(&self) -> bool {
+    pub(crate) fn allows_everything(&self) -> bool {
         self.default_allow && self.rules.iter().all(|r| r.allow)
     }
 
     /// The reference verdict the program must reproduce.
+    #[cfg(test)]
     pub fn allows(&self, r: &Request) -> bool {
         self.rules
             .iter()

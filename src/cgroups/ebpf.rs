@@ -38,7 +38,7 @@ const SIZE_DW: u8 = 0x18;
 
 /// ALU operations (the op bits of an ALU/ALU64 opcode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alu {
+pub(crate) enum Alu {
     Add = 0x00,
     Sub = 0x10,
     Or = 0x40,
@@ -51,7 +51,7 @@ pub enum Alu {
 
 /// Jump conditions (the op bits of a JMP opcode), unsigned comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Jmp {
+pub(crate) enum Jmp {
     Eq = 0x10,
     Gt = 0x20,
     Ge = 0x30,
@@ -66,17 +66,17 @@ const JMP_EXIT: u8 = 0x90;
 
 /// r0 holds the return value, r1 the context on entry; r10 (the frame
 /// pointer) is read-only and not used by our programs.
-pub const R0: u8 = 0;
-pub const R1: u8 = 1;
-pub const R2: u8 = 2;
-pub const R3: u8 = 3;
-pub const R4: u8 = 4;
-pub const R5: u8 = 5;
+pub(crate) const R0: u8 = 0;
+pub(crate) const R1: u8 = 1;
+pub(crate) const R2: u8 = 2;
+pub(crate) const R3: u8 = 3;
+pub(crate) const R4: u8 = 4;
+pub(crate) const R5: u8 = 5;
 const REGISTERS: usize = 11;
 
 impl Insn {
     /// `dst = *(u32 *)(src + off)`, zero-extended.
-    pub fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
+    pub(crate) fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
         Insn {
             code: CLASS_LDX | MODE_MEM | SIZE_W,
             dst,
@@ -87,7 +87,7 @@ impl Insn {
     }
 
     /// 32-bit `dst op= imm` (the result's upper 32 bits are zero).
-    pub fn alu32_imm(op: Alu, dst: u8, imm: i32) -> Insn {
+    pub(crate) fn alu32_imm(op: Alu, dst: u8, imm: i32) -> Insn {
         Insn {
             code: CLASS_ALU | SRC_K | op as u8,
             dst,
@@ -98,7 +98,7 @@ impl Insn {
     }
 
     /// 32-bit `dst op= src`.
-    pub fn alu32_reg(op: Alu, dst: u8, src: u8) -> Insn {
+    pub(crate) fn alu32_reg(op: Alu, dst: u8, src: u8) -> Insn {
         Insn {
             code: CLASS_ALU | SRC_X | op as u8,
             dst,
@@ -109,7 +109,7 @@ impl Insn {
     }
 
     /// `if dst <cond> imm goto +off` (imm sign-extended to 64 bits).
-    pub fn jmp_imm(cond: Jmp, dst: u8, imm: i32, off: i16) -> Insn {
+    pub(crate) fn jmp_imm(cond: Jmp, dst: u8, imm: i32, off: i16) -> Insn {
         Insn {
             code: CLASS_JMP | SRC_K | cond as u8,
             dst,
@@ -120,7 +120,8 @@ impl Insn {
     }
 
     /// `goto +off`.
-    pub fn ja(off: i16) -> Insn {
+    #[cfg(test)]
+    pub(crate) fn ja(off: i16) -> Insn {
         Insn {
             code: CLASS_JMP | JMP_JA,
             dst: 0,

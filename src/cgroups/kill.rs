@@ -17,7 +17,7 @@ impl Cgroup {
     /// Sends `sig` to every process of the cgroup. SIGKILL goes through
     /// cgroup.kill when there is one; otherwise the cgroup is frozen while the
     /// pids are listed and signalled, so a fork cannot slip through.
-    pub fn kill_all(&self, sig: Signal) -> Result<()> {
+    pub(crate) fn kill_all(&self, sig: Signal) -> Result<()> {
         self.usable()?;
         if sig == Signal::SIGKILL {
             if let Some(f) = self

@@ -103,7 +103,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 impl Layout {
     /// The layout described by a mountinfo text. A hierarchy mounted twice
     /// (bind mounts) counts once; its mount of the hierarchy's root wins.
-    pub fn from_mountinfo(text: &str) -> Result<Layout> {
+    pub(crate) fn from_mountinfo(text: &str) -> Result<Layout> {
         let mounts: Vec<Mount> = text.lines().filter_map(parse_line).collect();
         let prefer_root = |a: &Mount| if a.root == "/" { 0 } else { 1 };
 
@@ -153,14 +153,14 @@ impl Layout {
     }
 
     /// The layout of this process's mount namespace.
-    pub fn detect() -> Result<Layout> {
+    pub(crate) fn detect() -> Result<Layout> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| CgroupError::Io(format!("cannot read /proc/self/mountinfo: {e}")))?;
         Layout::from_mountinfo(&text)
     }
 
     /// The v1 hierarchy that holds `controller`, if it is mounted as v1.
-    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
+    pub(crate) fn v1_mount(&self, controller: &str) -> Option<&Path> {
         self.v1
             .iter()
             .find(|h| h.controllers.iter().any(|c| c == controller))

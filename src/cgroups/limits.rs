@@ -13,12 +13,12 @@ use super::devices::DevicePolicy;
 use super::{CgroupError, Resources, Result};
 
 /// CFS period Docker uses for `--cpus`, in microseconds.
-pub const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// The limits a `Resources` asks for, zero and negative values meaning "no
 /// limit" as in Docker (`-m 0`, `--pids-limit -1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     pub memory: Option<i64>,
     /// CFS quota in microseconds per `CPU_PERIOD_US`.
     pub cpu_quota_us: Option<i64>,
@@ -53,7 +53,7 @@ impl Wanted {
 }
 
 /// quota = nano_cpus * period / 1e9, never below the kernel's 1 ms minimum.
-pub fn cpu_quota_us(nano_cpus: i64) -> i64 {
+pub(crate) fn cpu_quota_us(nano_cpus: i64) -> i64 {
     let q = (nano_cpus as i128 * CPU_PERIOD_US as i128 / 1_000_000_000) as i64;
     q.max(1000)
 }
@@ -72,7 +72,7 @@ fn cg_err(what: &str, dir: &Path, e: cgroups_rs::fs::error::Error) -> CgroupErro
 
 /// Memory limit and no swap beyond it. `v2` selects memory.max/memory.swap.max
 /// over memory.limit_in_bytes/memory.memsw.limit_in_bytes.
-pub fn write_memory(dir: &Path, mount: &Path, v2: bool, bytes: i64) -> Result<()> {
+pub(crate) fn write_memory(dir: &Path, mount: &Path, v2: bool, bytes: i64) -> Result<()> {
     let c = MemController::new(dir.to_path_buf(), mount.to_path_buf(), v2);
     c.set_limit(bytes)
         .map_err(|e| cg_err(&format!("set the memory limit to {bytes} bytes"), dir, e))?;
@@ -89,13 +89,13 @@ pub fn write_memory(dir: &Path, mount: &Path, v2: bool, bytes: i64) -> Result<()
     Ok(())
 }
 
-pub fn write_cpu(dir: &Path, mount: &Path, v2: bool, quota_us: i64) -> Result<()> {
+pub(crate) fn write_cpu(dir: &Path, mount: &Path, v2: bool, quota_us: i64) -> Result<()> {
     let c = CpuController::new(dir.to_path_buf(), mount.to_path_buf(), v2);
     c.set_cfs_quota_and_period(Some(quota_us), Some(CPU_PERIOD_US))
         .map_err(|e| cg_err(&format!("set the CPU quota to {quota_us}us"), dir, e))
 }
 
-pub fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result<()> {
+pub(crate) fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result<()> {
     let c = PidController::new(dir.to_path_buf(), mount.to_path_buf(), v2);
     c.set_pid_max(MaxValue::Value(max))
         .map_err(|e| cg_err(&format!("set the process limit to {max}"), dir, e))
@@ -103,7 +103,7 @@ pub fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result<()> {
 
 /// Sets the v1 devices hierarchy's list to `policy`: its default first
 /// (`a` in devices.allow or devices.deny clears the list), then each rule.
-pub fn write_devices(dir: &Path, policy: &DevicePolicy) -> Result<()> {
+pub(crate) fn write_devices(dir: &Path, policy: &DevicePolicy) -> Result<()> {
     let write = |file: &str, rule: &str| {
         std::fs::write(dir.join(file), rule).map_err(|e| {
             CgroupError::Io(format!(
@@ -127,7 +127,7 @@ pub fn write_devices(dir: &Path, policy: &DevicePolicy) -> Result<()> {
 }
 
 /// The value of `key` in a flat-keyed cgroup file ("oom_kill 3").
-pub fn flat_keyed(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn flat_keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()

@@ -5,7 +5,7 @@ use super::limits;
 
 impl Cgroup {
     /// True if the kernel's OOM killer killed a task of this cgroup.
-    pub fn oom_killed(&self) -> bool {
+    pub(crate) fn oom_killed(&self) -> bool {
         let Some(d) = self
             .dirs
             .iter()

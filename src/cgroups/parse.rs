@@ -7,7 +7,7 @@ use super::{CgroupError, Result};
 pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
 /// `--cpus` values are kept in billionths of a CPU, as Docker's `NanoCPUs`.
-pub const NANOS_PER_CPU: i64 = 1_000_000_000;
+pub(crate) const NANOS_PER_CPU: i64 = 1_000_000_000;
 
 /// A memory size in bytes from Docker's notation: a decimal number and an
 /// optional unit b, k, m, g, t or p (powers of 1024, case-insensitive, an

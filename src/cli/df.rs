@@ -264,7 +264,7 @@ pub fn df(inst: &Instance, a: DfArgs) -> CliResult {
                             "{} ago",
                             util::human_duration((now - c.created) / 1_000_000_000)
                         ),
-                        lifecycle::status_line(inst, c, now),
+                        lifecycle::status_line(inst, c, lifecycle::status(inst, c), now),
                         c.name.clone(),
                     ]
                 })

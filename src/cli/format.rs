@@ -1,6 +1,7 @@
 //! Pure pieces of Docker's list output: `ps --filter` parsing and matching,
 //! Docker's time and size words, `logs --tail` cutting.
 
+use minirt::store::containers::Status;
 use std::collections::BTreeMap;
 
 /// One container as `ps --filter` sees it.
@@ -10,8 +11,8 @@ pub struct PsFacts<'a> {
     /// As the user named it, and the image id (hex).
     pub image: &'a str,
     pub image_id: &'a str,
-    /// Docker's State word: created, running, exited.
-    pub state: &'a str,
+    /// Docker's State word.
+    pub state: Status,
     pub exit_code: i32,
     /// (name, id) of each network.
     pub networks: Vec<(String, String)>,
@@ -28,15 +29,6 @@ pub struct PsFilter {
 
 const KEYS: &[&str] = &[
     "name", "id", "label", "status", "network", "ancestor", "exited", "health",
-];
-const STATUSES: &[&str] = &[
-    "created",
-    "restarting",
-    "running",
-    "removing",
-    "paused",
-    "exited",
-    "dead",
 ];
 
 /// Why a filter was refused, with the exit code Docker gives: 125 for a
@@ -69,7 +61,7 @@ impl PsFilter {
                 code: 1,
                 message: m,
             };
-            if k == "status" && !STATUSES.contains(&v) {
+            if k == "status" && v.parse::<Status>().is_err() {
                 return Err(daemon_err(format!("invalid filter 'status={v}'")));
             }
             if k == "health" && !["starting", "healthy", "unhealthy", "none"].contains(&v) {
@@ -89,7 +81,7 @@ impl PsFilter {
     pub fn wants_stopped(&self) -> bool {
         self.by
             .get("status")
-            .is_some_and(|v| v.iter().any(|s| s != "running"))
+            .is_some_and(|v| v.iter().any(|s| s != Status::Running.as_str()))
             || self.by.contains_key("exited")
     }
 
@@ -104,13 +96,13 @@ impl PsFilter {
                     Some((lk, lv)) => c.labels.get(lk).is_some_and(|x| x == lv),
                     None => c.labels.contains_key(v.as_str()),
                 },
-                "status" => c.state == v,
+                "status" => c.state.as_str() == v,
                 "network" => c
                     .networks
                     .iter()
                     .any(|(name, id)| name == v || id.starts_with(v.as_str())),
                 "ancestor" => ancestor_matches(v, c.image, c.image_id),
-                "exited" => c.state == "exited" && v.parse::<i32>() == Ok(c.exit_code),
+                "exited" => c.state == Status::Exited && v.parse::<i32>() == Ok(c.exit_code),
                 "health" => c.health == v,
                 _ => false,
             })
@@ -205,7 +197,7 @@ mod tests {
             name: "web-1",
             image: "busybox",
             image_id: "feedbeef00",
-            state: "exited",
+            state: Status::Exited,
             exit_code: 3,
             networks: vec![("testbr".into(), "aaaa1111".into())],
             labels,

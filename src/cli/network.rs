@@ -150,18 +150,15 @@ pub fn dispatch(inst: &Instance, c: NetworkCommand) -> CliResult {
                 &a.alias,
             )
             .map_err(fail)?;
-            sync_dns(inst);
             Ok(0)
         }
         NetworkCommand::Disconnect(a) => {
             network::disconnect(inst, &mut store, &a.network, &a.container, a.force)
                 .map_err(fail)?;
-            sync_dns(inst);
             Ok(0)
         }
         NetworkCommand::Reload => {
             manage::reload(inst, &mut store).map_err(fail)?;
-            sync_dns(inst);
             Ok(0)
         }
     }
@@ -342,12 +339,4 @@ fn report(e: &NetworkError) {
 /// The 12-character id Docker shows.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-/// Names follow the change; a responder that cannot is a warning, not a
-/// failed command (the network change itself is done).
-fn sync_dns(inst: &Instance) {
-    if let Err(e) = network::dns::sync(inst) {
-        tracing::warn!("{e}");
-    }
 }

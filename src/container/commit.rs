@@ -320,7 +320,7 @@ pub fn commit(inst: &Instance, key: &str, opts: &CommitOptions) -> crate::Result
     // The upper dir as a layer tar, the container frozen meanwhile.
     image::prepare_layers_dir(inst)?;
     let tar_path = inst.layers_dir().join(image::temp_name("tmp"));
-    let tmp = TempGuard(Some(tar_path.clone()));
+    let tmp = TempGuard::new(tar_path.clone());
     {
         let freeze =
             opts.pause && lifecycle::is_running(&row) && !super::pause::is_paused(inst, &row.id);

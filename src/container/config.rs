@@ -90,14 +90,14 @@ pub enum SeccompMode {
 
 /// What `--security-opt` values ask for.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SecurityOpts {
+pub(crate) struct SecurityOpts {
     pub seccomp: SeccompMode,
 }
 
 /// Parses `--security-opt` values: `seccomp=unconfined`, `seccomp=PATH` (read with `read`),
 /// and `no-new-privileges[=true]` (always on here). Anything else is refused, so a user never
 /// believes an option (apparmor, label) took effect when it did not.
-pub fn parse_security_opts(
+pub(crate) fn parse_security_opts(
     opts: &[String],
     read: impl Fn(&str) -> std::io::Result<String>,
 ) -> Result<SecurityOpts, String> {

@@ -55,7 +55,7 @@ pub struct RunOptions {
     pub entrypoint: Option<String>,
 }
 
-pub const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = 128;
 
 fn invalid(m: impl Into<String>) -> ContainerError {
     ContainerError::Invalid(m.into())
@@ -77,7 +77,7 @@ pub fn validate_name(name: &str) -> std::result::Result<(), ContainerError> {
 }
 
 /// A Docker-like generated name ("brave_turing"), from random bits.
-pub fn generate_name(seed: &str) -> String {
+pub(crate) fn generate_name(seed: &str) -> String {
     const ADJ: &[&str] = &[
         "admiring", "brave", "calm", "clever", "eager", "focused", "gentle", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender", "vivid",
@@ -95,7 +95,7 @@ pub fn generate_name(seed: &str) -> String {
 }
 
 /// Parses one `-v HOSTDIR:CTRDIR[:ro|rw]`.
-pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError> {
+pub(crate) fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, dst, mode) = match parts.as_slice() {
         [s, d] => (*s, *d, "rw"),
@@ -127,13 +127,30 @@ pub fn parse_volume(spec: &str) -> std::result::Result<BindMount, ContainerError
 }
 
 /// Lines of an --env-file: K=V, K (copied from the caller), comments.
-pub fn parse_env_file(content: &str) -> Vec<String> {
+pub(crate) fn parse_env_file(content: &str) -> Vec<String> {
     content
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect()
+}
+
+/// Docker's `-e` rule for `run` and `exec` alike: each entry (checked)
+/// is set over `env`, replacing an existing entry of the same key in place;
+/// a bare `K` takes the caller's value, or is dropped when the caller has
+/// none (the value `env` had stays).
+pub fn apply_env(
+    env: &mut Vec<String>,
+    entries: &[String],
+) -> std::result::Result<(), ContainerError> {
+    for e in entries {
+        validate::env_entry(e).map_err(invalid)?;
+    }
+    for e in entries {
+        set_env(env, e);
+    }
+    Ok(())
 }
 
 /// Sets `kv` in `env`, replacing an existing entry of the same key. A bare
@@ -157,7 +174,7 @@ fn set_env(env: &mut Vec<String>, kv: &str) {
 }
 
 /// The config a container runs with: image defaults overridden by options.
-pub fn assemble(
+pub(crate) fn assemble(
     img: &Image,
     opts: &RunOptions,
     id: &str,
@@ -212,9 +229,7 @@ pub fn assemble(
             set_env(&mut env, &e);
         }
     }
-    for e in &opts.env {
-        set_env(&mut env, e);
-    }
+    apply_env(&mut env, &opts.env)?;
     let mut mounts = vec![];
     for v in &opts.volumes {
         let m = parse_volume(v)?;
@@ -376,7 +391,7 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
                 image_id: img.id.clone(),
                 command: cfg.args.clone(),
                 config,
-                status: containers::CREATED.into(),
+                status: containers::Status::Created,
                 pid: 0,
                 pid_start: 0,
                 monitor_pid: me,
@@ -640,6 +655,26 @@ mod tests {
         assert!(validate_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
         let g = generate_name(ID);
         assert!(validate_name(&g).is_ok(), "{g}");
+    }
+
+    #[test]
+    fn a_bare_env_name_takes_the_callers_value_or_leaves_the_entry_alone() {
+        let mut env = vec!["A=1".to_string(), "MINIRT_TEST_UNSET_VAR=image".into()];
+        let caller_path = std::env::var("PATH").unwrap();
+        apply_env(
+            &mut env,
+            &["A=2".into(), "MINIRT_TEST_UNSET_VAR".into(), "PATH".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            env,
+            vec![
+                "A=2".to_string(),
+                "MINIRT_TEST_UNSET_VAR=image".into(),
+                format!("PATH={caller_path}"),
+            ]
+        );
+        assert!(apply_env(&mut env, &["=x".into()]).is_err());
     }
 
     #[test]

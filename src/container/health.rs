@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Docker's defaults for values left at 0.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// Docker keeps the last five results and 4 KiB of each output.
-pub const MAX_LOG_ENTRIES: usize = 5;
-pub const MAX_OUTPUT_LEN: usize = 4096;
+pub(crate) const MAX_LOG_ENTRIES: usize = 5;
+pub(crate) const MAX_OUTPUT_LEN: usize = 4096;
 
 /// Docker's Healthcheck object (image config and Config.Healthcheck):
 /// durations in nanoseconds, 0 = inherit / default.
@@ -158,7 +158,7 @@ pub fn resolve(
 
 /// The schedule the monitor keeps (defaults applied).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     pub interval: Duration,
     pub timeout: Duration,
     pub start_period: Duration,
@@ -167,7 +167,7 @@ pub struct Schedule {
 }
 
 impl HealthConfig {
-    pub fn schedule(&self) -> Schedule {
+    pub(crate) fn schedule(&self) -> Schedule {
         let or = |ns: i64, d: Duration| {
             if ns > 0 {
                 Duration::from_nanos(ns as u64)
@@ -220,7 +220,7 @@ pub struct HealthResult {
     pub output: String,
 }
 
-pub const STARTING: &str = "starting";
+pub(crate) const STARTING: &str = "starting";
 pub const HEALTHY: &str = "healthy";
 pub const UNHEALTHY: &str = "unhealthy";
 
@@ -250,7 +250,7 @@ pub fn record(state: &mut HealthState, result: HealthResult, in_start_period: bo
 }
 
 /// Docker's `ps` suffix: " (healthy)", " (health: starting)".
-pub fn status_suffix(status: &str) -> String {
+pub(crate) fn status_suffix(status: &str) -> String {
     match status {
         "" => String::new(),
         STARTING => " (health: starting)".into(),
@@ -259,7 +259,7 @@ pub fn status_suffix(status: &str) -> String {
 }
 
 /// Output as Docker keeps it: at most 4 KiB (on a character boundary).
-pub fn truncate_output(mut out: String) -> String {
+pub(crate) fn truncate_output(mut out: String) -> String {
     if out.len() > MAX_OUTPUT_LEN {
         let mut cut = MAX_OUTPUT_LEN;
         while !out.is_char_boundary(cut) {
@@ -271,7 +271,7 @@ pub fn truncate_output(mut out: String) -> String {
 }
 
 /// Go's time.ParseDuration: "300ms", "1.5h", "2h45m", "-1s"; a bare "0".
-pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
     let bad = || format!("time: invalid duration \"{s}\"");
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
@@ -316,7 +316,7 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
 
 /// Go's Duration.String for whole milliseconds and up ("200ms", "1.5s",
 /// "1m30s"), as Docker prints it in the timeout message.
-pub fn format_go_duration(ns: i64) -> String {
+pub(crate) fn format_go_duration(ns: i64) -> String {
     if ns < 1_000_000_000 {
         return if ns % 1_000_000 == 0 {
             format!("{}ms", ns / 1_000_000)
@@ -340,7 +340,7 @@ pub fn format_go_duration(ns: i64) -> String {
     }
 }
 
-pub fn state_path(inst: &Instance, id: &str) -> std::path::PathBuf {
+pub(crate) fn state_path(inst: &Instance, id: &str) -> std::path::PathBuf {
     inst.container_dir(id).join("health.json")
 }
 
@@ -355,7 +355,7 @@ pub fn read(inst: &Instance, id: &str, cfg: &ContainerConfig) -> Option<HealthSt
 }
 
 /// A new run starts over as "starting" (Docker resets health at start).
-pub fn reset(inst: &Instance, id: &str) {
+pub(crate) fn reset(inst: &Instance, id: &str) {
     let _ = std::fs::remove_file(state_path(inst, id));
 }
 

@@ -5,7 +5,7 @@
 use super::config::ContainerConfig;
 use super::lifecycle;
 use crate::network::{self, EndpointInfo};
-use crate::store::containers::{self, ContainerRow};
+use crate::store::containers::{ContainerRow, Status};
 use crate::store::networks::{self as netrows, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance, Result};
@@ -22,6 +22,8 @@ pub struct Facts<'a> {
     pub bindings: &'a [PortBindingRow],
     /// Its init process is alive.
     pub running: bool,
+    /// Its cgroup is frozen (`pause`).
+    pub paused: bool,
     pub log_path: String,
     /// Restarts done by the policy, and whether one is pending now.
     pub restart_count: u32,
@@ -74,7 +76,7 @@ pub fn port_bindings(publish: &[String]) -> Map<String, Value> {
 
 /// Bound ports as NetworkSettings.Ports: `{"80/tcp": [{"HostIp": "0.0.0.0",
 /// "HostPort": "8080"}]}`.
-pub fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
+pub(crate) fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
     let mut out = Map::new();
     for b in bindings {
         let key = format!("{}/{}", b.container_port, b.proto);
@@ -89,15 +91,14 @@ pub fn ports_map(bindings: &[PortBindingRow]) -> Map<String, Value> {
     out
 }
 
-/// Docker's State.Status word for a row.
-fn status_word(row: &ContainerRow, running: bool, restarting: bool) -> &'static str {
-    if restarting {
-        return "restarting";
-    }
-    match row.status.as_str() {
-        containers::RUNNING if running => "running",
-        containers::RUNNING | containers::EXITED => "exited",
-        _ => "created",
+/// Docker's State.Status for a row.
+fn status(f: &Facts) -> Status {
+    match f.row.status {
+        _ if f.restarting => Status::Restarting,
+        Status::Running if f.running && f.paused => Status::Paused,
+        Status::Running if f.running => Status::Running,
+        Status::Running | Status::Exited => Status::Exited,
+        _ => Status::Created,
     }
 }
 
@@ -156,9 +157,10 @@ pub fn document(f: &Facts) -> Value {
         .collect();
     // Docker: a container waiting to be restarted counts as running.
     let mut state = json!({
-        "Status": status_word(row, f.running, f.restarting),
+        "Status": status(f).as_str(),
         "Running": f.running || f.restarting,
-        "Paused": false,
+        // Docker shows a paused container as running and paused.
+        "Paused": f.running && f.paused,
         "Restarting": f.restarting,
         "OOMKilled": row.oom_killed,
         "Dead": false,
@@ -260,17 +262,18 @@ pub fn document(f: &Facts) -> Value {
 /// Gathers the rows of one container (by id, name or prefix) and builds its
 /// document. A miss is the store's NotFound.
 pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
-    let row = containers::lookup(store.conn(), key)?;
+    let row = crate::store::containers::lookup(store.conn(), key)?;
     let cfg = lifecycle::config_of(&row);
     let endpoints = network::container_networks(store, &row.id)?;
     let bindings = netrows::port_bindings_of_container(store.conn(), &row.id)?;
     let running = lifecycle::is_running(&row);
+    let paused = running && super::pause::is_paused(inst, &row.id);
     let log_path = super::runtime::log_path(inst, &row.id)
         .to_string_lossy()
         .into_owned();
     let restart = super::restart::read(inst, &row.id);
     let restarting =
-        row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some();
+        row.status == Status::Exited && super::restart::is_restarting(inst, &row.id).is_some();
     let health = super::health::read(inst, &row.id, &cfg);
     Ok(document(&Facts {
         row: &row,
@@ -278,6 +281,7 @@ pub fn inspect(inst: &Instance, store: &Store, key: &str) -> Result<Value> {
         endpoints: &endpoints,
         bindings: &bindings,
         running,
+        paused,
         log_path,
         restart_count: restart.count,
         restarting,
@@ -304,6 +308,7 @@ mod tests {
             endpoints,
             bindings,
             running,
+            paused: false,
             log_path: "/l".into(),
             restart_count: 0,
             restarting: false,
@@ -319,7 +324,7 @@ mod tests {
             image_id: "cd".repeat(32),
             command: vec!["httpd".into(), "-f".into()],
             config: String::new(),
-            status: containers::RUNNING.into(),
+            status: Status::Running,
             pid: 4242,
             pid_start: 1,
             monitor_pid: 1,
@@ -420,6 +425,17 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_container_is_running_and_paused() {
+        let (r, c) = (row(), cfg());
+        let mut f = facts(&r, &c, &[], &[], true);
+        f.paused = true;
+        let d = document(&f);
+        assert_eq!(d["State"]["Status"], "paused");
+        assert_eq!(d["State"]["Running"], true);
+        assert_eq!(d["State"]["Paused"], true);
+    }
+
+    #[test]
     fn a_running_container_in_dockers_shape() {
         let (r, c, eps) = (row(), cfg(), vec![endpoint()]);
         let b = vec![
@@ -464,7 +480,7 @@ mod tests {
     #[test]
     fn an_exited_container_has_no_pid_ports_or_addresses() {
         let mut r = row();
-        r.status = containers::EXITED.into();
+        r.status = Status::Exited;
         r.exit_code = 3;
         r.finished_at = 1_700_000_002_000_000_000;
         let mut c = cfg();
@@ -493,7 +509,7 @@ mod tests {
         use crate::container::health::{HealthConfig, HealthResult, HealthState};
         use crate::container::restart::RestartPolicy;
         let mut r = row();
-        r.status = containers::EXITED.into();
+        r.status = Status::Exited;
         r.exit_code = 1;
         let mut c = cfg();
         c.restart = RestartPolicy::OnFailure(5);

@@ -4,7 +4,8 @@
 use super::config::ContainerConfig;
 use super::runtime::{self, Stdio};
 use super::ContainerError;
-use crate::store::{containers, containers::ContainerRow, Store, StoreError};
+use crate::store::containers::{self, ContainerRow, Status};
+use crate::store::{Store, StoreError};
 use crate::{network, util, Instance, Result};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -35,7 +36,7 @@ pub fn lookup(inst: &Instance, key: &str) -> Result<ContainerRow> {
 /// A container `minirt create` made and left for a later `start`: no
 /// owner, nothing to heal.
 fn created_unowned(row: &ContainerRow) -> bool {
-    row.status == containers::CREATED && row.monitor_pid == 0 && row.started_at == 0
+    row.status == Status::Created && row.monitor_pid == 0 && row.started_at == 0
 }
 
 /// Hands a just-created container over from this process to nobody, so it
@@ -50,7 +51,7 @@ pub fn release_created(inst: &Instance, id: &str) -> Result<()> {
 
 /// True when the row's init process is alive.
 pub fn is_running(row: &ContainerRow) -> bool {
-    row.status == containers::RUNNING && util::process_alive(row.pid, row.pid_start)
+    row.status == Status::Running && util::process_alive(row.pid, row.pid_start)
 }
 
 fn monitor_alive(row: &ContainerRow) -> bool {
@@ -82,7 +83,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
             // Its monitor was killed: with a restart policy (or a health
             // check) someone must watch it, so a new monitor adopts it.
             let cfg = config_of(&row);
-            if row.status == containers::RUNNING
+            if row.status == Status::Running
                 && (!cfg.restart.is_none() || cfg.healthcheck.is_some())
             {
                 orphans.push(row.id.clone());
@@ -107,7 +108,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         // Its owner died mid-way. A container that never ran was a crashed
         // `run`: it goes entirely (name reusable); one that ran before is
         // recorded as exited.
-        let res = if row.status == containers::CREATED && row.started_at == 0 {
+        let res = if row.status == Status::Created && row.started_at == 0 {
             discard(inst, &row.id)
         } else {
             // Finished here; its restart policy still applies (a new
@@ -183,7 +184,7 @@ pub fn heal_intents(inst: &Instance) {
 /// A DNS responder that was killed comes back at the next command, not
 /// only at the next start on a network: when its pid file names no live
 /// responder and some container needs names, it is started again.
-pub fn revive_dns(inst: &Instance) {
+pub(crate) fn revive_dns(inst: &Instance) {
     let pid_file = network::dns::control::pid_path(inst);
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         if let Ok(pid) = pid.trim().parse::<i32>() {
@@ -205,7 +206,7 @@ pub fn revive_dns(inst: &Instance) {
 }
 
 /// Releases everything of a container and deletes it (rows, dirs).
-pub fn discard(inst: &Instance, id: &str) -> Result<()> {
+pub(crate) fn discard(inst: &Instance, id: &str) -> Result<()> {
     runtime::finish(inst, id, 255)?;
     runtime::remove_files(inst, id);
     let s = store(inst)?;
@@ -416,7 +417,7 @@ pub fn start(inst: &Instance, key: &str, attach: bool) -> Result<i32> {
     let row = lookup(inst, key)?;
     super::restart::start_by_user(inst, &row.id);
     let row = settle(inst, row)?;
-    if is_running(&row) || (row.status == containers::CREATED && monitor_alive(&row)) {
+    if is_running(&row) || (row.status == Status::Created && monitor_alive(&row)) {
         return Ok(0);
     }
     let cfg = config_of(&row);
@@ -445,12 +446,12 @@ pub fn start(inst: &Instance, key: &str, attach: bool) -> Result<i32> {
 /// monitor restarting it, another command starting it) to end; the row as
 /// it is then.
 fn settle(inst: &Instance, row: ContainerRow) -> Result<ContainerRow> {
-    if !(row.status == containers::CREATED && monitor_alive(&row)) {
+    if !(row.status == Status::Created && monitor_alive(&row)) {
         return Ok(row);
     }
     wait_until(Duration::from_secs(30), || {
         match store(inst).and_then(|s| Ok(containers::get(s.conn(), &row.id)?)) {
-            Ok(Some(r)) => r.status != containers::CREATED || !monitor_alive(&r),
+            Ok(Some(r)) => r.status != Status::Created || !monitor_alive(&r),
             _ => true,
         }
     });
@@ -475,13 +476,13 @@ fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 fn await_finished(inst: &Instance, id: &str, default_code: i32) -> Result<()> {
     let done = wait_until(Duration::from_secs(10), || {
         match store(inst).and_then(|s| Ok(containers::get(s.conn(), id)?)) {
-            Ok(Some(r)) => r.status == containers::EXITED || !monitor_alive(&r),
+            Ok(Some(r)) => r.status == Status::Exited || !monitor_alive(&r),
             _ => true,
         }
     });
     let s = store(inst)?;
     if let Some(r) = containers::get(s.conn(), id)? {
-        if r.status != containers::EXITED || !done {
+        if r.status != Status::Exited || !done {
             drop(s);
             runtime::finish(inst, id, default_code)?;
         }
@@ -509,7 +510,7 @@ pub fn stop_with(
     super::restart::stop_by_user(inst, &row.id);
     let row = settle(inst, row)?;
     if !is_running(&row) {
-        if row.status == containers::RUNNING && monitor_alive(&row) {
+        if row.status == Status::Running && monitor_alive(&row) {
             // It has just exited and its monitor is recording that.
             await_finished(inst, &row.id, 255)?;
         }
@@ -571,7 +572,7 @@ pub fn parse_signal(s: &str) -> std::result::Result<Signal, ContainerError> {
 pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
     reconcile(inst)?;
     let row = lookup(inst, key)?;
-    if row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some() {
+    if row.status == Status::Exited && super::restart::is_restarting(inst, &row.id).is_some() {
         // As Docker: killing a restarting container calls the restart off.
         super::restart::stop_by_user(inst, &row.id);
         return Ok(());
@@ -603,12 +604,12 @@ pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
 pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
     reconcile(inst)?;
     let mut row = lookup(inst, key)?;
-    if row.status == containers::CREATED && monitor_alive(&row) {
+    if row.status == Status::Created && monitor_alive(&row) {
         // A start in progress: its owner is building it (rootfs, network)
         // right now; let it finish (or fail) before taking it apart.
         wait_until(Duration::from_secs(30), || {
             match store(inst).and_then(|s| Ok(containers::get(s.conn(), &row.id)?)) {
-                Ok(Some(r)) => r.status != containers::CREATED || !monitor_alive(&r),
+                Ok(Some(r)) => r.status != Status::Created || !monitor_alive(&r),
                 _ => true,
             }
         });
@@ -644,10 +645,10 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
         });
         crate::fault::point("rm-after-kill");
         await_finished(inst, &row.id, 137)?;
-    } else if row.status != containers::EXITED && monitor_alive(&row) {
+    } else if row.status != Status::Exited && monitor_alive(&row) {
         // Its init is gone and its monitor is recording that right now.
         await_finished(inst, &row.id, 255)?;
-    } else if row.status != containers::EXITED {
+    } else if row.status != Status::Exited {
         // Created but never ran, or its monitor crashed: release everything.
         runtime::finish(inst, &row.id, 255)?;
     }
@@ -667,7 +668,7 @@ pub fn prune(inst: &Instance) -> Result<Vec<String>> {
     let rows = containers::list(s.conn())?;
     drop(s);
     let mut removed = vec![];
-    for r in rows.iter().filter(|r| r.status == containers::EXITED) {
+    for r in rows.iter().filter(|r| r.status == Status::Exited) {
         rm(inst, &r.id, false)?;
         removed.push(r.id.clone());
     }
@@ -676,47 +677,50 @@ pub fn prune(inst: &Instance) -> Result<Vec<String>> {
 
 // ---------------------------------------------------------------- views
 
-/// Docker's STATUS column.
-pub fn status_text(row: &ContainerRow, now: i64) -> String {
+/// Docker's STATUS column from the row alone.
+pub(crate) fn status_text(row: &ContainerRow, now: i64) -> String {
     let ago = |t: i64| util::human_duration((now - t) / 1_000_000_000);
-    match row.status.as_str() {
-        containers::RUNNING => format!("Up {}", ago(row.started_at)),
-        containers::EXITED => format!("Exited ({}) {} ago", row.exit_code, ago(row.finished_at)),
+    match row.status {
+        Status::Running => format!("Up {}", ago(row.started_at)),
+        Status::Exited => format!("Exited ({}) {} ago", row.exit_code, ago(row.finished_at)),
         _ => "Created".into(),
     }
 }
 
-/// Docker's STATUS column with what only the state files know: a restart
-/// waiting out its back-off ("Restarting (1) 2 seconds ago") and the
-/// health of a running container ("Up 3 seconds (healthy)").
-pub fn status_line(inst: &Instance, row: &ContainerRow, now: i64) -> String {
-    if row.status == containers::EXITED && super::restart::is_restarting(inst, &row.id).is_some() {
+/// Docker's State.Status for a row: the stored word with what only the
+/// state files know, "paused" (the freezer) and "restarting" (a restart
+/// waiting out its back-off). Reads each file at most once.
+pub fn status(inst: &Instance, row: &ContainerRow) -> Status {
+    match row.status {
+        Status::Running if is_running(row) && super::pause::is_paused(inst, &row.id) => {
+            Status::Paused
+        }
+        Status::Running if is_running(row) => Status::Running,
+        Status::Created => Status::Created,
+        _ if super::restart::is_restarting(inst, &row.id).is_some() => Status::Restarting,
+        _ => Status::Exited,
+    }
+}
+
+/// Docker's STATUS column for a row whose [`status`] is known: a restart
+/// waiting out its back-off ("Restarting (1) 2 seconds ago"), a pause, and
+/// the health of a running container ("Up 3 seconds (healthy)").
+pub fn status_line(inst: &Instance, row: &ContainerRow, status: Status, now: i64) -> String {
+    if row.status == Status::Exited && status == Status::Restarting {
         let ago = util::human_duration((now - row.finished_at) / 1_000_000_000);
         return format!("Restarting ({}) {ago} ago", row.exit_code);
     }
     let mut text = status_text(row, now);
-    if is_running(row) && super::pause::is_paused(inst, &row.id) {
-        text.push_str(" (Paused)");
-    } else if is_running(row) {
-        if let Some(h) = super::health::read(inst, &row.id, &config_of(row)) {
-            text.push_str(&super::health::status_suffix(&h.status));
+    match status {
+        Status::Paused => text.push_str(" (Paused)"),
+        Status::Running => {
+            if let Some(h) = super::health::read(inst, &row.id, &config_of(row)) {
+                text.push_str(&super::health::status_suffix(&h.status));
+            }
         }
+        _ => {}
     }
     text
-}
-
-/// Docker's State.Status word: "restarting" for a container waiting out
-/// its back-off.
-pub fn state_word(inst: &Instance, row: &ContainerRow) -> &'static str {
-    match row.status.as_str() {
-        containers::RUNNING if is_running(row) && super::pause::is_paused(inst, &row.id) => {
-            "paused"
-        }
-        containers::RUNNING if is_running(row) => "running",
-        containers::CREATED => "created",
-        _ if super::restart::is_restarting(inst, &row.id).is_some() => "restarting",
-        _ => "exited",
-    }
 }
 
 /// Docker's COMMAND column: the argv quoted and cut at 20 characters.

@@ -14,7 +14,7 @@ use crate::{network, util, Instance, Result};
 use std::time::Duration;
 use tracing::warn;
 
-pub const MONITOR_ARG: &str = "__monitor";
+pub(crate) const MONITOR_ARG: &str = "__monitor";
 
 fn me() -> (i32, u64) {
     let pid = std::process::id() as i32;
@@ -26,7 +26,7 @@ fn me() -> (i32, u64) {
 /// whether the policy restarts it (the count and back-off go up, the
 /// restart is owned by `owner`), then record the exit and tear down.
 /// Returns the back-off to wait before restarting.
-pub fn finish_exit(
+pub(crate) fn finish_exit(
     inst: &Instance,
     id: &str,
     code: i32,
@@ -71,7 +71,7 @@ pub fn after_exit(inst: &Instance, id: &str, code: i32) -> Result<()> {
 }
 
 /// The policy restarts the container: wait, then start and supervise it.
-pub fn backoff_and_restart(inst: &Instance, id: &str, delay: Duration) {
+pub(crate) fn backoff_and_restart(inst: &Instance, id: &str, delay: Duration) {
     backoff(inst, id, delay);
     restart_and_supervise(inst, id);
 }
@@ -92,7 +92,7 @@ fn backoff(inst: &Instance, id: &str, delay: Duration) {
 /// Takes a pending restart (the state says restarting and names this
 /// process or no live owner), starts the container and supervises it until
 /// the policy lets it rest.
-pub fn restart_and_supervise(inst: &Instance, id: &str) {
+pub(crate) fn restart_and_supervise(inst: &Instance, id: &str) {
     let me = me();
     loop {
         // The row is claimed inside the restart state's lock: a user's
@@ -152,7 +152,7 @@ fn claim_row(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<bool>> 
     let Some(row) = containers::get(s.conn(), id)? else {
         return Ok(None);
     };
-    if row.status != containers::EXITED {
+    if row.status != containers::Status::Exited {
         return Ok(None);
     }
     let cfg = lifecycle::config_of(&row);
@@ -170,7 +170,7 @@ fn claim_row(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<bool>> 
 /// this process becomes the small waiter (exec, does not return unless the
 /// exec fails); with one it relays the pty into the log and waits here.
 /// Returns the back-off when the policy restarts it.
-pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration> {
+pub(crate) fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration> {
     if started.pty.is_none() {
         let e = super::waiter::exec_waiter(inst, id, started.pid);
         warn!("cannot exec the waiting monitor ({e}); waiting in place");
@@ -203,7 +203,7 @@ pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration
 }
 
 /// The health check schedule of a container, if it has one.
-pub fn schedule_of(inst: &Instance, id: &str) -> Option<health::Schedule> {
+pub(crate) fn schedule_of(inst: &Instance, id: &str) -> Option<health::Schedule> {
     let s = Store::open(&inst.db_path()).ok()?;
     let row = containers::get(s.conn(), id).ok()??;
     lifecycle::config_of(&row).healthcheck.map(|h| h.schedule())
@@ -212,7 +212,7 @@ pub fn schedule_of(inst: &Instance, id: &str) -> Option<health::Schedule> {
 /// After a foreground run (or a reconcile that found init and monitor
 /// dead) recorded an exit the policy restarts: a detached monitor does the
 /// restart, as Docker's daemon would.
-pub fn hand_off_restart(inst: &Instance, id: &str) {
+pub(crate) fn hand_off_restart(inst: &Instance, id: &str) {
     spawn(inst, id, "restart");
 }
 
@@ -247,7 +247,7 @@ pub fn spawn(inst: &Instance, id: &str, mode: &str) {
 }
 
 /// `minirt __monitor`: the body of a monitor started by [`spawn`].
-pub fn monitor_entry(inst: &Instance, id: &str, mode: &str) -> i32 {
+pub(crate) fn monitor_entry(inst: &Instance, id: &str, mode: &str) -> i32 {
     // SAFETY: single-threaded here (nothing started yet); the parent half
     // leaves at once so that the monitor is nobody's child.
     match unsafe { nix::unistd::fork() } {
@@ -273,7 +273,7 @@ fn adopt(inst: &Instance, id: &str) {
     let Ok(Some(row)) = containers::get(s.conn(), id) else {
         return;
     };
-    if row.status != containers::RUNNING
+    if row.status != containers::Status::Running
         || util::process_alive(row.monitor_pid, row.monitor_start)
         || !util::process_alive(row.pid, row.pid_start)
     {

@@ -26,7 +26,7 @@ fn freezer(inst: &Instance, id: &str) -> Option<(PathBuf, bool)> {
 }
 
 /// Parses v1's `freezer.state` or v2's `cgroup.events` (`frozen 1`).
-pub fn frozen_from(text: &str, v2: bool) -> bool {
+pub(crate) fn frozen_from(text: &str, v2: bool) -> bool {
     if v2 {
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["frozen", "1"])

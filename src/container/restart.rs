@@ -66,7 +66,7 @@ impl RestartPolicy {
     }
 
     /// HostConfig.RestartPolicy.MaximumRetryCount.
-    pub fn max_retries(&self) -> u32 {
+    pub(crate) fn max_retries(&self) -> u32 {
         match self {
             RestartPolicy::OnFailure(n) => *n,
             _ => 0,
@@ -80,9 +80,9 @@ impl RestartPolicy {
 
 /// Docker's restart manager: the first restart waits 100 ms, each next one
 /// twice as long, at most a minute; a run of 10 s or more starts over.
-pub const BACKOFF_START: Duration = Duration::from_millis(100);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// What happened to a container's restarts, kept across its runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -102,7 +102,7 @@ pub struct RestartState {
 
 /// Docker's decision after an exit: wait this long, then restart; None =
 /// stay exited. Pure; `ran_for` is how long the run lasted.
-pub fn decide(
+pub(crate) fn decide(
     policy: RestartPolicy,
     exit_code: i32,
     state: &RestartState,
@@ -128,7 +128,7 @@ pub fn decide(
     Some(next)
 }
 
-pub fn state_path(inst: &crate::Instance, id: &str) -> PathBuf {
+pub(crate) fn state_path(inst: &crate::Instance, id: &str) -> PathBuf {
     inst.container_dir(id).join("restart.json")
 }
 
@@ -230,7 +230,7 @@ fn pending_dir(inst: &crate::Instance) -> PathBuf {
 
 /// Containers with a restart pending (waiting out a back-off, or left by a
 /// monitor that died); a removed container's marker is dropped here.
-pub fn pending(inst: &crate::Instance) -> Vec<String> {
+pub(crate) fn pending(inst: &crate::Instance) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(pending_dir(inst)) else {
         return vec![];
     };
@@ -247,7 +247,7 @@ pub fn pending(inst: &crate::Instance) -> Vec<String> {
 }
 
 /// The back-off owner named by the state, when it is still alive.
-pub fn live_owner(state: &RestartState) -> Option<i32> {
+pub(crate) fn live_owner(state: &RestartState) -> Option<i32> {
     state
         .owner
         .filter(|(pid, start)| util::process_alive(*pid, *start))
@@ -257,13 +257,13 @@ pub fn live_owner(state: &RestartState) -> Option<i32> {
 /// A user's `stop`, `kill` or `rm -f`: the policy stops applying, and a
 /// restart waiting out its back-off is called off (its waiting monitor,
 /// which holds nothing, is killed so that `ps` says Exited at once).
-pub fn stop_by_user(inst: &crate::Instance, id: &str) {
+pub(crate) fn stop_by_user(inst: &crate::Instance, id: &str) {
     cancel_waiting(inst, id, |s| s.manually_stopped = true);
 }
 
 /// A user's `start`/`restart`: Docker resets the count and forgets a manual
 /// stop; a restart waiting out its back-off is called off.
-pub fn start_by_user(inst: &crate::Instance, id: &str) {
+pub(crate) fn start_by_user(inst: &crate::Instance, id: &str) {
     cancel_waiting(inst, id, |s| *s = RestartState::default());
 }
 
@@ -283,7 +283,7 @@ fn cancel_waiting(inst: &crate::Instance, id: &str, f: impl FnOnce(&mut RestartS
         crate::store::Store::open(&inst.db_path())
             .ok()
             .and_then(|s| crate::store::containers::get(s.conn(), id).ok().flatten())
-            .is_some_and(|r| r.status == crate::store::containers::EXITED)
+            .is_some_and(|r| r.status == crate::store::containers::Status::Exited)
     };
     if let Some((pid, start)) = waiting {
         if util::process_alive(pid, start) && exited() {
@@ -297,7 +297,7 @@ fn cancel_waiting(inst: &crate::Instance, id: &str, f: impl FnOnce(&mut RestartS
 
 /// Restarting in Docker's sense: exited, and a restart is pending with a
 /// live owner (or none yet: the next command starts one).
-pub fn is_restarting(inst: &crate::Instance, id: &str) -> Option<RestartState> {
+pub(crate) fn is_restarting(inst: &crate::Instance, id: &str) -> Option<RestartState> {
     let s = read(inst, id);
     (s.restarting && !s.manually_stopped).then_some(s)
 }

@@ -375,7 +375,7 @@ pub(super) fn sync_dns(inst: &Instance, id: &str) {
     }
 }
 
-pub fn uses_network(cfg: &ContainerConfig) -> bool {
+pub(crate) fn uses_network(cfg: &ContainerConfig) -> bool {
     cfg.network.network_mode().has_endpoints()
 }
 

@@ -5,6 +5,7 @@
 use super::config::{ContainerConfig, SeccompMode};
 use crate::runtime::caps::{adjust_capabilities, default_capabilities};
 use crate::runtime::seccomp;
+use crate::runtime::spec::DEFAULT_DEVICES;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder,
@@ -15,8 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Annotation carrying the `-u` value verbatim (names resolve inside the rootfs).
-pub const USER_ANNOTATION: &str = "io.minirt.user";
-pub const CPU_PERIOD: u64 = 100_000;
+pub(crate) const USER_ANNOTATION: &str = "io.minirt.user";
+pub(crate) const CPU_PERIOD: u64 = 100_000;
 
 /// Host-side files bind-mounted over /etc/hosts, /etc/resolv.conf, /etc/hostname.
 #[derive(Debug, Clone)]
@@ -90,18 +91,8 @@ fn base_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
     ])
 }
 
-/// (path, major, minor) of the device nodes every container gets.
-pub const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
-
 /// runc's default masked paths.
-pub const MASKED_PATHS: &[&str] = &[
+pub(crate) const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
     "/proc/kcore",
@@ -116,7 +107,7 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// runc's default read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
+pub(crate) const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
@@ -165,7 +156,7 @@ fn oci_capabilities(names: &[String]) -> Result<LinuxCapabilities, SpecError> {
 
 /// The names of the bounding set of a spec's process (what `init` applies); None when the
 /// spec does not say (the executor then uses Docker's default set).
-pub fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
+pub(crate) fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
     let bounding = spec
         .process()
         .as_ref()?
@@ -186,7 +177,7 @@ pub fn spec_capabilities(spec: &Spec) -> Option<Vec<String>> {
 
 /// Every character and block device under `dev` (what `--privileged` gives), skipping the
 /// ones every container gets anyway and the pty/shm/mqueue mounts of its own.
-pub fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+pub(crate) fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut out = Vec::new();
     let mut dirs = vec![dev.to_path_buf()];
@@ -348,21 +339,7 @@ pub fn build(
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(err)?);
     }
 
-    let mut devices = DEFAULT_DEVICES
-        .iter()
-        .map(|(path, major, minor)| {
-            LinuxDeviceBuilder::default()
-                .path(*path)
-                .typ(LinuxDeviceType::C)
-                .major(*major)
-                .minor(*minor)
-                .file_mode(0o666u32)
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .map_err(err)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut devices = crate::runtime::spec::default_devices().map_err(err)?;
     if cfg.privileged {
         devices.extend(host_devices(Path::new("/dev")));
     }

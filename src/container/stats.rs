@@ -23,7 +23,7 @@ pub struct Sample {
 }
 
 /// A `KEY VALUE` line's value from files like memory.stat or cpu.stat.
-pub fn keyed(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let mut it = l.split_whitespace();
         (it.next() == Some(key)).then(|| it.next()?.parse().ok())?
@@ -32,7 +32,7 @@ pub fn keyed(text: &str, key: &str) -> Option<u64> {
 
 /// v1 `memory.limit_in_bytes`: a huge value (page-rounded i64::MAX) means
 /// no limit. v2 `memory.max`: `max` means none.
-pub fn parse_limit(text: &str) -> Option<u64> {
+pub(crate) fn parse_limit(text: &str) -> Option<u64> {
     let t = text.trim();
     if t == "max" {
         return None;
@@ -43,7 +43,7 @@ pub fn parse_limit(text: &str) -> Option<u64> {
 
 /// Bytes read and written from v1 `blkio.throttle.io_service_bytes`
 /// (`MAJ:MIN Read N` lines).
-pub fn blkio_v1(text: &str) -> (u64, u64) {
+pub(crate) fn blkio_v1(text: &str) -> (u64, u64) {
     let (mut r, mut w) = (0, 0);
     for l in text.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -60,7 +60,7 @@ pub fn blkio_v1(text: &str) -> (u64, u64) {
 }
 
 /// Bytes read and written from v2 `io.stat` (`MAJ:MIN rbytes=N wbytes=N ...`).
-pub fn io_stat_v2(text: &str) -> (u64, u64) {
+pub(crate) fn io_stat_v2(text: &str) -> (u64, u64) {
     let (mut r, mut w) = (0, 0);
     for l in text.lines() {
         for kv in l.split_whitespace().skip(1) {
@@ -76,7 +76,7 @@ pub fn io_stat_v2(text: &str) -> (u64, u64) {
 
 /// Received and sent bytes over every interface but `lo`, from
 /// `/proc/net/dev`.
-pub fn net_dev(text: &str) -> (u64, u64) {
+pub(crate) fn net_dev(text: &str) -> (u64, u64) {
     let (mut rx, mut tx) = (0, 0);
     for l in text.lines().skip(2) {
         let Some((name, rest)) = l.split_once(':') else {

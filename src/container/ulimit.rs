@@ -64,7 +64,7 @@ pub fn parse(s: &str) -> Result<Ulimit, String> {
 }
 
 /// The OCI spec's entry for `u`.
-pub fn to_oci(u: &Ulimit) -> Result<PosixRlimit, String> {
+pub(crate) fn to_oci(u: &Ulimit) -> Result<PosixRlimit, String> {
     serde_json::from_value(serde_json::json!({
         "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
         "soft": u.soft,

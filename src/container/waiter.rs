@@ -15,9 +15,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-pub const WAIT_ARG: &str = "__wait";
+pub(crate) const WAIT_ARG: &str = "__wait";
 /// One health check, started by the waiter (see health.rs).
-pub const HEALTH_ARG: &str = "__health";
+pub(crate) const HEALTH_ARG: &str = "__health";
 
 /// Entry point checked first thing in `main`: Some(exit code) when this
 /// process is one of the monitor's internal processes (waiter, health
@@ -146,7 +146,7 @@ fn spawn_exe(argv: &[CString]) -> Option<i32> {
 }
 
 /// Starts one health check of container `id` (`minirt __health`).
-pub fn spawn_check(inst: &crate::Instance, id: &str) -> Option<i32> {
+pub(crate) fn spawn_check(inst: &crate::Instance, id: &str) -> Option<i32> {
     let argv = [
         b"minirt".as_slice(),
         HEALTH_ARG.as_bytes(),
@@ -209,7 +209,7 @@ fn reap(pid: i32) -> i32 {
 /// which exits 0 when the check passed). Docker's schedule: every
 /// `start_interval` while in the start period and never healthy, else
 /// every `interval`, counted from the end of the previous check.
-pub fn wait_container(
+pub(crate) fn wait_container(
     pid: i32,
     schedule: Option<&super::health::Schedule>,
     mut check: impl FnMut() -> Option<i32>,
@@ -330,7 +330,7 @@ fn clean_readonly_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
 }
 
 /// Replaces the monitor with a waiter for `pid`; returns only on failure.
-pub fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Error {
+pub(crate) fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Error {
     let schedule = super::monitor::schedule_of(inst, id).map(|s| schedule_arg(&s));
     let pid = pid.to_string();
     let argv: Vec<CString> = [

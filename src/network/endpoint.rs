@@ -658,6 +658,7 @@ fn running_container(c: &Connection, key: &str) -> Result<ContainerRef, NetworkE
 
 /// `network connect`: a new interface (eth1, ...) in the running container,
 /// its address allocated; the container's default route is left alone.
+/// The DNS responder follows (`dns::follow`).
 pub fn connect(
     inst: &Instance,
     store: &mut Store,
@@ -726,12 +727,15 @@ pub fn connect(
         Ok(ep)
     })?;
     undo.commit();
+    drop(_fw);
     drop(intent);
+    super::dns::control::follow(inst);
     Ok(ep)
 }
 
 /// `network disconnect`: the interface goes, the address is released.
 /// With `force` the rows go even when the device could not be removed.
+/// The DNS responder follows (`dns::follow`).
 pub fn disconnect(
     inst: &Instance,
     store: &mut Store,
@@ -789,7 +793,11 @@ pub fn disconnect(
         );
         crate::fault::point("disconnect-after-row");
         Ok(())
-    })
+    })?;
+    drop(_fw);
+    drop(intent);
+    super::dns::control::follow(inst);
+    Ok(())
 }
 
 /// The container's networks (for `ps` NETWORKS and `inspect`

@@ -636,7 +636,8 @@ pub fn prune(inst: &Instance, store: &mut Store) -> Result<Vec<String>, NetworkE
 }
 
 /// `network reload`: bridges re-created where missing, then the whole
-/// firewall table rebuilt from the store in one batch.
+/// firewall table rebuilt from the store in one batch; then the DNS
+/// responder follows (`dns::follow`).
 pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
     let drivers = Drivers::open(inst)?;
     let fw = super::fwbackend::for_instance(inst)?;
@@ -653,8 +654,10 @@ pub fn reload(inst: &Instance, store: &mut Store) -> Result<(), NetworkError> {
     fw.rebuild(&desired::snapshot(store.conn())?)?;
     super::antispoof::rebuild(inst, store.conn())?;
     undo.commit();
-    match errors.is_empty() {
-        true => Ok(()),
-        false => Err(NetworkError::Netlink(errors.join("; "))),
+    drop(_fw);
+    if !errors.is_empty() {
+        return Err(NetworkError::Netlink(errors.join("; ")));
     }
+    super::dns::control::follow(inst);
+    Ok(())
 }

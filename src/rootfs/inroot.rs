@@ -69,7 +69,7 @@ fn shown(comps: &[OsString]) -> String {
 
 /// The path a mount call (or any path-taking call) can use to reach exactly
 /// the object behind `fd`, whatever its name.
-pub fn fd_path(fd: &impl AsRawFd) -> String {
+pub(crate) fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
@@ -142,7 +142,7 @@ impl Root {
     }
 
     /// Like `resolve`, but Ok(None) when nothing is there.
-    pub fn resolve_existing(&self, path: &Path, links: Links) -> Result<Option<OwnedFd>> {
+    pub(crate) fn resolve_existing(&self, path: &Path, links: Links) -> Result<Option<OwnedFd>> {
         let comps = clean(path);
         match self.open_at(&comps, OFlag::empty(), links) {
             Ok(fd) => Ok(Some(fd)),
@@ -152,7 +152,7 @@ impl Root {
     }
 
     /// `mkdir -p` of `path` inside the root; the directory's descriptor.
-    pub fn mkdir_all(&self, path: &Path, links: Links) -> Result<OwnedFd> {
+    pub(crate) fn mkdir_all(&self, path: &Path, links: Links) -> Result<OwnedFd> {
         self.mkdir_comps(&clean(path), links)
     }
 
@@ -200,7 +200,7 @@ impl Root {
 
     /// The descriptor of file `path`, made empty (mode 0644) when missing,
     /// with its parent directories.
-    pub fn create_file(&self, path: &Path, links: Links) -> Result<OwnedFd> {
+    pub(crate) fn create_file(&self, path: &Path, links: Links) -> Result<OwnedFd> {
         let comps = clean(path);
         match self.open_at(&comps, OFlag::empty(), links) {
             Ok(fd) => return Ok(fd),

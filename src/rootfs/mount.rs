@@ -40,7 +40,7 @@ pub struct Overlay {
 
 impl Overlay {
     /// Host side: the directories the mount needs.
-    pub fn make_dirs(&self) -> Result<()> {
+    pub(crate) fn make_dirs(&self) -> Result<()> {
         for d in [&self.upper, &self.work, &self.target] {
             std::fs::create_dir_all(d).map_err(|e| fail(format!("creating {}", d.display()), e))?;
         }
@@ -102,12 +102,12 @@ impl Overlay {
 /// the /etc files) gets them created in each container's upper directory at
 /// every start: a copy-up of /etc and new inodes on disk, per container.
 /// What an image does have hides these, as any upper layer would.
-pub const BASE_DIRS: &[&str] = &["proc", "sys", "dev", "etc"];
-pub const BASE_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+pub(crate) const BASE_DIRS: &[&str] = &["proc", "sys", "dev", "etc"];
+pub(crate) const BASE_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
 /// The base layer at `dir`, made once (built aside, then renamed into
 /// place, so concurrent first runs agree).
-pub fn ensure_base_layer(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_base_layer(dir: &Path) -> Result<()> {
     if dir.join(BASE_FILES[BASE_FILES.len() - 1]).exists() {
         return Ok(());
     }
@@ -142,12 +142,6 @@ pub fn ensure_base_layer(dir: &Path) -> Result<()> {
     })
 }
 
-/// Makes the directories and mounts `overlay` in the caller's namespace.
-pub fn mount_overlay(overlay: &Overlay) -> Result<()> {
-    overlay.make_dirs()?;
-    overlay.mount(&crate::runtime::sys::RealSys)
-}
-
 /// Unmounts `target` if it is mounted (lazily, so a busy mount cannot wedge
 /// teardown); a target that is not a mount point is fine.
 pub fn unmount(target: &Path) -> Result<()> {
@@ -162,7 +156,7 @@ pub fn unmount(target: &Path) -> Result<()> {
 /// filesystems, and anything in /dev, /proc or /sys. An image that makes
 /// /proc a link to `/` must not get procfs over its whole root; everything
 /// else (volumes, /etc files) follows links inside the root, as Docker does.
-pub fn links_for(dest: &Path, typ: &str) -> Links {
+pub(crate) fn links_for(dest: &Path, typ: &str) -> Links {
     let system = matches!(
         typ,
         "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2"
@@ -179,7 +173,7 @@ pub fn links_for(dest: &Path, typ: &str) -> Links {
 }
 
 /// Splits fstab-style options into mount flags and filesystem data.
-pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
+pub(crate) fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
     let mut flags = MsFlags::empty();
     let mut data = vec![];
     let mut readonly = false;
@@ -213,7 +207,7 @@ pub enum RootSwitch {
 }
 
 /// The propagation a mount option names ("rshared", "private"...), if any.
-pub fn propagation(option: &str) -> Option<MsFlags> {
+pub(crate) fn propagation(option: &str) -> Option<MsFlags> {
     let (rec, name) = match option.strip_prefix('r') {
         Some(rest) => (MsFlags::MS_REC, rest),
         None => (MsFlags::empty(), option),
@@ -232,7 +226,7 @@ pub fn propagation(option: &str) -> Option<MsFlags> {
 /// mounted: `linux.rootfsPropagation` when given (private or slave: a
 /// shared root would send the container's mounts to the host, and
 /// pivot_root refuses it), else recursively private.
-pub fn root_propagation(spec: &Spec) -> std::result::Result<MsFlags, String> {
+pub(crate) fn root_propagation(spec: &Spec) -> std::result::Result<MsFlags, String> {
     let asked = spec
         .linux()
         .as_ref()
@@ -255,7 +249,8 @@ pub fn root_propagation(spec: &Spec) -> std::result::Result<MsFlags, String> {
 /// The order: / private, overlay, root bind, the spec's mounts (each bind's
 /// read-only remount right after it), devices, /dev links, cwd, the switch
 /// of root, then masked paths, read-only paths and a read-only root.
-pub fn setup_container_rootfs(
+#[cfg(test)]
+pub(crate) fn setup_container_rootfs(
     sys: &impl Sys,
     spec: &Spec,
     overlay: Option<&Overlay>,
@@ -274,7 +269,7 @@ fn root_path(spec: &Spec) -> Result<PathBuf> {
 
 /// The first half of `setup_container_rootfs`: everything before the root
 /// switch (where the OCI createRuntime and createContainer hooks run).
-pub fn prepare_rootfs(sys: &impl Sys, spec: &Spec, overlay: Option<&Overlay>) -> Result<()> {
+pub(crate) fn prepare_rootfs(sys: &impl Sys, spec: &Spec, overlay: Option<&Overlay>) -> Result<()> {
     let root_path = root_path(spec)?;
 
     // Nothing we mount may propagate back to the host.
@@ -331,7 +326,7 @@ pub fn prepare_rootfs(sys: &impl Sys, spec: &Spec, overlay: Option<&Overlay>) ->
 
 /// The second half: the root switch, then masked paths, read-only paths
 /// and a read-only root.
-pub fn switch_root(sys: &impl Sys, spec: &Spec, switch: RootSwitch) -> Result<()> {
+pub(crate) fn switch_root(sys: &impl Sys, spec: &Spec, switch: RootSwitch) -> Result<()> {
     let root_path = root_path(spec)?;
     match switch {
         RootSwitch::Pivot => pivot_into(sys, &root_path)?,

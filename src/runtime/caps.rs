@@ -6,7 +6,7 @@ use super::sys::Sys;
 use caps::Capability;
 
 /// Docker's default capability set (moby's oci/caps/defaults.go).
-pub fn default_capabilities() -> Vec<Capability> {
+pub(crate) fn default_capabilities() -> Vec<Capability> {
     use Capability::*;
     vec![
         CAP_CHOWN,
@@ -27,7 +27,7 @@ pub fn default_capabilities() -> Vec<Capability> {
 }
 
 /// One --cap-add/--cap-drop word: "NET_ADMIN", "cap_net_admin", or "ALL" (every capability).
-pub fn parse_capability(name: &str) -> Result<Vec<Capability>, ProcessError> {
+pub(crate) fn parse_capability(name: &str) -> Result<Vec<Capability>, ProcessError> {
     let trimmed = name.trim();
     if trimmed.eq_ignore_ascii_case("ALL") {
         let mut all: Vec<Capability> = caps::all().into_iter().collect();
@@ -41,7 +41,7 @@ pub fn parse_capability(name: &str) -> Result<Vec<Capability>, ProcessError> {
 }
 
 /// Docker's rule: start from the default set, add, then drop ("ALL" allowed on both sides).
-pub fn adjust_capabilities(
+pub(crate) fn adjust_capabilities(
     base: &[Capability],
     add: &[String],
     drop: &[String],
@@ -63,7 +63,7 @@ pub fn adjust_capabilities(
 }
 
 /// The capabilities a spec asks for, as a kernel bitmask.
-pub fn capability_mask(spec_caps: &Option<Vec<String>>) -> Result<u64, ProcessError> {
+pub(crate) fn capability_mask(spec_caps: &Option<Vec<String>>) -> Result<u64, ProcessError> {
     let list = match spec_caps {
         None => default_capabilities(),
         Some(names) => {

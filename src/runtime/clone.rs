@@ -44,7 +44,10 @@ pub enum Forked {
 /// must not wait on locks another thread of ours may have held (the caller
 /// forks before starting threads), and it must end with `_exit`, never
 /// return into the caller's frames.
-pub unsafe fn fork_into(flags: CloneFlags, cgroup: Option<BorrowedFd>) -> nix::Result<Forked> {
+pub(crate) unsafe fn fork_into(
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd>,
+) -> nix::Result<Forked> {
     let base = flags.bits() as u64;
     if let Some(fd) = cgroup {
         match clone3(base | CLONE_INTO_CGROUP, fd.as_raw_fd() as u64) {

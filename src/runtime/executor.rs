@@ -34,7 +34,7 @@ pub struct Spawned {
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Opens a namespace file named by the spec, refusing anything that is not one.
-pub fn open_namespace(path: &Path) -> Result<OwnedFd, String> {
+pub(crate) fn open_namespace(path: &Path) -> Result<OwnedFd, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("namespace path {}: {e}", path.display()))?;
     let st = nix::sys::statfs::fstatfs(&f)

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Runs `hooks` in order; the first failure stops the list.
-pub fn run_all(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
+pub(crate) fn run_all(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
     for h in hooks {
         run_one(h, state_json).map_err(|e| format!("{kind} hook {}: {e}", h.path().display()))?;
     }

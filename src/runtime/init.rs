@@ -56,7 +56,7 @@ pub struct InitHooks {
 }
 
 /// Everything the child needs, prepared by the parent before clone.
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     pub spec: Spec,
     /// The root filesystem to mount (in the child's own mount namespace);
     /// None when the spec's root path is ready (an OCI bundle).
@@ -83,7 +83,7 @@ pub struct InitArgs {
 }
 
 /// Entry point of the cloned child. Returns the exit status for `_exit`.
-pub fn child_main(args: &InitArgs) -> isize {
+pub(crate) fn child_main(args: &InitArgs) -> isize {
     let created = std::cell::Cell::new(false);
     let failure = match run(&RealSys, args, &created) {
         Ok(never) => match never {},

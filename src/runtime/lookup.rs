@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub use crate::util::DEFAULT_PATH;
 
 /// runc adds HOME from passwd when the environment has none.
-pub fn env_with_home(env: &[String], home: &str) -> Vec<String> {
+pub(crate) fn env_with_home(env: &[String], home: &str) -> Vec<String> {
     let mut out = env.to_vec();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         out.push(format!("HOME={home}"));
@@ -18,7 +18,7 @@ pub fn env_with_home(env: &[String], home: &str) -> Vec<String> {
 }
 
 /// PATH from the process environment (not ours), or Docker's default.
-pub fn path_from_env(env: &[String]) -> &str {
+pub(crate) fn path_from_env(env: &[String]) -> &str {
     env.iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -27,7 +27,7 @@ pub fn path_from_env(env: &[String]) -> &str {
 
 /// What a candidate file is, for the PATH search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     Missing,
     NotExecutable,
     Executable,
@@ -35,7 +35,7 @@ pub enum Probe {
 
 /// Go's exec.LookPath (which runc uses): a name with a slash is used as is; otherwise each
 /// PATH entry in order ("" means "."), first executable regular file wins.
-pub fn lookup_in_path(
+pub(crate) fn lookup_in_path(
     name: &str,
     path_var: &str,
     probe: impl Fn(&Path) -> Probe,
@@ -69,7 +69,7 @@ pub fn lookup_in_path(
 }
 
 /// The real probe: a regular file (after symlinks) with any execute bit.
-pub fn probe_file(p: &Path) -> Probe {
+pub(crate) fn probe_file(p: &Path) -> Probe {
     match std::fs::metadata(p) {
         Err(_) => Probe::Missing,
         Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => Probe::NotExecutable,

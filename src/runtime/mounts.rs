@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Our cgroup path in each hierarchy from /proc/self/cgroup text
 /// ("4:memory:/a/b", "0::/a"): (controllers, path) pairs. Pure.
-pub fn own_cgroups(text: &str) -> Vec<(String, String)> {
+pub(crate) fn own_cgroups(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.splitn(3, ':');
@@ -27,7 +27,7 @@ pub fn own_cgroups(text: &str) -> Vec<(String, String)> {
 
 /// The host directory and the name inside /sys/fs/cgroup of each hierarchy
 /// for the process whose /proc/self/cgroup is `own`. Pure.
-pub fn cgroup_binds(layout: &Layout, own: &[(String, String)]) -> Vec<(PathBuf, String)> {
+pub(crate) fn cgroup_binds(layout: &Layout, own: &[(String, String)]) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     for h in &layout.v1 {
         let name = h
@@ -52,7 +52,7 @@ pub fn cgroup_binds(layout: &Layout, own: &[(String, String)]) -> Vec<(PathBuf, 
 
 /// Mounts the container's cgroups at `dest` (a path under the rootfs, before
 /// pivot_root). `flags` are the mount's own (nosuid...), `readonly` its ro.
-pub fn mount_cgroup(
+pub(crate) fn mount_cgroup(
     sys: &impl Sys,
     dest: &Path,
     flags: MsFlags,

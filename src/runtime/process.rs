@@ -99,7 +99,7 @@ impl std::fmt::Display for ChildFailure {
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessError {
+pub(crate) enum ProcessError {
     #[error("unknown capability {0:?}")]
     UnknownCapability(String),
     #[error("invalid user specification {0:?}")]
@@ -251,7 +251,11 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, ChildFailure> {
 /// set; inheritable and ambient empty), no_new_privs, chdir(cwd), looks args[0] up in the spec's
 /// PATH, tells the parent on `sync` it is about to exec (`ToParent::Ready`), and execs.
 /// Returns only on failure (the caller reports it on `sync`).
-pub fn finish_and_exec(sys: &impl Sys, spec: &ProcessSpec, sync: BorrowedFd<'_>) -> ChildFailure {
+pub(crate) fn finish_and_exec(
+    sys: &impl Sys,
+    spec: &ProcessSpec,
+    sync: BorrowedFd<'_>,
+) -> ChildFailure {
     match prepare_and_exec(sys, spec, sync) {
         Ok(never) => match never {},
         Err(f) => f,
@@ -262,7 +266,7 @@ pub fn finish_and_exec(sys: &impl Sys, spec: &ProcessSpec, sync: BorrowedFd<'_>)
 /// rlimits (set now, they hold for the process), the cwd and the command.
 /// The OCI init runs this before it waits for `start`, so `create` reports
 /// these errors (as runc does) instead of the container dying at start.
-pub fn preflight(spec: &ProcessSpec) -> Result<(), ChildFailure> {
+pub(crate) fn preflight(spec: &ProcessSpec) -> Result<(), ChildFailure> {
     let Some(arg0) = spec.args.first() else {
         return Err(other("no command specified"));
     };

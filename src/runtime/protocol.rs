@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToChild {
+pub(crate) enum ToChild {
     /// The parent has put the child in its cgroup and wired its network.
     Continue,
     /// The parent has written the maps of the child's new user namespace.
@@ -21,7 +21,7 @@ pub enum ToChild {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToParent {
+pub(crate) enum ToParent {
     /// The pty master, opened in the container's own devpts, is attached
     /// (SCM_RIGHTS) to this message.
     Console,
@@ -56,7 +56,7 @@ pub fn channel() -> nix::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
-pub fn send_msg<T: Serialize>(fd: &OwnedFd, msg: &T) -> std::io::Result<()> {
+pub(crate) fn send_msg<T: Serialize>(fd: &OwnedFd, msg: &T) -> std::io::Result<()> {
     send_to(fd.as_fd(), msg)
 }
 
@@ -69,13 +69,13 @@ pub fn send_to<T: Serialize>(fd: BorrowedFd<'_>, msg: &T) -> std::io::Result<()>
 
 /// Child side: the failure, best effort (the exit code still carries its
 /// class when nobody listens).
-pub fn send_failure(fd: BorrowedFd<'_>, failure: &ChildFailure) {
+pub(crate) fn send_failure(fd: BorrowedFd<'_>, failure: &ChildFailure) {
     let _ = send_to(fd, &ToParent::Failed(failure.clone()));
 }
 
 /// Parent side: reads until end-of-file and tells what happened. A
 /// `Created` here is an error (only the OCI create waits for it).
-pub fn await_exec(fd: &OwnedFd) -> std::io::Result<Outcome> {
+pub(crate) fn await_exec(fd: &OwnedFd) -> std::io::Result<Outcome> {
     let mut ready = false;
     let mut console = None;
     loop {
@@ -99,7 +99,7 @@ pub fn await_exec(fd: &OwnedFd) -> std::io::Result<Outcome> {
 }
 
 /// Sends `msg` with `attach` passed along as SCM_RIGHTS.
-pub fn send_msg_with_fd<T: Serialize>(
+pub(crate) fn send_msg_with_fd<T: Serialize>(
     fd: &OwnedFd,
     msg: &T,
     attach: BorrowedFd,
@@ -113,7 +113,7 @@ pub fn send_msg_with_fd<T: Serialize>(
 }
 
 /// Like `recv_msg`, also returning an fd passed with the message, if any.
-pub fn recv_msg_fd<T: for<'de> Deserialize<'de>>(
+pub(crate) fn recv_msg_fd<T: for<'de> Deserialize<'de>>(
     fd: &OwnedFd,
 ) -> std::io::Result<Option<(T, Option<OwnedFd>)>> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -157,7 +157,7 @@ pub fn recv_msg_fd<T: for<'de> Deserialize<'de>>(
 }
 
 /// Next message, or None at end-of-file (peer closed: exec'd or died).
-pub fn recv_msg<T: for<'de> Deserialize<'de>>(fd: &OwnedFd) -> std::io::Result<Option<T>> {
+pub(crate) fn recv_msg<T: for<'de> Deserialize<'de>>(fd: &OwnedFd) -> std::io::Result<Option<T>> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// A new pty pair; both ends close-on-exec (the child's dup2 onto 0/1/2 clears the flag there).
-pub fn open_pty() -> nix::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open_pty() -> nix::Result<(OwnedFd, OwnedFd)> {
     let pty = nix::pty::openpty(None, None)?;
     for fd in [&pty.master, &pty.slave] {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
@@ -20,7 +20,7 @@ pub fn open_pty() -> nix::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Child side: new session, `slave` becomes the controlling terminal and stdin/stdout/stderr.
-pub fn make_controlling_terminal(slave: &OwnedFd) -> nix::Result<()> {
+pub(crate) fn make_controlling_terminal(slave: &OwnedFd) -> nix::Result<()> {
     nix::unistd::setsid()?;
     // SAFETY: TIOCSCTTY takes an int argument; slave is a valid open fd.
     let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY as _, 0) };
@@ -33,7 +33,7 @@ pub fn make_controlling_terminal(slave: &OwnedFd) -> nix::Result<()> {
 
 /// True when `fd` is the master side of a pty (only masters answer TIOCGPTN). Used to check a
 /// master handed to us from inside a container before we trust it.
-pub fn is_pty_master(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_pty_master(fd: BorrowedFd<'_>) -> bool {
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes one unsigned int.
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
@@ -41,7 +41,7 @@ pub fn is_pty_master(fd: BorrowedFd<'_>) -> bool {
 
 /// Send one message with an optional fd attached over a unix socket (a pty master opened inside
 /// the container's devpts travels back to the relaying process this way).
-pub fn send_fd(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let fds = fd.map(|f| [f.as_raw_fd()]);
     let cmsgs: Vec<ControlMessage> = fds
@@ -56,7 +56,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> nix::Result<
 
 /// Receive what [`send_fd`] sent: the fd (close-on-exec), or None when none was attached or the
 /// peer went away without sending.
-pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
+pub(crate) fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::FromRawFd;
     let mut byte = [0u8; 1];
@@ -89,20 +89,20 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
 }
 
 /// True when `fd` is a terminal.
-pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_tty(fd: BorrowedFd<'_>) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
 }
 
 /// Puts a terminal in raw mode for as long as it lives; restores the saved settings on drop,
 /// including while unwinding from a panic (not under panic=abort, where nothing unwinds).
-pub struct RawMode {
+pub(crate) struct RawMode {
     fd: OwnedFd,
     saved: Termios,
 }
 
 impl RawMode {
     /// Raw mode on the terminal behind `fd` (a dup is kept, so the caller's fd may close first).
-    pub fn enter(fd: BorrowedFd<'_>) -> nix::Result<RawMode> {
+    pub(crate) fn enter(fd: BorrowedFd<'_>) -> nix::Result<RawMode> {
         let saved = termios::tcgetattr(fd)?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
@@ -114,7 +114,7 @@ impl RawMode {
     }
 
     /// Raw mode on our stdin when it is a terminal; None otherwise.
-    pub fn enter_stdin() -> Option<RawMode> {
+    pub(crate) fn enter_stdin() -> Option<RawMode> {
         let stdin = io::stdin();
         let fd = stdin.as_fd();
         if is_tty(fd) {
@@ -133,7 +133,7 @@ impl Drop for RawMode {
 }
 
 /// Give terminal `to` the window size of terminal `from`.
-pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+pub(crate) fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
     // SAFETY: winsize is plain data; TIOCGWINSZ/TIOCSWINSZ read/write exactly one winsize.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
@@ -147,7 +147,7 @@ pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()>
 /// closed. When stdin is relayed and is a terminal it is put in raw mode meanwhile, so keys
 /// (^C included) reach the program and echo comes from the pty only. The caller must have
 /// closed its own copy of the slave, or this never ends.
-pub fn relay(master: OwnedFd, stdin: bool) -> io::Result<()> {
+pub(crate) fn relay(master: OwnedFd, stdin: bool) -> io::Result<()> {
     let input = io::stdin();
     let output = io::stdout();
     let input_fd = if stdin { Some(input.as_fd()) } else { None };
@@ -156,7 +156,7 @@ pub fn relay(master: OwnedFd, stdin: bool) -> io::Result<()> {
 }
 
 /// Copy the pty's output into `out` (the detached monitor's log) until the child side closes.
-pub fn relay_to_writer(master: OwnedFd, mut out: impl Write) -> io::Result<()> {
+pub(crate) fn relay_to_writer(master: OwnedFd, mut out: impl Write) -> io::Result<()> {
     let mut buf = [0u8; 8192];
     loop {
         match nix::unistd::read(&master, &mut buf) {
@@ -219,7 +219,7 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
 /// The relay loop with explicit ends (tests and `exec` use pipes here). Input written to the
 /// pty is buffered and the master is non-blocking, so a child that does not read its input can
 /// never stop us from draining its output.
-pub fn relay_fds(
+pub(crate) fn relay_fds(
     master: OwnedFd,
     input: Option<BorrowedFd<'_>>,
     output: BorrowedFd<'_>,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// The device rules every container needs for the nodes runc (and we)
 /// always create, appended after the spec's own (runc's order).
-pub const DEFAULT_ALLOW: &[&str] = &[
+pub(crate) const DEFAULT_ALLOW: &[&str] = &[
     "c *:* m",
     "b *:* m",
     "c 1:3 rwm",

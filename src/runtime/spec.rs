@@ -4,10 +4,11 @@
 //! dropped). Pure but for the three `apply_*` helpers the child calls.
 
 use super::process::{CapSets, ProcessSpec, Rlimit};
-use crate::container::spec::{spec_capabilities, DEFAULT_DEVICES, USER_ANNOTATION};
+use crate::container::spec::{spec_capabilities, USER_ANNOTATION};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
-    Capabilities, LinuxDeviceBuilder, LinuxDeviceType, LinuxNamespaceType, PosixRlimitType, Spec,
+    Capabilities, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, LinuxNamespaceType,
+    PosixRlimitType, Spec,
 };
 use std::collections::BTreeSet;
 use std::os::fd::BorrowedFd;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 /// The spec versions this runtime reads: 1.x (the JSON layout is stable
 /// within a major version).
-pub fn check_version(v: &str) -> Result<(), String> {
+pub(crate) fn check_version(v: &str) -> Result<(), String> {
     let major = v.split('.').next().unwrap_or("");
     if major == "1" && v.split('.').count() >= 2 {
         Ok(())
@@ -28,7 +29,7 @@ pub fn check_version(v: &str) -> Result<(), String> {
 
 /// How the executor gets its namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NsPlan {
+pub(crate) struct NsPlan {
     /// New namespaces made by clone(2).
     pub clone: CloneFlags,
     /// Namespaces joined by path (setns), in spec order.
@@ -50,7 +51,7 @@ fn ns_flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
     })
 }
 
-pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
+pub(crate) fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
     let mut plan = NsPlan {
         clone: CloneFlags::empty(),
         join: Vec::new(),
@@ -105,7 +106,7 @@ pub fn ns_plan(spec: &Spec) -> Result<NsPlan, String> {
 }
 
 /// Sysctls a container may set: those of namespaces it has of its own.
-pub fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
+pub(crate) fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
@@ -149,7 +150,7 @@ pub fn check_sysctls(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
 
 /// A hostname needs a UTS namespace of the container's own: set in the
 /// host's, it would rename the host.
-pub fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
+pub(crate) fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
     let named = spec.hostname().as_ref().is_some_and(|h| !h.is_empty());
     let own = plan.clone.contains(CloneFlags::CLONE_NEWUTS)
         || plan
@@ -163,7 +164,7 @@ pub fn check_hostname(spec: &Spec, plan: &NsPlan) -> Result<(), String> {
 }
 
 /// Child side, before pivot_root: namespaced sysctls through /proc/sys.
-pub fn apply_sysctls(spec: &Spec) -> Result<(), String> {
+pub(crate) fn apply_sysctls(spec: &Spec) -> Result<(), String> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
@@ -174,7 +175,7 @@ pub fn apply_sysctls(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-pub fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
+pub(crate) fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
     let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) else {
         return Ok(());
     };
@@ -183,7 +184,7 @@ pub fn apply_oom_score_adj(spec: &Spec) -> Result<(), String> {
 }
 
 /// `process.consoleSize` on a new pty; best effort (a zero size is no size).
-pub fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
+pub(crate) fn apply_console_size(spec: &Spec, master: BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
     let Some(b) = spec.process().as_ref().and_then(|p| p.console_size()) else {
         return;
@@ -236,7 +237,7 @@ fn cap_names(set: &Option<Capabilities>) -> Vec<String> {
 /// The process the container's init becomes. minirt's own specs carry the
 /// user as typed (`-u name`, resolved inside the rootfs) in an annotation;
 /// any other spec gives numeric ids, additionalGids and umask.
-pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
+pub(crate) fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
     let process = spec
         .process()
         .as_ref()
@@ -287,18 +288,23 @@ pub fn process_spec(spec: &Spec) -> Result<ProcessSpec, String> {
     })
 }
 
-/// runc's rule: every container gets the standard device nodes, whatever
-/// the spec lists (its own entries win for the same path).
-pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
-    let Some(linux) = spec.linux_mut() else {
-        return Ok(());
-    };
-    let mut devices = linux.devices().clone().unwrap_or_default();
-    for (path, major, minor) in DEFAULT_DEVICES {
-        if devices.iter().any(|d| d.path().as_os_str() == *path) {
-            continue;
-        }
-        devices.push(
+/// (path, major, minor) of the device nodes every container gets.
+pub(crate) const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// [`DEFAULT_DEVICES`] as spec entries: character devices, mode 0666,
+/// owned by root. minirt's own specs start from these; an OCI bundle's get
+/// them added by [`with_default_devices`].
+pub(crate) fn default_devices() -> Result<Vec<LinuxDevice>, String> {
+    DEFAULT_DEVICES
+        .iter()
+        .map(|(path, major, minor)| {
             LinuxDeviceBuilder::default()
                 .path(*path)
                 .typ(LinuxDeviceType::C)
@@ -308,15 +314,29 @@ pub fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
                 .uid(0u32)
                 .gid(0u32)
                 .build()
-                .map_err(|e| e.to_string())?,
-        );
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// runc's rule: every container gets the standard device nodes, whatever
+/// the spec lists (its own entries win for the same path).
+pub(crate) fn with_default_devices(spec: &mut Spec) -> Result<(), String> {
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    for d in default_devices()? {
+        if !devices.iter().any(|have| have.path() == d.path()) {
+            devices.push(d);
+        }
     }
     linux.set_devices(Some(devices));
     Ok(())
 }
 
 /// Parts of a spec this runtime does not implement: one clear refusal each.
-pub fn check_unsupported(spec: &Spec) -> Result<(), String> {
+pub(crate) fn check_unsupported(spec: &Spec) -> Result<(), String> {
     let no = |what: &str| Err(format!("not implemented: {what}"));
     if let Some(l) = spec.linux() {
         if l.personality().is_some() {

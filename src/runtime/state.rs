@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 /// The runtime-spec version this runtime reports.
 pub const OCI_VERSION: &str = "1.2.0";
 /// The FIFO the init blocks on until `start` (runc's name).
-pub const EXEC_FIFO: &str = "exec.fifo";
-pub const STATE_FILE: &str = "state.json";
+pub(crate) const EXEC_FIFO: &str = "exec.fifo";
+pub(crate) const STATE_FILE: &str = "state.json";
 
 /// What `create` recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ pub struct OciState {
     pub created: String,
 }
 
-pub fn oci_state(rec: &Record, status: Status) -> OciState {
+pub(crate) fn oci_state(rec: &Record, status: Status) -> OciState {
     OciState {
         oci_version: OCI_VERSION.to_string(),
         id: rec.id.clone(),
@@ -100,7 +100,7 @@ pub fn oci_state(rec: &Record, status: Status) -> OciState {
 }
 
 /// A container id names a directory: one plain path segment.
-pub fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && id != "."
@@ -120,7 +120,7 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// The cgroup (parent, name) for a spec's cgroupsPath: its last segment is
 /// the container's directory; no path (or one segment) puts it under
 /// `minirt-oci/`.
-pub fn cgroup_names(cgroups_path: Option<&Path>, id: &str) -> (String, String) {
+pub(crate) fn cgroup_names(cgroups_path: Option<&Path>, id: &str) -> (String, String) {
     let segs: Vec<String> = cgroups_path
         .map(|p| {
             p.to_string_lossy()

@@ -11,10 +11,15 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
+#[cfg(test)]
 use std::cell::RefCell;
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::os::fd::AsRawFd;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 
 /// The kernel calls of the container's side of a start or an exec.
 pub trait Sys {
@@ -62,7 +67,7 @@ pub trait Sys {
 
 /// The kernel itself.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RealSys;
+pub(crate) struct RealSys;
 
 impl Sys for RealSys {
     fn mount(
@@ -188,7 +193,8 @@ impl Sys for RealSys {
 /// One recorded kernel call. Paths are as the process would see them at
 /// that moment (see `Recorder`): descriptors are shown as what they lead to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
+#[cfg(test)]
+pub(crate) enum Call {
     Mount {
         source: Option<PathBuf>,
         target: PathBuf,
@@ -248,12 +254,14 @@ pub enum Call {
 /// (a temporary directory standing for the host's `/`) before the pivot,
 /// and inside the new root after it. `fail` lets a test make chosen calls
 /// fail.
-pub struct Recorder {
+#[cfg(test)]
+pub(crate) struct Recorder {
     base: PathBuf,
     state: RefCell<RecState>,
     fail: Option<fn(&Call) -> Option<Errno>>,
 }
 
+#[cfg(test)]
 struct RecState {
     calls: Vec<Call>,
     root: PathBuf,
@@ -261,6 +269,7 @@ struct RecState {
     pivoted: bool,
 }
 
+#[cfg(test)]
 impl Recorder {
     pub fn new(base: &Path) -> Recorder {
         Recorder {
@@ -330,6 +339,7 @@ impl Recorder {
     }
 }
 
+#[cfg(test)]
 impl Sys for Recorder {
     fn mount(
         &self,

@@ -7,7 +7,7 @@ use super::sys::Sys;
 
 /// A user or group named by number or by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdRef {
+pub(crate) enum IdRef {
     Id(u32),
     Name(String),
 }
@@ -20,7 +20,7 @@ fn id_ref(s: &str) -> IdRef {
 }
 
 /// Split "user[:group]" (as in `--user`); "" means root.
-pub fn parse_user_spec(spec: &str) -> Result<(Option<IdRef>, Option<IdRef>), ProcessError> {
+pub(crate) fn parse_user_spec(spec: &str) -> Result<(Option<IdRef>, Option<IdRef>), ProcessError> {
     if spec.is_empty() {
         return Ok((None, None));
     }
@@ -35,7 +35,7 @@ pub fn parse_user_spec(spec: &str) -> Result<(Option<IdRef>, Option<IdRef>), Pro
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswdEntry {
+pub(crate) struct PasswdEntry {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
@@ -43,14 +43,14 @@ pub struct PasswdEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupEntry {
+pub(crate) struct GroupEntry {
     pub name: String,
     pub gid: u32,
     pub members: Vec<String>,
 }
 
 /// /etc/passwd lines "name:pw:uid:gid:gecos:home:shell"; malformed lines are skipped like libc does.
-pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+pub(crate) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
@@ -66,7 +66,7 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 }
 
 /// /etc/group lines "name:pw:gid:member,member".
-pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+pub(crate) fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
@@ -91,7 +91,7 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
 
 /// Who the process becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedUser {
+pub(crate) struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
@@ -100,7 +100,7 @@ pub struct ResolvedUser {
 
 /// runc's rules: a numeric uid need not exist in passwd (gid then defaults to 0, home to "/");
 /// a name must; supplementary groups are those listing the user's name, unless a group was given.
-pub fn resolve_user(
+pub(crate) fn resolve_user(
     spec: &str,
     passwd: &[PasswdEntry],
     groups: &[GroupEntry],

@@ -27,7 +27,7 @@ fn host_root(maps: &[LinuxIdMapping]) -> Option<u32> {
 /// One line per mapping ("inside outside count"), as the kernel reads it.
 /// The kernel takes at most 340 lines and no overlaps; a mapping of zero
 /// ids is refused here, with the field's name.
-pub fn map_text(what: &str, maps: &[LinuxIdMapping]) -> Result<String, String> {
+pub(crate) fn map_text(what: &str, maps: &[LinuxIdMapping]) -> Result<String, String> {
     if maps.is_empty() {
         return Err(format!(
             "a new user namespace needs linux.{what} (the spec has none)"
@@ -69,7 +69,7 @@ pub fn plan(spec: &Spec, new_userns: bool) -> Result<Option<IdMaps>, String> {
 
 /// Parent side: the spec's rlimits on process `pid` (in a user namespace,
 /// where it may not raise a hard limit itself), as runc sets them.
-pub fn set_rlimits(pid: i32, rlimits: &[super::process::Rlimit]) -> Result<(), String> {
+pub(crate) fn set_rlimits(pid: i32, rlimits: &[super::process::Rlimit]) -> Result<(), String> {
     for r in rlimits {
         let lim = libc::rlimit {
             rlim_cur: r.soft,
@@ -94,7 +94,7 @@ pub fn set_rlimits(pid: i32, rlimits: &[super::process::Rlimit]) -> Result<(), S
 /// Parent side: writes the maps of process `pid` (in its new user
 /// namespace, waiting for them). setgroups stays allowed: the parent is
 /// root, and the container's process calls setgroups for its user.
-pub fn write_maps(pid: i32, maps: &IdMaps) -> Result<(), String> {
+pub(crate) fn write_maps(pid: i32, maps: &IdMaps) -> Result<(), String> {
     let proc = Path::new("/proc").join(pid.to_string());
     let write = |name: &str, text: &str| {
         std::fs::write(proc.join(name), text).map_err(|e| format!("writing {name}: {e}"))

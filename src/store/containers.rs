@@ -15,7 +15,9 @@ pub struct ContainerRow {
     /// JSON of `container::ContainerConfig` (kept opaque here: the store
     /// layer does not depend on the lifecycle layer).
     pub config: String,
-    pub status: String,
+    /// Created, Running or Exited: the words stored; the others are
+    /// worked out from the state files when shown.
+    pub status: Status,
     pub pid: i32,
     pub pid_start: u64,
     pub monitor_pid: i32,
@@ -27,9 +29,86 @@ pub struct ContainerRow {
     pub finished_at: i64,
 }
 
-pub const CREATED: &str = "created";
-pub const RUNNING: &str = "running";
-pub const EXITED: &str = "exited";
+/// Docker's container status words (`State.Status`, `ps --filter status=`).
+/// A row stores `Created`, `Running` or `Exited` as that text; `Paused` and
+/// `Restarting` are read from the cgroup and the restart state when shown;
+/// `Removing` and `Dead` are Docker's words minirt accepts in filters but
+/// never shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Created,
+    Restarting,
+    Running,
+    Removing,
+    Paused,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Created,
+        Status::Restarting,
+        Status::Running,
+        Status::Removing,
+        Status::Paused,
+        Status::Exited,
+        Status::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Restarting => "restarting",
+            Status::Running => "running",
+            Status::Removing => "removing",
+            Status::Paused => "paused",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that is not one of Docker's container statuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid container status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for Status {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> std::result::Result<Status, UnknownStatus> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+impl rusqlite::types::ToSql for Status {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Status {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Status> {
+        v.as_str()?
+            .parse()
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+// The stored words under their old names (kept while other branches still
+// spell them so; new code names `Status::...`).
+pub const CREATED: Status = Status::Created;
+pub const RUNNING: Status = Status::Running;
+pub const EXITED: Status = Status::Exited;
 
 const COLUMNS: &str = "id, name, image, image_id, command, config, status, pid, pid_start, \
     monitor_pid, monitor_start, exit_code, oom_killed, created, started_at, finished_at";
@@ -137,7 +216,7 @@ pub fn list(c: &Connection) -> Result<Vec<ContainerRow>> {
 }
 
 /// Containers whose recorded state says a process may be alive.
-pub fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
+pub(crate) fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {COLUMNS} FROM containers WHERE status IN ('created','running')"
     ))?;
@@ -147,7 +226,7 @@ pub fn list_live(c: &Connection) -> Result<Vec<ContainerRow>> {
     Ok(rows)
 }
 
-pub fn set_running(
+pub(crate) fn set_running(
     c: &Connection,
     id: &str,
     pid: i32,
@@ -172,7 +251,12 @@ pub fn set_running(
 }
 
 /// Marks the container as started-but-not-yet-running (a start in progress).
-pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u64) -> Result<()> {
+pub(crate) fn set_created(
+    c: &Connection,
+    id: &str,
+    monitor_pid: i32,
+    monitor_start: u64,
+) -> Result<()> {
     c.execute(
         "UPDATE containers SET status='created', pid=0, pid_start=0, monitor_pid=?2, monitor_start=?3 WHERE id=?1",
         params![id, monitor_pid, monitor_start as i64],
@@ -184,7 +268,12 @@ pub fn set_created(c: &Connection, id: &str, monitor_pid: i32, monitor_start: u6
 /// process to another in one statement: true when `from` still owned it.
 /// A monitor taking over from the CLI and a reconciler taking over from a
 /// dead owner both go through here, so at most one of them wins.
-pub fn hand_over(c: &Connection, id: &str, from: (i32, u64), to: (i32, u64)) -> Result<bool> {
+pub(crate) fn hand_over(
+    c: &Connection,
+    id: &str,
+    from: (i32, u64),
+    to: (i32, u64),
+) -> Result<bool> {
     let n = c.execute(
         "UPDATE containers SET monitor_pid=?4, monitor_start=?5 WHERE id=?1 \
          AND monitor_pid=?2 AND monitor_start=?3 AND status IN ('created','running')",
@@ -193,7 +282,7 @@ pub fn hand_over(c: &Connection, id: &str, from: (i32, u64), to: (i32, u64)) -> 
     Ok(n == 1)
 }
 
-pub fn set_exited(
+pub(crate) fn set_exited(
     c: &Connection,
     id: &str,
     exit_code: i32,
@@ -209,7 +298,7 @@ pub fn set_exited(
 }
 
 /// `update`: the container's stored configuration (JSON) replaced.
-pub fn set_config(c: &Connection, id: &str, config: &str) -> Result<()> {
+pub(crate) fn set_config(c: &Connection, id: &str, config: &str) -> Result<()> {
     c.execute(
         "UPDATE containers SET config=?2 WHERE id=?1",
         params![id, config],
@@ -249,7 +338,7 @@ mod tests {
             image_id: "img".into(),
             command: vec!["sh".into()],
             config: "{}".into(),
-            status: CREATED.into(),
+            status: Status::Created,
             pid: 0,
             pid_start: 0,
             monitor_pid: 0,
@@ -310,18 +399,30 @@ mod tests {
         set_running(s.conn(), "c1", 42, 7, 41, 6, 100).unwrap();
         let r = get(s.conn(), "c1").unwrap().unwrap();
         assert_eq!(
-            (r.status.as_str(), r.pid, r.pid_start, r.monitor_pid),
-            (RUNNING, 42, 7, 41)
+            (r.status, r.pid, r.pid_start, r.monitor_pid),
+            (Status::Running, 42, 7, 41)
         );
         assert_eq!(list_live(s.conn()).unwrap().len(), 1);
         set_exited(s.conn(), "c1", 137, true, 200).unwrap();
         let r = get(s.conn(), "c1").unwrap().unwrap();
         assert_eq!(
-            (r.status.as_str(), r.exit_code, r.oom_killed),
-            (EXITED, 137, true)
+            (r.status, r.exit_code, r.oom_killed),
+            (Status::Exited, 137, true)
         );
         assert!(list_live(s.conn()).unwrap().is_empty());
         delete(s.conn(), "c1").unwrap();
         assert!(get(s.conn(), "c1").unwrap().is_none());
+    }
+
+    #[test]
+    fn status_words_round_trip() {
+        for st in Status::ALL {
+            assert_eq!(st.as_str().parse::<Status>(), Ok(st));
+        }
+        assert!("up".parse::<Status>().is_err());
+        assert!(
+            "Running".parse::<Status>().is_err(),
+            "Docker's words are lower case"
+        );
     }
 }

@@ -33,7 +33,7 @@ fn decode(raw: (String, String, String, i64, i64)) -> Result<ImageRow> {
 }
 
 /// Records a layer; a layer already known keeps its row.
-pub fn insert_layer(c: &Connection, digest: &str, size: i64, created: i64) -> Result<()> {
+pub(crate) fn insert_layer(c: &Connection, digest: &str, size: i64, created: i64) -> Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO layers (digest, size, created) VALUES (?1, ?2, ?3)",
         params![digest, size, created],
@@ -51,7 +51,7 @@ pub fn layer_size(c: &Connection, digest: &str) -> Result<Option<i64>> {
 }
 
 /// True when some image lists the layer.
-pub fn layer_in_use(c: &Connection, digest: &str) -> Result<bool> {
+pub(crate) fn layer_in_use(c: &Connection, digest: &str) -> Result<bool> {
     let n: i64 = c.query_row(
         "SELECT count(*) FROM images, json_each(images.layers) WHERE json_each.value = ?1",
         [digest],
@@ -60,13 +60,13 @@ pub fn layer_in_use(c: &Connection, digest: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-pub fn delete_layer(c: &Connection, digest: &str) -> Result<()> {
+pub(crate) fn delete_layer(c: &Connection, digest: &str) -> Result<()> {
     c.execute("DELETE FROM layers WHERE digest = ?1", [digest])?;
     Ok(())
 }
 
 /// Records an image; an image already known (same config digest) is kept.
-pub fn insert_image(c: &Connection, row: &ImageRow) -> Result<()> {
+pub(crate) fn insert_image(c: &Connection, row: &ImageRow) -> Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO images (id, config, layers, size, created) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![row.id, row.config, serde_json::to_string(&row.layers)?, row.size, row.created],
@@ -96,7 +96,7 @@ pub fn all_images(c: &Connection) -> Result<Vec<ImageRow>> {
 }
 
 /// Ids starting with `prefix` (a lowercase hex string).
-pub fn image_ids_with_prefix(c: &Connection, prefix: &str) -> Result<Vec<String>> {
+pub(crate) fn image_ids_with_prefix(c: &Connection, prefix: &str) -> Result<Vec<String>> {
     let mut st =
         c.prepare("SELECT id FROM images WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id")?;
     let ids = st
@@ -105,13 +105,13 @@ pub fn image_ids_with_prefix(c: &Connection, prefix: &str) -> Result<Vec<String>
     Ok(ids)
 }
 
-pub fn delete_image(c: &Connection, id: &str) -> Result<()> {
+pub(crate) fn delete_image(c: &Connection, id: &str) -> Result<()> {
     c.execute("DELETE FROM images WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// Points `name` at `image_id`, moving the tag if it named another image.
-pub fn set_tag(c: &Connection, name: &str, image_id: &str) -> Result<()> {
+pub(crate) fn set_tag(c: &Connection, name: &str, image_id: &str) -> Result<()> {
     c.execute(
         "INSERT INTO image_tags (name, image_id) VALUES (?1, ?2)
          ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
@@ -120,7 +120,7 @@ pub fn set_tag(c: &Connection, name: &str, image_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn image_id_by_tag(c: &Connection, name: &str) -> Result<Option<String>> {
+pub(crate) fn image_id_by_tag(c: &Connection, name: &str) -> Result<Option<String>> {
     Ok(c.query_row(
         "SELECT image_id FROM image_tags WHERE name = ?1",
         [name],
@@ -129,7 +129,7 @@ pub fn image_id_by_tag(c: &Connection, name: &str) -> Result<Option<String>> {
     .optional()?)
 }
 
-pub fn tags_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
+pub(crate) fn tags_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare("SELECT name FROM image_tags WHERE image_id = ?1 ORDER BY name")?;
     let tags = st
         .query_map([image_id], |r| r.get(0))?
@@ -146,13 +146,13 @@ pub fn all_tags(c: &Connection) -> Result<Vec<(String, String)>> {
     Ok(tags)
 }
 
-pub fn delete_tag(c: &Connection, name: &str) -> Result<()> {
+pub(crate) fn delete_tag(c: &Connection, name: &str) -> Result<()> {
     c.execute("DELETE FROM image_tags WHERE name = ?1", [name])?;
     Ok(())
 }
 
 /// Records that `repository` (familiar form) at manifest `digest` is `image_id`.
-pub fn set_repo_digest(
+pub(crate) fn set_repo_digest(
     c: &Connection,
     repository: &str,
     digest: &str,
@@ -166,7 +166,7 @@ pub fn set_repo_digest(
     Ok(())
 }
 
-pub fn image_id_by_digest(
+pub(crate) fn image_id_by_digest(
     c: &Connection,
     repository: &str,
     digest: &str,
@@ -180,7 +180,7 @@ pub fn image_id_by_digest(
 }
 
 /// "repo@sha256:..." names of an image, sorted.
-pub fn repo_digests_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
+pub(crate) fn repo_digests_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare(
         "SELECT repository || '@' || digest FROM image_digests WHERE image_id = ?1 ORDER BY 1",
     )?;
@@ -191,7 +191,7 @@ pub fn repo_digests_of(c: &Connection, image_id: &str) -> Result<Vec<String>> {
 }
 
 /// Every (repository, digest, image id).
-pub fn all_repo_digests(c: &Connection) -> Result<Vec<(String, String, String)>> {
+pub(crate) fn all_repo_digests(c: &Connection) -> Result<Vec<(String, String, String)>> {
     let mut st = c.prepare(
         "SELECT repository, digest, image_id FROM image_digests ORDER BY repository, digest",
     )?;
@@ -202,7 +202,7 @@ pub fn all_repo_digests(c: &Connection) -> Result<Vec<(String, String, String)>>
 }
 
 /// Names of the containers (any state) created from the image.
-pub fn containers_using(c: &Connection, image_id: &str) -> Result<Vec<String>> {
+pub(crate) fn containers_using(c: &Connection, image_id: &str) -> Result<Vec<String>> {
     let mut st = c.prepare("SELECT name FROM containers WHERE image_id = ?1 ORDER BY name")?;
     let names = st
         .query_map([image_id], |r| r.get(0))?

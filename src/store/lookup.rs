@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Found<T> {
+pub(crate) enum Found<T> {
     One(T),
     Missing,
     /// The key is a prefix of several ids (and no full id or name).
@@ -18,7 +18,7 @@ pub enum Found<T> {
 impl<T> Found<T> {
     /// `Missing` as None; `Ambiguous` as the one Conflict error, worded with
     /// `kind` ("container", "network").
-    pub fn into_option(self, kind: &str, key: &str) -> Result<Option<T>> {
+    pub(crate) fn into_option(self, kind: &str, key: &str) -> Result<Option<T>> {
         match self {
             Found::One(t) => Ok(Some(t)),
             Found::Missing => Ok(None),
@@ -33,7 +33,7 @@ impl<T> Found<T> {
 /// else the only row whose id starts with `key` (hex keys only). `table` and
 /// `columns` are the caller's constants, never user input; `map` reads one
 /// row of `columns`.
-pub fn by_id_name_or_prefix<T>(
+pub(crate) fn by_id_name_or_prefix<T>(
     c: &Connection,
     table: &str,
     columns: &str,

@@ -372,7 +372,8 @@ impl Store {
     }
 
     /// An in-memory store for unit tests.
-    pub fn open_in_memory() -> Result<Store> {
+    #[cfg(test)]
+    pub(crate) fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
@@ -432,7 +433,7 @@ impl Store {
 }
 
 /// True when a rusqlite error is a UNIQUE / PRIMARY KEY violation.
-pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)

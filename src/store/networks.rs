@@ -72,7 +72,7 @@ pub struct PortBindingRow {
 
 /// The few container columns the network code needs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContainerRef {
+pub(crate) struct ContainerRef {
     pub id: String,
     pub name: String,
     pub status: String,
@@ -105,7 +105,7 @@ fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
 }
 
 /// Inserts a network; a duplicate name or bridge is a clear Conflict.
-pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
+pub(crate) fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
     let options = serde_json::to_string(&n.options)?;
     let r = c.execute(
         &format!(
@@ -151,7 +151,7 @@ pub fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
 }
 
 /// Every network, by name.
-pub fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
+pub(crate) fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
     let mut st = c.prepare(&format!("SELECT {NET_COLS} FROM networks ORDER BY name"))?;
     let rows = st.query_map([], network_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -159,13 +159,17 @@ pub fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
 
 /// A network by full id, else exact name, else unique id prefix (Docker's
 /// lookup order, the same rule and ambiguity message as containers).
-pub fn find_network(c: &Connection, key: &str) -> Result<Option<NetworkRow>> {
+pub(crate) fn find_network(c: &Connection, key: &str) -> Result<Option<NetworkRow>> {
     super::lookup::by_id_name_or_prefix(c, "networks", NET_COLS, key, network_row)?
         .into_option("network", key)
 }
 
 /// Networks whose address range intersects [start, end].
-pub fn overlapping_networks(c: &Connection, start: u32, end: u32) -> Result<Vec<NetworkRow>> {
+pub(crate) fn overlapping_networks(
+    c: &Connection,
+    start: u32,
+    end: u32,
+) -> Result<Vec<NetworkRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {NET_COLS} FROM networks WHERE subnet != '' AND net_start <= ?2 AND net_end >= ?1 \
          ORDER BY name"
@@ -174,7 +178,7 @@ pub fn overlapping_networks(c: &Connection, start: u32, end: u32) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn delete_network(c: &Connection, id: &str) -> Result<bool> {
+pub(crate) fn delete_network(c: &Connection, id: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0)
 }
 
@@ -197,7 +201,7 @@ fn endpoint_row(r: &Row) -> rusqlite::Result<EndpointRow> {
 
 /// A host veth whose container's namespace the kernel is expected to
 /// destroy (taking the veth with it), from `since` (ns).
-pub fn add_dying_link(c: &Connection, name: &str, since: i64) -> Result<()> {
+pub(crate) fn add_dying_link(c: &Connection, name: &str, since: i64) -> Result<()> {
     c.execute(
         "INSERT OR REPLACE INTO dying_links (name, since) VALUES (?1, ?2)",
         params![name, since],
@@ -206,19 +210,19 @@ pub fn add_dying_link(c: &Connection, name: &str, since: i64) -> Result<()> {
 }
 
 /// Dying links recorded before `before` (ns).
-pub fn dying_links_before(c: &Connection, before: i64) -> Result<Vec<String>> {
+pub(crate) fn dying_links_before(c: &Connection, before: i64) -> Result<Vec<String>> {
     let mut st = c.prepare("SELECT name FROM dying_links WHERE since < ?1")?;
     let rows = st.query_map([before], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn forget_dying_link(c: &Connection, name: &str) -> Result<()> {
+pub(crate) fn forget_dying_link(c: &Connection, name: &str) -> Result<()> {
     c.execute("DELETE FROM dying_links WHERE name = ?1", [name])?;
     Ok(())
 }
 
 /// The address last handed out on a network (0: none yet).
-pub fn last_ip(c: &Connection, network_id: &str) -> Result<u32> {
+pub(crate) fn last_ip(c: &Connection, network_id: &str) -> Result<u32> {
     let v: i64 = c.query_row(
         "SELECT last_ip FROM networks WHERE id = ?1",
         [network_id],
@@ -227,7 +231,7 @@ pub fn last_ip(c: &Connection, network_id: &str) -> Result<u32> {
     Ok(v as u32)
 }
 
-pub fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()> {
+pub(crate) fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()> {
     c.execute(
         "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
         params![network_id, u32::from(ip) as i64],
@@ -236,7 +240,7 @@ pub fn set_last_ip(c: &Connection, network_id: &str, ip: Ipv4Addr) -> Result<()>
 }
 
 /// The IPv6 address last handed out on a network (0: none yet).
-pub fn last_ip6(c: &Connection, network_id: &str) -> Result<u128> {
+pub(crate) fn last_ip6(c: &Connection, network_id: &str) -> Result<u128> {
     let v: String = c.query_row(
         "SELECT last_ip6 FROM networks WHERE id = ?1",
         [network_id],
@@ -245,7 +249,7 @@ pub fn last_ip6(c: &Connection, network_id: &str) -> Result<u128> {
     Ok(v.parse::<Ipv6Addr>().map(u128::from).unwrap_or(0))
 }
 
-pub fn set_last_ip6(c: &Connection, network_id: &str, ip: Ipv6Addr) -> Result<()> {
+pub(crate) fn set_last_ip6(c: &Connection, network_id: &str, ip: Ipv6Addr) -> Result<()> {
     c.execute(
         "UPDATE networks SET last_ip6 = ?2 WHERE id = ?1",
         params![network_id, ip.to_string()],
@@ -254,7 +258,7 @@ pub fn set_last_ip6(c: &Connection, network_id: &str, ip: Ipv6Addr) -> Result<()
 }
 
 /// IPv6 addresses in use on a network, ascending (for ipam6).
-pub fn used_ips6(c: &Connection, network_id: &str) -> Result<Vec<u128>> {
+pub(crate) fn used_ips6(c: &Connection, network_id: &str) -> Result<Vec<u128>> {
     let mut st =
         c.prepare("SELECT ip6 FROM endpoints WHERE network_id = ?1 AND ip6 IS NOT NULL")?;
     let rows = st.query_map([network_id], |r| r.get::<_, String>(0))?;
@@ -269,7 +273,7 @@ pub fn used_ips6(c: &Connection, network_id: &str) -> Result<Vec<u128>> {
 }
 
 /// Networks with an IPv6 subnet (for overlap checks).
-pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
+pub(crate) fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
     let mut st =
         c.prepare("SELECT name, subnet6 FROM networks WHERE subnet6 != '' ORDER BY name")?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -277,7 +281,7 @@ pub fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
 }
 
 /// Addresses in use on a network, ascending (for the ipam functions).
-pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
+pub(crate) fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
     let mut st =
         c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 AND ip IS NOT NULL ORDER BY ip")?;
     let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;
@@ -287,7 +291,7 @@ pub fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
 }
 
 /// Inserts an endpoint; the UNIQUE constraints turn races into clear errors.
-pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
+pub(crate) fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
     let aliases = serde_json::to_string(&e.aliases)?;
     let r = c.execute(
         &format!("INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
@@ -328,7 +332,10 @@ pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<()> {
     }
 }
 
-pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<EndpointRow>> {
+pub(crate) fn endpoints_of_container(
+    c: &Connection,
+    container_id: &str,
+) -> Result<Vec<EndpointRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {EP_COLS} FROM endpoints WHERE container_id = ?1 ORDER BY ifname"
     ))?;
@@ -338,7 +345,7 @@ pub fn endpoints_of_container(c: &Connection, container_id: &str) -> Result<Vec<
 
 /// True when an endpoint row names this host-side interface (a committed
 /// endpoint).
-pub fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
+pub(crate) fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
     Ok(c.query_row(
         "SELECT 1 FROM endpoints WHERE host_ifname = ?1",
         [host_ifname],
@@ -349,7 +356,7 @@ pub fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
 }
 
 /// Endpoints on a network with their container's name, by address.
-pub fn endpoints_of_network(
+pub(crate) fn endpoints_of_network(
     c: &Connection,
     network_id: &str,
 ) -> Result<Vec<(EndpointRow, String)>> {
@@ -365,7 +372,7 @@ pub fn endpoints_of_network(
 }
 
 /// Deletes an endpoint and (by cascade) its port bindings.
-pub fn delete_endpoint(c: &Connection, id: &str) -> Result<bool> {
+pub(crate) fn delete_endpoint(c: &Connection, id: &str) -> Result<bool> {
     c.execute("DELETE FROM port_bindings WHERE endpoint_id = ?1", [id])?;
     Ok(c.execute("DELETE FROM endpoints WHERE id = ?1", [id])? > 0)
 }
@@ -385,7 +392,7 @@ const PB_COLS: &str = "container_id, endpoint_id, proto, host_ip, host_port, con
 
 /// Inserts a port binding; the (proto, host_ip, host_port) UNIQUE constraint
 /// becomes Docker's "port is already allocated".
-pub fn insert_port_binding(c: &Connection, b: &PortBindingRow) -> Result<()> {
+pub(crate) fn insert_port_binding(c: &Connection, b: &PortBindingRow) -> Result<()> {
     let r = c.execute(
         &format!("INSERT INTO port_bindings ({PB_COLS}) VALUES (?1,?2,?3,?4,?5,?6)"),
         params![
@@ -408,7 +415,7 @@ pub fn insert_port_binding(c: &Connection, b: &PortBindingRow) -> Result<()> {
 }
 
 /// Every binding (for conflict checks and rebuilding the firewall maps).
-pub fn all_port_bindings(c: &Connection) -> Result<Vec<PortBindingRow>> {
+pub(crate) fn all_port_bindings(c: &Connection) -> Result<Vec<PortBindingRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {PB_COLS} FROM port_bindings ORDER BY proto, host_port, host_ip"
     ))?;
@@ -443,7 +450,7 @@ fn container_ref(r: &Row) -> rusqlite::Result<ContainerRef> {
 
 /// A container by full id, name, or unique id prefix (the containers' one rule,
 /// `lookup::by_id_name_or_prefix`).
-pub fn find_container(c: &Connection, key: &str) -> Result<Option<ContainerRef>> {
+pub(crate) fn find_container(c: &Connection, key: &str) -> Result<Option<ContainerRef>> {
     super::lookup::by_id_name_or_prefix(c, "containers", CTR_COLS, key, container_ref)?
         .into_option("container", key)
 }

@@ -78,7 +78,7 @@ impl<'a> Client<'a> {
     }
 }
 
-const INSECURE_LOCAL: &str = "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n";
+pub const INSECURE_LOCAL: &str = "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n";
 
 /// Nothing half-made: no temp dirs in the layer store, no image rows.
 pub fn assert_nothing_left(c: &Client, layers_before: &[String]) {
@@ -102,10 +102,7 @@ pub fn assert_check_output(out: &str) {
 #[test]
 fn plain_http_pull_run_repull_and_digests() {
     let h = TestHost::new();
-    let reg = Registry::start(&h, false, Auth::None);
-    let layout = reg.dir.join("layout");
-    let built = build_layout(&layout, "v1", &[multi_layer_image("amd64")]);
-    reg.push_layout(&layout, "v1", "test/multi", false, None);
+    let (reg, built) = Registry::serving(&h, false, Auth::None, "test/multi", "v1");
     let c = Client::new(&h, INSECURE_LOCAL, None);
     let name = "127.0.0.1:5000/test/multi:v1";
 
@@ -171,7 +168,7 @@ fn plain_http_pull_run_repull_and_digests() {
 
     // A second name for the same layers: `run` pulls what is missing, and
     // reuses the layers already there.
-    reg.push_layout(&layout, "v1", "test/other", false, None);
+    reg.push_layout(&reg.dir.join("layout"), "v1", "test/other", false, None);
     let o = c.run(&[
         "run",
         "--rm",
@@ -278,10 +275,7 @@ fn multi_platform_index_picks_the_host_or_the_asked_platform() {
 #[test]
 fn mirror_serves_docker_hub_short_names_offline() {
     let h = TestHost::new();
-    let reg = Registry::start(&h, false, Auth::None);
-    let layout = reg.dir.join("layout");
-    build_layout(&layout, "latest", &[multi_layer_image("amd64")]);
-    reg.push_layout(&layout, "latest", "library/mirrortest", false, None);
+    let _reg = Registry::serving(&h, false, Auth::None, "library/mirrortest", "latest");
     let conf = "[[registry]]\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n";
     let c = Client::new(&h, conf, None);
     assert_check_output(&c.ok(&["run", "--rm", "mirrortest", "sh", "-c", CHECK_SCRIPT]));
@@ -297,16 +291,7 @@ fn mirror_serves_docker_hub_short_names_offline() {
 #[test]
 fn tls_with_private_ca_basic_auth_and_login() {
     let h = TestHost::new();
-    let reg = Registry::start(&h, true, Auth::Basic);
-    let layout = reg.dir.join("layout");
-    build_layout(&layout, "v1", &[multi_layer_image("amd64")]);
-    reg.push_layout(
-        &layout,
-        "v1",
-        "team/app",
-        false,
-        Some(&format!("{USER}:{PASSWORD}")),
-    );
+    let (reg, _) = Registry::serving(&h, true, Auth::Basic, "team/app", "v1");
     let name = "127.0.0.1:5000/team/app:v1";
 
     // Without the CA: a TLS error, and the hint where the CA goes.
@@ -373,16 +358,7 @@ fn tls_with_private_ca_basic_auth_and_login() {
 #[test]
 fn token_auth_flow_and_expired_tokens() {
     let h = TestHost::new();
-    let reg = Registry::start(&h, false, Auth::Token);
-    let layout = reg.dir.join("layout");
-    build_layout(&layout, "v1", &[multi_layer_image("amd64")]);
-    reg.push_layout(
-        &layout,
-        "v1",
-        "tok/app",
-        false,
-        Some(&format!("{USER}:{PASSWORD}")),
-    );
+    let _reg = Registry::serving(&h, false, Auth::Token, "tok/app", "v1");
     let c = Client::new(&h, INSECURE_LOCAL, None);
     let name = "127.0.0.1:5000/tok/app:v1";
     // Anonymous: the issuer grants a token for the asked scope.

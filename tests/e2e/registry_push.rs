@@ -4,8 +4,8 @@
 
 use crate::common::{layer_entries, stderr, stdout, TestHost};
 use crate::podman_host::Podman;
-use crate::registry::{assert_check_output, Client, CHECK_SCRIPT};
-use crate::registry_server::{build_layout, multi_layer_image, Auth, Registry, PASSWORD, USER};
+use crate::registry::{assert_check_output, Client, CHECK_SCRIPT, INSECURE_LOCAL};
+use crate::registry_server::{Auth, Registry, PASSWORD, USER};
 use std::process::Command;
 
 /// The local images, for "nothing changed" checks.
@@ -16,16 +16,7 @@ fn images(c: &Client) -> String {
 #[test]
 fn push_to_a_tls_registry_with_auth_then_podman_and_minirt_pull_it_back() {
     let h = TestHost::new();
-    let reg = Registry::start(&h, true, Auth::Basic);
-    let layout = reg.dir.join("layout");
-    build_layout(&layout, "v1", &[multi_layer_image("amd64")]);
-    reg.push_layout(
-        &layout,
-        "v1",
-        "team/app",
-        false,
-        Some(&format!("{USER}:{PASSWORD}")),
-    );
+    let (reg, _) = Registry::serving(&h, true, Auth::Basic, "team/app", "v1");
     let c = Client::new(&h, "", Some(&reg.certs_d()));
     c.ok(&["login", "-u", USER, "-p", PASSWORD, "127.0.0.1:5000"]);
     let src = "127.0.0.1:5000/team/app:v1";
@@ -222,11 +213,7 @@ fn save_round_trips_through_minirt_load_and_podman_load() {
 fn pull_all_tags_and_images_format() {
     let h = TestHost::new();
     let reg = Registry::start(&h, false, Auth::None);
-    let c = Client::new(
-        &h,
-        "[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n",
-        None,
-    );
+    let c = Client::new(&h, INSECURE_LOCAL, None);
     c.ok(&["run", "--rm", "--net", "none", "busybox", "true"]);
     for t in ["one", "two"] {
         let name = format!("127.0.0.1:5000/all/bb:{t}");

@@ -46,6 +46,34 @@ fn write(path: &Path, data: impl AsRef<[u8]>) {
     std::fs::write(path, data).unwrap();
 }
 
+/// A self-signed certificate valid two days: `DIR/NAME.key`, `DIR/NAME.crt`.
+fn self_signed(dir: &Path, subject: &str, name: &str) {
+    let p = |ext: &str| {
+        dir.join(format!("{name}.{ext}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    run_ok(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            &p("key"),
+            "-out",
+            &p("crt"),
+        ],
+    );
+}
+
 fn run_ok(program: &str, args: &[&str]) -> Output {
     let o = cmd(program, args);
     assert!(o.status.success(), "{program} {args:?}: {}", stderr(&o));
@@ -129,24 +157,7 @@ impl Registry {
     fn make_ca(&self) {
         let d = &self.dir;
         let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        run_ok(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=minirt test CA",
-                "-keyout",
-                &p("ca.key"),
-                "-out",
-                &p("ca.crt"),
-            ],
-        );
+        self_signed(d, "/CN=minirt test CA", "ca");
         run_ok(
             "openssl",
             &[
@@ -196,24 +207,7 @@ impl Registry {
     fn start_token_issuer(&mut self, expired: bool) {
         let d = &self.dir;
         let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        run_ok(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=token issuer",
-                "-keyout",
-                &p("token.key"),
-                "-out",
-                &p("token.crt"),
-            ],
-        );
+        self_signed(d, "/CN=token issuer", "token");
         let script = d.join("issuer.py");
         write(&script, TOKEN_ISSUER);
         let child = Command::new("nsenter")
@@ -290,6 +284,25 @@ impl Registry {
         args.extend([src.as_str(), dst.as_str()]);
         let o = self.in_ns("skopeo", &args);
         assert!(o.status.success(), "skopeo {args:?}: {}", stderr(&o));
+    }
+
+    /// A registry serving the multi-layer test image (amd64) as
+    /// `repo:tag`, pushed with the test credentials when `auth` asks for
+    /// them: the setup most registry tests start from.
+    pub fn serving(
+        h: &TestHost,
+        tls: bool,
+        auth: Auth,
+        repo: &str,
+        tag: &str,
+    ) -> (Registry, Built) {
+        let reg = Registry::start(h, tls, auth);
+        let layout = reg.dir.join("layout");
+        let built = build_layout(&layout, tag, &[multi_layer_image("amd64")]);
+        let creds = format!("{USER}:{PASSWORD}");
+        let creds = (auth != Auth::None).then_some(creds.as_str());
+        reg.push_layout(&layout, tag, repo, false, creds);
+        (reg, built)
     }
 
     /// Deletes a blob file from the registry's storage (to break an image).

@@ -171,7 +171,7 @@ fn wait_one(inst: &Instance, key: &str) -> Result<i32, CliError> {
     let mut healed = false;
     loop {
         let row = lookup_1(inst, &id)?;
-        if row.status == containers::EXITED {
+        if row.status == containers::Status::Exited {
             return Ok(row.exit_code);
         }
         let monitor_alive = util::process_alive(row.monitor_pid, row.monitor_start);

@@ -49,21 +49,7 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     }
     let cfg = lifecycle::config_of(&row);
     let mut env = cfg.env.clone();
-    for e in &a.env {
-        minirt::validate::env_entry(e).map_err(|m| cli_err(125, m))?;
-    }
-    for e in &a.env {
-        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
-        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
-        match e.split_once('=') {
-            Some(_) => env.push(e.clone()),
-            None => {
-                if let Ok(v) = std::env::var(e) {
-                    env.push(format!("{e}={v}"));
-                }
-            }
-        }
-    }
+    minirt::container::create::apply_env(&mut env, &a.env).map_err(minirt::Error::from)?;
     // The container's own capabilities and seccomp filter, as its init got them.
     let caps = spec::capabilities(&cfg).map_err(|e| cli_err(125, e.to_string()))?;
     let seccomp = spec::seccomp_profile(&cfg, &caps);

@@ -76,8 +76,7 @@ pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
     for key in &a.containers {
         if kind != "network" {
             match minirt::container::inspect::inspect(inst, &store, key) {
-                Ok(mut d) => {
-                    mark_paused(inst, &mut d);
+                Ok(d) => {
                     docs.push(d);
                     continue;
                 }
@@ -100,16 +99,5 @@ pub fn inspect(inst: &Instance, a: InspectArgs) -> CliResult {
         Some(m) if kind == "network" => Err(cli_err(1, format!("network {m} not found"))),
         Some(m) => Err(cli_err(1, format!("No such container: {m}"))),
         None => Ok(0),
-    }
-}
-
-/// The freezer's word on `State`: Docker shows a paused container as
-/// running and paused.
-fn mark_paused(inst: &Instance, d: &mut serde_json::Value) {
-    let running = d["State"]["Running"].as_bool() == Some(true);
-    let id = d["Id"].as_str().unwrap_or_default().to_string();
-    if running && minirt::container::pause::is_paused(inst, &id) {
-        d["State"]["Paused"] = serde_json::Value::Bool(true);
-        d["State"]["Status"] = serde_json::Value::String("paused".into());
     }
 }

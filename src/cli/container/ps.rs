@@ -5,7 +5,8 @@ use crate::cli::CliResult;
 use clap::Args;
 use minirt::container::lifecycle;
 use minirt::network;
-use minirt::store::{containers, Store};
+use minirt::store::containers::Status;
+use minirt::store::Store;
 use minirt::util;
 use minirt::Instance;
 use serde_json::json;
@@ -73,14 +74,14 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     let now = util::now_nanos();
     let mut docs = vec![];
     let mut ids = vec![];
-    // Docker lists a restarting container with the running ones.
-    let shown = |r: &&containers::ContainerRow| {
-        all || lifecycle::is_running(r) || lifecycle::state_word(inst, r) == "restarting"
-    };
-    for r in rows.iter().filter(shown) {
+    for r in &rows {
+        let state = lifecycle::status(inst, r);
+        // Docker lists a restarting container with the running ones.
+        if !(all || lifecycle::is_running(r) || state == Status::Restarting) {
+            continue;
+        }
         let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
         let cfg = lifecycle::config_of(r);
-        let state = lifecycle::state_word(inst, r);
         let health = minirt::container::health::read(inst, &r.id, &cfg)
             .map_or_else(|| "none".to_string(), |h| h.status);
         let facts = PsFacts {
@@ -131,8 +132,8 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "Command": command,
             "CreatedAt": docker_time(&util::rfc3339(r.created)),
             "RunningFor": format!("{} ago", util::human_duration((now - r.created) / 1_000_000_000)),
-            "Status": lifecycle::status_line(inst, r, now),
-            "State": state,
+            "Status": lifecycle::status_line(inst, r, state, now),
+            "State": state.as_str(),
             "Ports": ports.join(", "),
             "Names": r.name,
             "Labels": cfg.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),

@@ -163,6 +163,15 @@ pub fn sync(inst: &Instance) -> Result<(), DnsError> {
     sync_request(inst, "reload")
 }
 
+/// [`sync`] after a network command's change (connect, disconnect,
+/// reload): names follow it; a responder that cannot is a warning, not a
+/// failed command (the change itself is done).
+pub fn follow(inst: &Instance) {
+    if let Err(e) = sync(inst) {
+        tracing::warn!("{e}");
+    }
+}
+
 /// Like [`sync`] after a change to one container's endpoints only (its
 /// start or its end): a running responder re-reads that container's rows
 /// instead of every member's.

@@ -52,8 +52,8 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testtar;
 
-pub use names::*;
-pub use stream::*;
+pub(crate) use names::*;
+pub(crate) use stream::*;
 
 /// What extracting one layer produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +98,7 @@ fn corrupt(e: io::Error) -> ArchiveError {
 
 /// One short line for a tar reading error. The tar crate's header errors
 /// quote the raw header bytes, which are garbage when the input is not tar.
-pub fn describe_tar_error(e: &io::Error) -> String {
+pub(crate) fn describe_tar_error(e: &io::Error) -> String {
     let msg = e.to_string();
     if msg.contains("when getting") || msg.contains("checksum mismatch") {
         return "bad tar header".into();
@@ -425,7 +425,7 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
 }
 
 /// Reads an xattr without following symlinks (tests and checks).
-pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = CString::new(path.as_os_str().as_bytes()).ok()?;
     let n = CString::new(name).ok()?;
     let mut buf = vec![0u8; 256];

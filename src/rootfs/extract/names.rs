@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// What a layer entry's file name means to overlayfs.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Whiteout<'a> {
+pub(crate) enum Whiteout<'a> {
     /// An ordinary entry.
     None,
     /// `.wh.NAME`: NAME is deleted from the layers below.
@@ -17,10 +17,10 @@ pub enum Whiteout<'a> {
     Opaque,
 }
 
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-pub fn classify_whiteout(name: &OsStr) -> Whiteout<'_> {
+pub(crate) fn classify_whiteout(name: &OsStr) -> Whiteout<'_> {
     let b = name.as_bytes();
     if b == OPAQUE_MARKER.as_bytes() {
         Whiteout::Opaque
@@ -34,7 +34,7 @@ pub fn classify_whiteout(name: &OsStr) -> Whiteout<'_> {
 /// Lexically cleans a tar entry path into a path relative to the layer root.
 /// `None` is the root itself. `..` that climbs above the root is an error;
 /// a leading `/` is dropped.
-pub fn clean_entry_path(raw: &[u8]) -> Result<Option<PathBuf>> {
+pub(crate) fn clean_entry_path(raw: &[u8]) -> Result<Option<PathBuf>> {
     let display = || String::from_utf8_lossy(raw).into_owned();
     if raw.contains(&0) {
         return Err(ArchiveError::Escape(display()));

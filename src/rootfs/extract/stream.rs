@@ -73,6 +73,6 @@ impl<R: Read> Read for Decoded<R> {
 }
 
 /// True when the bytes start with the gzip magic.
-pub fn is_gzip(head: &[u8]) -> bool {
+pub(crate) fn is_gzip(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b])
 }

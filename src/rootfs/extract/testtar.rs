@@ -4,7 +4,7 @@
 use tar::{EntryType, Header};
 
 #[derive(Default)]
-pub struct TarWriter {
+pub(crate) struct TarWriter {
     pub bytes: Vec<u8>,
 }
 

@@ -41,7 +41,7 @@ pub(super) struct RootFs {
 
 /// What the store needs from an image config blob.
 #[derive(Debug, PartialEq)]
-pub struct ParsedConfig {
+pub(crate) struct ParsedConfig {
     pub config: ImageConfig,
     /// Layer diff ids (hex), bottom first.
     pub diff_ids: Vec<String>,
@@ -49,7 +49,7 @@ pub struct ParsedConfig {
     pub created: Option<i64>,
 }
 
-pub fn parse_config(raw: &[u8]) -> std::result::Result<ParsedConfig, String> {
+pub(crate) fn parse_config(raw: &[u8]) -> std::result::Result<ParsedConfig, String> {
     let f: ConfigFile =
         serde_json::from_slice(raw).map_err(|e| format!("bad image config: {e}"))?;
     let rc = f.config.unwrap_or_default();
@@ -80,7 +80,7 @@ pub fn parse_config(raw: &[u8]) -> std::result::Result<ParsedConfig, String> {
 }
 
 /// "2024-01-02T03:04:05.123Z" / "+01:00" offsets -> nanoseconds since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20
         || b[4] != b'-'

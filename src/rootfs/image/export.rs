@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One layer written out as a blob file.
-pub struct ExportedLayer {
+pub(crate) struct ExportedLayer {
     guard: TempGuard,
     /// "sha256:<hex>" of the uncompressed tar.
     pub diff_id: String,
@@ -66,14 +66,14 @@ fn hashing<W>(inner: W) -> HashWriter<W> {
 
 /// Writes the stored layer `diff_id` as a tar blob (gzipped when `gzip`)
 /// into a temp file of the layers dir.
-pub fn export_layer(inst: &Instance, diff_id: &str, gzip: bool) -> Result<ExportedLayer> {
+pub(crate) fn export_layer(inst: &Instance, diff_id: &str, gzip: bool) -> Result<ExportedLayer> {
     let dir = layer_dir(inst, diff_id);
     if !dir.is_dir() {
         return Err(ImageError::Other(format!(
             "layer {diff_id} is missing from the store (remove the image and pull or load it again)"
         )));
     }
-    let guard = TempGuard(Some(inst.layers_dir().join(temp_name("tmp"))));
+    let guard = TempGuard::new(inst.layers_dir().join(temp_name("tmp")));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -110,7 +110,7 @@ pub fn export_layer(inst: &Instance, diff_id: &str, gzip: bool) -> Result<Export
 }
 
 /// The image config `raw` with its `rootfs.diff_ids` replaced.
-pub fn config_with_diff_ids(raw: &[u8], diff_ids: &[String]) -> Result<Vec<u8>> {
+pub(crate) fn config_with_diff_ids(raw: &[u8], diff_ids: &[String]) -> Result<Vec<u8>> {
     let mut v: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|e| ImageError::Other(format!("the stored image config is not JSON: {e}")))?;
     let Some(obj) = v.as_object_mut() else {
@@ -168,7 +168,7 @@ fn marker(m: &fs::Metadata) -> tar::Header {
 }
 
 /// Writes the extracted layer at `dir` as a tar stream into `w`.
-pub fn write_layer_tar<W: Write>(dir: &Path, w: W) -> io::Result<()> {
+pub(crate) fn write_layer_tar<W: Write>(dir: &Path, w: W) -> io::Result<()> {
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let mut inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();

@@ -113,7 +113,7 @@ impl ArchiveIndex {
     }
 
     /// A small member (JSON) read whole.
-    pub fn read_small<R: Read + Seek>(
+    pub(crate) fn read_small<R: Read + Seek>(
         &self,
         r: &mut R,
         name: &str,

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The extracted layer with this digest ("sha256:" prefix optional).
-pub fn layer_dir(inst: &Instance, digest: &str) -> PathBuf {
+pub(crate) fn layer_dir(inst: &Instance, digest: &str) -> PathBuf {
     inst.layers_dir().join(strip_sha(digest))
 }
 
@@ -44,13 +44,13 @@ pub(super) fn clean_stale_temps(layers: &Path) {
 
 /// Healing at any command: what a killed load or rmi left in the layers
 /// dir (temp files and dirs of dead processes). One read of the dir.
-pub fn clean_stale(inst: &Instance) {
+pub(crate) fn clean_stale(inst: &Instance) {
     clean_stale_temps(&inst.layers_dir());
 }
 
 /// Rolls back a layer dir a killed load renamed into place: it goes unless
 /// its row got committed (checked under the write lock, like `undo_layers`).
-pub fn undo_orphan_layer(inst: &Instance, digest: &str) -> Result<()> {
+pub(crate) fn undo_orphan_layer(inst: &Instance, digest: &str) -> Result<()> {
     let mut store = Store::open(&inst.db_path())?;
     store.write(|tx| {
         if rows::layer_size(tx, digest)?.is_none() {
@@ -70,23 +70,30 @@ pub(super) fn remove_any(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes a path on drop unless disarmed (temp dirs and files).
-pub(crate) struct TempGuard(pub(crate) Option<PathBuf>);
-
-impl TempGuard {
-    pub(crate) fn path(&self) -> &Path {
-        self.0.as_deref().unwrap_or(Path::new(""))
-    }
-    pub(super) fn disarm(&mut self) {
-        self.0 = None;
-    }
+/// A temp dir or file removed on drop unless committed: one
+/// [`crate::undo::Undo`] step with the path kept at hand.
+pub(crate) struct TempGuard {
+    path: PathBuf,
+    undo: crate::undo::Undo,
 }
 
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = remove_any(&p);
-        }
+impl TempGuard {
+    pub(crate) fn new(path: PathBuf) -> TempGuard {
+        let mut undo = crate::undo::Undo::new();
+        let p = path.clone();
+        undo.push(format!("temp {}", path.display()), move || {
+            remove_any(&p).map_err(|e| e.to_string())
+        });
+        TempGuard { path, undo }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path is kept (renamed into place).
+    pub(crate) fn commit(self) {
+        self.undo.commit();
     }
 }
 
@@ -142,7 +149,7 @@ pub(crate) fn extract_new<R: Read>(
     expected_blob: Option<&str>,
 ) -> Result<StoredLayer> {
     let layers = inst.layers_dir();
-    let mut tmp = TempGuard(Some(layers.join(temp_name("tmp"))));
+    let tmp = TempGuard::new(layers.join(temp_name("tmp")));
     fs::create_dir(tmp.path()).map_err(io_other("cannot create", tmp.path()))?;
     let started = std::time::Instant::now();
     let x = extract::extract_layer(blob, tmp.path())?;
@@ -176,7 +183,7 @@ pub(crate) fn extract_new<R: Read>(
     ))?;
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => {
-            tmp.disarm();
+            tmp.commit();
             crate::fault::point("layer-after-rename");
             Ok(StoredLayer {
                 digest: x.diff_id,

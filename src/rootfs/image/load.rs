@@ -125,7 +125,7 @@ pub(super) fn decompress(inst: &Instance, f: File, source: &str) -> Result<(Temp
     // Members are read out of order: decompress to a seekable temp file
     // (named so a crash leaves something `clean_stale_temps` removes).
     prepare_layers_dir(inst)?;
-    let tmp = TempGuard(Some(inst.layers_dir().join(temp_name("tmp"))));
+    let tmp = TempGuard::new(inst.layers_dir().join(temp_name("tmp")));
     let mut plain = fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -112,11 +112,11 @@ mod save;
 mod tests;
 
 pub use api::*;
-pub use config::*;
-pub use export::*;
+pub(crate) use config::*;
+pub(crate) use export::*;
 pub use formats::*;
 pub use index::*;
-pub use layers::*;
+pub(crate) use layers::*;
 pub use load::*;
-pub use reference::*;
+pub(crate) use reference::*;
 pub use save::*;

@@ -5,7 +5,7 @@ use super::*;
 
 /// Docker's normalisation: "busybox" -> "busybox:latest",
 /// "docker.io/library/busybox:1" -> "busybox:1", "localhost:5000/x" -> "localhost:5000/x:latest".
-pub fn normalize_reference(reference: &str) -> Result<String> {
+pub(crate) fn normalize_reference(reference: &str) -> Result<String> {
     let bad = |why: &str| ImageError::InvalidReference(format!("{why} ({reference:?})"));
     if reference.is_empty() {
         return Err(bad("empty image name"));
@@ -70,7 +70,7 @@ pub fn normalize_reference(reference: &str) -> Result<String> {
 }
 
 /// Splits a normalised "repo:tag" at the tag's colon.
-pub fn split_tag(name: &str) -> (&str, &str) {
+pub(crate) fn split_tag(name: &str) -> (&str, &str) {
     let slash = name.rfind('/').map_or(0, |i| i + 1);
     match name[slash..].rfind(':') {
         Some(i) => (&name[..slash + i], &name[slash + i + 1..]),

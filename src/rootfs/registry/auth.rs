@@ -23,7 +23,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    pub fn basic_header(&self) -> String {
+    pub(crate) fn basic_header(&self) -> String {
         format!(
             "Basic {}",
             B64.encode(format!("{}:{}", self.username, self.password))
@@ -33,7 +33,7 @@ impl Credentials {
 
 /// What a 401 answer asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -43,7 +43,7 @@ pub enum Challenge {
 }
 
 /// Parses `Basic realm="x"` or `Bearer realm="https://auth",service="reg",scope="repository:a:pull"`.
-pub fn parse_challenge(header: &str) -> Result<Challenge, String> {
+pub(crate) fn parse_challenge(header: &str) -> Result<Challenge, String> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
     let params = parse_params(rest);
@@ -119,7 +119,7 @@ pub fn docker_config_path() -> PathBuf {
 }
 
 /// The `auths` key Docker uses for a registry host.
-pub fn auth_key(registry: &str) -> String {
+pub(crate) fn auth_key(registry: &str) -> String {
     match registry {
         "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
             "https://index.docker.io/v1/".to_string()
@@ -142,7 +142,7 @@ fn key_host(key: &str) -> &str {
 }
 
 /// The credentials stored for `registry` in a config.json document.
-pub fn find_credentials(
+pub(crate) fn find_credentials(
     doc: &serde_json::Value,
     registry: &str,
 ) -> Result<Option<Credentials>, String> {

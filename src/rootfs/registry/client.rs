@@ -14,7 +14,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::Body;
 
-pub const DEFAULT_CERTS_D: &str = "/etc/minirt/certs.d";
+pub(crate) const DEFAULT_CERTS_D: &str = "/etc/minirt/certs.d";
 
 /// Where per-registry CAs live (`HOST:PORT/ca.crt`, Docker's layout).
 pub fn certs_d() -> PathBuf {
@@ -26,7 +26,8 @@ pub fn certs_d() -> PathBuf {
 type Resp = Response<Body>;
 
 /// Builds and sends one request, given the Authorization header to use.
-pub type RequestFn<'a> = dyn Fn(&ureq::Agent, Option<&str>) -> Result<Resp, ureq::Error> + 'a;
+pub(crate) type RequestFn<'a> =
+    dyn Fn(&ureq::Agent, Option<&str>) -> Result<Resp, ureq::Error> + 'a;
 
 pub struct Client {
     agent: ureq::Agent,
@@ -270,7 +271,7 @@ fn www_authenticate(resp: &Resp) -> Result<Challenge, RegistryError> {
 }
 
 /// The message of a distribution API error body (`{"errors":[{"code","message"}]}`).
-pub fn error_message(mut resp: Resp) -> Option<String> {
+pub(crate) fn error_message(mut resp: Resp) -> Option<String> {
     let body = resp
         .body_mut()
         .with_config()
@@ -290,7 +291,7 @@ pub fn error_message(mut resp: Resp) -> Option<String> {
 }
 
 /// A registry answer that is not a success, as one line.
-pub fn status_error(host: &str, resp: Resp, what: &str) -> RegistryError {
+pub(crate) fn status_error(host: &str, resp: Resp, what: &str) -> RegistryError {
     let status = resp.status();
     let msg = error_message(resp);
     let line = match msg {

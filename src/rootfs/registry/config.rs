@@ -178,7 +178,7 @@ fn split_location(loc: &str, insecure: bool) -> Endpoint {
     }
 }
 
-pub fn config_path() -> PathBuf {
+pub(crate) fn config_path() -> PathBuf {
     std::env::var_os("MINIRT_REGISTRIES_CONF")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))

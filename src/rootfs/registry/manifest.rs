@@ -5,27 +5,27 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Everything a manifest GET may answer with, most specific first.
-pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
 /// The largest manifest or index we read (the distribution spec's advice).
-pub const MAX_MANIFEST: u64 = 4 << 20;
+pub(crate) const MAX_MANIFEST: u64 = 4 << 20;
 /// The largest image config we read.
-pub const MAX_CONFIG: u64 = 8 << 20;
+pub(crate) const MAX_CONFIG: u64 = 8 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -186,7 +186,10 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Fetched, String> {
 }
 
 /// The manifest of `want` in an index; the error names the platforms there are.
-pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Result<&'a Descriptor, String> {
+pub(crate) fn select_platform<'a>(
+    index: &'a Index,
+    want: &Platform,
+) -> Result<&'a Descriptor, String> {
     let images = index
         .manifests
         .iter()
@@ -222,7 +225,7 @@ pub enum Compression {
 }
 
 /// What a layer's media type means for a pull.
-pub fn layer_compression(d: &Descriptor) -> Result<Compression, String> {
+pub(crate) fn layer_compression(d: &Descriptor) -> Result<Compression, String> {
     let mt = d.media_type.as_str();
     if mt.contains("foreign") || mt.contains("nondistributable") || d.urls.is_some() {
         return Err(format!(

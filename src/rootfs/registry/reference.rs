@@ -6,9 +6,9 @@
 use std::fmt;
 
 /// The registry a name without a host part comes from.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The host Docker Hub's v2 API is served from.
-pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// A fully qualified reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,14 +106,14 @@ impl Reference {
     }
 
     /// The local tag name ("nginx:latest"), when the reference has a tag.
-    pub fn familiar_tagged(&self) -> Option<String> {
+    pub(crate) fn familiar_tagged(&self) -> Option<String> {
         self.tag
             .as_ref()
             .map(|t| format!("{}:{t}", self.familiar_repository()))
     }
 
     /// The tag or digest to ask the registry for.
-    pub fn manifest_ref(&self) -> &str {
+    pub(crate) fn manifest_ref(&self) -> &str {
         self.digest
             .as_deref()
             .or(self.tag.as_deref())
@@ -135,7 +135,7 @@ impl fmt::Display for Reference {
 }
 
 /// "sha256:<64 lowercase hex>"; other algorithms are refused.
-pub fn check_digest(d: &str) -> Result<(), String> {
+pub(crate) fn check_digest(d: &str) -> Result<(), String> {
     let Some((alg, hex)) = d.split_once(':') else {
         return Err("invalid digest".into());
     };

@@ -38,19 +38,19 @@ const ARCH: u32 = 4;
 const ARGS: u32 = 16;
 
 /// The kernel refuses longer programs (BPF_MAXINSNS).
-pub const MAX_INSTRUCTIONS: usize = 4096;
+pub(crate) const MAX_INSTRUCTIONS: usize = 4096;
 
-pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
-pub const RET_KILL_THREAD: u32 = 0;
-pub const RET_TRAP: u32 = 0x0003_0000;
-pub const RET_ERRNO: u32 = 0x0005_0000;
-pub const RET_TRACE: u32 = 0x7ff0_0000;
-pub const RET_LOG: u32 = 0x7ffc_0000;
-pub const RET_ALLOW: u32 = 0x7fff_0000;
+pub(crate) const RET_KILL_PROCESS: u32 = 0x8000_0000;
+pub(crate) const RET_KILL_THREAD: u32 = 0;
+pub(crate) const RET_TRAP: u32 = 0x0003_0000;
+pub(crate) const RET_ERRNO: u32 = 0x0005_0000;
+pub(crate) const RET_TRACE: u32 = 0x7ff0_0000;
+pub(crate) const RET_LOG: u32 = 0x7ffc_0000;
+pub(crate) const RET_ALLOW: u32 = 0x7fff_0000;
 
 /// How strong a return value is when several could apply: the kernel's
 /// order (kill process > kill thread > trap > errno > trace > log > allow).
-pub fn strength(ret: u32) -> u8 {
+pub(crate) fn strength(ret: u32) -> u8 {
     match ret & 0xffff_0000 {
         RET_KILL_PROCESS => 7,
         RET_KILL_THREAD => 6,
@@ -111,7 +111,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn decide(&self, args: &[u64; 6]) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn decide(&self, args: &[u64; 6]) -> u32 {
         match self {
             Verdict::Ret(r) => *r,
             Verdict::Rules { rules, fallback } => rules

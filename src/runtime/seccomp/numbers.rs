@@ -16,7 +16,7 @@ pub fn native_oci_arch() -> Arch {
 }
 
 /// The audit architecture of this build's syscalls (what the filter checks).
-pub fn native_audit_arch() -> Result<u32> {
+pub(crate) fn native_audit_arch() -> Result<u32> {
     if cfg!(target_arch = "x86_64") {
         Ok(0xc000_003e) // AUDIT_ARCH_X86_64
     } else if cfg!(target_arch = "aarch64") {
@@ -30,7 +30,7 @@ pub fn native_audit_arch() -> Result<u32> {
 
 /// The number of syscall `name` on `arch`, if that architecture has it. Only the two
 /// architectures minirt builds for have tables.
-pub fn number_on(arch: Arch, name: &str) -> Option<i64> {
+pub(crate) fn number_on(arch: Arch, name: &str) -> Option<i64> {
     match arch {
         Arch::ScmpArchX86_64 => syscalls::x86_64::Sysno::from_str(name)
             .ok()

@@ -10,22 +10,22 @@ use oci_spec::runtime::{
 
 /// Namespace flags of clone(2) (CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID |
 /// NEWNET): a clone with any of them is refused unless the container has CAP_SYS_ADMIN.
-pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+pub(crate) const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
 /// personality(2) values Docker lets through: PER_LINUX, UNAME26, PER_LINUX32,
 /// PER_LINUX32|UNAME26, and the query 0xffffffff. Anything else (e.g. READ_IMPLIES_EXEC,
 /// ADDR_NO_RANDOMIZE) would weaken the container's address-space hardening.
-pub const PERSONALITY_ALLOWED: [u64; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
+pub(crate) const PERSONALITY_ALLOWED: [u64; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 
 /// AF_VSOCK: host/guest sockets stay out of reach, as in Docker.
-pub const AF_VSOCK: u64 = 40;
+pub(crate) const AF_VSOCK: u64 = 40;
 
 /// Syscalls every container may make (Docker's default allow-list; names of other
 /// architectures are skipped when compiling, as libseccomp does). Conspicuously absent:
 /// keyctl, add_key, request_key, kexec_*, *_module, bpf, perf_event_open, mount, umount2,
 /// unshare, setns, clock_settime, settimeofday, swapon/off, reboot, io_uring_*,
 /// open_by_handle_at, userfaultfd.
-pub const ALLOWED: &[&str] = &[
+pub(crate) const ALLOWED: &[&str] = &[
     "accept",
     "accept4",
     "access",
@@ -339,7 +339,7 @@ pub const ALLOWED: &[&str] = &[
 
 /// Syscalls a capability unlocks, as in Docker: `--cap-add SYS_ADMIN` makes mount possible
 /// again, `--cap-add SYS_TIME` clock_settime.
-pub const BY_CAPABILITY: &[(&str, &[&str])] = &[
+pub(crate) const BY_CAPABILITY: &[(&str, &[&str])] = &[
     (
         "CAP_SYS_ADMIN",
         &[
