@@ -88,7 +88,10 @@ $M network rm vmnet >/dev/null 2>&1
 # Nothing left: no container, no cgroup directory, no bridge or veth.
 left=$($M ps -aq 2>&1)
 check no-containers '[ -z "$left" ]' "$left"
-dirs=$(find /sys/fs/cgroup -mindepth 1 -type d 2>&1)
+# The instance's parent (minirt-<tag>) stays, empty, for the next start, as
+# Docker's "docker" parent does; nothing else may be there.
+dirs=$(find /sys/fs/cgroup -mindepth 1 -type d ! -path '/sys/fs/cgroup/minirt-*' 2>&1;
+       find /sys/fs/cgroup -mindepth 2 -type d -path '/sys/fs/cgroup/minirt-*/*' 2>&1)
 check no-cgroups '[ -z "$dirs" ]' "$dirs"
 links=$(ip -o link show | grep -v ': lo:')
 check no-links '[ -z "$links" ]' "$links"

@@ -39,13 +39,17 @@ pub struct Cgroup {
 /// cgroup2 directory (no `tasks` file) takes "0" in `cgroup.procs` (the
 /// slow path; the run path avoids it by creating the child inside).
 pub fn join_self(procs: &Path) -> io::Result<()> {
-    let tasks = procs.with_file_name("tasks");
-    let target = if tasks.exists() {
-        tasks
-    } else {
-        procs.to_path_buf()
+    use std::io::Write;
+    // One path walk per hierarchy (an exists() check first was a second
+    // one through the cgroupfs): `tasks` where there is one, else the
+    // cgroup2 directory's cgroup.procs.
+    let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p);
+    let mut file = match open(&procs.with_file_name("tasks")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => open(procs)?,
+        Err(e) => return Err(e),
     };
-    std::fs::write(target, "0")
+    file.write_all(b"0")
 }
 
 pub(super) fn cached_layout() -> std::result::Result<&'static Layout, String> {
@@ -142,6 +146,15 @@ impl Cgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// The directory in the v1 hierarchy that has `controller` (from the
+    /// layout, no look at the filesystem).
+    pub fn v1_dir_of(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| !d.v2 && d.has(controller))
+            .map(|d| d.path.as_path())
     }
 
     /// The cgroup2 directory, for a child born into it (clone3's

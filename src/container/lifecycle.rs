@@ -603,6 +603,35 @@ pub fn kill(inst: &Instance, key: &str, signal: Signal) -> Result<()> {
 
 pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
     reconcile(inst)?;
+    rm_reconciled(inst, key, force)
+}
+
+/// The first half of an `rm` of several containers in one command: one
+/// reconciliation for all of them (not one per container, each reading
+/// every row), and with `force` every running one gets its SIGKILL now, so
+/// their monitors tear them down side by side; `rm_reconciled` then finds
+/// each one exited (or about to be) instead of killing and waiting for one
+/// after the other. A key that names nothing is left for `rm_reconciled`
+/// to report.
+pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<()> {
+    reconcile(inst)?;
+    if !force {
+        return Ok(());
+    }
+    for key in keys {
+        let Ok(row) = lookup(inst, key) else {
+            continue;
+        };
+        if is_running(&row) {
+            super::restart::stop_by_user(inst, &row.id);
+            let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
+        }
+    }
+    Ok(())
+}
+
+/// `rm` after `reconcile` (or `rm_prepare`) ran in this command.
+pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
     let mut row = lookup(inst, key)?;
     if row.status == Status::Created && monitor_alive(&row) {
         // A start in progress: its owner is building it (rootfs, network)

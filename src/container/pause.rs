@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 /// The freezer file of a container's cgroup and whether it is v2's.
 fn freezer(inst: &Instance, id: &str) -> Option<(PathBuf, bool)> {
     let cg = cgroup_of(inst, id);
-    if let Some(p) = cg
-        .paths()
-        .into_iter()
-        .map(|d| d.join("freezer.state"))
-        .find(|f| f.exists())
-    {
-        return Some((p, false));
+    // The hierarchy with the freezer is known from the layout: `ps` asks
+    // this for every container, so no look into each hierarchy first.
+    if let Some(d) = cg.v1_dir_of("freezer") {
+        return Some((d.join("freezer.state"), false));
     }
     let f = cg.v2_dir()?.join("cgroup.freeze");
     f.exists().then_some((f, true))

@@ -619,7 +619,7 @@ pub fn check_key(identity: &str, generation: u32, guards: &[Guard]) -> String {
 }
 
 /// Boot id and network namespace of the caller.
-fn host_identity() -> String {
+pub(crate) fn host_identity() -> String {
     use std::os::unix::fs::MetadataExt;
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let ns = std::fs::metadata("/proc/thread-self/ns/net")
@@ -628,7 +628,7 @@ fn host_identity() -> String {
     format!("boot {} netns {ns}", boot.trim())
 }
 
-fn save_marker(path: &std::path::Path, key: &str) {
+pub(crate) fn save_marker(path: &std::path::Path, key: &str) {
     // Written aside and renamed: a concurrent reader sees the old or the new key.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     if std::fs::write(&tmp, key).is_err() || std::fs::rename(&tmp, path).is_err() {
@@ -681,7 +681,7 @@ pub fn parse_newgen(b: &[u8]) -> Option<Result<u32, i32>> {
 }
 
 /// The nftables generation of the caller's network namespace.
-fn generation() -> Result<u32, NetworkError> {
+pub(crate) fn generation() -> Result<u32, NetworkError> {
     use std::os::fd::AsRawFd;
     let fd = nfnl::open_socket()?;
     let msg = getgen_request(1);

@@ -362,6 +362,21 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
         return Ok(false);
     }
     let want = firewall::desired(nets, ports);
+    // The last check still holds while nobody committed to nftables since
+    // (the kernel's generation is the same) and the store wants the same:
+    // then no `nft -j list` (a process and a parse that grow with the
+    // number of containers) on every command. The generation is read before
+    // the listing: a change in between makes the key stale (one needless
+    // check next time), never a damaged table taken for intact.
+    let marker = inst.run_root.join("firewall.checked");
+    let key = super::antispoof::generation()
+        .ok()
+        .map(|g| check_key(&super::antispoof::host_identity(), g, &want));
+    if let Some(k) = &key {
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == *k) {
+            return Ok(false);
+        }
+    }
     let live = match nft::list_table_json(&table).and_then(|j| parse_live(&j)) {
         Ok(l) => l,
         Err(_) => {
@@ -383,11 +398,22 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     }
     let (add, del) = element_diff(&want, &live);
     if add.is_empty() && del.is_empty() {
+        if let Some(k) = key {
+            super::antispoof::save_marker(&marker, &k);
+        }
         return Ok(false);
     }
     tracing::info!("firewall table {table}: restoring {add:?}, removing {del:?}");
     nft::apply(&firewall::render_elements_fix(&table, &add, &del))?;
     Ok(true)
+}
+
+/// What makes a past "intact" verdict still valid: the host and network
+/// namespace, the nftables generation and the desired state. Pure.
+pub fn check_key(identity: &str, generation: u32, want: &Desired) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{want:?}").as_bytes());
+    format!("{identity} gen {generation} want {}", hex::encode(digest))
 }
 
 /// Whether the live table is exactly what `snap` asks for (read only).
@@ -566,6 +592,20 @@ pub fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_holds_for_the_same_generation_and_desired_state_only() {
+        let mut want = Desired::default();
+        let k = check_key("boot b netns 1:2", 7, &want);
+        assert_eq!(k, check_key("boot b netns 1:2", 7, &want));
+        assert_ne!(k, check_key("boot b netns 1:2", 8, &want));
+        assert_ne!(k, check_key("boot c netns 1:2", 7, &want));
+        want.elements
+            .entry("fwd_iif".into())
+            .or_default()
+            .insert("br0 : accept".into());
+        assert_ne!(k, check_key("boot b netns 1:2", 7, &want));
+    }
 
     /// A listing as nft 1.0.6 prints it with -j (trimmed to what matters).
     const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},

@@ -104,16 +104,20 @@ pub fn kill(inst: &Instance, a: KillArgs) -> CliResult {
 }
 
 pub fn rm(inst: &Instance, a: RmArgs) -> CliResult {
-    each(&a.containers, |c| {
-        if a.force {
+    if a.force {
+        for c in &a.containers {
             thaw(inst, c);
         }
+    }
+    // One reconciliation, and all the kills first (see rm_prepare).
+    lifecycle::rm_prepare(inst, &a.containers, a.force)?;
+    each(&a.containers, |c| {
         let anonymous = if a.volumes {
             crate::cli::volume::anonymous_of(inst, c)
         } else {
             vec![]
         };
-        lifecycle::rm(inst, c, a.force)?;
+        lifecycle::rm_reconciled(inst, c, a.force)?;
         for v in anonymous {
             if let Err(e) = minirt::container::volume::remove(inst, &v, false) {
                 tracing::warn!("removing volume {v}: {e}");

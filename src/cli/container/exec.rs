@@ -33,8 +33,17 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     let mut it = a.container_and_cmd.into_iter();
     let key = it.next().unwrap_or_default();
     let args: Vec<String> = it.collect();
-    lifecycle::reconcile(inst)?;
-    let row = lifecycle::lookup(inst, &key)?;
+    // A running container needs no healing to take one more process: the
+    // full reconciliation (intents, firewall, every live row) is left to the
+    // other commands, and runs here only when the container does not look
+    // running (its row may be stale).
+    let row = match lifecycle::lookup(inst, &key) {
+        Ok(row) if lifecycle::is_running(&row) => row,
+        _ => {
+            lifecycle::reconcile(inst)?;
+            lifecycle::lookup(inst, &key)?
+        }
+    };
     if !lifecycle::is_running(&row) {
         return Err(cli_err(125, format!("Container {} is not running", row.id)));
     }
