@@ -40,6 +40,7 @@ pub mod create;
 pub mod diff;
 pub mod inspect;
 pub mod lifecycle;
+pub mod logs;
 pub mod monitor;
 pub mod pause;
 pub mod restart;
