@@ -327,6 +327,51 @@ impl LogReader {
         Ok(out)
     }
 
+    /// A reader of what comes after now (attach).
+    pub fn open_at_end(inst: &Instance, id: &str) -> io::Result<LogReader> {
+        let mut r = LogReader::open(inst, id);
+        for s in &mut r.sources {
+            match s {
+                Source::Records { file, .. } | Source::Raw { file, .. } => {
+                    io::Seek::seek(file, io::SeekFrom::End(0))?;
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// What was appended since the last call as it was written, parts of
+    /// lines included (attach shows them at once).
+    pub fn poll_chunks(&mut self) -> io::Result<Vec<(Stream, Vec<u8>)>> {
+        self.open_records();
+        let mut out = vec![];
+        for s in &mut self.sources {
+            match s {
+                Source::Records { file, tail, .. } => {
+                    file.read_to_end(tail)?;
+                    let end = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    for raw in tail[..end].split(|b| *b == b'\n') {
+                        if let Some(r) = parse_record(raw) {
+                            let mut v = r.content.to_vec();
+                            if r.full {
+                                v.push(b'\n');
+                            }
+                            out.push((r.stream, v));
+                        }
+                    }
+                    tail.drain(..end);
+                }
+                Source::Raw { file, stream, tail } => {
+                    file.read_to_end(tail)?;
+                    if !tail.is_empty() {
+                        out.push((*stream, std::mem::take(tail)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The lines still unfinished, once nothing will be written any more.
     pub fn finish(&mut self) -> Vec<Line> {
         let mut out = vec![];
@@ -446,6 +491,16 @@ pub fn show(
         }
         emit(lines.into_iter().filter(|l| o.wanted(l)).collect())?;
     }
+}
+
+/// Whether the container's output may still grow: its row is not finished
+/// and its init or its monitor (which drains the pipes before it records
+/// the exit) lives.
+pub fn still_writing(row: &crate::store::containers::ContainerRow) -> bool {
+    use crate::store::containers::{CREATED, RUNNING};
+    (row.status == RUNNING || row.status == CREATED)
+        && (util::process_alive(row.pid, row.pid_start)
+            || util::process_alive(row.monitor_pid, row.monitor_start))
 }
 
 // ---------------------------------------------------------------- times

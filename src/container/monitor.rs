@@ -175,6 +175,12 @@ pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration
         let e = super::waiter::exec_waiter(inst, id, started.pid, started.output.as_ref());
         warn!("cannot exec the waiting monitor ({e}); waiting in place");
     }
+    // A detached `-t -i` container's input comes from `attach` through a FIFO.
+    let master_for_input = started
+        .pty
+        .as_ref()
+        .filter(|_| lifecycle::lookup(inst, id).is_ok_and(|r| lifecycle::config_of(&r).interactive))
+        .and_then(|m| m.try_clone().ok());
     let relay = started.pty.map(|master| {
         let log = super::logs::open_for_append(inst, id);
         std::thread::spawn(move || {
@@ -187,6 +193,9 @@ pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration
             }
         })
     });
+    if let Some(master) = master_for_input {
+        super::attach::relay_stdin_fifo(inst, id, master);
+    }
     let mut pump = started.output.map(|o| {
         super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false)
     });

@@ -88,7 +88,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let overlay = prepare_rootfs(inst, &mut store, id, &claim, undo)?;
     let spec = write_spec(inst, &mut store, id, &claim.cfg)?;
     let cgroup = create_cgroup(inst, id, &claim.cfg, undo)?;
-    let (child_stdio, output) = open_stdio(&stdio)?;
+    let (child_stdio, output) = open_stdio(inst, id, &stdio, claim.cfg.interactive)?;
     let (pid, sock) = clone_child(spec, overlay, cgroup, &stdio, child_stdio, undo)?;
     wire_network(inst, &mut store, id, &claim.cfg, pid, undo)?;
     util::fault_point("after-network");
@@ -209,21 +209,53 @@ struct ChildStdio {
     devnull: std::fs::File,
     /// The write ends of the stdout and stderr pipes (not with a tty).
     log: Option<(OwnedFd, OwnedFd)>,
+    /// A detached `-i` container's stdin: the FIFO `attach` writes into.
+    stdin: Option<std::fs::File>,
+}
+
+/// The FIFO a detached `-i` container reads as its stdin (see attach.rs).
+pub fn stdin_fifo_path(inst: &Instance, id: &str) -> PathBuf {
+    inst.container_run_dir(id).join("stdin")
+}
+
+/// Makes (if needed) and opens a stdin FIFO read-write: its holder never
+/// sees end of file when an attached client leaves, as with Docker's `-i`.
+pub fn open_stdin_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::OpenOptions::new().read(true).write(true).open(path)
 }
 
 /// The child's stdio, and the read ends of its output pipes for the caller
 /// (all close-on-exec: the child's dup2 makes its own copies).
-fn open_stdio(stdio: &Stdio) -> Result<(ChildStdio, Option<(OwnedFd, OwnedFd)>)> {
+fn open_stdio(
+    inst: &Instance,
+    id: &str,
+    stdio: &Stdio,
+    interactive: bool,
+) -> Result<(ChildStdio, Option<(OwnedFd, OwnedFd)>)> {
     let devnull = std::fs::File::open("/dev/null")?;
     if matches!(stdio, Stdio::Tty) {
-        return Ok((ChildStdio { devnull, log: None }, None));
+        let child = ChildStdio {
+            devnull,
+            log: None,
+            stdin: None,
+        };
+        return Ok((child, None));
     }
+    let stdin = match stdio {
+        Stdio::Log if interactive => Some(open_stdin_fifo(&stdin_fifo_path(inst, id))?),
+        _ => None,
+    };
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let child = ChildStdio {
         devnull,
         log: Some((out_w, err_w)),
+        stdin,
     };
     Ok((child, Some((out_r, err_r))))
 }
@@ -252,12 +284,18 @@ fn clone_child(
         preserve_fds: 0,
         root_switch: crate::rootfs::mount::RootSwitch::Pivot,
     };
-    let ChildStdio { devnull, log } = child_stdio;
+    let ChildStdio {
+        devnull,
+        log,
+        stdin,
+    } = child_stdio;
     // Point stdio where it belongs before anything else.
     let point_stdio = || {
         // SAFETY: dup2 on fds valid in this (copied) process.
         unsafe {
-            if !stdin_inherit && !tty {
+            if let Some(f) = &stdin {
+                libc::dup2(f.as_raw_fd(), 0);
+            } else if !stdin_inherit && !tty {
                 libc::dup2(devnull.as_raw_fd(), 0);
             }
             if let Some((out, err)) = &log {
@@ -272,7 +310,7 @@ fn clone_child(
     let spawned = unsafe { crate::runtime::spawn(spec, opts, point_stdio) }
         .map_err(ContainerError::Runtime)?;
     let (pid, parent_sock) = (spawned.pid, spawned.sync);
-    drop(log);
+    drop((log, stdin));
     util::fault_point("after-clone");
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

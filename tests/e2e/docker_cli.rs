@@ -482,6 +482,110 @@ fn attached_runs_are_logged_and_old_raw_logs_still_read() {
     h.ok(&["rm", "fg"]);
 }
 
+/// `minirt attach ARGS` with its stdin piped and its stdout lines on a channel.
+struct Attached {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Attached {
+    fn new(h: &TestHost, args: &[&str]) -> Attached {
+        let mut child = h
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Attached { child, lines }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn expect_line(&self, want: &str) {
+        let got = self.lines.recv_timeout(Duration::from_secs(20));
+        assert_eq!(got.as_deref(), Ok(want));
+    }
+
+    /// Its exit code and stderr (it must end by itself).
+    fn end(mut self) -> (Option<i32>, String) {
+        drop(self.child.stdin.take());
+        let mut ended = None;
+        wait_for("attach to end", Duration::from_secs(20), || {
+            ended = self.child.try_wait().unwrap();
+            ended.is_some()
+        });
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        (ended.unwrap().code(), err)
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn attach_streams_output_forwards_input_detaches_and_returns_the_exit_code() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run", "-d", "-i", "--net", "none", "--name", "echo", "busybox", "sh", "-c",
+        "while read l; do [ \"$l\" = bye ] && exit 5; echo \"got $l\"; echo \"err $l\" >&2; done",
+    ]);
+    // Input reaches the container; its answer comes back.
+    let mut a = Attached::new(&h, &["attach", "echo"]);
+    a.send(b"hi\n");
+    a.expect_line("got hi");
+    // The detach keys end the client, not the container.
+    a.send(b"\x10\x11");
+    let (code, _) = a.end();
+    assert_eq!(code, Some(0));
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "echo"]).trim(), "true");
+
+    // Output printed after the attach (here by another process) is seen,
+    // stderr on stderr; the container's exit ends the client with its code.
+    let mut a = Attached::new(&h, &["attach", "--detach-keys", "ctrl-x", "echo"]);
+    a.send(b"x\n");
+    a.expect_line("got x");
+    h.ok(&["exec", "echo", "sh", "-c", "echo from-exec > /proc/1/fd/1"]);
+    a.expect_line("from-exec");
+    a.send(b"bye\n");
+    let (code, err) = a.end();
+    assert_eq!(code, Some(5));
+    assert_eq!(err, "err x\n");
+
+    // A stopped container: Docker's message and exit code.
+    let (code, err) = h.fails(&["attach", "echo"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "minirt: You cannot attach to a stopped container, start it first"
+    );
+    let (code, _) = h.fails(&["attach", "--detach-keys", "ctrl-1", "echo"]);
+    assert_eq!(code, 125);
+    let (code, _) = h.fails(&["attach", "nosuch"]);
+    assert_eq!(code, 1);
+    h.ok(&["rm", "echo"]);
+}
+
 #[test]
 fn port_wait_rename_top_restart_and_the_container_group() {
     let h = TestHost::new();

@@ -5,7 +5,6 @@ use crate::cli::CliResult;
 use clap::Args;
 use minirt::container::lifecycle;
 use minirt::container::logs::{self, ShowOptions};
-use minirt::store::containers;
 use minirt::Instance;
 
 #[derive(Args, Debug)]
@@ -56,8 +55,7 @@ pub fn logs(inst: &Instance, a: LogsArgs) -> CliResult {
         e => e.into(),
     })?;
     let running = || -> minirt::Result<bool> {
-        let r = lifecycle::lookup(inst, &row.id)?;
-        Ok(lifecycle::is_running(&r) || r.status == containers::CREATED)
+        Ok(logs::still_writing(&lifecycle::lookup(inst, &row.id)?))
     };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     logs::show(inst, &row.id, &opts, &mut out, &mut err, running)?;
