@@ -140,7 +140,14 @@ pub fn attach(
     }
     if o.sig_proxy && !cfg.tty {
         PROXY_TO.store(row.pid, Ordering::Relaxed);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
             // SAFETY: the handler only loads an atomic and calls kill(2).
             unsafe { libc::signal(sig, proxy as *const () as libc::sighandler_t) };
         }

@@ -510,7 +510,9 @@ pub fn still_writing(row: &crate::store::containers::ContainerRow) -> bool {
 /// with an optional fraction, or a Go duration before `now` ("10m",
 /// "1h30m", "1.5h").
 pub fn parse_time(s: &str, now: i64) -> Result<i64, String> {
-    let bad = || format!("invalid time value {s:?} (an RFC 3339 time, Unix seconds or a duration like 10m)");
+    let bad = || {
+        format!("invalid time value {s:?} (an RFC 3339 time, Unix seconds or a duration like 10m)")
+    };
     let s = s.trim();
     if s.is_empty() {
         return Err(bad());
@@ -721,9 +723,18 @@ mod tests {
         };
         let times = |v: Vec<Line>| v.iter().map(|l| l.nanos).collect::<Vec<_>>();
         assert_eq!(times(select(all.clone(), &o(None, None, Some(1)))), [40]);
-        assert_eq!(times(select(all.clone(), &o(Some(20), None, None))), [20, 30, 40]);
-        assert_eq!(times(select(all.clone(), &o(None, Some(30), Some(2)))), [20, 30]);
-        assert_eq!(times(select(all.clone(), &o(Some(20), Some(30), Some(0)))), [] as [i64; 0]);
+        assert_eq!(
+            times(select(all.clone(), &o(Some(20), None, None))),
+            [20, 30, 40]
+        );
+        assert_eq!(
+            times(select(all.clone(), &o(None, Some(30), Some(2)))),
+            [20, 30]
+        );
+        assert_eq!(
+            times(select(all.clone(), &o(Some(20), Some(30), Some(0)))),
+            [] as [i64; 0]
+        );
     }
 
     #[test]

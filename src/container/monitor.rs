@@ -196,9 +196,9 @@ pub fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration
     if let Some(master) = master_for_input {
         super::attach::relay_stdin_fifo(inst, id, master);
     }
-    let mut pump = started.output.map(|o| {
-        super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false)
-    });
+    let mut pump = started
+        .output
+        .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
     let code = super::waiter::wait_container_pumping(
         started.pid,
         schedule_of(inst, id).as_ref(),
@@ -305,9 +305,8 @@ fn adopt(inst: &Instance, id: &str) {
     let output = super::waiter::reopen_output(row.pid);
     let e = super::waiter::exec_waiter(inst, id, row.pid, output.as_ref());
     warn!("cannot exec the waiting monitor ({e}); waiting in place");
-    let mut pump = output.map(|o| {
-        super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false)
-    });
+    let mut pump = output
+        .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
     let code = super::waiter::wait_container_pumping(
         row.pid,
         schedule_of(inst, id).as_ref(),

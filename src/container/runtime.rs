@@ -225,7 +225,10 @@ pub fn open_stdin_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File>
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    std::fs::OpenOptions::new().read(true).write(true).open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 /// The child's stdio, and the read ends of its output pipes for the caller

@@ -9,12 +9,12 @@
 //! the container's pidfd and starts a short-lived `minirt __health` process
 //! when a check is due, so the resident monitor does not grow with checks.
 
+use super::logs::{RecordWriter, Stream};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
-use super::logs::{RecordWriter, Stream};
 
 pub const WAIT_ARG: &str = "__wait";
 /// The waiter's argument naming the inherited stdout/stderr pipes.
@@ -244,7 +244,11 @@ impl Pump {
                 false
             }
             Ok(n) => {
-                let stream = if i == 0 { Stream::Stdout } else { Stream::Stderr };
+                let stream = if i == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
                 if let Some(log) = &mut self.log {
                     // A full disk loses log lines, never the container's writes.
                     let _ = log.write_chunk(stream, crate::util::now_nanos(), &buf[..n]);
@@ -369,8 +373,8 @@ pub fn wait_container_pumping(
                 });
                 // SAFETY: two valid pollfds for the duration of the call.
                 unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                for i in 0..2 {
-                    if fds[i].revents != 0 {
+                for (i, f) in fds.iter().enumerate() {
+                    if f.revents != 0 {
                         p.read(i);
                     }
                 }

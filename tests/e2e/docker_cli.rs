@@ -387,7 +387,15 @@ fn logs_record_times_per_stream_and_follow_to_the_exit() {
     let before = now_nanos();
     // The container goes on when the test creates /go, ends at /end.
     h.ok(&[
-        "run", "-d", "--net", "none", "--name", "clock", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--net",
+        "none",
+        "--name",
+        "clock",
+        "busybox",
+        "sh",
+        "-c",
         "echo one; echo err1 >&2; echo one-b; \
          while [ ! -e /go ]; do sleep 0.05; done; echo two; echo err2 >&2; \
          while [ ! -e /end ]; do sleep 0.05; done; printf three",
@@ -410,20 +418,29 @@ fn logs_record_times_per_stream_and_follow_to_the_exit() {
     let times: Vec<i64> = lines.iter().map(|l| log_time(l)).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{out}");
     let after = now_nanos();
-    assert!(times[0] >= before - 1_000_000_000 && times[2] <= after, "{out}");
+    assert!(
+        times[0] >= before - 1_000_000_000 && times[2] <= after,
+        "{out}"
+    );
     assert!(times[1] <= mid && times[2] >= mid, "{out} / {mid}");
     assert!(lines[2].ends_with(" two"), "{out}");
     // stderr stays on stderr, with its times too.
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 2, "{err}");
-    assert!(err.lines().all(|l| log_time(l) >= before - 1_000_000_000), "{err}");
+    assert!(
+        err.lines().all(|l| log_time(l) >= before - 1_000_000_000),
+        "{err}"
+    );
     assert!(!out.contains("err"), "{out}");
 
     // --since / --until split at a time between the two prints, in the
     // three forms Docker takes: Unix seconds, RFC 3339, a duration.
     let unix = format!("{}.{:09}", mid / 1_000_000_000, mid % 1_000_000_000);
     let o = h.minirt(&["logs", "--since", &unix, "clock"]);
-    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("two\n", "err2\n"));
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("two\n", "err2\n")
+    );
     let o = h.minirt(&["logs", "--until", &unix, "clock"]);
     assert_eq!(
         (stdout(&o).as_str(), stderr(&o).as_str()),
@@ -432,7 +449,10 @@ fn logs_record_times_per_stream_and_follow_to_the_exit() {
     let rfc = lines[2].split(' ').next().unwrap();
     let o = h.minirt(&["logs", "--since", rfc, "clock"]);
     assert_eq!(stdout(&o), "two\n");
-    assert_eq!(h.ok(&["logs", "--since", "10m", "clock"]).lines().count(), 3);
+    assert_eq!(
+        h.ok(&["logs", "--since", "10m", "clock"]).lines().count(),
+        3
+    );
     assert_eq!(h.ok(&["logs", "--until", "10m", "clock"]), "");
 
     // -f follows what comes and ends with the container; the last line had
@@ -453,13 +473,27 @@ fn logs_record_times_per_stream_and_follow_to_the_exit() {
 fn attached_runs_are_logged_and_old_raw_logs_still_read() {
     let h = TestHost::new();
     let o = h.minirt(&[
-        "run", "--net", "none", "--name", "fg", "busybox", "sh", "-c",
+        "run",
+        "--net",
+        "none",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
         "echo out; echo err >&2; exit 3",
     ]);
     assert_eq!(o.status.code(), Some(3));
-    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("out\n", "err\n"));
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("out\n", "err\n")
+    );
     let o = h.minirt(&["logs", "-t", "fg"]);
-    assert!(stdout(&o).ends_with(" out\n") && log_time(&stdout(&o)) > 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).ends_with(" out\n") && log_time(&stdout(&o)) > 0,
+        "{}",
+        stdout(&o)
+    );
     assert!(stderr(&o).ends_with(" err\n"), "{}", stderr(&o));
 
     // A container whose logs an older minirt wrote: raw bytes per stream.
@@ -469,12 +503,12 @@ fn attached_runs_are_logged_and_old_raw_logs_still_read() {
     std::fs::write(dir.join("container.log"), "old1\nold2\n").unwrap();
     std::fs::write(dir.join("container-stderr.log"), "olderr\n").unwrap();
     let o = h.minirt(&["logs", "fg"]);
-    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("old1\nold2\n", "olderr\n"));
-    // Their time was not recorded: Docker's zero time.
     assert_eq!(
-        h.ok(&["logs", "-t", "--tail", "1", "fg"]),
-        ""
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("old1\nold2\n", "olderr\n")
     );
+    // Their time was not recorded: Docker's zero time.
+    assert_eq!(h.ok(&["logs", "-t", "--tail", "1", "fg"]), "");
     assert_eq!(
         stdout(&h.minirt(&["logs", "-t", "-n", "2", "fg"])),
         "0001-01-01T00:00:00Z old2\n"
@@ -547,7 +581,16 @@ impl Drop for Attached {
 fn attach_streams_output_forwards_input_detaches_and_returns_the_exit_code() {
     let h = TestHost::new();
     h.ok(&[
-        "run", "-d", "-i", "--net", "none", "--name", "echo", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "-i",
+        "--net",
+        "none",
+        "--name",
+        "echo",
+        "busybox",
+        "sh",
+        "-c",
         "while read l; do [ \"$l\" = bye ] && exit 5; echo \"got $l\"; echo \"err $l\" >&2; done",
     ]);
     // Input reaches the container; its answer comes back.
@@ -558,7 +601,11 @@ fn attach_streams_output_forwards_input_detaches_and_returns_the_exit_code() {
     a.send(b"\x10\x11");
     let (code, _) = a.end();
     assert_eq!(code, Some(0));
-    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "echo"]).trim(), "true");
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Running}}", "echo"])
+            .trim(),
+        "true"
+    );
 
     // Output printed after the attach (here by another process) is seen,
     // stderr on stderr; the container's exit ends the client with its code.

@@ -33,13 +33,14 @@ pub fn attach(inst: &Instance, a: AttachArgs) -> CliResult {
     };
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     // Docker: a missing or stopped container is the daemon's error, exit 1.
-    let ended = attach::attach(inst, &a.container, opts, &mut out, &mut err).map_err(|e| match e {
-        minirt::Error::Container(
-            minirt::container::ContainerError::NotFound(_)
-            | minirt::container::ContainerError::Conflict(_),
-        ) => cli_err(1, e.to_string()),
-        e => e.into(),
-    })?;
+    let ended =
+        attach::attach(inst, &a.container, opts, &mut out, &mut err).map_err(|e| match e {
+            minirt::Error::Container(
+                minirt::container::ContainerError::NotFound(_)
+                | minirt::container::ContainerError::Conflict(_),
+            ) => cli_err(1, e.to_string()),
+            e => e.into(),
+        })?;
     Ok(match ended {
         Ended::Exited(code) => code,
         Ended::Detached => 0,

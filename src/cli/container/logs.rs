@@ -54,9 +54,8 @@ pub fn logs(inst: &Instance, a: LogsArgs) -> CliResult {
         }
         e => e.into(),
     })?;
-    let running = || -> minirt::Result<bool> {
-        Ok(logs::still_writing(&lifecycle::lookup(inst, &row.id)?))
-    };
+    let running =
+        || -> minirt::Result<bool> { Ok(logs::still_writing(&lifecycle::lookup(inst, &row.id)?)) };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     logs::show(inst, &row.id, &opts, &mut out, &mut err, running)?;
     Ok(0)
