@@ -8,6 +8,9 @@
 //! check the waiter also keeps the check's schedule: it sleeps in poll(2) on
 //! the container's pidfd and starts a short-lived `minirt __health` process
 //! when a check is due, so the resident monitor does not grow with checks.
+//! It also reads the container's stdout and stderr pipes as they fill and
+//! appends them to the log as timed records (see logs.rs), through fixed
+//! buffers: the container's writes never wait for a logger process.
 
 use super::logs::{RecordWriter, Stream};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
