@@ -128,15 +128,23 @@ pub fn attach(
     // The log from here on.
     let mut reader = LogReader::open_at_end(inst, &row.id)?;
     let detached = Arc::new(AtomicBool::new(false));
-    let _raw = (cfg.tty && o.stdin).then(crate::runtime::pty::RawMode::enter_stdin);
+    let _raw =
+        (cfg.tty && cfg.interactive && o.stdin).then(crate::runtime::pty::RawMode::enter_stdin);
     if o.stdin && cfg.interactive {
-        let fifo = std::fs::OpenOptions::new()
+        // No FIFO: a container an older minirt started (its stdin was
+        // /dev/null): output only.
+        match std::fs::OpenOptions::new()
             .write(true)
             .open(runtime::stdin_fifo_path(inst, &row.id))
-            .map_err(|e| ContainerError::Runtime(format!("attaching stdin: {e}")))?;
-        let flag = detached.clone();
-        let keys = o.detach_keys.clone();
-        std::thread::spawn(move || forward_input(fifo, keys, &flag));
+        {
+            Ok(fifo) => {
+                let flag = detached.clone();
+                let keys = o.detach_keys.clone();
+                std::thread::spawn(move || forward_input(fifo, keys, &flag));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ContainerError::Runtime(format!("attaching stdin: {e}")).into()),
+        }
     }
     if o.sig_proxy && !cfg.tty {
         PROXY_TO.store(row.pid, Ordering::Relaxed);

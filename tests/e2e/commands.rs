@@ -134,7 +134,11 @@ fn stats_no_stream_reads_the_cgroup() {
         assert_eq!(l.as_deref(), Ok("s1 3"));
     }
     let pid = streaming.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = streaming.wait().unwrap();
     assert!(!status.success());
     // The default table is redrawn: screen cleared, then the header.
