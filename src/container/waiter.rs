@@ -210,6 +210,10 @@ pub struct Pump {
     pipes: [Option<OwnedFd>; 2],
     log: Option<RecordWriter<std::fs::File>>,
     tee: bool,
+    /// In the resident waiter: after output, once quiet for a second, drop
+    /// again the code pages the writing touched (see release_clean_file_pages).
+    release_when_idle: bool,
+    wrote: bool,
 }
 
 impl Pump {
@@ -227,6 +231,8 @@ impl Pump {
             pipes: [Some(pipes.0), Some(pipes.1)],
             log: log.map(RecordWriter::new),
             tee,
+            release_when_idle: false,
+            wrote: false,
         }
     }
 
@@ -247,6 +253,7 @@ impl Pump {
                 false
             }
             Ok(n) => {
+                self.wrote = true;
                 let stream = if i == 0 {
                     Stream::Stdout
                 } else {
@@ -340,7 +347,9 @@ fn inherited_pump(fds: &str, root: &std::path::Path, id: &OsString) -> Option<Pu
                 .join(super::logs::RECORDS_FILE),
         )
         .ok();
-    Some(Pump::new(pipes, log, false))
+    let mut pump = Pump::new(pipes, log, false);
+    pump.release_when_idle = true;
+    Some(pump)
 }
 
 /// Waits for the container's init to exit, running health checks on their
@@ -395,13 +404,19 @@ pub fn wait_container_pumping(
     let mut due = schedule.map(|_| Instant::now() + next_delay(false));
     let mut running: Option<(i32, Option<OwnedFd>)> = None;
     loop {
-        let timeout = match (due, &running) {
+        let mut timeout = match (due, &running) {
             (Some(d), None) => {
                 let ms = d.saturating_duration_since(Instant::now()).as_millis();
                 ms.min(i32::MAX as u128) as i32
             }
             _ => -1,
         };
+        let idle_release = pump
+            .as_ref()
+            .is_some_and(|p| p.release_when_idle && p.wrote);
+        if idle_release && !(0..1000).contains(&timeout) {
+            timeout = 1000;
+        }
         let check_fd = running
             .as_ref()
             .and_then(|(_, fd)| fd.as_ref())
@@ -423,6 +438,12 @@ pub fn wait_container_pumping(
                     p.read(i);
                 }
             }
+        }
+        if r == 0 && idle_release {
+            if let Some(p) = pump.as_mut() {
+                p.wrote = false;
+            }
+            release_clean_file_pages();
         }
         if fds[0].revents != 0 {
             if let Some(p) = pump.as_mut() {
