@@ -494,6 +494,13 @@ fn release_clean_file_pages() {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
     }
+    // The smaps text just read (and what startup freed) stays in the heap as
+    // dirty pages unless given back.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Address ranges of mappings in `smaps` that are file-backed, not

@@ -135,8 +135,8 @@ pub fn stats_cmd(inst: &Instance, a: StatsArgs) -> CliResult {
         if first {
             // Two readings a moment apart for the first CPU figure.
             let t0 = Instant::now();
-            for i in 0..rows.len() {
-                prev.insert(rows[i].id.clone(), (read(i), t0));
+            for (i, r) in rows.iter().enumerate() {
+                prev.insert(r.id.clone(), (read(i), t0));
             }
             if live.iter().any(|l| *l) {
                 std::thread::sleep(Duration::from_millis(500));
