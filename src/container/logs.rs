@@ -9,7 +9,7 @@
 //! the same stream (a read that ended mid-line: a line longer than the
 //! buffer, or a last line without newline). CONTENT holds no newline, so no
 //! escaping is needed. The writer ([`RecordWriter`]) allocates nothing (it
-//! runs in the resident waiter); the reader ([`LogReader`]) rebuilds lines.
+//! runs in the resident waiter; its buffer is on the stack while it writes); the reader ([`LogReader`]) rebuilds lines.
 //!
 //! Containers started before this file existed have `container.log` and
 //! `container-stderr.log` with raw bytes: they are read too, as lines
@@ -47,41 +47,20 @@ impl Stream {
 /// fixed buffer (no allocation: it runs in the resident waiter).
 pub struct RecordWriter<W: Write> {
     out: W,
+}
+
+/// The records of one chunk, gathered on the stack (not in the writer, so
+/// an idle waiter does not hold the buffer's pages).
+struct Batch<'a, W: Write> {
+    out: &'a mut W,
     buf: [u8; 4096],
     len: usize,
 }
 
-impl<W: Write> RecordWriter<W> {
-    pub fn new(out: W) -> Self {
-        RecordWriter {
-            out,
-            buf: [0; 4096],
-            len: 0,
-        }
-    }
-
-    /// Appends the records of `data`, read from `stream` at `nanos`.
-    pub fn write_chunk(&mut self, stream: Stream, nanos: i64, data: &[u8]) -> io::Result<()> {
-        let mut header = [0u8; 40];
-        let hlen = encode_header(&mut header, nanos, stream);
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (content, full) = match rest.iter().position(|b| *b == b'\n') {
-                Some(i) => (&rest[..i], true),
-                None => (rest, false),
-            };
-            rest = &rest[(content.len() + usize::from(full))..];
-            header[hlen - 2] = if full { b'F' } else { b'P' };
-            self.put(&header[..hlen])?;
-            self.put(content)?;
-            self.put(b"\n")?;
-        }
-        self.flush_buf()
-    }
-
+impl<W: Write> Batch<'_, W> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.len + bytes.len() > self.buf.len() {
-            self.flush_buf()?;
+            self.flush()?;
             if bytes.len() > self.buf.len() {
                 return self.out.write_all(bytes);
             }
@@ -91,9 +70,39 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
-    fn flush_buf(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         let n = std::mem::take(&mut self.len);
         self.out.write_all(&self.buf[..n])
+    }
+}
+
+impl<W: Write> RecordWriter<W> {
+    pub fn new(out: W) -> Self {
+        RecordWriter { out }
+    }
+
+    /// Appends the records of `data`, read from `stream` at `nanos`.
+    pub fn write_chunk(&mut self, stream: Stream, nanos: i64, data: &[u8]) -> io::Result<()> {
+        let mut header = [0u8; 40];
+        let hlen = encode_header(&mut header, nanos, stream);
+        let mut batch = Batch {
+            out: &mut self.out,
+            buf: [0; 4096],
+            len: 0,
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (content, full) = match rest.iter().position(|b| *b == b'\n') {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            rest = &rest[(content.len() + usize::from(full))..];
+            header[hlen - 2] = if full { b'F' } else { b'P' };
+            batch.put(&header[..hlen])?;
+            batch.put(content)?;
+            batch.put(b"\n")?;
+        }
+        batch.flush()
     }
 }
 
