@@ -78,6 +78,8 @@ pub enum Command {
     Inspect(container::InspectArgs),
     /// Fetch the logs of a container.
     Logs(container::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(container::AttachArgs),
     /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
     Stop(container::StopArgs),
     /// Send a signal to running containers.
@@ -451,6 +453,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Ps(a) => container::ps(&inst, a),
         Command::Inspect(a) => container::inspect(&inst, a),
         Command::Logs(a) => container::logs(&inst, a),
+        Command::Attach(a) => container::attach(&inst, a),
         Command::Stop(a) => container::stop(&inst, a),
         Command::Kill(a) => container::kill(&inst, a),
         Command::Rm(a) => container::rm(&inst, a),

@@ -68,6 +68,11 @@ pub fn parse(text: Option<&str>, list: bool) -> Result<Format, String> {
 }
 
 impl GoTemplate {
+    /// Under `table`: a header row first (stats redraws such a table).
+    pub fn is_table(&self) -> bool {
+        self.table
+    }
+
     /// One document through the template (no newline added).
     pub fn render(&self, doc: &serde_json::Value) -> Result<String, String> {
         let v = gotmpl::to_value(doc).map_err(|e| format!("template: {e}"))?;

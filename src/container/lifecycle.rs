@@ -250,9 +250,19 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
             }
             waiter.join().unwrap_or(255)
         }
-        None => super::waiter::wait_container(pid, schedule.as_ref(), || {
-            super::waiter::spawn_check(inst, id)
-        }),
+        None => {
+            // Docker logs an attached container too: its output goes
+            // through pipes to our stdout/stderr and into the log.
+            let mut pump = started.output.map(|o| {
+                super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), true)
+            });
+            super::waiter::wait_container_pumping(
+                pid,
+                schedule.as_ref(),
+                || super::waiter::spawn_check(inst, id),
+                pump.as_mut(),
+            )
+        }
     };
     drop(wait_span);
     // Docker's daemon restarts a foreground container too (the client has

@@ -1,6 +1,7 @@
 //! Container lifecycle: run / start / exec / stop / kill / rm / ps / inspect,
 //! the per-container monitor, and the parent/child protocol.
 
+pub mod attach;
 pub mod config;
 pub mod copy;
 pub mod exec;
@@ -42,6 +43,7 @@ pub mod diff;
 pub mod events;
 pub mod inspect;
 pub mod lifecycle;
+pub mod logs;
 pub mod monitor;
 pub mod pause;
 pub mod restart;

@@ -172,24 +172,39 @@ fn claim_row(inst: &Instance, id: &str, me: (i32, u64)) -> Result<Option<bool>> 
 /// Returns the back-off when the policy restarts it.
 pub(crate) fn supervise(inst: &Instance, id: &str, started: Started) -> Option<Duration> {
     if started.pty.is_none() {
-        let e = super::waiter::exec_waiter(inst, id, started.pid);
+        let e = super::waiter::exec_waiter(inst, id, started.pid, started.output.as_ref());
         warn!("cannot exec the waiting monitor ({e}); waiting in place");
     }
+    // A detached `-t -i` container's input comes from `attach` through a FIFO.
+    let master_for_input = started
+        .pty
+        .as_ref()
+        .filter(|_| lifecycle::lookup(inst, id).is_ok_and(|r| lifecycle::config_of(&r).interactive))
+        .and_then(|m| m.try_clone().ok());
     let relay = started.pty.map(|master| {
-        let log = runtime::log_path(inst, id);
+        let log = super::logs::open_for_append(inst, id);
         std::thread::spawn(move || {
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = crate::runtime::pty::relay_to_writer(master, f);
+            if let Ok(f) = log {
+                let rec = super::logs::StreamRecorder {
+                    writer: super::logs::RecordWriter::new(f),
+                    stream: super::logs::Stream::Stdout,
+                };
+                let _ = crate::runtime::pty::relay_to_writer(master, rec);
             }
         })
     });
-    let code = super::waiter::wait_container(started.pid, schedule_of(inst, id).as_ref(), || {
-        super::waiter::spawn_check(inst, id)
-    });
+    if let Some(master) = master_for_input {
+        super::attach::relay_stdin_fifo(inst, id, master);
+    }
+    let mut pump = started
+        .output
+        .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
+    let code = super::waiter::wait_container_pumping(
+        started.pid,
+        schedule_of(inst, id).as_ref(),
+        || super::waiter::spawn_check(inst, id),
+        pump.as_mut(),
+    );
     if let Some(t) = relay {
         let _ = t.join();
     }
@@ -285,11 +300,19 @@ fn adopt(inst: &Instance, id: &str) {
     if !claimed {
         return;
     }
-    let e = super::waiter::exec_waiter(inst, id, row.pid);
+    // The old monitor held the read ends of the container's output pipes:
+    // they are opened again through /proc.
+    let output = super::waiter::reopen_output(row.pid);
+    let e = super::waiter::exec_waiter(inst, id, row.pid, output.as_ref());
     warn!("cannot exec the waiting monitor ({e}); waiting in place");
-    let code = super::waiter::wait_container(row.pid, schedule_of(inst, id).as_ref(), || {
-        super::waiter::spawn_check(inst, id)
-    });
+    let mut pump = output
+        .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
+    let code = super::waiter::wait_container_pumping(
+        row.pid,
+        schedule_of(inst, id).as_ref(),
+        || super::waiter::spawn_check(inst, id),
+        pump.as_mut(),
+    );
     if let Ok(Some(delay)) = finish_exit(inst, id, code, Some(me())) {
         backoff_and_restart(inst, id, delay);
     }

@@ -25,12 +25,14 @@ pub use super::finish::{finish, remove_files, wait_exit};
 
 /// Where the container's stdio goes.
 pub enum Stdio {
-    /// Inherit the caller's stdout/stderr; stdin too when `stdin` is set,
-    /// else /dev/null.
+    /// stdout/stderr into pipes the caller copies to its own stdout/stderr
+    /// and into the log (`Started::output`); stdin inherited when `stdin`
+    /// is set, else /dev/null.
     Inherit { stdin: bool },
     /// A new pty; the caller relays the master.
     Tty,
-    /// stdout/stderr appended to the container's log file, stdin /dev/null.
+    /// stdout/stderr into pipes whose read ends the monitor keeps
+    /// (`Started::output`) and writes into the log; stdin /dev/null.
     Log,
 }
 
@@ -38,14 +40,17 @@ pub struct Started {
     pub pid: i32,
     /// The pty master when `Stdio::Tty` was asked for.
     pub pty: Option<OwnedFd>,
+    /// The read ends of the container's stdout and stderr pipes (not with a tty).
+    pub output: Option<(OwnedFd, OwnedFd)>,
 }
 
-/// The container's stdout (and everything, with a tty).
+/// The container's stdout as raw bytes, before log records (see logs.rs):
+/// still read for containers started by an older minirt.
 pub fn log_path(inst: &Instance, id: &str) -> PathBuf {
     inst.container_dir(id).join("container.log")
 }
 
-/// The container's stderr, kept apart so `logs` can give it back on stderr.
+/// The container's stderr as raw bytes, before log records.
 pub fn stderr_log_path(inst: &Instance, id: &str) -> PathBuf {
     inst.container_dir(id).join("container-stderr.log")
 }
@@ -83,7 +88,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     let overlay = prepare_rootfs(inst, &mut store, id, &claim, undo)?;
     let spec = write_spec(inst, &mut store, id, &claim.cfg)?;
     let cgroup = create_cgroup(inst, id, &claim.cfg, undo)?;
-    let child_stdio = open_stdio(inst, id, &stdio)?;
+    let (child_stdio, output) = open_stdio(inst, id, &stdio, claim.cfg.interactive)?;
     let (pid, sock) = clone_child(spec, overlay, cgroup, &stdio, child_stdio, undo)?;
     wire_network(inst, &mut store, id, &claim.cfg, pid, undo)?;
     util::fault_point("after-network");
@@ -92,6 +97,7 @@ fn start_inner(inst: &Instance, id: &str, stdio: Stdio, undo: &mut Undo) -> Resu
     Ok(Started {
         pid: pid.as_raw(),
         pty,
+        output,
     })
 }
 
@@ -201,26 +207,60 @@ fn create_cgroup(
 /// What the child's stdio is pointed at before anything else.
 struct ChildStdio {
     devnull: std::fs::File,
-    /// stdout and stderr log files, with `Stdio::Log`.
-    log: Option<(std::fs::File, std::fs::File)>,
+    /// The write ends of the stdout and stderr pipes (not with a tty).
+    log: Option<(OwnedFd, OwnedFd)>,
+    /// A detached `-i` container's stdin: the FIFO `attach` writes into.
+    stdin: Option<std::fs::File>,
 }
 
-fn open_stdio(inst: &Instance, id: &str, stdio: &Stdio) -> Result<ChildStdio> {
+/// The FIFO a detached `-i` container reads as its stdin (see attach.rs).
+pub fn stdin_fifo_path(inst: &Instance, id: &str) -> PathBuf {
+    inst.container_run_dir(id).join("stdin")
+}
+
+/// Makes (if needed) and opens a stdin FIFO read-write: its holder never
+/// sees end of file when an attached client leaves, as with Docker's `-i`.
+pub fn open_stdin_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
+/// The child's stdio, and the read ends of its output pipes for the caller
+/// (all close-on-exec: the child's dup2 makes its own copies).
+fn open_stdio(
+    inst: &Instance,
+    id: &str,
+    stdio: &Stdio,
+    interactive: bool,
+) -> Result<(ChildStdio, Option<(OwnedFd, OwnedFd)>)> {
     let devnull = std::fs::File::open("/dev/null")?;
-    let open_log = |path: PathBuf| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    };
-    let log = match stdio {
-        Stdio::Log => Some((
-            open_log(log_path(inst, id))?,
-            open_log(stderr_log_path(inst, id))?,
-        )),
+    if matches!(stdio, Stdio::Tty) {
+        let child = ChildStdio {
+            devnull,
+            log: None,
+            stdin: None,
+        };
+        return Ok((child, None));
+    }
+    let stdin = match stdio {
+        Stdio::Log if interactive => Some(open_stdin_fifo(&stdin_fifo_path(inst, id))?),
         _ => None,
     };
-    Ok(ChildStdio { devnull, log })
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let child = ChildStdio {
+        devnull,
+        log: Some((out_w, err_w)),
+        stdin,
+    };
+    Ok((child, Some((out_r, err_r))))
 }
 
 /// Clones the child (span `clone`); it joins its cgroup and sets up its
@@ -247,12 +287,18 @@ fn clone_child(
         preserve_fds: 0,
         root_switch: crate::rootfs::mount::RootSwitch::Pivot,
     };
-    let ChildStdio { devnull, log } = child_stdio;
+    let ChildStdio {
+        devnull,
+        log,
+        stdin,
+    } = child_stdio;
     // Point stdio where it belongs before anything else.
     let point_stdio = || {
         // SAFETY: dup2 on fds valid in this (copied) process.
         unsafe {
-            if !stdin_inherit && !tty {
+            if let Some(f) = &stdin {
+                libc::dup2(f.as_raw_fd(), 0);
+            } else if !stdin_inherit && !tty {
                 libc::dup2(devnull.as_raw_fd(), 0);
             }
             if let Some((out, err)) = &log {
@@ -267,7 +313,7 @@ fn clone_child(
     let spawned = unsafe { crate::runtime::spawn(spec, opts, point_stdio) }
         .map_err(ContainerError::Runtime)?;
     let (pid, parent_sock) = (spawned.pid, spawned.sync);
-    drop(log);
+    drop((log, stdin));
     util::fault_point("after-clone");
     undo.push("child", move || {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

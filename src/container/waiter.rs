@@ -8,7 +8,11 @@
 //! check the waiter also keeps the check's schedule: it sleeps in poll(2) on
 //! the container's pidfd and starts a short-lived `minirt __health` process
 //! when a check is due, so the resident monitor does not grow with checks.
+//! It also reads the container's stdout and stderr pipes as they fill and
+//! appends them to the log as timed records (see logs.rs), through fixed
+//! buffers: the container's writes never wait for a logger process.
 
+use super::logs::{RecordWriter, Stream};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,6 +20,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 pub(crate) const WAIT_ARG: &str = "__wait";
+/// The waiter's argument naming the inherited stdout/stderr pipes.
+const LOG_FDS_PREFIX: &str = "log:";
 /// One health check, started by the waiter (see health.rs).
 pub(crate) const HEALTH_ARG: &str = "__health";
 
@@ -31,15 +37,22 @@ pub fn run_if_waiter() -> Option<i32> {
     if arg1 != Some(WAIT_ARG.as_bytes()) {
         return None;
     }
-    let (exe, pid, root, run_root, id, health) = match args.as_slice() {
-        [exe, _, pid, root, run_root, id] => (exe, pid, root, run_root, id, None),
-        [exe, _, pid, root, run_root, id, h] => (exe, pid, root, run_root, id, Some(h)),
-        _ => return Some(125),
+    let [exe, _, pid, root, run_root, id, rest @ ..] = args.as_slice() else {
+        return Some(125);
     };
     let Some(pid) = pid.to_str().and_then(|p| p.parse::<i32>().ok()) else {
         return Some(125);
     };
-    let schedule = health.and_then(|h| h.to_str()).and_then(parse_schedule_arg);
+    // Optional: the health schedule, and "log:OUT,ERR" (the inherited read
+    // ends of the container's stdout and stderr pipes).
+    let mut schedule = None;
+    let mut pump = None;
+    for a in rest.iter().filter_map(|a| a.to_str()) {
+        match a.strip_prefix(LOG_FDS_PREFIX) {
+            Some(fds) => pump = inherited_pump(fds, std::path::Path::new(root), id),
+            None => schedule = parse_schedule_arg(a),
+        }
+    }
     release_clean_file_pages();
     let check_argv = [
         b"minirt".as_slice(),
@@ -53,10 +66,16 @@ pub fn run_if_waiter() -> Option<i32> {
     .collect::<Vec<_>>();
     // Starting a check faults code pages back in; they are dropped again
     // before the next one, so between checks the waiter stays as small.
-    let code = wait_container(pid, schedule.as_ref(), || {
-        release_clean_file_pages();
-        spawn_exe(&check_argv)
-    });
+    let code = wait_container_pumping(
+        pid,
+        schedule.as_ref(),
+        || {
+            release_clean_file_pages();
+            spawn_exe(&check_argv)
+        },
+        pump.as_mut(),
+    );
+    drop(pump);
     let argv = [
         exe.as_bytes(),
         b"--root",
@@ -170,27 +189,6 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Waits until `fd` (a pidfd) is readable (its process exited) or
-/// `timeout` passes (None = forever): true when it exited.
-fn pidfd_wait(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r >= 0 {
-            return r > 0;
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return true;
-        }
-    }
-}
-
 /// The exit code of `pid`: reaped when it is our child; when it is not (a
 /// container adopted from a monitor that died), its exit is seen through a
 /// pidfd and its code is lost: 255, as reconciliation records it.
@@ -204,6 +202,156 @@ fn reap(pid: i32) -> i32 {
     }
 }
 
+/// The container's stdout and stderr pipes, read as soon as they have
+/// something (so the container's writes never wait on us for long) and
+/// written as records into its log; for a foreground run also copied to
+/// our own stdout and stderr (`tee`).
+pub struct Pump {
+    pipes: [Option<OwnedFd>; 2],
+    log: Option<RecordWriter<std::fs::File>>,
+    tee: bool,
+    /// In the resident waiter: after output, once quiet for a second, drop
+    /// again the code pages the writing touched (see release_clean_file_pages).
+    release_when_idle: bool,
+    wrote: bool,
+}
+
+impl Pump {
+    /// `pipes`: the read ends (made non-blocking and close-on-exec here).
+    pub fn new(pipes: (OwnedFd, OwnedFd), log: Option<std::fs::File>, tee: bool) -> Pump {
+        for fd in [&pipes.0, &pipes.1] {
+            // SAFETY: fcntl on a descriptor we own.
+            unsafe {
+                let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        Pump {
+            pipes: [Some(pipes.0), Some(pipes.1)],
+            log: log.map(RecordWriter::new),
+            tee,
+            release_when_idle: false,
+            wrote: false,
+        }
+    }
+
+    fn raw(&self, i: usize) -> i32 {
+        self.pipes[i].as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    /// One read of pipe `i` (0 stdout, 1 stderr); false when nothing more
+    /// is there now. A pipe at end of file is closed.
+    fn read(&mut self, i: usize) -> bool {
+        let Some(fd) = &self.pipes[i] else {
+            return false;
+        };
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => {
+                self.pipes[i] = None;
+                false
+            }
+            Ok(n) => {
+                self.wrote = true;
+                let stream = if i == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
+                if let Some(log) = &mut self.log {
+                    // A full disk loses log lines, never the container's writes.
+                    let _ = log.write_chunk(stream, crate::util::now_nanos(), &buf[..n]);
+                }
+                if self.tee {
+                    write_all_fd(1 + i as i32, &buf[..n]);
+                }
+                true
+            }
+            Err(nix::errno::Errno::EAGAIN) => false,
+            Err(nix::errno::Errno::EINTR) => true,
+            Err(_) => {
+                self.pipes[i] = None;
+                false
+            }
+        }
+    }
+
+    /// What the container wrote before its exit (bounded: with a shared
+    /// pid namespace other writers may live on).
+    fn drain(&mut self) {
+        for i in 0..2 {
+            for _ in 0..1024 {
+                if !self.read(i) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// write(2) all of `data` to `fd`; errors (a reader gone) drop the rest.
+fn write_all_fd(fd: i32, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes from a valid buffer of the given length.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// The read ends of the output pipes of a container whose monitor died,
+/// opened again through /proc (a pipe opened there for reading is the same pipe).
+pub fn reopen_output(pid: i32) -> Option<(OwnedFd, OwnedFd)> {
+    let open = |n: i32| -> Option<OwnedFd> {
+        let path = format!("/proc/{pid}/fd/{n}");
+        let target = std::fs::read_link(&path).ok()?;
+        if !target.to_string_lossy().starts_with("pipe:") {
+            return None;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .ok()?;
+        Some(f.into())
+    };
+    Some((open(1)?, open(2)?))
+}
+
+/// The pump of a waiter exec'd with "log:OUT,ERR": it takes over those
+/// descriptors and appends to the container's records file.
+fn inherited_pump(fds: &str, root: &std::path::Path, id: &OsString) -> Option<Pump> {
+    let (o, e) = fds.split_once(',')?;
+    let (o, e) = (o.parse::<i32>().ok()?, e.parse::<i32>().ok()?);
+    for fd in [o, e] {
+        // SAFETY: F_GETFD only checks that the descriptor is open.
+        if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return None;
+        }
+    }
+    // SAFETY: the monitor that exec'd us left these open for us alone.
+    let pipes = unsafe { (OwnedFd::from_raw_fd(o), OwnedFd::from_raw_fd(e)) };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(
+            root.join("containers")
+                .join(id)
+                .join(super::logs::RECORDS_FILE),
+        )
+        .ok();
+    let mut pump = Pump::new(pipes, log, false);
+    pump.release_when_idle = true;
+    Some(pump)
+}
+
 /// Waits for the container's init to exit, running health checks on their
 /// schedule meanwhile (one at a time, each a child started by `check`,
 /// which exits 0 when the check passed). Docker's schedule: every
@@ -212,70 +360,118 @@ fn reap(pid: i32) -> i32 {
 pub(crate) fn wait_container(
     pid: i32,
     schedule: Option<&super::health::Schedule>,
+    check: impl FnMut() -> Option<i32>,
+) -> i32 {
+    wait_container_pumping(pid, schedule, check, None)
+}
+
+/// [`wait_container`], also moving the container's output into its log
+/// through `pump`: one poll(2) over the pidfd, the running check and the
+/// two pipes.
+pub(crate) fn wait_container_pumping(
+    pid: i32,
+    schedule: Option<&super::health::Schedule>,
     mut check: impl FnMut() -> Option<i32>,
+    mut pump: Option<&mut Pump>,
 ) -> i32 {
     let Some(container) = pidfd_open(pid) else {
+        // No pidfd (an old kernel): the output until its end, then the exit.
+        if let Some(p) = pump {
+            while p.pipes.iter().any(Option::is_some) {
+                let mut fds = [0, 1].map(|i| libc::pollfd {
+                    fd: p.raw(i),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                // SAFETY: two valid pollfds for the duration of the call.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                for (i, f) in fds.iter().enumerate() {
+                    if f.revents != 0 {
+                        p.read(i);
+                    }
+                }
+            }
+        }
         return super::runtime::wait_exit(pid);
-    };
-    let Some(sched) = schedule else {
-        pidfd_wait(&container, None);
-        return reap(pid);
     };
     let t0 = Instant::now();
     let mut passed_once = false;
-    let next_delay = |passed_once: bool| {
-        if !passed_once && t0.elapsed() < sched.start_period {
-            sched.start_interval
-        } else {
-            sched.interval
-        }
+    let next_delay = |passed_once: bool| match schedule {
+        Some(s) if !passed_once && t0.elapsed() < s.start_period => s.start_interval,
+        Some(s) => s.interval,
+        None => Duration::MAX,
     };
-    let mut due = Instant::now() + next_delay(false);
+    let mut due = schedule.map(|_| Instant::now() + next_delay(false));
+    let mut running: Option<(i32, Option<OwnedFd>)> = None;
     loop {
-        let wait = due.saturating_duration_since(Instant::now());
-        if pidfd_wait(&container, Some(wait)) {
-            return reap(pid);
-        }
-        let Some(check_pid) = check() else {
-            due = Instant::now() + next_delay(passed_once);
-            continue;
-        };
-        let check_fd = pidfd_open(check_pid);
-        // Both at once: the container may exit while its check runs.
-        let mut fds = [
-            libc::pollfd {
-                fd: container.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: check_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: two valid pollfds for the duration of the call.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        let mut timeout = match (due, &running) {
+            (Some(d), None) => {
+                let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                ms.min(i32::MAX as u128) as i32
             }
-            break;
+            _ => -1,
+        };
+        let idle_release = pump
+            .as_ref()
+            .is_some_and(|p| p.release_when_idle && p.wrote);
+        if idle_release && !(0..1000).contains(&timeout) {
+            timeout = 1000;
+        }
+        let check_fd = running
+            .as_ref()
+            .and_then(|(_, fd)| fd.as_ref())
+            .map_or(-1, |f| f.as_raw_fd());
+        let pipe = |i| pump.as_ref().map_or(-1, |p| p.raw(i));
+        let mut fds = [container.as_raw_fd(), check_fd, pipe(0), pipe(1)].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: four valid pollfds (or -1, ignored) for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 4, timeout) };
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            fds[0].revents = libc::POLLIN;
+        }
+        if let Some(p) = pump.as_mut() {
+            for i in 0..2 {
+                if fds[2 + i].revents != 0 {
+                    p.read(i);
+                }
+            }
+        }
+        if r == 0 && idle_release {
+            if let Some(p) = pump.as_mut() {
+                p.wrote = false;
+            }
+            release_clean_file_pages();
         }
         if fds[0].revents != 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(check_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(check_pid), None);
+            if let Some(p) = pump.as_mut() {
+                p.drain();
+            }
+            if let Some((check_pid, _)) = running {
+                let check_pid = nix::unistd::Pid::from_raw(check_pid);
+                let _ = nix::sys::signal::kill(check_pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(check_pid, None);
+            }
             return reap(pid);
         }
-        let ok = matches!(
-            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(check_pid), None),
-            Ok(WaitStatus::Exited(_, 0))
-        );
-        passed_once |= ok;
-        due = Instant::now() + next_delay(passed_once);
+        if fds[1].revents != 0 {
+            if let Some((check_pid, _)) = running.take() {
+                let ok = matches!(
+                    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(check_pid), None),
+                    Ok(WaitStatus::Exited(_, 0))
+                );
+                passed_once |= ok;
+                due = Some(Instant::now() + next_delay(passed_once));
+            }
+        }
+        if running.is_none() && due.is_some_and(|d| Instant::now() >= d) {
+            match check() {
+                Some(check_pid) => running = Some((check_pid, pidfd_open(check_pid))),
+                None => due = Some(Instant::now() + next_delay(passed_once)),
+            }
+        }
     }
 }
 
@@ -297,6 +493,13 @@ fn release_clean_file_pages() {
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
+    }
+    // The smaps text just read (and what startup freed) stays in the heap as
+    // dirty pages unless given back.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -330,8 +533,22 @@ fn clean_readonly_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
 }
 
 /// Replaces the monitor with a waiter for `pid`; returns only on failure.
-pub(crate) fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Error {
+/// `output`: the read ends of the container's stdout and stderr pipes,
+/// handed to the waiter across the exec.
+pub(crate) fn exec_waiter(
+    inst: &crate::Instance,
+    id: &str,
+    pid: i32,
+    output: Option<&(OwnedFd, OwnedFd)>,
+) -> nix::Error {
     let schedule = super::monitor::schedule_of(inst, id).map(|s| schedule_arg(&s));
+    let log_fds = output.map(|(o, e)| {
+        for fd in [o, e] {
+            // SAFETY: fcntl on a descriptor we own: it stays open across the exec.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+        }
+        format!("{LOG_FDS_PREFIX}{},{}", o.as_raw_fd(), e.as_raw_fd())
+    });
     let pid = pid.to_string();
     let argv: Vec<CString> = [
         b"minirt".as_slice(),
@@ -343,6 +560,7 @@ pub(crate) fn exec_waiter(inst: &crate::Instance, id: &str, pid: i32) -> nix::Er
     ]
     .into_iter()
     .chain(schedule.as_deref().map(str::as_bytes))
+    .chain(log_fds.as_deref().map(str::as_bytes))
     .filter_map(|a| CString::new(a).ok())
     .collect();
     let Ok(path) = CString::new("/proc/self/exe") else {

@@ -115,9 +115,43 @@ fn stats_no_stream_reads_the_cgroup() {
     assert_eq!(j["Name"], "s1");
     assert!(j["MemUsage"].as_str().unwrap().ends_with(" / 64MiB"), "{j}");
     assert!(j["CPUPerc"].as_str().unwrap().ends_with('%'), "{j}");
-    let (code, err) = h.fails(&["stats", "s1"]);
-    assert_eq!(code, 125);
-    assert!(err.contains("not implemented"), "{err}");
+    // Streaming: a line per refresh with --format, until Ctrl-C.
+    let mut streaming = h
+        .command(&["stats", "--format", "{{.Name}} {{.PIDs}}", "s1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = streaming.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    for _ in 0..2 {
+        let l = lines.recv_timeout(Duration::from_secs(20));
+        assert_eq!(l.as_deref(), Ok("s1 3"));
+    }
+    let pid = streaming.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = streaming.wait().unwrap();
+    assert!(!status.success());
+    // The default table is redrawn: screen cleared, then the header.
+    let mut table = h
+        .command(&["stats", "s1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 19];
+    std::io::Read::read_exact(table.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"\x1b[2J\x1b[HCONTAINER ID");
+    let _ = table.kill();
+    let _ = table.wait();
     let (code, _) = h.fails(&["stats", "--no-stream", "nosuch"]);
     assert_eq!(code, 1);
 }

@@ -338,20 +338,299 @@ fn logs_keep_stdout_and_stderr_apart_and_tail() {
     assert!(o.status.success());
     assert_eq!(stdout(&o), "o1\no2\no3\n");
     assert_eq!(stderr(&o), "e1\ne2\n");
-    let o = h.minirt(&["logs", "--tail", "1", "talk"]);
-    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("o3\n", "e2\n"));
+    // Docker counts --tail over both streams together (which of the two
+    // the monitor read first is up to the scheduler: only counts here).
+    for n in [1, 2, 4] {
+        let o = h.minirt(&["logs", "--tail", &n.to_string(), "talk"]);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert_eq!(out.lines().count() + err.lines().count(), n, "{out}{err}");
+        assert!(out.lines().all(|l| l.starts_with('o')), "{out}");
+        assert!(err.lines().all(|l| l.starts_with('e')), "{err}");
+    }
     let o = h.minirt(&["logs", "-n", "0", "talk"]);
     assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("", ""));
-    for flag in [vec!["-t"], vec!["--since", "1m"], vec!["--until", "1m"]] {
-        let mut args = vec!["logs"];
-        args.extend(flag.iter());
-        args.push("talk");
-        let (code, err) = h.fails(&args);
+    // --details: no attributes given to the log, so an empty prefix.
+    let o = h.minirt(&["logs", "--details", "talk"]);
+    assert_eq!(stdout(&o), " o1\n o2\n o3\n");
+    for bad in [["--since", "yesterday"], ["--until", "10x"]] {
+        let (code, err) = h.fails(&["logs", bad[0], bad[1], "talk"]);
         assert_eq!(code, 125);
-        assert!(one_line(&err).contains("not implemented"), "{err}");
+        assert!(one_line(&err).contains("invalid time value"), "{err}");
     }
     let (code, _) = h.fails(&["logs", "--tail", "x", "talk"]);
     assert_eq!(code, 125);
+}
+
+/// The time printed by `logs -t` before a line, in ns since the epoch.
+fn log_time(line: &str) -> i64 {
+    let stamp = line.split(' ').next().unwrap_or_default();
+    let (secs, frac) = stamp.trim_end_matches('Z').split_once('.').unwrap();
+    let o = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("{secs}Z"), "+%s"])
+        .output()
+        .unwrap();
+    let secs: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert_eq!(frac.len(), 9, "{line}");
+    secs * 1_000_000_000 + frac.parse::<i64>().unwrap()
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+#[test]
+fn logs_record_times_per_stream_and_follow_to_the_exit() {
+    let h = TestHost::new();
+    let before = now_nanos();
+    // The container goes on when the test creates /go, ends at /end.
+    h.ok(&[
+        "run",
+        "-d",
+        "--net",
+        "none",
+        "--name",
+        "clock",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo err1 >&2; echo one-b; \
+         while [ ! -e /go ]; do sleep 0.05; done; echo two; echo err2 >&2; \
+         while [ ! -e /end ]; do sleep 0.05; done; printf three",
+    ]);
+    wait_for("the first lines", Duration::from_secs(20), || {
+        h.ok(&["logs", "clock"]).contains("one-b")
+    });
+    let mid = now_nanos();
+    h.ok(&["exec", "clock", "touch", "/go"]);
+    wait_for("the second lines", Duration::from_secs(20), || {
+        let o = h.minirt(&["logs", "clock"]);
+        stdout(&o).contains("two") && stderr(&o).contains("err2")
+    });
+
+    // Times: each line's, close to now and in order.
+    let o = h.minirt(&["logs", "-t", "clock"]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let times: Vec<i64> = lines.iter().map(|l| log_time(l)).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{out}");
+    let after = now_nanos();
+    assert!(
+        times[0] >= before - 1_000_000_000 && times[2] <= after,
+        "{out}"
+    );
+    assert!(times[1] <= mid && times[2] >= mid, "{out} / {mid}");
+    assert!(lines[2].ends_with(" two"), "{out}");
+    // stderr stays on stderr, with its times too.
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.lines().all(|l| log_time(l) >= before - 1_000_000_000),
+        "{err}"
+    );
+    assert!(!out.contains("err"), "{out}");
+
+    // --since / --until split at a time between the two prints, in the
+    // three forms Docker takes: Unix seconds, RFC 3339, a duration.
+    let unix = format!("{}.{:09}", mid / 1_000_000_000, mid % 1_000_000_000);
+    let o = h.minirt(&["logs", "--since", &unix, "clock"]);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("two\n", "err2\n")
+    );
+    let o = h.minirt(&["logs", "--until", &unix, "clock"]);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("one\none-b\n", "err1\n")
+    );
+    let rfc = lines[2].split(' ').next().unwrap();
+    let o = h.minirt(&["logs", "--since", rfc, "clock"]);
+    assert_eq!(stdout(&o), "two\n");
+    assert_eq!(
+        h.ok(&["logs", "--since", "10m", "clock"]).lines().count(),
+        3
+    );
+    assert_eq!(h.ok(&["logs", "--until", "10m", "clock"]), "");
+
+    // -f follows what comes and ends with the container; the last line had
+    // no newline and is shown as it was.
+    let follower = h
+        .command(&["logs", "-f", "--since", &unix, "clock"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    h.ok(&["exec", "clock", "touch", "/end"]);
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "two\nthree");
+    h.ok(&["rm", "clock"]);
+}
+
+#[test]
+fn attached_runs_are_logged_and_old_raw_logs_still_read() {
+    let h = TestHost::new();
+    let o = h.minirt(&[
+        "run",
+        "--net",
+        "none",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("out\n", "err\n")
+    );
+    let o = h.minirt(&["logs", "-t", "fg"]);
+    assert!(
+        stdout(&o).ends_with(" out\n") && log_time(&stdout(&o)) > 0,
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).ends_with(" err\n"), "{}", stderr(&o));
+
+    // A container whose logs an older minirt wrote: raw bytes per stream.
+    let id = h.ok(&["inspect", "-f", "{{.Id}}", "fg"]);
+    let dir = h.root.join("containers").join(id.trim());
+    std::fs::remove_file(dir.join("stdio.log")).unwrap();
+    std::fs::write(dir.join("container.log"), "old1\nold2\n").unwrap();
+    std::fs::write(dir.join("container-stderr.log"), "olderr\n").unwrap();
+    let o = h.minirt(&["logs", "fg"]);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("old1\nold2\n", "olderr\n")
+    );
+    // Their time was not recorded: Docker's zero time.
+    assert_eq!(h.ok(&["logs", "-t", "--tail", "1", "fg"]), "");
+    assert_eq!(
+        stdout(&h.minirt(&["logs", "-t", "-n", "2", "fg"])),
+        "0001-01-01T00:00:00Z old2\n"
+    );
+    h.ok(&["rm", "fg"]);
+}
+
+/// `minirt attach ARGS` with its stdin piped and its stdout lines on a channel.
+struct Attached {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Attached {
+    fn new(h: &TestHost, args: &[&str]) -> Attached {
+        let mut child = h
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Attached { child, lines }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn expect_line(&self, want: &str) {
+        let got = self.lines.recv_timeout(Duration::from_secs(20));
+        assert_eq!(got.as_deref(), Ok(want));
+    }
+
+    /// Its exit code and stderr (it must end by itself).
+    fn end(mut self) -> (Option<i32>, String) {
+        drop(self.child.stdin.take());
+        let mut ended = None;
+        wait_for("attach to end", Duration::from_secs(20), || {
+            ended = self.child.try_wait().unwrap();
+            ended.is_some()
+        });
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        (ended.unwrap().code(), err)
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn attach_streams_output_forwards_input_detaches_and_returns_the_exit_code() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--net",
+        "none",
+        "--name",
+        "echo",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do [ \"$l\" = bye ] && exit 5; echo \"got $l\"; echo \"err $l\" >&2; done",
+    ]);
+    // Input reaches the container; its answer comes back.
+    let mut a = Attached::new(&h, &["attach", "echo"]);
+    a.send(b"hi\n");
+    a.expect_line("got hi");
+    // The detach keys end the client, not the container.
+    a.send(b"\x10\x11");
+    let (code, _) = a.end();
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Running}}", "echo"])
+            .trim(),
+        "true"
+    );
+
+    // Output printed after the attach (here by another process) is seen,
+    // stderr on stderr; the container's exit ends the client with its code.
+    let mut a = Attached::new(&h, &["attach", "--detach-keys", "ctrl-x", "echo"]);
+    a.send(b"x\n");
+    a.expect_line("got x");
+    h.ok(&["exec", "echo", "sh", "-c", "echo from-exec > /proc/1/fd/1"]);
+    a.expect_line("from-exec");
+    a.send(b"bye\n");
+    let (code, err) = a.end();
+    assert_eq!(code, Some(5));
+    assert_eq!(err, "err x\n");
+
+    // A stopped container: Docker's message and exit code.
+    let (code, err) = h.fails(&["attach", "echo"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "minirt: You cannot attach to a stopped container, start it first"
+    );
+    let (code, _) = h.fails(&["attach", "--detach-keys", "ctrl-1", "echo"]);
+    assert_eq!(code, 125);
+    let (code, _) = h.fails(&["attach", "nosuch"]);
+    assert_eq!(code, 1);
+    h.ok(&["rm", "echo"]);
 }
 
 #[test]

@@ -1,13 +1,11 @@
-//! `minirt logs`.
+//! `minirt logs`: parses, then `container::logs::show` reads and prints.
 
 use super::cli_err;
 use crate::cli::CliResult;
 use clap::Args;
 use minirt::container::lifecycle;
-use minirt::store::containers;
+use minirt::container::logs::{self, ShowOptions};
 use minirt::Instance;
-use std::io::Write;
-use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -17,33 +15,38 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of the logs (or "all").
     #[arg(short = 'n', long, default_value = "all")]
     pub tail: String,
-    /// Show timestamps (not recorded by minirt: refused).
+    /// Show timestamps.
     #[arg(short, long)]
     pub timestamps: bool,
-    /// Show logs since a time (not recorded by minirt: refused).
+    /// Show logs since a time (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes).
     #[arg(long)]
     pub since: Option<String>,
-    /// Show logs before a time (not recorded by minirt: refused).
+    /// Show logs before a time (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes).
     #[arg(long)]
     pub until: Option<String>,
+    /// Show extra details provided to logs.
+    #[arg(long)]
+    pub details: bool,
     pub container: String,
 }
 
 pub fn logs(inst: &Instance, a: LogsArgs) -> CliResult {
-    use crate::cli::format::{parse_tail, tail_lines};
-    for (given, flag) in [
-        (a.timestamps, "--timestamps"),
-        (a.since.is_some(), "--since"),
-        (a.until.is_some(), "--until"),
-    ] {
-        if given {
-            return Err(cli_err(
-                125,
-                format!("logs {flag}: not implemented (minirt does not record log times)"),
-            ));
-        }
-    }
-    let tail = parse_tail(&a.tail).map_err(|e| cli_err(125, e))?;
+    let tail = crate::cli::format::parse_tail(&a.tail).map_err(|e| cli_err(125, e))?;
+    let now = minirt::util::now_nanos();
+    let time = |v: &Option<String>| {
+        v.as_deref()
+            .map(|s| logs::parse_time(s, now))
+            .transpose()
+            .map_err(|e| cli_err(125, e))
+    };
+    let opts = ShowOptions {
+        tail,
+        since: time(&a.since)?,
+        until: time(&a.until)?,
+        timestamps: a.timestamps,
+        details: a.details,
+        follow: a.follow,
+    };
     // Docker: a missing container is the daemon's error, exit 1.
     let row = lifecycle::lookup(inst, &a.container).map_err(|e| match e {
         minirt::Error::Container(minirt::container::ContainerError::NotFound(_)) => {
@@ -51,58 +54,9 @@ pub fn logs(inst: &Instance, a: LogsArgs) -> CliResult {
         }
         e => e.into(),
     })?;
-    let paths = [
-        minirt::container::runtime::log_path(inst, &row.id),
-        minirt::container::runtime::stderr_log_path(inst, &row.id),
-    ];
-    let mut files: Vec<Option<std::fs::File>> = vec![];
-    for p in &paths {
-        files.push(std::fs::File::open(p).ok());
-    }
-    let mut outs: [Box<dyn Write>; 2] = [
-        Box::new(std::io::stdout().lock()),
-        Box::new(std::io::stderr().lock()),
-    ];
-    // The first read honours --tail; later ones (with -f) copy what came.
-    for (f, out) in files.iter_mut().zip(outs.iter_mut()) {
-        let Some(f) = f else { continue };
-        let mut buf = vec![];
-        std::io::Read::read_to_end(f, &mut buf).map_err(|e| cli_err(125, e.to_string()))?;
-        let shown = match tail {
-            Some(n) => tail_lines(&buf, n),
-            None => &buf[..],
-        };
-        out.write_all(shown)
-            .map_err(|e| cli_err(125, e.to_string()))?;
-        let _ = out.flush();
-    }
-    if !a.follow {
-        return Ok(0);
-    }
-    loop {
-        let mut copied = 0;
-        for ((f, out), p) in files.iter_mut().zip(outs.iter_mut()).zip(&paths) {
-            if f.is_none() {
-                *f = std::fs::File::open(p).ok();
-            }
-            if let Some(f) = f {
-                copied += std::io::copy(f, out).map_err(|e| cli_err(125, e.to_string()))?;
-                let _ = out.flush();
-            }
-        }
-        if copied == 0 {
-            // Still running? Check after the read, so the last bytes are never lost.
-            let r = lifecycle::lookup(inst, &row.id)?;
-            if !lifecycle::is_running(&r) && r.status != containers::CREATED {
-                for (f, out) in files.iter_mut().zip(outs.iter_mut()) {
-                    if let Some(f) = f {
-                        std::io::copy(f, out).map_err(|e| cli_err(125, e.to_string()))?;
-                        let _ = out.flush();
-                    }
-                }
-                return Ok(0);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let running =
+        || -> minirt::Result<bool> { Ok(logs::still_writing(&lifecycle::lookup(inst, &row.id)?)) };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    logs::show(inst, &row.id, &opts, &mut out, &mut err, running)?;
+    Ok(0)
 }

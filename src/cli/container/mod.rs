@@ -1,6 +1,7 @@
 //! Docker-style container commands, one file per concern; this file holds
 //! the shared error helpers and the `minirt container …` group.
 
+mod attach;
 mod control;
 mod cp;
 mod exec;
@@ -13,6 +14,7 @@ mod run;
 mod stats;
 mod update;
 
+pub use attach::*;
 pub use control::*;
 pub use cp::*;
 pub use exec::*;
@@ -101,6 +103,8 @@ pub enum ContainerCommand {
     Inspect(InspectArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     /// List port mappings of a container.
     Port(PortArgs),
     /// Block until containers stop, then print their exit codes.
@@ -148,6 +152,7 @@ pub fn dispatch_group(inst: &Instance, c: ContainerCommand) -> CliResult {
             },
         ),
         ContainerCommand::Logs(a) => logs(inst, a),
+        ContainerCommand::Attach(a) => attach(inst, a),
         ContainerCommand::Port(a) => port(inst, a),
         ContainerCommand::Wait(a) => wait(inst, a),
         ContainerCommand::Rename(a) => rename(inst, a),

@@ -1,7 +1,7 @@
-//! `minirt stats --no-stream`: Docker's resource table from two readings of
-//! each container's cgroup.
+//! `minirt stats`: Docker's resource table from readings of each
+//! container's cgroup, refreshed every second (`--no-stream`: once).
 
-use super::{cli_err, lookup_1, template_err};
+use super::{lookup_1, template_err};
 use crate::cli::CliResult;
 use clap::Args;
 use minirt::container::lifecycle;
@@ -16,7 +16,7 @@ pub struct StatsArgs {
     /// Show all containers (default shows just running).
     #[arg(short, long)]
     pub all: bool,
-    /// Print one reading and exit (streaming is not implemented).
+    /// Disable streaming stats and only pull the first result.
     #[arg(long)]
     pub no_stream: bool,
     /// Don't truncate output.
@@ -92,64 +92,93 @@ const HEADERS: &[(&str, &str)] = &[
 pub fn stats_cmd(inst: &Instance, a: StatsArgs) -> CliResult {
     use crate::cli::template::{self, Format};
     let format = template::parse(a.format.as_deref(), true).map_err(template_err)?;
-    if !a.no_stream {
-        return Err(cli_err(
-            125,
-            "stats: streaming is not implemented (use --no-stream)",
-        ));
-    }
-    lifecycle::reconcile(inst)?;
-    let rows = if a.containers.is_empty() {
-        lifecycle::list(inst)?
-            .into_iter()
-            .filter(|r| a.all || lifecycle::is_running(r))
-            .collect::<Vec<_>>()
-    } else {
-        let mut v = vec![];
-        for c in &a.containers {
-            v.push(lookup_1(inst, c)?);
-        }
-        v
+    // A table is redrawn (screen cleared); other formats print their lines
+    // at each refresh, as Docker does.
+    let redraw = match &format {
+        Format::Default => true,
+        Format::Template(t) => t.is_table(),
+        Format::Json => false,
     };
-    // Two readings a moment apart give the CPU percentage.
-    let live: Vec<bool> = rows.iter().map(lifecycle::is_running).collect();
-    let read = |i: usize| {
-        if live[i] {
-            stats::sample(inst, &rows[i].id, rows[i].pid)
-        } else {
-            Sample::default()
-        }
-    };
-    let t0 = Instant::now();
-    let first: Vec<Sample> = (0..rows.len()).map(read).collect();
-    if live.iter().any(|l| *l) {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let wall = t0.elapsed().as_nanos() as u64;
-    let host_mem = stats::host_memory();
-    let docs: Vec<serde_json::Value> = (0..rows.len())
-        .map(|i| {
-            let id = if a.no_trunc {
-                rows[i].id.clone()
-            } else {
-                rows[i].id[..12].to_string()
-            };
-            row_doc(&id, &rows[i].name, &first[i], &read(i), wall, host_mem)
-        })
-        .collect();
-    let text = match format {
-        Format::Json => docs.iter().map(|d| format!("{d}\n")).collect::<String>(),
-        Format::Template(t) => t.render_list(&docs, HEADERS).map_err(template_err)?,
+    let table = match format {
         Format::Default => {
             let t = "table {{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}";
-            match template::parse(Some(t), true).map_err(template_err)? {
-                Format::Template(t) => t.render_list(&docs, HEADERS).map_err(template_err)?,
-                _ => String::new(),
-            }
+            template::parse(Some(t), true).map_err(template_err)?
         }
+        f => f,
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    Ok(0)
+    lifecycle::reconcile(inst)?;
+    // The previous reading of each container and when it was taken: the
+    // CPU percentage is the use between two readings.
+    let mut prev: std::collections::HashMap<String, (Sample, Instant)> = Default::default();
+    let mut first = true;
+    loop {
+        let rows = if a.containers.is_empty() {
+            lifecycle::list(inst)?
+                .into_iter()
+                .filter(|r| a.all || lifecycle::is_running(r))
+                .collect::<Vec<_>>()
+        } else {
+            let mut v = vec![];
+            for c in &a.containers {
+                v.push(lookup_1(inst, c)?);
+            }
+            v
+        };
+        let live: Vec<bool> = rows.iter().map(lifecycle::is_running).collect();
+        let read = |i: usize| {
+            if live[i] {
+                stats::sample(inst, &rows[i].id, rows[i].pid)
+            } else {
+                Sample::default()
+            }
+        };
+        if first {
+            // Two readings a moment apart for the first CPU figure.
+            let t0 = Instant::now();
+            for (i, r) in rows.iter().enumerate() {
+                prev.insert(r.id.clone(), (read(i), t0));
+            }
+            if live.iter().any(|l| *l) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            first = false;
+        }
+        let host_mem = stats::host_memory();
+        let mut next = std::collections::HashMap::new();
+        let docs: Vec<serde_json::Value> = (0..rows.len())
+            .map(|i| {
+                let id = if a.no_trunc {
+                    rows[i].id.clone()
+                } else {
+                    rows[i].id[..12].to_string()
+                };
+                let now = Instant::now();
+                let after = read(i);
+                let (before, t0) = prev.remove(&rows[i].id).unwrap_or((after.clone(), now));
+                let wall = now.duration_since(t0).as_nanos() as u64;
+                let doc = row_doc(&id, &rows[i].name, &before, &after, wall, host_mem);
+                next.insert(rows[i].id.clone(), (after, now));
+                doc
+            })
+            .collect();
+        prev = next;
+        let text = match &table {
+            Format::Json => docs.iter().map(|d| format!("{d}\n")).collect::<String>(),
+            Format::Template(t) => t.render_list(&docs, HEADERS).map_err(template_err)?,
+            Format::Default => String::new(),
+        };
+        let mut out = std::io::stdout().lock();
+        if a.no_stream {
+            let _ = out.write_all(text.as_bytes());
+            return Ok(0);
+        }
+        // Clear the screen and home the cursor, then the table.
+        let clear = if redraw { "\x1b[2J\x1b[H" } else { "" };
+        let _ = out.write_all(format!("{clear}{text}").as_bytes());
+        let _ = out.flush();
+        drop(out);
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[cfg(test)]
