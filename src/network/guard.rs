@@ -22,7 +22,7 @@ use super::NetworkError;
 use crate::{util, Instance};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 const NFNLGRP_NFTABLES: libc::c_int = 7;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -156,41 +156,8 @@ pub fn ensure(inst: &Instance) -> Result<(), NetworkError> {
             _ => return Ok(()),
         }
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| NetworkError::Firewall(format!("starting the firewall guardian: {e}")))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&inst.root)
-        .arg("--run-root")
-        .arg(&inst.run_root)
-        .arg("__fwguard")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid and close_range are async-signal-safe syscalls; marking
-    // inherited fds close-on-exec keeps a caller's pipes from living on in
-    // the long-running guardian.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| NetworkError::Firewall(format!("starting the firewall guardian: {e}")))?;
-    if !status.success() {
-        return Err(NetworkError::Firewall(format!(
-            "the firewall guardian did not start ({status})"
-        )));
-    }
-    Ok(())
+    crate::network::service::start(inst, "__fwguard", Stdio::null())
+        .map_err(|e| NetworkError::Firewall(format!("the firewall guardian did not start: {e}")))
 }
 
 /// `minirt __fwguard`: forks once more (the starter reaps this process at
@@ -211,12 +178,9 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
     else {
         return Ok(()); // another guardian serves this instance
     };
-    // SAFETY: no other thread exists in this process.
-    match unsafe { nix::unistd::fork() }
-        .map_err(|e| NetworkError::Firewall(format!("fork: {e}")))?
-    {
-        nix::unistd::ForkResult::Parent { .. } => return Ok(()),
-        nix::unistd::ForkResult::Child => {}
+    // No other thread exists in this process.
+    if !super::service::detach().map_err(|e| NetworkError::Firewall(format!("fork: {e}")))? {
+        return Ok(());
     }
     let me = std::process::id() as i32;
     let start = util::process_start_time(me).unwrap_or(0);

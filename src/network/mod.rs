@@ -49,6 +49,7 @@ pub mod netlink;
 pub mod nlsock;
 pub mod reconcile;
 pub mod rules;
+pub(crate) mod service;
 #[cfg(test)]
 mod testns;
 pub mod undo;

@@ -11,9 +11,7 @@ use crate::store::Store;
 use crate::Instance;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// How long a command waits for a fresh responder to answer.
@@ -216,44 +214,17 @@ fn sync_request(inst: &Instance, what: &str) -> Result<(), DnsError> {
         .and_then(check)
 }
 
-/// `minirt __dns` in a new session; it forks once more and its first
-/// process leaves at once (the double fork), so nobody has to reap it.
+/// `minirt __dns` (see `network::service`): returns once its control
+/// socket listens.
 fn spawn(inst: &Instance) -> Result<(), DnsError> {
-    let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(inst))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&inst.root)
-        .arg("--run-root")
-        .arg(&inst.run_root)
-        .arg("__dns")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    // SAFETY: setsid and close_range are async-signal-safe syscalls. Marking
-    // every inherited fd close-on-exec keeps the caller's pipes (a container's
-    // sync socket, a terminal) from living on in the long-running responder.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let status = cmd.status()?;
-    if !status.success() {
-        return Err(DnsError::Responder(format!(
-            "did not start ({status}); see {}",
+    crate::network::service::start(inst, "__dns", log.into()).map_err(|e| {
+        DnsError::Responder(format!(
+            "did not start ({e}); see {}",
             log_path(inst).display()
-        )));
-    }
-    Ok(())
+        ))
+    })
 }

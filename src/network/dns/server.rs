@@ -64,10 +64,9 @@ pub fn run_responder(inst: &Instance) -> Result<(), DnsError> {
     let _ = std::fs::remove_file(socket_path(inst));
     let control = std::os::unix::net::UnixListener::bind(socket_path(inst))?;
     control.set_nonblocking(true)?;
-    // SAFETY: no other thread exists yet (the runtime is built after).
-    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
-        nix::unistd::ForkResult::Parent { .. } => return Ok(()),
-        nix::unistd::ForkResult::Child => {}
+    // No other thread exists yet (the runtime is built after).
+    if !crate::network::service::detach()? {
+        return Ok(());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

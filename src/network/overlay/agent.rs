@@ -26,9 +26,7 @@ use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -79,36 +77,11 @@ pub fn poke(inst: &Instance) {
 }
 
 fn spawn(inst: &Instance) -> std::io::Result<()> {
-    let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(inst))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&inst.root)
-        .arg("--run-root")
-        .arg(&inst.run_root)
-        .arg("__overlay")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    // SAFETY: setsid and close_range are async-signal-safe syscalls; the
-    // agent must not keep the caller's pipes open.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    cmd.spawn()?;
-    Ok(())
+    crate::network::service::start(inst, "__overlay", log.into())
 }
 
 fn linger() -> Duration {
@@ -178,14 +151,20 @@ pub fn run_agent(inst: &Instance) -> Result<(), OverlayError> {
     let Some(_lock) = try_lock(inst) else {
         return Ok(());
     };
-    let _ = std::fs::write(
-        inst.run_root.join("overlay.pid"),
-        std::process::id().to_string(),
-    );
     let sock = socket_path(inst);
     let _ = std::fs::remove_file(&sock);
     let s = UnixDatagram::bind(&sock)
         .map_err(|e| OverlayError::Kernel(format!("{}: {e}", sock.display())))?;
+    // Reachable now (lock held, socket bound): the starter may go on.
+    match crate::network::service::detach() {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => return Err(OverlayError::Kernel(format!("fork: {e}"))),
+    }
+    let _ = std::fs::write(
+        inst.run_root.join("overlay.pid"),
+        std::process::id().to_string(),
+    );
     let (tx, rx) = mpsc::channel::<()>();
     let tx2 = tx.clone();
     std::thread::spawn(move || {
