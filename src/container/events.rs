@@ -43,10 +43,28 @@ fn attrs_json(attrs: &[(&str, &str)]) -> String {
     Value::Object(m).to_string()
 }
 
+/// Rows kept: `MINIRT_EVENTS_KEEP` when set to a positive number, else
+/// [`KEEP_ROWS`] (the soak test keeps a few dozen so that it measures the
+/// log at its bound rather than filling up).
+pub fn keep_rows() -> i64 {
+    std::env::var("MINIRT_EVENTS_KEEP")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(KEEP_ROWS)
+}
+
+/// How often a log of `keep` rows is pruned: every [`PRUNE_EVERY`]th
+/// insert, more often for a small log (it overshoots by a quarter at most).
+fn prune_every(keep: i64) -> i64 {
+    (keep / 4).clamp(1, PRUNE_EVERY)
+}
+
 fn after_insert(c: &Connection) {
     let seq = c.last_insert_rowid();
-    if seq % PRUNE_EVERY == 0 {
-        if let Err(e) = prune(c, seq, crate::util::now_nanos()) {
+    let keep = keep_rows();
+    if seq % prune_every(keep) == 0 {
+        if let Err(e) = prune_keeping(c, seq, crate::util::now_nanos(), keep) {
             tracing::warn!("pruning the event log: {e}");
         }
     }
@@ -55,9 +73,14 @@ fn after_insert(c: &Connection) {
 /// Deletes rows beyond the newest [`KEEP_ROWS`] (counted from `seq`) and
 /// those older than [`KEEP_NS`].
 pub fn prune(c: &Connection, seq: i64, now: i64) -> rusqlite::Result<usize> {
+    prune_keeping(c, seq, now, KEEP_ROWS)
+}
+
+/// [`prune`] keeping `keep` rows.
+fn prune_keeping(c: &Connection, seq: i64, now: i64, keep: i64) -> rusqlite::Result<usize> {
     c.execute(
         "DELETE FROM events WHERE seq <= ?1 OR time_ns < ?2",
-        params![seq - KEEP_ROWS, now - KEEP_NS],
+        params![seq - keep, now - KEEP_NS],
     )
 }
 
@@ -618,6 +641,9 @@ mod tests {
         let seq = last_seq(c).unwrap();
         assert_eq!(prune(c, seq + KEEP_ROWS - 1, 0).unwrap(), 0);
         assert_eq!(prune(c, seq + KEEP_ROWS, 0).unwrap(), 1);
+        assert_eq!(prune_every(KEEP_ROWS), PRUNE_EVERY);
+        assert_eq!(prune_every(64), 16);
+        assert_eq!(prune_every(2), 1);
     }
 
     #[test]

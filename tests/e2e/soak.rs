@@ -94,10 +94,39 @@ fn state(h: &TestHost) -> State {
     }
 }
 
+/// The event log's bound for the soak's commands: small, so the warm-up
+/// fills it and the measured runs see it at its bound (pruned as it goes),
+/// not growing towards the default 10 000 rows.
+const EVENTS_KEEP: i64 = 64;
+
+/// `h.ok` with the soak's event-log bound.
+fn ok(h: &TestHost, args: &[&str]) {
+    let o = h
+        .command(args)
+        .env("MINIRT_EVENTS_KEEP", EVENTS_KEEP.to_string())
+        .output()
+        .expect("run minirt");
+    assert!(o.status.success(), "minirt {args:?}: {}", stderr(&o));
+}
+
+/// Rows in the event log.
+fn event_rows(h: &TestHost) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(
+        h.root.join("minirt.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the database");
+    c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count events")
+}
+
 fn one_run(h: &TestHost) {
-    h.ok(&[
-        "run", "--rm", "--net", "soak", "-p", "80", "busybox", "true",
-    ]);
+    ok(
+        h,
+        &[
+            "run", "--rm", "--net", "soak", "-p", "80", "busybox", "true",
+        ],
+    );
 }
 
 /// Sizes of the database file and of its write-ahead log, in bytes.
@@ -127,13 +156,19 @@ fn consecutive_runs_leave_no_residue() {
         .unwrap_or(500)
         .max(100);
     let h = TestHost::new();
-    h.ok(&["network", "create", "--subnet", "10.93.0.0/24", "soak"]);
+    ok(
+        &h,
+        &["network", "create", "--subnet", "10.93.0.0/24", "soak"],
+    );
     // A long-lived container keeps the bridge and the DNS responder alive, so
     // their state (and the responder's fds) is measured across all runs.
-    h.ok(&[
-        "run", "-d", "--name", "anchor", "--net", "soak", "-p", "8080:80", "busybox", "sleep",
-        "3600",
-    ]);
+    ok(
+        &h,
+        &[
+            "run", "-d", "--name", "anchor", "--net", "soak", "-p", "8080:80", "busybox", "sleep",
+            "3600",
+        ],
+    );
     // Warm-up runs: first-use work (image rows, layer cache, the first pages
     // of every table and index) is not growth.
     let links_before_warmup = state(&h).links;
@@ -161,6 +196,14 @@ fn consecutive_runs_leave_no_residue() {
     // within a few pages of its warm size, and the write-ahead log is
     // checkpointed (every 64 pages) instead of growing with every run.
     let (db_after, wal_after) = db_sizes(&h);
+    // The runs were recorded, and the log stayed at its bound (pruned every
+    // quarter of it).
+    let events = event_rows(&h);
+    assert!(
+        (EVENTS_KEEP..=EVENTS_KEEP + EVENTS_KEEP / 4).contains(&events),
+        "the event log holds {events} rows, its bound is {EVENTS_KEEP} (+{})",
+        EVENTS_KEEP / 4
+    );
     let page = page_size(&h);
     eprintln!(
         "figure: soak database {db_before} -> {db_after} bytes, WAL {wal_before} -> {wal_after} bytes (page {page})"
@@ -184,6 +227,6 @@ fn consecutive_runs_leave_no_residue() {
         after.rows,
         after.files,
     );
-    h.ok(&["rm", "-f", "anchor"]);
-    h.ok(&["network", "rm", "soak"]);
+    ok(&h, &["rm", "-f", "anchor"]);
+    ok(&h, &["network", "rm", "soak"]);
 }
