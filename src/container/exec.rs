@@ -600,6 +600,18 @@ mod tests {
         assert!(err.to_string().starts_with("join cgroup "), "{err}");
     }
 
+    /// An interactive `busybox sh` on a terminal in the target, fed `input`.
+    fn tty_shell(pid: i32, input: &[u8]) -> (Result<i32, ContainerError>, String) {
+        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&in_w, input).unwrap();
+        drop(in_w);
+        let mut req = ExecRequest::new(pid, spec(&["busybox", "sh"]));
+        req.tty = true;
+        req.interactive = true;
+        req.stdio.stdin = Some(in_r);
+        run(req)
+    }
+
     #[test]
     fn tty_exec_relays_a_shell_session() {
         if !is_root() {
@@ -607,14 +619,7 @@ mod tests {
             return;
         }
         let t = Target::start();
-        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        nix::unistd::write(&in_w, b"echo $((6*7)); busybox tty; exit 5\n").unwrap();
-        drop(in_w);
-        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
-        req.tty = true;
-        req.interactive = true;
-        req.stdio.stdin = Some(in_r);
-        let (res, out) = run(req);
+        let (res, out) = tty_shell(t.pid, b"echo $((6*7)); busybox tty; exit 5\n");
         assert_eq!(res.unwrap(), 5, "{out}");
         assert!(out.contains("\n42\r\n"), "{out:?}");
         assert!(
@@ -673,14 +678,7 @@ mod tests {
         let setup = "mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && \
                      mount --bind /dev/pts/ptmx /dev/ptmx && exec busybox sleep 100";
         let t = Target::start_with(&["sh", "-c", setup]);
-        let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        nix::unistd::write(&in_w, b"busybox tty; busybox ls /dev/pts; exit\n").unwrap();
-        drop(in_w);
-        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh"]));
-        req.tty = true;
-        req.interactive = true;
-        req.stdio.stdin = Some(in_r);
-        let (res, out) = run(req);
+        let (res, out) = tty_shell(t.pid, b"busybox tty; busybox ls /dev/pts; exit\n");
         assert_eq!(res.unwrap(), 0, "{out}");
         // A fresh devpts instance: the exec's pty is its first one, and ttyname() finds it.
         assert!(out.contains("\n/dev/pts/0\r\n"), "{out:?}");
