@@ -446,6 +446,18 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 mod tests {
     use super::*;
 
+    /// `PRAGMA foreign_key_check` finds nothing.
+    fn assert_foreign_keys_hold(c: &Connection) {
+        let fk: Vec<String> = c
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(fk.is_empty(), "{fk:?}");
+    }
+
     #[test]
     fn migrates_fresh_and_reopens_without_change() {
         let dir = tempfile::tempdir().unwrap();
@@ -530,14 +542,7 @@ mod tests {
                 [],
             )
             .is_err());
-        let fk: Vec<String> = c
-            .prepare("PRAGMA foreign_key_check")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert!(fk.is_empty(), "{fk:?}");
+        assert_foreign_keys_hold(c);
         c.execute("DELETE FROM containers WHERE id = 'c1'", [])
             .unwrap();
         assert!(networks::all_port_bindings(c).unwrap().is_empty());
@@ -656,14 +661,7 @@ mod tests {
                 [],
             )
             .is_err());
-        let fk: Vec<String> = c
-            .prepare("PRAGMA foreign_key_check")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert!(fk.is_empty(), "{fk:?}");
+        assert_foreign_keys_hold(c);
         // Cascades: the container's endpoint and binding go with it.
         c.execute("DELETE FROM containers WHERE id = 'c1'", [])
             .unwrap();
