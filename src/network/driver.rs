@@ -4,7 +4,7 @@
 //! removing the network's host side, plugging an endpoint in (host side +
 //! container side) and unplugging it past errors. IPAM, the store, the
 //! locks, intents and the order of steps stay with the callers
-//! (`manage.rs`, `endpoint.rs`), the same for every driver.
+//! (`manage.rs`, `endpoint/`), the same for every driver.
 
 use super::fwbackend::FirewallBackend;
 use super::netlink::Netlink;
