@@ -133,6 +133,16 @@ impl Hosts {
     }
 
     /// The container's address on its first network.
+    /// A detached busybox named `name` on host `i`'s side of the overlay `ov`.
+    pub fn sleeper(&self, i: usize, name: &str) {
+        self.ok(
+            i,
+            &[
+                "run", "-d", "--name", name, "--net", "ov", "busybox", "sleep", "600",
+            ],
+        );
+    }
+
     pub fn ip_of(&self, i: usize, name: &str) -> String {
         self.ok(
             i,
@@ -214,12 +224,7 @@ fn containers_on_three_hosts_talk_and_nothing_is_left() {
         ],
     );
     for i in 0..2 {
-        c.ok(
-            i,
-            &[
-                "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-            ],
-        );
+        c.sleeper(i, "c");
     }
     let web = c.ip_of(2, "web");
     let c1 = c.ip_of(1, "c");
@@ -363,12 +368,7 @@ fn names_resolve_across_hosts_and_go_with_their_container() {
             "mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 80 -h /www",
         ],
     );
-    c.ok(
-        0,
-        &[
-            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
+    c.sleeper(0, "c");
     let web = c.ip_of(2, "web");
     let mut page = String::new();
     wait_for(
@@ -624,12 +624,7 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
         ],
     );
     for i in 0..2 {
-        c.ok(
-            i,
-            &[
-                "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-            ],
-        );
+        c.sleeper(i, "c");
     }
     let c1 = c.ip_of(1, "c");
     wait_for("host 1 -> host 2", Duration::from_secs(20), || {
@@ -643,12 +638,7 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
     let rev = v[0]["Status"]["header"]["revision"].as_i64().unwrap();
     let o = c.etcd.etcdctl(&["compact", &rev.to_string(), "--physical"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    c.ok(
-        2,
-        &[
-            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
+    c.sleeper(2, "c");
     let c2 = c.ip_of(2, "c");
     wait_for(
         "host 1 -> host 3 after compaction",
@@ -683,12 +673,7 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
 
     // One of three etcd members killed: no effect (host 3's own member).
     c.etcd.kill(2);
-    c.ok(
-        2,
-        &[
-            "run", "-d", "--name", "d", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
+    c.sleeper(2, "d");
     let d2 = c.ip_of(2, "d");
     wait_for(
         "host 1 -> host 3, one member down",
@@ -711,12 +696,7 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
         std::fs::read_to_string(c.hosts[1].run_root.join("overlay.log")).unwrap_or_default(),
         stdout(&c.hosts[1].in_ns("ip", &["route"]))
     );
-    c.ok(
-        0,
-        &[
-            "run", "-d", "--name", "e", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
+    c.sleeper(0, "e");
     let out = c.ok(0, &["exec", "e", "ping", "-c", "1", "-W", "2", &c1]);
     assert!(out.contains("1 packets received"), "{out}");
     let e = c.refused(2, &["run", "--rm", "--net", "ov2", "busybox", "true"]);
@@ -743,24 +723,9 @@ fn the_overlay_survives_compaction_repairs_and_etcd_outages() {
 fn a_dead_hosts_block_and_names_leave_the_others() {
     let mut c = Hosts::new(3);
     c.ok(0, &["network", "create", "-d", "overlay", "ov"]);
-    c.ok(
-        0,
-        &[
-            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
-    c.ok(
-        1,
-        &[
-            "run", "-d", "--name", "c", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
-    c.ok(
-        2,
-        &[
-            "run", "-d", "--name", "doomed", "--net", "ov", "busybox", "sleep", "600",
-        ],
-    );
+    c.sleeper(0, "c");
+    c.sleeper(1, "c");
+    c.sleeper(2, "doomed");
     let ip = c.ip_of(2, "doomed");
     wait_for(
         "the name of host 3's container on host 1",
