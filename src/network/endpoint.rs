@@ -286,17 +286,25 @@ fn allocate_ip6(
 
 /// A port published on an IPv6 host address is forwarded by the kernel to
 /// the container's IPv6 address: a container without one is refused
-/// (Docker would need its userland proxy for that). `[::1]` is refused
-/// too: IPv6 has no route_localnet, so the kernel never routes a packet
-/// with the source ::1 out of `lo` to a container (Docker serves it only
-/// through its userland proxy), and a mapping that cannot work is worse
-/// than a clear error.
-fn check_v6_publish(spec: &str, host: Ipv6Addr, ep: &EndpointRow) -> Result<(), NetworkError> {
+/// (Docker would need its userland proxy for that). `[::1]` is the
+/// exception: IPv6 has no route_localnet, so the kernel never routes a
+/// packet with the source ::1 out of `lo` to a container; a small TCP proxy
+/// (`network::proxy6`) listening on [::1] serves it instead, to the
+/// container's IPv6 address or else its IPv4 one. UDP on [::1] is refused.
+fn check_v6_publish(
+    spec: &str,
+    host: Ipv6Addr,
+    proto: portspec::Proto,
+    ep: &EndpointRow,
+) -> Result<(), NetworkError> {
     if host.is_loopback() {
-        return Err(NetworkError::Invalid(format!(
-            "not implemented: publishing on [::1] ({spec:?}): the kernel does not forward \
-             IPv6 loopback traffic to a container; publish on 127.0.0.1 or [::] instead"
-        )));
+        if proto != portspec::Proto::Tcp {
+            return Err(NetworkError::Invalid(format!(
+                "not implemented: {proto} publishing on [::1] ({spec:?}): only TCP is \
+                 proxied on IPv6 loopback; publish on 127.0.0.1 or [::] instead"
+            )));
+        }
+        return Ok(());
     }
     if ep.ip6.is_none() {
         return Err(NetworkError::Invalid(format!(
@@ -353,7 +361,7 @@ fn allocate_ports(
                 m.host_ip = ip.into();
             }
             if let std::net::IpAddr::V6(h) = m.host_ip {
-                check_v6_publish(spec, h, ep)?;
+                check_v6_publish(spec, h, m.proto, ep)?;
             }
             let host_port = match m.host_port {
                 Some(p) => {
@@ -469,7 +477,19 @@ pub fn attach(
     sb.netlink()?;
     drop(span);
     let _fw = rules::lock(inst)?;
-    plug_all(&drivers, c, &wired, &sb)
+    plug_all(&drivers, c, &wired, &sb)?;
+    drop(_fw);
+    // Ports on [::1]: the loopback proxy (bound before this returns).
+    let fwds: Vec<_> = wired
+        .iter()
+        .flat_map(|w| super::proxy6::forwards(&w.ep, &w.ports))
+        .collect();
+    if let Err(e) = super::proxy6::start(inst, container_id, &fwds) {
+        let _fw = rules::lock(inst)?;
+        let _ = unplug_all(&drivers, &wired, Some(&sb));
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Plugs every endpoint in, in order; a failure undoes everything done so
@@ -542,6 +562,8 @@ fn detach_inner(
     container_id: &str,
     delete_veths: bool,
 ) -> Result<(), NetworkError> {
+    // First: the port is free once the container's teardown returns.
+    super::proxy6::stop(inst, container_id);
     let wired = wired(store.conn(), container_id)?;
     if wired.is_empty() {
         return Ok(());
