@@ -102,7 +102,7 @@ fn last_line(log: &Path, from: u64, e: std::io::Error) -> String {
             tail.lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
-                .map(str::to_string)
+                .map(|l| l.trim_start_matches("minirt: ").to_string())
         })
         .unwrap_or_else(|| e.to_string())
 }
