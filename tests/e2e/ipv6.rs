@@ -915,6 +915,51 @@ fn ipv6_loopback_published_port_goes_through_the_proxy() {
     h.ok(&["stop", "-t", "1", "w4"]);
     assert!(!alive(pid), "proxy {pid} outlived its stopped container");
     h.ok(&["rm", "-f", "w4"]);
+
+    // A container whose monitor and init were killed: the reconcile of the
+    // next command finishes it, its proxy with it.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dead",
+        "--net",
+        "four",
+        "-p",
+        "[::1]:8085:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let pid = proxy_pid(&h, "dead", 8085);
+    let v = json(&h.ok(&["inspect", "dead"]));
+    let init = v[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the pids minirt's own state names; they are ours.
+    unsafe {
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(init, libc::SIGKILL);
+    }
+    wait_for("monitor and init to die", Duration::from_secs(10), || {
+        !alive(monitor) && !alive(init)
+    });
+    assert!(alive(pid), "the proxy outlives them until a reconcile");
+    h.ok(&["ps", "-a"]);
+    assert!(
+        !alive(pid),
+        "proxy {pid} of a dead container left by reconcile"
+    );
+    assert_eq!(listening(&h, 8085), "");
+    h.ok(&["rm", "-f", "dead"]);
     h.ok(&["network", "rm", "ds", "four"]);
     assert_eq!(listening(&h, 8080), "");
     for needle in ["fd00:6a:", "10.106.", "10.107."] {
