@@ -172,6 +172,14 @@ pub enum Command {
     /// Restores the firewall table when someone removes it (started by minirt).
     #[command(name = "__fwguard", hide = true)]
     FwGuard,
+    /// Serves a port published on [::1] (started by minirt, see
+    /// network::proxy6): PORT on [::1] to TARGET, its pid into PIDFILE.
+    #[command(name = "__proxy6", hide = true)]
+    Proxy6 {
+        port: u16,
+        target: std::net::SocketAddr,
+        pid_file: PathBuf,
+    },
     /// Records a detached container's exit and tears it down (run by its
     /// waiting monitor, see container::waiter).
     #[command(name = "__finish", hide = true)]
@@ -502,6 +510,16 @@ fn dispatch(cli: Cli) -> CliResult {
             minirt::container::monitor::after_exit(&inst, &id, code)?;
             Ok(0)
         }
+        Command::Proxy6 {
+            port,
+            target,
+            pid_file,
+        } => minirt::network::proxy6::run(port, target, &pid_file)
+            .map(|()| 0)
+            .map_err(|e| CliError {
+                code: 1,
+                message: e.to_string(),
+            }),
         Command::FwGuard => minirt::network::guard::run(&inst)
             .map(|()| 0)
             .map_err(|e| CliError {

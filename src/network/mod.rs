@@ -47,6 +47,7 @@ pub mod manage;
 pub mod names;
 pub mod netlink;
 pub mod nlsock;
+pub mod proxy6;
 pub mod reconcile;
 pub mod rules;
 pub(crate) mod service;

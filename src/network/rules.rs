@@ -79,7 +79,8 @@ pub fn is_routed6(net: &NetworkRow) -> bool {
 /// The firewall's view of an endpoint's bindings: an IPv4 host address maps
 /// to the container's IPv4 address, an IPv6 one to its IPv6 address, and
 /// the 0.0.0.0 wildcard (`-p 8080:80`) to both when the container has IPv6
-/// (Docker publishes on both families by default). `routed6`: the IPv6 side
+/// (Docker publishes on both families by default); [::1] has no rule (the
+/// loopback proxy serves it). `routed6`: the IPv6 side
 /// of the network is routed (no DNAT there).
 pub fn fw_ports(
     ep: &EndpointRow,
@@ -108,6 +109,9 @@ pub fn fw_ports(
                     out.push(port(Ipv6Addr::UNSPECIFIED.into(), ip6.into(), routed6));
                 }
             }
+            // Served by the loopback proxy (`network::proxy6`), not the
+            // kernel: a DNAT of ::1 to a container is dropped.
+            IpAddr::V6(h) if h.is_loopback() => {}
             IpAddr::V6(_) => {
                 let ip6 = ep.ip6.ok_or_else(|| {
                     NetworkError::Invalid(format!(

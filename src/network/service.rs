@@ -1,6 +1,6 @@
 //! How an instance's long-running helpers start: the DNS responder
-//! (`__dns`), the firewall guardian (`__fwguard`) and the overlay agent
-//! (`__overlay`). Each is `minirt --root R --run-root RR __NAME` in a new
+//! (`__dns`), the firewall guardian (`__fwguard`), the overlay agent
+//! (`__overlay`) and the IPv6 loopback proxy (`__proxy6`). Each is `minirt --root R --run-root RR __NAME` in a new
 //! session with every inherited descriptor closed at exec (a caller's pipes,
 //! a container's sync socket or a terminal must not live on in it). The
 //! helper sets itself up (its lock, its socket), then forks once more
@@ -15,6 +15,17 @@ use std::process::{Command, Stdio};
 /// Starts `minirt __NAME` for the instance and waits until its first
 /// process has detached (or failed: its exit status is the error).
 pub(crate) fn start(inst: &Instance, name: &str, stderr: Stdio) -> std::io::Result<()> {
+    start_args(inst, name, &[], stderr)
+}
+
+/// As [`start`], with arguments after the helper's name (the IPv6
+/// loopback proxy's address and port, see `network::proxy6`).
+pub(crate) fn start_args(
+    inst: &Instance,
+    name: &str,
+    args: &[String],
+    stderr: Stdio,
+) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
@@ -22,6 +33,7 @@ pub(crate) fn start(inst: &Instance, name: &str, stderr: Stdio) -> std::io::Resu
         .arg("--run-root")
         .arg(&inst.run_root)
         .arg(name)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
@@ -55,10 +67,16 @@ pub(crate) fn start(inst: &Instance, name: &str, stderr: Stdio) -> std::io::Resu
 /// for) should exit 0 at once. Must be called before the helper starts
 /// threads.
 pub(crate) fn detach() -> std::io::Result<bool> {
+    Ok(detach_pid()?.is_none())
+}
+
+/// As [`detach`], for a helper whose first process records the helper's
+/// pid: None in the child, Some(the child's pid) in the parent.
+pub(crate) fn detach_pid() -> std::io::Result<Option<i32>> {
     // SAFETY: called before the helper starts any thread (the caller's
     // contract), so the child's only thread is this one.
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
-        nix::unistd::ForkResult::Parent { .. } => Ok(false),
-        nix::unistd::ForkResult::Child => Ok(true),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(None),
     }
 }

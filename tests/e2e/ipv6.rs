@@ -490,11 +490,11 @@ fn bad_ipv6_inputs_are_refused_clearly() {
             "--net",
             "six",
             "-p",
-            "[::1]:8080:80",
+            "[::1]:8080:80/udp",
             "busybox",
             "true",
         ],
-        "not implemented: publishing on [::1]",
+        "not implemented: udp publishing on [::1]",
     );
     h.ok(&[
         "run",
@@ -737,4 +737,233 @@ fn a_killed_ipv6_only_create_heals_to_nothing() {
     ]);
     h.ok(&["network", "rm", "killed", "stay"]);
     assert!(leftovers(&h, "fd00:7").is_empty());
+}
+
+/// The pid in a container's loopback proxy pid file (`network::proxy6`).
+fn proxy_pid(h: &TestHost, name: &str, port: u16) -> i32 {
+    let id = h.ok(&["inspect", "--format", "{{.Id}}", name]);
+    let f = h
+        .run_root
+        .join("containers")
+        .join(id.trim())
+        .join(format!("proxy6-{port}.pid"));
+    let s = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Something listening on the host namespace's TCP port.
+fn listening(h: &TestHost, port: u16) -> String {
+    stdout(&h.in_ns("ss", &["-Hltn", &format!("sport = :{port}")]))
+}
+
+#[test]
+fn ipv6_loopback_published_port_goes_through_the_proxy() {
+    let h = TestHost::new();
+    let lan = Lan::new(&h);
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:6a::/64",
+        "--subnet",
+        "10.106.0.0/24",
+        "ds",
+    ]);
+    h.ok(&["network", "create", "--subnet", "10.107.0.0/24", "four"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--net",
+        "ds",
+        "-p",
+        "[::1]:8080:80",
+        "busybox",
+        "sh",
+        "-c",
+        TWO_PORTS,
+    ]);
+    let local = |port: u16| {
+        let o = h.in_ns(
+            "curl",
+            &["-sfg", "--max-time", "2", &format!("http://[::1]:{port}/")],
+        );
+        o.status.success().then(|| stdout(&o))
+    };
+    let mut page = None;
+    wait_for("[::1]:8080 from the host", Duration::from_secs(20), || {
+        page = local(8080);
+        page.is_some()
+    });
+    assert_eq!(page.as_deref(), Some("hello-80\n"));
+    // Many at once, each a full exchange.
+    let pages: Vec<_> = std::thread::scope(|s| {
+        let all: Vec<_> = (0..8).map(|_| s.spawn(|| local(8080))).collect();
+        all.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(pages.iter().all(|p| p.as_deref() == Some("hello-80\n")));
+    let ports = h.ok(&["port", "web"]);
+    assert!(ports.contains("::1:8080"), "{ports}");
+    // No kernel mapping for ::1 (it would be dropped): the proxy serves it.
+    let fw = nft_table(&h);
+    assert!(!fw.contains("::1 . 8080"), "{fw}");
+    // Not from the LAN, on the host's address or any other.
+    assert_eq!(lan.get(&format!("http://[{HOST6}]:8080/")), None);
+    assert_eq!(lan.get(&format!("http://{HOST4}:8080/")), None);
+
+    // The same [::1] port for a second container: refused, nothing left.
+    let (code, e) = h.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "--net",
+        "ds",
+        "-p",
+        "[::1]:8080:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(code, 125, "{e}");
+    let line = one_line(&e);
+    assert!(line.contains("8080"), "{line}");
+
+    // A port some other program holds: the proxy cannot bind, the start
+    // fails with the bind's error and leaves no proxy behind.
+    let _holder = Proc(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h.ns,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "[::1]:8090",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nc"),
+    );
+    wait_for("the port holder", Duration::from_secs(10), || {
+        !listening(&h, 8090).is_empty()
+    });
+    let (code, e) = h.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--net",
+        "ds",
+        "-p",
+        "[::1]:8090:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(code, 125, "{e}");
+    let line = one_line(&e);
+    assert!(
+        line.starts_with("minirt: publishing [::1]:8090: bind [::1]:8090: ")
+            && line.contains("in use"),
+        "{line}"
+    );
+    assert_eq!(listening(&h, 8090).lines().count(), 1, "only the holder");
+    let all = h.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(all.trim(), "web", "nothing of busy left");
+
+    // rm: the proxy is gone and the port free.
+    let pid = proxy_pid(&h, "web", 8080);
+    assert!(alive(pid));
+    h.ok(&["rm", "-f", "web"]);
+    assert!(!alive(pid), "proxy {pid} outlived its container");
+    assert_eq!(listening(&h, 8080), "");
+
+    // An IPv4-only container is reachable from [::1] too.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w4",
+        "--net",
+        "four",
+        "-p",
+        "[::1]:8080:80",
+        "busybox",
+        "sh",
+        "-c",
+        TWO_PORTS,
+    ]);
+    let mut page = None;
+    wait_for(
+        "[::1]:8080 to a v4 container",
+        Duration::from_secs(20),
+        || {
+            page = local(8080);
+            page.is_some()
+        },
+    );
+    assert_eq!(page.as_deref(), Some("hello-80\n"));
+    let pid = proxy_pid(&h, "w4", 8080);
+    // A stop tears the network down, the proxy with it.
+    h.ok(&["stop", "-t", "1", "w4"]);
+    assert!(!alive(pid), "proxy {pid} outlived its stopped container");
+    h.ok(&["rm", "-f", "w4"]);
+
+    // A container whose monitor and init were killed: the reconcile of the
+    // next command finishes it, its proxy with it.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dead",
+        "--net",
+        "four",
+        "-p",
+        "[::1]:8085:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let pid = proxy_pid(&h, "dead", 8085);
+    let v = json(&h.ok(&["inspect", "dead"]));
+    let init = v[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the pids minirt's own state names; they are ours.
+    unsafe {
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(init, libc::SIGKILL);
+    }
+    wait_for("monitor and init to die", Duration::from_secs(10), || {
+        !alive(monitor) && !alive(init)
+    });
+    assert!(alive(pid), "the proxy outlives them until a reconcile");
+    h.ok(&["ps", "-a"]);
+    assert!(
+        !alive(pid),
+        "proxy {pid} of a dead container left by reconcile"
+    );
+    assert_eq!(listening(&h, 8085), "");
+    h.ok(&["rm", "-f", "dead"]);
+    h.ok(&["network", "rm", "ds", "four"]);
+    assert_eq!(listening(&h, 8080), "");
+    for needle in ["fd00:6a:", "10.106.", "10.107."] {
+        let left = leftovers(&h, needle);
+        assert!(left.is_empty(), "{left:#?}");
+    }
 }

@@ -67,7 +67,19 @@ pub fn attach(
     sb.netlink()?;
     drop(span);
     let _fw = rules::lock(inst)?;
-    plug_all(&drivers, c, &wired, &sb)
+    plug_all(&drivers, c, &wired, &sb)?;
+    drop(_fw);
+    // Ports on [::1]: the loopback proxy (bound before this returns).
+    let fwds: Vec<_> = wired
+        .iter()
+        .flat_map(|w| crate::network::proxy6::forwards(&w.ep, &w.ports))
+        .collect();
+    if let Err(e) = crate::network::proxy6::start(inst, container_id, &fwds) {
+        let _fw = rules::lock(inst)?;
+        let _ = unplug_all(&drivers, &wired, Some(&sb));
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Plugs every endpoint in, in order; a failure undoes everything done so
@@ -140,6 +152,8 @@ fn detach_inner(
     container_id: &str,
     delete_veths: bool,
 ) -> Result<(), NetworkError> {
+    // First: the port is free once the container's teardown returns.
+    crate::network::proxy6::stop(inst, container_id);
     let wired = wired(store.conn(), container_id)?;
     if wired.is_empty() {
         return Ok(());

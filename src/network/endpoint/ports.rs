@@ -39,17 +39,25 @@ pub(super) fn check_publish(net: &NetworkRow, publish: &[String]) -> Result<(), 
 
 /// A port published on an IPv6 host address is forwarded by the kernel to
 /// the container's IPv6 address: a container without one is refused
-/// (Docker would need its userland proxy for that). `[::1]` is refused
-/// too: IPv6 has no route_localnet, so the kernel never routes a packet
-/// with the source ::1 out of `lo` to a container (Docker serves it only
-/// through its userland proxy), and a mapping that cannot work is worse
-/// than a clear error.
-fn check_v6_publish(spec: &str, host: Ipv6Addr, ep: &EndpointRow) -> Result<(), NetworkError> {
+/// (Docker would need its userland proxy for that). `[::1]` is the
+/// exception: IPv6 has no route_localnet, so the kernel never routes a
+/// packet with the source ::1 out of `lo` to a container; a small TCP proxy
+/// (`network::proxy6`) listening on [::1] serves it instead, to the
+/// container's IPv6 address or else its IPv4 one. UDP on [::1] is refused.
+fn check_v6_publish(
+    spec: &str,
+    host: Ipv6Addr,
+    proto: portspec::Proto,
+    ep: &EndpointRow,
+) -> Result<(), NetworkError> {
     if host.is_loopback() {
-        return Err(NetworkError::Invalid(format!(
-            "not implemented: publishing on [::1] ({spec:?}): the kernel does not forward \
-             IPv6 loopback traffic to a container; publish on 127.0.0.1 or [::] instead"
-        )));
+        if proto != portspec::Proto::Tcp {
+            return Err(NetworkError::Invalid(format!(
+                "not implemented: {proto} publishing on [::1] ({spec:?}): only TCP is \
+                 proxied on IPv6 loopback; publish on 127.0.0.1 or [::] instead"
+            )));
+        }
+        return Ok(());
     }
     if ep.ip6.is_none() {
         return Err(NetworkError::Invalid(format!(
@@ -106,7 +114,7 @@ pub(super) fn allocate_ports(
                 m.host_ip = ip.into();
             }
             if let std::net::IpAddr::V6(h) = m.host_ip {
-                check_v6_publish(spec, h, ep)?;
+                check_v6_publish(spec, h, m.proto, ep)?;
             }
             let host_port = match m.host_port {
                 Some(p) => {
