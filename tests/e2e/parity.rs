@@ -161,3 +161,24 @@ fn ps_filters_by_health() {
     );
     h.ok(&["rm", "-f", "good", "bad", "plain"]);
 }
+
+/// `rm -f` of several `--rm` containers: the kills go out first, so some
+/// monitors remove their container before `rm` reaches it; each is still
+/// reported removed (Docker prints every name and exits 0).
+#[test]
+fn rm_force_of_auto_removed_containers_reports_each_removed() {
+    let h = TestHost::new();
+    let names = ["ar1", "ar2", "ar3", "ar4", "ar5"];
+    for n in names {
+        h.ok(&[
+            "run", "-d", "--rm", "--name", n, "--net", "none", "busybox", "sleep", "600",
+        ]);
+    }
+    let mut args = vec!["rm", "-f"];
+    args.extend(names);
+    let out = h.ok(&args);
+    assert_eq!(out, names.map(|n| format!("{n}\n")).concat());
+    wait_for("the containers to go", Duration::from_secs(10), || {
+        h.ok(&["ps", "-aq"]).is_empty()
+    });
+}

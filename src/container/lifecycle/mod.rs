@@ -13,7 +13,9 @@ mod stop;
 pub use reconcile::{heal_intents, reconcile, release_created};
 pub use run::{run_foreground, start, start_detached};
 pub use status::{command_text, status, status_line};
-pub use stop::{kill, parse_signal, prune, rm, rm_prepare, rm_reconciled, stop, stop_with};
+pub use stop::{
+    kill, parse_signal, prune, rm, rm_prepare, rm_prepared, rm_reconciled, stop, stop_with,
+};
 
 use super::config::ContainerConfig;
 use super::runtime;

@@ -182,11 +182,12 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
 /// their monitors tear them down side by side; `rm_reconciled` then finds
 /// each one exited (or about to be) instead of killing and waiting for one
 /// after the other. A key that names nothing is left for `rm_reconciled`
-/// to report.
-pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<()> {
+/// to report. Returns the keys whose containers it killed.
+pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Vec<String>> {
     reconcile(inst)?;
+    let mut killed = vec![];
     if !force {
-        return Ok(());
+        return Ok(killed);
     }
     for key in keys {
         let Ok(row) = lookup(inst, key) else {
@@ -195,9 +196,24 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<()> {
         if is_running(&row) {
             crate::container::restart::stop_by_user(inst, &row.id);
             let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
+            killed.push(key.clone());
         }
     }
-    Ok(())
+    Ok(killed)
+}
+
+/// The second half of [`rm_prepare`]: one container. A `--rm` container
+/// that `rm_prepare` killed may already be gone, removed by its own
+/// monitor: that is a removal all the same, not "No such container".
+pub fn rm_prepared(inst: &Instance, key: &str, force: bool, killed: &[String]) -> Result<()> {
+    match rm_reconciled(inst, key, force) {
+        Err(crate::Error::Container(ContainerError::NotFound(_)))
+            if killed.iter().any(|k| k == key) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// `rm` after `reconcile` (or `rm_prepare`) ran in this command.
