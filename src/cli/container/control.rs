@@ -110,14 +110,14 @@ pub fn rm(inst: &Instance, a: RmArgs) -> CliResult {
         }
     }
     // One reconciliation, and all the kills first (see rm_prepare).
-    let killed = lifecycle::rm_prepare(inst, &a.containers, a.force)?;
+    let prepared = lifecycle::rm_prepare(inst, &a.containers, a.force)?;
     each(&a.containers, |c| {
         let anonymous = if a.volumes {
             crate::cli::volume::anonymous_of(inst, c)
         } else {
             vec![]
         };
-        lifecycle::rm_prepared(inst, c, a.force, &killed)?;
+        lifecycle::rm_prepared(inst, c, a.force, &prepared)?;
         for v in anonymous {
             if let Err(e) = minirt::container::volume::remove(inst, &v, false) {
                 tracing::warn!("removing volume {v}: {e}");

@@ -15,6 +15,7 @@ pub use run::{run_foreground, start, start_detached};
 pub use status::{command_text, status, status_line};
 pub use stop::{
     kill, parse_signal, prune, rm, rm_prepare, rm_prepared, rm_reconciled, stop, stop_with,
+    Prepared,
 };
 
 use super::config::ContainerConfig;

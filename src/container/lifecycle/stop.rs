@@ -179,15 +179,17 @@ pub fn rm(inst: &Instance, key: &str, force: bool) -> Result<()> {
 /// The first half of an `rm` of several containers in one command: one
 /// reconciliation for all of them (not one per container, each reading
 /// every row), and with `force` every running one gets its SIGKILL now, so
-/// their monitors tear them down side by side; `rm_reconciled` then finds
+/// their monitors tear them down side by side; [`rm_prepared`] then finds
 /// each one exited (or about to be) instead of killing and waiting for one
-/// after the other. A key that names nothing is left for `rm_reconciled`
-/// to report. Returns the keys whose containers it killed.
-pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Vec<String>> {
+/// after the other. A key that names nothing is left for `rm_prepared` to
+/// report. Each container is killed under its removal intent, so a command
+/// that dies after the kills still has its removals finished by the next
+/// command (as a single `rm` has).
+pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepared> {
     reconcile(inst)?;
-    let mut killed = vec![];
+    let mut prepared = Prepared::default();
     if !force {
-        return Ok(killed);
+        return Ok(prepared);
     }
     for key in keys {
         let Ok(row) = lookup(inst, key) else {
@@ -195,20 +197,37 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Vec<S
         };
         if is_running(&row) {
             crate::container::restart::stop_by_user(inst, &row.id);
+            let intent = crate::intent::begin(
+                inst,
+                &crate::intent::Intent::ContainerRemove { id: row.id.clone() },
+            )
+            .map_err(|e| ContainerError::Runtime(format!("cannot record the removal: {e}")))?;
+            prepared.intents.push(intent);
             let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
-            killed.push(key.clone());
+            prepared.killed.push(key.clone());
         }
     }
-    Ok(killed)
+    if !prepared.killed.is_empty() {
+        crate::fault::point("rm-after-kill");
+    }
+    Ok(prepared)
+}
+
+/// What [`rm_prepare`] did: the keys whose containers it killed, and their
+/// removal intents, held until the `rm` command is done with them.
+#[derive(Default)]
+pub struct Prepared {
+    killed: Vec<String>,
+    intents: Vec<crate::intent::Held>,
 }
 
 /// The second half of [`rm_prepare`]: one container. A `--rm` container
 /// that `rm_prepare` killed may already be gone, removed by its own
 /// monitor: that is a removal all the same, not "No such container".
-pub fn rm_prepared(inst: &Instance, key: &str, force: bool, killed: &[String]) -> Result<()> {
+pub fn rm_prepared(inst: &Instance, key: &str, force: bool, prepared: &Prepared) -> Result<()> {
     match rm_reconciled(inst, key, force) {
         Err(crate::Error::Container(ContainerError::NotFound(_)))
-            if killed.iter().any(|k| k == key) =>
+            if prepared.killed.iter().any(|k| k == key) =>
         {
             Ok(())
         }
