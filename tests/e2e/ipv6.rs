@@ -190,20 +190,18 @@ fn leftovers(h: &TestHost, needle: &str) -> Vec<String> {
     out
 }
 
+/// `network create --ipv6 --subnet V6 --subnet V4 NAME`.
+fn dual_stack(h: &TestHost, name: &str, subnet6: &str, subnet4: &str) {
+    h.ok(&[
+        "network", "create", "--ipv6", "--subnet", subnet6, "--subnet", subnet4, name,
+    ]);
+}
+
 #[test]
 fn dual_stack_network_names_ports_nat66_and_teardown() {
     let h = TestHost::new();
     let lan = Lan::new(&h);
-    h.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:66::/64",
-        "--subnet",
-        "10.66.0.0/24",
-        "ds",
-    ]);
+    dual_stack(&h, "ds", "fd00:66::/64", "10.66.0.0/24");
     let n = json(&h.ok(&["network", "inspect", "ds"]));
     assert_eq!(n[0]["EnableIPv6"], true);
     assert_eq!(n[0]["IPAM"]["Config"][1]["Subnet"], "fd00:66::/64");
@@ -292,16 +290,7 @@ fn dual_stack_network_names_ports_nat66_and_teardown() {
     assert!(seen.len() == 2 && seen[0] > 0 && seen[1] == 0, "{seen:?}");
 
     // connect / disconnect with both families, --ip6 honoured.
-    h.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:67::/64",
-        "--subnet",
-        "10.67.0.0/24",
-        "ds2",
-    ]);
+    dual_stack(&h, "ds2", "fd00:67::/64", "10.67.0.0/24");
     h.ok(&["network", "connect", "--ip6", "fd00:67::99", "ds2", "web"]);
     let eth1 = h.ok(&["exec", "web", "ip", "addr", "show", "eth1"]);
     assert!(eth1.contains("inet6 fd00:67::99/64"), "{eth1}");
@@ -760,16 +749,7 @@ fn listening(h: &TestHost, port: u16) -> String {
 fn ipv6_loopback_published_port_goes_through_the_proxy() {
     let h = TestHost::new();
     let lan = Lan::new(&h);
-    h.ok(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:6a::/64",
-        "--subnet",
-        "10.106.0.0/24",
-        "ds",
-    ]);
+    dual_stack(&h, "ds", "fd00:6a::/64", "10.106.0.0/24");
     h.ok(&["network", "create", "--subnet", "10.107.0.0/24", "four"]);
     h.ok(&[
         "run",
