@@ -171,63 +171,46 @@ fn scenario() {
     insert_container(&mut store, &inst, "c2", "client", &client, p2.0.id() as i32).unwrap();
 
     // Clear refusals, nothing recorded for them.
-    let e = insert_container(
+    let refused = |store: &mut Store, req: NetworkRequest| {
+        insert_container(store, &inst, "c3", "dup", &req, 1).unwrap_err()
+    };
+    let e = refused(
         &mut store,
-        &inst,
-        "c3",
-        "dup",
-        &NetworkRequest {
+        NetworkRequest {
             mode: "testbr".into(),
             publish: vec!["127.0.0.1:8080:81".into()],
             ..Default::default()
         },
-        1,
-    )
-    .unwrap_err();
+    );
     assert_eq!(
         e.to_string(),
         "Bind for 127.0.0.1:8080 failed: port is already allocated"
     );
-    let e = insert_container(
+    let e = refused(
         &mut store,
-        &inst,
-        "c3",
-        "dup",
-        &NetworkRequest {
+        NetworkRequest {
             mode: "testbr".into(),
             ip: Some("10.88.0.9".into()),
             ..Default::default()
         },
-        1,
-    )
-    .unwrap_err();
+    );
     assert!(e.to_string().contains("already in use"), "{e}");
-    let e = insert_container(
+    let e = refused(
         &mut store,
-        &inst,
-        "c3",
-        "dup",
-        &NetworkRequest {
+        NetworkRequest {
             mode: "testbr".into(),
             ip: Some("10.89.0.5".into()),
             ..Default::default()
         },
-        1,
-    )
-    .unwrap_err();
+    );
     assert!(e.to_string().contains("not inside subnet"), "{e}");
-    let e = insert_container(
+    let e = refused(
         &mut store,
-        &inst,
-        "c3",
-        "dup",
-        &NetworkRequest {
+        NetworkRequest {
             mode: "nosuch".into(),
             ..Default::default()
         },
-        1,
-    )
-    .unwrap_err();
+    );
     assert_eq!(e.to_string(), "network nosuch not found");
     assert!(rows::find_container(store.conn(), "dup").unwrap().is_none());
 
