@@ -141,12 +141,10 @@ pub fn stop(inst: &Instance, id: &str) {
     }
 }
 
-/// "PID START" as the proxy's first process writes it.
+/// "PID START" as the proxy's first process writes it: the guardian's pid
+/// file format without the binary's identity, read by the same parser.
 pub fn parse_pid_file(s: &str) -> Option<(i32, u64)> {
-    let mut it = s.split_whitespace();
-    let pid = it.next()?.parse().ok()?;
-    let start = it.next()?.parse().ok()?;
-    Some((pid, start))
+    super::guard::parse_pid_file(s).map(|(pid, start, _)| (pid, start))
 }
 
 /// `minirt __proxy6 PORT TARGET PIDFILE`: binds [::1]:PORT (the error is
