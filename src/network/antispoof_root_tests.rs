@@ -1,6 +1,7 @@
 //! Root tests of anti-spoofing against the real kernel, each inside a
 //! namespace it creates.
 
+use super::rules::*;
 use super::tests::guard;
 use super::*;
 

@@ -1,6 +1,7 @@
 //! Unit tests of the anti-spoofing rules: the script, the nfnetlink elements,
 //! the wanted state from store rows and the listing check (no root).
 
+use super::rules::*;
 use super::*;
 use std::path::PathBuf;
 
@@ -231,38 +232,6 @@ fn the_check_key_changes_with_everything_it_covers() {
         k,
         check_key("boot x netns 1:2", 7, &[guard("mrv1", "10.0.0.3")])
     );
-}
-
-#[test]
-fn getgen_is_framed_like_nft_and_its_reply_parsed() {
-    // nft 1.0.6 (strace): len 20, NFT_MSG_GETGEN, NLM_F_REQUEST, AF_UNSPEC.
-    let r = getgen_request(5);
-    assert_eq!(r.len(), 20);
-    assert_eq!(&r[4..6], &0x0a10u16.to_ne_bytes());
-    assert_eq!(&r[6..8], &1u16.to_ne_bytes());
-    assert_eq!(&r[8..12], &5u32.to_ne_bytes());
-    assert_eq!(&r[16..20], &[0, 0, 0, 0]);
-    // NEWGEN: header, nfgenmsg, NFTA_GEN_ID (be32), NFTA_GEN_PROC_PID.
-    let mut reply = vec![];
-    reply.extend_from_slice(&36u32.to_ne_bytes());
-    reply.extend_from_slice(&0x0a0fu16.to_ne_bytes());
-    reply.extend_from_slice(&[0; 10]);
-    reply.extend_from_slice(&[0, 0, 0, 0]);
-    reply.extend_from_slice(&8u16.to_ne_bytes());
-    reply.extend_from_slice(&1u16.to_ne_bytes());
-    reply.extend_from_slice(&1234u32.to_be_bytes());
-    reply.extend_from_slice(&8u16.to_ne_bytes());
-    reply.extend_from_slice(&2u16.to_ne_bytes());
-    reply.extend_from_slice(&99u32.to_be_bytes());
-    assert_eq!(parse_newgen(&reply), Some(Ok(1234)));
-    let mut e = vec![];
-    e.extend_from_slice(&36u32.to_ne_bytes());
-    e.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
-    e.extend_from_slice(&[0; 10]);
-    e.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
-    e.extend_from_slice(&[0; 16]);
-    assert_eq!(parse_newgen(&e), Some(Err(libc::EPERM)));
-    assert_eq!(parse_newgen(&[1, 2]), None);
 }
 
 /// What nft 1.0.6 lists (`nft -j list table bridge minirt_x`) for the

@@ -33,6 +33,7 @@ pub mod ipam6;
 pub mod macvlan;
 pub mod nfnl;
 pub mod nft;
+pub(crate) mod nftgen;
 pub mod overlay;
 pub mod pool;
 pub mod portspec;

@@ -373,9 +373,9 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     // the listing: a change in between makes the key stale (one needless
     // check next time), never a damaged table taken for intact.
     let marker = inst.run_root.join("firewall.checked");
-    let key = super::antispoof::generation()
+    let key = super::nftgen::generation()
         .ok()
-        .map(|g| check_key(&super::antispoof::host_identity(), g, &want));
+        .map(|g| check_key(&super::nftgen::host_identity(), g, &want));
     if let Some(k) = &key {
         if std::fs::read_to_string(&marker).is_ok_and(|m| m == *k) {
             return Ok(false);
@@ -403,7 +403,7 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     let (add, del) = element_diff(&want, &live);
     if add.is_empty() && del.is_empty() {
         if let Some(k) = key {
-            super::antispoof::save_marker(&marker, &k);
+            super::nftgen::save_marker(&marker, &k);
         }
         return Ok(false);
     }
