@@ -1,6 +1,7 @@
 //! Renders minirt's nftables ruleset (the text `nft -f` reads) from plain data:
-//! base table and maps, per-network chains, and port mappings as map elements;
-//! and the desired state (`Desired`) the heal check compares the live table with.
+//! base table and maps, per-network chains, and port mappings as map elements
+//! (`firewall/ports.rs`); and the desired state (`Desired`) the heal check
+//! compares the live table with.
 //!
 //! Layout of the one table per instance (family `inet`, matching
 //! `Instance::nft_table`: one table can later carry IPv6 rules too, and inet
@@ -57,6 +58,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+mod ports;
+pub use ports::{port_elements, render_elements_fix, render_ports_add, render_ports_del};
 
 /// Docker 28's `com.docker.network.bridge.gateway_mode_ipv4`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -528,111 +532,6 @@ pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
         let _ = writeln!(s, "delete chain inet {table} {ch}");
     }
     s
-}
-
-/// The elements of one published port: its DNAT mapping (not on routed
-/// networks) and its container address . port in `pub_*`.
-pub fn port_elements(p: &FwPort) -> Vec<(String, String)> {
-    let proto = p.proto.to_string();
-    let six = if p.ctr_ip.is_ipv6() { "6" } else { "" };
-    let value = format!("{} . {}", p.ctr_ip, p.ctr_port);
-    let mut v = vec![];
-    if !p.routed {
-        if p.host_ip.is_unspecified() {
-            v.push((
-                format!("pm{six}_any_{proto}"),
-                format!("{} : {value}", p.host_port),
-            ));
-        } else {
-            v.push((
-                format!("pm{six}_{proto}"),
-                format!("{} . {} : {value}", p.host_ip, p.host_port),
-            ));
-        }
-    }
-    v.push((format!("pub{six}_{proto}"), value));
-    v
-}
-
-/// Every element of these ports, once (two mappings may publish the same
-/// container port: one `pub_*` element, which a batch must delete once).
-fn unique_elements(ports: &[FwPort]) -> Vec<(String, String)> {
-    let mut seen = BTreeSet::new();
-    ports
-        .iter()
-        .flat_map(port_elements)
-        .filter(|e| seen.insert(e.clone()))
-        .collect()
-}
-
-/// Map elements for published ports (one line each, one batch).
-pub fn render_ports_add(table: &str, ports: &[FwPort]) -> String {
-    let mut s = String::new();
-    for (map, e) in unique_elements(ports) {
-        let _ = writeln!(s, "add element inet {table} {map} {{ {e} }}");
-    }
-    s
-}
-
-/// Removes published ports; absent ones are not an error.
-pub fn render_ports_del(table: &str, ports: &[FwPort]) -> String {
-    if ports.is_empty() {
-        return String::new();
-    }
-    let mut s = declarations(table);
-    s += &render_ports_add(table, ports);
-    for (map, e) in unique_elements(ports) {
-        let key = e.split(" : ").next().unwrap_or(&e).to_string();
-        let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
-    }
-    s
-}
-
-/// Adds and deletes single elements (what the heal check found missing or
-/// extra); `del` holds keys or `key : value` texts as `Desired` has them.
-pub fn render_elements_fix(
-    table: &str,
-    add: &[(String, String)],
-    del: &[(String, String)],
-) -> String {
-    let mut s = String::new();
-    for (map, e) in del {
-        // Re-add first: the element may have gone meanwhile.
-        let _ = writeln!(
-            s,
-            "add element inet {table} {map} {{ {} }}",
-            quote_elem(map, e)
-        );
-        let key = e.split(" : ").next().unwrap_or(e);
-        let _ = writeln!(
-            s,
-            "delete element inet {table} {map} {{ {} }}",
-            quote_elem(map, key)
-        );
-    }
-    for (map, e) in add {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {map} {{ {} }}",
-            quote_elem(map, e)
-        );
-    }
-    s
-}
-
-/// `Desired` keeps interface names unquoted; scripts need them quoted.
-fn quote_elem(map: &str, e: &str) -> String {
-    let ifname_keyed = matches!(
-        map,
-        "bridges" | "fwd_iif" | "fwd_oif" | "post_dnat_oif" | "guard_iif"
-    );
-    if !ifname_keyed {
-        return e.to_string();
-    }
-    match e.split_once(" : ") {
-        Some((k, v)) => format!("{} : {v}", q(k)),
-        None => q(e),
-    }
 }
 
 /// What the instance's table must hold, in the shape `nft -j list table`
