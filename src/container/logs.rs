@@ -526,7 +526,7 @@ pub fn parse_time(s: &str, now: i64) -> Result<i64, String> {
     if s.is_empty() {
         return Err(bad());
     }
-    if let Some(d) = parse_go_duration(s) {
+    if let Ok(d) = super::health::parse_go_duration(s) {
         return Ok(now.saturating_sub(d));
     }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -558,50 +558,6 @@ pub fn parse_time(s: &str, now: i64) -> Result<i64, String> {
         .iter()
         .find_map(|c| crate::rootfs::image::parse_rfc3339(c))
         .ok_or_else(bad)
-}
-
-/// A Go duration ("300ms", "-1.5h", "2h45m") in nanoseconds.
-pub fn parse_go_duration(s: &str) -> Option<i64> {
-    let (sign, mut rest) = match s.as_bytes().first()? {
-        b'-' => (-1.0, &s[1..]),
-        b'+' => (1.0, &s[1..]),
-        _ => (1.0, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        if n == 0 {
-            return None;
-        }
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .bytes()
-            .take_while(|b| !b.is_ascii_digit() && *b != b'.')
-            .count();
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += value * unit;
-    }
-    let v = sign * total;
-    (v.abs() < i64::MAX as f64).then_some(v as i64)
 }
 
 #[cfg(test)]

@@ -3,29 +3,9 @@
 
 use super::rules::*;
 use super::*;
-use std::path::PathBuf;
+use crate::network::firewall::tests::golden;
 
 const T: &str = "minirt_1a2b3c4d";
-
-fn golden(name: &str, got: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/network/testdata")
-        .join(format!("{name}.nft"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    assert_eq!(
-        got, want,
-        "{name}.nft differs; if the change is intended, rerun with UPDATE_GOLDEN=1"
-    );
-}
 
 pub(crate) fn guard(port: &str, ip: &str) -> Guard {
     let ip: Ipv4Addr = ip.parse().unwrap();
