@@ -48,13 +48,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The network option (`network create -o minirt.antispoof=false`) that
 /// leaves a network's containers unguarded (a container that routes for
 /// others must send other sources).
-pub const OPTION: &str = "minirt.antispoof";
+pub(crate) const OPTION: &str = "minirt.antispoof";
 
 mod rules;
 
 /// What one endpoint may send as.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// The host end of the veth pair: the bridge port the frames come in on.
     pub port: String,
     pub mac: [u8; 6],
@@ -74,14 +74,14 @@ impl Guard {
 }
 
 /// Whether the network's containers are guarded (the default).
-pub fn enabled(net: &NetworkRow) -> bool {
+pub(crate) fn enabled(net: &NetworkRow) -> bool {
     net.driver == super::driver::DriverKind::Bridge.as_str()
         && net.options.get(OPTION).map(String::as_str) != Some("false")
 }
 
 /// The guard of an endpoint: its MAC is the one `bridge::connect` gives the
 /// container's interface.
-pub fn guard_of(ep: &EndpointRow) -> Guard {
+pub(crate) fn guard_of(ep: &EndpointRow) -> Guard {
     Guard {
         port: ep.host_ifname.clone(),
         mac: super::ipam6::endpoint_mac(ep.ip, ep.ip6),
@@ -92,7 +92,7 @@ pub fn guard_of(ep: &EndpointRow) -> Guard {
 
 /// The guards the store asks for: None when there is no network (then there
 /// is no table either), else one per endpoint of a guarded network, sorted.
-pub fn wanted(nets: &[NetworkRow], eps: &[EndpointRow]) -> Option<Vec<Guard>> {
+pub(crate) fn wanted(nets: &[NetworkRow], eps: &[EndpointRow]) -> Option<Vec<Guard>> {
     if nets.is_empty() {
         return None;
     }
@@ -112,7 +112,7 @@ pub fn wanted(nets: &[NetworkRow], eps: &[EndpointRow]) -> Option<Vec<Guard>> {
 }
 
 /// The guards the store asks for (see `wanted`).
-pub fn wanted_from(c: &Connection) -> Result<Option<Vec<Guard>>, NetworkError> {
+pub(crate) fn wanted_from(c: &Connection) -> Result<Option<Vec<Guard>>, NetworkError> {
     let nets = rows::list_networks(c)?;
     let mut eps = vec![];
     for n in &nets {
@@ -154,7 +154,7 @@ pub fn rebuild(inst: &Instance, c: &Connection) -> Result<(), NetworkError> {
 /// missing, so the table lives exactly as long as the instance has networks
 /// (what `heal` checks). The undo deletes it only while the store holds no
 /// network (`in_use`, asked when the undo runs), like `rules::ensure_base`.
-pub fn ensure_table(
+pub(crate) fn ensure_table(
     inst: &Instance,
     undo: &mut Undo,
     in_use: super::fwbackend::InUse,
@@ -178,7 +178,7 @@ pub fn ensure_table(
 /// checked): one nfnetlink batch of its three elements, undone on failure.
 /// A missing table is rebuilt from the store (`c` must be the connection
 /// that sees the endpoint's row, e.g. the transaction that inserted it).
-pub fn plug(
+pub(crate) fn plug(
     inst: &Instance,
     c: &Connection,
     net: &NetworkRow,
@@ -229,12 +229,12 @@ fn remove(table: &str, g: &Guard) -> Result<(), NetworkError> {
 
 /// Removes an endpoint's elements (absent ones, a missing table, an
 /// unguarded network: all fine).
-pub fn unplug(inst: &Instance, ep: &EndpointRow) -> Result<(), NetworkError> {
+pub(crate) fn unplug(inst: &Instance, ep: &EndpointRow) -> Result<(), NetworkError> {
     remove(&inst.nft_table(), &guard_of(ep))
 }
 
 /// Removes the table (when the last network goes); absent is fine.
-pub fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
+pub(crate) fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     nft::apply(&format!(
         "add table bridge {table}\ndelete table bridge {table}\n"
@@ -247,7 +247,7 @@ pub fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
 /// networks one `nft -j list` (4..12 ms here, more with many elements),
 /// skipped when nothing in nftables changed since the last intact check and
 /// the store wants the same guards (`CheckKey`: one nfnetlink request).
-pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
+pub(crate) fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
     let Some(guards) = wanted_from(c)? else {
         return Ok(false);
     };
@@ -278,7 +278,7 @@ pub fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
 /// was made in, the nftables generation (the kernel bumps it at every
 /// commit, anyone's, `nft flush ruleset` included) and the guards the store
 /// asked for. Pure.
-pub fn check_key(identity: &str, generation: u32, guards: &[Guard]) -> String {
+pub(crate) fn check_key(identity: &str, generation: u32, guards: &[Guard]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for g in guards {

@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 /// Subnet and gateway of a stored network.
-pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
+pub(crate) fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
     let subnet: Ipv4Net = net.subnet.parse().map_err(|_| {
         NetworkError::Invalid(format!(
             "network {} has a bad subnet {:?} in the store",
@@ -33,7 +33,7 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
 }
 
 /// IPv4 subnet and gateway of a stored network, None on an IPv6-only one.
-pub fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, NetworkError> {
+pub(crate) fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, NetworkError> {
     match net.has_ipv4() {
         true => addressing(net).map(Some),
         false => Ok(None),
@@ -41,7 +41,7 @@ pub fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, Netw
 }
 
 /// IPv6 subnet and gateway of a stored network, None when it has no IPv6.
-pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
+pub(crate) fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
     if net.subnet6.is_empty() {
         return Ok(None);
     }
@@ -62,14 +62,18 @@ pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, Netw
     Ok(Some((subnet, gw)))
 }
 
-pub struct BridgeDriver {
+pub(crate) struct BridgeDriver {
     inst: Instance,
     nl: Rc<HostNetlink>,
     fw: Rc<dyn FirewallBackend>,
 }
 
 impl BridgeDriver {
-    pub fn new(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> BridgeDriver {
+    pub(crate) fn new(
+        inst: &Instance,
+        nl: Rc<HostNetlink>,
+        fw: Rc<dyn FirewallBackend>,
+    ) -> BridgeDriver {
         BridgeDriver {
             inst: inst.clone(),
             nl,

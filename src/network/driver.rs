@@ -25,7 +25,7 @@ pub enum DriverKind {
 }
 
 impl DriverKind {
-    pub fn parse(s: &str) -> Result<DriverKind, NetworkError> {
+    pub(crate) fn parse(s: &str) -> Result<DriverKind, NetworkError> {
         match s {
             "bridge" => Ok(DriverKind::Bridge),
             "macvlan" => Ok(DriverKind::Macvlan),
@@ -36,7 +36,7 @@ impl DriverKind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DriverKind::Bridge => "bridge",
             DriverKind::Macvlan => "macvlan",
@@ -45,7 +45,7 @@ impl DriverKind {
     }
 
     /// The driver of a stored network.
-    pub fn of(net: &NetworkRow) -> Result<DriverKind, NetworkError> {
+    pub(crate) fn of(net: &NetworkRow) -> Result<DriverKind, NetworkError> {
         DriverKind::parse(&net.driver)
     }
 }
@@ -68,7 +68,7 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
-    pub fn parse(s: &str) -> NetworkMode {
+    pub(crate) fn parse(s: &str) -> NetworkMode {
         match s {
             "none" => NetworkMode::None,
             "host" => NetworkMode::Host,
@@ -79,12 +79,12 @@ impl NetworkMode {
 
     /// Whether the container gets network namespace of its own with
     /// endpoints (not `none`, not `host`).
-    pub fn has_endpoints(&self) -> bool {
+    pub(crate) fn has_endpoints(&self) -> bool {
         matches!(self, NetworkMode::Default | NetworkMode::Named(_))
     }
 
     /// The name as `--net` and `inspect` spell it.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
@@ -116,14 +116,14 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(pid: i32) -> Sandbox {
+    pub(crate) fn new(pid: i32) -> Sandbox {
         Sandbox {
             pid,
             nl: OnceCell::new(),
         }
     }
 
-    pub fn netlink(&self) -> Result<&Netlink, NetworkError> {
+    pub(crate) fn netlink(&self) -> Result<&Netlink, NetworkError> {
         if let Some(nl) = self.nl.get() {
             return Ok(nl);
         }
@@ -178,7 +178,7 @@ pub trait NetworkDriver {
 
 /// Finds the driver of a network: the real set in `Drivers`, a recording
 /// one in the orchestration tests.
-pub trait DriverSet {
+pub(crate) trait DriverSet {
     fn driver(&self, kind: DriverKind) -> &dyn NetworkDriver;
 
     fn of(&self, net: &NetworkRow) -> Result<&dyn NetworkDriver, NetworkError> {
@@ -189,10 +189,10 @@ pub trait DriverSet {
 /// The host's netlink socket, opened on first use: a teardown that leaves
 /// the interfaces to the dying namespace never needs one.
 #[derive(Default)]
-pub struct HostNetlink(OnceCell<Rc<Netlink>>);
+pub(crate) struct HostNetlink(OnceCell<Rc<Netlink>>);
 
 impl HostNetlink {
-    pub fn get(&self) -> Result<Rc<Netlink>, NetworkError> {
+    pub(crate) fn get(&self) -> Result<Rc<Netlink>, NetworkError> {
         if let Some(nl) = self.0.get() {
             return Ok(nl.clone());
         }
@@ -202,19 +202,23 @@ impl HostNetlink {
 }
 
 /// The host's drivers, sharing one netlink socket and one firewall backend.
-pub struct Drivers {
+pub(crate) struct Drivers {
     bridge: super::bridge::BridgeDriver,
     macvlan: super::macvlan::MacvlanDriver,
     overlay: super::overlay::OverlayDriver,
 }
 
 impl Drivers {
-    pub fn open(inst: &Instance) -> Result<Drivers, NetworkError> {
+    pub(crate) fn open(inst: &Instance) -> Result<Drivers, NetworkError> {
         let fw = super::fwbackend::for_instance(inst)?;
         Ok(Drivers::with(inst, Rc::default(), fw))
     }
 
-    pub fn with(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> Drivers {
+    pub(crate) fn with(
+        inst: &Instance,
+        nl: Rc<HostNetlink>,
+        fw: Rc<dyn FirewallBackend>,
+    ) -> Drivers {
         Drivers {
             bridge: super::bridge::BridgeDriver::new(inst, nl.clone(), fw),
             macvlan: super::macvlan::MacvlanDriver::new(nl.clone()),

@@ -73,7 +73,7 @@ pub enum GatewayMode {
 }
 
 impl GatewayMode {
-    pub fn parse(s: &str) -> Option<GatewayMode> {
+    pub(crate) fn parse(s: &str) -> Option<GatewayMode> {
         Some(match s {
             "nat" => GatewayMode::Nat,
             "nat-unprotected" => GatewayMode::NatUnprotected,
@@ -143,7 +143,7 @@ pub struct FwPort {
 }
 
 /// Name of the user's chain: called first in forward, never flushed by minirt.
-pub const USER_CHAIN: &str = "user";
+pub(crate) const USER_CHAIN: &str = "user";
 
 const MAPS: &[(&str, &str)] = &[
     (
@@ -197,12 +197,12 @@ const SETS: &[(&str, &str)] = &[
 ];
 
 /// Every set and map of the table (what the heal check compares elements of).
-pub fn collections() -> impl Iterator<Item = &'static str> {
+pub(crate) fn collections() -> impl Iterator<Item = &'static str> {
     SETS.iter().chain(MAPS).map(|(n, _)| *n)
 }
 
 /// Base chains: name, type, hook, priority (as `nft -j` reports it), policy.
-pub const BASE_CHAINS: &[(&str, &str, &str, i64)] = &[
+pub(crate) const BASE_CHAINS: &[(&str, &str, &str, i64)] = &[
     ("guard", "filter", "prerouting", -300),
     ("prerouting", "nat", "prerouting", -100),
     ("output", "nat", "output", -100),
@@ -270,7 +270,7 @@ fn declarations(table: &str) -> String {
 /// Apply it in its OWN batch before the other scripts: nft 1.0.6 on this kernel
 /// rejects (ENOENT) an element of an interval verdict map created in the same
 /// batch when the element jumps to a chain (`post_src`).
-pub fn render_base(table: &str) -> String {
+pub(crate) fn render_base(table: &str) -> String {
     let mut s = declarations(table);
     for (c, ..) in BASE_CHAINS {
         let _ = writeln!(s, "flush chain inet {table} {c}");
@@ -283,7 +283,7 @@ pub fn render_base(table: &str) -> String {
 }
 
 /// nft chain names from an id: keep it short and inside nft's identifier rules.
-pub fn chain_prefix(id: &str) -> String {
+pub(crate) fn chain_prefix(id: &str) -> String {
     let clean: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -495,7 +495,7 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
 
 /// The chains and map elements of one network. Requires `render_base` to
 /// have been applied in an earlier batch.
-pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
+pub(crate) fn render_network_add(table: &str, n: &FwNetwork) -> String {
     let plan = net_plan(n);
     let mut s = String::new();
     for (name, rules) in &plan.chains {
@@ -513,7 +513,7 @@ pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
 
 /// Removes one network's elements and chains; succeeds also when some or all
 /// of them are already gone.
-pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
+pub(crate) fn render_network_del(table: &str, n: &FwNetwork) -> String {
     let plan = net_plan(n);
     let mut s = declarations(table);
     // The adds make each delete valid whatever was there before.
@@ -538,14 +538,14 @@ pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
 /// is normalised to (see rules.rs): chain -> verdict of each rule in order,
 /// set/map -> elements (`key` or `key : value`, interface names unquoted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Desired {
+pub(crate) struct Desired {
     pub chains: BTreeMap<String, Vec<String>>,
     pub elements: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The verdict a rule ends with, the part of a rule the heal check compares
 /// (a rule that lost its verdict, or whose drop became an accept, differs).
-pub fn verdict_of(rule: &str) -> String {
+pub(crate) fn verdict_of(rule: &str) -> String {
     let words: Vec<&str> = rule.split_whitespace().collect();
     if let Some(i) = words.iter().position(|w| *w == "vmap") {
         return format!("vmap {}", words.get(i + 1).unwrap_or(&""));
@@ -562,7 +562,7 @@ pub fn verdict_of(rule: &str) -> String {
 }
 
 /// The desired state of the whole table for these networks and ports. Pure.
-pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
+pub(crate) fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
     let mut d = Desired::default();
     for (name, ..) in BASE_CHAINS {
         d.chains.insert(name.to_string(), vec![]);

@@ -20,10 +20,10 @@ use std::rc::Rc;
 
 /// Row option keys (Docker's names).
 pub const OPT_PARENT: &str = "parent";
-pub const OPT_MODE: &str = "macvlan_mode";
+pub(crate) const OPT_MODE: &str = "macvlan_mode";
 
 /// `-o macvlan_mode=` values, Docker's spelling.
-pub fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
+pub(crate) fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
     match s {
         "bridge" => Ok(MacVlanMode::Bridge),
         "private" => Ok(MacVlanMode::Private),
@@ -36,12 +36,12 @@ pub fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
     }
 }
 
-pub struct MacvlanDriver {
+pub(crate) struct MacvlanDriver {
     nl: Rc<HostNetlink>,
 }
 
 impl MacvlanDriver {
-    pub fn new(nl: Rc<HostNetlink>) -> MacvlanDriver {
+    pub(crate) fn new(nl: Rc<HostNetlink>) -> MacvlanDriver {
         MacvlanDriver { nl }
     }
 }

@@ -24,12 +24,12 @@ fn nft_bin() -> String {
 /// Does table `inet <table>` exist in the caller's network namespace? One
 /// NFT_MSG_GETTABLE request over nfnetlink (microseconds), instead of an
 /// `nft list` process (milliseconds). Errors mean "cannot tell".
-pub fn table_exists(table: &str) -> Result<bool, NetworkError> {
+pub(crate) fn table_exists(table: &str) -> Result<bool, NetworkError> {
     table_exists_in("inet", table)
 }
 
 /// `table_exists` for a table of another family (`inet` or `bridge`).
-pub fn table_exists_in(family: &str, table: &str) -> Result<bool, NetworkError> {
+pub(crate) fn table_exists_in(family: &str, table: &str) -> Result<bool, NetworkError> {
     let family = match family {
         "bridge" => libc::NFPROTO_BRIDGE as u8,
         _ => libc::NFPROTO_INET as u8,
@@ -77,7 +77,7 @@ const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // NFNL_SUBSYS_NFTABLES, NFT_MSG_GE
 const NFT_MSG_NEWTABLE: u16 = 10 << 8;
 
 /// nlmsghdr + nfgenmsg(NFPROTO_INET) + NFTA_TABLE_NAME. Pure.
-pub fn gettable_request(family: u8, table: &str, seq: u32) -> Vec<u8> {
+pub(crate) fn gettable_request(family: u8, table: &str, seq: u32) -> Vec<u8> {
     let name_len = table.len() + 1;
     let attr_len = 4 + name_len;
     let total = 16 + 4 + attr_len.div_ceil(4) * 4;
@@ -98,7 +98,7 @@ pub fn gettable_request(family: u8, table: &str, seq: u32) -> Vec<u8> {
 
 /// Reads one datagram of the reply: Some(true) when the table came back (or
 /// the request was acked), Some(false) for ENOENT, None to read on. Pure.
-pub fn parse_gettable_reply(mut b: &[u8]) -> Option<Result<bool, NetworkError>> {
+pub(crate) fn parse_gettable_reply(mut b: &[u8]) -> Option<Result<bool, NetworkError>> {
     while b.len() >= 16 {
         let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
         let typ = u16::from_ne_bytes([b[4], b[5]]);
@@ -126,7 +126,7 @@ pub fn parse_gettable_reply(mut b: &[u8]) -> Option<Result<bool, NetworkError>> 
 }
 
 /// Run one script as one atomic transaction in the caller's network namespace.
-pub fn apply(script: &str) -> Result<(), NetworkError> {
+pub(crate) fn apply(script: &str) -> Result<(), NetworkError> {
     if script.trim().is_empty() {
         return Ok(());
     }
@@ -141,7 +141,7 @@ pub fn apply(script: &str) -> Result<(), NetworkError> {
 }
 
 /// Remove the whole table (every chain, map and element); absent is fine.
-pub fn delete_table(table: &str) -> Result<(), NetworkError> {
+pub(crate) fn delete_table(table: &str) -> Result<(), NetworkError> {
     // `add` first so the delete never fails on a missing table (no `destroy` in nft 1.0.6).
     apply(&format!(
         "add table inet {table}\ndelete table inet {table}\n"
@@ -161,13 +161,13 @@ pub fn list_table(table: &str) -> Result<String, NetworkError> {
 }
 
 /// `nft -j list table inet <table>`: the structure the heal check compares.
-pub fn list_table_json(table: &str) -> Result<String, NetworkError> {
+pub(crate) fn list_table_json(table: &str) -> Result<String, NetworkError> {
     list_json("inet", table)
 }
 
 /// One chain as a script that re-adds its rules (`nft list chain` output is
 /// valid `nft -f` input).
-pub fn list_chain(table: &str, chain: &str) -> Result<String, NetworkError> {
+pub(crate) fn list_chain(table: &str, chain: &str) -> Result<String, NetworkError> {
     let out = run(&["list", "chain", "inet", table, chain], None)?;
     if !out.status.success() {
         return Err(NetworkError::Firewall(format!(
@@ -179,7 +179,7 @@ pub fn list_chain(table: &str, chain: &str) -> Result<String, NetworkError> {
 }
 
 /// `nft -j list table <family> <table>` output (JSON), for integrity checks.
-pub fn list_json(family: &str, table: &str) -> Result<String, NetworkError> {
+pub(crate) fn list_json(family: &str, table: &str) -> Result<String, NetworkError> {
     let out = run(&["-j", "list", "table", family, table], None)?;
     if !out.status.success() {
         return Err(NetworkError::Firewall(format!(

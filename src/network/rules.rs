@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
+pub(crate) fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     let bad = |what: &str, v: &str| {
         NetworkError::Invalid(format!(
             "network {} has a bad {what} {v:?} in the store",
@@ -64,12 +64,12 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
 }
 
 /// Whether published ports of this network are reached directly (no DNAT).
-pub fn is_routed(net: &NetworkRow) -> bool {
+pub(crate) fn is_routed(net: &NetworkRow) -> bool {
     net.options.get(names::OPT_GATEWAY_MODE).map(String::as_str) == Some("routed")
 }
 
 /// The same for the network's IPv6 side (`gateway_mode_ipv6=routed`).
-pub fn is_routed6(net: &NetworkRow) -> bool {
+pub(crate) fn is_routed6(net: &NetworkRow) -> bool {
     net.options
         .get(names::OPT_GATEWAY_MODE6)
         .map(String::as_str)
@@ -82,7 +82,7 @@ pub fn is_routed6(net: &NetworkRow) -> bool {
 /// (Docker publishes on both families by default); [::1] has no rule (the
 /// loopback proxy serves it). `routed6`: the IPv6 side
 /// of the network is routed (no DNAT there).
-pub fn fw_ports(
+pub(crate) fn fw_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
     routed: bool,
@@ -137,7 +137,7 @@ thread_local! {
 }
 
 /// Holds the instance's firewall lock until dropped.
-pub struct FwLock(());
+pub(crate) struct FwLock(());
 
 impl Drop for FwLock {
     fn drop(&mut self) {
@@ -158,7 +158,7 @@ impl Drop for FwLock {
 /// the table, until those rows are written), so a heal never sees a binding
 /// whose element is being removed, nor restores one a moment before its row
 /// goes.
-pub fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
+pub(crate) fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
     let nested = HELD.with(|h| {
         if let Some((_, n)) = h.borrow_mut().as_mut() {
             *n += 1;
@@ -191,7 +191,7 @@ pub fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
 /// The live table, normalised like `Desired`, plus what the structure check
 /// needs besides: base chains' hook/type/priority/policy.
 #[derive(Debug, Default, PartialEq)]
-pub struct Live {
+pub(crate) struct Live {
     pub state: Desired,
     pub base: BTreeMap<String, (String, String, i64, String)>,
 }
@@ -253,7 +253,7 @@ fn rule_verdict(expr: &[Value]) -> String {
 }
 
 /// Parses `nft -j list table` output. Pure.
-pub fn parse_live(json: &str) -> Result<Live, NetworkError> {
+pub(crate) fn parse_live(json: &str) -> Result<Live, NetworkError> {
     let v: Value = serde_json::from_str(json)
         .map_err(|e| NetworkError::Firewall(format!("cannot read nft's JSON listing: {e}")))?;
     let items = v["nftables"]
@@ -295,7 +295,7 @@ pub fn parse_live(json: &str) -> Result<Live, NetworkError> {
 /// Why the live table's structure (chains, base hooks, rules) differs from
 /// the desired one, or None. The user's chain is the user's: only its
 /// existence counts. Pure.
-pub fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
+pub(crate) fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
     let names = |d: &Desired| d.chains.keys().cloned().collect::<BTreeSet<_>>();
     if names(want) != names(&live.state) {
         let missing: Vec<_> = names(want)
@@ -336,7 +336,10 @@ pub fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
 /// Elements to add and to delete so that every set holds what `want` says.
 /// Pure.
 #[allow(clippy::type_complexity)]
-pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub(crate) fn element_diff(
+    want: &Desired,
+    live: &Live,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
     let empty = BTreeSet::new();
     let (mut add, mut del) = (vec![], vec![]);
     for (set, elems) in &want.elements {
@@ -353,7 +356,7 @@ pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<
 /// or policy changed) by a rebuild; bridges that only a stale table still
 /// names go too. Returns whether anything had to change. Costs one
 /// `nft -j list` when all is well.
-pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
+pub(crate) fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     let _lock = lock(inst)?;
     let table = inst.nft_table();
     let (nets, ports) = (&snap.networks, &snap.ports);
@@ -414,7 +417,7 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
 
 /// What makes a past "intact" verdict still valid: the host and network
 /// namespace, the nftables generation and the desired state. Pure.
-pub fn check_key(identity: &str, generation: u32, want: &Desired) -> String {
+pub(crate) fn check_key(identity: &str, generation: u32, want: &Desired) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{want:?}").as_bytes());
     format!("{identity} gen {generation} want {}", hex::encode(digest))
@@ -452,7 +455,11 @@ fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
 /// (asked when the undo runs, after the failed transaction rolled back), so
 /// a concurrent minirt process that also uses the table never loses it.
 /// Returns whether the table had to be created.
-pub fn ensure_base(inst: &Instance, undo: &mut Undo, in_use: InUse) -> Result<bool, NetworkError> {
+pub(crate) fn ensure_base(
+    inst: &Instance,
+    undo: &mut Undo,
+    in_use: InUse,
+) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
     // Whoever makes or uses a network makes sure the guardian watches it
     // (one pid file read when it runs).
@@ -478,7 +485,7 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo, in_use: InUse) -> Result<bo
 /// Adds (idempotently) the network's chains and elements. The undo is only
 /// registered by the caller's choice (`fresh`): re-applying the rules of a
 /// network in use must never remove them on a later failure.
-pub fn ensure_network(
+pub(crate) fn ensure_network(
     inst: &Instance,
     fw: &FwNetwork,
     fresh: bool,
@@ -495,7 +502,7 @@ pub fn ensure_network(
     Ok(())
 }
 
-pub fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkError> {
+pub(crate) fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkError> {
     // Deletes are written as add-then-delete (idempotent); on a missing table
     // that would re-declare it without its base rules. Nothing to remove then.
     if let Ok(false) = nft::table_exists(&inst.nft_table()) {
@@ -504,7 +511,7 @@ pub fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkErro
     nft::apply(&firewall::render_network_del(&inst.nft_table(), fw))
 }
 
-pub fn add_ports(
+pub(crate) fn add_ports(
     inst: &Instance,
     fw: &[FwPort],
     what: &str,
@@ -539,14 +546,14 @@ fn del_ports(table: &str, fw: &[FwPort]) -> Result<(), NetworkError> {
 
 /// Removes port mappings (whatever their network's mode: the element keys
 /// do not depend on it).
-pub fn remove_ports(inst: &Instance, fw: &[FwPort]) -> Result<(), NetworkError> {
+pub(crate) fn remove_ports(inst: &Instance, fw: &[FwPort]) -> Result<(), NetworkError> {
     del_ports(&inst.nft_table(), fw)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
 /// mapping, after the old table is deleted; the user's chain is carried
 /// over. With no network left the table goes away.
-pub fn reload(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
+pub(crate) fn reload(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
     let _lock = lock(inst)?;
     reload_locked(inst, snap)
 }
@@ -587,7 +594,7 @@ pub fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
 }
 
 /// The host address `-p` without one binds to on this network.
-pub fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
+pub(crate) fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
     net.options
         .get(names::OPT_HOST_BINDING)
         .and_then(|v| v.parse().ok())
