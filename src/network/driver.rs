@@ -7,13 +7,15 @@
 //! (`manage.rs`, `endpoint/`), the same for every driver.
 
 use super::fwbackend::FirewallBackend;
-use super::netlink::Netlink;
+use super::netlink::{Netlink, Netns};
 use super::undo::Undo;
 use super::NetworkError;
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
+use ipnet::Ipv4Net;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 /// The kinds of network minirt makes (`network create -d`).
@@ -129,6 +131,48 @@ impl Sandbox {
         }
         let nl = Netlink::open_in_pid(self.pid)?;
         Ok(self.nl.get_or_init(|| nl))
+    }
+
+    /// A veth pair from the host's `bridge` with its peer made inside this
+    /// sandbox's netns (`ep`'s two names); undone by deleting the host end.
+    pub(crate) fn plug_veth(
+        &self,
+        nl: &Rc<Netlink>,
+        ep: &EndpointRow,
+        bridge: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        undo: &mut Undo,
+    ) -> Result<(), NetworkError> {
+        nl.create_veth(
+            &ep.host_ifname,
+            bridge,
+            &ep.ifname,
+            Netns::Pid(self.pid),
+            mac,
+            mtu,
+        )?;
+        let (nl, hv) = (nl.clone(), ep.host_ifname.clone());
+        undo.push(format!("veth {hv}"), move || {
+            nl.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
+        });
+        Ok(())
+    }
+
+    /// The container's `ifname` gets `ip` in a /`prefix_len`, comes up with
+    /// `lo`, and routes by default via `gateway` when there is one.
+    pub(crate) fn address_v4(
+        &self,
+        ifname: &str,
+        ip: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), NetworkError> {
+        let addr = Ipv4Net::new(ip, prefix_len)
+            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        self.netlink()?
+            .configure_container_if(ifname, addr, gateway)?;
+        Ok(())
     }
 }
 

@@ -14,7 +14,6 @@ use super::netlink::{MacVlanMode, Netlink, Netns};
 use super::undo::Undo;
 use super::{ipam, names, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
-use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -163,11 +162,8 @@ impl NetworkDriver for MacvlanDriver {
         undo.push(format!("macvlan {ifname} of pid {pid}"), move || {
             delete_in(pid, &ifname)
         });
-        let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
         let route = p.default_route.then_some(gw);
-        sb.netlink()?
-            .configure_container_if(&ep.ifname, addr, route)?;
+        sb.address_v4(&ep.ifname, ep.ip, subnet.prefix_len(), route)?;
         Ok(())
     }
 

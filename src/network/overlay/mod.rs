@@ -27,7 +27,7 @@ pub mod plan;
 pub mod store;
 
 use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
-use super::netlink::{self, Netns};
+use super::netlink;
 use super::undo::Undo;
 use super::{ipam, names, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
@@ -632,23 +632,9 @@ impl NetworkDriver for OverlayDriver {
         let (net, ep) = (p.net, p.ep);
         let l = local(net)?;
         let nl = self.nl.get()?;
-        nl.create_veth(
-            &ep.host_ifname,
-            &net.device,
-            &ep.ifname,
-            Netns::Pid(sb.pid),
-            ipam::mac_for(ep.ip),
-            net.mtu,
-        )?;
-        let (nl2, hv) = (nl.clone(), ep.host_ifname.clone());
-        undo.push(format!("veth {hv}"), move || {
-            nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
-        });
-        let addr = Ipv4Net::new(ep.ip, l.subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        sb.plug_veth(&nl, ep, &net.device, ipam::mac_for(ep.ip), net.mtu, undo)?;
         let route = (p.default_route && !net.internal).then_some(plan::gateway(l.block));
-        sb.netlink()?
-            .configure_container_if(&ep.ifname, addr, route)?;
+        sb.address_v4(&ep.ifname, ep.ip, l.subnet.prefix_len(), route)?;
         // The agent publishes the name now rather than at its next round
         // (one datagram; no store request here).
         agent::poke(&self.inst);
