@@ -4,11 +4,10 @@
 use super::*;
 use crate::network::firewall::*;
 use crate::network::portspec::Proto;
+use crate::network::testns::TestNs;
 use std::process::{Child, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 const T: &str = "minirt_feedf00d";
 
 fn cmd(args: &[&str]) -> Output {
@@ -27,32 +26,30 @@ fn ok(args: &[&str]) {
     );
 }
 
-/// A throwaway network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
+/// A throwaway network namespace with `lo` up, deleted on drop.
+struct Ns(TestNs);
 impl Ns {
     fn new(role: &str) -> Ns {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("mrtfw-{}-{n}-{role}", std::process::id());
-        ok(&["ip", "netns", "add", &name]);
-        let ns = Ns { name };
+        let ns = Ns(TestNs::new(&format!("fw{role}")));
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
     fn ip(&self, args: &[&str]) {
-        let mut v = vec!["ip", "-n", self.name.as_str()];
+        let mut v = vec!["ip", "-n", self.name()];
         v.extend_from_slice(args);
         ok(&v);
     }
     fn exec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", self.name.as_str()];
+        let mut v = vec!["ip", "netns", "exec", self.name()];
         v.extend_from_slice(args);
         cmd(&v)
     }
     fn spawn(&self, args: &[&str]) -> Proc {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
+            .args(["netns", "exec", self.name()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -68,16 +65,7 @@ impl Ns {
     /// Runs `f` on a thread that has entered this namespace, so the nft
     /// processes it starts act on this namespace only.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = std::fs::File::open(&path).expect("open netns");
-                nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("netns thread panicked")
-        })
+        self.0.run(f)
     }
     /// HTTP GET from inside this namespace, bounded in time (`timeout`,
     /// because busybox 1.35 wget crashes on its own -T).
@@ -87,11 +75,6 @@ impl Ns {
         o.status
             .success()
             .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
-    }
-}
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = cmd(&["ip", "netns", "del", &self.name]);
     }
 }
 
@@ -349,7 +332,16 @@ fn port_mapping_masquerade_and_isolation_end_to_end() {
         host.ip(&["link", "set", br, "up"]);
         let hv = format!("v{br}");
         host.ip(&[
-            "link", "add", &hv, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+            "link",
+            "add",
+            &hv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            peer.name(),
         ]);
         host.ip(&["link", "set", &hv, "master", br, "up"]);
         // With br_netfilter active the hairpin DNAT happens at bridge level
@@ -362,7 +354,16 @@ fn port_mapping_masquerade_and_isolation_end_to_end() {
     }
     // LAN client 198.51.100.2, with no route to the container subnets.
     host.ip(&[
-        "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name,
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        lan.name(),
     ]);
     host.ip(&["addr", "add", "198.51.100.1/24", "dev", "lan0"]);
     host.ip(&["link", "set", "lan0", "up"]);

@@ -21,6 +21,11 @@ impl TestNs {
         TestNs(name)
     }
 
+    /// Its name (under /run/netns).
+    pub(crate) fn name(&self) -> &str {
+        &self.0
+    }
+
     /// Runs `f` on a thread inside this namespace, so the sockets it opens
     /// and the nft processes it starts act on this namespace only.
     pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
