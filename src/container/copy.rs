@@ -479,14 +479,7 @@ pub fn extract(dest: &Root, input: impl Read, owners: Owners) -> Result<()> {
                     .map(|b| OsStr::from_bytes(&b).to_os_string())
                     .unwrap_or_default();
                 symlinkat(target.as_os_str(), parent.as_fd(), name.as_os_str()).map_err(nx)?;
-                fchownat(
-                    parent.as_fd(),
-                    name.as_os_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(nx)?;
+                chown_new(&parent, &name, uid, gid).map_err(nx)?;
             }
             tar::EntryType::Link => {
                 let target = h
@@ -507,14 +500,7 @@ pub fn extract(dest: &Root, input: impl Read, owners: Owners) -> Result<()> {
             }
             tar::EntryType::Fifo => {
                 mknodat(parent.as_fd(), name.as_os_str(), SFlag::S_IFIFO, mode, 0).map_err(nx)?;
-                fchownat(
-                    parent.as_fd(),
-                    name.as_os_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(nx)?;
+                chown_new(&parent, &name, uid, gid).map_err(nx)?;
             }
             _ => tracing::warn!("cp: {shown}: entry type not copied"),
         }
@@ -529,6 +515,18 @@ pub fn extract(dest: &Root, input: impl Read, owners: Owners) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Owns the entry `name` just made in `parent` (a symlink itself, not its
+/// target).
+fn chown_new(parent: &OwnedFd, name: &OsString, uid: u32, gid: u32) -> nix::Result<()> {
+    fchownat(
+        parent.as_fd(),
+        name.as_os_str(),
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 fn chown_mode(p: &str, uid: u32, gid: u32, mode: Mode) -> std::io::Result<()> {
