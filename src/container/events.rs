@@ -377,20 +377,9 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     } else {
         num(&format!("{frac:0<9}"))?
     };
-    let days = days_from_civil(y, m, day);
+    let days = crate::util::days_from_civil(y, m, day);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
     Some(secs * 1_000_000_000 + nanos)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 // ---------------------------------------------------------------- output

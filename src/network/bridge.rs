@@ -5,7 +5,7 @@
 
 use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
 use super::fwbackend::FirewallBackend;
-use super::netlink::{self, Netlink, Netns};
+use super::netlink::{self, Netlink};
 use super::undo::Undo;
 use super::{antispoof, desired, names, rules, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 /// Subnet and gateway of a stored network.
-pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
+pub(crate) fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
     let subnet: Ipv4Net = net.subnet.parse().map_err(|_| {
         NetworkError::Invalid(format!(
             "network {} has a bad subnet {:?} in the store",
@@ -33,7 +33,7 @@ pub fn addressing(net: &NetworkRow) -> Result<(Ipv4Net, Ipv4Addr), NetworkError>
 }
 
 /// IPv4 subnet and gateway of a stored network, None on an IPv6-only one.
-pub fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, NetworkError> {
+pub(crate) fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, NetworkError> {
     match net.has_ipv4() {
         true => addressing(net).map(Some),
         false => Ok(None),
@@ -41,7 +41,7 @@ pub fn addressing4(net: &NetworkRow) -> Result<Option<(Ipv4Net, Ipv4Addr)>, Netw
 }
 
 /// IPv6 subnet and gateway of a stored network, None when it has no IPv6.
-pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
+pub(crate) fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, NetworkError> {
     if net.subnet6.is_empty() {
         return Ok(None);
     }
@@ -62,14 +62,18 @@ pub fn addressing6(net: &NetworkRow) -> Result<Option<(Ipv6Net, Ipv6Addr)>, Netw
     Ok(Some((subnet, gw)))
 }
 
-pub struct BridgeDriver {
+pub(crate) struct BridgeDriver {
     inst: Instance,
     nl: Rc<HostNetlink>,
     fw: Rc<dyn FirewallBackend>,
 }
 
 impl BridgeDriver {
-    pub fn new(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> BridgeDriver {
+    pub(crate) fn new(
+        inst: &Instance,
+        nl: Rc<HostNetlink>,
+        fw: Rc<dyn FirewallBackend>,
+    ) -> BridgeDriver {
         BridgeDriver {
             inst: inst.clone(),
             nl,
@@ -203,18 +207,7 @@ impl NetworkDriver for BridgeDriver {
         let v4 = addressing4(net)?;
         let mac = super::ipam6::endpoint_mac(ep.ip, ep.ip6);
         let nl = self.nl.get()?;
-        nl.create_veth(
-            &ep.host_ifname,
-            &net.device,
-            &ep.ifname,
-            Netns::Pid(sb.pid),
-            mac,
-            net.mtu,
-        )?;
-        let (nl2, hv) = (nl.clone(), ep.host_ifname.clone());
-        undo.push(format!("veth {hv}"), move || {
-            nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
-        });
+        sb.plug_veth(&nl, ep, &net.device, mac, net.mtu, undo)?;
         crate::util::fault_point("after-veth");
         let want_route = p.default_route && !net.internal;
         let v6 = match (addressing6(net)?, ep.ip6) {
@@ -229,9 +222,12 @@ impl NetworkDriver for BridgeDriver {
         let ctr = sb.netlink()?;
         match (v4, ep.ip4()) {
             (Some((subnet, gw)), Some(ip)) => {
-                let addr = Ipv4Net::new(ip, subnet.prefix_len())
-                    .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
-                ctr.configure_container_if(&ep.ifname, addr, want_route.then_some(gw))?;
+                sb.address_v4(
+                    &ep.ifname,
+                    ip,
+                    subnet.prefix_len(),
+                    want_route.then_some(gw),
+                )?;
             }
             // IPv6-only: the interface up, its addresses below.
             _ => {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Every firewalled network and published port the store holds.
-pub fn snapshot(c: &Connection) -> Result<FwSnapshot, NetworkError> {
+pub(crate) fn snapshot(c: &Connection) -> Result<FwSnapshot, NetworkError> {
     let nets = rows::list_networks(c)?;
     let mut fw = vec![];
     let mut eps: HashMap<String, (EndpointRow, bool, bool)> = HashMap::new();
@@ -43,7 +43,7 @@ pub fn snapshot(c: &Connection) -> Result<FwSnapshot, NetworkError> {
 /// time it is asked (after a failed transaction rolled back: the undo of a
 /// shared table asks it). An unreadable store counts as in use: the table
 /// is kept rather than pulled from under someone.
-pub fn networks_in_use(inst: &Instance) -> InUse {
+pub(crate) fn networks_in_use(inst: &Instance) -> InUse {
     let db = inst.db_path();
     Rc::new(move || {
         crate::store::Store::open(&db)

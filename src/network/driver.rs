@@ -7,13 +7,15 @@
 //! (`manage.rs`, `endpoint/`), the same for every driver.
 
 use super::fwbackend::FirewallBackend;
-use super::netlink::Netlink;
+use super::netlink::{Netlink, Netns};
 use super::undo::Undo;
 use super::NetworkError;
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
+use ipnet::Ipv4Net;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 /// The kinds of network minirt makes (`network create -d`).
@@ -25,7 +27,7 @@ pub enum DriverKind {
 }
 
 impl DriverKind {
-    pub fn parse(s: &str) -> Result<DriverKind, NetworkError> {
+    pub(crate) fn parse(s: &str) -> Result<DriverKind, NetworkError> {
         match s {
             "bridge" => Ok(DriverKind::Bridge),
             "macvlan" => Ok(DriverKind::Macvlan),
@@ -36,7 +38,7 @@ impl DriverKind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DriverKind::Bridge => "bridge",
             DriverKind::Macvlan => "macvlan",
@@ -45,7 +47,7 @@ impl DriverKind {
     }
 
     /// The driver of a stored network.
-    pub fn of(net: &NetworkRow) -> Result<DriverKind, NetworkError> {
+    pub(crate) fn of(net: &NetworkRow) -> Result<DriverKind, NetworkError> {
         DriverKind::parse(&net.driver)
     }
 }
@@ -68,7 +70,7 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
-    pub fn parse(s: &str) -> NetworkMode {
+    pub(crate) fn parse(s: &str) -> NetworkMode {
         match s {
             "none" => NetworkMode::None,
             "host" => NetworkMode::Host,
@@ -79,12 +81,12 @@ impl NetworkMode {
 
     /// Whether the container gets network namespace of its own with
     /// endpoints (not `none`, not `host`).
-    pub fn has_endpoints(&self) -> bool {
+    pub(crate) fn has_endpoints(&self) -> bool {
         matches!(self, NetworkMode::Default | NetworkMode::Named(_))
     }
 
     /// The name as `--net` and `inspect` spell it.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
@@ -116,19 +118,61 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(pid: i32) -> Sandbox {
+    pub(crate) fn new(pid: i32) -> Sandbox {
         Sandbox {
             pid,
             nl: OnceCell::new(),
         }
     }
 
-    pub fn netlink(&self) -> Result<&Netlink, NetworkError> {
+    pub(crate) fn netlink(&self) -> Result<&Netlink, NetworkError> {
         if let Some(nl) = self.nl.get() {
             return Ok(nl);
         }
         let nl = Netlink::open_in_pid(self.pid)?;
         Ok(self.nl.get_or_init(|| nl))
+    }
+
+    /// A veth pair from the host's `bridge` with its peer made inside this
+    /// sandbox's netns (`ep`'s two names); undone by deleting the host end.
+    pub(crate) fn plug_veth(
+        &self,
+        nl: &Rc<Netlink>,
+        ep: &EndpointRow,
+        bridge: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        undo: &mut Undo,
+    ) -> Result<(), NetworkError> {
+        nl.create_veth(
+            &ep.host_ifname,
+            bridge,
+            &ep.ifname,
+            Netns::Pid(self.pid),
+            mac,
+            mtu,
+        )?;
+        let (nl, hv) = (nl.clone(), ep.host_ifname.clone());
+        undo.push(format!("veth {hv}"), move || {
+            nl.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
+        });
+        Ok(())
+    }
+
+    /// The container's `ifname` gets `ip` in a /`prefix_len`, comes up with
+    /// `lo`, and routes by default via `gateway` when there is one.
+    pub(crate) fn address_v4(
+        &self,
+        ifname: &str,
+        ip: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), NetworkError> {
+        let addr = Ipv4Net::new(ip, prefix_len)
+            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        self.netlink()?
+            .configure_container_if(ifname, addr, gateway)?;
+        Ok(())
     }
 }
 
@@ -178,7 +222,7 @@ pub trait NetworkDriver {
 
 /// Finds the driver of a network: the real set in `Drivers`, a recording
 /// one in the orchestration tests.
-pub trait DriverSet {
+pub(crate) trait DriverSet {
     fn driver(&self, kind: DriverKind) -> &dyn NetworkDriver;
 
     fn of(&self, net: &NetworkRow) -> Result<&dyn NetworkDriver, NetworkError> {
@@ -189,10 +233,10 @@ pub trait DriverSet {
 /// The host's netlink socket, opened on first use: a teardown that leaves
 /// the interfaces to the dying namespace never needs one.
 #[derive(Default)]
-pub struct HostNetlink(OnceCell<Rc<Netlink>>);
+pub(crate) struct HostNetlink(OnceCell<Rc<Netlink>>);
 
 impl HostNetlink {
-    pub fn get(&self) -> Result<Rc<Netlink>, NetworkError> {
+    pub(crate) fn get(&self) -> Result<Rc<Netlink>, NetworkError> {
         if let Some(nl) = self.0.get() {
             return Ok(nl.clone());
         }
@@ -202,19 +246,23 @@ impl HostNetlink {
 }
 
 /// The host's drivers, sharing one netlink socket and one firewall backend.
-pub struct Drivers {
+pub(crate) struct Drivers {
     bridge: super::bridge::BridgeDriver,
     macvlan: super::macvlan::MacvlanDriver,
     overlay: super::overlay::OverlayDriver,
 }
 
 impl Drivers {
-    pub fn open(inst: &Instance) -> Result<Drivers, NetworkError> {
+    pub(crate) fn open(inst: &Instance) -> Result<Drivers, NetworkError> {
         let fw = super::fwbackend::for_instance(inst)?;
         Ok(Drivers::with(inst, Rc::default(), fw))
     }
 
-    pub fn with(inst: &Instance, nl: Rc<HostNetlink>, fw: Rc<dyn FirewallBackend>) -> Drivers {
+    pub(crate) fn with(
+        inst: &Instance,
+        nl: Rc<HostNetlink>,
+        fw: Rc<dyn FirewallBackend>,
+    ) -> Drivers {
         Drivers {
             bridge: super::bridge::BridgeDriver::new(inst, nl.clone(), fw),
             macvlan: super::macvlan::MacvlanDriver::new(nl.clone()),

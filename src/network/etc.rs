@@ -9,7 +9,7 @@ use std::net::IpAddr;
 const FALLBACK_DNS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
 /// Parses `--add-host NAME:IP` (the IP may be IPv6, so split at the first ':').
-pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), NetworkError> {
+pub(crate) fn parse_add_host(s: &str) -> Result<(String, IpAddr), NetworkError> {
     let bad = || NetworkError::Invalid(format!("invalid --add-host {s:?}: expected NAME:IP"));
     let (name, ip) = s.split_once(':').ok_or_else(bad)?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
@@ -22,7 +22,7 @@ pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), NetworkError> {
 }
 
 /// Parses a `--dns` server address.
-pub fn parse_dns(s: &str) -> Result<IpAddr, NetworkError> {
+pub(crate) fn parse_dns(s: &str) -> Result<IpAddr, NetworkError> {
     s.parse()
         .map_err(|_| NetworkError::Invalid(format!("invalid --dns {s:?}: expected an IP address")))
 }

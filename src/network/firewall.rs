@@ -1,6 +1,7 @@
 //! Renders minirt's nftables ruleset (the text `nft -f` reads) from plain data:
-//! base table and maps, per-network chains, and port mappings as map elements;
-//! and the desired state (`Desired`) the heal check compares the live table with.
+//! base table and maps, per-network chains, and port mappings as map elements
+//! (`firewall/ports.rs`); and the desired state (`Desired`) the heal check
+//! compares the live table with.
 //!
 //! Layout of the one table per instance (family `inet`, matching
 //! `Instance::nft_table`: one table can later carry IPv6 rules too, and inet
@@ -58,6 +59,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+mod ports;
+pub use ports::{port_elements, render_elements_fix, render_ports_add, render_ports_del};
+
 /// Docker 28's `com.docker.network.bridge.gateway_mode_ipv4`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GatewayMode {
@@ -69,7 +73,7 @@ pub enum GatewayMode {
 }
 
 impl GatewayMode {
-    pub fn parse(s: &str) -> Option<GatewayMode> {
+    pub(crate) fn parse(s: &str) -> Option<GatewayMode> {
         Some(match s {
             "nat" => GatewayMode::Nat,
             "nat-unprotected" => GatewayMode::NatUnprotected,
@@ -139,7 +143,7 @@ pub struct FwPort {
 }
 
 /// Name of the user's chain: called first in forward, never flushed by minirt.
-pub const USER_CHAIN: &str = "user";
+pub(crate) const USER_CHAIN: &str = "user";
 
 const MAPS: &[(&str, &str)] = &[
     (
@@ -193,12 +197,12 @@ const SETS: &[(&str, &str)] = &[
 ];
 
 /// Every set and map of the table (what the heal check compares elements of).
-pub fn collections() -> impl Iterator<Item = &'static str> {
+pub(crate) fn collections() -> impl Iterator<Item = &'static str> {
     SETS.iter().chain(MAPS).map(|(n, _)| *n)
 }
 
 /// Base chains: name, type, hook, priority (as `nft -j` reports it), policy.
-pub const BASE_CHAINS: &[(&str, &str, &str, i64)] = &[
+pub(crate) const BASE_CHAINS: &[(&str, &str, &str, i64)] = &[
     ("guard", "filter", "prerouting", -300),
     ("prerouting", "nat", "prerouting", -100),
     ("output", "nat", "output", -100),
@@ -266,7 +270,7 @@ fn declarations(table: &str) -> String {
 /// Apply it in its OWN batch before the other scripts: nft 1.0.6 on this kernel
 /// rejects (ENOENT) an element of an interval verdict map created in the same
 /// batch when the element jumps to a chain (`post_src`).
-pub fn render_base(table: &str) -> String {
+pub(crate) fn render_base(table: &str) -> String {
     let mut s = declarations(table);
     for (c, ..) in BASE_CHAINS {
         let _ = writeln!(s, "flush chain inet {table} {c}");
@@ -279,7 +283,7 @@ pub fn render_base(table: &str) -> String {
 }
 
 /// nft chain names from an id: keep it short and inside nft's identifier rules.
-pub fn chain_prefix(id: &str) -> String {
+pub(crate) fn chain_prefix(id: &str) -> String {
     let clean: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -491,7 +495,7 @@ fn net_plan(n: &FwNetwork) -> NetPlan {
 
 /// The chains and map elements of one network. Requires `render_base` to
 /// have been applied in an earlier batch.
-pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
+pub(crate) fn render_network_add(table: &str, n: &FwNetwork) -> String {
     let plan = net_plan(n);
     let mut s = String::new();
     for (name, rules) in &plan.chains {
@@ -509,7 +513,7 @@ pub fn render_network_add(table: &str, n: &FwNetwork) -> String {
 
 /// Removes one network's elements and chains; succeeds also when some or all
 /// of them are already gone.
-pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
+pub(crate) fn render_network_del(table: &str, n: &FwNetwork) -> String {
     let plan = net_plan(n);
     let mut s = declarations(table);
     // The adds make each delete valid whatever was there before.
@@ -530,123 +534,18 @@ pub fn render_network_del(table: &str, n: &FwNetwork) -> String {
     s
 }
 
-/// The elements of one published port: its DNAT mapping (not on routed
-/// networks) and its container address . port in `pub_*`.
-pub fn port_elements(p: &FwPort) -> Vec<(String, String)> {
-    let proto = p.proto.to_string();
-    let six = if p.ctr_ip.is_ipv6() { "6" } else { "" };
-    let value = format!("{} . {}", p.ctr_ip, p.ctr_port);
-    let mut v = vec![];
-    if !p.routed {
-        if p.host_ip.is_unspecified() {
-            v.push((
-                format!("pm{six}_any_{proto}"),
-                format!("{} : {value}", p.host_port),
-            ));
-        } else {
-            v.push((
-                format!("pm{six}_{proto}"),
-                format!("{} . {} : {value}", p.host_ip, p.host_port),
-            ));
-        }
-    }
-    v.push((format!("pub{six}_{proto}"), value));
-    v
-}
-
-/// Every element of these ports, once (two mappings may publish the same
-/// container port: one `pub_*` element, which a batch must delete once).
-fn unique_elements(ports: &[FwPort]) -> Vec<(String, String)> {
-    let mut seen = BTreeSet::new();
-    ports
-        .iter()
-        .flat_map(port_elements)
-        .filter(|e| seen.insert(e.clone()))
-        .collect()
-}
-
-/// Map elements for published ports (one line each, one batch).
-pub fn render_ports_add(table: &str, ports: &[FwPort]) -> String {
-    let mut s = String::new();
-    for (map, e) in unique_elements(ports) {
-        let _ = writeln!(s, "add element inet {table} {map} {{ {e} }}");
-    }
-    s
-}
-
-/// Removes published ports; absent ones are not an error.
-pub fn render_ports_del(table: &str, ports: &[FwPort]) -> String {
-    if ports.is_empty() {
-        return String::new();
-    }
-    let mut s = declarations(table);
-    s += &render_ports_add(table, ports);
-    for (map, e) in unique_elements(ports) {
-        let key = e.split(" : ").next().unwrap_or(&e).to_string();
-        let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
-    }
-    s
-}
-
-/// Adds and deletes single elements (what the heal check found missing or
-/// extra); `del` holds keys or `key : value` texts as `Desired` has them.
-pub fn render_elements_fix(
-    table: &str,
-    add: &[(String, String)],
-    del: &[(String, String)],
-) -> String {
-    let mut s = String::new();
-    for (map, e) in del {
-        // Re-add first: the element may have gone meanwhile.
-        let _ = writeln!(
-            s,
-            "add element inet {table} {map} {{ {} }}",
-            quote_elem(map, e)
-        );
-        let key = e.split(" : ").next().unwrap_or(e);
-        let _ = writeln!(
-            s,
-            "delete element inet {table} {map} {{ {} }}",
-            quote_elem(map, key)
-        );
-    }
-    for (map, e) in add {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {map} {{ {} }}",
-            quote_elem(map, e)
-        );
-    }
-    s
-}
-
-/// `Desired` keeps interface names unquoted; scripts need them quoted.
-fn quote_elem(map: &str, e: &str) -> String {
-    let ifname_keyed = matches!(
-        map,
-        "bridges" | "fwd_iif" | "fwd_oif" | "post_dnat_oif" | "guard_iif"
-    );
-    if !ifname_keyed {
-        return e.to_string();
-    }
-    match e.split_once(" : ") {
-        Some((k, v)) => format!("{} : {v}", q(k)),
-        None => q(e),
-    }
-}
-
 /// What the instance's table must hold, in the shape `nft -j list table`
 /// is normalised to (see rules.rs): chain -> verdict of each rule in order,
 /// set/map -> elements (`key` or `key : value`, interface names unquoted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Desired {
+pub(crate) struct Desired {
     pub chains: BTreeMap<String, Vec<String>>,
     pub elements: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The verdict a rule ends with, the part of a rule the heal check compares
 /// (a rule that lost its verdict, or whose drop became an accept, differs).
-pub fn verdict_of(rule: &str) -> String {
+pub(crate) fn verdict_of(rule: &str) -> String {
     let words: Vec<&str> = rule.split_whitespace().collect();
     if let Some(i) = words.iter().position(|w| *w == "vmap") {
         return format!("vmap {}", words.get(i + 1).unwrap_or(&""));
@@ -663,7 +562,7 @@ pub fn verdict_of(rule: &str) -> String {
 }
 
 /// The desired state of the whole table for these networks and ports. Pure.
-pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
+pub(crate) fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
     let mut d = Desired::default();
     for (name, ..) in BASE_CHAINS {
         d.chains.insert(name.to_string(), vec![]);
@@ -702,430 +601,5 @@ pub fn desired(nets: &[FwNetwork], ports: &[FwPort]) -> Desired {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    const T: &str = "minirt_1a2b3c4d";
-
-    pub(crate) fn golden(name: &str, got: &str) {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/network/testdata")
-            .join(format!("{name}.nft"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, got).unwrap();
-            return;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-                path.display()
-            )
-        });
-        assert_eq!(
-            got, want,
-            "{name}.nft differs; if the change is intended, rerun with UPDATE_GOLDEN=1"
-        );
-    }
-
-    pub(crate) fn net_a() -> FwNetwork {
-        FwNetwork {
-            id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
-            bridge: "mrt-a1b2c3d4".into(),
-            v4: Some(FwV4 {
-                subnet: "10.77.0.0/24".parse().unwrap(),
-                gateway: "10.77.0.1".parse().unwrap(),
-            }),
-            internal: false,
-            mode: GatewayMode::Nat,
-            trusted: vec![],
-            v6: None,
-        }
-    }
-    pub(crate) fn net_b() -> FwNetwork {
-        FwNetwork {
-            id: "ffee0011".into(),
-            bridge: "mrt-ffee0011".into(),
-            v4: Some(FwV4 {
-                subnet: "10.78.0.0/24".parse().unwrap(),
-                gateway: "10.78.0.1".parse().unwrap(),
-            }),
-            internal: false,
-            mode: GatewayMode::Nat,
-            trusted: vec![],
-            v6: None,
-        }
-    }
-    pub(crate) fn net_internal() -> FwNetwork {
-        FwNetwork {
-            id: "0badcafe".into(),
-            bridge: "mrt-0badcafe".into(),
-            v4: Some(FwV4 {
-                subnet: "10.79.0.0/24".parse().unwrap(),
-                gateway: "10.79.0.1".parse().unwrap(),
-            }),
-            internal: true,
-            mode: GatewayMode::Nat,
-            trusted: vec![],
-            v6: None,
-        }
-    }
-    pub(crate) fn ports() -> Vec<FwPort> {
-        let ip = |s: &str| s.parse().unwrap();
-        vec![
-            FwPort {
-                proto: Proto::Tcp,
-                host_ip: ip("0.0.0.0"),
-                host_port: 8080,
-                ctr_ip: ip("10.77.0.2"),
-                ctr_port: 80,
-                routed: false,
-            },
-            FwPort {
-                proto: Proto::Udp,
-                host_ip: ip("0.0.0.0"),
-                host_port: 5353,
-                ctr_ip: ip("10.77.0.2"),
-                ctr_port: 53,
-                routed: false,
-            },
-            FwPort {
-                proto: Proto::Tcp,
-                host_ip: ip("198.51.100.1"),
-                host_port: 8081,
-                ctr_ip: ip("10.77.0.3"),
-                ctr_port: 81,
-                routed: false,
-            },
-            FwPort {
-                proto: Proto::Udp,
-                host_ip: ip("127.0.0.1"),
-                host_port: 6000,
-                ctr_ip: ip("10.77.0.3"),
-                ctr_port: 60,
-                routed: false,
-            },
-        ]
-    }
-
-    #[test]
-    fn golden_base() {
-        golden("base", &render_base(T));
-    }
-
-    pub(crate) fn net_dual(mode6: GatewayMode) -> FwNetwork {
-        FwNetwork {
-            v6: Some(FwV6 {
-                subnet: "fd00:77::/64".parse().unwrap(),
-                gateway: "fd00:77::1".parse().unwrap(),
-                mode: mode6,
-            }),
-            ..net_a()
-        }
-    }
-
-    pub(crate) fn ports6() -> Vec<FwPort> {
-        let ip = |s: &str| s.parse().unwrap();
-        let p = |host: &str, hp: u16, ctr: &str| FwPort {
-            proto: Proto::Tcp,
-            host_ip: ip(host),
-            host_port: hp,
-            ctr_ip: ip(ctr),
-            ctr_port: 80,
-            routed: false,
-        };
-        vec![
-            p("::", 8080, "fd00:77::2"),
-            p("::1", 8081, "fd00:77::2"),
-            p("2001:db8::1", 8082, "fd00:77::3"),
-        ]
-    }
-
-    #[test]
-    fn golden_dual_stack_networks_and_ipv6_ports() {
-        golden(
-            "dual_add",
-            &render_network_add(T, &net_dual(GatewayMode::Nat)),
-        );
-        golden(
-            "dual_del",
-            &render_network_del(T, &net_dual(GatewayMode::Nat)),
-        );
-        golden(
-            "dual_routed6_add",
-            &render_network_add(T, &net_dual(GatewayMode::Routed)),
-        );
-        let iso = FwNetwork {
-            internal: true,
-            mode: GatewayMode::Isolated,
-            ..net_dual(GatewayMode::Isolated)
-        };
-        golden("dual_isolated_add", &render_network_add(T, &iso));
-        golden("ports6_add", &render_ports_add(T, &ports6()));
-        golden("ports6_del", &render_ports_del(T, &ports6()));
-        // NAT66 only where IPv6 is not routed; the guard only where it is not.
-        let d = desired(&[net_dual(GatewayMode::Nat)], &ports6());
-        assert_eq!(d.elements["post_src6"].len(), 1);
-        assert_eq!(d.elements["guard_dst6"].len(), 1);
-        assert_eq!(d.elements["pm6_any_tcp"].len(), 1);
-        assert_eq!(d.elements["pm6_tcp"].len(), 2);
-        assert_eq!(d.elements["pub6_tcp"].len(), 2);
-        let d = desired(&[net_dual(GatewayMode::Routed)], &[]);
-        assert!(d.elements["post_src6"].is_empty());
-        assert!(d.elements["guard_dst6"].is_empty());
-        assert_eq!(d.elements["post_src"].len(), 1, "IPv4 still masquerades");
-        // A network without IPv6 renders exactly as before.
-        assert!(!render_network_add(T, &net_a()).contains("ip6"));
-    }
-
-    pub(crate) fn net_v6only(mode6: GatewayMode) -> FwNetwork {
-        FwNetwork {
-            v4: None,
-            ..net_dual(mode6)
-        }
-    }
-
-    #[test]
-    fn golden_ipv6_only_networks_have_no_ipv4_parts() {
-        let nat = net_v6only(GatewayMode::Nat);
-        let routed = net_v6only(GatewayMode::Routed);
-        let iso = FwNetwork {
-            internal: true,
-            ..net_v6only(GatewayMode::Isolated)
-        };
-        golden("v6only_add", &render_network_add(T, &nat));
-        golden("v6only_del", &render_network_del(T, &nat));
-        golden("v6only_routed_add", &render_network_add(T, &routed));
-        golden("v6only_isolated_add", &render_network_add(T, &iso));
-        for n in [&nat, &routed, &iso] {
-            let text = render_network_add(T, n) + &render_network_del(T, n);
-            for v4 in [
-                " ip saddr",
-                " ip daddr",
-                "127.0.0.0/8",
-                "@pub_tcp",
-                "@pub_udp",
-            ] {
-                assert!(!text.contains(v4), "{v4} in\n{text}");
-            }
-            let d = desired(std::slice::from_ref(n), &ports6());
-            assert!(d.elements["post_src"].is_empty());
-            assert!(d.elements["guard_dst"].is_empty());
-        }
-        let d = desired(std::slice::from_ref(&nat), &ports6());
-        assert_eq!(d.elements["post_src6"].len(), 1, "NAT66");
-        assert_eq!(d.elements["guard_dst6"].len(), 1);
-        // The IPv6 mode decides: a routed v6-only network lets only its
-        // published ports in, and may be reached from other networks.
-        let d = desired(std::slice::from_ref(&routed), &[]);
-        assert!(d.elements["post_src6"].is_empty());
-        assert!(d.elements["bridges"].is_empty());
-        let inb = format!("{}_in", chain_prefix(&routed.id));
-        assert!(d.chains[&inb].iter().any(|r| r == "drop"));
-    }
-
-    #[test]
-    fn golden_one_network() {
-        golden("network_add", &render_network_add(T, &net_a()));
-        golden("network_del", &render_network_del(T, &net_a()));
-    }
-
-    #[test]
-    fn golden_internal_network() {
-        golden("internal_add", &render_network_add(T, &net_internal()));
-        golden("internal_del", &render_network_del(T, &net_internal()));
-    }
-
-    #[test]
-    fn golden_two_networks() {
-        let s = render_network_add(T, &net_a()) + &render_network_add(T, &net_b());
-        golden("two_networks_add", &s);
-    }
-
-    #[test]
-    fn golden_ports() {
-        golden("ports_add", &render_ports_add(T, &ports()));
-        golden("ports_del", &render_ports_del(T, &ports()));
-    }
-
-    #[test]
-    fn golden_gateway_modes_and_trusted_interfaces() {
-        for (name, mode) in [
-            ("mode_nat_unprotected", GatewayMode::NatUnprotected),
-            ("mode_routed", GatewayMode::Routed),
-        ] {
-            let n = FwNetwork { mode, ..net_a() };
-            golden(&format!("{name}_add"), &render_network_add(T, &n));
-            golden(&format!("{name}_del"), &render_network_del(T, &n));
-        }
-        let iso = FwNetwork {
-            mode: GatewayMode::Isolated,
-            ..net_internal()
-        };
-        golden("mode_isolated_add", &render_network_add(T, &iso));
-        golden("mode_isolated_del", &render_network_del(T, &iso));
-        let trusted = FwNetwork {
-            trusted: vec!["eth3".into(), "vxlan.1".into()],
-            ..net_a()
-        };
-        golden("trusted_add", &render_network_add(T, &trusted));
-        let routed_trusted = FwNetwork {
-            mode: GatewayMode::Routed,
-            ..trusted.clone()
-        };
-        golden(
-            "routed_trusted_add",
-            &render_network_add(T, &routed_trusted),
-        );
-        let routed: Vec<FwPort> = ports()
-            .into_iter()
-            .map(|p| FwPort { routed: true, ..p })
-            .collect();
-        golden("ports_routed_add", &render_ports_add(T, &routed));
-    }
-
-    /// The cross product moby's nftabler tests cover: internal or not ×
-    /// no ports / a wildcard port / a port on one host address / a udp port
-    /// × one or two networks; each golden holds the additions, then the
-    /// removals in reverse order.
-    #[test]
-    fn golden_cross_product_of_options() {
-        let ip = |s: &str| s.parse().unwrap();
-        let port = |proto, host: &str, hp, ctr: &str| FwPort {
-            proto,
-            host_ip: ip(host),
-            host_port: hp,
-            ctr_ip: ip(ctr),
-            ctr_port: 80,
-            routed: false,
-        };
-        for internal in [false, true] {
-            for (pname, ports) in [
-                ("noports", vec![]),
-                (
-                    "wildcard",
-                    vec![port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2")],
-                ),
-                (
-                    "hostip",
-                    vec![port(Proto::Tcp, "198.51.100.1", 8080, "10.77.0.2")],
-                ),
-                ("udp", vec![port(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2")]),
-            ] {
-                for two in [false, true] {
-                    let mut nets = vec![FwNetwork {
-                        internal,
-                        ..net_a()
-                    }];
-                    let mut ports = ports.clone();
-                    if two {
-                        nets.push(FwNetwork {
-                            internal,
-                            ..net_b()
-                        });
-                        ports.extend(ports.clone().into_iter().map(|p| FwPort {
-                            host_port: p.host_port + 1,
-                            ctr_ip: ip("10.78.0.2"),
-                            ..p
-                        }));
-                    }
-                    let mut s = String::new();
-                    for n in &nets {
-                        s += &render_network_add(T, n);
-                    }
-                    s += &render_ports_add(T, &ports);
-                    s += "# removal\n";
-                    s += &render_ports_del(T, &ports);
-                    for n in nets.iter().rev() {
-                        s += &render_network_del(T, n);
-                    }
-                    let name = format!(
-                        "cross_{}_{pname}_{}",
-                        if internal { "internal" } else { "external" },
-                        if two { "two" } else { "one" }
-                    );
-                    golden(&name, &s);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn modes_differ_where_docker_says() {
-        let nat = render_network_add(T, &net_a());
-        assert!(nat.contains("guard_dst { 10.77.0.0/24 : jump nw_a1b2c3d4e5f60718_guard }"));
-        assert!(nat.contains("post_src"));
-        let unprotected = render_network_add(
-            T,
-            &FwNetwork {
-                mode: GatewayMode::NatUnprotected,
-                ..net_a()
-            },
-        );
-        assert!(
-            !unprotected.contains("guard_dst"),
-            "no guard: direct routing allowed"
-        );
-        assert!(unprotected.contains("post_src"), "still masquerades");
-        let routed = render_network_add(
-            T,
-            &FwNetwork {
-                mode: GatewayMode::Routed,
-                ..net_a()
-            },
-        );
-        assert!(!routed.contains("post_src"), "routed: no masquerade");
-        assert!(
-            !routed.contains("bridges {"),
-            "routed: reachable from other networks"
-        );
-        assert!(routed.contains("@pub_tcp accept"));
-        let p = FwPort {
-            routed: true,
-            ..ports()[0]
-        };
-        assert_eq!(
-            port_elements(&p),
-            vec![("pub_tcp".to_string(), "10.77.0.2 . 80".to_string())],
-            "routed: no DNAT"
-        );
-        let d = desired(&[net_a()], &ports());
-        assert!(d.chains["guard"].contains(&"drop".to_string()));
-        assert_eq!(d.elements["pub_tcp"].len(), 2);
-        assert!(d.chains.contains_key(USER_CHAIN));
-    }
-
-    #[test]
-    fn ports_go_to_the_right_map() {
-        let s = render_ports_add(T, &ports());
-        assert!(s.contains("add element inet minirt_1a2b3c4d pm_any_tcp { 8080 : 10.77.0.2 . 80 }"));
-        assert!(s.contains("pm_any_udp { 5353 : 10.77.0.2 . 53 }"));
-        assert!(s.contains("pm_tcp { 198.51.100.1 . 8081 : 10.77.0.3 . 81 }"));
-        assert!(s.contains("pm_udp { 127.0.0.1 . 6000 : 10.77.0.3 . 60 }"));
-        assert_eq!(render_ports_del(T, &[]), "");
-    }
-
-    #[test]
-    fn internal_network_has_no_masquerade_out() {
-        let s = render_network_add(T, &net_internal());
-        assert!(!s.contains("post_src"));
-        assert!(!s.contains("oifname != "));
-        assert!(s.contains(
-            "add rule inet minirt_1a2b3c4d nw_0badcafe_out oifname \"mrt-0badcafe\" accept"
-        ));
-        assert!(s.contains("add rule inet minirt_1a2b3c4d nw_0badcafe_in drop"));
-    }
-
-    #[test]
-    fn chain_names_are_safe_and_short() {
-        let n = FwNetwork {
-            id: "x;y z-0123456789abcdef0123".into(),
-            ..net_a()
-        };
-        let s = render_network_add(T, &n);
-        assert!(s.contains("nw_xyz0123456789abc_out"));
-        assert!(!s.contains("x;y"));
-        assert_eq!(q("a\"b"), "\"ab\"");
-    }
-}
+#[path = "firewall_tests.rs"]
+pub(crate) mod tests;

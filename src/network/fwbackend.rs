@@ -27,9 +27,9 @@ pub struct FwSnapshot {
 
 /// Asked when an undo considers removing shared state (the base table):
 /// whether the instance still has networks at that moment.
-pub type InUse = Rc<dyn Fn() -> bool>;
+pub(crate) type InUse = Rc<dyn Fn() -> bool>;
 
-pub trait FirewallBackend {
+pub(crate) trait FirewallBackend {
     fn name(&self) -> &'static str;
 
     /// Makes the base (table, maps, base chains) when missing; the undo
@@ -60,17 +60,15 @@ pub trait FirewallBackend {
     fn rebuild(&self, want: &FwSnapshot) -> Result<(), NetworkError>;
 
     /// Whether the live state is exactly `want` (read only).
+    #[cfg(test)]
     fn is_intact(&self, want: &FwSnapshot) -> Result<bool, NetworkError>;
 
     /// Repairs the live state towards `want`; returns whether it had to.
     fn heal(&self, want: &FwSnapshot) -> Result<bool, NetworkError>;
-
-    /// Whether published ports can work with this backend.
-    fn maps_ports(&self) -> bool;
 }
 
 /// The instance's nftables table.
-pub struct Nftables {
+pub(crate) struct Nftables {
     inst: Instance,
 }
 
@@ -108,6 +106,7 @@ impl FirewallBackend for Nftables {
         rules::reload(&self.inst, want)
     }
 
+    #[cfg(test)]
     fn is_intact(&self, want: &FwSnapshot) -> Result<bool, NetworkError> {
         rules::is_intact(&self.inst, want)
     }
@@ -115,14 +114,10 @@ impl FirewallBackend for Nftables {
     fn heal(&self, want: &FwSnapshot) -> Result<bool, NetworkError> {
         rules::heal(&self.inst, want)
     }
-
-    fn maps_ports(&self) -> bool {
-        true
-    }
 }
 
 /// Leaves the host's firewall alone.
-pub struct NoFirewall;
+pub(crate) struct NoFirewall;
 
 impl FirewallBackend for NoFirewall {
     fn name(&self) -> &'static str {
@@ -149,14 +144,12 @@ impl FirewallBackend for NoFirewall {
     fn rebuild(&self, _: &FwSnapshot) -> Result<(), NetworkError> {
         Ok(())
     }
+    #[cfg(test)]
     fn is_intact(&self, _: &FwSnapshot) -> Result<bool, NetworkError> {
         Ok(true)
     }
     fn heal(&self, _: &FwSnapshot) -> Result<bool, NetworkError> {
         Ok(false)
-    }
-    fn maps_ports(&self) -> bool {
-        false
     }
 }
 
@@ -167,7 +160,7 @@ fn no_ports() -> NetworkError {
 }
 
 /// Which backend `MINIRT_FIREWALL` names (pure).
-pub fn choose(value: Option<&str>) -> Result<&'static str, NetworkError> {
+pub(crate) fn choose(value: Option<&str>) -> Result<&'static str, NetworkError> {
     match value.unwrap_or("") {
         "" | "nftables" => Ok("nftables"),
         "none" => Ok("none"),
@@ -179,7 +172,7 @@ pub fn choose(value: Option<&str>) -> Result<&'static str, NetworkError> {
 }
 
 /// The backend of this process (see the module's comment).
-pub fn for_instance(inst: &Instance) -> Result<Rc<dyn FirewallBackend>, NetworkError> {
+pub(crate) fn for_instance(inst: &Instance) -> Result<Rc<dyn FirewallBackend>, NetworkError> {
     let v = std::env::var("MINIRT_FIREWALL").ok();
     Ok(match choose(v.as_deref())? {
         "none" => Rc::new(NoFirewall),

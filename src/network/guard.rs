@@ -96,7 +96,7 @@ fn has_networks(inst: &Instance) -> bool {
 
 /// What the pid file says: pid, start time and the identity of the binary
 /// the guardian runs ("" when the file predates identities). Pure.
-pub fn parse_pid_file(text: &str) -> Option<(i32, u64, &str)> {
+pub(crate) fn parse_pid_file(text: &str) -> Option<(i32, u64, &str)> {
     let mut it = text.trim_end_matches('\n').splitn(3, ' ');
     let pid = it.next()?.parse().ok()?;
     let start = it.next()?.parse().ok()?;
@@ -106,7 +106,7 @@ pub fn parse_pid_file(text: &str) -> Option<(i32, u64, &str)> {
 /// The running binary's identity: device, inode, size, mtime and path of
 /// /proc/self/exe. An upgrade (a new file, or the same path rewritten)
 /// changes it. None when it cannot be read.
-pub fn exe_identity() -> Option<String> {
+pub(crate) fn exe_identity() -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let exe = std::env::current_exe().ok()?;
     let m = std::fs::metadata(&exe).ok()?;
@@ -146,7 +146,7 @@ fn replace(pid: i32, start: u64) {
 /// Starts the guardian unless it runs (cheap: one pid file, one /proc read
 /// and one stat). Called by every command's heal check while networks
 /// exist. A guardian of another binary (minirt was upgraded) is replaced.
-pub fn ensure(inst: &Instance) -> Result<(), NetworkError> {
+pub(crate) fn ensure(inst: &Instance) -> Result<(), NetworkError> {
     if std::env::var_os("MINIRT_NO_FWGUARD").is_some() {
         return Ok(());
     }

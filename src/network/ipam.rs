@@ -35,7 +35,7 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, NetworkError> {
 }
 
 /// The gateway a network gets when none is given: its first host address.
-pub fn default_gateway(net: Ipv4Net) -> Ipv4Addr {
+pub(crate) fn default_gateway(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
 }
 
@@ -60,7 +60,11 @@ pub fn check_gateway(net: Ipv4Net, gw: Ipv4Addr) -> Result<(), NetworkError> {
 }
 
 /// A `--ip` request must be a host address of the subnet other than the gateway.
-pub fn check_requested_ip(net: Ipv4Net, gw: Ipv4Addr, ip: Ipv4Addr) -> Result<(), NetworkError> {
+pub(crate) fn check_requested_ip(
+    net: Ipv4Net,
+    gw: Ipv4Addr,
+    ip: Ipv4Addr,
+) -> Result<(), NetworkError> {
     if !net.contains(&ip) {
         return Err(NetworkError::Invalid(format!(
             "invalid address {ip}: not inside subnet {net}"
@@ -105,7 +109,12 @@ pub fn first_free(
 /// may still be destroying the old owner's namespace and veth (and a switch
 /// or a neighbour cache may still point at them). `used_sorted` as for
 /// [`first_free`]; `after` outside the subnet starts from the bottom.
-pub fn next_free(net: Ipv4Net, gw: Ipv4Addr, used_sorted: &[u32], after: u32) -> Option<Ipv4Addr> {
+pub(crate) fn next_free(
+    net: Ipv4Net,
+    gw: Ipv4Addr,
+    used_sorted: &[u32],
+    after: u32,
+) -> Option<Ipv4Addr> {
     let first = u32::from(net.network()).checked_add(1)?;
     let start = after
         .checked_add(1)
@@ -158,13 +167,13 @@ pub(super) fn lowest_unused(
 
 /// Docker-style locally administered MAC for a container address:
 /// 02:42 followed by the four address bytes, so it is stable and unique per IP.
-pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+pub(crate) fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
 /// `aa:bb:cc:dd:ee:ff`, the form `ip link` and the store use.
-pub fn format_mac(mac: [u8; 6]) -> String {
+pub(crate) fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

@@ -52,7 +52,7 @@ fn is_link_local(a: Ipv6Addr) -> bool {
 }
 
 /// The first host address: the gateway a network gets when none is given.
-pub fn default_gateway(net: Ipv6Net) -> Ipv6Addr {
+pub(crate) fn default_gateway(net: Ipv6Net) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(net.network()).wrapping_add(1))
 }
 
@@ -77,7 +77,11 @@ pub fn check_gateway(net: Ipv6Net, gw: Ipv6Addr) -> Result<(), NetworkError> {
 }
 
 /// A `--ip6` request must be a host address of the subnet other than the gateway.
-pub fn check_requested_ip(net: Ipv6Net, gw: Ipv6Addr, ip: Ipv6Addr) -> Result<(), NetworkError> {
+pub(crate) fn check_requested_ip(
+    net: Ipv6Net,
+    gw: Ipv6Addr,
+    ip: Ipv6Addr,
+) -> Result<(), NetworkError> {
     if !net.contains(&ip) {
         return Err(NetworkError::Invalid(format!(
             "invalid address {ip}: not inside subnet {net}"
@@ -98,7 +102,7 @@ pub fn check_requested_ip(net: Ipv6Net, gw: Ipv6Addr, ip: Ipv6Addr) -> Result<()
 /// duplicates are tolerated). O(u) in the number of used addresses: the
 /// candidate only moves forward while the used list is walked once, so a
 /// /64 costs what a /120 costs.
-pub fn next_free(
+pub(crate) fn next_free(
     net: Ipv6Net,
     gw: Ipv6Addr,
     used_sorted: &[u128],
@@ -121,17 +125,17 @@ fn free_from(net: Ipv6Net, gw: Ipv6Addr, from: u128, used_sorted: &[u128]) -> Op
 
 /// The pool unique local /64s are cut from when `network create --ipv6`
 /// names no subnet (override with MINIRT_IPV6_POOL, e.g. `fd00::/8`).
-pub const DEFAULT_ULA_POOL: &str = "fd00::/8";
-pub const ULA_POOL_ENV: &str = "MINIRT_IPV6_POOL";
+pub(crate) const DEFAULT_ULA_POOL: &str = "fd00::/8";
+pub(crate) const ULA_POOL_ENV: &str = "MINIRT_IPV6_POOL";
 
 /// The configured pool: a prefix of /48 or shorter inside which a /48 is
 /// chosen at random (RFC 4193's 40-bit global ID for fd00::/8).
-pub fn ula_pool() -> Result<Ipv6Net, NetworkError> {
+pub(crate) fn ula_pool() -> Result<Ipv6Net, NetworkError> {
     let s = std::env::var(ULA_POOL_ENV).unwrap_or_else(|_| DEFAULT_ULA_POOL.to_string());
     parse_pool(&s)
 }
 
-pub fn parse_pool(s: &str) -> Result<Ipv6Net, NetworkError> {
+pub(crate) fn parse_pool(s: &str) -> Result<Ipv6Net, NetworkError> {
     let bad = |why: &str| NetworkError::Invalid(format!("invalid {ULA_POOL_ENV} {s:?}: {why}"));
     let net: Ipv6Net = s.trim().parse().map_err(|_| bad("expected an IPv6 CIDR"))?;
     if net.addr() != net.network() {
@@ -144,7 +148,7 @@ pub fn parse_pool(s: &str) -> Result<Ipv6Net, NetworkError> {
 }
 
 /// Two prefixes overlap exactly when one contains the other's network address.
-pub fn overlaps(a: Ipv6Net, b: Ipv6Net) -> bool {
+pub(crate) fn overlaps(a: Ipv6Net, b: Ipv6Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -153,7 +157,7 @@ pub fn overlaps(a: Ipv6Net, b: Ipv6Net) -> bool {
 /// 3.2), the subnet ID is 0; a taken /64 moves on to the next subnet IDs of
 /// the same /48, then to other random IDs. `random` yields as many draws as
 /// the caller allows (one is almost always enough).
-pub fn pick_ula(
+pub(crate) fn pick_ula(
     pool: Ipv6Net,
     taken: &[Ipv6Net],
     random: impl IntoIterator<Item = u128>,
@@ -182,7 +186,7 @@ pub fn pick_ula(
 /// The MAC of an endpoint: from its IPv4 address (`ipam::mac_for`), or on
 /// an IPv6-only network (IPv4 0.0.0.0) from the last 32 bits of its IPv6
 /// address, which IPAM hands out in order, so they differ on one bridge.
-pub fn endpoint_mac(ip: std::net::Ipv4Addr, ip6: Option<Ipv6Addr>) -> [u8; 6] {
+pub(crate) fn endpoint_mac(ip: std::net::Ipv4Addr, ip6: Option<Ipv6Addr>) -> [u8; 6] {
     match (ip.is_unspecified(), ip6) {
         (true, Some(a)) => {
             let o = a.octets();
@@ -194,7 +198,7 @@ pub fn endpoint_mac(ip: std::net::Ipv4Addr, ip6: Option<Ipv6Addr>) -> [u8; 6] {
 
 /// The link-local address the kernel derives (EUI-64, addr_gen_mode 0) for
 /// an interface with `mac`: what a container's eth0 sends NDP from.
-pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+pub(crate) fn link_local(mac: [u8; 6]) -> Ipv6Addr {
     let m = mac;
     Ipv6Addr::from([
         0xfe,

@@ -14,16 +14,15 @@ use super::netlink::{MacVlanMode, Netlink, Netns};
 use super::undo::Undo;
 use super::{ipam, names, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
-use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Row option keys (Docker's names).
 pub const OPT_PARENT: &str = "parent";
-pub const OPT_MODE: &str = "macvlan_mode";
+pub(crate) const OPT_MODE: &str = "macvlan_mode";
 
 /// `-o macvlan_mode=` values, Docker's spelling.
-pub fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
+pub(crate) fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
     match s {
         "bridge" => Ok(MacVlanMode::Bridge),
         "private" => Ok(MacVlanMode::Private),
@@ -36,12 +35,12 @@ pub fn parse_mode(s: &str) -> Result<MacVlanMode, NetworkError> {
     }
 }
 
-pub struct MacvlanDriver {
+pub(crate) struct MacvlanDriver {
     nl: Rc<HostNetlink>,
 }
 
 impl MacvlanDriver {
-    pub fn new(nl: Rc<HostNetlink>) -> MacvlanDriver {
+    pub(crate) fn new(nl: Rc<HostNetlink>) -> MacvlanDriver {
         MacvlanDriver { nl }
     }
 }
@@ -163,11 +162,8 @@ impl NetworkDriver for MacvlanDriver {
         undo.push(format!("macvlan {ifname} of pid {pid}"), move || {
             delete_in(pid, &ifname)
         });
-        let addr = Ipv4Net::new(ep.ip, subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
         let route = p.default_route.then_some(gw);
-        sb.netlink()?
-            .configure_container_if(&ep.ifname, addr, route)?;
+        sb.address_v4(&ep.ifname, ep.ip, subnet.prefix_len(), route)?;
         Ok(())
     }
 

@@ -396,7 +396,10 @@ fn begin_create(inst: &Instance, row: &NetworkRow) -> Result<crate::intent::Held
 /// The row of the default network, inserted when missing. Only the row: the
 /// bridge and rules are made by `attach` (which ensures them anyway), so this
 /// is safe inside the container's transaction.
-pub fn default_network_row(inst: &Instance, c: &Connection) -> Result<NetworkRow, NetworkError> {
+pub(crate) fn default_network_row(
+    inst: &Instance,
+    c: &Connection,
+) -> Result<NetworkRow, NetworkError> {
     let existing = rows::list_networks(c)?;
     if let Some(n) = existing.into_iter().find(|n| n.name == DEFAULT_NETWORK) {
         return Ok(n);

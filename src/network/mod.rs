@@ -33,6 +33,7 @@ pub mod ipam6;
 pub mod macvlan;
 pub mod nfnl;
 pub mod nft;
+pub(crate) mod nftgen;
 pub mod overlay;
 pub mod pool;
 pub mod portspec;
@@ -103,7 +104,7 @@ pub struct NetworkRequest {
 }
 
 impl NetworkRequest {
-    pub fn network_mode(&self) -> NetworkMode {
+    pub(crate) fn network_mode(&self) -> NetworkMode {
         NetworkMode::parse(&self.mode)
     }
 }
@@ -116,7 +117,7 @@ impl From<netlink::NetlinkError> for NetworkError {
 
 /// Restores minirt's firewall rules when someone else removed them; one
 /// `nft list` when nothing is wrong. Returns whether a rebuild was needed.
-pub fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
+pub(crate) fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     let store = crate::store::Store::open(&inst.db_path())?;
     if let Err(e) = endpoint::collect_dying_links(&store) {
         tracing::warn!("removing veths of exited containers: {e}");

@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Linux's IFNAMSIZ minus the terminating NUL.
-pub const MAX_IFNAME_LEN: usize = 15;
+pub(crate) const MAX_IFNAME_LEN: usize = 15;
 
 /// Name of the network used when `run` names none.
-pub const DEFAULT_NETWORK: &str = "bridge";
+pub(crate) const DEFAULT_NETWORK: &str = "bridge";
 
 /// Docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most MAX_NAME_LEN chars.
 pub fn validate_name(name: &str) -> Result<(), NetworkError> {
@@ -32,23 +32,23 @@ pub fn validate_name(name: &str) -> Result<(), NetworkError> {
 
 /// Bridge of a user network: "mrb-" + 11 hex of its id (15 chars). Docker's
 /// devices are `docker0` and `br-<12 hex>`, so the prefix never collides.
-pub fn bridge_name(network_id: &str) -> String {
+pub(crate) fn bridge_name(network_id: &str) -> String {
     format!("mrb-{}", prefix(network_id, 11))
 }
 
 /// Bridge of the default network: fixed per instance (derived from the root),
 /// so two minirt roots on one host never share it.
-pub fn default_bridge_name(instance_tag: &str) -> String {
+pub(crate) fn default_bridge_name(instance_tag: &str) -> String {
     format!("mr0-{}", prefix(instance_tag, 8))
 }
 
 /// Host end of an endpoint's veth pair: "mrv" + 12 hex of the endpoint id.
-pub fn host_veth_name(endpoint_id: &str) -> String {
+pub(crate) fn host_veth_name(endpoint_id: &str) -> String {
     format!("mrv{}", prefix(endpoint_id, 12))
 }
 
 /// Interface name inside the container for its `n`th network.
-pub fn container_ifname(n: usize) -> String {
+pub(crate) fn container_ifname(n: usize) -> String {
     format!("eth{n}")
 }
 
@@ -86,10 +86,10 @@ pub fn validate_bridge_name(name: &str) -> Result<(), NetworkError> {
 }
 
 /// Docker's option keys, as `network inspect` shows them under "Options".
-pub const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
-pub const OPT_TRUSTED_IFS: &str = "com.docker.network.bridge.trusted_host_interfaces";
-pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
-pub const OPT_GATEWAY_MODE6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
+pub(crate) const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+pub(crate) const OPT_TRUSTED_IFS: &str = "com.docker.network.bridge.trusted_host_interfaces";
+pub(crate) const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+pub(crate) const OPT_GATEWAY_MODE6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
 /// Driver options of `network create -o`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -109,7 +109,7 @@ pub struct BridgeOptions {
 }
 
 /// Interface names of `trusted_host_interfaces` (colon separated, as Docker).
-pub fn parse_trusted_interfaces(v: &str) -> Result<Vec<String>, NetworkError> {
+pub(crate) fn parse_trusted_interfaces(v: &str) -> Result<Vec<String>, NetworkError> {
     let mut out = vec![];
     for name in v.split(':').filter(|n| !n.is_empty()) {
         let ok = name.len() <= MAX_IFNAME_LEN

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
+pub(crate) enum NetlinkError {
     #[error("netlink: {what}: {source}")]
     Request {
         what: String,
@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, NetlinkError>;
 
 impl NetlinkError {
     /// The errno behind a failed request, when the kernel gave one.
-    pub fn errno(&self) -> Option<i32> {
+    pub(crate) fn errno(&self) -> Option<i32> {
         match self {
             NetlinkError::Request { source, .. } => source.raw_os_error(),
             _ => None,
@@ -63,13 +63,13 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetlinkErro
 
 /// Which network namespace a veth peer is created in.
 #[derive(Debug, Clone, Copy)]
-pub enum Netns {
+pub(crate) enum Netns {
     Pid(i32),
 }
 
 /// What we need to know about one device.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LinkInfo {
+pub(crate) struct LinkInfo {
     pub index: u32,
     pub name: String,
     pub mtu: u32,
@@ -79,7 +79,7 @@ pub struct LinkInfo {
 }
 
 /// One rtnetlink socket, bound to the network namespace it was opened in.
-pub struct Netlink {
+pub(crate) struct Netlink {
     rt: tokio::runtime::Runtime,
     handle: Handle,
 }
@@ -93,7 +93,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 impl Netlink {
     /// A socket in the caller's own network namespace.
-    pub fn open() -> Result<Netlink> {
+    pub(crate) fn open() -> Result<Netlink> {
         let rt = runtime()?;
         let (conn, handle, _) = {
             let _g = rt.enter();
@@ -104,7 +104,7 @@ impl Netlink {
     }
 
     /// A socket in the network namespace of `pid` (e.g. a container child).
-    pub fn open_in_pid(pid: i32) -> Result<Netlink> {
+    pub(crate) fn open_in_pid(pid: i32) -> Result<Netlink> {
         Self::open_in(&PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
@@ -112,7 +112,7 @@ impl Netlink {
     /// belongs to the netns of the thread that created it, so a short-lived
     /// thread joins the netns, creates the socket and exits; this thread
     /// never changes namespace.
-    pub fn open_in(ns_path: &Path) -> Result<Netlink> {
+    pub(crate) fn open_in(ns_path: &Path) -> Result<Netlink> {
         let rt = runtime()?;
         let rt_handle = rt.handle().clone();
         let path = ns_path.to_path_buf();
@@ -140,7 +140,7 @@ impl Netlink {
     }
 
     /// The device named `name`, or None when there is none.
-    pub fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+    pub(crate) fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
         let mut req = self
             .handle
             .link()
@@ -168,6 +168,7 @@ impl Netlink {
     }
 
     /// Every device in this namespace.
+    #[cfg(test)]
     pub fn links(&self) -> Result<Vec<LinkInfo>> {
         let req = self.handle.link().get().execute();
         let msgs: Vec<LinkMessage> = self
@@ -179,7 +180,7 @@ impl Netlink {
 
     /// Creates bridge `name` with `addr` (gateway/prefix), up, its MAC pinned.
     /// On failure nothing is left behind.
-    pub fn create_bridge(&self, name: &str, mtu: u32, addr: Option<Ipv4Net>) -> Result<()> {
+    pub(crate) fn create_bridge(&self, name: &str, mtu: u32, addr: Option<Ipv4Net>) -> Result<()> {
         let mut msg = LinkBridge::new(name);
         if mtu > 0 {
             msg = msg.mtu(mtu);
@@ -202,7 +203,7 @@ impl Netlink {
     /// Sets the bridge's address to its current MAC: a bridge whose MAC was
     /// set explicitly keeps it, instead of taking the lowest port MAC each
     /// time a port joins or leaves (which stalls the neighbours' ARP caches).
-    pub fn pin_mac(&self, name: &str) -> Result<()> {
+    pub(crate) fn pin_mac(&self, name: &str) -> Result<()> {
         let link = self
             .link(name)?
             .ok_or_else(|| NetlinkError::NoSuchLink(name.to_string()))?;
@@ -214,7 +215,7 @@ impl Netlink {
             .map_err(wrap(format!("cannot pin the MAC address of {name}")))
     }
 
-    pub fn set_up(&self, name: &str) -> Result<()> {
+    pub(crate) fn set_up(&self, name: &str) -> Result<()> {
         let index = self.index(name)?;
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.rt
@@ -223,7 +224,7 @@ impl Netlink {
     }
 
     /// Deletes a device; Ok(false) when it did not exist (deletion is idempotent).
-    pub fn delete_link(&self, name: &str) -> Result<bool> {
+    pub(crate) fn delete_link(&self, name: &str) -> Result<bool> {
         let Some(link) = self.link(name)? else {
             return Ok(false);
         };
@@ -246,7 +247,7 @@ impl Netlink {
     /// One request: veth `host` (attached to `bridge`, up) whose peer `peer`
     /// is created directly inside `netns` with `mac` and `mtu`. The peer never
     /// exists in this namespace, so its name cannot collide here.
-    pub fn create_veth(
+    pub(crate) fn create_veth(
         &self,
         host: &str,
         bridge: &str,
@@ -276,7 +277,7 @@ impl Netlink {
     /// One request: macvlan `name` on `parent` (a device of this
     /// namespace), created directly inside `netns` with `mac` and `mtu`
     /// (0: the parent's), down; it never exists in this namespace.
-    pub fn create_macvlan(
+    pub(crate) fn create_macvlan(
         &self,
         name: &str,
         parent: &str,
@@ -298,7 +299,7 @@ impl Netlink {
             .map_err(wrap(format!("cannot create macvlan {name} on {parent}")))
     }
 
-    pub fn add_address(&self, name: &str, addr: Ipv4Net) -> Result<()> {
+    pub(crate) fn add_address(&self, name: &str, addr: Ipv4Net) -> Result<()> {
         let index = self.index(name)?;
         let req = self
             .handle
@@ -310,7 +311,7 @@ impl Netlink {
     }
 
     /// Default route via `gateway` (out of whichever device reaches it).
-    pub fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+    pub(crate) fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(gateway)
             .build();
@@ -322,7 +323,7 @@ impl Netlink {
     /// Adds an IPv6 address without duplicate address detection (IFA_F_NODAD:
     /// minirt's IPAM already made it unique, and DAD would keep it tentative,
     /// unusable, for a second).
-    pub fn add_address6(&self, name: &str, addr: Ipv6Net) -> Result<()> {
+    pub(crate) fn add_address6(&self, name: &str, addr: Ipv6Net) -> Result<()> {
         use netlink_packet_route::address::{AddressAttribute, AddressFlags};
         let index = self.index(name)?;
         let mut req = self
@@ -338,7 +339,7 @@ impl Netlink {
     }
 
     /// IPv6 default route via `gateway` (out of whichever device reaches it).
-    pub fn add_default_route6(&self, gateway: Ipv6Addr) -> Result<()> {
+    pub(crate) fn add_default_route6(&self, gateway: Ipv6Addr) -> Result<()> {
         let msg = RouteMessageBuilder::<Ipv6Addr>::new()
             .gateway(gateway)
             .build();
@@ -348,7 +349,7 @@ impl Netlink {
     }
 
     /// IPv6 routes of the main table (destination prefixes).
-    pub fn ipv6_routes(&self) -> Result<Vec<Ipv6Net>> {
+    pub(crate) fn ipv6_routes(&self) -> Result<Vec<Ipv6Net>> {
         let msg = RouteMessageBuilder::<Ipv6Addr>::new().build();
         let req = self.handle.route().get(msg).execute();
         let all: Vec<RouteMessage> = self
@@ -369,7 +370,7 @@ impl Netlink {
     }
 
     /// IPv4 routes of the main table (destination prefixes).
-    pub fn ipv4_routes(&self) -> Result<Vec<Ipv4Net>> {
+    pub(crate) fn ipv4_routes(&self) -> Result<Vec<Ipv4Net>> {
         Ok(self.main_routes()?.iter().filter_map(route_dst).collect())
     }
 
@@ -387,7 +388,7 @@ impl Netlink {
     }
 
     /// MTU of the device the IPv4 default route leaves by, if there is one.
-    pub fn default_route_mtu(&self) -> Result<Option<u32>> {
+    pub(crate) fn default_route_mtu(&self) -> Result<Option<u32>> {
         let oif = self.main_routes()?.iter().find_map(|r| {
             if r.header.destination_prefix_length != 0 {
                 return None;
@@ -408,7 +409,7 @@ impl Netlink {
 
     /// Inside a container netns: lo up, `ifname` gets `addr` and goes up, and
     /// (when given) the default route via `gateway`.
-    pub fn configure_container_if(
+    pub(crate) fn configure_container_if(
         &self,
         ifname: &str,
         addr: Ipv4Net,
@@ -469,7 +470,7 @@ fn route_dst(r: &RouteMessage) -> Option<Ipv4Net> {
 }
 
 /// Writes a sysctl of the caller's network namespace (/proc/sys/net is per netns).
-pub fn set_sysctl(key: &str, value: &str) -> Result<()> {
+pub(crate) fn set_sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     if std::fs::read_to_string(&path)
         .map(|v| v.trim() == value)
@@ -483,7 +484,7 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<()> {
 /// Writes a sysctl in the network namespace at `ns_path`: /proc/sys/net
 /// belongs to the netns of the thread that opens it, so a short-lived
 /// thread joins the namespace for the write (as `Netlink::open_in`).
-pub fn set_sysctl_in(ns_path: &Path, key: &str, value: &str) -> Result<()> {
+pub(crate) fn set_sysctl_in(ns_path: &Path, key: &str, value: &str) -> Result<()> {
     let path = ns_path.to_path_buf();
     let (key, value) = (key.to_string(), value.to_string());
     let what = format!("cannot enter {}", path.display());
@@ -507,25 +508,25 @@ pub fn set_sysctl_in(ns_path: &Path, key: &str, value: &str) -> Result<()> {
 /// Turns duplicate address detection off on `dev` (its link-local and any
 /// address added later are usable at once; Docker 28 does the same on its
 /// bridges). Device names may contain dots, so the path is built directly.
-pub fn disable_dad(dev: &str) -> Result<()> {
+pub(crate) fn disable_dad(dev: &str) -> Result<()> {
     let path = format!("/proc/sys/net/ipv6/conf/{dev}/accept_dad");
     std::fs::write(&path, "0").map_err(|source| NetlinkError::Sysctl { path, source })
 }
 
 /// IPv6 routing between the bridges and the uplink, switched on only when
 /// an IPv6 network exists; the host's other IPv6 policy is left alone.
-pub fn enable_ipv6_forward() -> Result<()> {
+pub(crate) fn enable_ipv6_forward() -> Result<()> {
     set_sysctl("net.ipv6.conf.all.forwarding", "1")
 }
 
 /// Routing between the bridges and the uplink.
-pub fn enable_ip_forward() -> Result<()> {
+pub(crate) fn enable_ip_forward() -> Result<()> {
     set_sysctl("net.ipv4.ip_forward", "1")
 }
 
 /// Lets 127.0.0.1-sourced packets DNAT'ed by the output hook leave by `bridge`
 /// (port mappings reached through localhost).
-pub fn enable_route_localnet(bridge: &str) -> Result<()> {
+pub(crate) fn enable_route_localnet(bridge: &str) -> Result<()> {
     // Device names may contain dots, so build the path directly.
     let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     std::fs::write(&path, "1").map_err(|source| NetlinkError::Sysctl { path, source })
@@ -533,7 +534,7 @@ pub fn enable_route_localnet(bridge: &str) -> Result<()> {
 
 /// True when link `name` exists in the caller's network namespace (an
 /// ioctl, no netlink socket needed).
-pub fn link_exists(name: &str) -> bool {
+pub(crate) fn link_exists(name: &str) -> bool {
     std::ffi::CString::new(name)
         // SAFETY: if_nametoindex reads a NUL-terminated string we own.
         .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
@@ -541,170 +542,5 @@ pub fn link_exists(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
-    }
-
-    /// A process alone in a fresh network namespace, killed on drop.
-    struct NsProc(Child);
-    impl NsProc {
-        fn new() -> NsProc {
-            let child = Command::new("unshare")
-                .args(["-n", "sleep", "600"])
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("unshare");
-            let p = NsProc(child);
-            let me = std::fs::read_link("/proc/self/ns/net").unwrap();
-            let path = format!("/proc/{}/ns/net", p.pid());
-            let start = Instant::now();
-            // unshare(1) execs sleep after unsharing: wait until the netns differs.
-            while std::fs::read_link(&path).ok().is_none_or(|l| l == me) {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "netns never appeared"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            p
-        }
-        fn pid(&self) -> i32 {
-            self.0.id() as i32
-        }
-    }
-    impl Drop for NsProc {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Each test's "host" is a throwaway netns too (the socket is opened
-    /// there), so the machine's own devices are never touched.
-    fn host_ns() -> (NsProc, Netlink) {
-        let host = NsProc::new();
-        let nl = Netlink::open_in_pid(host.pid()).unwrap();
-        (host, nl)
-    }
-
-    fn nsenter(pid: i32, args: &[&str]) -> std::process::Output {
-        Command::new("nsenter")
-            .arg(format!("--net=/proc/{pid}/ns/net"))
-            .arg("--")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    #[test]
-    fn bridge_and_veth_into_a_netns_then_ping_then_delete() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        let (host, nl) = host_ns();
-        let ctr = NsProc::new();
-        let gw: Ipv4Net = "10.77.0.1/24".parse().unwrap();
-        nl.create_bridge("mrb-test0", 1400, Some(gw)).unwrap();
-        let br = nl.link("mrb-test0").unwrap().unwrap();
-        assert_eq!(br.mtu, 1400);
-        assert!(br.up);
-        let mac = [0x02, 0x42, 10, 77, 0, 2];
-        nl.create_veth(
-            "mrv-test0",
-            "mrb-test0",
-            "eth0",
-            Netns::Pid(ctr.pid()),
-            mac,
-            1400,
-        )
-        .unwrap();
-        let hv = nl.link("mrv-test0").unwrap().unwrap();
-        assert_eq!(hv.controller, Some(br.index));
-        assert_eq!(hv.mtu, 1400);
-        // The bridge kept its own MAC although a port joined (pinned).
-        assert_eq!(nl.link("mrb-test0").unwrap().unwrap().mac, br.mac);
-        // The peer is not in the host namespace.
-        assert!(nl.link("eth0").unwrap().is_none());
-
-        let cnl = Netlink::open_in_pid(ctr.pid()).unwrap();
-        cnl.configure_container_if("eth0", "10.77.0.2/24".parse().unwrap(), Some(gw.addr()))
-            .unwrap();
-        let eth0 = cnl.link("eth0").unwrap().unwrap();
-        assert_eq!(eth0.mac, mac.to_vec());
-        assert_eq!(eth0.mtu, 1400);
-        let routes = cnl.ipv4_routes().unwrap();
-        assert!(routes.contains(&"0.0.0.0/0".parse().unwrap()), "{routes:?}");
-        assert!(
-            routes.contains(&"10.77.0.0/24".parse().unwrap()),
-            "{routes:?}"
-        );
-        assert_eq!(cnl.default_route_mtu().unwrap(), Some(1400));
-
-        let o = nsenter(
-            ctr.pid(),
-            &["busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1"],
-        );
-        assert!(
-            o.status.success(),
-            "ping: {} {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let o = nsenter(
-            host.pid(),
-            &["busybox", "ping", "-c", "1", "-W", "5", "10.77.0.2"],
-        );
-        assert!(
-            o.status.success(),
-            "ping back: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-
-        // Deleting the host end removes the pair, then the bridge.
-        assert!(nl.delete_link("mrv-test0").unwrap());
-        assert!(cnl.link("eth0").unwrap().is_none());
-        assert!(nl.delete_link("mrb-test0").unwrap());
-        assert!(!nl.delete_link("mrb-test0").unwrap());
-        let left: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
-        assert_eq!(left, vec!["lo".to_string()]);
-    }
-
-    #[test]
-    fn failures_are_clear_and_leave_nothing() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        let (_host, nl) = host_ns();
-        nl.create_bridge("mrb-test1", 0, Some("10.78.0.1/24".parse().unwrap()))
-            .unwrap();
-        let e = nl
-            .create_bridge("mrb-test1", 0, Some("10.79.0.1/24".parse().unwrap()))
-            .unwrap_err();
-        assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
-        assert!(e.to_string().contains("mrb-test1"), "{e}");
-        // A veth onto a missing bridge fails before creating anything.
-        let ctr = NsProc::new();
-        let e = nl
-            .create_veth(
-                "mrv-x",
-                "nosuchbr",
-                "eth0",
-                Netns::Pid(ctr.pid()),
-                [2, 0, 0, 0, 0, 1],
-                0,
-            )
-            .unwrap_err();
-        assert!(matches!(e, NetlinkError::NoSuchLink(_)), "{e}");
-        assert!(nl.link("mrv-x").unwrap().is_none());
-        assert!(nl.delete_link("mrb-test1").unwrap());
-        assert!(nl.ipv4_routes().unwrap().is_empty());
-        assert_eq!(nl.default_route_mtu().unwrap(), None);
-    }
-}
+#[path = "netlink_tests.rs"]
+mod tests;

@@ -17,7 +17,7 @@ fn err(what: &str, e: nix::Error) -> NetworkError {
 /// `groups` (a bit mask of multicast groups) it is bound to them: a socket
 /// that only joins a group by setsockopt, unbound, is not sent the
 /// notifications (measured).
-pub fn open(groups: u32, timeout_secs: i64) -> Result<OwnedFd, NetworkError> {
+pub(crate) fn open(groups: u32, timeout_secs: i64) -> Result<OwnedFd, NetworkError> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Raw,

@@ -5,13 +5,13 @@ use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
 /// Two prefixes overlap exactly when one contains the other's network address.
-pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+pub(crate) fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// Docker's default local pools in order: 172.17.0.0/16 .. 172.31.0.0/16, then
 /// 192.168.0.0/16 cut into /20s.
-pub fn candidates() -> impl Iterator<Item = Ipv4Net> {
+pub(crate) fn candidates() -> impl Iterator<Item = Ipv4Net> {
     let big = (17u8..=31)
         .map(|b| Ipv4Addr::new(172, b, 0, 0))
         .map(|a| (a, 16));
@@ -25,7 +25,7 @@ pub fn candidates() -> impl Iterator<Item = Ipv4Net> {
 /// The first pool candidate overlapping nothing in `taken` (minirt networks and
 /// host routes; a default route 0.0.0.0/0 is the caller's to leave out, since it
 /// overlaps everything). O(candidates x taken), both small.
-pub fn pick_subnet(taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+pub(crate) fn pick_subnet(taken: &[Ipv4Net]) -> Option<Ipv4Net> {
     candidates().find(|c| !taken.iter().any(|t| overlaps(*c, *t)))
 }
 

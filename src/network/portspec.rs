@@ -69,6 +69,7 @@ impl From<(Proto, IpAddr, u16)> for HostBinding {
 
 impl PortMapping {
     /// The host side, if the host port is already chosen.
+    #[cfg(test)]
     pub fn binding(&self) -> Option<HostBinding> {
         self.host_port.map(|host_port| HostBinding {
             proto: self.proto,
@@ -80,12 +81,12 @@ impl PortMapping {
 
 /// Linux's default ephemeral range (net.ipv4.ip_local_port_range), where
 /// Docker also picks ports for `-p CTRPORT`.
-pub const EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
+pub(crate) const EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
 
 /// Environment variable narrowing the range of `-p CTRPORT` ports, as `LO-HI`
 /// (e.g. `MINIRT_PORT_RANGE=40000-40999`): for hosts that reserve part of the
 /// ephemeral range, and for tests that exhaust it.
-pub const PORT_RANGE_ENV: &str = "MINIRT_PORT_RANGE";
+pub(crate) const PORT_RANGE_ENV: &str = "MINIRT_PORT_RANGE";
 
 /// Parses a `LO-HI` port range (1 <= LO <= HI <= 65535).
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, NetworkError> {
@@ -105,7 +106,7 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, NetworkError> {
 
 /// The range `-p CTRPORT` picks from: MINIRT_PORT_RANGE if set, else
 /// EPHEMERAL_PORTS.
-pub fn ephemeral_ports() -> Result<RangeInclusive<u16>, NetworkError> {
+pub(crate) fn ephemeral_ports() -> Result<RangeInclusive<u16>, NetworkError> {
     match std::env::var(PORT_RANGE_ENV) {
         Ok(v) => parse_port_range(&v),
         Err(_) => Ok(EPHEMERAL_PORTS),
@@ -115,7 +116,7 @@ pub fn ephemeral_ports() -> Result<RangeInclusive<u16>, NetworkError> {
 /// Two bindings collide when protocol and port match and the addresses are
 /// equal or either one is a wildcard (0.0.0.0 takes every address of both
 /// families, `::` is refused next to it for the same reason).
-pub fn conflicts(a: HostBinding, b: HostBinding) -> bool {
+pub(crate) fn conflicts(a: HostBinding, b: HostBinding) -> bool {
     a.proto == b.proto
         && a.host_port == b.host_port
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
@@ -124,7 +125,7 @@ pub fn conflicts(a: HostBinding, b: HostBinding) -> bool {
 /// The lowest port in `range` not in `used_sorted` (ascending; duplicates and
 /// values outside the range are tolerated). The caller passes the ports taken
 /// for the same protocol on the same address or the wildcard. O(used).
-pub fn pick_free_port(
+pub(crate) fn pick_free_port(
     used_sorted: impl IntoIterator<Item = u16>,
     range: RangeInclusive<u16>,
 ) -> Option<u16> {

@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 
 /// One proxied port: [::1]:host_port to target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forward {
+pub(crate) struct Forward {
     pub host_port: u16,
     pub target: SocketAddr,
 }
 
 /// The forwards of an endpoint's bindings: the TCP ones on [::1], to the
 /// endpoint's IPv6 address when it has one, else its IPv4 address. Pure.
-pub fn forwards(ep: &EndpointRow, ports: &[PortBindingRow]) -> Vec<Forward> {
+pub(crate) fn forwards(ep: &EndpointRow, ports: &[PortBindingRow]) -> Vec<Forward> {
     let addr: IpAddr = match (ep.ip6, ep.ip4()) {
         (Some(ip6), _) => ip6.into(),
         (None, Some(ip4)) => ip4.into(),
@@ -62,7 +62,7 @@ fn log_file(inst: &Instance, id: &str) -> PathBuf {
 
 /// Starts one proxy per forward; on a failure the ones started are killed
 /// and the error is the proxy's own line (e.g. the port is in use).
-pub fn start(inst: &Instance, id: &str, fwds: &[Forward]) -> Result<(), NetworkError> {
+pub(crate) fn start(inst: &Instance, id: &str, fwds: &[Forward]) -> Result<(), NetworkError> {
     if fwds.is_empty() {
         return Ok(());
     }
@@ -110,7 +110,7 @@ fn last_line(log: &Path, from: u64, e: std::io::Error) -> String {
 /// Kills the container's proxies (the recorded pid, if it is still the
 /// process that started then) and waits until they are gone, so the port
 /// is free when this returns. Harmless when there are none.
-pub fn stop(inst: &Instance, id: &str) {
+pub(crate) fn stop(inst: &Instance, id: &str) {
     let Ok(dir) = std::fs::read_dir(inst.container_run_dir(id)) else {
         return;
     };
@@ -143,7 +143,7 @@ pub fn stop(inst: &Instance, id: &str) {
 
 /// "PID START" as the proxy's first process writes it: the guardian's pid
 /// file format without the binary's identity, read by the same parser.
-pub fn parse_pid_file(s: &str) -> Option<(i32, u64)> {
+pub(crate) fn parse_pid_file(s: &str) -> Option<(i32, u64)> {
     super::guard::parse_pid_file(s).map(|(pid, start, _)| (pid, start))
 }
 

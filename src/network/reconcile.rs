@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 /// The row a killed `network create` was inserting, as far as removing its
 /// devices needs it.
-pub fn intended_row(
+pub(crate) fn intended_row(
     id: &str,
     name: &str,
     driver: &str,
@@ -45,7 +45,7 @@ pub fn intended_row(
 }
 
 /// Rolls a killed `network create` back unless its row got committed.
-pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
+pub(crate) fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError> {
     let drivers = Drivers::open(inst)?;
     // The firewall lock before the store's, the order every firewall change
     // takes (the other order could wait on a process that waits on us).
@@ -66,7 +66,7 @@ pub fn undo_create(inst: &Instance, net: &NetworkRow) -> Result<(), NetworkError
 }
 
 /// Finishes a killed `network rm`: the row and whatever devices are left.
-pub fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
+pub(crate) fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
     let mut store = Store::open(&inst.db_path())?;
     match manage::remove(inst, &mut store, id) {
         // Gone already, or in use again since (its devices are re-made by
@@ -78,7 +78,7 @@ pub fn finish_remove(inst: &Instance, id: &str) -> Result<(), NetworkError> {
 
 /// Rolls a killed `network connect` back: its veth goes unless its endpoint
 /// row got committed (deleting the host end takes the container's end too).
-pub fn undo_connect(inst: &Instance, host_ifname: &str) -> Result<(), NetworkError> {
+pub(crate) fn undo_connect(inst: &Instance, host_ifname: &str) -> Result<(), NetworkError> {
     let nl = Netlink::open()?;
     let _fw = rules::lock(inst)?;
     let mut store = Store::open(&inst.db_path())?;
@@ -92,7 +92,7 @@ pub fn undo_connect(inst: &Instance, host_ifname: &str) -> Result<(), NetworkErr
 
 /// Finishes a killed `network disconnect` (rows and what is left of the
 /// veth and port mappings).
-pub fn finish_disconnect(
+pub(crate) fn finish_disconnect(
     inst: &Instance,
     container_id: &str,
     network_id: &str,

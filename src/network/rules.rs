@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
+pub(crate) fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
     let bad = |what: &str, v: &str| {
         NetworkError::Invalid(format!(
             "network {} has a bad {what} {v:?} in the store",
@@ -64,12 +64,12 @@ pub fn fw_network(net: &NetworkRow) -> Result<FwNetwork, NetworkError> {
 }
 
 /// Whether published ports of this network are reached directly (no DNAT).
-pub fn is_routed(net: &NetworkRow) -> bool {
+pub(crate) fn is_routed(net: &NetworkRow) -> bool {
     net.options.get(names::OPT_GATEWAY_MODE).map(String::as_str) == Some("routed")
 }
 
 /// The same for the network's IPv6 side (`gateway_mode_ipv6=routed`).
-pub fn is_routed6(net: &NetworkRow) -> bool {
+pub(crate) fn is_routed6(net: &NetworkRow) -> bool {
     net.options
         .get(names::OPT_GATEWAY_MODE6)
         .map(String::as_str)
@@ -82,7 +82,7 @@ pub fn is_routed6(net: &NetworkRow) -> bool {
 /// (Docker publishes on both families by default); [::1] has no rule (the
 /// loopback proxy serves it). `routed6`: the IPv6 side
 /// of the network is routed (no DNAT there).
-pub fn fw_ports(
+pub(crate) fn fw_ports(
     ep: &EndpointRow,
     ports: &[PortBindingRow],
     routed: bool,
@@ -137,7 +137,7 @@ thread_local! {
 }
 
 /// Holds the instance's firewall lock until dropped.
-pub struct FwLock(());
+pub(crate) struct FwLock(());
 
 impl Drop for FwLock {
     fn drop(&mut self) {
@@ -158,7 +158,7 @@ impl Drop for FwLock {
 /// the table, until those rows are written), so a heal never sees a binding
 /// whose element is being removed, nor restores one a moment before its row
 /// goes.
-pub fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
+pub(crate) fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
     let nested = HELD.with(|h| {
         if let Some((_, n)) = h.borrow_mut().as_mut() {
             *n += 1;
@@ -191,7 +191,7 @@ pub fn lock(inst: &Instance) -> Result<FwLock, NetworkError> {
 /// The live table, normalised like `Desired`, plus what the structure check
 /// needs besides: base chains' hook/type/priority/policy.
 #[derive(Debug, Default, PartialEq)]
-pub struct Live {
+pub(crate) struct Live {
     pub state: Desired,
     pub base: BTreeMap<String, (String, String, i64, String)>,
 }
@@ -253,7 +253,7 @@ fn rule_verdict(expr: &[Value]) -> String {
 }
 
 /// Parses `nft -j list table` output. Pure.
-pub fn parse_live(json: &str) -> Result<Live, NetworkError> {
+pub(crate) fn parse_live(json: &str) -> Result<Live, NetworkError> {
     let v: Value = serde_json::from_str(json)
         .map_err(|e| NetworkError::Firewall(format!("cannot read nft's JSON listing: {e}")))?;
     let items = v["nftables"]
@@ -295,7 +295,7 @@ pub fn parse_live(json: &str) -> Result<Live, NetworkError> {
 /// Why the live table's structure (chains, base hooks, rules) differs from
 /// the desired one, or None. The user's chain is the user's: only its
 /// existence counts. Pure.
-pub fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
+pub(crate) fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
     let names = |d: &Desired| d.chains.keys().cloned().collect::<BTreeSet<_>>();
     if names(want) != names(&live.state) {
         let missing: Vec<_> = names(want)
@@ -336,7 +336,10 @@ pub fn structure_differs(want: &Desired, live: &Live) -> Option<String> {
 /// Elements to add and to delete so that every set holds what `want` says.
 /// Pure.
 #[allow(clippy::type_complexity)]
-pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub(crate) fn element_diff(
+    want: &Desired,
+    live: &Live,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
     let empty = BTreeSet::new();
     let (mut add, mut del) = (vec![], vec![]);
     for (set, elems) in &want.elements {
@@ -353,7 +356,7 @@ pub fn element_diff(want: &Desired, live: &Live) -> (Vec<(String, String)>, Vec<
 /// or policy changed) by a rebuild; bridges that only a stale table still
 /// names go too. Returns whether anything had to change. Costs one
 /// `nft -j list` when all is well.
-pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
+pub(crate) fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     let _lock = lock(inst)?;
     let table = inst.nft_table();
     let (nets, ports) = (&snap.networks, &snap.ports);
@@ -373,9 +376,9 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     // the listing: a change in between makes the key stale (one needless
     // check next time), never a damaged table taken for intact.
     let marker = inst.run_root.join("firewall.checked");
-    let key = super::antispoof::generation()
+    let key = super::nftgen::generation()
         .ok()
-        .map(|g| check_key(&super::antispoof::host_identity(), g, &want));
+        .map(|g| check_key(&super::nftgen::host_identity(), g, &want));
     if let Some(k) = &key {
         if std::fs::read_to_string(&marker).is_ok_and(|m| m == *k) {
             return Ok(false);
@@ -403,7 +406,7 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
     let (add, del) = element_diff(&want, &live);
     if add.is_empty() && del.is_empty() {
         if let Some(k) = key {
-            super::antispoof::save_marker(&marker, &k);
+            super::nftgen::save_marker(&marker, &k);
         }
         return Ok(false);
     }
@@ -414,7 +417,7 @@ pub fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
 
 /// What makes a past "intact" verdict still valid: the host and network
 /// namespace, the nftables generation and the desired state. Pure.
-pub fn check_key(identity: &str, generation: u32, want: &Desired) -> String {
+pub(crate) fn check_key(identity: &str, generation: u32, want: &Desired) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{want:?}").as_bytes());
     format!("{identity} gen {generation} want {}", hex::encode(digest))
@@ -452,7 +455,11 @@ fn stale_bridges(want: &Desired, live: &Live) -> Vec<String> {
 /// (asked when the undo runs, after the failed transaction rolled back), so
 /// a concurrent minirt process that also uses the table never loses it.
 /// Returns whether the table had to be created.
-pub fn ensure_base(inst: &Instance, undo: &mut Undo, in_use: InUse) -> Result<bool, NetworkError> {
+pub(crate) fn ensure_base(
+    inst: &Instance,
+    undo: &mut Undo,
+    in_use: InUse,
+) -> Result<bool, NetworkError> {
     let table = inst.nft_table();
     // Whoever makes or uses a network makes sure the guardian watches it
     // (one pid file read when it runs).
@@ -478,7 +485,7 @@ pub fn ensure_base(inst: &Instance, undo: &mut Undo, in_use: InUse) -> Result<bo
 /// Adds (idempotently) the network's chains and elements. The undo is only
 /// registered by the caller's choice (`fresh`): re-applying the rules of a
 /// network in use must never remove them on a later failure.
-pub fn ensure_network(
+pub(crate) fn ensure_network(
     inst: &Instance,
     fw: &FwNetwork,
     fresh: bool,
@@ -495,7 +502,7 @@ pub fn ensure_network(
     Ok(())
 }
 
-pub fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkError> {
+pub(crate) fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkError> {
     // Deletes are written as add-then-delete (idempotent); on a missing table
     // that would re-declare it without its base rules. Nothing to remove then.
     if let Ok(false) = nft::table_exists(&inst.nft_table()) {
@@ -504,7 +511,7 @@ pub fn remove_network(inst: &Instance, fw: &FwNetwork) -> Result<(), NetworkErro
     nft::apply(&firewall::render_network_del(&inst.nft_table(), fw))
 }
 
-pub fn add_ports(
+pub(crate) fn add_ports(
     inst: &Instance,
     fw: &[FwPort],
     what: &str,
@@ -539,14 +546,14 @@ fn del_ports(table: &str, fw: &[FwPort]) -> Result<(), NetworkError> {
 
 /// Removes port mappings (whatever their network's mode: the element keys
 /// do not depend on it).
-pub fn remove_ports(inst: &Instance, fw: &[FwPort]) -> Result<(), NetworkError> {
+pub(crate) fn remove_ports(inst: &Instance, fw: &[FwPort]) -> Result<(), NetworkError> {
     del_ports(&inst.nft_table(), fw)
 }
 
 /// Rebuilds the whole table from the store: base, every network, every port
 /// mapping, after the old table is deleted; the user's chain is carried
 /// over. With no network left the table goes away.
-pub fn reload(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
+pub(crate) fn reload(inst: &Instance, snap: &FwSnapshot) -> Result<(), NetworkError> {
     let _lock = lock(inst)?;
     reload_locked(inst, snap)
 }
@@ -587,193 +594,12 @@ pub fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
 }
 
 /// The host address `-p` without one binds to on this network.
-pub fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
+pub(crate) fn default_host_ip(net: &NetworkRow) -> Option<Ipv4Addr> {
     net.options
         .get(names::OPT_HOST_BINDING)
         .and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_check_holds_for_the_same_generation_and_desired_state_only() {
-        let mut want = Desired::default();
-        let k = check_key("boot b netns 1:2", 7, &want);
-        assert_eq!(k, check_key("boot b netns 1:2", 7, &want));
-        assert_ne!(k, check_key("boot b netns 1:2", 8, &want));
-        assert_ne!(k, check_key("boot c netns 1:2", 7, &want));
-        want.elements
-            .entry("fwd_iif".into())
-            .or_default()
-            .insert("br0 : accept".into());
-        assert_ne!(k, check_key("boot b netns 1:2", 7, &want));
-    }
-
-    /// A listing as nft 1.0.6 prints it with -j (trimmed to what matters).
-    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
-      {"table": {"family": "inet", "name": "t", "handle": 1}},
-      {"map": {"family": "inet", "name": "pm_tcp", "table": "t", "type": ["ipv4_addr", "inet_service"], "handle": 2, "map": ["ipv4_addr", "inet_service"],
-        "elem": [[{"concat": ["127.0.0.1", 6000]}, {"concat": ["10.77.0.3", 60]}]]}},
-      {"map": {"family": "inet", "name": "post_src", "table": "t", "type": "ipv4_addr", "handle": 3, "map": "verdict", "flags": ["interval"],
-        "elem": [[{"prefix": {"addr": "10.77.0.0", "len": 24}}, {"jump": {"target": "nw_a_masq"}}]]}},
-      {"set": {"family": "inet", "name": "bridges", "table": "t", "type": "ifname", "handle": 4, "elem": ["mrb-a"]}},
-      {"chain": {"family": "inet", "table": "t", "name": "guard", "handle": 5, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}},
-      {"chain": {"family": "inet", "table": "t", "name": "ports", "handle": 6}},
-      {"rule": {"family": "inet", "table": "t", "chain": "guard", "handle": 7, "expr": [
-        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"accept": null}]}},
-      {"rule": {"family": "inet", "table": "t", "chain": "guard", "handle": 8, "expr": [
-        {"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@guard_dst"}}]}},
-      {"rule": {"family": "inet", "table": "t", "chain": "ports", "handle": 9, "expr": [
-        {"dnat": {"family": "ip", "addr": {"map": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}, "data": "@pm_tcp"}}}}]}},
-      {"rule": {"family": "inet", "table": "t", "chain": "ports", "handle": 10, "expr": [
-        {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}, {"jump": {"target": "ports"}}]}}
-    ]}"#;
-
-    #[test]
-    fn the_json_listing_is_normalised_like_desired() {
-        let live = parse_live(LISTING).unwrap();
-        assert_eq!(
-            live.state.elements["pm_tcp"],
-            BTreeSet::from(["127.0.0.1 . 6000 : 10.77.0.3 . 60".to_string()])
-        );
-        assert_eq!(
-            live.state.elements["post_src"],
-            BTreeSet::from(["10.77.0.0/24 : jump nw_a_masq".to_string()])
-        );
-        assert_eq!(
-            live.state.elements["bridges"],
-            BTreeSet::from(["mrb-a".to_string()])
-        );
-        assert_eq!(
-            live.state.chains["guard"],
-            vec!["accept", "vmap @guard_dst"]
-        );
-        assert_eq!(
-            live.state.chains["ports"],
-            vec!["dnat @pm_tcp", "jump ports"]
-        );
-        assert_eq!(
-            live.base["guard"],
-            ("filter".into(), "prerouting".into(), -300, "accept".into())
-        );
-        assert!(parse_live("not json").is_err());
-        assert!(parse_live("{}").is_err());
-    }
-
-    #[test]
-    fn verdicts_of_rendered_rules_match_their_json_form() {
-        for (text, verdict) in [
-            ("iifname \"lo\" accept", "accept"),
-            ("ip daddr vmap @guard_dst", "vmap @guard_dst"),
-            (
-                "dnat ip to ip daddr . tcp dport map @pm_tcp",
-                "dnat @pm_tcp",
-            ),
-            ("fib daddr type local jump ports", "jump ports"),
-            (
-                "ip saddr { 10.0.0.0/24, 127.0.0.0/8 } masquerade",
-                "masquerade",
-            ),
-        ] {
-            assert_eq!(firewall::verdict_of(text), verdict, "{text}");
-        }
-    }
-
-    fn net(id: &str, mode: GatewayMode) -> FwNetwork {
-        FwNetwork {
-            id: id.into(),
-            bridge: format!("mrb-{id}"),
-            v4: Some(firewall::FwV4 {
-                subnet: "10.77.0.0/24".parse().unwrap(),
-                gateway: "10.77.0.1".parse().unwrap(),
-            }),
-            internal: false,
-            mode,
-            trusted: vec![],
-            v6: None,
-        }
-    }
-
-    /// `Live` exactly as a faithful kernel would report `want`.
-    fn live_of(want: &Desired) -> Live {
-        let mut base = BTreeMap::new();
-        for (name, typ, hook, prio) in firewall::BASE_CHAINS {
-            base.insert(
-                name.to_string(),
-                (
-                    typ.to_string(),
-                    hook.to_string(),
-                    *prio,
-                    "accept".to_string(),
-                ),
-            );
-        }
-        Live {
-            state: want.clone(),
-            base,
-        }
-    }
-
-    #[test]
-    fn structure_and_element_differences_are_found_both_ways() {
-        let port = FwPort {
-            proto: crate::network::portspec::Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED.into(),
-            host_port: 8080,
-            ctr_ip: "10.77.0.2".parse().unwrap(),
-            ctr_port: 80,
-            routed: false,
-        };
-        let want = firewall::desired(&[net("a", GatewayMode::Nat)], &[port]);
-        let live = live_of(&want);
-        assert_eq!(structure_differs(&want, &live), None);
-        assert_eq!(element_diff(&want, &live), (vec![], vec![]));
-
-        // Flushed guard chain.
-        let mut l = live_of(&want);
-        l.state.chains.insert("guard".into(), vec![]);
-        assert!(structure_differs(&want, &l).unwrap().contains("guard"));
-        // A drop turned into an accept.
-        let mut l = live_of(&want);
-        l.state.chains.get_mut("nw_a_guard").unwrap().pop();
-        l.state
-            .chains
-            .get_mut("nw_a_guard")
-            .unwrap()
-            .push("accept".into());
-        assert!(structure_differs(&want, &l).is_some());
-        // A stale network's chain, and its bridge named by the table.
-        let stale = firewall::desired(
-            &[net("a", GatewayMode::Nat), net("b", GatewayMode::Nat)],
-            &[port],
-        );
-        let l = live_of(&stale);
-        assert!(structure_differs(&want, &l).unwrap().contains("nw_b_out"));
-        assert_eq!(stale_bridges(&want, &l), vec!["mrb-b".to_string()]);
-        // The policy of a base chain.
-        let mut l = live_of(&want);
-        l.base.get_mut("forward").unwrap().3 = "drop".into();
-        assert!(structure_differs(&want, &l).unwrap().contains("forward"));
-        // The user's rules are theirs.
-        let mut l = live_of(&want);
-        l.state.chains.insert("user".into(), vec!["drop".into()]);
-        assert_eq!(structure_differs(&want, &l), None);
-
-        // An element the store does not own goes; a missing one comes back.
-        let mut l = live_of(&want);
-        let pm = l.state.elements.get_mut("pm_any_tcp").unwrap();
-        pm.clear();
-        pm.insert("9090 : 10.77.0.9 . 90".into());
-        let (add, del) = element_diff(&want, &l);
-        assert_eq!(
-            add,
-            vec![("pm_any_tcp".into(), "8080 : 10.77.0.2 . 80".into())]
-        );
-        assert_eq!(
-            del,
-            vec![("pm_any_tcp".into(), "9090 : 10.77.0.9 . 90".into())]
-        );
-    }
-}
+#[path = "rules_tests.rs"]
+mod tests;

@@ -66,13 +66,13 @@ pub(crate) fn start_args(
 /// which goes on as the helper; the parent (the process the starter waits
 /// for) should exit 0 at once. Must be called before the helper starts
 /// threads.
-pub(crate) fn detach() -> std::io::Result<bool> {
+pub fn detach() -> std::io::Result<bool> {
     Ok(detach_pid()?.is_none())
 }
 
 /// As [`detach`], for a helper whose first process records the helper's
 /// pid: None in the child, Some(the child's pid) in the parent.
-pub(crate) fn detach_pid() -> std::io::Result<Option<i32>> {
+pub fn detach_pid() -> std::io::Result<Option<i32>> {
     // SAFETY: called before the helper starts any thread (the caller's
     // contract), so the child's only thread is this one.
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {

@@ -3,11 +3,11 @@
 
 use std::process::{Command, Stdio};
 
-pub struct TestNs(String);
+pub(crate) struct TestNs(String);
 
 impl TestNs {
     /// A new namespace named after `tag`, this process and a counter.
-    pub fn new(tag: &str) -> TestNs {
+    pub(crate) fn new(tag: &str) -> TestNs {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("mrt{tag}-{}-{n}", std::process::id());
@@ -21,9 +21,14 @@ impl TestNs {
         TestNs(name)
     }
 
+    /// Its name (under /run/netns).
+    pub(crate) fn name(&self) -> &str {
+        &self.0
+    }
+
     /// Runs `f` on a thread inside this namespace, so the sockets it opens
     /// and the nft processes it starts act on this namespace only.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let path = format!("/run/netns/{}", self.0);
         std::thread::scope(|s| {
             s.spawn(|| {

@@ -18,13 +18,13 @@ use std::time::Duration;
 /// A responder that does not answer a reload within this is reported.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn socket_path(inst: &Instance) -> PathBuf {
+pub(crate) fn socket_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.sock")
 }
-pub fn pid_path(inst: &Instance) -> PathBuf {
+pub(crate) fn pid_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.pid")
 }
-pub fn lock_path(inst: &Instance) -> PathBuf {
+pub(crate) fn lock_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("dns.lock")
 }
 fn log_path(inst: &Instance) -> PathBuf {
@@ -113,7 +113,7 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
 /// Containers of other hosts on this host's overlay networks, as the
 /// overlay agent last wrote them (`overlay-names.json` in --run-root),
 /// served on this host's gateway of each network.
-pub fn remote_members(inst: &Instance) -> Vec<Member> {
+pub(crate) fn remote_members(inst: &Instance) -> Vec<Member> {
     crate::network::overlay::agent::read_names(inst)
         .into_iter()
         .map(|r| Member {
@@ -164,7 +164,7 @@ pub fn sync(inst: &Instance) -> Result<(), DnsError> {
 /// [`sync`] after a network command's change (connect, disconnect,
 /// reload): names follow it; a responder that cannot is a warning, not a
 /// failed command (the change itself is done).
-pub fn follow(inst: &Instance) {
+pub(crate) fn follow(inst: &Instance) {
     if let Err(e) = sync(inst) {
         tracing::warn!("{e}");
     }

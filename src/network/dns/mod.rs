@@ -25,7 +25,7 @@ pub use server::run_responder;
 use std::path::PathBuf;
 
 /// Env var naming the resolv.conf whose nameservers are "the host's" (tests).
-pub const HOST_RESOLV_ENV: &str = "MINIRT_HOST_RESOLV_CONF";
+pub(crate) const HOST_RESOLV_ENV: &str = "MINIRT_HOST_RESOLV_CONF";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -40,7 +40,7 @@ pub enum DnsError {
 }
 
 /// The host's resolv.conf: `$MINIRT_HOST_RESOLV_CONF` when set, else /etc/resolv.conf.
-pub fn host_resolv_conf() -> PathBuf {
+pub(crate) fn host_resolv_conf() -> PathBuf {
     std::env::var_os(HOST_RESOLV_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

@@ -88,7 +88,7 @@ impl Records {
     }
 
     /// Adds `members`: the cost is theirs alone, not the other members'.
-    pub fn add(&mut self, members: &[Member]) {
+    pub(crate) fn add(&mut self, members: &[Member]) {
         for m in members {
             let Some(key) = Records::zone_of(m) else {
                 continue;
@@ -111,7 +111,7 @@ impl Records {
 
     /// Takes `members` out again (one container's, as added before; other
     /// containers' addresses under the same names stay).
-    pub fn remove(&mut self, members: &[Member]) {
+    pub(crate) fn remove(&mut self, members: &[Member]) {
         for m in members {
             if let Some((gw6, _)) = m.v6 {
                 if let Some(e) = self.zones6.get_mut(&gw6) {
@@ -143,12 +143,12 @@ impl Records {
     }
 
     /// The same records, also answering `NAME.DOMAIN` for each search domain.
-    pub fn with_search(mut self, domains: Vec<String>) -> Records {
+    pub(crate) fn with_search(mut self, domains: Vec<String>) -> Records {
         self.set_search(domains);
         self
     }
 
-    pub fn set_search(&mut self, domains: Vec<String>) {
+    pub(crate) fn set_search(&mut self, domains: Vec<String>) {
         self.search = domains
             .iter()
             .map(|d| normalize(d))
@@ -157,7 +157,7 @@ impl Records {
     }
 
     /// The gateways to serve on: networks with at least one member.
-    pub fn gateways(&self) -> Vec<Ipv4Addr> {
+    pub(crate) fn gateways(&self) -> Vec<Ipv4Addr> {
         self.zones
             .keys()
             .filter_map(|k| match k {
@@ -168,12 +168,12 @@ impl Records {
     }
 
     /// The IPv6 gateways to serve on (networks with IPv6 and a member).
-    pub fn gateways6(&self) -> Vec<Ipv6Addr> {
+    pub(crate) fn gateways6(&self) -> Vec<Ipv6Addr> {
         self.zones6.keys().copied().collect()
     }
 
     /// Every address to serve on, both families.
-    pub fn listen_addresses(&self) -> Vec<IpAddr> {
+    pub(crate) fn listen_addresses(&self) -> Vec<IpAddr> {
         let v4 = self.gateways().into_iter().map(IpAddr::V4);
         v4.chain(self.gateways6().into_iter().map(IpAddr::V6))
             .collect()
@@ -183,7 +183,7 @@ impl Records {
         self.zones.is_empty()
     }
 
-    pub fn lookup(&self, gateway: IpAddr, name: &str) -> Option<&[IpAddr]> {
+    pub(crate) fn lookup(&self, gateway: IpAddr, name: &str) -> Option<&[IpAddr]> {
         let gateway = match gateway {
             IpAddr::V4(g) => IpAddr::V4(g),
             IpAddr::V6(g) => self.zones6.get(&g)?.0,

@@ -41,13 +41,13 @@ impl EndpointInfo {
     }
 
     /// False on an IPv6-only network.
-    pub fn has_ipv4(&self) -> bool {
+    pub(crate) fn has_ipv4(&self) -> bool {
         !self.ip.is_unspecified()
     }
 
     /// The IPv4 address as `inspect` shows it ("" on an IPv6-only network,
     /// like Docker's IPAddress).
-    pub fn ip4(&self) -> String {
+    pub(crate) fn ip4(&self) -> String {
         match self.has_ipv4() {
             true => self.ip.to_string(),
             false => String::new(),
@@ -55,7 +55,7 @@ impl EndpointInfo {
     }
 
     /// The IPv4 gateway as `inspect` shows it ("" on an IPv6-only network).
-    pub fn gateway4(&self) -> String {
+    pub(crate) fn gateway4(&self) -> String {
         match self.has_ipv4() {
             true => self.gateway.to_string(),
             false => String::new(),

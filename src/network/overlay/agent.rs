@@ -56,7 +56,7 @@ fn try_lock(inst: &Instance) -> Option<nix::fcntl::Flock<std::fs::File>> {
 }
 
 /// Starts the agent unless one runs (its lock is held).
-pub fn ensure_running(inst: &Instance) {
+pub(crate) fn ensure_running(inst: &Instance) {
     match try_lock(inst) {
         None => {}
         Some(l) => {
@@ -69,7 +69,7 @@ pub fn ensure_running(inst: &Instance) {
 }
 
 /// Wakes the agent (it converges at once), starting it when none runs.
-pub fn poke(inst: &Instance) {
+pub(crate) fn poke(inst: &Instance) {
     let sent = UnixDatagram::unbound().and_then(|s| s.send_to(b"sync", socket_path(inst)));
     if sent.is_err() {
         ensure_running(inst);
@@ -96,7 +96,7 @@ fn linger() -> Duration {
 /// A container of another host on an overlay network this host uses, as
 /// the DNS responder serves it (on this host's gateway of the network).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RemoteName {
+pub(crate) struct RemoteName {
     pub gateway: Ipv4Addr,
     pub ip: Ipv4Addr,
     pub name: String,
@@ -110,7 +110,7 @@ fn names_path(inst: &Instance) -> PathBuf {
 }
 
 /// The remote names the agent last wrote (none when it never did).
-pub fn read_names(inst: &Instance) -> Vec<RemoteName> {
+pub(crate) fn read_names(inst: &Instance) -> Vec<RemoteName> {
     std::fs::read(names_path(inst))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

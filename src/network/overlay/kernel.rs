@@ -38,7 +38,7 @@ fn json(program: &str, args: &[&str]) -> Result<Vec<Value>, OverlayError> {
 }
 
 /// The interface holding `addr` on this host and its MTU.
-pub fn underlay(addr: Ipv4Addr) -> Result<(String, u32), OverlayError> {
+pub(crate) fn underlay(addr: Ipv4Addr) -> Result<(String, u32), OverlayError> {
     for l in json("ip", &["-j", "-4", "addr", "show"])? {
         let has = l["addr_info"].as_array().is_some_and(|a| {
             a.iter()
@@ -55,13 +55,13 @@ pub fn underlay(addr: Ipv4Addr) -> Result<(String, u32), OverlayError> {
     )))
 }
 
-pub fn link_exists(name: &str) -> bool {
+pub(crate) fn link_exists(name: &str) -> bool {
     crate::network::netlink::link_exists(name)
 }
 
 /// The network's VXLAN device: learning off (the agent programs every
 /// peer), the VTEP address, up.
-pub fn ensure_vxlan(
+pub(crate) fn ensure_vxlan(
     name: &str,
     vni: u32,
     local: Ipv4Addr,
@@ -114,7 +114,7 @@ pub fn ensure_vxlan(
     Ok(true)
 }
 
-pub fn delete_link(name: &str) -> Result<(), OverlayError> {
+pub(crate) fn delete_link(name: &str) -> Result<(), OverlayError> {
     if link_exists(name) {
         run("ip", &["link", "del", name])?;
     }

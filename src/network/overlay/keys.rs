@@ -12,27 +12,27 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
-pub const PREFIX: &str = "/minirt/overlay/";
+pub(crate) const PREFIX: &str = "/minirt/overlay/";
 
-pub fn networks() -> String {
+pub(crate) fn networks() -> String {
     format!("{PREFIX}networks/")
 }
-pub fn network(name: &str) -> String {
+pub(crate) fn network(name: &str) -> String {
     format!("{PREFIX}networks/{name}")
 }
-pub fn vni(vni: u32) -> String {
+pub(crate) fn vni(vni: u32) -> String {
     format!("{PREFIX}vnis/{vni}")
 }
 pub fn vnis() -> String {
     format!("{PREFIX}vnis/")
 }
-pub fn blocks(name: &str) -> String {
+pub(crate) fn blocks(name: &str) -> String {
     format!("{PREFIX}blocks/{name}/")
 }
-pub fn block(name: &str, b: Ipv4Net) -> String {
+pub(crate) fn block(name: &str, b: Ipv4Net) -> String {
     format!("{PREFIX}blocks/{name}/{}-{}", b.network(), b.prefix_len())
 }
-pub fn endpoints(name: &str) -> String {
+pub(crate) fn endpoints(name: &str) -> String {
     format!("{PREFIX}endpoints/{name}/")
 }
 pub fn host_endpoints(name: &str, host: Ipv4Addr) -> String {
@@ -43,14 +43,14 @@ pub fn endpoint(name: &str, host: Ipv4Addr, container: &str) -> String {
 }
 
 /// The block a `blocks/NAME/A.B.C.D-LEN` key names.
-pub fn block_of_key(key: &str) -> Option<Ipv4Net> {
+pub(crate) fn block_of_key(key: &str) -> Option<Ipv4Net> {
     let last = key.rsplit('/').next()?;
     let (a, l) = last.split_once('-')?;
     Ipv4Net::new(a.parse().ok()?, l.parse().ok()?).ok()
 }
 
 /// The host of an `endpoints/NAME/HOST/CONTAINER` key.
-pub fn host_of_endpoint_key(key: &str) -> Option<Ipv4Addr> {
+pub(crate) fn host_of_endpoint_key(key: &str) -> Option<Ipv4Addr> {
     let mut parts = key.rsplit('/');
     parts.next()?;
     parts.next()?.parse().ok()

@@ -27,7 +27,7 @@ pub mod plan;
 pub mod store;
 
 use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sandbox};
-use super::netlink::{self, Netns};
+use super::netlink;
 use super::undo::Undo;
 use super::{ipam, names, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
@@ -44,16 +44,16 @@ pub const STORE_ENV: &str = "MINIRT_CLUSTER_STORE";
 pub const ADVERTISE_ENV: &str = "MINIRT_ADVERTISE_ADDR";
 /// Seconds a host's lease lives without renewal: a host that dies loses
 /// its block and its endpoints this long after its last renewal.
-pub const LEASE_TTL: i64 = 10;
+pub(crate) const LEASE_TTL: i64 = 10;
 
 /// Row option keys of an overlay network's local row.
-pub const OPT_SUBNET: &str = "overlay.subnet";
-pub const OPT_BLOCK: &str = "overlay.block";
-pub const OPT_VNI: &str = "overlay.vni";
-pub const OPT_LEASE: &str = "overlay.lease";
-pub const OPT_STORE: &str = "overlay.store";
-pub const OPT_ADVERTISE: &str = "overlay.advertise";
-pub const OPT_UNDERLAY: &str = "overlay.underlay";
+pub(crate) const OPT_SUBNET: &str = "overlay.subnet";
+pub(crate) const OPT_BLOCK: &str = "overlay.block";
+pub(crate) const OPT_VNI: &str = "overlay.vni";
+pub(crate) const OPT_LEASE: &str = "overlay.lease";
+pub(crate) const OPT_STORE: &str = "overlay.store";
+pub(crate) const OPT_ADVERTISE: &str = "overlay.advertise";
+pub(crate) const OPT_UNDERLAY: &str = "overlay.underlay";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
@@ -89,17 +89,17 @@ fn env(key: &str) -> Option<String> {
 }
 
 /// Whether a cluster store is configured for this command.
-pub fn configured() -> bool {
+pub(crate) fn configured() -> bool {
     env(STORE_ENV).is_some()
 }
 
 /// The cluster store and this host's advertise address, both required.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub etcd: Etcd,
     pub advertise: Ipv4Addr,
 }
 
-pub fn cluster() -> Result<Cluster, OverlayError> {
+pub(crate) fn cluster() -> Result<Cluster, OverlayError> {
     let Some(spec) = env(STORE_ENV) else {
         return Err(OverlayError::Invalid(
             "the overlay driver needs a cluster store: --cluster-store etcd://HOST:PORT[,HOST:PORT...] (or MINIRT_CLUSTER_STORE)".into(),
@@ -127,7 +127,7 @@ fn parse<T: serde::de::DeserializeOwned>(v: &[u8]) -> Option<T> {
 }
 
 /// Every overlay network in the store, and the store's revision.
-pub fn configs(etcd: &Etcd) -> Result<(i64, Vec<NetConfig>), OverlayError> {
+pub(crate) fn configs(etcd: &Etcd) -> Result<(i64, Vec<NetConfig>), OverlayError> {
     let (rev, kvs) = etcd.list(&keys::networks())?;
     Ok((rev, kvs.iter().filter_map(|kv| parse(&kv.value)).collect()))
 }
@@ -229,7 +229,7 @@ fn vni_taken(vni: u32, by: &str) -> NetworkError {
 }
 
 /// The row `network ls`/`inspect` show for a network this host does not use.
-pub fn row_of(cfg: &NetConfig) -> NetworkRow {
+pub(crate) fn row_of(cfg: &NetConfig) -> NetworkRow {
     let mut options = BTreeMap::new();
     options.insert(OPT_SUBNET.to_string(), cfg.subnet.to_string());
     options.insert(OPT_BLOCK.to_string(), cfg.block.to_string());
@@ -285,7 +285,7 @@ pub fn find_remote(key: &str) -> Option<NetworkRow> {
 }
 
 /// The overlay's options of a local row.
-pub struct Local {
+pub(crate) struct Local {
     pub subnet: Ipv4Net,
     pub block: Ipv4Net,
     pub vni: u32,
@@ -295,7 +295,7 @@ pub struct Local {
     pub underlay: String,
 }
 
-pub fn local(net: &NetworkRow) -> Result<Local, NetworkError> {
+pub(crate) fn local(net: &NetworkRow) -> Result<Local, NetworkError> {
     let get = |k: &str| {
         net.options.get(k).cloned().ok_or_else(|| {
             NetworkError::Invalid(format!(
@@ -320,7 +320,7 @@ pub fn local(net: &NetworkRow) -> Result<Local, NetworkError> {
 }
 
 /// The VXLAN device of a network on this host.
-pub fn vxlan_name(net: &NetworkRow) -> String {
+pub(crate) fn vxlan_name(net: &NetworkRow) -> String {
     format!("mrx-{}", net.id.get(..11).unwrap_or(&net.id))
 }
 
@@ -339,7 +339,7 @@ fn join_lock(inst: &Instance) -> Result<nix::fcntl::Flock<std::fs::File>, Networ
 /// no network NAME: when the store has an overlay network of that name,
 /// lease a block of it for this host, insert the local row and start the
 /// agent. Returns whether it joined (false: no such overlay network).
-pub fn join(
+pub(crate) fn join(
     inst: &Instance,
     st: &mut Store,
     name: &str,
@@ -457,7 +457,11 @@ pub fn join(
 /// Releases this host's part of a network that no local container uses:
 /// the local row (only when still unused), its devices, its block and
 /// endpoint records (the lease's keys). Returns whether it was released.
-pub fn release(inst: &Instance, st: &mut Store, net: &NetworkRow) -> Result<bool, NetworkError> {
+pub(crate) fn release(
+    inst: &Instance,
+    st: &mut Store,
+    net: &NetworkRow,
+) -> Result<bool, NetworkError> {
     let gone = st.write(|tx| {
         if !rows::endpoints_of_network(tx, &net.id)?.is_empty() {
             return Ok::<_, NetworkError>(false);
@@ -486,7 +490,7 @@ pub fn release(inst: &Instance, st: &mut Store, net: &NetworkRow) -> Result<bool
 /// records leave the store in one transaction, and this host's row and
 /// devices go (the other hosts' agents see the config go and follow).
 /// None: `key` names no overlay network.
-pub fn remove(
+pub(crate) fn remove(
     inst: &Instance,
     st: &mut Store,
     key: &str,
@@ -554,13 +558,13 @@ pub fn remove(
     Ok(Some(row_of(&cfg)))
 }
 
-pub struct OverlayDriver {
+pub(crate) struct OverlayDriver {
     inst: Instance,
     nl: Rc<HostNetlink>,
 }
 
 impl OverlayDriver {
-    pub fn new(inst: &Instance, nl: Rc<HostNetlink>) -> OverlayDriver {
+    pub(crate) fn new(inst: &Instance, nl: Rc<HostNetlink>) -> OverlayDriver {
         OverlayDriver {
             inst: inst.clone(),
             nl,
@@ -628,23 +632,9 @@ impl NetworkDriver for OverlayDriver {
         let (net, ep) = (p.net, p.ep);
         let l = local(net)?;
         let nl = self.nl.get()?;
-        nl.create_veth(
-            &ep.host_ifname,
-            &net.device,
-            &ep.ifname,
-            Netns::Pid(sb.pid),
-            ipam::mac_for(ep.ip),
-            net.mtu,
-        )?;
-        let (nl2, hv) = (nl.clone(), ep.host_ifname.clone());
-        undo.push(format!("veth {hv}"), move || {
-            nl2.delete_link(&hv).map(|_| ()).map_err(|e| e.to_string())
-        });
-        let addr = Ipv4Net::new(ep.ip, l.subnet.prefix_len())
-            .map_err(|e| NetworkError::Invalid(format!("endpoint address: {e}")))?;
+        sb.plug_veth(&nl, ep, &net.device, ipam::mac_for(ep.ip), net.mtu, undo)?;
         let route = (p.default_route && !net.internal).then_some(plan::gateway(l.block));
-        sb.netlink()?
-            .configure_container_if(&ep.ifname, addr, route)?;
+        sb.address_v4(&ep.ifname, ep.ip, l.subnet.prefix_len(), route)?;
         // The agent publishes the name now rather than at its next round
         // (one datagram; no store request here).
         agent::poke(&self.inst);

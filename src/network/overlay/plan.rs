@@ -14,8 +14,8 @@ pub const DEFAULT_BLOCK: u8 = 24;
 pub const FIRST_VNI: u32 = 4096;
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 /// The VXLAN header and outer headers take 50 bytes of the underlay's MTU.
-pub const VXLAN_OVERHEAD: u32 = 50;
-pub const VXLAN_PORT: u16 = 4789;
+pub(crate) const VXLAN_OVERHEAD: u32 = 50;
+pub(crate) const VXLAN_PORT: u16 = 4789;
 
 /// What `network create -d overlay` asked for, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,30 +112,30 @@ pub fn pick_vni(taken: &[u32]) -> Option<u32> {
 }
 
 /// The lowest block of `subnet` no host holds.
-pub fn pick_block(subnet: Ipv4Net, len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+pub(crate) fn pick_block(subnet: Ipv4Net, len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
     let blocks = subnet.subnets(len).ok()?;
     blocks.into_iter().find(|b| !taken.contains(b))
 }
 
 /// A block's gateway: its first host address (the local bridge's).
-pub fn gateway(block: Ipv4Net) -> Ipv4Addr {
+pub(crate) fn gateway(block: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(block.network()) + 1)
 }
 
 /// The address of a host's VXLAN device: its block's network address (as
 /// flannel does), so the next hop of a remote block names its holder.
-pub fn vtep_addr(block: Ipv4Net) -> Ipv4Addr {
+pub(crate) fn vtep_addr(block: Ipv4Net) -> Ipv4Addr {
     block.network()
 }
 
 /// The MAC of a host's VXLAN device for one network: locally administered,
 /// from the VNI and the host's address, so it never needs storing.
-pub fn vtep_mac(vni: u32, host: Ipv4Addr) -> [u8; 6] {
+pub(crate) fn vtep_mac(vni: u32, host: Ipv4Addr) -> [u8; 6] {
     let h = host.octets();
     [0x02, (vni & 0xff) as u8, h[0], h[1], h[2], h[3]]
 }
 
-pub fn mac_string(m: [u8; 6]) -> String {
+pub(crate) fn mac_string(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

@@ -30,7 +30,7 @@ pub fn requests() -> u64 {
 }
 
 /// Parses `etcd://H:P[,H:P...]` into the members' base URLs.
-pub fn parse_store(s: &str) -> Result<Vec<String>, OverlayError> {
+pub(crate) fn parse_store(s: &str) -> Result<Vec<String>, OverlayError> {
     let bad = || {
         OverlayError::Invalid(format!(
             "invalid cluster store {:?}: expected etcd://HOST:PORT[,HOST:PORT...]",
@@ -57,7 +57,7 @@ pub fn parse_store(s: &str) -> Result<Vec<String>, OverlayError> {
 
 /// One key and value as the store holds them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Kv {
+pub(crate) struct Kv {
     pub key: String,
     pub value: Vec<u8>,
     pub mod_revision: i64,
@@ -75,7 +75,7 @@ pub enum Watched {
     Quiet,
 }
 
-pub struct Etcd {
+pub(crate) struct Etcd {
     endpoints: Vec<String>,
     agent: ureq::Agent,
     /// The member that answered last.
@@ -98,12 +98,12 @@ fn num(v: &Value) -> i64 {
     }
 }
 
-pub fn b64(s: &[u8]) -> String {
+pub(crate) fn b64(s: &[u8]) -> String {
     B64.encode(s)
 }
 
 /// The end of a prefix range (the prefix with its last byte plus one).
-pub fn prefix_end(prefix: &str) -> String {
+pub(crate) fn prefix_end(prefix: &str) -> String {
     let mut b = prefix.as_bytes().to_vec();
     if let Some(last) = b.last_mut() {
         *last += 1;
@@ -128,12 +128,12 @@ fn kvs(v: &Value) -> Vec<Kv> {
 }
 
 /// A compare for a txn: the key does not exist.
-pub fn absent(key: &str) -> Value {
+pub(crate) fn absent(key: &str) -> Value {
     json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
 }
 
 /// A compare for a txn: the key exists.
-pub fn present(key: &str) -> Value {
+pub(crate) fn present(key: &str) -> Value {
     json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": "GREATER", "create_revision": "0"})
 }
 
@@ -143,20 +143,20 @@ pub fn unchanged_since(prefix: &str, rev: i64) -> Value {
            "target": "MOD", "result": "LESS", "mod_revision": (rev + 1).to_string()})
 }
 
-pub fn put_op(key: &str, value: &[u8], lease: i64) -> Value {
+pub(crate) fn put_op(key: &str, value: &[u8], lease: i64) -> Value {
     json!({"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}})
 }
 
-pub fn delete_op(key: &str) -> Value {
+pub(crate) fn delete_op(key: &str) -> Value {
     json!({"request_delete_range": {"key": b64(key.as_bytes())}})
 }
 
-pub fn delete_prefix_op(prefix: &str) -> Value {
+pub(crate) fn delete_prefix_op(prefix: &str) -> Value {
     json!({"request_delete_range": {"key": b64(prefix.as_bytes()), "range_end": prefix_end(prefix)}})
 }
 
 impl Etcd {
-    pub fn new(spec: &str) -> Result<Etcd, OverlayError> {
+    pub(crate) fn new(spec: &str) -> Result<Etcd, OverlayError> {
         let endpoints = parse_store(spec)?;
         let cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -228,7 +228,7 @@ impl Etcd {
     }
 
     /// Every key under `prefix`, and the store's revision.
-    pub fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), OverlayError> {
+    pub(crate) fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), OverlayError> {
         let v = self.post(
             "/v3/kv/range",
             &json!({"key": b64(prefix.as_bytes()), "range_end": prefix_end(prefix)}),
@@ -236,13 +236,17 @@ impl Etcd {
         Ok((num(&v["header"]["revision"]), kvs(&v)))
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<Kv>, OverlayError> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Kv>, OverlayError> {
         let v = self.post("/v3/kv/range", &json!({"key": b64(key.as_bytes())}))?;
         Ok(kvs(&v).into_iter().next())
     }
 
     /// A transaction: `success` ops when every compare holds, else none.
-    pub fn txn(&self, compare: Vec<Value>, success: Vec<Value>) -> Result<bool, OverlayError> {
+    pub(crate) fn txn(
+        &self,
+        compare: Vec<Value>,
+        success: Vec<Value>,
+    ) -> Result<bool, OverlayError> {
         let v = self.post(
             "/v3/kv/txn",
             &json!({"compare": compare, "success": success, "failure": []}),
@@ -250,44 +254,31 @@ impl Etcd {
         Ok(v["succeeded"].as_bool().unwrap_or(false))
     }
 
-    pub fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<(), OverlayError> {
-        self.txn(vec![], vec![put_op(key, value, lease)])
-            .map(|_| ())
-    }
-
-    pub fn delete(&self, key: &str) -> Result<(), OverlayError> {
-        self.txn(vec![], vec![delete_op(key)]).map(|_| ())
-    }
-
     /// A lease of `ttl` seconds; its id.
-    pub fn grant(&self, ttl: i64) -> Result<i64, OverlayError> {
+    pub(crate) fn grant(&self, ttl: i64) -> Result<i64, OverlayError> {
         let v = self.post("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))?;
         Ok(num(&v["ID"]))
     }
 
     /// Renews a lease; its remaining TTL (0: it had expired).
-    pub fn keepalive(&self, id: i64) -> Result<i64, OverlayError> {
+    pub(crate) fn keepalive(&self, id: i64) -> Result<i64, OverlayError> {
         let v = self.post("/v3/lease/keepalive", &json!({"ID": id.to_string()}))?;
         Ok(num(&v["result"]["TTL"]))
     }
 
     /// Ends a lease and deletes its keys.
-    pub fn revoke(&self, id: i64) -> Result<(), OverlayError> {
+    pub(crate) fn revoke(&self, id: i64) -> Result<(), OverlayError> {
         self.post("/v3/lease/revoke", &json!({"ID": id.to_string()}))
             .map(|_| ())
     }
 
-    /// Compacts the store's history up to `rev` (tests).
-    pub fn compact(&self, rev: i64) -> Result<(), OverlayError> {
-        self.post(
-            "/v3/kv/compaction",
-            &json!({"revision": rev.to_string(), "physical": true}),
-        )
-        .map(|_| ())
-    }
-
     /// Waits up to `wait` for a change under `prefix` from revision `from`.
-    pub fn watch(&self, prefix: &str, from: i64, wait: Duration) -> Result<Watched, OverlayError> {
+    pub(crate) fn watch(
+        &self,
+        prefix: &str,
+        from: i64,
+        wait: Duration,
+    ) -> Result<Watched, OverlayError> {
         let cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_millis(700)))

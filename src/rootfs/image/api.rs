@@ -24,15 +24,7 @@ pub(crate) fn commit_pulled(
 ) -> Result<()> {
     let now = util::now_nanos();
     store.write(|tx| {
-        for l in layers {
-            if !layer_dir(inst, &l.digest).is_dir() {
-                return Err(ImageError::Other(format!(
-                    "{VANISHED}: sha256:{}",
-                    l.digest
-                )));
-            }
-            rows::insert_layer(tx, &l.digest, l.size, now)?;
-        }
+        insert_layers(tx, inst, layers, now)?;
         if rows::image(tx, &row.id)?.is_none() {
             rows::insert_image(tx, row)?;
         }

@@ -119,17 +119,6 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
+    let secs = crate::util::days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
-/// Howard Hinnant's days_from_civil: (year, month, day) -> days since 1970-01-01.
-pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

@@ -234,6 +234,26 @@ pub(crate) struct NewImage {
 /// a concurrent `rmi` or a failed load); the caller retries.
 pub(super) const VANISHED: &str = "layer vanished while loading";
 
+/// The rows of stored layers, in the transaction that records their image;
+/// a layer whose directory went meanwhile is `VANISHED`.
+pub(super) fn insert_layers(
+    tx: &rusqlite::Transaction,
+    inst: &Instance,
+    layers: &[StoredLayer],
+    now: i64,
+) -> Result<()> {
+    for l in layers {
+        if !layer_dir(inst, &l.digest).is_dir() {
+            return Err(ImageError::Other(format!(
+                "{VANISHED}: sha256:{}",
+                l.digest
+            )));
+        }
+        rows::insert_layer(tx, &l.digest, l.size, now)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn commit_images(
     inst: &Instance,
     store: &mut Store,
@@ -243,15 +263,7 @@ pub(crate) fn commit_images(
 ) -> Result<()> {
     let now = util::now_nanos();
     store.write(|tx| {
-        for l in layers {
-            if !layer_dir(inst, &l.digest).is_dir() {
-                return Err(ImageError::Other(format!(
-                    "{VANISHED}: sha256:{}",
-                    l.digest
-                )));
-            }
-            rows::insert_layer(tx, &l.digest, l.size, now)?;
-        }
+        insert_layers(tx, inst, layers, now)?;
         for img in images {
             rows::insert_image(tx, &img.row)?;
             for n in &img.names {

@@ -3,6 +3,7 @@
 //! Nothing here runs on the `run` path when the image is present.
 
 pub mod auth;
+mod blob;
 pub mod client;
 pub mod config;
 pub mod manifest;

@@ -7,6 +7,7 @@
 //! (temp dirs of a killed pull are swept by the next command that stores
 //! layers).
 
+use super::blob::{Verify, Zstd};
 use super::client::{self, Client};
 use super::config::{Endpoint, RegistriesConf};
 use super::manifest::{self, Compression, Descriptor, Fetched, Platform};
@@ -17,7 +18,6 @@ use crate::store::images as rows;
 use crate::store::Store;
 use crate::{util, Instance};
 use sha2::{Digest, Sha256};
-use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -512,17 +512,12 @@ impl Session {
                 size: d.size,
             },
         );
-        let verdict = Arc::new(Mutex::new(None));
-        let verify = Verify {
-            inner: resp.into_body().into_reader(),
-            hash: Sha256::new(),
-            got: 0,
-            want_size: d.size,
-            want_digest: d.digest.clone(),
-            verdict: verdict.clone(),
-            progress: opts.progress.clone(),
-            reported: 0,
-        };
+        let (verify, verdict) = Verify::new(
+            resp.into_body().into_reader(),
+            d.size,
+            d.digest.clone(),
+            opts.progress.clone(),
+        );
         let result = match c {
             Compression::TarOrGzip => image::extract_new(inst, verify, Some(diff_id), None),
             Compression::Zstd => match Zstd::new(verify) {
@@ -553,166 +548,5 @@ impl Session {
             (Err(ImageError::Layer(e)), None) => Err(other(format!("layer {}: {e}", d.digest))),
             (Err(e), None) => Err(e),
         }
-    }
-}
-
-/// Hashes and counts a blob as it streams, and fails the stream at its end
-/// when the bytes are not what the manifest promised. The failure is also
-/// left in `verdict`, since the extractor rewords read errors.
-struct Verify<R> {
-    inner: R,
-    hash: Sha256,
-    got: u64,
-    want_size: u64,
-    want_digest: String,
-    verdict: Arc<Mutex<Option<String>>>,
-    progress: Option<Progress>,
-    reported: u64,
-}
-
-impl<R> Verify<R> {
-    fn fail(&self, msg: String) -> io::Error {
-        if let Ok(mut v) = self.verdict.lock() {
-            v.get_or_insert(msg.clone());
-        }
-        io::Error::new(io::ErrorKind::InvalidData, msg)
-    }
-}
-
-impl<R: Read> Read for Verify<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                return Err(self.fail(format!(
-                    "layer {}: the download broke off after {} of {} bytes ({e})",
-                    self.want_digest, self.got, self.want_size
-                )))
-            }
-        };
-        self.hash.update(&buf[..n]);
-        self.got += n as u64;
-        if self.got > self.want_size {
-            return Err(self.fail(format!(
-                "layer {}: the registry sent more than the {} bytes its manifest states",
-                self.want_digest, self.want_size
-            )));
-        }
-        if let Some(p) = &self.progress {
-            // Reports every 256 KiB: enough for a bar, cheap on the hot path.
-            if self.got - self.reported >= 256 << 10 || (n == 0 && self.got != self.reported) {
-                self.reported = self.got;
-                p(Event::LayerBytes {
-                    digest: self.want_digest.clone(),
-                    read: self.got,
-                });
-            }
-        }
-        if n == 0 && !buf.is_empty() {
-            if self.got < self.want_size {
-                return Err(self.fail(format!(
-                    "layer {}: truncated: the registry sent {} of {} bytes",
-                    self.want_digest, self.got, self.want_size
-                )));
-            }
-            let got = format!("sha256:{}", hex::encode(self.hash.clone().finalize()));
-            if got != self.want_digest {
-                return Err(self.fail(format!(
-                    "layer {} does not match its digest (got {got})",
-                    self.want_digest
-                )));
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// A zstd stream of one or more frames, read to the end of its input so the
-/// verifier underneath sees all of it.
-struct Zstd<R: Read> {
-    dec: Option<ruzstd::decoding::StreamingDecoder<BufReader<R>, ruzstd::decoding::FrameDecoder>>,
-}
-
-impl<R: Read> Zstd<R> {
-    fn new(r: R) -> io::Result<Self> {
-        let dec = ruzstd::decoding::StreamingDecoder::new(BufReader::with_capacity(64 << 10, r))
-            .map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad zstd data: {e}"))
-            })?;
-        Ok(Zstd { dec: Some(dec) })
-    }
-}
-
-impl<R: Read> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let Some(dec) = self.dec.as_mut() else {
-                return Ok(0);
-            };
-            let n = dec.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            // End of a frame: another frame may follow.
-            if dec.get_mut().fill_buf()?.is_empty() {
-                // Let the verifier see the end of the stream.
-                let mut rest = [0u8; 1];
-                let _ = dec.get_mut().read(&mut rest)?;
-                self.dec = None;
-                return Ok(0);
-            }
-            let Some(old) = self.dec.take() else {
-                return Ok(0);
-            };
-            let (src, _) = old.into_parts();
-            self.dec = Some(ruzstd::decoding::StreamingDecoder::new(src).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad zstd data: {e}"))
-            })?);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verify(data: &[u8], size: u64, digest: String) -> (io::Result<Vec<u8>>, Option<String>) {
-        let verdict = Arc::new(Mutex::new(None));
-        let mut v = Verify {
-            inner: data,
-            hash: Sha256::new(),
-            got: 0,
-            want_size: size,
-            want_digest: digest,
-            verdict: verdict.clone(),
-            progress: None,
-            reported: 0,
-        };
-        let mut out = vec![];
-        let r = v.read_to_end(&mut out).map(|_| out);
-        let found = verdict.lock().unwrap().take();
-        (r, found)
-    }
-
-    #[test]
-    fn the_verifier_checks_size_and_digest_at_the_end() {
-        let data = b"hello layer";
-        let good = format!("sha256:{}", hex::encode(Sha256::digest(data)));
-        let (r, v) = verify(data, data.len() as u64, good.clone());
-        assert_eq!(r.unwrap(), data);
-        assert_eq!(v, None);
-        let (r, v) = verify(&data[..5], data.len() as u64, good.clone());
-        assert!(r.is_err());
-        assert!(v
-            .unwrap()
-            .contains("truncated: the registry sent 5 of 11 bytes"));
-        let (r, v) = verify(data, 4, good.clone());
-        assert!(r.is_err());
-        assert!(v.unwrap().contains("more than the 4 bytes"));
-        let bad = format!("sha256:{}", "0".repeat(64));
-        let (r, v) = verify(data, data.len() as u64, bad);
-        assert!(r.is_err());
-        assert!(v.unwrap().contains("does not match its digest"));
     }
 }
