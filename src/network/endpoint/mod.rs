@@ -18,5 +18,7 @@ mod tests;
 pub use allocate::{allocate, detach_rows, prepare};
 pub use connect::{connect, disconnect};
 pub use etc_files::etc_files;
-pub use info::{container_networks, container_ports, EndpointInfo};
+pub use info::{
+    container_networks, container_ports, networks_by_container, ports_by_container, EndpointInfo,
+};
 pub use plug::{attach, collect_dying_links, detach, detach_exited};
