@@ -5,10 +5,11 @@ use super::{config_of, is_running, lookup, monitor_alive, store};
 use crate::container::runtime;
 use crate::container::ContainerError;
 use crate::store::containers::{self, ContainerRow, Status};
-use crate::{util, Instance, Result};
+use crate::{network, util, Instance, Result};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// Waits for a start in progress (a row in "created" whose owner lives: a
 /// monitor restarting it, another command starting it) to end; the row as
@@ -191,6 +192,7 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepa
     if !force {
         return Ok(prepared);
     }
+    let mut running = vec![];
     for key in keys {
         let Ok(row) = lookup(inst, key) else {
             continue;
@@ -203,9 +205,23 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepa
             )
             .map_err(|e| ContainerError::Runtime(format!("cannot record the removal: {e}")))?;
             prepared.intents.push(intent);
-            let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
-            prepared.killed.push(key.clone());
+            running.push((key.clone(), row));
         }
+    }
+    if !running.is_empty() {
+        // Their network teardown in one go, so the monitors do not queue
+        // one by one on the firewall lock and the store's write lock for
+        // it (see network::detach_many); what fails here they do.
+        let ids: Vec<String> = running.iter().map(|(_, r)| r.id.clone()).collect();
+        let res = store(inst).and_then(|mut s| Ok(network::detach_many(inst, &mut s, &ids)?));
+        if let Err(e) = res {
+            warn!("network teardown of {} containers: {e}", ids.len());
+        }
+        crate::fault::point("rm-after-detach-many");
+    }
+    for (key, row) in running {
+        let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
+        prepared.killed.push(key);
     }
     if !prepared.killed.is_empty() {
         crate::fault::point("rm-after-kill");
