@@ -241,7 +241,8 @@ pub struct Prepared {
 /// that `rm_prepare` killed may already be gone, removed by its own
 /// monitor: that is a removal all the same, not "No such container".
 pub fn rm_prepared(inst: &Instance, key: &str, force: bool, prepared: &Prepared) -> Result<()> {
-    match rm_reconciled(inst, key, force) {
+    let killed = prepared.killed.iter().any(|k| k == key);
+    match rm_inner(inst, key, force, killed) {
         Err(crate::Error::Container(ContainerError::NotFound(_)))
             if prepared.killed.iter().any(|k| k == key) =>
         {
@@ -253,6 +254,13 @@ pub fn rm_prepared(inst: &Instance, key: &str, force: bool, prepared: &Prepared)
 
 /// `rm` after `reconcile` (or `rm_prepare`) ran in this command.
 pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
+    rm_inner(inst, key, force, false)
+}
+
+/// [`rm_reconciled`]; `stopped`: `rm_prepare` already called the
+/// container's restart policy off (a second write of its restart state per
+/// container is a file write `rm -f` of 1000 made 1000 times more).
+fn rm_inner(inst: &Instance, key: &str, force: bool, stopped: bool) -> Result<()> {
     let mut row = lookup(inst, key)?;
     if row.status == Status::Created && monitor_alive(&row) {
         // A start in progress: its owner is building it (rootfs, network)
@@ -280,7 +288,9 @@ pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
         .into());
     }
     // The policy must not bring it back while it is taken apart.
-    crate::container::restart::stop_by_user(inst, &row.id);
+    if !stopped {
+        crate::container::restart::stop_by_user(inst, &row.id);
+    }
     let row = settle(inst, row)?;
     // Finished by the next command should this one die half way.
     let _intent = crate::intent::begin(
@@ -303,12 +313,15 @@ pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
         runtime::finish(inst, &row.id, 255)?;
     }
     crate::fault::point("rm-after-finish");
-    let s = store(inst)?;
+    let mut s = store(inst)?;
     runtime::remove_files(inst, &row.id);
     crate::fault::point("rm-after-files");
-    crate::container::events::container(s.conn(), &row.id, "destroy", &[]);
-    containers::delete(s.conn(), &row.id)?;
-    Ok(())
+    // The event and the deletion in one commit, not two.
+    s.write(|tx| -> Result<()> {
+        crate::container::events::container(tx, &row.id, "destroy", &[]);
+        containers::delete(tx, &row.id)?;
+        Ok(())
+    })
 }
 
 /// Removes every stopped container; returns their ids.
