@@ -53,7 +53,12 @@ pub const POINTS: &[(&str, &[&str])] = &[
     ),
     (
         "rm",
-        &["rm-after-kill", "rm-after-finish", "rm-after-files"],
+        &[
+            "rm-after-detach-many",
+            "rm-after-kill",
+            "rm-after-finish",
+            "rm-after-files",
+        ],
     ),
     ("stop", &["stop-after-term", "stop-after-kill"]),
     (

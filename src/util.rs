@@ -93,10 +93,24 @@ pub fn human_duration(secs: i64) -> String {
 /// Start time of a process (field 22 of /proc/PID/stat, in clock ticks since
 /// boot). A pid plus its start time names one process even after pid reuse.
 pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 2048];
+    let stat = read_proc_stat(pid, &mut buf)?;
     // The command name may contain spaces and parens: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// /proc/PID/stat in one read(2) into `buf` (the kernel hands the whole
+/// line to one read when it fits; `read_to_string` made a statx and six
+/// growing reads of it, and `ps` reads one per container).
+fn read_proc_stat(pid: i32, buf: &mut [u8]) -> Option<&str> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let n = f.read(buf).ok()?;
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 /// True when `pid` is alive (not a zombie) and is still the process that
@@ -105,10 +119,11 @@ pub fn process_alive(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let mut buf = [0u8; 2048];
+    let Some(stat) = read_proc_stat(pid, &mut buf) else {
         return false;
     };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
         return false;
     };
     let mut fields = rest.split_whitespace();

@@ -401,6 +401,7 @@ pub fn create(inst: &Instance, opts: &RunOptions) -> Result<String> {
                 created: util::now_nanos(),
                 started_at: 0,
                 finished_at: 0,
+                paused: false,
             },
         )?;
         network::allocate(tx, inst, &id, &cfg.network)?;

@@ -334,6 +334,7 @@ mod tests {
             created: 1_700_000_000_000_000_000,
             started_at: 1_700_000_001_000_000_000,
             finished_at: 0,
+            paused: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `pause` / `unpause`: every process of a container frozen or thawed
 //! through its cgroup (v1's `freezer.state`, v2's `cgroup.freeze`). The
-//! state is read back from the cgroup whenever it is shown, so `ps` and
-//! `inspect` cannot disagree with the kernel.
+//! state is read back from the cgroup by `inspect`, `exec` and these
+//! commands; `ps` shows the flag they record in the store (one read of each
+//! freezer per row made `ps` with 1000 containers grow by ~10 ms).
 
 use super::lifecycle;
 use super::runtime::cgroup_of;
@@ -58,6 +59,11 @@ pub fn set_paused(inst: &Instance, key: &str, on: bool) -> crate::Result<()> {
         );
     }
     let paused = is_paused(inst, &row.id);
+    if paused != row.paused {
+        // A pause or unpause killed between the freezer and the store:
+        // the store follows the kernel again.
+        record(inst, &row.id, paused)?;
+    }
     if on && paused {
         return Err(
             ContainerError::Conflict(format!("Container {} is already paused", row.id)).into(),
@@ -85,6 +91,7 @@ pub fn set_paused(inst: &Instance, key: &str, on: bool) -> crate::Result<()> {
             now.trim() == if on { "FROZEN" } else { "THAWED" }
         };
         if done {
+            record(inst, &row.id, on)?;
             super::events::container_now(inst, &row.id, if on { "pause" } else { "unpause" }, &[]);
             return Ok(());
         }
@@ -98,6 +105,13 @@ pub fn set_paused(inst: &Instance, key: &str, on: bool) -> crate::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The paused flag `ps` shows (see `containers::set_paused`).
+fn record(inst: &Instance, id: &str, paused: bool) -> crate::Result<()> {
+    let s = lifecycle::store(inst)?;
+    crate::store::containers::set_paused(s.conn(), id, paused)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,7 +59,8 @@ pub mod undo;
 pub use driver::{DriverKind, NetworkMode};
 pub use endpoint::{
     allocate, attach, connect, container_networks, container_ports, detach, detach_exited,
-    detach_rows, disconnect, etc_files, prepare, EndpointInfo,
+    detach_many, detach_rows, disconnect, etc_files, networks_by_container, ports_by_container,
+    prepare, EndpointInfo,
 };
 pub use etc::{etc_hosts, resolv_conf};
 pub use manage::{ensure_default, CreateRequest};

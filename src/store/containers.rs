@@ -27,6 +27,9 @@ pub struct ContainerRow {
     pub created: i64,
     pub started_at: i64,
     pub finished_at: i64,
+    /// Frozen by `pause` (written by pause/unpause, cleared by every start
+    /// and exit): `ps` shows it without a read of each container's freezer.
+    pub paused: bool,
 }
 
 /// Docker's container status words (`State.Status`, `ps --filter status=`).
@@ -111,7 +114,7 @@ pub const RUNNING: Status = Status::Running;
 pub const EXITED: Status = Status::Exited;
 
 const COLUMNS: &str = "id, name, image, image_id, command, config, status, pid, pid_start, \
-    monitor_pid, monitor_start, exit_code, oom_killed, created, started_at, finished_at";
+    monitor_pid, monitor_start, exit_code, oom_killed, created, started_at, finished_at, paused";
 
 fn from_row(r: &Row) -> rusqlite::Result<ContainerRow> {
     let command: String = r.get(4)?;
@@ -132,13 +135,14 @@ fn from_row(r: &Row) -> rusqlite::Result<ContainerRow> {
         created: r.get(13)?,
         started_at: r.get(14)?,
         finished_at: r.get(15)?,
+        paused: r.get::<_, i64>(16)? != 0,
     })
 }
 
 /// Inserts a new container; a taken name is a Conflict naming the holder.
 pub fn insert(c: &Connection, row: &ContainerRow) -> Result<()> {
     let res = c.execute(
-        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
+        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
         params![
             row.id,
             row.name,
@@ -155,7 +159,8 @@ pub fn insert(c: &Connection, row: &ContainerRow) -> Result<()> {
             row.oom_killed as i64,
             row.created,
             row.started_at,
-            row.finished_at
+            row.finished_at,
+            row.paused as i64
         ],
     );
     match res {
@@ -237,7 +242,8 @@ pub(crate) fn set_running(
 ) -> Result<()> {
     c.execute(
         "UPDATE containers SET status='running', pid=?2, pid_start=?3, monitor_pid=?4, \
-         monitor_start=?5, started_at=?6, exit_code=0, oom_killed=0, finished_at=0 WHERE id=?1",
+         monitor_start=?5, started_at=?6, exit_code=0, oom_killed=0, finished_at=0, paused=0 \
+         WHERE id=?1",
         params![
             id,
             pid,
@@ -291,8 +297,17 @@ pub(crate) fn set_exited(
 ) -> Result<()> {
     c.execute(
         "UPDATE containers SET status='exited', exit_code=?2, oom_killed=?3, finished_at=?4, \
-         monitor_pid=0, monitor_start=0 WHERE id=?1",
+         monitor_pid=0, monitor_start=0, paused=0 WHERE id=?1",
         params![id, exit_code, oom as i64, finished_at],
+    )?;
+    Ok(())
+}
+
+/// `pause` / `unpause`: what the freezer was just set to.
+pub(crate) fn set_paused(c: &Connection, id: &str, paused: bool) -> Result<()> {
+    c.execute(
+        "UPDATE containers SET paused=?2 WHERE id=?1",
+        params![id, paused as i64],
     )?;
     Ok(())
 }
@@ -348,6 +363,7 @@ mod tests {
             created: 1,
             started_at: 0,
             finished_at: 0,
+            paused: false,
         }
     }
 

@@ -275,6 +275,12 @@ const MIGRATIONS: &[&str] = &[
         attributes  TEXT NOT NULL DEFAULT '{}'   -- JSON object of strings
     );
     "#,
+    // scale branch
+    // v10: the paused flag `pause`/`unpause` write, so `ps` with 1000
+    // containers reads no freezer file per row.
+    r#"
+    ALTER TABLE containers ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub struct Store {

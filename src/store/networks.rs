@@ -343,6 +343,16 @@ pub(crate) fn endpoints_of_container(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every endpoint, each container's in interface order: one query for all
+/// containers (`ps`), not one per container.
+pub(crate) fn all_endpoints(c: &Connection) -> Result<Vec<EndpointRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {EP_COLS} FROM endpoints ORDER BY container_id, ifname"
+    ))?;
+    let rows = st.query_map([], endpoint_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// True when an endpoint row names this host-side interface (a committed
 /// endpoint).
 pub(crate) fn ifname_has_endpoint(c: &Connection, host_ifname: &str) -> Result<bool> {
@@ -418,6 +428,16 @@ pub(crate) fn insert_port_binding(c: &Connection, b: &PortBindingRow) -> Result<
 pub(crate) fn all_port_bindings(c: &Connection) -> Result<Vec<PortBindingRow>> {
     let mut st = c.prepare(&format!(
         "SELECT {PB_COLS} FROM port_bindings ORDER BY proto, host_port, host_ip"
+    ))?;
+    let rows = st.query_map([], binding_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every port binding, each container's in the order of
+/// [`port_bindings_of_container`]: one query for all containers (`ps`).
+pub(crate) fn all_port_bindings_by_container(c: &Connection) -> Result<Vec<PortBindingRow>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {PB_COLS} FROM port_bindings ORDER BY container_id, host_port, proto, host_ip"
     ))?;
     let rows = st.query_map([], binding_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

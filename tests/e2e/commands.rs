@@ -342,3 +342,73 @@ fn ulimit_and_shm_size_reach_the_container() {
     }
     assert_eq!(h.ok(&["ps", "-aq"]), "");
 }
+
+/// `ps` reads every container's networks and ports in one query each: each
+/// row must still show its own, not a neighbour's (two networks, one
+/// container on both, ports on some), and the exited and paused ones theirs.
+#[test]
+fn ps_rows_show_their_own_ports_and_networks() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.217.1.0/24", "psone"]);
+    h.ok(&["network", "create", "--subnet", "10.217.2.0/24", "pstwo"]);
+    let run = |name: &str, net: &str, ip: &str, ports: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--net", net, "--ip", ip];
+        for p in ports {
+            args.extend(["-p", p]);
+        }
+        args.extend(["busybox", "sleep", "600"]);
+        h.ok(&args);
+    };
+    run("a", "psone", "10.217.1.5", &["18081:80"]);
+    run("b", "pstwo", "10.217.2.6", &["18083:81", "18082:80/udp"]);
+    run("c", "psone", "10.217.1.7", &[]);
+    h.ok(&["network", "connect", "--ip", "10.217.2.7", "pstwo", "c"]);
+    run("d", "pstwo", "10.217.2.8", &["18084:84"]);
+    h.ok(&["pause", "d"]);
+    h.ok(&[
+        "create",
+        "--name",
+        "e",
+        "--net",
+        "psone",
+        "--ip",
+        "10.217.1.9",
+        "-p",
+        "18085:85",
+        "busybox",
+        "true",
+    ]);
+    let mut rows: Vec<String> = h
+        .ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}|{{.State}}|{{.Ports}}|{{.Networks}}|{{.NetworkAddresses}}",
+        ])
+        .lines()
+        .map(String::from)
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "a|running|0.0.0.0:18081->80/tcp|psone|psone=10.217.1.5",
+            "b|running|0.0.0.0:18082->80/udp, 0.0.0.0:18083->81/tcp|pstwo|pstwo=10.217.2.6",
+            "c|running||psone,pstwo|psone=10.217.1.7, pstwo=10.217.2.7",
+            "d|paused|0.0.0.0:18084->84/tcp|pstwo|pstwo=10.217.2.8",
+            "e|created|0.0.0.0:18085->85/tcp|psone|psone=10.217.1.9",
+        ]
+    );
+    // Without -a: the running and the paused ones, no created one.
+    let mut names: Vec<String> = h
+        .ok(&["ps", "--format", "{{.Names}}"])
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+    h.ok(&["unpause", "d"]);
+    h.ok(&["rm", "-f", "a", "b", "c", "d", "e"]);
+    h.ok(&["network", "rm", "psone", "pstwo"]);
+    assert_eq!(h.ok(&["ps", "-aq"]), "");
+}

@@ -69,21 +69,25 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
     let filter = PsFilter::parse(&a.filter).map_err(|e| cli_err(e.code, e.message))?;
     let limit = if a.latest { Some(1) } else { a.last };
     let all = a.all || limit.is_some() || filter.wants_stopped();
-    let rows = lifecycle::list(inst)?;
+    let rows = lifecycle::list_running(inst)?;
     let store = Store::open(&inst.db_path()).map_err(store_err)?;
+    // One query each for every container's networks and ports, whatever
+    // the number of containers (not two per row).
+    let mut networks = network::networks_by_container(&store).map_err(store_err)?;
+    let mut ports_of = network::ports_by_container(&store).map_err(store_err)?;
+    drop(store);
     let now = util::now_nanos();
     let mut docs = vec![];
     let mut ids = vec![];
-    for r in &rows {
-        let state = lifecycle::status(inst, r);
+    for (r, running) in &rows {
+        let cfg = lifecycle::config_of(r);
+        let state = lifecycle::status_with(inst, r, &cfg, *running);
         // Docker lists a restarting container with the running ones.
-        if !(all || lifecycle::is_running(r) || state == Status::Restarting) {
+        if !(all || matches!(state, Status::Running | Status::Paused | Status::Restarting)) {
             continue;
         }
-        let eps = network::container_networks(&store, &r.id).map_err(store_err)?;
-        let cfg = lifecycle::config_of(r);
-        let health = minirt::container::health::read(inst, &r.id, &cfg)
-            .map_or_else(|| "none".to_string(), |h| h.status);
+        let eps = networks.remove(&r.id).unwrap_or_default();
+        let health = minirt::container::health::read(inst, &r.id, &cfg).map(|h| h.status);
         let facts = PsFacts {
             id: &r.id,
             name: &r.name,
@@ -96,7 +100,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
                 .map(|e| (e.network_name.clone(), e.network_id.clone()))
                 .collect(),
             labels: &cfg.labels,
-            health: &health,
+            health: health.as_deref().unwrap_or("none"),
         };
         if !filter.matches(&facts) {
             continue;
@@ -114,7 +118,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             docs.push(serde_json::Value::Null);
             continue;
         }
-        let ports = network::container_ports(&store, &r.id).map_err(store_err)?;
+        let ports = ports_of.remove(&r.id).unwrap_or_default();
         let command = if a.no_trunc {
             format!("\"{}\"", r.command.join(" "))
         } else {
@@ -132,7 +136,7 @@ pub fn ps(inst: &Instance, a: PsArgs) -> CliResult {
             "Command": command,
             "CreatedAt": docker_time(&util::rfc3339(r.created)),
             "RunningFor": format!("{} ago", util::human_duration((now - r.created) / 1_000_000_000)),
-            "Status": lifecycle::status_line(inst, r, state, now),
+            "Status": lifecycle::status_line_with(r, state, now, health.as_deref()),
             "State": state.as_str(),
             "Ports": ports.join(", "),
             "Names": r.name,

@@ -12,7 +12,7 @@ mod stop;
 
 pub use reconcile::{heal_intents, reconcile, release_created};
 pub use run::{run_foreground, start, start_detached};
-pub use status::{command_text, status, status_line};
+pub use status::{command_text, status, status_line, status_line_with, status_with};
 pub use stop::{
     kill, parse_signal, prune, rm, rm_prepare, rm_prepared, rm_reconciled, stop, stop_with,
     Prepared,
@@ -25,7 +25,7 @@ use crate::store::containers::{self, ContainerRow, Status};
 use crate::store::{Store, StoreError};
 use crate::{util, Instance, Result};
 
-fn store(inst: &Instance) -> Result<Store> {
+pub(crate) fn store(inst: &Instance) -> Result<Store> {
     Ok(Store::open(&inst.db_path())?)
 }
 
@@ -62,6 +62,23 @@ pub fn list(inst: &Instance) -> Result<Vec<ContainerRow>> {
     reconcile(inst)?;
     let s = store(inst)?;
     Ok(containers::list(s.conn())?)
+}
+
+/// All containers after reconciliation (newest first), each with whether
+/// its init runs, from one liveness check per container (see
+/// [`reconcile::reconcile_live`]; a row that changed since is checked again).
+pub fn list_running(inst: &Instance) -> Result<Vec<(ContainerRow, bool)>> {
+    let alive = reconcile::reconcile_live(inst)?;
+    let s = store(inst)?;
+    let rows = containers::list(s.conn())?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let running = r.status == Status::Running
+                && (alive.get(&r.id) == Some(&(r.pid, r.pid_start)) || is_running(&r));
+            (r, running)
+        })
+        .collect())
 }
 
 fn monitor_alive(row: &ContainerRow) -> bool {

@@ -6,6 +6,7 @@ use super::{config_of, discard, monitor_alive, store};
 use crate::container::ContainerError;
 use crate::store::containers::{self, ContainerRow, Status};
 use crate::{network, util, Instance, Result};
+use std::collections::HashMap;
 use tracing::warn;
 
 /// A container `minirt create` made and left for a later `start`: no
@@ -30,6 +31,16 @@ pub fn release_created(inst: &Instance, id: &str) -> Result<()> {
 /// monitor died but whose init lives stays listed as running; one whose
 /// owner lives (a start in progress) is never touched.
 pub fn reconcile(inst: &Instance) -> Result<()> {
+    reconcile_live(inst).map(drop)
+}
+
+/// [`reconcile`], returning what it learnt of the running rows it checked:
+/// the init (pid, start time) of each one it found alive, by container id.
+/// A running row whose monitor lives counts as alive without a look at its
+/// init (the monitor is the init's parent and records its exit within
+/// milliseconds), so `ps` reads one /proc file per container, not two.
+pub fn reconcile_live(inst: &Instance) -> Result<HashMap<String, (i32, u64)>> {
+    let mut alive = HashMap::new();
     heal_intents(inst);
     revive_dns(inst);
     if let Err(e) = network::heal(inst) {
@@ -42,10 +53,19 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
     let me_start = util::process_start_time(me).unwrap_or(0);
     let mut orphans = vec![];
     for row in live {
-        if monitor_alive(&row) || created_unowned(&row) {
+        if monitor_alive(&row) {
+            if row.status == Status::Running {
+                alive.insert(row.id.clone(), (row.pid, row.pid_start));
+            }
+            continue;
+        }
+        if created_unowned(&row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {
+            if row.status == Status::Running {
+                alive.insert(row.id.clone(), (row.pid, row.pid_start));
+            }
             // Its monitor was killed: with a restart policy (or a health
             // check) someone must watch it, so a new monitor adopts it.
             let cfg = config_of(&row);
@@ -86,7 +106,7 @@ pub fn reconcile(inst: &Instance) -> Result<()> {
         }
     }
     crate::container::monitor::heal(inst, &orphans);
-    Ok(())
+    Ok(alive)
 }
 
 /// Settles what killed commands left half done (see crate::intent):

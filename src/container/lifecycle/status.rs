@@ -1,6 +1,7 @@
 //! Docker's STATUS and COMMAND columns and State.Status for a row.
 
 use super::{config_of, is_running};
+use crate::container::ContainerConfig;
 use crate::store::containers::{ContainerRow, Status};
 use crate::{util, Instance};
 
@@ -14,17 +15,29 @@ pub(crate) fn status_text(row: &ContainerRow, now: i64) -> String {
     }
 }
 
-/// Docker's State.Status for a row: the stored word with what only the
-/// state files know, "paused" (the freezer) and "restarting" (a restart
-/// waiting out its back-off). Reads each file at most once.
+/// Docker's State.Status for a row: the stored word with "paused" (the
+/// flag `pause` records) and what only the state files know,
+/// "restarting" (a restart waiting out its back-off).
 pub fn status(inst: &Instance, row: &ContainerRow) -> Status {
+    status_with(inst, row, &config_of(row), is_running(row))
+}
+
+/// [`status`] for a row whose config is already parsed and whose init's
+/// liveness is known (`ps`: see `list_running`): the restart state is read
+/// only with a restart policy, the only way a container gets one.
+pub fn status_with(
+    inst: &Instance,
+    row: &ContainerRow,
+    cfg: &ContainerConfig,
+    running: bool,
+) -> Status {
     match row.status {
-        Status::Running if is_running(row) && crate::container::pause::is_paused(inst, &row.id) => {
-            Status::Paused
-        }
-        Status::Running if is_running(row) => Status::Running,
+        Status::Running if running && row.paused => Status::Paused,
+        Status::Running if running => Status::Running,
         Status::Created => Status::Created,
-        _ if crate::container::restart::is_restarting(inst, &row.id).is_some() => {
+        _ if !cfg.restart.is_none()
+            && crate::container::restart::is_restarting(inst, &row.id).is_some() =>
+        {
             Status::Restarting
         }
         _ => Status::Exited,
@@ -35,6 +48,18 @@ pub fn status(inst: &Instance, row: &ContainerRow) -> Status {
 /// waiting out its back-off ("Restarting (1) 2 seconds ago"), a pause, and
 /// the health of a running container ("Up 3 seconds (healthy)").
 pub fn status_line(inst: &Instance, row: &ContainerRow, status: Status, now: i64) -> String {
+    let health = crate::container::health::read(inst, &row.id, &config_of(row));
+    status_line_with(row, status, now, health.as_ref().map(|h| h.status.as_str()))
+}
+
+/// [`status_line`] with the health status already read (None: the
+/// container has no health check).
+pub fn status_line_with(
+    row: &ContainerRow,
+    status: Status,
+    now: i64,
+    health: Option<&str>,
+) -> String {
     if row.status == Status::Exited && status == Status::Restarting {
         let ago = util::human_duration((now - row.finished_at) / 1_000_000_000);
         return format!("Restarting ({}) {ago} ago", row.exit_code);
@@ -43,8 +68,8 @@ pub fn status_line(inst: &Instance, row: &ContainerRow, status: Status, now: i64
     match status {
         Status::Paused => text.push_str(" (Paused)"),
         Status::Running => {
-            if let Some(h) = crate::container::health::read(inst, &row.id, &config_of(row)) {
-                text.push_str(&crate::container::health::status_suffix(&h.status));
+            if let Some(h) = health {
+                text.push_str(&crate::container::health::status_suffix(h));
             }
         }
         _ => {}

@@ -5,10 +5,11 @@ use super::{config_of, is_running, lookup, monitor_alive, store};
 use crate::container::runtime;
 use crate::container::ContainerError;
 use crate::store::containers::{self, ContainerRow, Status};
-use crate::{util, Instance, Result};
+use crate::{network, util, Instance, Result};
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// Waits for a start in progress (a row in "created" whose owner lives: a
 /// monitor restarting it, another command starting it) to end; the row as
@@ -191,6 +192,7 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepa
     if !force {
         return Ok(prepared);
     }
+    let mut running = vec![];
     for key in keys {
         let Ok(row) = lookup(inst, key) else {
             continue;
@@ -203,9 +205,23 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepa
             )
             .map_err(|e| ContainerError::Runtime(format!("cannot record the removal: {e}")))?;
             prepared.intents.push(intent);
-            let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
-            prepared.killed.push(key.clone());
+            running.push((key.clone(), row));
         }
+    }
+    if !running.is_empty() {
+        // Their network teardown in one go, so the monitors do not queue
+        // one by one on the firewall lock and the store's write lock for
+        // it (see network::detach_many); what fails here they do.
+        let ids: Vec<String> = running.iter().map(|(_, r)| r.id.clone()).collect();
+        let res = store(inst).and_then(|mut s| Ok(network::detach_many(inst, &mut s, &ids)?));
+        if let Err(e) = res {
+            warn!("network teardown of {} containers: {e}", ids.len());
+        }
+        crate::fault::point("rm-after-detach-many");
+    }
+    for (key, row) in running {
+        let _ = send_signal(Pid::from_raw(row.pid), Signal::SIGKILL);
+        prepared.killed.push(key);
     }
     if !prepared.killed.is_empty() {
         crate::fault::point("rm-after-kill");
@@ -225,7 +241,8 @@ pub struct Prepared {
 /// that `rm_prepare` killed may already be gone, removed by its own
 /// monitor: that is a removal all the same, not "No such container".
 pub fn rm_prepared(inst: &Instance, key: &str, force: bool, prepared: &Prepared) -> Result<()> {
-    match rm_reconciled(inst, key, force) {
+    let killed = prepared.killed.iter().any(|k| k == key);
+    match rm_inner(inst, key, force, killed) {
         Err(crate::Error::Container(ContainerError::NotFound(_)))
             if prepared.killed.iter().any(|k| k == key) =>
         {
@@ -237,6 +254,13 @@ pub fn rm_prepared(inst: &Instance, key: &str, force: bool, prepared: &Prepared)
 
 /// `rm` after `reconcile` (or `rm_prepare`) ran in this command.
 pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
+    rm_inner(inst, key, force, false)
+}
+
+/// [`rm_reconciled`]; `stopped`: `rm_prepare` already called the
+/// container's restart policy off (a second write of its restart state per
+/// container is a file write `rm -f` of 1000 made 1000 times more).
+fn rm_inner(inst: &Instance, key: &str, force: bool, stopped: bool) -> Result<()> {
     let mut row = lookup(inst, key)?;
     if row.status == Status::Created && monitor_alive(&row) {
         // A start in progress: its owner is building it (rootfs, network)
@@ -264,7 +288,9 @@ pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
         .into());
     }
     // The policy must not bring it back while it is taken apart.
-    crate::container::restart::stop_by_user(inst, &row.id);
+    if !stopped {
+        crate::container::restart::stop_by_user(inst, &row.id);
+    }
     let row = settle(inst, row)?;
     // Finished by the next command should this one die half way.
     let _intent = crate::intent::begin(
@@ -287,12 +313,15 @@ pub fn rm_reconciled(inst: &Instance, key: &str, force: bool) -> Result<()> {
         runtime::finish(inst, &row.id, 255)?;
     }
     crate::fault::point("rm-after-finish");
-    let s = store(inst)?;
+    let mut s = store(inst)?;
     runtime::remove_files(inst, &row.id);
     crate::fault::point("rm-after-files");
-    crate::container::events::container(s.conn(), &row.id, "destroy", &[]);
-    containers::delete(s.conn(), &row.id)?;
-    Ok(())
+    // The event and the deletion in one commit, not two.
+    s.write(|tx| -> Result<()> {
+        crate::container::events::container(tx, &row.id, "destroy", &[]);
+        containers::delete(tx, &row.id)?;
+        Ok(())
+    })
 }
 
 /// Removes every stopped container; returns their ids.
