@@ -67,6 +67,32 @@ fn enable_subtree(dir: &Path, controllers: &[String]) -> Result<()> {
 /// Makes `dir` and the missing parents below `mount`, recording each one made.
 /// Returns an error if the leaf already exists (it is not ours to reuse).
 fn make_dirs(dir: &Dir, enable: &[String], undo: &mut Undo) -> Result<()> {
+    // The usual case: the parents are there (the instance's parent cgroup
+    // stays between containers), so one mkdir of the leaf does it. Where
+    // v2 controllers must be enabled along the way the walk below does it.
+    if !dir.v2 || enable.is_empty() {
+        match std::fs::create_dir(&dir.path) {
+            Ok(()) => {
+                let made = dir.path.clone();
+                undo.push("cgroup directory", move || remove_made(&made));
+                if dir.has("cpuset") {
+                    if let Some(parent) = dir.path.parent().filter(|p| *p != dir.mount) {
+                        init_cpuset(parent)?;
+                    }
+                    init_cpuset(&dir.path)?;
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(CgroupError::Io(format!(
+                    "cgroup {} already exists",
+                    dir.path.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("cannot create {}", dir.path.display()), e)),
+        }
+    }
     let rel = dir.path.strip_prefix(&dir.mount).unwrap_or(&dir.path);
     let parts: Vec<_> = rel.components().collect();
     // A concurrent create's rollback may remove a parent between our mkdirs: retry.

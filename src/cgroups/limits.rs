@@ -104,26 +104,37 @@ pub(crate) fn write_pids(dir: &Path, mount: &Path, v2: bool, max: i64) -> Result
 /// Sets the v1 devices hierarchy's list to `policy`: its default first
 /// (`a` in devices.allow or devices.deny clears the list), then each rule.
 pub(crate) fn write_devices(dir: &Path, policy: &DevicePolicy) -> Result<()> {
-    let write = |file: &str, rule: &str| {
-        std::fs::write(dir.join(file), rule).map_err(|e| {
-            CgroupError::Io(format!(
-                "cannot write '{rule}' to {}: {e}",
-                dir.join(file).display()
-            ))
-        })
-    };
-    let file = |allow: bool| {
-        if allow {
+    use std::io::Write;
+    // Each rule is one write(2) (the kernel parses one rule per write), on
+    // one open file per name instead of an open and close per rule.
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
+    let mut write = |allow: bool, rule: &str| {
+        let name = if allow {
             "devices.allow"
         } else {
             "devices.deny"
-        }
+        };
+        let path = dir.join(name);
+        let err = |e: std::io::Error| {
+            CgroupError::Io(format!("cannot write '{rule}' to {}: {e}", path.display()))
+        };
+        let slot = &mut files[usize::from(allow)];
+        let f = match slot {
+            Some(f) => f,
+            None => slot.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(err)?,
+            ),
+        };
+        f.write_all(rule.as_bytes()).map_err(err)
     };
-    write(file(policy.default_allow), "a")?;
+    write(policy.default_allow, "a")?;
     policy
         .rules
         .iter()
-        .try_for_each(|r| write(file(r.allow), &r.to_string()))
+        .try_for_each(|r| write(r.allow, &r.to_string()))
 }
 
 /// The value of `key` in a flat-keyed cgroup file ("oom_kill 3").

@@ -138,6 +138,22 @@ pub fn container_now(inst: &Instance, id: &str, action: &str, extra: &[(&str, &s
     }
 }
 
+/// Several [`container`] events on a connection of their own, in one
+/// commit (`exec` records its create and start together).
+pub fn container_all_now(inst: &Instance, id: &str, events: &[(&str, &[(&str, &str)])]) {
+    let res = Store::open(&inst.db_path()).and_then(|mut s| {
+        s.write(|tx| -> crate::store::Result<()> {
+            for (action, extra) in events {
+                container(tx, id, action, extra);
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = res {
+        tracing::warn!("recording the events of container {id}: {e}");
+    }
+}
+
 /// [`record`] on a connection of its own.
 pub fn record_now(inst: &Instance, kind: &str, action: &str, actor: &str, attrs: &[(&str, &str)]) {
     match Store::open(&inst.db_path()) {

@@ -80,18 +80,25 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     // The exit is recorded whatever failed above; what failed is logged.
     errors.warn_all();
     let _span = info_span!("store-update").entered();
+    // A --rm container's files go first, then its row in the same commit
+    // as its exit: one commit instead of three. Dying between the two
+    // leaves the row of a container whose monitor is gone, which the next
+    // command finishes again (this function is idempotent); the reverse
+    // order would leave files nothing refers to any more.
+    if cfg.auto_remove {
+        remove_files(inst, id);
+    }
     // The exit and its event in one transaction: whoever sees the row
     // exited (a `stop` waiting) sees the `die` before its own event.
     store.write(|tx| -> Result<()> {
         containers::set_exited(tx, id, exit_code, oom, util::now_nanos())?;
         super::events::container(tx, id, "die", &[("exitCode", &exit_code.to_string())]);
+        if cfg.auto_remove {
+            super::events::container(tx, id, "destroy", &[]);
+            containers::delete(tx, id)?;
+        }
         Ok(())
     })?;
-    if cfg.auto_remove {
-        remove_files(inst, id);
-        super::events::container(store.conn(), id, "destroy", &[]);
-        containers::delete(store.conn(), id)?;
-    }
     drop(_span);
     Ok(())
 }

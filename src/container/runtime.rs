@@ -118,7 +118,16 @@ fn claim(store: &mut Store, id: &str) -> Result<Claim> {
         serde_json::from_str(&row.config).map_err(crate::store::StoreError::from)?;
     let me = std::process::id() as i32;
     let me_start = util::process_start_time(me).unwrap_or(0);
-    containers::set_created(store.conn(), id, me, me_start)?;
+    // `run` creates the row already naming this process, created and
+    // without a pid: then there is nothing to write (one commit less).
+    let owned = row.status == containers::Status::Created
+        && row.pid == 0
+        && row.pid_start == 0
+        && row.monitor_pid == me
+        && row.monitor_start == me_start;
+    if !owned {
+        containers::set_created(store.conn(), id, me, me_start)?;
+    }
     Ok(Claim {
         cfg,
         image_id: row.image_id,
@@ -178,7 +187,7 @@ fn write_spec(
     let cgroups_path = format!("/{}/{}", inst.cgroup_parent(), id);
     let spec = spec::build(cfg, &rootfs_path(inst, id), etc.as_ref(), &cgroups_path)
         .map_err(|e| ContainerError::Runtime(e.to_string()))?;
-    let spec_json = serde_json::to_vec_pretty(&spec).map_err(crate::store::StoreError::from)?;
+    let spec_json = serde_json::to_vec(&spec).map_err(crate::store::StoreError::from)?;
     // With the run state (a tmpfs on a standard host): it describes this
     // start, and is written again at the next.
     std::fs::write(inst.container_run_dir(id).join("config.json"), spec_json)?;

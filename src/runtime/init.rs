@@ -15,7 +15,7 @@ use crate::runtime::spec as rspec;
 use crate::runtime::sys::{RealSys, Sys};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Where the container's terminal (a pty from its own devpts) goes.
 pub enum Console {
@@ -223,7 +223,8 @@ fn run(
         make_controlling_terminal(slave).map_err(|e| other("setting up the terminal", &e))?;
     }
     drop(console);
-    close_inherited_fds(args.sync.as_raw_fd(), args.preserve_fds);
+    // Every fd above the preserved ones becomes close-on-exec in
+    // finish_and_exec (one close_range, not a walk of /proc/self/fd here).
 
     let mut ps = rspec::process_spec(spec).map_err(ChildFailure::Other)?;
     ps.preserve_fds = args.preserve_fds;
@@ -262,23 +263,4 @@ fn open_console() -> nix::Result<(OwnedFd, OwnedFd)> {
         nix::sys::stat::Mode::empty(),
     )?;
     Ok((master.into(), slave))
-}
-
-/// Marks every fd above stderr (and above the preserved ones) close-on-exec,
-/// so nothing the runtime had open (database, log files, sockets) leaks into
-/// the container.
-fn close_inherited_fds(keep: RawFd, preserve: u32) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<RawFd> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect();
-    for fd in fds {
-        if fd >= 3 + preserve as RawFd && fd != keep {
-            // SAFETY: F_SETFD on an fd number; a stale number just fails.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-    }
 }

@@ -81,8 +81,8 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
     let exec_id = minirt::util::new_id();
     let action = |what: &str| format!("{what}: {}", req.process.args.join(" "));
     let id_attr = [("execID", exec_id.as_str())];
-    events::container_now(inst, &row.id, &action("exec_create"), &id_attr);
-    events::container_now(inst, &row.id, &action("exec_start"), &id_attr);
+    let (created, started) = (action("exec_create"), action("exec_start"));
+    events::container_all_now(inst, &row.id, &[(&created, &id_attr), (&started, &id_attr)]);
     let res = exec_in(&req);
     if let (Ok(code), false) = (&res, a.detach) {
         let code = code.to_string();
