@@ -123,7 +123,7 @@ pub(super) fn render_rebuild(table: &str, guards: &[Guard]) -> String {
 
 /// The nfnetlink elements of `g` (keys register-padded, as nft sends them:
 /// an ifname is IFNAMSIZ bytes, a MAC 6 + 2, an IPv4 address 4).
-pub(super) fn elements(g: &Guard) -> Vec<Element> {
+pub(crate) fn elements(g: &Guard) -> Vec<Element> {
     let mut ifname = g.port.as_bytes().to_vec();
     ifname.resize(16, 0);
     let mut mac = g.mac.to_vec();
