@@ -141,6 +141,21 @@ pub(crate) fn wait_until(
     }
 }
 
+/// The names in a directory, sorted (none when it cannot be read); for
+/// tests that check what a command left behind.
+#[cfg(test)]
+pub(crate) fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
