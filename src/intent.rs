@@ -224,15 +224,7 @@ mod tests {
     }
 
     fn files(i: &Instance) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir(i))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        crate::util::dir_names(&dir(i))
     }
 
     #[test]

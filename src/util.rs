@@ -1,7 +1,7 @@
 //! Small helpers shared by several layers: ids, time, process liveness.
 
 use rand::RngCore;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Docker's PATH for a process whose environment names none: the default
 /// environment of a container whose image has no PATH, of an `import`ed
@@ -135,6 +135,40 @@ pub fn process_alive(pid: i32, start: u64) -> bool {
 /// Test-only crash switch at a run-path step; see [`crate::fault`].
 pub(crate) fn fault_point(point: &str) {
     crate::fault::point(point);
+}
+
+/// Polls `cond` every `poll` until it holds (true) or `timeout` has passed
+/// (false); `cond` is asked once more at the deadline.
+pub(crate) fn wait_until(
+    timeout: Duration,
+    poll: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// The names in a directory, sorted (none when it cannot be read); for
+/// tests that check what a command left behind.
+#[cfg(test)]
+pub(crate) fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::layout::Layout;
 use super::plan::{check_names, plan, Dir};
@@ -71,17 +71,8 @@ pub(super) fn read_pids(file: &Path) -> Vec<i32> {
 }
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
-pub(super) fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
+pub(super) fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    crate::util::wait_until(timeout, POLL, cond)
 }
 
 impl Cgroup {

@@ -485,10 +485,9 @@ fn run_check(
     }
     // The output is complete once every holder of the pipe has gone; a
     // background child of the check may keep it open, so do not wait long.
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while !reader.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    util::wait_until(Duration::from_millis(200), Duration::from_millis(2), || {
+        reader.is_finished()
+    });
     let out = if reader.is_finished() {
         reader.join().unwrap_or_default()
     } else {

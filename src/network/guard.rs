@@ -137,10 +137,11 @@ fn replace(pid: i32, start: u64) {
     // SAFETY: a signal to the pid the guardian's own pid file names, whose
     // start time was just checked.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while util::process_alive(pid, start) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    util::wait_until(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(5),
+        || !util::process_alive(pid, start),
+    );
 }
 
 /// Starts the guardian unless it runs (cheap: one pid file, one /proc read

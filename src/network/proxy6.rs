@@ -23,7 +23,7 @@ use crate::{util, Instance};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One proxied port: [::1]:host_port to target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +135,9 @@ pub(crate) fn stop(inst: &Instance, id: &str) {
         }
         let _ = std::fs::remove_file(e.path());
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while pids.iter().any(|(p, s)| util::process_alive(*p, *s)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    util::wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
+        !pids.iter().any(|(p, s)| util::process_alive(*p, *s))
+    });
 }
 
 /// "PID START" as the proxy's first process writes it: the guardian's pid

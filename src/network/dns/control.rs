@@ -37,26 +37,36 @@ fn gateway6(net: &rows::NetworkRow) -> Result<Option<std::net::Ipv6Addr>, DnsErr
         .map(|(_, gw)| gw))
 }
 
+/// Where the responder serves a network's names: its IPv4 and IPv6
+/// gateways; None for a network it does not serve.
+fn zone(
+    net: &rows::NetworkRow,
+) -> Result<Option<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>)>, DnsError> {
+    // The responder serves on the host's bridge address: a macvlan
+    // network's gateway is a router of the LAN, not this host.
+    if net.name == DEFAULT_NETWORK
+        || !matches!(
+            DriverKind::of(net),
+            Ok(DriverKind::Bridge | DriverKind::Overlay)
+        )
+    {
+        return Ok(None);
+    }
+    // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
+    let gateway = bridge::addressing4(net)
+        .map_err(|e| DnsError::Network(e.to_string()))?
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(_, gw)| gw);
+    Ok(Some((gateway, gateway6(net)?)))
+}
+
 /// Every container on a user-defined network, as the records need them.
 pub fn members(store: &Store) -> Result<Vec<Member>, DnsError> {
     let c = store.conn();
     let mut out = vec![];
     for net in rows::list_networks(c)? {
-        // The responder serves on the host's bridge address: a macvlan
-        // network's gateway is a router of the LAN, not this host.
-        if net.name == DEFAULT_NETWORK
-            || !matches!(
-                DriverKind::of(&net),
-                Ok(DriverKind::Bridge | DriverKind::Overlay)
-            )
-        {
+        let Some((gateway, gw6)) = zone(&net)? else {
             continue;
-        }
-        // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
-        let gateway = bridge::addressing4(&net)
-            .map_err(|e| DnsError::Network(e.to_string()))?
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(_, gw)| gw);
-        let gw6 = gateway6(&net)?;
+        };
         for (ep, name) in rows::endpoints_of_network(c, &net.id)? {
             out.push(Member {
                 gateway,
@@ -84,27 +94,16 @@ pub fn members_of(store: &Store, container_id: &str) -> Result<Vec<Member>, DnsE
         let Some(net) = rows::find_network(c, &ep.network_id)? else {
             continue;
         };
-        // The responder serves on the host's bridge address: a macvlan
-        // network's gateway is a router of the LAN, not this host.
-        if net.name == DEFAULT_NETWORK
-            || !matches!(
-                DriverKind::of(&net),
-                Ok(DriverKind::Bridge | DriverKind::Overlay)
-            )
-        {
+        let Some((gateway, gw6)) = zone(&net)? else {
             continue;
-        }
-        // 0.0.0.0 on an IPv6-only network: its zone is its IPv6 gateway.
-        let gateway = bridge::addressing4(&net)
-            .map_err(|e| DnsError::Network(e.to_string()))?
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(_, gw)| gw);
+        };
         out.push(Member {
             gateway,
             ip: ep.ip,
             name: ctr.name.clone(),
             container_id: ep.container_id,
             aliases: ep.aliases,
-            v6: gateway6(&net)?.zip(ep.ip6),
+            v6: gw6.zip(ep.ip6),
         });
     }
     Ok(out)

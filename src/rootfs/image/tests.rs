@@ -30,15 +30,7 @@ impl Host {
     }
     /// Entries of the layers dir (layer dirs and any temp leftovers).
     fn layer_entries(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.inst.layers_dir())
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        crate::util::dir_names(&self.inst.layers_dir())
     }
     fn count(&self, table: &str) -> i64 {
         self.store()

@@ -7,7 +7,7 @@ use crate::runtime::state::{self, Status};
 use crate::util;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Runtime {
     pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
@@ -39,12 +39,11 @@ impl Runtime {
             let _ = cg.kill_all(Signal::SIGKILL);
             let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
             // Not our child: it is gone once it is a zombie for its reaper.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while util::process_alive(rec.pid, rec.pid_start) {
-                if Instant::now() > deadline {
-                    return Err(err(format!("container {id}'s init does not die")));
-                }
-                std::thread::sleep(Duration::from_millis(2));
+            let gone = util::wait_until(Duration::from_secs(10), Duration::from_millis(2), || {
+                !util::process_alive(rec.pid, rec.pid_start)
+            });
+            if !gone {
+                return Err(err(format!("container {id}'s init does not die")));
             }
         }
         if !rec.own_pid_ns {

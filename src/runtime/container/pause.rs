@@ -4,7 +4,7 @@ use super::{err, Result, Runtime};
 use crate::cgroups::Cgroup;
 use crate::runtime::state::Status;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Runtime {
     pub fn pause(&self, id: &str) -> Result<()> {
@@ -30,17 +30,14 @@ impl Runtime {
         let file = freezer_file(&cg).ok_or_else(|| err("this host has no freezer cgroup"))?;
         let want = if on { "FROZEN" } else { "THAWED" };
         std::fs::write(&file, want).map_err(|e| err(format!("{}: {e}", file.display())))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let now = std::fs::read_to_string(&file).unwrap_or_default();
-            if now.trim() == want {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(err(format!("container {id} did not become {want}")));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        let done =
+            crate::util::wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+                std::fs::read_to_string(&file).unwrap_or_default().trim() == want
+            });
+        if !done {
+            return Err(err(format!("container {id} did not become {want}")));
         }
+        Ok(())
     }
 }
 
