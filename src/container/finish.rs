@@ -50,6 +50,17 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     // making it again at the next start cost one mkdir and one rmdir per
     // hierarchy (nine here) on every `run --rm` of a lone container.
     drop(span);
+    // A --rm container's files (its upper dir on the root's disk: a few
+    // inodes each of upper, work and the overlay's work dirs, slow on a
+    // busy ext4) go in a thread while the network and the run dir are
+    // released; started once its processes are gone (their cgroup is),
+    // joined before the row goes, so the files still go first.
+    let files = cfg.auto_remove.then(|| {
+        let dir = inst.container_dir(id);
+        std::thread::spawn(move || {
+            let _ = std::fs::remove_dir_all(dir);
+        })
+    });
     if uses_network(&cfg) {
         let _span = info_span!("net-detach").entered();
         // When nothing uses the container's netns any more, the kernel
@@ -80,12 +91,14 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
     // The exit is recorded whatever failed above; what failed is logged.
     errors.warn_all();
     let _span = info_span!("store-update").entered();
-    // A --rm container's files go first, then its row in the same commit
-    // as its exit: one commit instead of three. Dying between the two
-    // leaves the row of a container whose monitor is gone, which the next
-    // command finishes again (this function is idempotent); the reverse
-    // order would leave files nothing refers to any more.
-    if cfg.auto_remove {
+    // A --rm container's files go first (the thread above), then its row
+    // in the same commit as its exit: one commit instead of three. Dying
+    // between the two leaves the row of a container whose monitor is gone,
+    // which the next command finishes again (this function is idempotent);
+    // the reverse order would leave files nothing refers to any more.
+    if let Some(t) = files {
+        let _ = t.join();
+        // What the thread could not remove (or a panic in it), once more.
         remove_files(inst, id);
     }
     // The exit and its event in one transaction: whoever sees the row
