@@ -90,6 +90,29 @@ impl Scratch {
         stdin.write_all(b"go\n").expect("release child");
     }
 
+    /// A held shell of `script` put into the cgroup, then let go: its index
+    /// and pid.
+    fn start_inside(&mut self, script: &str) -> (usize, i32) {
+        let i = self.spawn_held(script);
+        let pid = self.children[i].id() as i32;
+        self.cg().add_task(pid).unwrap();
+        self.release(i);
+        (i, pid)
+    }
+
+    /// The first line child `i` writes on stdout (or stderr).
+    fn first_line(&mut self, i: usize, stderr: bool) -> String {
+        let mut line = String::new();
+        let c = &mut self.children[i];
+        if stderr {
+            BufReader::new(c.stderr.take().expect("stderr")).read_line(&mut line)
+        } else {
+            BufReader::new(c.stdout.take().expect("stdout")).read_line(&mut line)
+        }
+        .unwrap();
+        line
+    }
+
     fn note_procs(&mut self) -> Vec<i32> {
         let p = self.cg().procs();
         self.seen.extend(p.iter().copied());
@@ -271,15 +294,10 @@ fn pids_limit_stops_forks_and_kill_all_empties_the_cgroup() {
     .unwrap();
     // busybox sh gives up on the first failed fork, so it spawns sleepers
     // until the limit bites and then exits, leaving them behind.
-    let i = s.spawn_held(&format!(
+    let (i, pid) = s.start_inside(&format!(
         "i=0; while [ $i -lt 30 ]; do {BUSYBOX} sleep 60 & i=$((i+1)); done; echo all 30 started"
     ));
-    let pid = s.children[i].id() as i32;
-    s.cg().add_task(pid).unwrap();
-    s.release(i);
-    let mut line = String::new();
-    let err = s.children[i].stderr.take().expect("stderr");
-    BufReader::new(err).read_line(&mut line).unwrap();
+    let line = s.first_line(i, true);
     assert!(line.contains("can't fork"), "{line:?}");
     let status = s.children[i].wait().unwrap();
     assert!(!status.success(), "{status:?}");
@@ -295,8 +313,6 @@ fn pids_limit_stops_forks_and_kill_all_empties_the_cgroup() {
         );
     }
 
-    // SIGTERM goes through the freezer; every sleeper dies.
-    s.cg().kill_all(Signal::SIGTERM).unwrap();
     // SIGTERM goes through the freezer; every sleeper and the shell die.
     s.cg().kill_all(Signal::SIGTERM).unwrap();
     s.reap_seen();
@@ -310,15 +326,10 @@ fn pids_limit_stops_forks_and_kill_all_empties_the_cgroup() {
 fn sigkill_reaches_every_process_and_remove_waits_for_exits() {
     let mut s = Scratch::new(host(), "kill");
     s.create(&Resources::default()).unwrap();
-    let i = s.spawn_held(&format!(
+    let (i, _) = s.start_inside(&format!(
         "for i in 1 2 3; do {BUSYBOX} sleep 60 & done; echo spawned; wait"
     ));
-    let pid = s.children[i].id() as i32;
-    s.cg().add_task(pid).unwrap();
-    s.release(i);
-    let mut line = String::new();
-    let out = s.children[i].stdout.take().expect("stdout");
-    BufReader::new(out).read_line(&mut line).unwrap();
+    s.first_line(i, false); // the shell has started its children
     assert_eq!(s.note_procs().len(), 4);
     s.cg().kill_all(Signal::SIGKILL).unwrap();
     // No wait for the exits here: remove() polls until the kernel lets go.
@@ -364,10 +375,7 @@ fn unified_layout() -> Option<Layout> {
 
 /// Runs `script` in a busybox shell inside the scratch cgroup; its output.
 fn run_inside(s: &mut Scratch, script: &str) -> (bool, String) {
-    let i = s.spawn_held(&format!("{script} 2>&1"));
-    let pid = s.children[i].id() as i32;
-    s.cg().add_task(pid).unwrap();
-    s.release(i);
+    let (i, _) = s.start_inside(&format!("{script} 2>&1"));
     let mut out = String::new();
     let mut stdout = s.children[i].stdout.take().expect("stdout");
     std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
@@ -462,13 +470,8 @@ fn cgroup2_mount_as_unified_layout() {
     }
 
     s.create(&Resources::default()).unwrap();
-    let i = s.spawn_held(&format!("{BUSYBOX} sleep 60 & echo spawned; wait"));
-    let pid = s.children[i].id() as i32;
-    s.cg().add_task(pid).unwrap();
-    s.release(i);
-    let mut line = String::new();
-    let out = s.children[i].stdout.take().expect("stdout");
-    BufReader::new(out).read_line(&mut line).unwrap();
+    let (i, _) = s.start_inside(&format!("{BUSYBOX} sleep 60 & echo spawned; wait"));
+    s.first_line(i, false); // the shell has started its child
     assert_eq!(s.note_procs().len(), 2);
     assert!(!s.cg().oom_killed());
 

@@ -19,8 +19,8 @@
 //!   archive's owners; onto the host they belong to the caller (Docker's
 //!   rules). Device nodes are not copied (as in layer extraction).
 
+use crate::rootfs::image;
 use crate::rootfs::inroot::{self, Links, Root};
-use crate::rootfs::{image, mount};
 use crate::store::containers::ContainerRow;
 use crate::store::Store;
 use crate::Instance;
@@ -135,22 +135,12 @@ pub fn open_container(inst: &Instance, row: &ContainerRow, running: bool) -> Res
     let img =
         image::resolve(inst, &mut store, &row.image_id).map_err(|e| CopyError(e.to_string()))?;
     drop(store);
-    let base = inst.root.join("base-layer");
-    mount::ensure_base_layer(&base).map_err(|e| CopyError(e.to_string()))?;
-    let cdir = inst.container_dir(&row.id);
     let target = inst
         .run_root
         .join("cp")
         .join(format!("{}-{}", &row.id[..12], std::process::id()));
-    let overlay = mount::Overlay {
-        lowers: std::iter::once(base)
-            .chain(img.layers.iter().map(|d| image::layer_dir(inst, d)))
-            .collect(),
-        upper: cdir.join("upper"),
-        work: cdir.join("work"),
-        target: target.clone(),
-        volatile: false,
-    };
+    let overlay = super::runtime::container_overlay(inst, &img, &row.id, target.clone(), false)
+        .map_err(|e| CopyError(e.to_string()))?;
     overlay.make_dirs().map_err(|e| CopyError(e.to_string()))?;
     let fs = ContainerFs {
         root: Root::open(Path::new("/")).map_err(|e| CopyError(e.to_string()))?,

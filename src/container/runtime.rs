@@ -136,6 +136,30 @@ fn claim(store: &mut Store, id: &str) -> Result<Claim> {
     })
 }
 
+/// The overlay of container `id` (the base layer under the image's layers,
+/// its upper and work dirs) mounted at `target`; the base layer is made
+/// if missing. A start and `cp` into a stopped container both use it.
+pub(crate) fn container_overlay(
+    inst: &Instance,
+    img: &image::Image,
+    id: &str,
+    target: PathBuf,
+    volatile: bool,
+) -> Result<mount::Overlay> {
+    let base = inst.root.join("base-layer");
+    mount::ensure_base_layer(&base)?;
+    let cdir = inst.container_dir(id);
+    Ok(mount::Overlay {
+        lowers: std::iter::once(base)
+            .chain(img.layers.iter().map(|d| image::layer_dir(inst, d)))
+            .collect(),
+        upper: cdir.join("upper"),
+        work: cdir.join("work"),
+        target,
+        volatile,
+    })
+}
+
 /// Root filesystem (span `rootfs`): an overlay of the image layers plus the
 /// container's upper dir. The directories are made here; the child mounts it
 /// in its own namespace.
@@ -148,19 +172,8 @@ fn prepare_rootfs(
 ) -> Result<mount::Overlay> {
     let _span = info_span!("rootfs").entered();
     let img = image::resolve(inst, store, &claim.image_id)?;
-    let cdir = inst.container_dir(id);
     let rundir = inst.container_run_dir(id);
-    let base = inst.root.join("base-layer");
-    mount::ensure_base_layer(&base)?;
-    let overlay = mount::Overlay {
-        lowers: std::iter::once(base)
-            .chain(img.layers.iter().map(|d| image::layer_dir(inst, d)))
-            .collect(),
-        upper: cdir.join("upper"),
-        work: cdir.join("work"),
-        target: rootfs_path(inst, id),
-        volatile: claim.cfg.auto_remove,
-    };
+    let overlay = container_overlay(inst, &img, id, rootfs_path(inst, id), claim.cfg.auto_remove)?;
     std::fs::create_dir_all(&rundir)?;
     undo.push("rootfs", move || {
         let _ = std::fs::remove_dir_all(&rundir);

@@ -142,6 +142,27 @@ pub struct FwPort {
     pub routed: bool,
 }
 
+#[cfg(test)]
+impl FwPort {
+    /// A NAT-mode mapping for tests: `proto host_ip:host_port -> ctr:ctr_port`.
+    pub(crate) fn test(
+        proto: Proto,
+        host_ip: &str,
+        host_port: u16,
+        ctr: &str,
+        ctr_port: u16,
+    ) -> Self {
+        FwPort {
+            proto,
+            host_ip: host_ip.parse().unwrap(),
+            host_port,
+            ctr_ip: ctr.parse().unwrap(),
+            ctr_port,
+            routed: false,
+        }
+    }
+}
+
 /// Name of the user's chain: called first in forward, never flushed by minirt.
 pub(crate) const USER_CHAIN: &str = "user";
 

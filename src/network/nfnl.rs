@@ -437,17 +437,6 @@ pub(super) fn release(fd: OwnedFd) {
 mod tests {
     use super::*;
 
-    fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
-        FwPort {
-            proto,
-            host_ip: host_ip.parse().unwrap(),
-            host_port,
-            ctr_ip: ctr.parse().unwrap(),
-            ctr_port,
-            routed: false,
-        }
-    }
-
     /// Bytes from `strace -X raw` of nft 1.0.6, as listed in a hex string.
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -461,14 +450,32 @@ mod tests {
         hex::encode(v.to_ne_bytes())
     }
 
+    /// A message on table `minirt_cap` as nft sends it (sequence 1, the
+    /// inet family, the table-name attribute), followed by `body`.
+    fn minirt_cap_msg(len: u32, typ: u16, flags: u16, body: &str) -> Vec<u8> {
+        hex(&format!(
+            "{} {} {} {} 00000000 01000000 0f00 0100 6d696e6972745f63617000 00 {body}",
+            u32ne(len),
+            u16ne(typ),
+            u16ne(flags),
+            u32ne(1),
+        ))
+    }
+
     #[test]
     fn elements_are_register_padded() {
-        let e = port_element(&port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
+        let e = port_element(&FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
         assert_eq!(e.map, "pm_any_tcp");
         assert_eq!(e.key, vec![0x1f, 0x90]);
         assert_eq!(e.data, vec![10, 77, 0, 2, 0, 80, 0, 0]);
         assert_eq!(e.what, "tcp 0.0.0.0:8080 -> 10.77.0.2:80");
-        let e = port_element(&port(Proto::Udp, "198.51.100.1", 8081, "10.77.0.3", 81));
+        let e = port_element(&FwPort::test(
+            Proto::Udp,
+            "198.51.100.1",
+            8081,
+            "10.77.0.3",
+            81,
+        ));
         assert_eq!(e.map, "pm_udp");
         assert_eq!(e.key, vec![198, 51, 100, 1, 0x1f, 0x91, 0, 0]);
         assert_eq!(e.data, vec![10, 77, 0, 3, 0, 81, 0, 0]);
@@ -478,22 +485,19 @@ mod tests {
     /// { 8080 : 10.77.0.2 . 80 }`, without nft's NFTA_SET_ELEM_LIST_SET_ID
     /// (so 8 bytes shorter: 88, not 96) and with `flags` as given.
     fn nft_add_any(flags: u16) -> Vec<u8> {
-        hex(&format!(
-            "{len} {typ} {flags} {seq} 00000000 01000000
-             0f00 0100 6d696e6972745f63617000 00
-             0f00 0200 706d5f616e795f74637000 00
+        minirt_cap_msg(
+            88,
+            0x0a0c,
+            flags,
+            "0f00 0200 706d5f616e795f74637000 00
              2400 0380 2000 0180 0c00 0180 0600 0100 1f90 0000
-                  1000 0280 0c00 0100 0a4d0002 00500000",
-            len = u32ne(88),
-            typ = u16ne(0x0a0c),
-            flags = u16ne(flags),
-            seq = u32ne(1),
-        ))
+             1000 0280 0c00 0100 0a4d0002 00500000",
+        )
     }
 
     #[test]
     fn add_message_matches_nft() {
-        let e = port_element(&port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
+        let e = port_element(&FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
         // nft: NLM_F_REQUEST | NLM_F_CREATE, no NLM_F_EXCL.
         assert_eq!(
             setelem_message(Op::Add, "minirt_cap", &e, 1, false),
@@ -508,18 +512,21 @@ mod tests {
     #[test]
     fn add_concatenated_message_matches_nft() {
         // nft add element inet minirt_cap pm_tcp { 198.51.100.1 . 8081 : 10.77.0.3 . 81 }
-        let want = hex(&format!(
-            "{len} {typ} {flags} {seq} 00000000 01000000
-             0f00 0100 6d696e6972745f63617000 00
-             0b00 0200 706d5f74637000 00
+        let want = minirt_cap_msg(
+            88,
+            0x0a0c,
+            0x401,
+            "0b00 0200 706d5f74637000 00
              2800 0380 2400 0180 1000 0180 0c00 0100 c6336401 1f910000
-                  1000 0280 0c00 0100 0a4d0003 00510000",
-            len = u32ne(88),
-            typ = u16ne(0x0a0c),
-            flags = u16ne(0x401),
-            seq = u32ne(1),
+             1000 0280 0c00 0100 0a4d0003 00510000",
+        );
+        let e = port_element(&FwPort::test(
+            Proto::Tcp,
+            "198.51.100.1",
+            8081,
+            "10.77.0.3",
+            81,
         ));
-        let e = port_element(&port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81));
         assert_eq!(setelem_message(Op::Add, "minirt_cap", &e, 1, false), want);
     }
 
@@ -527,36 +534,36 @@ mod tests {
     fn delete_messages_match_nft() {
         // nft delete element inet minirt_cap pm_tcp { 198.51.100.1 . 8081 }:
         // exactly nft's bytes (nft sends no SET_ID with a delete).
-        let want = hex(&format!(
-            "{len} {typ} {flags} {seq} 00000000 01000000
-             0f00 0100 6d696e6972745f63617000 00
-             0b00 0200 706d5f74637000 00
+        let want = minirt_cap_msg(
+            72,
+            0x0a0e,
+            0x1,
+            "0b00 0200 706d5f74637000 00
              1800 0380 1400 0180 1000 0180 0c00 0100 c6336401 1f910000",
-            len = u32ne(72),
-            typ = u16ne(0x0a0e),
-            flags = u16ne(0x1),
-            seq = u32ne(1),
+        );
+        let e = port_element(&FwPort::test(
+            Proto::Tcp,
+            "198.51.100.1",
+            8081,
+            "10.77.0.3",
+            81,
         ));
-        let e = port_element(&port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81));
         assert_eq!(setelem_message(Op::Del, "minirt_cap", &e, 1, false), want);
         // nft delete element inet minirt_cap pm_any_tcp { 8080 }
-        let want = hex(&format!(
-            "{len} {typ} {flags} {seq} 00000000 01000000
-             0f00 0100 6d696e6972745f63617000 00
-             0f00 0200 706d5f616e795f74637000 00
+        let want = minirt_cap_msg(
+            72,
+            0x0a0e,
+            0x5,
+            "0f00 0200 706d5f616e795f74637000 00
              1400 0380 1000 0180 0c00 0180 0600 0100 1f900000",
-            len = u32ne(72),
-            typ = u16ne(0x0a0e),
-            flags = u16ne(0x5),
-            seq = u32ne(1),
-        ));
-        let e = port_element(&port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
+        );
+        let e = port_element(&FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
         assert_eq!(setelem_message(Op::Del, "minirt_cap", &e, 1, true), want);
     }
 
     #[test]
     fn batch_is_framed_like_nft() {
-        let e = port_element(&port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
+        let e = port_element(&FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80));
         let b = batch(Op::Add, "minirt_cap", std::slice::from_ref(&e), 0);
         // Begin and end as nft sends them: AF_UNSPEC, res_id = htons(10).
         let marker = |typ: u16, seq: u32| {
@@ -619,26 +626,16 @@ mod root_tests {
 
     use crate::network::testns::TestNs;
 
-    fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
-        FwPort {
-            proto,
-            host_ip: host_ip.parse().unwrap(),
-            host_port,
-            ctr_ip: ctr.parse().unwrap(),
-            ctr_port,
-            routed: false,
-        }
-    }
     fn all_maps() -> Vec<FwPort> {
         vec![
-            port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
-            port(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2", 53),
-            port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81),
-            port(Proto::Udp, "127.0.0.1", 6000, "10.77.0.3", 60),
-            port(Proto::Tcp, "::", 8080, "fd00:77::2", 80),
-            port(Proto::Udp, "::", 5353, "fd00:77::2", 53),
-            port(Proto::Tcp, "::1", 8082, "fd00:77::3", 82),
-            port(Proto::Udp, "2001:db8::1", 6001, "fd00:77::3", 61),
+            FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
+            FwPort::test(Proto::Udp, "0.0.0.0", 5353, "10.77.0.2", 53),
+            FwPort::test(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81),
+            FwPort::test(Proto::Udp, "127.0.0.1", 6000, "10.77.0.3", 60),
+            FwPort::test(Proto::Tcp, "::", 8080, "fd00:77::2", 80),
+            FwPort::test(Proto::Udp, "::", 5353, "fd00:77::2", 53),
+            FwPort::test(Proto::Tcp, "::1", 8082, "fd00:77::3", 82),
+            FwPort::test(Proto::Udp, "2001:db8::1", 6001, "fd00:77::3", 61),
         ]
     }
 
@@ -666,8 +663,8 @@ mod root_tests {
             // A clash (same host port, other target) fails, names the port
             // and changes nothing (the batch is atomic).
             let clash = [
-                port(Proto::Tcp, "0.0.0.0", 9999, "10.77.0.9", 99),
-                port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.9", 80),
+                FwPort::test(Proto::Tcp, "0.0.0.0", 9999, "10.77.0.9", 99),
+                FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.9", 80),
             ];
             let e = add_port_elements(T, &clash).unwrap_err().to_string();
             assert!(e.contains("tcp 0.0.0.0:8080 -> 10.77.0.9:80"), "{e}");
@@ -676,7 +673,10 @@ mod root_tests {
 
             // Deleting a mix of present and absent elements deletes the
             // present ones; deleting again is not an error.
-            let mut mixed = vec![ports[0], port(Proto::Udp, "0.0.0.0", 1, "10.77.0.2", 1)];
+            let mut mixed = vec![
+                ports[0],
+                FwPort::test(Proto::Udp, "0.0.0.0", 1, "10.77.0.2", 1),
+            ];
             mixed.extend_from_slice(&ports[1..]);
             del_port_elements(T, &mixed).unwrap();
             assert_eq!(nft::list_table(T).unwrap(), empty);

@@ -109,16 +109,6 @@ fn net(id: &str, bridge: &str, subnet: &str, internal: bool) -> FwNetwork {
         v6: None,
     }
 }
-fn port(proto: Proto, host_ip: &str, host_port: u16, ctr: &str, ctr_port: u16) -> FwPort {
-    FwPort {
-        proto,
-        host_ip: host_ip.parse().unwrap(),
-        host_port,
-        ctr_ip: ctr.parse().unwrap(),
-        ctr_port,
-        routed: false,
-    }
-}
 
 #[test]
 fn apply_list_delete_in_a_netns() {
@@ -126,8 +116,8 @@ fn apply_list_delete_in_a_netns() {
     let a = net("aaaa1111", "mrt-aaaa1111", "10.77.0.0/24", false);
     let i = net("bbbb2222", "mrt-bbbb2222", "10.79.0.0/24", true);
     let ports = [
-        port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
-        port(Proto::Udp, "198.51.100.1", 5353, "10.77.0.2", 53),
+        FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
+        FwPort::test(Proto::Udp, "198.51.100.1", 5353, "10.77.0.2", 53),
     ];
     ns.run(|| {
         assert!(!table_exists(T).unwrap(), "no table yet");
@@ -190,9 +180,9 @@ fn adding_then_deleting_everything_leaves_the_base_table() {
     let a = net("aaaa1111", "br0", "10.77.0.0/24", false);
     let b = net("bbbb2222", "br1", "10.78.0.0/24", true);
     let ports = [
-        port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
-        port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.2", 80),
-        port(Proto::Udp, "0.0.0.0", 5353, "10.78.0.2", 53),
+        FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
+        FwPort::test(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.2", 80),
+        FwPort::test(Proto::Udp, "0.0.0.0", 5353, "10.78.0.2", 53),
     ];
     let (base, cleaned) = ns.run(|| {
         apply(&render_base(T)).unwrap();
@@ -261,14 +251,14 @@ fn the_live_table_normalises_to_the_desired_state() {
         nets.push(n);
     }
     let mut ports = vec![
-        port(Proto::Tcp, "0.0.0.0", 8080, "10.90.0.2", 80),
-        port(Proto::Udp, "127.0.0.1", 5353, "10.90.0.2", 53),
-        port(Proto::Tcp, "198.51.100.1", 8081, "10.90.0.3", 80),
-        port(Proto::Tcp, "::", 8080, "fd00:90::2", 80),
-        port(Proto::Udp, "::1", 5353, "fd00:90::2", 53),
-        port(Proto::Tcp, "2001:db8::1", 8081, "fd00:90::3", 80),
+        FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.90.0.2", 80),
+        FwPort::test(Proto::Udp, "127.0.0.1", 5353, "10.90.0.2", 53),
+        FwPort::test(Proto::Tcp, "198.51.100.1", 8081, "10.90.0.3", 80),
+        FwPort::test(Proto::Tcp, "::", 8080, "fd00:90::2", 80),
+        FwPort::test(Proto::Udp, "::1", 5353, "fd00:90::2", 53),
+        FwPort::test(Proto::Tcp, "2001:db8::1", 8081, "fd00:90::3", 80),
     ];
-    let mut routed = port(Proto::Tcp, "0.0.0.0", 8082, "10.92.0.2", 80);
+    let mut routed = FwPort::test(Proto::Tcp, "0.0.0.0", 8082, "10.92.0.2", 80);
     routed.routed = true;
     ports.push(routed);
     ns.run(|| {
@@ -402,8 +392,8 @@ fn port_mapping_masquerade_and_isolation_end_to_end() {
     let a = net("aaaa1111", "br0", "10.77.0.0/24", false);
     let b = net("bbbb2222", "br1", "10.78.0.0/24", false);
     let ports = [
-        port(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
-        port(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.2", 80),
+        FwPort::test(Proto::Tcp, "0.0.0.0", 8080, "10.77.0.2", 80),
+        FwPort::test(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.2", 80),
     ];
     host.run(|| {
         apply(&render_base(T))?;
