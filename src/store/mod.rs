@@ -464,18 +464,35 @@ mod tests {
         assert!(fk.is_empty(), "{fk:?}");
     }
 
+    /// A database at schema `version` (the first `version` migrations),
+    /// with `rows` inserted.
+    fn at_version(p: &Path, version: usize, rows: &str) {
+        let c = Connection::open(p).unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &MIGRATIONS[..version] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        c.execute_batch(rows).unwrap();
+    }
+
+    /// The store opened on `p`, checked to be at the newest schema.
+    fn migrated(p: &Path) -> Store {
+        let s = Store::open(p).unwrap();
+        let v: i64 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        s
+    }
+
     #[test]
     fn migrates_fresh_and_reopens_without_change() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("minirt.db");
-        {
-            let s = Store::open(&p).unwrap();
-            let v: i64 = s
-                .conn()
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .unwrap();
-            assert_eq!(v, MIGRATIONS.len() as i64);
-        }
+        drop(migrated(&p));
         let s = Store::open(&p).unwrap();
         let n: i64 = s
             .conn()
@@ -503,14 +520,9 @@ mod tests {
     fn v5_makes_a_v4_database_driver_neutral_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("minirt.db");
-        {
-            let c = Connection::open(&p).unwrap();
-            c.pragma_update(None, "foreign_keys", "ON").unwrap();
-            for sql in &MIGRATIONS[..4] {
-                c.execute_batch(sql).unwrap();
-            }
-            c.pragma_update(None, "user_version", 4).unwrap();
-            c.execute_batch(
+        at_version(
+            &p,
+            4,
                 "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0);
                  INSERT INTO containers (id, name, image, image_id, command, config, status, created)
                      VALUES ('c1', 'web', 'busybox', 'img', '[]', '{}', 'running', 0);
@@ -521,15 +533,9 @@ mod tests {
                  INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac, host_veth)
                      VALUES ('e1', 'c1', 'n1', 'eth0', 5, '02:42:0a:58:00:05', 'mrve1');
                  INSERT INTO port_bindings VALUES ('c1', 'e1', 'tcp', '0.0.0.0', 8080, 80);",
-            )
-            .unwrap();
-        }
-        let s = Store::open(&p).unwrap();
+        );
+        let s = migrated(&p);
         let c = s.conn();
-        let v: i64 = c
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
         let n = networks::find_network(c, "front").unwrap().unwrap();
         assert_eq!((n.device.as_str(), n.driver.as_str()), ("mrb-n1", "bridge"));
         assert_eq!(n.options["com.docker.network.bridge.name"], "mrb-n1");
@@ -575,15 +581,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("minirt.db");
         let before = 7; // up to v7; v8 is the migration under test
-        {
-            let c = Connection::open(&p).unwrap();
-            c.pragma_update(None, "foreign_keys", "ON").unwrap();
-            for sql in &MIGRATIONS[..before] {
-                c.execute_batch(sql).unwrap();
-            }
-            c.pragma_update(None, "user_version", before as i64)
-                .unwrap();
-            c.execute_batch(
+        at_version(
+            &p,
+            before,
                 "INSERT INTO images (id, config, layers, created) VALUES ('img', '{}', '[]', 0);
                  INSERT INTO containers (id, name, image, image_id, command, config, status, created)
                      VALUES ('c1', 'web', 'busybox', 'img', '[]', '{}', 'running', 0),
@@ -597,15 +597,9 @@ mod tests {
                      VALUES ('e1', 'c1', 'n1', 'eth0', 5, '02:42:0a:58:00:05', 'mrve1',
                      '[\"www\"]', 'fd00:1::2');
                  INSERT INTO port_bindings VALUES ('c1', 'e1', 'tcp', '0.0.0.0', 8080, 80);",
-            )
-            .unwrap();
-        }
-        let s = Store::open(&p).unwrap();
+        );
+        let s = migrated(&p);
         let c = s.conn();
-        let v: i64 = c
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
         let eps = networks::endpoints_of_container(c, "c1").unwrap();
         assert_eq!(eps.len(), 1);
         assert_eq!(eps[0].ip, std::net::Ipv4Addr::from(5));
