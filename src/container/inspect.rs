@@ -354,6 +354,15 @@ mod tests {
         c
     }
 
+    /// fd00:1::2/64 with gateway fd00:1::1.
+    fn ip6() -> (std::net::Ipv6Addr, u8, std::net::Ipv6Addr) {
+        (
+            "fd00:1::2".parse().unwrap(),
+            64,
+            "fd00:1::1".parse().unwrap(),
+        )
+    }
+
     fn endpoint() -> EndpointInfo {
         EndpointInfo {
             network_name: "testbr".into(),
@@ -383,11 +392,7 @@ mod tests {
     #[test]
     fn ipv6_fields_in_dockers_shape() {
         let mut e = endpoint();
-        e.ip6 = Some((
-            "fd00:1::2".parse().unwrap(),
-            64,
-            "fd00:1::1".parse().unwrap(),
-        ));
+        e.ip6 = Some(ip6());
         let (r, c, eps) = (row(), cfg(), vec![e]);
         let d = document(&facts(&r, &c, &eps, &[], true));
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
@@ -409,11 +414,7 @@ mod tests {
         e.ip = std::net::Ipv4Addr::UNSPECIFIED;
         e.gateway = std::net::Ipv4Addr::UNSPECIFIED;
         e.prefix_len = 0;
-        e.ip6 = Some((
-            "fd00:1::2".parse().unwrap(),
-            64,
-            "fd00:1::1".parse().unwrap(),
-        ));
+        e.ip6 = Some(ip6());
         let (r, c, eps) = (row(), cfg(), vec![e]);
         let d = document(&facts(&r, &c, &eps, &[], true));
         let n = &d["NetworkSettings"]["Networks"]["testbr"];
