@@ -79,8 +79,12 @@ pub fn finish(inst: &Instance, id: &str, exit_code: i32) -> Result<()> {
         } else {
             network::detach_exited(inst, &mut store, id)
         };
-        errors.check(format_args!("network teardown of {id}"), res);
-        sync_dns(inst, id);
+        // Names follow the endpoints; none left to detach means whoever
+        // took them (`rm -f`, for all it removes at once) told the responder.
+        if !matches!(res, Ok(false)) {
+            sync_dns(inst, id);
+        }
+        errors.check(format_args!("network teardown of {id}"), res.map(|_| ()));
     }
     let span = info_span!("unmount").entered();
     if let Err(e) = mount::unmount(&rootfs_path(inst, id)) {

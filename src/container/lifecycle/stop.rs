@@ -217,6 +217,12 @@ pub fn rm_prepare(inst: &Instance, keys: &[String], force: bool) -> Result<Prepa
         if let Err(e) = res {
             warn!("network teardown of {} containers: {e}", ids.len());
         }
+        // Their names go from the DNS responder in one reload, not one
+        // request per monitor queued on its lock (a monitor that finds its
+        // endpoints gone skips its own).
+        if let Err(e) = crate::network::dns::sync(inst) {
+            warn!("{e}");
+        }
         crate::fault::point("rm-after-detach-many");
     }
     for (key, row) in running {

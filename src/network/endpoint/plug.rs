@@ -128,8 +128,13 @@ pub(crate) fn unplug_all(
 
 /// Teardown: port mappings, host veths, then the endpoint and binding rows
 /// (addresses and ports released). Keeps going past errors and reports them
-/// all; running it twice is harmless.
-pub fn detach(inst: &Instance, store: &mut Store, container_id: &str) -> Result<(), NetworkError> {
+/// all; running it twice is harmless. `Ok(false)`: the container had no
+/// endpoints left (`rm -f`'s `detach_many` took them, say).
+pub fn detach(
+    inst: &Instance,
+    store: &mut Store,
+    container_id: &str,
+) -> Result<bool, NetworkError> {
     detach_inner(inst, store, container_id, true)
 }
 
@@ -142,7 +147,7 @@ pub fn detach_exited(
     inst: &Instance,
     store: &mut Store,
     container_id: &str,
-) -> Result<(), NetworkError> {
+) -> Result<bool, NetworkError> {
     detach_inner(inst, store, container_id, false)
 }
 
@@ -151,12 +156,12 @@ fn detach_inner(
     store: &mut Store,
     container_id: &str,
     delete_veths: bool,
-) -> Result<(), NetworkError> {
+) -> Result<bool, NetworkError> {
     // First: the port is free once the container's teardown returns.
     crate::network::proxy6::stop(inst, container_id);
     let wired = wired(store.conn(), container_id)?;
     if wired.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut errors = vec![];
     // Held from the elements' removal until their rows are gone: a heal in
@@ -193,7 +198,7 @@ fn detach_inner(
         }
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(true)
     } else {
         Err(NetworkError::Netlink(format!(
             "network teardown of container {}: {}",
