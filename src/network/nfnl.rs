@@ -509,6 +509,11 @@ mod tests {
         );
     }
 
+    /// tcp 198.51.100.1:8081 -> 10.77.0.3:81, a key of address and port.
+    fn specific_tcp() -> FwPort {
+        FwPort::test(Proto::Tcp, "198.51.100.1", 8081, "10.77.0.3", 81)
+    }
+
     #[test]
     fn add_concatenated_message_matches_nft() {
         // nft add element inet minirt_cap pm_tcp { 198.51.100.1 . 8081 : 10.77.0.3 . 81 }
@@ -520,13 +525,7 @@ mod tests {
              2800 0380 2400 0180 1000 0180 0c00 0100 c6336401 1f910000
              1000 0280 0c00 0100 0a4d0003 00510000",
         );
-        let e = port_element(&FwPort::test(
-            Proto::Tcp,
-            "198.51.100.1",
-            8081,
-            "10.77.0.3",
-            81,
-        ));
+        let e = port_element(&specific_tcp());
         assert_eq!(setelem_message(Op::Add, "minirt_cap", &e, 1, false), want);
     }
 
@@ -541,13 +540,7 @@ mod tests {
             "0b00 0200 706d5f74637000 00
              1800 0380 1400 0180 1000 0180 0c00 0100 c6336401 1f910000",
         );
-        let e = port_element(&FwPort::test(
-            Proto::Tcp,
-            "198.51.100.1",
-            8081,
-            "10.77.0.3",
-            81,
-        ));
+        let e = port_element(&specific_tcp());
         assert_eq!(setelem_message(Op::Del, "minirt_cap", &e, 1, false), want);
         // nft delete element inet minirt_cap pm_any_tcp { 8080 }
         let want = minirt_cap_msg(
