@@ -301,6 +301,14 @@ struct Idle {
 
 static IDLE: Mutex<Option<Idle>> = Mutex::new(None);
 
+/// SQLITE_BUSY or SQLITE_LOCKED.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The idle connection to `path`, if this process has one.
 fn take_idle(path: &Path) -> Option<Connection> {
     // try_lock: after a fork the lock may be held by a thread that is gone.
@@ -352,6 +360,27 @@ impl Store {
             store.migrate()?;
             return Ok(store);
         }
+        // SQLite answers SQLITE_BUSY without calling the busy handler while
+        // another connection cleans up the WAL as the last one to close, or
+        // recovers it as the first to open (sqlite.org/wal.html, "Sometimes
+        // Queries Return SQLITE_BUSY In WAL Mode"): every minirt command
+        // opens and closes the database, so opening retries that for a while.
+        // Nothing here has effects but the schema migration, which is one
+        // transaction.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::open_new(path) {
+                Err(StoreError::Sqlite(e))
+                    if is_busy(&e) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                res => return res,
+            }
+        }
+    }
+
+    fn open_new(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(60))?;
         // WAL: readers never block the writer; NORMAL sync is crash-safe in WAL.
