@@ -222,6 +222,9 @@ fn create_writes_limits_and_remove_leaves_nothing() {
         let mount = s.layout.v1_mount("cpuset").unwrap();
         assert_eq!(read(cpuset, "cpuset.cpus"), read(mount, "cpuset.cpus"));
         assert_eq!(read(cpuset, "cpuset.mems"), read(mount, "cpuset.mems"));
+        // The parent this create made hands its cpus and mems to the next
+        // container at mkdir (the kernel copies the flag into each child).
+        assert_eq!(read(cpuset.parent().unwrap(), "cgroup.clone_children"), "1");
         let devices = read(dir_with(cg, "devices"), "devices.list");
         assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{devices}");
         assert!(!devices.contains("a *:*"), "{devices}");

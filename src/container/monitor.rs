@@ -204,6 +204,7 @@ pub(crate) fn supervise(inst: &Instance, id: &str, started: Started) -> Option<D
         schedule_of(inst, id).as_ref(),
         || super::waiter::spawn_check(inst, id),
         pump.as_mut(),
+        true, // a resident monitor: it reaps the strays it forked
     );
     if let Some(t) = relay {
         let _ = t.join();
@@ -312,6 +313,7 @@ fn adopt(inst: &Instance, id: &str) {
         schedule_of(inst, id).as_ref(),
         || super::waiter::spawn_check(inst, id),
         pump.as_mut(),
+        true, // a resident monitor: it reaps the strays it forked
     );
     if let Ok(Some(delay)) = finish_exit(inst, id, code, Some(me())) {
         backoff_and_restart(inst, id, delay);

@@ -74,6 +74,9 @@ pub fn run_if_waiter() -> Option<i32> {
             spawn_exe(&check_argv)
         },
         pump.as_mut(),
+        // This process's children are the container, its checks and the
+        // strays the monitor left: the only place that may reap any child.
+        true,
     );
     drop(pump);
     let argv = [
@@ -200,6 +203,41 @@ fn reap(pid: i32) -> i32 {
         Ok(_) => super::runtime::wait_exit(pid),
         Err(_) => 255,
     }
+}
+
+/// Reaps exited children other than `keep` (the container's init and a
+/// running health check, whose exits are read through their pidfds). The
+/// runtime leaves short-lived children behind: `nfnl::release` forks one per
+/// nftables change to pay the socket's deferred flush off the start path,
+/// and it exits some milliseconds later, after the monitor has become this
+/// waiter. Unreaped, each stays a zombie for the container's whole life (two
+/// per container: 2000 extra tasks beside 1000 containers, which every
+/// task-list walk such as `pivot_root`'s pays for). `WNOWAIT` peeks first,
+/// so the container's own exit status is never taken here.
+fn reap_strays(keep: &[i32]) {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: waitid writes only into `info`.
+        if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) } != 0 {
+            return; // no children at all (ECHILD)
+        }
+        // SAFETY: waitid filled in a child's state (si_pid 0: none exited).
+        let pid = unsafe { info.si_pid() };
+        if pid == 0 || keep.contains(&pid) {
+            return;
+        }
+        // SAFETY: reaps that one child, which has exited, status not read.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    }
+}
+
+/// When to look for exited strays again: soon after the waiter starts
+/// (the forked closers exit within tens of milliseconds), then less and
+/// less often, never more than every ten minutes.
+fn next_sweep(after: Duration) -> Duration {
+    (after * 5).clamp(Duration::from_millis(50), Duration::from_secs(600))
 }
 
 /// The container's stdout and stderr pipes, read as soon as they have
@@ -362,7 +400,7 @@ pub(crate) fn wait_container(
     schedule: Option<&super::health::Schedule>,
     check: impl FnMut() -> Option<i32>,
 ) -> i32 {
-    wait_container_pumping(pid, schedule, check, None)
+    wait_container_pumping(pid, schedule, check, None, false)
 }
 
 /// [`wait_container`], also moving the container's output into its log
@@ -373,6 +411,7 @@ pub(crate) fn wait_container_pumping(
     schedule: Option<&super::health::Schedule>,
     mut check: impl FnMut() -> Option<i32>,
     mut pump: Option<&mut Pump>,
+    sweep: bool,
 ) -> i32 {
     let Some(container) = pidfd_open(pid) else {
         // No pidfd (an old kernel): the output until its end, then the exit.
@@ -403,18 +442,31 @@ pub(crate) fn wait_container_pumping(
     };
     let mut due = schedule.map(|_| Instant::now() + next_delay(false));
     let mut running: Option<(i32, Option<OwnedFd>)> = None;
+    let mut sweep_every = next_sweep(Duration::ZERO);
+    let mut sweep_at = Instant::now() + sweep_every;
     loop {
-        let mut timeout = match (due, &running) {
-            (Some(d), None) => {
-                let ms = d.saturating_duration_since(Instant::now()).as_millis();
-                ms.min(i32::MAX as u128) as i32
-            }
-            _ => -1,
+        let now = Instant::now();
+        if sweep && now >= sweep_at {
+            reap_strays(&[pid, running.as_ref().map_or(0, |r| r.0)]);
+            sweep_every = next_sweep(sweep_every);
+            sweep_at = now + sweep_every;
+        }
+        let wake = match (due, &running, sweep) {
+            (Some(d), None, true) => Some(d.min(sweep_at)),
+            (Some(d), None, false) => Some(d),
+            (_, _, true) => Some(sweep_at),
+            (_, _, false) => None,
         };
+        let mut timeout = wake.map_or(-1, |w| {
+            let ms = w.saturating_duration_since(now).as_millis();
+            ms.min(i32::MAX as u128) as i32
+        });
         let idle_release = pump
             .as_ref()
             .is_some_and(|p| p.release_when_idle && p.wrote);
-        if idle_release && !(0..1000).contains(&timeout) {
+        // Quiet for a second after output: the pages it touched go again.
+        let idle_wake = idle_release && !(0..1000).contains(&timeout);
+        if idle_wake {
             timeout = 1000;
         }
         let check_fd = running
@@ -439,7 +491,7 @@ pub(crate) fn wait_container_pumping(
                 }
             }
         }
-        if r == 0 && idle_release {
+        if r == 0 && idle_wake {
             if let Some(p) = pump.as_mut() {
                 p.wrote = false;
             }
@@ -594,6 +646,76 @@ mod tests {
         );
         assert!(parse_schedule_arg("200,x,1").is_none());
         assert!(parse_schedule_arg("200").is_none());
+    }
+
+    #[test]
+    fn strays_are_looked_for_soon_then_rarely() {
+        let mut t = Duration::ZERO;
+        let mut seen = vec![];
+        for _ in 0..8 {
+            t = next_sweep(t);
+            seen.push(t.as_millis());
+        }
+        assert_eq!(seen, [50, 250, 1250, 6250, 31250, 156250, 600000, 600000]);
+    }
+
+    /// In a forked copy of the test process (so no other test's child is
+    /// touched), with only libc calls: an exited stray is reaped, the
+    /// kept child is not, neither while it runs nor after it exited.
+    #[test]
+    fn strays_are_reaped_and_the_kept_child_keeps_its_status() {
+        // SAFETY: the forked child only calls async-signal-safe libc
+        // functions (fork, pipe, read, close, waitid, waitpid, _exit) and
+        // reap_strays, which allocates nothing.
+        unsafe {
+            let outer = libc::fork();
+            assert!(outer >= 0);
+            if outer == 0 {
+                let fail = |code| libc::_exit(code);
+                let stray = libc::fork();
+                if stray == 0 {
+                    libc::_exit(0);
+                }
+                let mut p = [0; 2];
+                if libc::pipe(p.as_mut_ptr()) != 0 {
+                    fail(2);
+                }
+                let keep = libc::fork();
+                if keep == 0 {
+                    libc::close(p[1]);
+                    let mut b = 0u8;
+                    libc::read(p[0], (&mut b as *mut u8).cast(), 1);
+                    libc::_exit(7);
+                }
+                libc::close(p[0]);
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let peek = libc::WEXITED | libc::WNOWAIT;
+                if libc::waitid(libc::P_PID, stray as u32, &mut info, peek) != 0 {
+                    fail(3);
+                }
+                reap_strays(&[keep]);
+                if libc::waitpid(stray, std::ptr::null_mut(), libc::WNOHANG) != -1 {
+                    fail(4); // still there: not reaped
+                }
+                libc::close(p[1]); // the kept child exits now
+                if libc::waitid(libc::P_PID, keep as u32, &mut info, peek) != 0 {
+                    fail(5);
+                }
+                reap_strays(&[keep]);
+                let mut status = 0;
+                if libc::waitpid(keep, &mut status, 0) != keep
+                    || !libc::WIFEXITED(status)
+                    || libc::WEXITSTATUS(status) != 7
+                {
+                    fail(6);
+                }
+                libc::_exit(0);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(outer, &mut status, 0), outer);
+            assert!(libc::WIFEXITED(status));
+            assert_eq!(libc::WEXITSTATUS(status), 0, "step that failed");
+        }
     }
 
     /// The waiter's loop with a fake check: checks run on the schedule while

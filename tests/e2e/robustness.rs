@@ -285,6 +285,34 @@ fn a_killed_monitor_leaves_a_manageable_container() {
     });
 }
 
+/// The processes `run -d` forks on its way (one per nftables change, to close
+/// the nfnetlink socket off the start path) exit soon; the resident monitor
+/// reaps them, so a running container leaves no zombies: its monitor's only
+/// child is the container's init.
+#[test]
+fn a_detached_containers_monitor_keeps_no_zombie_children() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.91.1.0/24", "znet"]);
+    h.ok(&[
+        "run", "-d", "--name", "z", "--net", "znet", "-p", "8082:80", "busybox", "sleep", "300",
+    ]);
+    let monitor = monitor_pid(&h, "z");
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "z"])).unwrap();
+    let init = v[0]["State"]["Pid"].as_i64().unwrap().to_string();
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children"))
+            .unwrap_or_default()
+    };
+    let done = eventually(Duration::from_secs(10), || children().trim() == init);
+    let left = children();
+    h.ok(&["rm", "-f", "z"]);
+    h.ok(&["network", "rm", "znet"]);
+    assert!(
+        done,
+        "the monitor's children: {left:?}, its container's init: {init}"
+    );
+}
+
 /// The monitor of a container: the parent process of its init.
 fn monitor_pid(h: &TestHost, name: &str) -> i32 {
     let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).unwrap();

@@ -63,6 +63,8 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
                 schedule.as_ref(),
                 || crate::container::waiter::spawn_check(inst, id),
                 pump.as_mut(),
+                // A foreground run: its strays go with it when it exits.
+                false,
             )
         }
     };
