@@ -108,20 +108,43 @@ pub fn first_free(
 /// address just released is not handed out again at once while the kernel
 /// may still be destroying the old owner's namespace and veth (and a switch
 /// or a neighbour cache may still point at them). `used_sorted` as for
-/// [`first_free`]; `after` outside the subnet starts from the bottom.
+/// [`first_free`]; `after` outside the subnet starts from the bottom. (The
+/// allocator itself calls [`next_free_with`], which reads only what it needs.)
+#[cfg(test)]
 pub(crate) fn next_free(
     net: Ipv4Net,
     gw: Ipv4Addr,
     used_sorted: &[u32],
     after: u32,
 ) -> Option<Ipv4Addr> {
-    let first = u32::from(net.network()).checked_add(1)?;
+    let from = |f: u32| Ok::<_, ()>(used_sorted.iter().copied().filter(|u| *u >= f).collect());
+    next_free_with(net, gw, after, from).ok().flatten()
+}
+
+/// [`next_free`], asking `used_from(f)` for the used addresses at or above
+/// `f` (ascending) only when it needs them: after the cursor first, which
+/// on a network whose addresses were handed out in order is next to
+/// nothing, and from the bottom only when that part is full. So the store
+/// reads the tail of the network's addresses, not all of them (at 1000
+/// containers reading all of them was about 1 ms of every create).
+pub(crate) fn next_free_with<E>(
+    net: Ipv4Net,
+    gw: Ipv4Addr,
+    after: u32,
+    mut used_from: impl FnMut(u32) -> Result<Vec<u32>, E>,
+) -> Result<Option<Ipv4Addr>, E> {
+    let Some(first) = u32::from(net.network()).checked_add(1) else {
+        return Ok(None);
+    };
     let start = after
         .checked_add(1)
         .filter(|s| *s > first && net.contains(&Ipv4Addr::from(*s)));
-    start
-        .and_then(|s| free_from(net, gw, s, used_sorted.iter().copied()))
-        .or_else(|| free_from(net, gw, first, used_sorted.iter().copied()))
+    if let Some(s) = start {
+        if let Some(ip) = free_from(net, gw, s, used_from(s)?) {
+            return Ok(Some(ip));
+        }
+    }
+    Ok(free_from(net, gw, first, used_from(first)?))
 }
 
 /// The lowest free host address of `net` at or above `from` (see first_free).

@@ -281,10 +281,31 @@ pub(crate) fn ipv6_subnets(c: &Connection) -> Result<Vec<(String, String)>> {
 }
 
 /// Addresses in use on a network, ascending (for the ipam functions).
+#[cfg(test)]
 pub(crate) fn used_ips(c: &Connection, network_id: &str) -> Result<Vec<u32>> {
     let mut st =
         c.prepare("SELECT ip FROM endpoints WHERE network_id = ?1 AND ip IS NOT NULL ORDER BY ip")?;
     let rows = st.query_map([network_id], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u32))
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The network's used IPv4 addresses at or above `from`, ascending, at most
+/// `limit` of them (the UNIQUE (network_id, ip) index walked from `from`).
+pub(crate) fn used_ips_from(
+    c: &Connection,
+    network_id: &str,
+    from: u32,
+    limit: Option<u32>,
+) -> Result<Vec<u32>> {
+    let mut st = c.prepare_cached(
+        "SELECT ip FROM endpoints WHERE network_id = ?1 AND ip >= ?2 ORDER BY ip LIMIT ?3",
+    )?;
+    let limit = limit.map_or(-1, i64::from);
+    let rows = st.query_map(params![network_id, i64::from(from), limit], |r| {
+        r.get::<_, i64>(0)
+    })?;
     Ok(rows
         .map(|r| r.map(|v| v as u32))
         .collect::<rusqlite::Result<_>>()?)
@@ -431,6 +452,29 @@ pub(crate) fn all_port_bindings(c: &Connection) -> Result<Vec<PortBindingRow>> {
     ))?;
     let rows = st.query_map([], binding_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The port bindings on `proto`, on host port `port` when given (the
+/// (proto, host_port) index).
+pub(crate) fn port_bindings_on(
+    c: &Connection,
+    proto: &str,
+    port: Option<u16>,
+) -> Result<Vec<PortBindingRow>> {
+    let q = format!("SELECT {PB_COLS} FROM port_bindings WHERE proto = ?1");
+    let rows = match port {
+        Some(p) => {
+            let mut st = c.prepare_cached(&format!("{q} AND host_port = ?2"))?;
+            let rows = st.query_map(params![proto, p], binding_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+        None => {
+            let mut st = c.prepare_cached(&q)?;
+            let rows = st.query_map(params![proto], binding_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+    };
+    Ok(rows)
 }
 
 /// Every port binding, each container's in the order of

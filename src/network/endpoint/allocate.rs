@@ -132,11 +132,11 @@ fn allocate_ip4(
     gw: Ipv4Addr,
     requested: Option<Ipv4Addr>,
 ) -> Result<Ipv4Addr, NetworkError> {
-    let used = rows::used_ips(c, &net.id)?;
     let ip = match requested {
         Some(ip) => {
             ipam::check_requested_ip(subnet, gw, ip)?;
-            if used.contains(&u32::from(ip)) {
+            let at = rows::used_ips_from(c, &net.id, u32::from(ip), Some(1))?;
+            if at.first() == Some(&u32::from(ip)) {
                 return Err(NetworkError::Conflict(format!(
                     "address {ip} is already in use on network {}",
                     net.name
@@ -146,7 +146,8 @@ fn allocate_ip4(
         }
         None => {
             let after = rows::last_ip(c, &net.id)?;
-            ipam::next_free(subnet, gw, &used, after).ok_or_else(|| {
+            let used_from = |from| rows::used_ips_from(c, &net.id, from, None);
+            ipam::next_free_with(subnet, gw, after, used_from)?.ok_or_else(|| {
                 NetworkError::Conflict(format!(
                     "no free address left on network {} ({})",
                     net.name, net.subnet
