@@ -244,9 +244,10 @@ impl Netlink {
         }
     }
 
-    /// One request: veth `host` (attached to `bridge`, up) whose peer `peer`
-    /// is created directly inside `netns` with `mac` and `mtu`. The peer never
-    /// exists in this namespace, so its name cannot collide here.
+    /// One request makes veth `host` (attached to `bridge`) whose peer `peer`
+    /// is created directly inside `netns` with `mac` and `mtu`; a second
+    /// brings `host` up once its IPv6 is off. The peer never exists in this
+    /// namespace, so its name cannot collide here.
     pub(crate) fn create_veth(
         &self,
         host: &str,
@@ -261,7 +262,7 @@ impl Netlink {
         match netns {
             Netns::Pid(pid) => peer_msg = peer_msg.setns_by_pid(pid as u32),
         }
-        let mut msg = LinkVeth::new(host, peer).controller(br).up();
+        let mut msg = LinkVeth::new(host, peer).controller(br);
         if mtu > 0 {
             msg = msg.mtu(mtu);
             peer_msg = peer_msg.mtu(mtu);
@@ -271,7 +272,28 @@ impl Netlink {
             .build();
         self.rt
             .block_on(self.handle.link().add(msg).execute())
-            .map_err(wrap(format!("cannot create veth pair {host}/{peer}")))
+            .map_err(wrap(format!("cannot create veth pair {host}/{peer}")))?;
+        // The host end is a bridge port: it needs no IPv6 of its own (the
+        // bridge carries the gateway address, frames of any family pass
+        // through a port). Off before it comes up, the kernel skips its
+        // link-local address, route, DAD and router solicitation: work its
+        // addrconf worker does under the RTNL lock, walking every IPv6
+        // route of the namespace (two per veth), so with 1000 containers
+        // it grew each start's `net-connect` by milliseconds (`perf`:
+        // fib6_clean_tree under addrconf_dad_work and rt6_sync_up), and
+        // each removal's teardown too. Without IPv6 on the host (no
+        // /proc/sys/net/ipv6) there is nothing to turn off.
+        let sysctl = format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6");
+        if let Err(e) = std::fs::write(&sysctl, "1") {
+            tracing::debug!("{sysctl}: {e}");
+        }
+        let up = LinkUnspec::new_with_name(host).up().build();
+        if let Err(e) = self.rt.block_on(self.handle.link().set(up).execute()) {
+            // Not handed to the caller yet, so not in its undo: remove it here.
+            let _ = self.delete_link(host);
+            return Err(wrap(format!("cannot bring {host} up"))(e));
+        }
+        Ok(())
     }
 
     /// One request: macvlan `name` on `parent` (a device of this
