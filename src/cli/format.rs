@@ -85,6 +85,12 @@ impl PsFilter {
             || self.by.contains_key("exited")
     }
 
+    /// True when a filter on `key` was given (`ps` reads what only some
+    /// filters need only then).
+    pub fn uses(&self, key: &str) -> bool {
+        self.by.contains_key(key)
+    }
+
     pub fn matches(&self, c: &PsFacts) -> bool {
         self.by.iter().all(|(k, values)| {
             values.iter().any(|v| match k.as_str() {

@@ -346,7 +346,14 @@ pub(crate) fn state_path(inst: &Instance, id: &str) -> std::path::PathBuf {
 
 /// The recorded health; None when the container has no health check.
 pub fn read(inst: &Instance, id: &str, cfg: &ContainerConfig) -> Option<HealthState> {
-    cfg.healthcheck.as_ref()?;
+    read_if(inst, id, cfg.healthcheck.is_some())
+}
+
+/// [`read`] knowing only whether the container has a health check (`ps`).
+pub fn read_if(inst: &Instance, id: &str, has_check: bool) -> Option<HealthState> {
+    if !has_check {
+        return None;
+    }
     let mut s: HealthState = read_json(&state_path(inst, id));
     if s.status.is_empty() {
         s.status = STARTING.into();

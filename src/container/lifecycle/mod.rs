@@ -12,7 +12,7 @@ mod stop;
 
 pub use reconcile::{heal_intents, reconcile, release_created};
 pub use run::{run_foreground, start, start_detached};
-pub use status::{command_text, status, status_line, status_line_with, status_with};
+pub use status::{command_text, status, status_line, status_line_with, status_of, status_with};
 pub use stop::{
     kill, parse_signal, prune, rm, rm_prepare, rm_prepared, rm_reconciled, stop, stop_with,
     Prepared,
@@ -65,12 +65,19 @@ pub fn list(inst: &Instance) -> Result<Vec<ContainerRow>> {
 }
 
 /// All containers after reconciliation (newest first), each with whether
-/// its init runs, from one liveness check per container (see
-/// [`reconcile::reconcile_live`]; a row that changed since is checked again).
+/// its init runs, from one liveness check per live container (see
+/// [`reconcile::reconcile_rows`]). The rows are read once, before the
+/// check, and read again only when the check changed some (a dead owner's
+/// row finished); a row that changes after the check is a later state,
+/// as it was when the rows were read after it.
 pub fn list_running(inst: &Instance) -> Result<Vec<(ContainerRow, bool)>> {
-    let alive = reconcile::reconcile_live(inst)?;
-    let s = store(inst)?;
-    let rows = containers::list(s.conn())?;
+    reconcile::heal_all_but_rows(inst);
+    let mut rows = containers::list(store(inst)?.conn())?;
+    let checked = reconcile::reconcile_rows(inst, &rows)?;
+    if checked.changed {
+        rows = containers::list(store(inst)?.conn())?;
+    }
+    let alive = checked.alive;
     Ok(rows
         .into_iter()
         .map(|r| {

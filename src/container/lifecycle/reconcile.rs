@@ -31,35 +31,56 @@ pub fn release_created(inst: &Instance, id: &str) -> Result<()> {
 /// monitor died but whose init lives stays listed as running; one whose
 /// owner lives (a start in progress) is never touched.
 pub fn reconcile(inst: &Instance) -> Result<()> {
-    reconcile_live(inst).map(drop)
+    heal_all_but_rows(inst);
+    let s = store(inst)?;
+    let live = containers::list_live(s.conn())?;
+    drop(s);
+    reconcile_rows(inst, &live).map(drop)
 }
 
-/// [`reconcile`], returning what it learnt of the running rows it checked:
-/// the init (pid, start time) of each one it found alive, by container id.
-/// A running row whose monitor lives counts as alive without a look at its
-/// init (the monitor is the init's parent and records its exit within
-/// milliseconds), so `ps` reads one /proc file per container, not two.
-pub fn reconcile_live(inst: &Instance) -> Result<HashMap<String, (i32, u64)>> {
-    let mut alive = HashMap::new();
+/// The part of [`reconcile`] that is not about container rows: intents,
+/// the DNS responder, the firewall. `reconcile_rows` follows it.
+pub(crate) fn heal_all_but_rows(inst: &Instance) {
     heal_intents(inst);
     revive_dns(inst);
     if let Err(e) = network::heal(inst) {
         warn!("restoring firewall rules: {e}");
     }
-    let s = store(inst)?;
-    let live = containers::list_live(s.conn())?;
-    drop(s);
+}
+
+/// What [`reconcile_rows`] learnt.
+pub(crate) struct Checked {
+    /// The init (pid, start time) of each running row found alive, by id.
+    pub alive: HashMap<String, (i32, u64)>,
+    /// Some row's owner was dead: the row was finished here, or by whoever
+    /// took it over first, so the rows given no longer say what the store
+    /// holds.
+    pub changed: bool,
+}
+
+/// The per-container part of [`reconcile`] over `rows` (rows of other
+/// states than created and running are skipped): a container whose monitor
+/// and init are both gone is finished. A running row whose monitor lives
+/// counts as alive without a look at its init (the monitor is the init's
+/// parent and records its exit within milliseconds), so `ps` reads one
+/// /proc file per container, not two.
+pub(crate) fn reconcile_rows(inst: &Instance, rows: &[ContainerRow]) -> Result<Checked> {
+    let mut alive = HashMap::new();
+    let mut changed = false;
+    let live = rows
+        .iter()
+        .filter(|r| matches!(r.status, Status::Created | Status::Running));
     let me = std::process::id() as i32;
-    let me_start = util::process_start_time(me).unwrap_or(0);
+    let mut me_start = None;
     let mut orphans = vec![];
     for row in live {
-        if monitor_alive(&row) {
+        if monitor_alive(row) {
             if row.status == Status::Running {
                 alive.insert(row.id.clone(), (row.pid, row.pid_start));
             }
             continue;
         }
-        if created_unowned(&row) {
+        if created_unowned(row) {
             continue;
         }
         if util::process_alive(row.pid, row.pid_start) {
@@ -68,7 +89,7 @@ pub fn reconcile_live(inst: &Instance) -> Result<HashMap<String, (i32, u64)>> {
             }
             // Its monitor was killed: with a restart policy (or a health
             // check) someone must watch it, so a new monitor adopts it.
-            let cfg = config_of(&row);
+            let cfg = config_of(row);
             if row.status == Status::Running
                 && (!cfg.restart.is_none() || cfg.healthcheck.is_some())
             {
@@ -76,7 +97,9 @@ pub fn reconcile_live(inst: &Instance) -> Result<HashMap<String, (i32, u64)>> {
             }
             continue;
         }
+        changed = true;
         crate::fault::hold("reconcile-before-claim");
+        let me_start = *me_start.get_or_insert_with(|| util::process_start_time(me).unwrap_or(0));
         // Take the row over from its dead owner in one statement: a monitor
         // handing over from the same owner at this moment, or another
         // command reconciling too, makes this fail, and the row is theirs.
@@ -106,7 +129,7 @@ pub fn reconcile_live(inst: &Instance) -> Result<HashMap<String, (i32, u64)>> {
         }
     }
     crate::container::monitor::heal(inst, &orphans);
-    Ok(alive)
+    Ok(Checked { alive, changed })
 }
 
 /// Settles what killed commands left half done (see crate::intent):

@@ -31,11 +31,22 @@ pub fn status_with(
     cfg: &ContainerConfig,
     running: bool,
 ) -> Status {
+    status_of(inst, row, !cfg.restart.is_none(), running)
+}
+
+/// [`status_with`] knowing only whether the container has a restart policy
+/// (`ps` reads no more of the config).
+pub fn status_of(
+    inst: &Instance,
+    row: &ContainerRow,
+    restart_policy: bool,
+    running: bool,
+) -> Status {
     match row.status {
         Status::Running if running && row.paused => Status::Paused,
         Status::Running if running => Status::Running,
         Status::Created => Status::Created,
-        _ if !cfg.restart.is_none()
+        _ if restart_policy
             && crate::container::restart::is_restarting(inst, &row.id).is_some() =>
         {
             Status::Restarting
