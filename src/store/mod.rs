@@ -275,11 +275,28 @@ const MIGRATIONS: &[&str] = &[
         attributes  TEXT NOT NULL DEFAULT '{}'   -- JSON object of strings
     );
     "#,
-    // scale branch
     // v10: the paused flag `pause`/`unpause` write, so `ps` with 1000
     // containers reads no freezer file per row.
     r#"
     ALTER TABLE containers ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // v11: a counter every change to what the firewall and the
+    // anti-spoofing table are built from moves, in the same transaction (the
+    // triggers fire for cascaded deletes too). A command's heal check reads
+    // it, not the 1000 endpoints and bindings it stands for, to see whether
+    // the store still wants what the last intact check saw.
+    r#"
+    CREATE TABLE firewall_epoch (n INTEGER NOT NULL);
+    INSERT INTO firewall_epoch VALUES (0);
+    CREATE TRIGGER fw_networks_i AFTER INSERT ON networks BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_networks_u AFTER UPDATE ON networks BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_networks_d AFTER DELETE ON networks BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_endpoints_i AFTER INSERT ON endpoints BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_endpoints_u AFTER UPDATE ON endpoints BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_endpoints_d AFTER DELETE ON endpoints BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_ports_i AFTER INSERT ON port_bindings BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_ports_u AFTER UPDATE ON port_bindings BEGIN UPDATE firewall_epoch SET n = n + 1; END;
+    CREATE TRIGGER fw_ports_d AFTER DELETE ON port_bindings BEGIN UPDATE firewall_epoch SET n = n + 1; END;
     "#,
 ];
 

@@ -234,3 +234,63 @@ fn last_ip_starts_at_zero_and_follows_allocations() {
         u32::from(Ipv4Addr::new(10, 88, 0, 7))
     );
 }
+
+/// Every change to what the firewall is built from moves the epoch, and
+/// nothing else does: a container's own row changing leaves it.
+#[test]
+fn the_firewall_epoch_moves_with_networks_endpoints_and_bindings_only() {
+    let s = Store::open_in_memory().unwrap();
+    let c = s.conn();
+    let epoch = || firewall_epoch(c).unwrap();
+    let last = std::cell::Cell::new(epoch());
+    let moved = |what: &str| {
+        let now = epoch();
+        assert!(now > last.get(), "{what}: the epoch stayed at {now}");
+        last.set(now);
+    };
+    insert_network(
+        c,
+        &net("n1", "alpha", "10.88.0.0/24", 0x0a580000, 0x0a5800ff),
+    )
+    .unwrap();
+    moved("network insert");
+    container(c, "c1", "web");
+    assert_eq!(epoch(), last.get(), "a container row is not the firewall's");
+    insert_endpoint(c, &ep("e1", "c1", "n1", "10.88.0.3")).unwrap();
+    moved("endpoint insert");
+    let b = PortBindingRow {
+        container_id: "c1".into(),
+        endpoint_id: "e1".into(),
+        proto: "tcp".into(),
+        host_ip: "0.0.0.0".into(),
+        host_port: 8080,
+        container_port: 80,
+    };
+    insert_port_binding(c, &b).unwrap();
+    moved("binding insert");
+    c.execute(
+        "UPDATE endpoints SET aliases = '[\"x\"]' WHERE id = 'e1'",
+        [],
+    )
+    .unwrap();
+    moved("endpoint update");
+    c.execute("UPDATE port_bindings SET container_port = 81", [])
+        .unwrap();
+    moved("binding update");
+    c.execute("UPDATE containers SET status = 'exited'", [])
+        .unwrap();
+    assert_eq!(
+        epoch(),
+        last.get(),
+        "a container's status is not the firewall's"
+    );
+    // Deleting the container takes its endpoint and binding (cascade).
+    c.execute("DELETE FROM containers WHERE id = 'c1'", [])
+        .unwrap();
+    moved("cascaded delete");
+    assert!(all_port_bindings(c).unwrap().is_empty());
+    c.execute("UPDATE networks SET internal = 1", []).unwrap();
+    moved("network update");
+    c.execute("DELETE FROM networks", []).unwrap();
+    moved("network delete");
+}
