@@ -51,6 +51,18 @@ fn ep(id: &str, cid: &str, nid: &str, ip: &str) -> EndpointRow {
     }
 }
 
+/// Container c1's endpoint e1 publishing 0.0.0.0:8080 -> 80/tcp.
+fn binding_8080() -> PortBindingRow {
+    PortBindingRow {
+        container_id: "c1".into(),
+        endpoint_id: "e1".into(),
+        proto: "tcp".into(),
+        host_ip: "0.0.0.0".into(),
+        host_port: 8080,
+        container_port: 80,
+    }
+}
+
 #[test]
 fn networks_roundtrip_lookup_and_conflicts() {
     let s = Store::open_in_memory().unwrap();
@@ -108,14 +120,7 @@ fn endpoints_and_ports_are_unique_and_released_together() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("already"), "{e}");
-    let b = PortBindingRow {
-        container_id: "c1".into(),
-        endpoint_id: "e1".into(),
-        proto: "tcp".into(),
-        host_ip: "0.0.0.0".into(),
-        host_port: 8080,
-        container_port: 80,
-    };
+    let b = binding_8080();
     insert_port_binding(c, &b).unwrap();
     let e = insert_port_binding(c, &b).unwrap_err().to_string();
     assert_eq!(e, "Bind for 0.0.0.0:8080 failed: port is already allocated");
@@ -258,14 +263,7 @@ fn the_firewall_epoch_moves_with_networks_endpoints_and_bindings_only() {
     assert_eq!(epoch(), last.get(), "a container row is not the firewall's");
     insert_endpoint(c, &ep("e1", "c1", "n1", "10.88.0.3")).unwrap();
     moved("endpoint insert");
-    let b = PortBindingRow {
-        container_id: "c1".into(),
-        endpoint_id: "e1".into(),
-        proto: "tcp".into(),
-        host_ip: "0.0.0.0".into(),
-        host_port: 8080,
-        container_port: 80,
-    };
+    let b = binding_8080();
     insert_port_binding(c, &b).unwrap();
     moved("binding insert");
     c.execute(
