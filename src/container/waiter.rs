@@ -451,12 +451,9 @@ pub(crate) fn wait_container_pumping(
             sweep_every = next_sweep(sweep_every);
             sweep_at = now + sweep_every;
         }
-        let wake = match (due, &running, sweep) {
-            (Some(d), None, true) => Some(d.min(sweep_at)),
-            (Some(d), None, false) => Some(d),
-            (_, _, true) => Some(sweep_at),
-            (_, _, false) => None,
-        };
+        // The next check (none while one runs) or sweep, whichever is first.
+        let check_due = due.filter(|_| running.is_none());
+        let wake = check_due.into_iter().chain(sweep.then_some(sweep_at)).min();
         let mut timeout = wake.map_or(-1, |w| {
             let ms = w.saturating_duration_since(now).as_millis();
             ms.min(i32::MAX as u128) as i32
