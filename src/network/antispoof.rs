@@ -35,7 +35,7 @@
 //! The table as data (the script, the nfnetlink elements, the listing a heal
 //! compares) is in `antispoof/rules.rs`.
 
-use super::nftgen::{generation, host_identity, save_marker};
+use super::nftgen::{host_identity, save_marker};
 use super::undo::Undo;
 use super::{ipam, nfnl, nft, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow};
@@ -248,16 +248,19 @@ pub(crate) fn drop_table(inst: &Instance) -> Result<(), NetworkError> {
 /// networks one `nft -j list` (4..12 ms here, more with many elements),
 /// skipped when nothing in nftables changed since the last intact check and
 /// the store wants the same guards (`CheckKey`: one nfnetlink request).
-pub(crate) fn heal(inst: &Instance, c: &Connection) -> Result<bool, NetworkError> {
+pub(crate) fn heal(
+    inst: &Instance,
+    c: &Connection,
+    generation: Option<u32>,
+) -> Result<bool, NetworkError> {
     let Some(guards) = wanted_from(c)? else {
         return Ok(false);
     };
     let marker = inst.run_root.join("antispoof.checked");
     // Read before the listing: a change in between makes the saved key stale
     // (a needless check next time), never a damaged table taken for intact.
-    let key = generation()
-        .ok()
-        .map(|g| check_key(&host_identity(), g, &guards));
+    // `generation` is the caller's, read before this (once for both tables).
+    let key = generation.map(|g| check_key(&host_identity(), g, &guards));
     if let Some(k) = &key {
         if std::fs::read_to_string(&marker).is_ok_and(|m| m == *k) {
             return Ok(false);

@@ -7,6 +7,7 @@ use super::*;
 
 const T: &str = "minirt_spoof001";
 
+use crate::network::nftgen::generation;
 use crate::network::testns::TestNs;
 
 fn listing() -> String {

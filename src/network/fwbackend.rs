@@ -64,7 +64,9 @@ pub(crate) trait FirewallBackend {
     fn is_intact(&self, want: &FwSnapshot) -> Result<bool, NetworkError>;
 
     /// Repairs the live state towards `want`; returns whether it had to.
-    fn heal(&self, want: &FwSnapshot) -> Result<bool, NetworkError>;
+    /// `generation`: the nftables generation read before (None: unknown,
+    /// the state is checked in full).
+    fn heal(&self, want: &FwSnapshot, generation: Option<u32>) -> Result<bool, NetworkError>;
 }
 
 /// The instance's nftables table.
@@ -111,8 +113,8 @@ impl FirewallBackend for Nftables {
         rules::is_intact(&self.inst, want)
     }
 
-    fn heal(&self, want: &FwSnapshot) -> Result<bool, NetworkError> {
-        rules::heal(&self.inst, want)
+    fn heal(&self, want: &FwSnapshot, generation: Option<u32>) -> Result<bool, NetworkError> {
+        rules::heal(&self.inst, want, generation)
     }
 }
 
@@ -148,7 +150,7 @@ impl FirewallBackend for NoFirewall {
     fn is_intact(&self, _: &FwSnapshot) -> Result<bool, NetworkError> {
         Ok(true)
     }
-    fn heal(&self, _: &FwSnapshot) -> Result<bool, NetworkError> {
+    fn heal(&self, _: &FwSnapshot, _: Option<u32>) -> Result<bool, NetworkError> {
         Ok(false)
     }
 }
@@ -231,10 +233,11 @@ mod tests {
             assert!(!fw.is_intact(&want).unwrap());
             fw.rebuild(&want).unwrap();
             assert!(fw.is_intact(&want).unwrap());
-            assert!(!fw.heal(&want).unwrap(), "nothing to heal");
+            let generation = || crate::network::nftgen::generation().ok();
+            assert!(!fw.heal(&want, generation()).unwrap(), "nothing to heal");
             nft::apply(&format!("flush chain inet {table} guard\n")).unwrap();
             assert!(!fw.is_intact(&want).unwrap());
-            assert!(fw.heal(&want).unwrap());
+            assert!(fw.heal(&want, generation()).unwrap());
             assert!(fw.is_intact(&want).unwrap());
             // Ports added and removed through the trait; the undo removes them too.
             let more = FwSnapshot {

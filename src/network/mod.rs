@@ -142,19 +142,21 @@ pub(crate) fn heal(inst: &crate::Instance) -> Result<bool, NetworkError> {
     // makes the saved key stale (one needless check), never a damaged
     // table taken for intact.
     let marker = inst.run_root.join("network.checked");
+    let generation = nftgen::generation().ok();
     let key = match (
-        nftgen::generation(),
+        generation,
         crate::store::networks::firewall_epoch(store.conn()),
     ) {
-        (Ok(g), Ok(e)) => Some(checked_key(&nftgen::host_identity(), backend.name(), g, e)),
+        (Some(g), Ok(e)) => Some(checked_key(&nftgen::host_identity(), backend.name(), g, e)),
         _ => None,
     };
     let healed = if key.is_some() && std::fs::read_to_string(&marker).ok() == key {
         drop(fw);
         false
     } else {
-        let rebuilt = desired::snapshot(store.conn()).and_then(|want| backend.heal(&want));
-        let guarded = antispoof::heal(inst, store.conn());
+        let rebuilt =
+            desired::snapshot(store.conn()).and_then(|want| backend.heal(&want, generation));
+        let guarded = antispoof::heal(inst, store.conn(), generation);
         drop(fw);
         let healed = rebuilt? | guarded?;
         if let (false, Some(k)) = (healed, &key) {

@@ -356,7 +356,11 @@ pub(crate) fn element_diff(
 /// or policy changed) by a rebuild; bridges that only a stale table still
 /// names go too. Returns whether anything had to change. Costs one
 /// `nft -j list` when all is well.
-pub(crate) fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkError> {
+pub(crate) fn heal(
+    inst: &Instance,
+    snap: &FwSnapshot,
+    generation: Option<u32>,
+) -> Result<bool, NetworkError> {
     let _lock = lock(inst)?;
     let table = inst.nft_table();
     let (nets, ports) = (&snap.networks, &snap.ports);
@@ -374,11 +378,10 @@ pub(crate) fn heal(inst: &Instance, snap: &FwSnapshot) -> Result<bool, NetworkEr
     // then no `nft -j list` (a process and a parse that grow with the
     // number of containers) on every command. The generation is read before
     // the listing: a change in between makes the key stale (one needless
-    // check next time), never a damaged table taken for intact.
+    // check next time), never a damaged table taken for intact. The caller
+    // reads it (once for both tables).
     let marker = inst.run_root.join("firewall.checked");
-    let key = super::nftgen::generation()
-        .ok()
-        .map(|g| check_key(&super::nftgen::host_identity(), g, &want));
+    let key = generation.map(|g| check_key(&super::nftgen::host_identity(), g, &want));
     if let Some(k) = &key {
         if std::fs::read_to_string(&marker).is_ok_and(|m| m == *k) {
             return Ok(false);
