@@ -43,6 +43,7 @@ pub mod diff;
 pub mod events;
 pub mod inspect;
 pub mod lifecycle;
+pub(crate) mod liveness;
 pub mod logs;
 pub mod monitor;
 pub mod pause;

@@ -199,6 +199,7 @@ pub(crate) fn supervise(inst: &Instance, id: &str, started: Started) -> Option<D
     let mut pump = started
         .output
         .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
+    super::liveness::hold(&inst.run_root);
     let code = super::waiter::wait_container_pumping(
         started.pid,
         schedule_of(inst, id).as_ref(),
@@ -308,6 +309,7 @@ fn adopt(inst: &Instance, id: &str) {
     warn!("cannot exec the waiting monitor ({e}); waiting in place");
     let mut pump = output
         .map(|o| super::waiter::Pump::new(o, super::logs::open_for_append(inst, id).ok(), false));
+    super::liveness::hold(&inst.run_root);
     let code = super::waiter::wait_container_pumping(
         row.pid,
         schedule_of(inst, id).as_ref(),

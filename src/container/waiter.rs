@@ -64,6 +64,9 @@ pub fn run_if_waiter() -> Option<i32> {
     .iter()
     .filter_map(|a| CString::new(*a).ok())
     .collect::<Vec<_>>();
+    // The monitor's liveness, for `ps` and reconciliation (the lock of
+    // the process before the exec went with its descriptor).
+    super::liveness::hold(std::path::Path::new(run_root));
     // Starting a check faults code pages back in; they are dropped again
     // before the next one, so between checks the waiter stays as small.
     let code = wait_container_pumping(

@@ -313,6 +313,69 @@ fn a_detached_containers_monitor_keeps_no_zombie_children() {
     );
 }
 
+/// The OFD locks on `monitors.lock` in /proc/locks: each one's start
+/// offset (the byte encodes the holder's pid and start time).
+fn monitor_locks(h: &TestHost) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(h.run_root.join("monitors.lock")) else {
+        return vec![];
+    };
+    let ino = format!(":{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks
+        .lines()
+        .filter(|l| l.contains("OFDLCK"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: OFDLCK ADVISORY WRITE -1 MAJ:MIN:INO START END"
+            let at = f.iter().position(|x| x.ends_with(&ino))?;
+            f.get(at + 1)?.parse().ok()
+        })
+        .collect()
+}
+
+/// A detached container's monitor shows it lives by a lock on the byte of
+/// its pid and start time (what `ps` asks instead of reading /proc); the
+/// lock goes with the process, and `ps` then tells a live init from a
+/// dead one by /proc, as before.
+#[test]
+fn a_monitors_lock_lives_and_dies_with_it() {
+    let h = TestHost::new();
+    h.ok(&[
+        "run", "-d", "--name", "l", "--net", "none", "busybox", "sleep", "300",
+    ]);
+    let monitor = monitor_pid(&h, "l");
+    let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
+    let rest = stat.rsplit(')').next().unwrap();
+    let start: u64 = rest.split_whitespace().nth(19).unwrap().parse().unwrap();
+    let byte = start << 22 | monitor as u64;
+    // The monitor locks once it waits, which may be after `run -d` returns.
+    let seen = eventually(Duration::from_secs(10), || {
+        monitor_locks(&h).contains(&byte)
+    });
+    let held = monitor_locks(&h);
+    assert!(seen, "monitor {monitor} (start {start}): locks {held:?}");
+    // SAFETY: kill(2) on the monitor pid minirt's own state names; it is ours.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    wait_for("monitor to die", Duration::from_secs(10), || {
+        !alive(monitor)
+    });
+    assert!(
+        !monitor_locks(&h).contains(&byte),
+        "the lock outlived its monitor"
+    );
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "l"])).unwrap();
+    let init = v[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    assert!(h.ok(&["ps"]).contains("Up "), "the init lives: running");
+    // SAFETY: the container's init, named by minirt's own state; ours.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    wait_for("init to die", Duration::from_secs(10), || !alive(init));
+    let ps = h.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (255)"), "{ps}");
+    h.ok(&["rm", "l"]);
+    assert!(h.cgroups().is_empty() && h.mounts().is_empty());
+}
+
 /// The monitor of a container: the parent process of its init.
 fn monitor_pid(h: &TestHost, name: &str) -> i32 {
     let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).unwrap();

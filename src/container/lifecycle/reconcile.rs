@@ -2,7 +2,7 @@
 //! whose monitor and init are gone finished, the DNS responder revived.
 
 use super::stop::rm;
-use super::{config_of, discard, monitor_alive, store};
+use super::{config_of, discard, store};
 use crate::container::ContainerError;
 use crate::store::containers::{self, ContainerRow, Status};
 use crate::{network, util, Instance, Result};
@@ -62,8 +62,9 @@ pub(crate) struct Checked {
 /// states than created and running are skipped): a container whose monitor
 /// and init are both gone is finished. A running row whose monitor lives
 /// counts as alive without a look at its init (the monitor is the init's
-/// parent and records its exit within milliseconds), so `ps` reads one
-/// /proc file per container, not two.
+/// parent and records its exit within milliseconds), and a monitor's
+/// liveness is its lock (`liveness`): `ps` reads no /proc file for a
+/// container whose monitor lives.
 pub(crate) fn reconcile_rows(inst: &Instance, rows: &[ContainerRow]) -> Result<Checked> {
     let mut alive = HashMap::new();
     let mut changed = false;
@@ -73,8 +74,9 @@ pub(crate) fn reconcile_rows(inst: &Instance, rows: &[ContainerRow]) -> Result<C
     let me = std::process::id() as i32;
     let mut me_start = None;
     let mut orphans = vec![];
+    let probe = crate::container::liveness::Probe::open(&inst.run_root);
     for row in live {
-        if monitor_alive(row) {
+        if probe.alive(row.monitor_pid, row.monitor_start) {
             if row.status == Status::Running {
                 alive.insert(row.id.clone(), (row.pid, row.pid_start));
             }

@@ -32,6 +32,8 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
     forward_signals(started.pid);
     let schedule = crate::container::monitor::schedule_of(inst, id);
     let pid = started.pid;
+    // This process is the container's monitor until it exits.
+    crate::container::liveness::hold(&inst.run_root);
     // The `wait` span of `--timings`: the container's own run time.
     let wait_span = tracing::info_span!("wait").entered();
     let code = match started.pty {
