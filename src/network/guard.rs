@@ -181,6 +181,10 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
     };
     // No other thread exists in this process.
     if !super::service::detach().map_err(|e| NetworkError::Firewall(format!("fork: {e}")))? {
+        // The child holds the same lock (one open file description):
+        // dropping it here would unlock it for both, and let a second
+        // guardian start beside the first.
+        std::mem::forget(lock);
         return Ok(());
     }
     let me = std::process::id() as i32;

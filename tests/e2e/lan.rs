@@ -321,6 +321,52 @@ fn a_flushed_ruleset_is_restored_without_any_command() {
     );
 }
 
+/// The guardians of this test host: processes running `__fwguard` for
+/// its run root.
+fn guardians(h: &TestHost) -> Vec<i32> {
+    let run_root = h.run_root.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| {
+                    let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("__fwguard") && c.contains(&run_root)
+                })
+                .filter(|p| stat_fields(*p).is_some_and(|f| f[0] != "Z"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One guardian per instance: the one a network brought holds its lock
+/// after the process that took it has exited (the fork in between), so a
+/// second `__fwguard` leaves at once instead of guarding beside it.
+#[test]
+fn a_second_guardian_leaves_at_once() {
+    let h = TestHost::new();
+    h.ok(&["network", "create", "--subnet", "10.93.1.0/24", "one"]);
+    let mut g = None;
+    wait_for("the guardian", Duration::from_secs(10), || {
+        g = guardian(&h);
+        g.is_some()
+    });
+    let (pid, _, _) = g.unwrap_or_default();
+    // As `ensure` starts one: no stdio to hold open.
+    let second = h
+        .command(&["__fwguard"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run __fwguard");
+    assert!(second.success());
+    let running = guardians(&h);
+    h.ok(&["network", "rm", "one"]);
+    assert_eq!(running, vec![pid], "guardians of one instance");
+}
+
 /// The fields of /proc/PID/stat after the command name (state first).
 fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -148,7 +148,7 @@ struct State {
 
 /// `minirt __overlay`: runs until the root has no overlay network.
 pub fn run_agent(inst: &Instance) -> Result<(), OverlayError> {
-    let Some(_lock) = try_lock(inst) else {
+    let Some(lock) = try_lock(inst) else {
         return Ok(());
     };
     let sock = socket_path(inst);
@@ -158,7 +158,12 @@ pub fn run_agent(inst: &Instance) -> Result<(), OverlayError> {
     // Reachable now (lock held, socket bound): the starter may go on.
     match crate::network::service::detach() {
         Ok(true) => {}
-        Ok(false) => return Ok(()),
+        Ok(false) => {
+            // The child holds the same lock (one open file description):
+            // dropping it here would unlock it for both.
+            std::mem::forget(lock);
+            return Ok(());
+        }
         Err(e) => return Err(OverlayError::Kernel(format!("fork: {e}"))),
     }
     let _ = std::fs::write(
