@@ -64,3 +64,41 @@ fn the_kernel_listing_passes_the_check_and_nfnl_matches_nft() {
         assert_ne!(generation().unwrap(), g1);
     });
 }
+
+/// In a `nfnl::Shared` scope the batches go through one socket, kept
+/// between them with its sequence numbers carrying on, and do what they do
+/// on sockets of their own (the retry over absent elements included); the
+/// socket goes with the scope.
+#[test]
+fn batches_in_a_shared_scope_go_through_one_socket() {
+    let ns = TestNs::new("spoofsh");
+    let a = guard("mrv0123456789ab", "10.77.0.2");
+    let b = guard("mrvfedcba987654", "10.77.0.3");
+    ns.run(|| {
+        nft::apply(&render_table(T)).unwrap();
+        let scope = nfnl::Shared::begin();
+        assert_eq!(nfnl::shared_socket_inode(), None, "opened on first use");
+        assert_eq!(nfnl::add_batch(T, &elements(&a)).unwrap(), None);
+        let sock = nfnl::shared_socket_inode().expect("kept after the first batch");
+        assert_eq!(nfnl::add_batch(T, &elements(&b)).unwrap(), None);
+        assert_eq!(nfnl::del_batch(T, &elements(&a)).unwrap(), None);
+        assert_eq!(
+            nfnl::del_batch(T, &elements(&a)).unwrap(),
+            None,
+            "already gone"
+        );
+        assert_eq!(
+            nfnl::shared_socket_inode(),
+            Some(sock),
+            "one socket for all"
+        );
+        assert!(
+            is_intact(&listing(), std::slice::from_ref(&b)),
+            "{}",
+            listing()
+        );
+        drop(scope);
+        assert_eq!(nfnl::shared_socket_inode(), None, "released with the scope");
+        nft::apply(&format!("delete table bridge {T}")).unwrap();
+    });
+}

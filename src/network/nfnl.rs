@@ -327,9 +327,7 @@ pub fn add_batch(table: &str, elems: &[Element]) -> Result<Option<(Element, i32)
     if elems.is_empty() {
         return Ok(None);
     }
-    let fd = open_socket()?;
-    let codes = transact(&fd, Op::Add, table, elems, &mut 1)?;
-    release(fd);
+    let codes = with_socket(|fd, seq| transact(fd, Op::Add, table, elems, seq))?;
     Ok(codes
         .iter()
         .position(|c| *c != 0)
@@ -343,28 +341,110 @@ pub fn del_batch(table: &str, elems: &[Element]) -> Result<Option<(Element, i32)
     if left.is_empty() {
         return Ok(None);
     }
-    let fd = open_socket()?;
-    let mut seq = 1;
-    // The kernel aborts the whole batch on the first error but still answers
-    // every element, so each round drops the ones already gone and retries
-    // the rest: at most one round more than there are absent elements.
-    loop {
-        let codes = transact(&fd, Op::Del, table, &left, &mut seq)?;
-        if let Some(i) = codes.iter().position(|c| *c != 0 && *c != libc::ENOENT) {
+    with_socket(|fd, seq| {
+        // The kernel aborts the whole batch on the first error but still
+        // answers every element, so each round drops the ones already gone
+        // and retries the rest: at most one round more than there are
+        // absent elements.
+        loop {
+            let codes = transact(fd, Op::Del, table, &left, seq)?;
+            if let Some(i) = codes.iter().position(|c| *c != 0 && *c != libc::ENOENT) {
+                return Ok(Some((left[i].clone(), codes[i])));
+            }
+            if codes.iter().all(|c| *c == 0) {
+                return Ok(None);
+            }
+            let mut codes = codes.into_iter();
+            left.retain(|_| codes.next() == Some(0));
+            if left.is_empty() {
+                return Ok(None);
+            }
+        }
+    })
+}
+
+thread_local! {
+    /// The socket of this thread's [`Shared`] scope and its next sequence
+    /// number: `Some(None)` in a scope before its first batch.
+    static SHARED: std::cell::RefCell<Option<Option<(OwnedFd, u32)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While one lives, the element batches of this thread go through one
+/// socket, released (see [`release`]) when the outermost scope ends,
+/// instead of a socket and a release each. Every release ends in the
+/// kernel's flush of nf_tables' deferred destruction under the commit
+/// mutex, which any commit in the namespace then waits for: the fewer, the
+/// fewer such waits (a teardown's port maps and anti-spoofing elements are
+/// one release, not two).
+pub(crate) struct Shared {
+    outermost: bool,
+}
+
+impl Shared {
+    pub(crate) fn begin() -> Shared {
+        let outermost = SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            let first = s.is_none();
+            if first {
+                *s = Some(None);
+            }
+            first
+        });
+        Shared { outermost }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        if let Some((fd, _)) = SHARED.with(|s| s.borrow_mut().take()).flatten() {
             release(fd);
-            return Ok(Some((left[i].clone(), codes[i])));
-        }
-        if codes.iter().all(|c| *c == 0) {
-            break;
-        }
-        let mut codes = codes.into_iter();
-        left.retain(|_| codes.next() == Some(0));
-        if left.is_empty() {
-            break;
         }
     }
-    release(fd);
-    Ok(None)
+}
+
+/// The inode of the socket this thread's scope keeps, if any (tests).
+#[cfg(test)]
+pub(crate) fn shared_socket_inode() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    SHARED.with(|s| {
+        let s = s.borrow();
+        let (fd, _) = s.as_ref()?.as_ref()?;
+        let file = std::fs::File::from(fd.try_clone().ok()?);
+        file.metadata().ok().map(|m| m.ino())
+    })
+}
+
+/// Runs `f` on this thread's shared socket (opened on first use) inside a
+/// [`Shared`] scope, else on a socket of its own that is released after.
+/// A socket that saw an error is not kept: unread answers could be taken
+/// for the next batch's.
+fn with_socket<T>(
+    f: impl FnOnce(&OwnedFd, &mut u32) -> Result<T, NetworkError>,
+) -> Result<T, NetworkError> {
+    let kept = SHARED.with(|s| s.borrow_mut().as_mut().and_then(Option::take));
+    let (fd, mut seq) = match kept {
+        Some(k) => k,
+        None => (open_socket()?, 1),
+    };
+    let out = f(&fd, &mut seq);
+    let back = match out.is_ok() {
+        true => SHARED.with(|s| match s.borrow_mut().as_mut() {
+            Some(slot) => {
+                *slot = Some((fd, seq));
+                None
+            }
+            None => Some(fd),
+        }),
+        false => Some(fd),
+    };
+    if let Some(fd) = back {
+        release(fd);
+    }
+    out
 }
 
 /// Adds the ports' map elements in one transaction (all or none). Re-adding
@@ -396,17 +476,24 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     }
 }
 
-/// Closes the socket without making the caller wait. Releasing an nfnetlink
-/// socket runs nf_tables' NETLINK_URELEASE handler, which flushes the
-/// deferred destruction of our commit (an RCU grace period, ~8-12 ms here)
-/// under the netns' commit mutex; `nft` pays the same in its own close. The
-/// change is already committed and in effect, so a forked child holds the
-/// last reference and pays instead: it waits (on a pipe) until our copy is
-/// closed, closes its own and leaves. The child only calls read, close and
-/// _exit, so forking from a threaded process is fine. (Measured before host
-/// veths were left to the kernel, this was slower end to end, because the
-/// veth delete queued behind the child's flush; with no veth delete in the
-/// teardown any more it takes the flush off the critical path.)
+/// Closes the socket without making anyone wait. Releasing an nfnetlink
+/// socket runs nf_tables' NETLINK_URELEASE handler, which, holding the
+/// netns' commit mutex, flushes the deferred destruction of the last commit
+/// (`nf_tables_trans_destroy_flush_work`: its worker waits out an RCU grace
+/// period, ~8-12 ms here); `nft` pays the same in its own close. The change
+/// is already committed and in effect, so a forked child holds the last
+/// reference: it waits (on a pipe) until our copy is closed, then waits out
+/// a grace period itself with `membarrier(MEMBARRIER_CMD_GLOBAL)`, which is
+/// `synchronize_rcu` without any lock, and only then closes, when the
+/// destruction is done and the flush has nothing to wait for. Closing at
+/// once held the commit mutex for the grace period, and every nftables
+/// change in the namespace queued behind it: the next batch of the same
+/// teardown (the anti-spoofing elements after the port maps), the next
+/// command's port maps. The child only calls read, syscall, close and
+/// _exit, so forking from a threaded process is fine.
+/// membarrier(2): on every CPU, a grace period (synchronize_rcu).
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+
 pub(super) fn release(fd: OwnedFd) {
     use std::os::fd::AsRawFd;
     let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
@@ -416,11 +503,15 @@ pub(super) fn release(fd: OwnedFd) {
     let (sock, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
     // SAFETY: the child only runs async-signal-safe calls before _exit.
     match unsafe { libc::fork() } {
-        // SAFETY: read, close and _exit only, on fds this process owns.
+        // SAFETY: read, membarrier, close and _exit only, on fds this
+        // process owns.
         0 => unsafe {
             libc::close(wr);
             let mut b = 0u8;
             libc::read(rr, (&mut b as *mut u8).cast(), 1);
+            // Fails only where it cannot wait (nohz_full CPUs): the close
+            // then waits under the mutex, as before.
+            libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
             libc::close(sock);
             libc::_exit(0);
         },

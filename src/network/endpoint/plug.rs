@@ -5,7 +5,7 @@
 use crate::network::driver::{DriverKind, DriverSet, Drivers, Plug, Sandbox};
 use crate::network::netlink::Netlink;
 use crate::network::undo::Undo;
-use crate::network::{rules, NetworkError};
+use crate::network::{nfnl, rules, NetworkError};
 use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
@@ -67,7 +67,10 @@ pub fn attach(
     sb.netlink()?;
     drop(span);
     let _fw = rules::lock(inst)?;
+    // The anti-spoofing and port-map batches: one nfnetlink socket.
+    let shared = nfnl::Shared::begin();
     plug_all(&drivers, c, &wired, &sb)?;
+    drop(shared);
     drop(_fw);
     // Ports on [::1]: the loopback proxy (bound before this returns).
     let fwds: Vec<_> = wired
@@ -174,10 +177,12 @@ fn detach_inner(
         }
         false => None,
     };
+    let shared = nfnl::Shared::begin();
     match Drivers::open(inst) {
         Ok(drivers) => errors.extend(unplug_all(&drivers, &wired, sb.as_ref())),
         Err(e) => errors.push(e.to_string()),
     }
+    drop(shared);
     let now = util::now_nanos();
     let released = store.write(|tx| {
         for w in &wired {
