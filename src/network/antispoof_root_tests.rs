@@ -14,11 +14,17 @@ fn listing() -> String {
     nft::list_json("bridge", T).unwrap()
 }
 
+fn two_guards() -> (Guard, Guard) {
+    (
+        guard("mrv0123456789ab", "10.77.0.2"),
+        guard("mrvfedcba987654", "10.77.0.3"),
+    )
+}
+
 #[test]
 fn the_kernel_listing_passes_the_check_and_nfnl_matches_nft() {
     let ns = TestNs::new("spoof");
-    let a = guard("mrv0123456789ab", "10.77.0.2");
-    let b = guard("mrvfedcba987654", "10.77.0.3");
+    let (a, b) = two_guards();
     ns.run(|| {
         // What nft makes of the script is what the check expects.
         nft::apply(&render_rebuild(T, std::slice::from_ref(&a))).unwrap();
@@ -72,8 +78,7 @@ fn the_kernel_listing_passes_the_check_and_nfnl_matches_nft() {
 #[test]
 fn batches_in_a_shared_scope_go_through_one_socket() {
     let ns = TestNs::new("spoofsh");
-    let a = guard("mrv0123456789ab", "10.77.0.2");
-    let b = guard("mrvfedcba987654", "10.77.0.3");
+    let (a, b) = two_guards();
     ns.run(|| {
         nft::apply(&render_table(T)).unwrap();
         let scope = nfnl::Shared::begin();

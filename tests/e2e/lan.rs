@@ -321,23 +321,40 @@ fn a_flushed_ruleset_is_restored_without_any_command() {
     );
 }
 
-/// The guardians of this test host: processes running `__fwguard` for
-/// its run root.
-fn guardians(h: &TestHost) -> Vec<i32> {
-    let run_root = h.run_root.to_string_lossy().to_string();
+/// The pids in /proc for which `keep` holds.
+fn pids_where(keep: impl Fn(i32) -> bool) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|p| {
-                    let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("__fwguard") && c.contains(&run_root)
-                })
-                .filter(|p| stat_fields(*p).is_some_and(|f| f[0] != "Z"))
+                .filter(|p| keep(*p))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The guardians of this test host: live processes running `__fwguard`
+/// for its run root.
+fn guardians(h: &TestHost) -> Vec<i32> {
+    let run_root = h.run_root.to_string_lossy().to_string();
+    pids_where(|p| {
+        let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let c = String::from_utf8_lossy(&c);
+        c.contains("__fwguard")
+            && c.contains(&run_root)
+            && stat_fields(p).is_some_and(|f| f[0] != "Z")
+    })
+}
+
+/// Waits for the instance's guardian whose binary path ends with `bin`
+/// ("" for any) and returns it.
+fn wait_guardian(h: &TestHost, bin: &str) -> (i32, u64, String) {
+    let mut g = None;
+    wait_for("the guardian", Duration::from_secs(10), || {
+        g = guardian(h).filter(|g| g.2.ends_with(bin));
+        g.is_some()
+    });
+    g.unwrap_or_default()
 }
 
 /// One guardian per instance: the one a network brought holds its lock
@@ -347,12 +364,7 @@ fn guardians(h: &TestHost) -> Vec<i32> {
 fn a_second_guardian_leaves_at_once() {
     let h = TestHost::new();
     h.ok(&["network", "create", "--subnet", "10.93.1.0/24", "one"]);
-    let mut g = None;
-    wait_for("the guardian", Duration::from_secs(10), || {
-        g = guardian(&h);
-        g.is_some()
-    });
-    let (pid, _, _) = g.unwrap_or_default();
+    let (pid, _, _) = wait_guardian(&h, "");
     // As `ensure` starts one: no stdio to hold open.
     let second = h
         .command(&["__fwguard"])
@@ -390,14 +402,7 @@ fn guardian(h: &TestHost) -> Option<(i32, u64, String)> {
 }
 
 fn zombie_children(pid: i32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|c| stat_fields(*c).is_some_and(|f| f[0] == "Z" && f[1] == pid.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
+    pids_where(|c| stat_fields(c).is_some_and(|f| f[0] == "Z" && f[1] == pid.to_string()))
 }
 
 /// A bench or test that deletes its namespace but leaves its root (and so
@@ -407,12 +412,7 @@ fn zombie_children(pid: i32) -> Vec<i32> {
 fn the_guardian_leaves_when_only_it_keeps_its_namespace() {
     let h = TestHost::new();
     h.ok(&["network", "create", "--subnet", "10.93.0.0/24", "kept"]);
-    let mut g = None;
-    wait_for("the guardian", Duration::from_secs(10), || {
-        g = guardian(&h);
-        g.is_some()
-    });
-    let (pid, start, _) = g.unwrap_or_default();
+    let (pid, start, _) = wait_guardian(&h, "");
     let o = cmd("ip", &["netns", "del", &h.ns]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Still there right after: the namespace's other users are gone, the
@@ -453,12 +453,7 @@ fn an_upgraded_binary_replaces_the_running_guardian() {
     };
     install();
     with(&["network", "create", "--subnet", "10.94.0.0/24", "up"]);
-    let mut old = None;
-    wait_for("the guardian", Duration::from_secs(10), || {
-        old = guardian(&h).filter(|g| g.2.ends_with(&*bin.to_string_lossy()));
-        old.is_some()
-    });
-    let (old_pid, old_start, old_id) = old.unwrap_or_default();
+    let (old_pid, old_start, old_id) = wait_guardian(&h, &bin.to_string_lossy());
     // The same binary: the guardian stays.
     with(&["ps"]);
     assert_eq!(guardian(&h).map(|g| g.0), Some(old_pid));
