@@ -228,6 +228,12 @@ fn remove(table: &str, g: &Guard) -> Result<(), NetworkError> {
     }
 }
 
+/// An endpoint's elements, for a caller that removes them in one batch
+/// with others.
+pub(crate) fn endpoint_elements(ep: &EndpointRow) -> Vec<nfnl::Element> {
+    elements(&guard_of(ep))
+}
+
 /// Removes an endpoint's elements (absent ones, a missing table, an
 /// unguarded network: all fine).
 pub(crate) fn unplug(inst: &Instance, ep: &EndpointRow) -> Result<(), NetworkError> {

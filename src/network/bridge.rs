@@ -7,7 +7,7 @@ use super::driver::{DriverKind, DriverPlan, HostNetlink, NetworkDriver, Plug, Sa
 use super::fwbackend::FirewallBackend;
 use super::netlink::{self, Netlink};
 use super::undo::Undo;
-use super::{antispoof, desired, names, rules, NetworkError};
+use super::{antispoof, desired, names, nfnl, rules, NetworkError};
 use crate::store::networks::{EndpointRow, NetworkRow, PortBindingRow};
 use crate::Instance;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -254,7 +254,10 @@ impl NetworkDriver for BridgeDriver {
 
     /// Port mappings, then the host veth (which takes the peer with it),
     /// then the anti-spoofing elements (until the veth is gone its frames
-    /// must stay guarded).
+    /// must stay guarded). With no veth to delete (the container's init is
+    /// gone, and its namespace takes the veth), the port maps and the
+    /// anti-spoofing elements go in one batch: one commit, not two; should
+    /// that batch fail, each goes on its own as below.
     fn disconnect(
         &self,
         _net: &NetworkRow,
@@ -263,10 +266,24 @@ impl NetworkDriver for BridgeDriver {
         sb: Option<&Sandbox>,
     ) -> Vec<String> {
         let mut errors = vec![];
-        if !ports.is_empty() {
+        let fw = match ports.is_empty() {
+            true => vec![],
+            false => rules::fw_ports(ep, ports, false, false).unwrap_or_else(|e| {
+                errors.push(e.to_string());
+                vec![]
+            }),
+        };
+        if sb.is_none() {
+            let _span = tracing::info_span!("net-elements-del").entered();
+            let mut elems = self.fw.port_elements_to_del(&fw);
+            elems.extend(antispoof::endpoint_elements(ep));
+            if let Ok(None) = nfnl::del_batch(&self.inst.nft_table(), &elems) {
+                return errors;
+            }
+        }
+        if !fw.is_empty() {
             let _span = tracing::info_span!("net-ports-del").entered();
-            let fw = rules::fw_ports(ep, ports, false, false);
-            if let Err(e) = fw.and_then(|fw| self.fw.del_ports(&fw)) {
+            if let Err(e) = self.fw.del_ports(&fw) {
                 errors.push(e.to_string());
             }
         }

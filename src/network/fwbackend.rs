@@ -14,7 +14,7 @@
 
 use super::firewall::{FwNetwork, FwPort};
 use super::undo::Undo;
-use super::{rules, NetworkError};
+use super::{nfnl, rules, NetworkError};
 use crate::Instance;
 use std::rc::Rc;
 
@@ -54,6 +54,11 @@ pub(crate) trait FirewallBackend {
 
     /// Removes port mappings; absent ones are fine.
     fn del_ports(&self, ports: &[FwPort]) -> Result<(), NetworkError>;
+
+    /// The nfnetlink elements `del_ports` removes, for a caller that
+    /// removes them in one batch with its own (none for a backend without
+    /// port maps).
+    fn port_elements_to_del(&self, ports: &[FwPort]) -> Vec<nfnl::Element>;
 
     /// Replaces everything with `want` (nothing at all when it has no
     /// network); the user's own chain survives.
@@ -104,6 +109,10 @@ impl FirewallBackend for Nftables {
         rules::remove_ports(&self.inst, ports)
     }
 
+    fn port_elements_to_del(&self, ports: &[FwPort]) -> Vec<nfnl::Element> {
+        nfnl::port_del_elements(ports)
+    }
+
     fn rebuild(&self, want: &FwSnapshot) -> Result<(), NetworkError> {
         rules::reload(&self.inst, want)
     }
@@ -142,6 +151,9 @@ impl FirewallBackend for NoFirewall {
     }
     fn del_ports(&self, _: &[FwPort]) -> Result<(), NetworkError> {
         Ok(())
+    }
+    fn port_elements_to_del(&self, _: &[FwPort]) -> Vec<nfnl::Element> {
+        vec![]
     }
     fn rebuild(&self, _: &FwSnapshot) -> Result<(), NetworkError> {
         Ok(())

@@ -457,11 +457,10 @@ pub fn add_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     }
 }
 
-/// Deletes the ports' map elements; those already gone (or a missing table
-/// or map: ENOENT) are not an error.
-pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
-    // Routed or not, both elements go (an absent one is fine).
-    let elems: Vec<Element> = ports
+/// The elements that go with the ports: routed or not, both kinds (an
+/// absent one is fine to delete). Pure.
+pub fn port_del_elements(ports: &[FwPort]) -> Vec<Element> {
+    ports
         .iter()
         .flat_map(|p| {
             port_elements(&FwPort {
@@ -469,8 +468,13 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
                 ..*p
             })
         })
-        .collect();
-    match del_batch(table, &elems)? {
+        .collect()
+}
+
+/// Deletes the ports' map elements; those already gone (or a missing table
+/// or map: ENOENT) are not an error.
+pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkError> {
+    match del_batch(table, &port_del_elements(ports))? {
         Some((e, code)) => Err(element_error(Op::Del, table, &e, code)),
         None => Ok(()),
     }
