@@ -480,6 +480,9 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     }
 }
 
+/// membarrier(2): on every CPU, a grace period (synchronize_rcu).
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+
 /// Closes the socket without making anyone wait. Releasing an nfnetlink
 /// socket runs nf_tables' NETLINK_URELEASE handler, which, holding the
 /// netns' commit mutex, flushes the deferred destruction of the last commit
@@ -495,9 +498,6 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
 /// teardown (the anti-spoofing elements after the port maps), the next
 /// command's port maps. The child only calls read, syscall, close and
 /// _exit, so forking from a threaded process is fine.
-/// membarrier(2): on every CPU, a grace period (synchronize_rcu).
-const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
-
 pub(super) fn release(fd: OwnedFd) {
     use std::os::fd::AsRawFd;
     let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {

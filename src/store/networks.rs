@@ -150,13 +150,13 @@ pub(crate) fn insert_network(c: &Connection, n: &NetworkRow) -> Result<()> {
     }
 }
 
-/// Every network, by name.
 /// The firewall epoch: moved by every change to networks, endpoints and port
 /// bindings (schema v11's triggers).
 pub(crate) fn firewall_epoch(c: &Connection) -> Result<i64> {
     Ok(c.query_row("SELECT n FROM firewall_epoch", [], |r| r.get(0))?)
 }
 
+/// Every network, by name.
 pub(crate) fn list_networks(c: &Connection) -> Result<Vec<NetworkRow>> {
     let mut st = c.prepare(&format!("SELECT {NET_COLS} FROM networks ORDER BY name"))?;
     let rows = st.query_map([], network_row)?;

@@ -62,7 +62,7 @@ pub fn detach_many(inst: &Instance, store: &mut Store, ids: &[String]) -> Result
         }
         let guards: Vec<nfnl::Element> = chunk
             .iter()
-            .flat_map(|ep| antispoof::elements(&antispoof::guard_of(ep)))
+            .flat_map(antispoof::endpoint_elements)
             .collect();
         if let Some((e, code)) = nfnl::del_batch(&table, &guards)? {
             return Err(NetworkError::Firewall(format!(
