@@ -231,7 +231,7 @@ impl NetworkDriver for BridgeDriver {
             }
             // IPv6-only: the interface up, its addresses below.
             _ => {
-                ctr.set_up("lo")?;
+                ctr.set_lo_up()?;
                 ctr.set_up(&ep.ifname)?;
             }
         }

@@ -166,3 +166,38 @@ fn failures_are_clear_and_leave_nothing() {
     assert!(nl.ipv4_routes().unwrap().is_empty());
     assert_eq!(nl.default_route_mtu().unwrap(), None);
 }
+
+#[test]
+fn entering_a_namespace_leaves_the_thread_where_it_was() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let own = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let before = own();
+    let ctr = NsProc::new();
+    let ns = PathBuf::from(format!("/proc/{}/ns/net", ctr.pid()));
+    let cnl = Netlink::open_in(&ns).unwrap();
+    set_sysctl_in(&ns, "net.ipv4.ip_forward", "1").unwrap();
+    assert_eq!(own(), before);
+    // The socket and the sysctl were the container's, not ours.
+    assert_eq!(cnl.links().unwrap().len(), 1);
+    let o = nsenter(ctr.pid(), &["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+    // A namespace that cannot be entered: an error, and still at home.
+    let Err(e) = Netlink::open_in(Path::new("/proc/self/ns/nonexistent")) else {
+        panic!("entered a namespace that does not exist");
+    };
+    assert!(e.to_string().contains("nonexistent"), "{e}");
+    assert_eq!(own(), before);
+    // A refused request does not put the next one out of step: each
+    // answer is matched to its own request.
+    let e = cnl
+        .add_default_route("10.99.0.1".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENETUNREACH), "{e}");
+    cnl.set_lo_up().unwrap();
+    assert!(cnl.link("lo").unwrap().unwrap().up);
+    assert!(cnl.link("nosuch0").unwrap().is_none());
+    assert!(!cnl.delete_link("nosuch0").unwrap());
+}

@@ -22,6 +22,9 @@ pub fn run_foreground(inst: &Instance, id: &str, tty: bool, interactive: bool) -
     } else {
         Stdio::Inherit { stdin: interactive }
     };
+    // The plug's and the teardown's firewall elements on one nfnetlink
+    // socket: one release (a fork, see `nfnl::release`) per run, not two.
+    let _batches = network::nfnl::Shared::begin();
     let started = match runtime::start(inst, id, stdio) {
         Ok(s) => s,
         Err(e) => {
@@ -206,6 +209,9 @@ fn monitor_main(inst: &Instance, id: &str, tty: bool, owner: (i32, u64), report:
     }
     let stdio = if tty { Stdio::Tty } else { Stdio::Log };
     crate::container::health::reset(inst, id);
+    // As in `run_foreground`: one nfnetlink socket for the monitor's life,
+    // and no release (a fork) between the plug and the `Started` report.
+    let _batches = network::nfnl::Shared::begin();
     let started = match runtime::start(inst, id, stdio) {
         Ok(s) => s,
         Err(e) => {
