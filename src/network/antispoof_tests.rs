@@ -278,3 +278,20 @@ fn the_check_compares_structure_exactly() {
     assert!(!is_intact("", &one));
     assert!(!is_intact("{}", &one));
 }
+
+#[test]
+fn a_teardown_removes_no_elements_from_an_unguarded_network() {
+    let e = ep("0123456789ab", "n1", "10.77.0.2");
+    let guarded = endpoint_elements(&net("n1", &[]), &e);
+    let names: Vec<&str> = guarded.iter().map(|e| e.map.as_str()).collect();
+    assert_eq!(names, ["ports", "allow_ip", "allow_arp"]);
+    // Never added, so none to remove: an absent element would abort the
+    // whole batch it is in.
+    let open = net("n1", &[(OPTION, "false")]);
+    assert!(endpoint_elements(&open, &e).is_empty());
+    // Only "false" turns it off.
+    assert_eq!(
+        endpoint_elements(&net("n1", &[(OPTION, "true")]), &e).len(),
+        3
+    );
+}

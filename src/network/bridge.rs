@@ -260,7 +260,7 @@ impl NetworkDriver for BridgeDriver {
     /// that batch fail, each goes on its own as below.
     fn disconnect(
         &self,
-        _net: &NetworkRow,
+        net: &NetworkRow,
         ep: &EndpointRow,
         ports: &[PortBindingRow],
         sb: Option<&Sandbox>,
@@ -276,7 +276,7 @@ impl NetworkDriver for BridgeDriver {
         if sb.is_none() {
             let _span = tracing::info_span!("net-elements-del").entered();
             let mut elems = self.fw.port_elements_to_del(&fw);
-            elems.extend(antispoof::endpoint_elements(ep));
+            elems.extend(antispoof::endpoint_elements(net, ep));
             if let Ok(None) = nfnl::del_batch(&self.inst.nft_table(), &elems) {
                 return errors;
             }
@@ -297,7 +297,7 @@ impl NetworkDriver for BridgeDriver {
                 errors.push(e.to_string());
             }
         }
-        if let Err(e) = antispoof::unplug(&self.inst, ep) {
+        if let Err(e) = antispoof::unplug(&self.inst, net, ep) {
             errors.push(e.to_string());
         }
         errors

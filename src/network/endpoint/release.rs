@@ -7,7 +7,7 @@
 
 use crate::network::driver::DriverKind;
 use crate::network::{antispoof, fwbackend, nfnl, rules, NetworkError};
-use crate::store::networks::{self as rows, EndpointRow, PortBindingRow};
+use crate::store::networks::{self as rows, EndpointRow, NetworkRow, PortBindingRow};
 use crate::store::Store;
 use crate::{util, Instance};
 use std::collections::{HashMap, HashSet};
@@ -26,14 +26,14 @@ const CHUNK: usize = 16;
 pub fn detach_many(inst: &Instance, store: &mut Store, ids: &[String]) -> Result<(), NetworkError> {
     let c = store.conn();
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let bridges: HashSet<String> = rows::list_networks(c)?
+    let bridges: HashMap<String, NetworkRow> = rows::list_networks(c)?
         .into_iter()
         .filter(|n| matches!(DriverKind::of(n), Ok(DriverKind::Bridge)))
-        .map(|n| n.id)
+        .map(|n| (n.id.clone(), n))
         .collect();
     let eps: Vec<EndpointRow> = rows::all_endpoints(c)?
         .into_iter()
-        .filter(|e| wanted.contains(e.container_id.as_str()) && bridges.contains(&e.network_id))
+        .filter(|e| wanted.contains(e.container_id.as_str()) && bridges.contains_key(&e.network_id))
         .collect();
     if eps.is_empty() {
         return Ok(());
@@ -62,7 +62,13 @@ pub fn detach_many(inst: &Instance, store: &mut Store, ids: &[String]) -> Result
         }
         let guards: Vec<nfnl::Element> = chunk
             .iter()
-            .flat_map(antispoof::endpoint_elements)
+            .filter_map(|ep| {
+                Some(antispoof::endpoint_elements(
+                    bridges.get(&ep.network_id)?,
+                    ep,
+                ))
+            })
+            .flatten()
             .collect();
         if let Some((e, code)) = nfnl::del_batch(&table, &guards)? {
             return Err(NetworkError::Firewall(format!(
