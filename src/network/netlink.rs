@@ -87,6 +87,8 @@ pub(crate) struct LinkInfo {
 pub(crate) struct Netlink {
     sock: Socket,
     seq: Cell<u32>,
+    /// Where answers are read: 64 KiB holds any one datagram of a dump.
+    buf: std::cell::RefCell<Vec<u8>>,
 }
 
 /// Runs `f` with this thread in the network namespace at `ns_path`, and
@@ -115,12 +117,10 @@ impl Netlink {
         let what = "cannot open a netlink socket";
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err(what))?;
         sock.bind_auto().map_err(io_err(what))?;
-        // The kernel's answer to every request: an acknowledgement, or the
-        // error with the reason in extended attributes.
-        sock.set_ext_ack(true).map_err(io_err(what))?;
         Ok(Netlink {
             sock,
             seq: Cell::new(0),
+            buf: std::cell::RefCell::new(vec![0u8; 64 * 1024]),
         })
     }
 
@@ -159,7 +159,7 @@ impl Netlink {
         }
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = vec![];
-        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut rbuf = self.buf.borrow_mut();
         loop {
             let n = match self.sock.recv(&mut &mut rbuf[..], 0) {
                 Ok(n) => n,
