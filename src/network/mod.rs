@@ -41,6 +41,7 @@ pub mod portspec;
 use serde::{Deserialize, Serialize};
 
 pub mod bridge;
+mod closer;
 pub mod dns;
 pub mod endpoint;
 pub mod etc;

@@ -488,7 +488,7 @@ const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
 /// netns' commit mutex, flushes the deferred destruction of the last commit
 /// (`nf_tables_trans_destroy_flush_work`: its worker waits out an RCU grace
 /// period, ~8-12 ms here); `nft` pays the same in its own close. The change
-/// is already committed and in effect, so a forked child holds the last
+/// is already committed and in effect, so a child holds the last
 /// reference: it waits (on a pipe) until our copy is closed, then waits out
 /// a grace period itself with `membarrier(MEMBARRIER_CMD_GLOBAL)`, which is
 /// `synchronize_rcu` without any lock, and only then closes, when the
@@ -496,8 +496,9 @@ const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
 /// once held the commit mutex for the grace period, and every nftables
 /// change in the namespace queued behind it: the next batch of the same
 /// teardown (the anti-spoofing elements after the port maps), the next
-/// command's port maps. The child only calls read, syscall, close and
-/// _exit, so forking from a threaded process is fine.
+/// command's port maps. The child shares our memory (`closer`: nothing to
+/// copy); where it cannot, it is forked, and only calls read, syscall,
+/// close and _exit, so forking from a threaded process is fine.
 pub(super) fn release(fd: OwnedFd) {
     use std::os::fd::AsRawFd;
     let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
@@ -505,6 +506,12 @@ pub(super) fn release(fd: OwnedFd) {
         return;
     };
     let (sock, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
+    if super::closer::spawn(sock, rr, wr).is_some() {
+        drop(fd);
+        drop(w); // end-of-file for the child: our copy is gone
+        drop(r);
+        return;
+    }
     // SAFETY: the child only runs async-signal-safe calls before _exit.
     match unsafe { libc::fork() } {
         // SAFETY: read, membarrier, close and _exit only, on fds this
