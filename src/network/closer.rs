@@ -39,9 +39,9 @@ struct Stack {
     running: AtomicI32,
 }
 
-// SAFETY: `mem` is a private mapping only ever handed to one child at a
-// time (under `running`); the struct itself is only reached through the
-// `STACKS` mutex.
+// SAFETY: `mem` is a private mapping written only by the one caller that
+// claimed the stack (`claim` on `running`) and then by that caller's child,
+// until the kernel clears `running` at the child's exit.
 unsafe impl Send for Stack {}
 // SAFETY: as above; `running` is atomic.
 unsafe impl Sync for Stack {}
@@ -51,6 +51,13 @@ unsafe impl Sync for Stack {}
 static STACKS: Mutex<Vec<&'static Stack>> = Mutex::new(Vec::new());
 
 impl Stack {
+    /// Takes the stack for a child, if none runs on it (one taker wins).
+    fn claim(&self) -> bool {
+        self.running
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// A new stack of its own (never unmapped).
     fn map() -> Option<&'static Stack> {
         // SAFETY: an anonymous private mapping of our own, never unmapped.
@@ -74,16 +81,15 @@ impl Stack {
     }
 }
 
-/// A stack no child runs on any more, or a new one.
+/// A stack no child runs on any more, or a new one; claimed for the
+/// caller's child.
 fn free_stack() -> Option<&'static Stack> {
     let mut stacks = STACKS.lock().ok()?;
-    if let Some(s) = stacks
-        .iter()
-        .find(|s| s.running.load(Ordering::Acquire) == 0)
-    {
+    if let Some(s) = stacks.iter().find(|s| s.claim()) {
         return Some(s);
     }
     let s = Stack::map()?;
+    s.claim();
     stacks.push(s);
     Some(s)
 }
@@ -160,7 +166,8 @@ pub(super) fn spawn(sock: RawFd, pipe_r: RawFd, pipe_w: RawFd) -> Option<libc::p
     spawn_on(free_stack()?, sock, pipe_r, pipe_w)
 }
 
-/// `spawn` on `stack`, which no child may be running on.
+/// `spawn` on `stack`, claimed by the caller (its word is nonzero until
+/// the kernel clears it at the child's exit, or until the clone fails).
 fn spawn_on(
     stack: &'static Stack,
     sock: RawFd,
@@ -168,7 +175,7 @@ fn spawn_on(
     pipe_w: RawFd,
 ) -> Option<libc::pid_t> {
     let args = stack.mem.cast::<Args>();
-    // SAFETY: the bottom of a stack no child runs on (`free_stack`).
+    // SAFETY: the bottom of a stack the caller claimed: no child runs on it.
     unsafe {
         args.write(Args {
             sock,
@@ -176,7 +183,6 @@ fn spawn_on(
             pipe_w,
         })
     };
-    stack.running.store(1, Ordering::Release);
     // The child starts with every signal blocked and stays so.
     // SAFETY: a sigset_t is plain data; all zeroes is a valid (empty) set.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -222,6 +228,8 @@ mod tests {
     #[test]
     fn the_child_closes_the_socket_only_after_we_let_go_and_its_stack_is_freed() {
         let stack = Stack::map().unwrap();
+        assert!(stack.claim());
+        assert!(!stack.claim(), "claimed twice");
         let (ours, peer) = UnixStream::pair().unwrap();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let pid = spawn_on(stack, ours.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd()).expect("a child");
@@ -248,10 +256,11 @@ mod tests {
         // stack may serve the next closer.
         assert_eq!(stack.running.load(Ordering::Acquire), 0);
         // A stack in use is not handed out again.
-        stack.running.store(1, Ordering::Release);
+        assert!(stack.claim());
         STACKS.lock().unwrap().push(stack);
         let other = free_stack().unwrap();
         assert!(!std::ptr::eq(other, stack));
+        other.running.store(0, Ordering::Release);
         STACKS.lock().unwrap().retain(|s| !std::ptr::eq(*s, stack));
     }
 }
