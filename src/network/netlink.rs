@@ -166,6 +166,12 @@ impl Netlink {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_err(what())(e)),
             };
+            if n == 0 {
+                return Err(NetlinkError::Protocol {
+                    what: what(),
+                    msg: "the answer ended early".into(),
+                });
+            }
             let mut off = 0;
             while off + 16 <= n {
                 let len =
