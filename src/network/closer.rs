@@ -12,7 +12,7 @@
 //! only once the kernel has cleared the word `CLONE_CHILD_CLEARTID` gave
 //! it, which happens after the child stopped running.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
@@ -156,13 +156,43 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     0
 }
 
+/// Hands `fd` to a child that closes it once our copy is closed and a
+/// grace period has passed: a child sharing our memory (`spawn`), else a
+/// forked one running the same steps. Closes at once when neither can be
+/// made.
+pub(super) fn close_later(fd: OwnedFd) {
+    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return;
+    };
+    let (sock, pipe_r, pipe_w) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
+    if spawn(sock, pipe_r, pipe_w).is_none() {
+        let mut args = Args {
+            sock,
+            pipe_r,
+            pipe_w,
+        };
+        // SAFETY: the forked child runs `child` (raw system calls on fds of
+        // its own copy of our descriptor table) and `_exit`, nothing else,
+        // so forking from a threaded process is fine.
+        if unsafe { libc::fork() } == 0 {
+            // SAFETY: as above; `args` is the child's own copy.
+            unsafe {
+                child((&mut args as *mut Args).cast());
+                libc::_exit(0);
+            }
+        }
+    }
+    // Our copy of the socket first: the write end's close after it is the
+    // child's end-of-file, so its close is the socket's last.
+    drop(fd);
+    drop(w);
+    drop(r);
+}
+
 /// Hands `sock` to a child that closes it once our copy and `pipe_w` are
 /// closed and a grace period has passed. Returns the child's pid, or None
-/// when no child could be made that way (the caller then forks).
-pub(super) fn spawn(sock: RawFd, pipe_r: RawFd, pipe_w: RawFd) -> Option<libc::pid_t> {
-    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-        return None;
-    }
+/// when no child could be made that way (`close_later` then forks).
+fn spawn(sock: RawFd, pipe_r: RawFd, pipe_w: RawFd) -> Option<libc::pid_t> {
     spawn_on(free_stack()?, sock, pipe_r, pipe_w)
 }
 

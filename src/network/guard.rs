@@ -180,13 +180,11 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
         return Ok(()); // another guardian serves this instance
     };
     // No other thread exists in this process.
-    if !super::service::detach().map_err(|e| NetworkError::Firewall(format!("fork: {e}")))? {
-        // The child holds the same lock (one open file description):
-        // dropping it here would unlock it for both, and let a second
-        // guardian start beside the first.
-        std::mem::forget(lock);
+    let detached = super::service::detach_keeping(lock)
+        .map_err(|e| NetworkError::Firewall(format!("fork: {e}")))?;
+    let Some(lock) = detached else {
         return Ok(());
-    }
+    };
     let me = std::process::id() as i32;
     let start = util::process_start_time(me).unwrap_or(0);
     let id = exe_identity().unwrap_or_default();

@@ -271,17 +271,14 @@ impl Netlink {
     pub(crate) fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let got = self.request(
-            || format!("cannot look up device {name}"),
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_REQUEST,
-        );
-        match got {
-            Ok(msgs) => Ok(msgs.iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_info(l)),
-                _ => None,
-            })),
-            Err(e) if matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
+        self.get_link(|| format!("cannot look up device {name}"), msg)
+    }
+
+    /// The device `msg` names (by name or index), or None when there is none.
+    fn get_link(&self, what: impl Fn() -> String, msg: LinkMessage) -> Result<Option<LinkInfo>> {
+        match self.request(what, RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST) {
+            Ok(msgs) => Ok(msgs.iter().find_map(new_link)),
+            Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -300,13 +297,7 @@ impl Netlink {
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             NLM_F_REQUEST | NLM_F_DUMP,
         )?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_info(l)),
-                _ => None,
-            })
-            .collect())
+        Ok(msgs.iter().filter_map(new_link).collect())
     }
 
     /// Creates bridge `name` with `addr` (gateway/prefix), up, its MAC pinned.
@@ -362,7 +353,7 @@ impl Netlink {
             0,
         ) {
             Ok(()) => Ok(true),
-            Err(e) if matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(false),
+            Err(e) if is_absent(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -529,19 +520,8 @@ impl Netlink {
         let Some(oif) = oif else { return Ok(None) };
         let mut msg = LinkMessage::default();
         msg.header.index = oif;
-        let got = self.request(
-            || "cannot read the default route's device".to_string(),
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_REQUEST,
-        );
-        match got {
-            Ok(msgs) => Ok(msgs.iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_info(l).mtu),
-                _ => None,
-            })),
-            Err(e) if matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let dev = self.get_link(|| "cannot read the default route's device".to_string(), msg)?;
+        Ok(dev.map(|l| l.mtu))
     }
 
     /// Inside a container netns: lo up, `ifname` gets `addr` and goes up, and
@@ -567,6 +547,19 @@ impl Netlink {
     pub(crate) fn set_lo_up(&self) -> Result<()> {
         self.set_up_index(LOOPBACK_INDEX, "lo")
     }
+}
+
+/// A device in an answer, if the message is one.
+fn new_link(m: &RouteNetlinkMessage) -> Option<LinkInfo> {
+    match m {
+        RouteNetlinkMessage::NewLink(l) => Some(link_info(l)),
+        _ => None,
+    }
+}
+
+/// The kernel's answer for a device that is not there.
+fn is_absent(e: &NetlinkError) -> bool {
+    matches!(e.errno(), Some(libc::ENODEV) | Some(libc::ENOENT))
 }
 
 fn link_info(m: &LinkMessage) -> LinkInfo {

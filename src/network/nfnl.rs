@@ -480,59 +480,22 @@ pub fn del_port_elements(table: &str, ports: &[FwPort]) -> Result<(), NetworkErr
     }
 }
 
-/// membarrier(2): on every CPU, a grace period (synchronize_rcu).
-const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
-
 /// Closes the socket without making anyone wait. Releasing an nfnetlink
 /// socket runs nf_tables' NETLINK_URELEASE handler, which, holding the
 /// netns' commit mutex, flushes the deferred destruction of the last commit
 /// (`nf_tables_trans_destroy_flush_work`: its worker waits out an RCU grace
 /// period, ~8-12 ms here); `nft` pays the same in its own close. The change
 /// is already committed and in effect, so a child holds the last
-/// reference: it waits (on a pipe) until our copy is closed, then waits out
-/// a grace period itself with `membarrier(MEMBARRIER_CMD_GLOBAL)`, which is
-/// `synchronize_rcu` without any lock, and only then closes, when the
-/// destruction is done and the flush has nothing to wait for. Closing at
-/// once held the commit mutex for the grace period, and every nftables
-/// change in the namespace queued behind it: the next batch of the same
-/// teardown (the anti-spoofing elements after the port maps), the next
-/// command's port maps. The child shares our memory (`closer`: nothing to
-/// copy); where it cannot, it is forked, and only calls read, syscall,
-/// close and _exit, so forking from a threaded process is fine.
+/// reference (`closer::close_later`): it waits until our copy is closed,
+/// then waits out a grace period itself with
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)`, which is `synchronize_rcu` without
+/// any lock, and only then closes, when the destruction is done and the
+/// flush has nothing to wait for. Closing at once held the commit mutex for
+/// the grace period, and every nftables change in the namespace queued
+/// behind it: the next batch of the same teardown (the anti-spoofing
+/// elements after the port maps), the next command's port maps.
 pub(super) fn release(fd: OwnedFd) {
-    use std::os::fd::AsRawFd;
-    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-        drop(fd);
-        return;
-    };
-    let (sock, rr, wr) = (fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd());
-    if super::closer::spawn(sock, rr, wr).is_some() {
-        drop(fd);
-        drop(w); // end-of-file for the child: our copy is gone
-        drop(r);
-        return;
-    }
-    // SAFETY: the child only runs async-signal-safe calls before _exit.
-    match unsafe { libc::fork() } {
-        // SAFETY: read, membarrier, close and _exit only, on fds this
-        // process owns.
-        0 => unsafe {
-            libc::close(wr);
-            let mut b = 0u8;
-            libc::read(rr, (&mut b as *mut u8).cast(), 1);
-            // Fails only where it cannot wait (nohz_full CPUs): the close
-            // then waits under the mutex, as before.
-            libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
-            libc::close(sock);
-            libc::_exit(0);
-        },
-        -1 => drop(fd),
-        _ => {
-            drop(fd);
-            drop(w); // end-of-file for the child: our copy is gone
-            drop(r);
-        }
-    }
+    super::closer::close_later(fd);
 }
 
 #[cfg(test)]

@@ -70,6 +70,20 @@ pub fn detach() -> std::io::Result<bool> {
     Ok(detach_pid()?.is_none())
 }
 
+/// As [`detach`], for a helper that holds `lock` (an flock): the child
+/// gets it back and holds it from then on; the parent leaves it alone, as
+/// both share one open file description and a parent's unlock on drop
+/// would unlock the child's too (then a second helper could start).
+pub fn detach_keeping<L>(lock: L) -> std::io::Result<Option<L>> {
+    match detach()? {
+        true => Ok(Some(lock)),
+        false => {
+            std::mem::forget(lock);
+            Ok(None)
+        }
+    }
+}
+
 /// As [`detach`], for a helper whose first process records the helper's
 /// pid: None in the child, Some(the child's pid) in the parent.
 pub fn detach_pid() -> std::io::Result<Option<i32>> {

@@ -156,16 +156,11 @@ pub fn run_agent(inst: &Instance) -> Result<(), OverlayError> {
     let s = UnixDatagram::bind(&sock)
         .map_err(|e| OverlayError::Kernel(format!("{}: {e}", sock.display())))?;
     // Reachable now (lock held, socket bound): the starter may go on.
-    match crate::network::service::detach() {
-        Ok(true) => {}
-        Ok(false) => {
-            // The child holds the same lock (one open file description):
-            // dropping it here would unlock it for both.
-            std::mem::forget(lock);
-            return Ok(());
-        }
-        Err(e) => return Err(OverlayError::Kernel(format!("fork: {e}"))),
-    }
+    let detached = crate::network::service::detach_keeping(lock)
+        .map_err(|e| OverlayError::Kernel(format!("fork: {e}")))?;
+    let Some(_lock) = detached else {
+        return Ok(());
+    };
     let _ = std::fs::write(
         inst.run_root.join("overlay.pid"),
         std::process::id().to_string(),
