@@ -46,8 +46,10 @@ pub struct ExecStdio {
 pub struct ExecRequest {
     /// The container's init pid on the host.
     pub pid: i32,
-    /// cgroup.procs files to join (one per v1 hierarchy, or the v2 one).
+    /// cgroup.procs files to join (one per v1 hierarchy).
     pub cgroup_procs: Vec<PathBuf>,
+    /// The cgroup2 directory to run the process in.
+    pub cgroup_v2: Option<PathBuf>,
     pub process: ProcessSpec,
     pub tty: bool,
     pub interactive: bool,
@@ -61,12 +63,26 @@ impl ExecRequest {
         ExecRequest {
             pid,
             cgroup_procs: Vec::new(),
+            cgroup_v2: None,
             process,
             tty: false,
             interactive: false,
             detach: false,
             stdio: ExecStdio::default(),
         }
+    }
+}
+
+impl ExecRequest {
+    /// Runs the process in cgroup `cg`, in every hierarchy.
+    pub fn join_cgroup(&mut self, cg: &crate::cgroups::Cgroup) {
+        let v2 = cg.v2_dir();
+        self.cgroup_v2 = v2.map(|d| d.to_path_buf());
+        self.cgroup_procs = cg
+            .procs_files()
+            .into_iter()
+            .filter(|p| p.parent() != v2)
+            .collect();
     }
 }
 
@@ -157,9 +173,18 @@ pub fn exec_in(req: &ExecRequest) -> Result<i32, ContainerError> {
     };
     let (err_r, err_w) =
         protocol::channel().map_err(|e| runtime(format!("create the sync socket: {e}")))?;
+    let cgroup_v2 = match &req.cgroup_v2 {
+        Some(dir) => {
+            let f = std::fs::File::open(dir)
+                .map_err(|e| runtime(format!("join cgroup {}: {e}", dir.display())))?;
+            Some((dir.join("cgroup.procs"), OwnedFd::from(f)))
+        }
+        None => None,
+    };
     let prepared = Prepared {
         namespaces,
         cgroup_procs: req.cgroup_procs.clone(),
+        cgroup_v2,
         err_w,
         child_io,
     };
@@ -598,6 +623,50 @@ mod tests {
         req.cgroup_procs = vec![cg.0.join("missing/cgroup.procs")];
         let err = run(req).0.unwrap_err();
         assert!(err.to_string().starts_with("join cgroup "), "{err}");
+    }
+
+    /// The process runs in the cgroup2 directory (born there: see
+    /// runtime::exec::helper_main) and in the pid namespace, its helper and
+    /// the caller stay where they were, and a missing directory fails before
+    /// anything runs.
+    #[test]
+    fn exec_runs_in_the_cgroup2_directory() {
+        let unified = crate::cgroups::Layout::detect()
+            .ok()
+            .and_then(|l| l.unified.clone());
+        let Some(unified) = unified.filter(|_| is_root()) else {
+            eprintln!("skipped: needs root and a cgroup2 mount");
+            return;
+        };
+        let t = Target::start();
+        let name = format!("minirt-exec-v2-test-{}", std::process::id());
+        std::fs::create_dir(unified.join(&name)).unwrap();
+        let cg = Cgroup(unified.join(&name));
+        let script = "cat /proc/self/cgroup; echo pid=$$";
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh", "-c", script]));
+        req.cgroup_v2 = Some(cg.0.clone());
+        let (res, out) = run(req);
+        assert_eq!(res.unwrap(), 0, "{out}");
+        assert!(out.lines().any(|l| l == format!("0::/{name}")), "{out}");
+        // The target's pid namespace: its sleep is 1, the exec'd shell small.
+        let pid: i32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .and_then(|p| p.parse().ok())
+            .expect("pid line");
+        assert!(pid < 100, "not in the target's pid namespace: {out}");
+        let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert!(!ours.contains(&name), "the caller must stay where it was");
+        // Nothing left in it: the helper was never moved there.
+        assert_eq!(
+            std::fs::read_to_string(cg.0.join("cgroup.procs")).unwrap(),
+            ""
+        );
+
+        let mut req = ExecRequest::new(t.pid, spec(&["busybox", "true"]));
+        req.cgroup_v2 = Some(cg.0.join("missing"));
+        let err = run(req).0.unwrap_err();
+        assert!(err.to_string().contains("join cgroup "), "{err}");
     }
 
     /// An interactive `busybox sh` on a terminal in the target, fed `input`.

@@ -447,7 +447,7 @@ fn run_check(
         Err(e) => return (-1, format!("pipe: {e}")),
     };
     let mut req = ExecRequest::new(row.pid, process);
-    req.cgroup_procs = super::runtime::cgroup_of(inst, &row.id).procs_files();
+    req.join_cgroup(&super::runtime::cgroup_of(inst, &row.id));
     req.stdio.stdout = w.try_clone().ok();
     req.stdio.stderr = Some(w);
     let reader = std::thread::spawn(move || {

@@ -1,15 +1,15 @@
 //! The container's side of `exec`: the helper forked by `container::exec`
-//! joins the container's cgroups and namespaces, forks the process inside
-//! (a pid namespace applies to children), sets up its stdio or terminal,
-//! and ends in `process::finish_and_exec`. Failures travel on the one
-//! parent/child channel (`protocol`).
+//! joins the container's v1 cgroups and its pid namespace (which applies to
+//! children), then makes the process, born in the container's cgroup2
+//! directory. The process enters the other namespaces, sets up its stdio or
+//! terminal, and ends in `process::finish_and_exec`. Failures travel on the
+//! one parent/child channel (`protocol`).
 
 use super::process::{finish_and_exec, ChildFailure, ProcessSpec};
 use super::protocol::send_failure;
 use super::pty;
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
@@ -51,7 +51,12 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 /// Everything the helper needs, prepared before fork.
 pub(crate) struct Prepared {
     pub namespaces: Vec<(CloneFlags, OwnedFd)>,
+    /// cgroup.procs files of the cgroups joined through their `tasks` file
+    /// (the v1 hierarchies).
     pub cgroup_procs: Vec<PathBuf>,
+    /// The cgroup2 directory, open, and its cgroup.procs file: the process
+    /// is born in it (or, where that fails, moved there).
+    pub cgroup_v2: Option<(PathBuf, OwnedFd)>,
     pub err_w: OwnedFd,
     /// Child stdio: (stdin, stdout, stderr) fds to dup2 onto 0/1/2, or the pty slave.
     pub child_io: ChildIo,
@@ -95,6 +100,7 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     let err_w = p.err_w.as_fd();
     let mut keep: Vec<RawFd> = p.namespaces.iter().map(|(_, f)| f.as_raw_fd()).collect();
     keep.push(p.err_w.as_raw_fd());
+    keep.extend(p.cgroup_v2.as_ref().map(|(_, f)| f.as_raw_fd()));
     match &p.child_io {
         ChildIo::Pty { fallback, sock } => keep.extend([fallback.as_raw_fd(), sock.as_raw_fd()]),
         ChildIo::Fds(fds) => keep.extend(fds.iter().flatten()),
@@ -109,7 +115,15 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
             helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
         }
     }
-    for (flag, fd) in &p.namespaces {
+    // The pid namespace alone here: setns(CLONE_NEWPID) places the children
+    // made afterwards. The process is made before any other namespace is
+    // entered, so that it can be born in the cgroup2 directory: the kernel
+    // checks that move with our host credentials and cgroup namespace.
+    if let Some((flag, fd)) = p
+        .namespaces
+        .iter()
+        .find(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+    {
         if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
             helper_fail(
                 err_w,
@@ -117,41 +131,27 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
             );
         }
     }
-
-    let slave = match &p.child_io {
-        ChildIo::Pty { fallback, sock } => {
-            let own = container_pty();
-            let sent = own
-                .as_ref()
-                .is_some_and(|(m, _)| pty::send_fd(sock.as_fd(), Some(m.as_fd())).is_ok());
-            if !sent {
-                let _ = pty::send_fd(sock.as_fd(), None);
-            }
-            // SAFETY: our copy of the socket is not needed past this point.
-            unsafe { libc::close(sock.as_raw_fd()) };
-            match own {
-                Some((m, s)) if sent => {
-                    drop(m);
-                    Some(s)
-                }
-                _ => fallback.try_clone().ok(),
-            }
-        }
-        ChildIo::Fds(_) => None,
-    };
-
-    // SAFETY: as above; the child execs or _exits.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => child_main(p, slave.as_ref(), spec),
-        Ok(ForkResult::Parent { child }) => {
+    // Born in the cgroup2 directory (clone3's CLONE_INTO_CGROUP) rather
+    // than moved there: a move through cgroup.procs takes the kernel's
+    // global threadgroup lock for writing, and unless another move came
+    // just before, that waits out an RCU grace period (8..31 ms on this
+    // kind of machine, for every exec but back-to-back ones).
+    // SAFETY: this helper is single-threaded (a fork); the child ends in
+    // exec or _exit (child_main), never returning here.
+    let v2 = p.cgroup_v2.as_ref().map(|(_, f)| f.as_fd());
+    match unsafe { super::clone::fork_into(CloneFlags::empty(), v2) } {
+        Ok(super::clone::Forked::Child { in_cgroup }) => child_main(p, in_cgroup, spec),
+        Ok(super::clone::Forked::Parent { pid: child, .. }) => {
             // SAFETY: raw close of our copies; the Prepared values are never dropped here
             // because this function never returns.
             unsafe { libc::close(p.err_w.as_raw_fd()) };
-            if let ChildIo::Pty { fallback, .. } = &p.child_io {
-                // SAFETY: as above, our copy of the fallback fd.
-                unsafe { libc::close(fallback.as_raw_fd()) };
+            if let ChildIo::Pty { fallback, sock } = &p.child_io {
+                // SAFETY: as above, our copies of the fallback fd and the pty socket.
+                unsafe {
+                    libc::close(fallback.as_raw_fd());
+                    libc::close(sock.as_raw_fd());
+                }
             }
-            drop(slave);
             if detach {
                 // SAFETY: leaves without running destructors the exec'd
                 // process does not share.
@@ -182,8 +182,52 @@ fn container_pty() -> Option<(OwnedFd, OwnedFd)> {
     (pty::is_pty_master(m.as_fd()) && pty::is_tty(s.as_fd())).then_some((m, s))
 }
 
-fn child_main(p: &Prepared, slave: Option<&OwnedFd>, spec: &ProcessSpec) -> ! {
+/// The exec'd process, in the container's pid namespace (and its cgroup2
+/// directory when `in_cgroup`): the rest of the container's cgroups and
+/// namespaces, its stdio or terminal, then `finish_and_exec`.
+fn child_main(p: &Prepared, in_cgroup: bool, spec: &ProcessSpec) -> ! {
     let err_w = p.err_w.as_fd();
+    // Not born in the cgroup2 directory (a kernel without clone3, or a
+    // directory that refuses it): moved there, the slow way, while our
+    // credentials and cgroup namespace are still the host's.
+    if let (false, Some((procs, _))) = (in_cgroup, &p.cgroup_v2) {
+        if let Err(e) = crate::cgroups::join_self(procs) {
+            helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
+        }
+    }
+    for (flag, fd) in &p.namespaces {
+        if *flag == CloneFlags::CLONE_NEWPID {
+            continue; // entered by the helper: we were born in it
+        }
+        if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
+            helper_fail(
+                err_w,
+                format!("enter the container's {flag:?} namespace: {e}"),
+            );
+        }
+    }
+    let slave = match &p.child_io {
+        ChildIo::Pty { fallback, sock } => {
+            let own = container_pty();
+            let sent = own
+                .as_ref()
+                .is_some_and(|(m, _)| pty::send_fd(sock.as_fd(), Some(m.as_fd())).is_ok());
+            if !sent {
+                let _ = pty::send_fd(sock.as_fd(), None);
+            }
+            // SAFETY: our copy of the socket is not needed past this point.
+            unsafe { libc::close(sock.as_raw_fd()) };
+            match own {
+                Some((m, s)) if sent => {
+                    drop(m);
+                    Some(s)
+                }
+                _ => fallback.try_clone().ok(),
+            }
+        }
+        ChildIo::Fds(_) => None,
+    };
+    let slave = slave.as_ref();
     let io_result = match (&p.child_io, slave) {
         (ChildIo::Pty { .. }, Some(slave)) => pty::make_controlling_terminal(slave),
         (ChildIo::Pty { .. }, None) => Err(nix::errno::Errno::EBADF),

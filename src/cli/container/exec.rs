@@ -73,7 +73,7 @@ pub fn exec(inst: &Instance, a: ExecArgs) -> CliResult {
         ..Default::default()
     };
     let mut req = ExecRequest::new(row.pid, process);
-    req.cgroup_procs = minirt::container::runtime::cgroup_of(inst, &row.id).procs_files();
+    req.join_cgroup(&minirt::container::runtime::cgroup_of(inst, &row.id));
     req.tty = a.tty;
     req.interactive = a.interactive;
     req.detach = a.detach;
