@@ -136,9 +136,9 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     // global threadgroup lock for writing, and unless another move came
     // just before, that waits out an RCU grace period (8..31 ms on this
     // kind of machine, for every exec but back-to-back ones).
+    let v2 = p.cgroup_v2.as_ref().map(|(_, f)| f.as_fd());
     // SAFETY: this helper is single-threaded (a fork); the child ends in
     // exec or _exit (child_main), never returning here.
-    let v2 = p.cgroup_v2.as_ref().map(|(_, f)| f.as_fd());
     match unsafe { super::clone::fork_into(CloneFlags::empty(), v2) } {
         Ok(super::clone::Forked::Child { in_cgroup }) => child_main(p, in_cgroup, spec),
         Ok(super::clone::Forked::Parent { pid: child, .. }) => {
