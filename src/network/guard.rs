@@ -31,6 +31,9 @@ const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_DELSET: u16 = 11;
 
+/// The longest a guardian goes without checking that it is still needed.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn pid_path(inst: &Instance) -> PathBuf {
     inst.run_root.join("fwguard.pid")
 }
@@ -192,7 +195,7 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
     let table = inst.nft_table();
     let mut buf = vec![0u8; 64 * 1024];
     let born = std::time::Instant::now();
-    let mut last_ns_check = born;
+    let mut last_check = born;
     loop {
         reap_children();
         // SAFETY: recv into our own buffer.
@@ -212,18 +215,28 @@ pub fn run(inst: &Instance) -> Result<(), NetworkError> {
                 tracing::warn!("restoring firewall rules: {e}");
             }
         }
-        // A young guardian may have been started by a `network create`
-        // whose row is not committed yet: it waits for it a while.
-        // A root that is gone is never coming back.
-        let root_gone = !inst.run_root.exists() || !inst.db_path().exists();
-        if root_gone
-            || (!has_networks(inst) && born.elapsed() >= std::time::Duration::from_secs(10))
-        {
-            break;
+        // Whether we are still needed: after a deletion in our table (the
+        // last `network rm` is one), when nothing came for a while (the
+        // receive timeout), and at least every CHECK_EVERY. Not after every
+        // notification: each `run` and `rm` sends about six (their element
+        // changes), and a look at the store after each cost 85 system calls
+        // and a query per `run`.
+        let quiet = n < 0;
+        let due = last_check.elapsed() >= CHECK_EVERY;
+        if dirty || quiet || due {
+            // A young guardian may have been started by a `network create`
+            // whose row is not committed yet: it waits for it a while.
+            // A root that is gone is never coming back.
+            let root_gone = !inst.run_root.exists() || !inst.db_path().exists();
+            if root_gone
+                || (!has_networks(inst) && born.elapsed() >= std::time::Duration::from_secs(10))
+            {
+                break;
+            }
         }
-        // At most every 5 s: a scan of /proc.
-        if last_ns_check.elapsed() >= std::time::Duration::from_secs(5) {
-            last_ns_check = std::time::Instant::now();
+        // A scan of /proc, at most every CHECK_EVERY.
+        if due {
+            last_check = std::time::Instant::now();
             if netns_orphaned() {
                 break;
             }
