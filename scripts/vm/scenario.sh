@@ -34,6 +34,12 @@ d=/sys/fs/cgroup$cg
 vals="$(cat $d/memory.max $d/memory.swap.max $d/cpu.max $d/pids.max 2>&1 | tr '\n' ' ')"
 check limits '[ -n "$cg" ] && [ "$vals" = "50331648 0 50000 100000 33 " ]' \
     "pid=$pid cgroup=$cg values=$vals $(cat /tmp/err)"
+# exec on a cgroup2-only host: the process is born in the container's
+# cgroup (its own namespace's root there), and counts there.
+out=$($M exec lim cat /proc/self/cgroup 2>&1); rc=$?
+$M exec -d lim sleep 600 >/dev/null 2>&1
+n=$(wc -l < $d/cgroup.procs 2>/dev/null)
+check exec-in-cgroup '[ $rc = 0 ] && [ "$out" = "0::/" ] && [ "$n" = 2 ]' "rc=$rc out=$out procs=$n"
 $M rm -f lim >/dev/null 2>&1
 check limits-dir-removed '[ -n "$cg" ] && [ ! -e "$d" ]' "$d is still there"
 

@@ -115,9 +115,18 @@ fn stats_no_stream_reads_the_cgroup() {
     assert_eq!(j["Name"], "s1");
     assert!(j["MemUsage"].as_str().unwrap().ends_with(" / 64MiB"), "{j}");
     assert!(j["CPUPerc"].as_str().unwrap().ends_with('%'), "{j}");
-    // Streaming: a line per refresh with --format, until Ctrl-C.
-    let mut streaming = h
-        .command(&["stats", "--format", "{{.Name}} {{.PIDs}}", "s1"])
+    // Streaming: a line per refresh with --format, until Ctrl-C. SIGINT at
+    // its default, as at a terminal, whatever this harness inherited (a
+    // background job of a non-interactive shell starts with it ignored).
+    let mut streaming = h.command(&["stats", "--format", "{{.Name}} {{.PIDs}}", "s1"]);
+    // SAFETY: signal(2) only, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut streaming, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut streaming = streaming
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
