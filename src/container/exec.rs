@@ -597,6 +597,15 @@ mod tests {
         }
     }
 
+    /// A stand-in container and a new cgroup directory under `base`
+    /// (removed on drop), with its name.
+    fn target_and_cgroup(base: &std::path::Path, tag: &str) -> (Target, Cgroup, String) {
+        let t = Target::start();
+        let name = format!("minirt-{tag}-{}", std::process::id());
+        std::fs::create_dir(base.join(&name)).unwrap();
+        (t, Cgroup(base.join(&name)), name)
+    }
+
     #[test]
     fn exec_joins_the_cgroup_but_the_caller_does_not() {
         let base = PathBuf::from("/sys/fs/cgroup/pids");
@@ -604,10 +613,7 @@ mod tests {
             eprintln!("skipped: needs root and the v1 pids hierarchy");
             return;
         }
-        let t = Target::start();
-        let name = format!("minirt-exec-test-{}", std::process::id());
-        std::fs::create_dir(base.join(&name)).unwrap();
-        let cg = Cgroup(base.join(&name));
+        let (t, cg, name) = target_and_cgroup(&base, "exec-test");
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "cat", "/proc/self/cgroup"]));
         req.cgroup_procs = vec![cg.0.join("cgroup.procs")];
         let (res, out) = run(req);
@@ -638,10 +644,7 @@ mod tests {
             eprintln!("skipped: needs root and a cgroup2 mount");
             return;
         };
-        let t = Target::start();
-        let name = format!("minirt-exec-v2-test-{}", std::process::id());
-        std::fs::create_dir(unified.join(&name)).unwrap();
-        let cg = Cgroup(unified.join(&name));
+        let (t, cg, name) = target_and_cgroup(&unified, "exec-v2-test");
         let script = "cat /proc/self/cgroup; echo pid=$$";
         let mut req = ExecRequest::new(t.pid, spec(&["busybox", "sh", "-c", script]));
         req.cgroup_v2 = Some(cg.0.clone());
