@@ -632,9 +632,9 @@ mod tests {
     }
 
     /// The process runs in the cgroup2 directory (born there: see
-    /// runtime::exec::helper_main) and in the pid namespace, its helper and
-    /// the caller stay where they were, and a missing directory fails before
-    /// anything runs.
+    /// runtime::exec::helper_main) and in the pid namespace, the caller
+    /// stays where it was, and a missing directory fails before anything
+    /// runs.
     #[test]
     fn exec_runs_in_the_cgroup2_directory() {
         let unified = crate::cgroups::Layout::detect()
@@ -660,7 +660,7 @@ mod tests {
         assert!(pid < 100, "not in the target's pid namespace: {out}");
         let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         assert!(!ours.contains(&name), "the caller must stay where it was");
-        // Nothing left in it: the helper was never moved there.
+        // Nothing left behind in it.
         assert_eq!(
             std::fs::read_to_string(cg.0.join("cgroup.procs")).unwrap(),
             ""
