@@ -111,9 +111,7 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
     // helper is single-threaded: it moves itself (no global lock, see
     // cgroups::join_self).
     for procs in &p.cgroup_procs {
-        if let Err(e) = crate::cgroups::join_self(procs) {
-            helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
-        }
+        join_or_fail(err_w, procs);
     }
     // The pid namespace alone here: setns(CLONE_NEWPID) places the children
     // made afterwards. The process is made before any other namespace is
@@ -124,12 +122,7 @@ pub(crate) fn helper_main(p: &Prepared, spec: &ProcessSpec, detach: bool) -> ! {
         .iter()
         .find(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
     {
-        if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
-            helper_fail(
-                err_w,
-                format!("enter the container's {flag:?} namespace: {e}"),
-            );
-        }
+        enter_or_fail(err_w, *flag, fd);
     }
     // Born in the cgroup2 directory (clone3's CLONE_INTO_CGROUP) rather
     // than moved there: a move through cgroup.procs takes the kernel's
@@ -182,6 +175,25 @@ fn container_pty() -> Option<(OwnedFd, OwnedFd)> {
     (pty::is_pty_master(m.as_fd()) && pty::is_tty(s.as_fd())).then_some((m, s))
 }
 
+/// Moves this (single-threaded) process into the cgroup of `procs`
+/// (cgroups::join_self), or reports the failure and exits.
+fn join_or_fail(err_w: BorrowedFd<'_>, procs: &std::path::Path) {
+    if let Err(e) = crate::cgroups::join_self(procs) {
+        helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
+    }
+}
+
+/// Enters the container's namespace `flag` (`fd`), or reports the failure
+/// and exits.
+fn enter_or_fail(err_w: BorrowedFd<'_>, flag: CloneFlags, fd: &OwnedFd) {
+    if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), flag) {
+        helper_fail(
+            err_w,
+            format!("enter the container's {flag:?} namespace: {e}"),
+        );
+    }
+}
+
 /// The exec'd process, in the container's pid namespace (and its cgroup2
 /// directory when `in_cgroup`): the rest of the container's cgroups and
 /// namespaces, its stdio or terminal, then `finish_and_exec`.
@@ -191,20 +203,13 @@ fn child_main(p: &Prepared, in_cgroup: bool, spec: &ProcessSpec) -> ! {
     // directory that refuses it): moved there, the slow way, while our
     // credentials and cgroup namespace are still the host's.
     if let (false, Some((procs, _))) = (in_cgroup, &p.cgroup_v2) {
-        if let Err(e) = crate::cgroups::join_self(procs) {
-            helper_fail(err_w, format!("join cgroup {}: {e}", procs.display()));
-        }
+        join_or_fail(err_w, procs);
     }
     for (flag, fd) in &p.namespaces {
         if *flag == CloneFlags::CLONE_NEWPID {
             continue; // entered by the helper: we were born in it
         }
-        if let Err(e) = super::sys::Sys::setns(&super::sys::RealSys, fd.as_fd(), *flag) {
-            helper_fail(
-                err_w,
-                format!("enter the container's {flag:?} namespace: {e}"),
-            );
-        }
+        enter_or_fail(err_w, *flag, fd);
     }
     let slave = match &p.child_io {
         ChildIo::Pty { fallback, sock } => {
