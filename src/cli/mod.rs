@@ -8,6 +8,7 @@ mod events;
 mod format;
 mod healthcheck;
 mod image;
+mod lazy;
 mod network;
 pub mod oci;
 mod output;
@@ -17,6 +18,7 @@ mod template;
 mod volume;
 
 use clap::{Args, Parser, Subcommand};
+use lazy::Lazy;
 use minirt::Instance;
 use std::path::PathBuf;
 
@@ -65,101 +67,101 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create and start a container from an image.
-    Run(container::RunArgs),
+    Run(Lazy<container::RunArgs>),
     /// Create a container without starting it.
-    Create(container::RunArgs),
+    Create(Lazy<container::RunArgs>),
     /// Start one or more stopped containers.
-    Start(container::StartArgs),
+    Start(Lazy<container::StartArgs>),
     /// Run a command in a running container.
-    Exec(container::ExecArgs),
+    Exec(Lazy<container::ExecArgs>),
     /// List containers.
-    Ps(container::PsArgs),
+    Ps(Lazy<container::PsArgs>),
     /// Show low-level information on containers.
-    Inspect(container::InspectArgs),
+    Inspect(Lazy<container::InspectArgs>),
     /// Fetch the logs of a container.
-    Logs(container::LogsArgs),
+    Logs(Lazy<container::LogsArgs>),
     /// Attach local standard input, output, and error streams to a running container.
-    Attach(container::AttachArgs),
+    Attach(Lazy<container::AttachArgs>),
     /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
-    Stop(container::StopArgs),
+    Stop(Lazy<container::StopArgs>),
     /// Send a signal to running containers.
-    Kill(container::KillArgs),
+    Kill(Lazy<container::KillArgs>),
     /// Remove containers.
-    Rm(container::RmArgs),
+    Rm(Lazy<container::RmArgs>),
     /// Load images from a `docker save` or OCI image-layout archive.
-    Load(image::LoadArgs),
+    Load(Lazy<image::LoadArgs>),
     /// Save images to a tar archive (docker-archive or oci-archive).
-    Save(image::SaveArgs),
+    Save(Lazy<image::SaveArgs>),
     /// Import a flat root filesystem tarball as an image.
-    Import(image::ImportArgs),
+    Import(Lazy<image::ImportArgs>),
     /// List images.
-    Images(image::ImagesArgs),
+    Images(Lazy<image::ImagesArgs>),
     /// Remove images.
-    Rmi(image::RmiArgs),
+    Rmi(Lazy<image::RmiArgs>),
     /// Pull an image from a registry.
-    Pull(registry::PullArgs),
+    Pull(Lazy<registry::PullArgs>),
     /// Push an image to a registry.
-    Push(registry::PushArgs),
+    Push(Lazy<registry::PushArgs>),
     /// Log in to a registry (credentials in Docker's config.json).
-    Login(registry::LoginArgs),
+    Login(Lazy<registry::LoginArgs>),
     /// Log out from a registry.
-    Logout(registry::LogoutArgs),
+    Logout(Lazy<registry::LogoutArgs>),
     /// Create a tag TARGET that refers to SOURCE.
-    Tag(registry::TagArgs),
+    Tag(Lazy<registry::TagArgs>),
     /// Show the history of an image.
-    History(image::HistoryArgs),
+    History(Lazy<image::HistoryArgs>),
     /// Manage images.
     #[command(subcommand)]
-    Image(ImageCommand),
+    Image(Lazy<ImageCommand>),
     /// Manage networks.
     #[command(subcommand)]
-    Network(network::NetworkCommand),
+    Network(Lazy<network::NetworkCommand>),
     /// Manage volumes.
     #[command(subcommand)]
-    Volume(volume::VolumeCommand),
+    Volume(Lazy<volume::VolumeCommand>),
     /// Manage minirt itself.
     #[command(subcommand)]
-    System(SystemCommand),
+    System(Lazy<SystemCommand>),
     /// List port mappings of a container.
-    Port(container::PortArgs),
+    Port(Lazy<container::PortArgs>),
     /// Block until containers stop, then print their exit codes.
-    Wait(container::WaitArgs),
+    Wait(Lazy<container::WaitArgs>),
     /// Rename a container.
-    Rename(container::RenameArgs),
+    Rename(Lazy<container::RenameArgs>),
     /// Display the running processes of a container.
-    Top(container::TopArgs),
+    Top(Lazy<container::TopArgs>),
     /// Restart containers.
-    Restart(container::RestartArgs),
+    Restart(Lazy<container::RestartArgs>),
     /// Run a container's health check now (Podman's command).
     #[command(subcommand)]
-    Healthcheck(healthcheck::HealthcheckCommand),
+    Healthcheck(Lazy<healthcheck::HealthcheckCommand>),
     /// Copy files between a container and the host (`-` for a tar stream).
-    Cp(container::CpArgs),
+    Cp(Lazy<container::CpArgs>),
     /// Display resource usage of containers (--no-stream).
-    Stats(container::StatsArgs),
+    Stats(Lazy<container::StatsArgs>),
     /// Change the limits of containers (memory, CPUs, pids).
-    Update(container::UpdateArgs),
+    Update(Lazy<container::UpdateArgs>),
     /// Inspect changes to files or directories on a container's filesystem.
-    Diff(container::DiffArgs),
+    Diff(Lazy<container::DiffArgs>),
     /// Export a container's filesystem as a tar archive.
-    Export(container::ExportArgs),
+    Export(Lazy<container::ExportArgs>),
     /// Pause all processes within containers.
-    Pause(container::PauseArgs),
+    Pause(Lazy<container::PauseArgs>),
     /// Unpause all processes within containers.
-    Unpause(container::PauseArgs),
+    Unpause(Lazy<container::PauseArgs>),
     /// Show the minirt version.
-    Version(system::VersionArgs),
+    Version(Lazy<system::VersionArgs>),
     /// Display system-wide information.
-    Info(system::InfoArgs),
+    Info(Lazy<system::InfoArgs>),
     /// Manage containers (Docker's management-group spelling).
     #[command(subcommand)]
-    Container(container::ContainerCommand),
+    Container(Lazy<container::ContainerCommand>),
     /// Create a new image from a container's changes.
-    Commit(commit::CommitArgs),
+    Commit(Lazy<commit::CommitArgs>),
     /// Get real time events (and past ones with --since/--until).
-    Events(events::EventsArgs),
+    Events(Lazy<events::EventsArgs>),
     /// Print a shell completion script (bash, zsh, fish ...).
-    Completion(system::CompletionArgs),
+    Completion(Lazy<system::CompletionArgs>),
     /// Writes man pages into a directory (used by scripts/setup).
     #[command(name = "__man", hide = true)]
     Man { dir: PathBuf },
@@ -359,11 +361,14 @@ fn command_path(args: &[String]) -> String {
             continue;
         }
         match cmd.find_subcommand(a) {
-            Some(sub) => {
+            // (clap's own `help` subcommand, which building adds, is no step.)
+            Some(sub) if sub.get_name() != "help" => {
                 path.push(sub.get_name().to_string());
                 cmd = sub.clone();
+                // Its own subcommands may be defined lazily (cli::lazy).
+                cmd.build();
             }
-            None => break,
+            _ => break,
         }
     }
     path.join(" ")
@@ -406,8 +411,8 @@ fn prints_only(c: &Command) -> bool {
             | Command::Inspect(_)
             | Command::Logs(_)
             | Command::Images(_)
-            | Command::Network(network::NetworkCommand::Ls(_))
-            | Command::Network(network::NetworkCommand::Inspect(_))
+            | Command::Network(Lazy(network::NetworkCommand::Ls(_)))
+            | Command::Network(Lazy(network::NetworkCommand::Inspect(_)))
             | Command::Port(_)
             | Command::Top(_)
             | Command::Stats(_)
@@ -417,11 +422,11 @@ fn prints_only(c: &Command) -> bool {
             | Command::Info(_)
             | Command::Completion(_)
             | Command::Events(_)
-            | Command::System(SystemCommand::Df(_))
-            | Command::System(SystemCommand::Events(_))
-            | Command::Container(container::ContainerCommand::Ls(_))
-            | Command::Container(container::ContainerCommand::Inspect(_))
-            | Command::Container(container::ContainerCommand::Logs(_))
+            | Command::System(Lazy(SystemCommand::Df(_)))
+            | Command::System(Lazy(SystemCommand::Events(_)))
+            | Command::Container(Lazy(container::ContainerCommand::Ls(_)))
+            | Command::Container(Lazy(container::ContainerCommand::Inspect(_)))
+            | Command::Container(Lazy(container::ContainerCommand::Logs(_)))
     )
 }
 
@@ -444,8 +449,8 @@ fn dispatch(cli: Cli) -> CliResult {
     match &cli.command {
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => {
             return match cli.command {
-                Command::Version(a) => system::version(a),
-                Command::Completion(a) => system::completion(a),
+                Command::Version(Lazy(a)) => system::version(a),
+                Command::Completion(Lazy(a)) => system::completion(a),
                 Command::Man { dir } => system::man_pages(&dir),
                 _ => Ok(0),
             }
@@ -454,57 +459,57 @@ fn dispatch(cli: Cli) -> CliResult {
     }
     let inst = instance(&cli)?;
     match cli.command {
-        Command::Run(a) => container::run(&inst, a),
-        Command::Create(a) => container::create(&inst, a),
-        Command::Start(a) => container::start(&inst, a),
-        Command::Exec(a) => container::exec(&inst, a),
-        Command::Ps(a) => container::ps(&inst, a),
-        Command::Inspect(a) => container::inspect(&inst, a),
-        Command::Logs(a) => container::logs(&inst, a),
-        Command::Attach(a) => container::attach(&inst, a),
-        Command::Stop(a) => container::stop(&inst, a),
-        Command::Kill(a) => container::kill(&inst, a),
-        Command::Rm(a) => container::rm(&inst, a),
-        Command::Load(a) => image::load(&inst, a),
-        Command::Save(a) => image::save(&inst, a),
-        Command::Import(a) => image::import(&inst, a),
-        Command::Images(a) => image::images(&inst, a),
-        Command::Rmi(a) => image::rmi(&inst, a),
-        Command::Pull(a) => registry::pull_cmd(&inst, a),
-        Command::Push(a) => registry::push_cmd(&inst, a),
-        Command::Login(a) => registry::login(&inst, a),
-        Command::Logout(a) => registry::logout(&inst, a),
-        Command::Tag(a) => registry::tag(&inst, a),
-        Command::History(a) => image::history(&inst, a),
-        Command::Image(ImageCommand::Inspect(a)) => image::inspect(&inst, a),
-        Command::Image(ImageCommand::History(a)) => image::history(&inst, a),
-        Command::Image(ImageCommand::Pull(a)) => registry::pull_cmd(&inst, a),
-        Command::Image(ImageCommand::Push(a)) => registry::push_cmd(&inst, a),
-        Command::Image(ImageCommand::Save(a)) => image::save(&inst, a),
-        Command::Image(ImageCommand::Tag(a)) => registry::tag(&inst, a),
-        Command::Image(ImageCommand::Prune(a)) => image::prune(&inst, a),
-        Command::Network(c) => network::dispatch(&inst, c),
-        Command::Volume(c) => volume::dispatch(&inst, c),
-        Command::System(SystemCommand::Prune(_)) => container::system_prune(&inst),
-        Command::System(SystemCommand::Df(a)) => df::df(&inst, a),
-        Command::System(SystemCommand::Events(a)) => events::events(&inst, a),
-        Command::Port(a) => container::port(&inst, a),
-        Command::Wait(a) => container::wait(&inst, a),
-        Command::Rename(a) => container::rename(&inst, a),
-        Command::Top(a) => container::top(&inst, a),
-        Command::Restart(a) => container::restart(&inst, a),
-        Command::Cp(a) => container::cp(&inst, a),
-        Command::Stats(a) => container::stats_cmd(&inst, a),
-        Command::Update(a) => container::update_cmd(&inst, a),
-        Command::Diff(a) => container::diff_cmd(&inst, a),
-        Command::Export(a) => container::export(&inst, a),
-        Command::Pause(a) => container::pause(&inst, a),
-        Command::Unpause(a) => container::unpause(&inst, a),
-        Command::Info(a) => system::info(&inst, a),
-        Command::Events(a) => events::events(&inst, a),
-        Command::Commit(a) => commit::commit(&inst, a),
-        Command::Healthcheck(c) => healthcheck::dispatch(&inst, c),
-        Command::Container(c) => container::dispatch_group(&inst, c),
+        Command::Run(Lazy(a)) => container::run(&inst, a),
+        Command::Create(Lazy(a)) => container::create(&inst, a),
+        Command::Start(Lazy(a)) => container::start(&inst, a),
+        Command::Exec(Lazy(a)) => container::exec(&inst, a),
+        Command::Ps(Lazy(a)) => container::ps(&inst, a),
+        Command::Inspect(Lazy(a)) => container::inspect(&inst, a),
+        Command::Logs(Lazy(a)) => container::logs(&inst, a),
+        Command::Attach(Lazy(a)) => container::attach(&inst, a),
+        Command::Stop(Lazy(a)) => container::stop(&inst, a),
+        Command::Kill(Lazy(a)) => container::kill(&inst, a),
+        Command::Rm(Lazy(a)) => container::rm(&inst, a),
+        Command::Load(Lazy(a)) => image::load(&inst, a),
+        Command::Save(Lazy(a)) => image::save(&inst, a),
+        Command::Import(Lazy(a)) => image::import(&inst, a),
+        Command::Images(Lazy(a)) => image::images(&inst, a),
+        Command::Rmi(Lazy(a)) => image::rmi(&inst, a),
+        Command::Pull(Lazy(a)) => registry::pull_cmd(&inst, a),
+        Command::Push(Lazy(a)) => registry::push_cmd(&inst, a),
+        Command::Login(Lazy(a)) => registry::login(&inst, a),
+        Command::Logout(Lazy(a)) => registry::logout(&inst, a),
+        Command::Tag(Lazy(a)) => registry::tag(&inst, a),
+        Command::History(Lazy(a)) => image::history(&inst, a),
+        Command::Image(Lazy(ImageCommand::Inspect(a))) => image::inspect(&inst, a),
+        Command::Image(Lazy(ImageCommand::History(a))) => image::history(&inst, a),
+        Command::Image(Lazy(ImageCommand::Pull(a))) => registry::pull_cmd(&inst, a),
+        Command::Image(Lazy(ImageCommand::Push(a))) => registry::push_cmd(&inst, a),
+        Command::Image(Lazy(ImageCommand::Save(a))) => image::save(&inst, a),
+        Command::Image(Lazy(ImageCommand::Tag(a))) => registry::tag(&inst, a),
+        Command::Image(Lazy(ImageCommand::Prune(a))) => image::prune(&inst, a),
+        Command::Network(Lazy(c)) => network::dispatch(&inst, c),
+        Command::Volume(Lazy(c)) => volume::dispatch(&inst, c),
+        Command::System(Lazy(SystemCommand::Prune(_))) => container::system_prune(&inst),
+        Command::System(Lazy(SystemCommand::Df(a))) => df::df(&inst, a),
+        Command::System(Lazy(SystemCommand::Events(a))) => events::events(&inst, a),
+        Command::Port(Lazy(a)) => container::port(&inst, a),
+        Command::Wait(Lazy(a)) => container::wait(&inst, a),
+        Command::Rename(Lazy(a)) => container::rename(&inst, a),
+        Command::Top(Lazy(a)) => container::top(&inst, a),
+        Command::Restart(Lazy(a)) => container::restart(&inst, a),
+        Command::Cp(Lazy(a)) => container::cp(&inst, a),
+        Command::Stats(Lazy(a)) => container::stats_cmd(&inst, a),
+        Command::Update(Lazy(a)) => container::update_cmd(&inst, a),
+        Command::Diff(Lazy(a)) => container::diff_cmd(&inst, a),
+        Command::Export(Lazy(a)) => container::export(&inst, a),
+        Command::Pause(Lazy(a)) => container::pause(&inst, a),
+        Command::Unpause(Lazy(a)) => container::unpause(&inst, a),
+        Command::Info(Lazy(a)) => system::info(&inst, a),
+        Command::Events(Lazy(a)) => events::events(&inst, a),
+        Command::Commit(Lazy(a)) => commit::commit(&inst, a),
+        Command::Healthcheck(Lazy(c)) => healthcheck::dispatch(&inst, c),
+        Command::Container(Lazy(c)) => container::dispatch_group(&inst, c),
         Command::Version(_) | Command::Completion(_) | Command::Man { .. } => Ok(0),
         Command::Finish { id, code } => {
             minirt::container::monitor::after_exit(&inst, &id, code)?;
@@ -560,14 +565,14 @@ mod tests {
 
     #[test]
     fn flags_after_the_image_belong_to_the_command() {
-        let Command::Run(a) = parse(&["run", "--rm", "busybox", "ls", "-l", "--x"])
+        let Command::Run(Lazy(a)) = parse(&["run", "--rm", "busybox", "ls", "-l", "--x"])
             .unwrap()
             .command
         else {
             panic!("not run")
         };
         assert_eq!(a.image_and_cmd, ["busybox", "ls", "-l", "--x"]);
-        let Command::Exec(a) = parse(&["exec", "web", "ls", "-la"]).unwrap().command else {
+        let Command::Exec(Lazy(a)) = parse(&["exec", "web", "ls", "-la"]).unwrap().command else {
             panic!("not exec")
         };
         assert_eq!(a.container_and_cmd, ["web", "ls", "-la"]);

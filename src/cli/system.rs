@@ -195,6 +195,7 @@ pub fn info(inst: &Instance, a: InfoArgs) -> CliResult {
 
 pub fn completion(a: CompletionArgs) -> CliResult {
     use clap::CommandFactory;
+    super::lazy::eager();
     let mut cmd = super::Cli::command();
     clap_complete::generate(a.shell, &mut cmd, "minirt", &mut std::io::stdout());
     Ok(0)
@@ -208,6 +209,7 @@ pub fn man_pages(dir: &std::path::Path) -> CliResult {
         message: format!("writing man pages to {}: {e}", dir.display()),
     };
     std::fs::create_dir_all(dir).map_err(io)?;
+    super::lazy::eager();
     let cmd = super::Cli::command();
     fn walk(
         cmd: &clap::Command,

@@ -74,8 +74,9 @@ fn lookup_1(inst: &Instance, key: &str) -> Result<containers::ContainerRow, CliE
     })
 }
 
-/// `minirt container …`: Docker's management-group spellings of the
-/// container commands.
+// `minirt container …`: Docker's management-group spellings of the
+// container commands. (A plain comment: a doc comment would become the
+// group's help text, over the one `cli::Command::Container` gives it.)
 #[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum ContainerCommand {
