@@ -153,6 +153,10 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
     let Some(p) = Podman::new() else { return };
     let cg = p.cgroup_parent();
     // `script` gives podman a pty of its own, as a user's terminal would.
+    // The container prints only after a line typed on that terminal has
+    // reached it (`read` must succeed): podman forwards input only once it
+    // is attached, and output written before that can be lost (podman's
+    // own tests of `run -it` work around the same race with a sleep).
     let inner: Vec<String> = p
         .command(&[
             "run",
@@ -162,7 +166,7 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
             "busybox",
             "sh",
             "-c",
-            "tty; echo tty-ok",
+            "read line && tty && echo tty-ok",
         ])
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
@@ -176,7 +180,19 @@ fn run_it_gets_a_terminal_through_the_console_socket() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let o = cmd("script", &["-qec", &line, "/dev/null"]);
+    let mut script = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    {
+        use std::io::Write;
+        let mut typed = script.stdin.take().expect("script's stdin");
+        typed.write_all(b"go\n").expect("type a line");
+    }
+    let o = script.wait_with_output().expect("script");
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
     assert!(
